@@ -1,0 +1,70 @@
+"""Decode audio files to mono float waveforms at a fixed sample rate, refusing bad clips."""
+
+from __future__ import annotations
+
+import re
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional as AF
+
+from c2f.data.errors import DataError
+
+SILENCE_PEAK = 1e-8
+# libsndfile logs "data : <declared> (should be <actual>)" when a WAV/AIFF data chunk is cut short.
+_SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the size unset; not a truncation
+
+
+def _declared_short(extra_info: str) -> bool:
+    """Whether libsndfile's header log says the data chunk holds fewer bytes than declared."""
+    for declared, actual in _SHORT_CHUNK.findall(extra_info):
+        if int(declared) not in _UNKNOWN_SIZES and int(declared) > int(actual):
+            return True
+    return False
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Read all frames as float32 [frames, channels], raising DataError for unusable files."""
+    if not path.is_file():
+        raise DataError(f"{path}: audio file not found; fix the manifest entry or restore the file")
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            header_frames, rate, extra = f.frames, f.samplerate, f.extra_info
+            data = f.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        raise DataError(
+            f"{path}: cannot decode audio ({e}); the file is corrupt or truncated, re-encode or drop it"
+        ) from e
+    if _declared_short(extra) or data.shape[0] < header_frames:
+        raise DataError(
+            f"{path}: truncated audio (header declares more data than the file holds, "
+            f"{data.shape[0]} frames decodable); re-download/re-encode it or drop it"
+        )
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: zero-length audio (0 frames); drop it from the manifest")
+    if not np.isfinite(data).all():
+        raise DataError(f"{path}: audio contains NaN or Inf samples; re-encode it or drop it")
+    if float(np.abs(data).max()) < SILENCE_PEAK:
+        raise DataError(f"{path}: audio is all silent (peak < {SILENCE_PEAK}); drop it from the manifest")
+    return data, rate
+
+
+def load_waveform(path: str | PathLike[str], sample_rate: int = 16000) -> torch.Tensor:
+    """Decode a file to a mono float32 tensor [1, L] at sample_rate."""
+    data, rate = _decode(Path(path))
+    wave = torch.from_numpy(data.mean(axis=1, dtype=np.float32)).unsqueeze(0)
+    if rate != sample_rate:
+        wave = AF.resample(wave, orig_freq=rate, new_freq=sample_rate)
+    return wave
+
+
+def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Zero-pad at the end or keep the first num_samples along the last axis."""
+    length = wave.shape[-1]
+    if length >= num_samples:
+        return wave[..., :num_samples]
+    return torch.nn.functional.pad(wave, (0, num_samples - length))

@@ -1,0 +1,177 @@
+"""AST-format manifests (JSON) and class label CSVs, validated up front."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, replace
+from os import PathLike
+from pathlib import Path
+
+import soundfile
+
+from c2f.data.errors import DataError
+
+CSV_HEADER = ["index", "mid", "display_name"]
+ON_BAD_CHOICES = ("fail", "skip")
+MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One manifest entry: an audio file and its class indices."""
+
+    path: Path
+    label_ids: tuple[int, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: clips plus the class names of its label CSV."""
+
+    path: Path
+    clips: list[Clip]
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes in the label CSV."""
+        return len(self.class_names)
+
+
+def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[str]]:
+    """Read AST's class_labels_indices.csv into (mid -> index, index -> display name)."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise DataError(f"{path}: label CSV not found; pass the path of class_labels_indices.csv")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot parse label CSV ({e}); save it as UTF-8 CSV") from e
+    if not rows or [c.strip() for c in rows[0]] != CSV_HEADER:
+        got = ",".join(rows[0]) if rows else "an empty file"
+        raise DataError(f"{path}: label CSV header must be 'index,mid,display_name', got {got!r}")
+    mids: dict[str, int] = {}
+    names: dict[int, str] = {}
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise DataError(
+                f"{path}:{lineno}: expected 3 columns (index,mid,display_name), got {len(row)}; "
+                "quote display names that contain commas"
+            )
+        index_text, mid, name = (c.strip() for c in row)
+        try:
+            index = int(index_text)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: index {index_text!r} is not an integer") from None
+        if index in names:
+            raise DataError(f"{path}:{lineno}: duplicate index {index}; each index must appear once")
+        if not mid:
+            raise DataError(f"{path}:{lineno}: empty mid; every class needs a unique mid")
+        if mid in mids:
+            raise DataError(f"{path}:{lineno}: duplicate mid {mid!r}; each mid must appear once")
+        mids[mid] = index
+        names[index] = name
+    if not names:
+        raise DataError(f"{path}: label CSV has no classes; add one row per class")
+    missing = sorted(set(range(len(names))) - set(names))
+    if missing:
+        raise DataError(
+            f"{path}: indices must be 0..{len(names) - 1} without gaps; missing {missing[:10]}"
+        )
+    return mids, [names[i] for i in range(len(names))]
+
+
+def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[str, int]) -> Clip:
+    """Validate one manifest entry and turn it into a Clip."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: data[{i}] is not an object; use {{'wav': ..., 'labels': ...}}")
+    for key in ("wav", "labels"):
+        if key not in entry:
+            raise DataError(f"{path}: data[{i}] has no {key!r} key; every entry needs 'wav' and 'labels'")
+    wav, labels = entry["wav"], entry["labels"]
+    if not isinstance(wav, str) or not wav.strip():
+        raise DataError(f"{path}: data[{i}] 'wav' must be a non-empty path string, got {wav!r}")
+    if not isinstance(labels, str):
+        raise DataError(f"{path}: data[{i}] 'labels' must be a string of comma-separated mids, got {labels!r}")
+    parts = [p.strip() for p in labels.split(",") if p.strip()]
+    if not parts:
+        raise DataError(f"{path}: data[{i}] has empty labels; give at least one mid from {csv_path}")
+    for part in parts:
+        if part not in mids:
+            raise DataError(
+                f"{path}: data[{i}] has unknown label {part!r} not in {csv_path}; "
+                "fix the label or add it to the CSV"
+            )
+    ids = tuple(dict.fromkeys(mids[p] for p in parts))
+    wav_path = Path(wav).expanduser()
+    if not wav_path.is_absolute():
+        wav_path = path.parent / wav_path
+    return Clip(path=wav_path.resolve(), label_ids=ids, line=i)
+
+
+def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str]) -> Manifest:
+    """Load and validate an AST-format manifest against its label CSV."""
+    path = Path(json_path).resolve()
+    csv_path = Path(labels_csv).resolve()
+    mids, class_names = read_label_csv(csv_path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found; check the dataset's manifest path")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}; fix the syntax there"
+        ) from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e}); save the manifest as UTF-8 JSON") from e
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise DataError(f'{path}: no "data" key; the format is {{"data": [{{"wav": ..., "labels": ...}}]}}')
+    data = doc["data"]
+    if not isinstance(data, list):
+        raise DataError(f'{path}: "data" must be a list of entries, got {type(data).__name__}')
+    if not data:
+        raise DataError(f'{path}: manifest is empty ("data" has no entries); add clips or fix the path')
+    clips = [_parse_entry(entry, i, path, csv_path, mids) for i, entry in enumerate(data)]
+    return Manifest(path=path, clips=clips, class_names=class_names)
+
+
+def _problem(clip: Clip) -> str | None:
+    """Why a clip's file is unusable (cheap header check), or None if it looks fine."""
+    if not clip.path.is_file():
+        return "file not found"
+    try:
+        info = soundfile.info(str(clip.path))
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        return f"unreadable audio header ({e})"
+    if info.frames <= 0:
+        return "zero-length audio (0 frames)"
+    return None
+
+
+def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, list[str]]:
+    """Check every clip's file header; fail on bad files or drop them ('skip')."""
+    if on_bad not in ON_BAD_CHOICES:
+        raise ValueError(f"on_bad must be one of {ON_BAD_CHOICES}, got {on_bad!r}")
+    good: list[Clip] = []
+    bad: list[str] = []
+    for clip in manifest.clips:
+        reason = _problem(clip)
+        if reason is None:
+            good.append(clip)
+        else:
+            bad.append(f"{clip.path} (data[{clip.line}]): {reason}")
+    if bad and on_bad == "fail":
+        listed = "\n  ".join(bad[:MAX_LISTED])
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise DataError(
+            f"{manifest.path}: {len(bad)} of {len(manifest.clips)} audio files are bad:\n  {listed}{more}\n"
+            "Fix or remove them, or set on_bad='skip' to train without them."
+        )
+    if not good:
+        raise DataError(f"{manifest.path}: all {len(bad)} audio files are bad; nothing left to train on")
+    return replace(manifest, clips=good), bad

@@ -1,0 +1,177 @@
+"""Manifest and label-CSV loading: good round trips and every malformed case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from c2f.data import DataError, check_files, load_manifest, read_label_csv
+
+CSV = 'index,mid,display_name\n0,/m/dog,Dog\n1,/m/cat,"Cat, domestic"\n2,/m/car,Car\n'
+
+
+def write_csv(folder: Path, text: str = CSV) -> Path:
+    """Write a label CSV and return its path."""
+    path = folder / "class_labels_indices.csv"
+    path.write_text(text)
+    return path
+
+
+def write_manifest(folder: Path, data: object, name: str = "train.json") -> Path:
+    """Write a manifest JSON document and return its path."""
+    path = folder / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def write_wav(path: Path, seconds: float = 0.1) -> Path:
+    """Write a short non-silent 16 kHz WAV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(16000 * seconds)) / 16000
+    soundfile.write(path, 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
+    return path
+
+
+def test_label_csv_reads_quoted_names(tmp_path: Path) -> None:
+    mids, names = read_label_csv(write_csv(tmp_path))
+    assert mids == {"/m/dog": 0, "/m/cat": 1, "/m/car": 2}
+    assert names == ["Dog", "Cat, domestic", "Car"]
+
+
+def test_label_csv_orders_names_by_index(tmp_path: Path) -> None:
+    mids, names = read_label_csv(write_csv(tmp_path, "index,mid,display_name\n1,/m/b,B\n0,/m/a,A\n"))
+    assert mids == {"/m/a": 0, "/m/b": 1}
+    assert names == ["A", "B"]
+
+
+def test_good_manifest_round_trip(tmp_path: Path) -> None:
+    absolute = tmp_path / "elsewhere" / "abs.wav"
+    data = {
+        "data": [
+            {"wav": "audio/a.wav", "labels": "/m/dog"},
+            {"wav": str(absolute), "labels": "/m/cat, /m/car", "extra": 7},
+        ]
+    }
+    sub = tmp_path / "lists"
+    sub.mkdir()
+    m = load_manifest(write_manifest(sub, data), write_csv(tmp_path))
+    assert m.num_classes == 3
+    assert m.class_names[1] == "Cat, domestic"
+    assert m.clips[0].path == sub / "audio" / "a.wav"
+    assert m.clips[0].label_ids == (0,)
+    assert m.clips[1].path == absolute
+    assert m.clips[1].label_ids == (1, 2)
+    assert [c.line for c in m.clips] == [0, 1]
+
+
+BAD_MANIFESTS = [
+    ({"items": []}, ["train.json", '"data"']),
+    ({"data": {"wav": "a.wav"}}, ["train.json", "list"]),
+    ({"data": []}, ["train.json", "empty"]),
+    ({"data": [{"wav": "a.wav", "labels": "/m/dog"}, {"labels": "/m/dog"}]}, ["train.json", "data[1]", "'wav'"]),
+    ({"data": [{"wav": "a.wav"}]}, ["train.json", "data[0]", "'labels'"]),
+    ({"data": [{"wav": "a.wav", "labels": " , "}]}, ["train.json", "data[0]", "empty labels"]),
+    (
+        {"data": [{"wav": "a.wav", "labels": "/m/dog"}] * 3 + [{"wav": "b.wav", "labels": "/m/dog,/m/cow"}]},
+        ["train.json", "data[3]", "/m/cow", "class_labels_indices.csv"],
+    ),
+    ({"data": ["a.wav"]}, ["train.json", "data[0]"]),
+]
+
+
+@pytest.mark.parametrize(("data", "needles"), BAD_MANIFESTS)
+def test_bad_manifest_names_file_and_entry(tmp_path: Path, data: object, needles: list[str]) -> None:
+    with pytest.raises(DataError) as err:
+        load_manifest(write_manifest(tmp_path, data), write_csv(tmp_path))
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_invalid_json_gives_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "train.json"
+    path.write_text('{"data": [\n  {"wav": "a.wav", "labels": "/m/dog"}\n  {"wav": "b.wav"}\n]}')
+    with pytest.raises(DataError, match=r"train\.json: invalid JSON at line 3 column 3"):
+        load_manifest(path, write_csv(tmp_path))
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope.json: manifest not found"):
+        load_manifest(tmp_path / "nope.json", write_csv(tmp_path))
+
+
+BAD_CSVS = [
+    ("", "header"),
+    ("idx,mid,name\n0,/m/a,A\n", "header"),
+    ("index,mid,display_name\n", "no classes"),
+    ("index,mid,display_name\n0,/m/a,A\n0,/m/b,B\n", ":3: duplicate index 0"),
+    ("index,mid,display_name\n0,/m/a,A\n1,/m/a,B\n", ":3: duplicate mid '/m/a'"),
+    ("index,mid,display_name\n0,/m/a,Cat, domestic\n", ":2: expected 3 columns"),
+    ("index,mid,display_name\nzero,/m/a,A\n", ":2: index 'zero'"),
+    ("index,mid,display_name\n0,/m/a,A\n2,/m/b,B\n", "missing [1]"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), BAD_CSVS)
+def test_bad_label_csv(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(DataError) as err:
+        read_label_csv(write_csv(tmp_path, text))
+    assert "class_labels_indices.csv" in str(err.value)
+    assert needle in str(err.value)
+
+
+def test_missing_label_csv(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="labels.csv: label CSV not found"):
+        read_label_csv(tmp_path / "labels.csv")
+
+
+def make_mixed_manifest(tmp_path: Path, num_missing: int = 1) -> Path:
+    """A manifest with two good WAVs, an empty WAV, a corrupt file and missing files."""
+    write_wav(tmp_path / "good1.wav")
+    write_wav(tmp_path / "good2.wav")
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF....not really a wav file at all")
+    names = ["good1.wav", "empty.wav", "corrupt.wav", "good2.wav"]
+    names += [f"missing{i}.wav" for i in range(num_missing)]
+    return write_manifest(tmp_path, {"data": [{"wav": n, "labels": "/m/dog"} for n in names]})
+
+
+def test_check_files_skip_drops_bad_files_with_reasons(tmp_path: Path) -> None:
+    m = load_manifest(make_mixed_manifest(tmp_path), write_csv(tmp_path))
+    kept, bad = check_files(m, on_bad="skip")
+    assert [c.path.name for c in kept.clips] == ["good1.wav", "good2.wav"]
+    assert [c.line for c in kept.clips] == [0, 3]
+    assert len(m.clips) == 5  # the input manifest is untouched
+    assert len(bad) == 3
+    by_name = {Path(b.split(" ")[0]).name: b for b in bad}
+    assert "zero-length" in by_name["empty.wav"]
+    assert "unreadable" in by_name["corrupt.wav"]
+    assert "not found" in by_name["missing0.wav"]
+
+
+def test_check_files_fail_lists_at_most_ten(tmp_path: Path) -> None:
+    m = load_manifest(make_mixed_manifest(tmp_path, num_missing=12), write_csv(tmp_path))
+    with pytest.raises(DataError) as err:
+        check_files(m)
+    text = str(err.value)
+    assert "14 of 16 audio files are bad" in text
+    assert "empty.wav" in text and "corrupt.wav" in text
+    assert "... and 4 more" in text
+    assert text.count("missing") == 8
+    assert "on_bad='skip'" in text
+
+
+def test_check_files_passes_good_manifest(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a.wav")
+    m = load_manifest(write_manifest(tmp_path, {"data": [{"wav": "a.wav", "labels": "/m/car"}]}), write_csv(tmp_path))
+    assert check_files(m) == (m, [])
+
+
+def test_check_files_rejects_unknown_mode(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a.wav")
+    m = load_manifest(write_manifest(tmp_path, {"data": [{"wav": "a.wav", "labels": "/m/car"}]}), write_csv(tmp_path))
+    with pytest.raises(ValueError, match="'fail', 'skip'"):
+        check_files(m, on_bad="ignore")
