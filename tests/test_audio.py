@@ -30,7 +30,9 @@ def test_stereo_is_downmixed_to_mean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("rate", "seconds"), [(44100, 1.0), (8000, 0.5), (22050, 0.3)])
-def test_resampling_gives_target_length_and_pitch(tmp_path: Path, rate: int, seconds: float) -> None:
+def test_resampling_gives_target_length_and_pitch(
+    tmp_path: Path, rate: int, seconds: float
+) -> None:
     path = tmp_path / f"r{rate}.flac"
     soundfile.write(path, tone(rate, seconds, freq=1000.0), rate)
     wave = load_waveform(path, sample_rate=16000)
@@ -119,7 +121,8 @@ def test_bad_file_raises_naming_path(tmp_path: Path, case: str) -> None:
 
 def test_truncated_flac_raises(tmp_path: Path) -> None:
     path = tmp_path / "cut.flac"
-    soundfile.write(path, tone(16000, 1.0) + 0.01 * np.random.default_rng(0).standard_normal(16000), 16000)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(16000)
+    soundfile.write(path, tone(16000, 1.0) + noise, 16000)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="cut.flac"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import pytest
 import soundfile
 
 from c2f.data import DataError, check_files, load_manifest, load_waveform, read_label_csv
-from c2f.data.builtin import FAMILIES, FAMILY_PROGRAMS, BuiltinParams, ensure_builtin, main
+from c2f.data.builtin import (
+    FAMILIES,
+    FAMILY_PROGRAMS,
+    BuiltinParams,
+    default_soundfont,
+    ensure_builtin,
+    main,
+)
+from c2f.data.synth import Note, Renderer
 
 TINY = BuiltinParams(train_per_class=2, eval_per_class=1, clip_seconds=0.5)
 
@@ -24,7 +33,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny_multi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny multilabel build."""
-    return ensure_builtin(tmp_path_factory.mktemp("root"), BuiltinParams(**{**TINY.__dict__, "multilabel": True}))
+    return ensure_builtin(tmp_path_factory.mktemp("root"), replace(TINY, multilabel=True))
 
 
 def entries(path: Path) -> list[dict]:
@@ -34,7 +43,8 @@ def entries(path: Path) -> list[dict]:
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every file under folder."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
 def test_layout_and_label_csv(tiny: dict[str, Path]) -> None:
@@ -62,7 +72,7 @@ def test_second_call_reuses_folder(tiny: dict[str, Path]) -> None:
 
 
 def test_param_change_uses_new_folder(tiny: dict[str, Path]) -> None:
-    other = ensure_builtin(tiny["dir"].parent, BuiltinParams(**{**TINY.__dict__, "seed": 1}))
+    other = ensure_builtin(tiny["dir"].parent, replace(TINY, seed=1))
     assert other["dir"] != tiny["dir"]
     assert tiny["train"].exists()
     assert tree(other["dir"])["train.json"] != tree(tiny["dir"])["train.json"]
@@ -74,7 +84,7 @@ def test_eval_programs_are_held_out(tiny: dict[str, Path]) -> None:
         train, held = set(info["train"][family]), set(info["eval"][family])
         assert train and held and not train & held
         assert train | held <= set(FAMILY_PROGRAMS[family])
-    used = {split: {p for e in entries(tiny[split]) for p in e["programs"]} for split in ("train", "eval")}
+    used = {s: {p for e in entries(tiny[s]) for p in e["programs"]} for s in ("train", "eval")}
     assert used["eval"] and not used["train"] & used["eval"]
     for e in entries(tiny["eval"]):
         family = e["labels"].removeprefix("/c2f/")
@@ -87,7 +97,8 @@ def test_clips_are_real_16k_mono_audio(tiny: dict[str, Path]) -> None:
         assert check_files(manifest)[1] == []
         for clip in manifest.clips:
             info = soundfile.info(str(clip.path))
-            assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 8000, "PCM_16")
+            got = (info.samplerate, info.channels, info.frames, info.subtype)
+            assert got == (16000, 1, 8000, "PCM_16")
             wave = load_waveform(clip.path)  # raises on silent / NaN clips
             assert 0.4 < wave.abs().max() <= 1.0
 
@@ -119,7 +130,18 @@ def test_bad_soundfont_path(tmp_path: Path) -> None:
 
 
 def test_cli_prints_paths_and_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--root", str(tmp_path), "--train-per-class", "1", "--eval-per-class", "1", "--clip-seconds", "0.3"])
+    sizes = ["--train-per-class", "1", "--eval-per-class", "1", "--clip-seconds", "0.3"]
+    main(["--root", str(tmp_path), *sizes])
     out = capsys.readouterr().out
     assert f"({len(FAMILIES)} clips)" in out
     assert str(tmp_path) in out and "class_labels_indices.csv" in out
+
+
+def test_render_does_not_depend_on_earlier_renders() -> None:
+    font = default_soundfont().read_bytes()
+    phrase = [Note(0.0, 0.2, 60, 100), Note(0.1, 0.3, 67, 80)]
+    fresh = Renderer(font, 16000).render(0, phrase, 8000)
+    used = Renderer(font, 16000)
+    used.render(48, [Note(0.0, 2.0, 50, 127), Note(0.05, 2.0, 57, 127)], 4000)  # cut mid-note
+    assert np.abs(fresh).max() > 0.01
+    assert np.array_equal(used.render(0, phrase, 8000), fresh)

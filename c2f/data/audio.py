@@ -37,7 +37,8 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
             data = f.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as e:
         raise DataError(
-            f"{path}: cannot decode audio ({e}); the file is corrupt or truncated, re-encode or drop it"
+            f"{path}: cannot decode audio ({e}); the file is corrupt or truncated, "
+            "re-encode or drop it"
         ) from e
     if _declared_short(extra) or data.shape[0] < header_frames:
         raise DataError(
@@ -49,7 +50,9 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise DataError(f"{path}: audio contains NaN or Inf samples; re-encode it or drop it")
     if float(np.abs(data).max()) < SILENCE_PEAK:
-        raise DataError(f"{path}: audio is all silent (peak < {SILENCE_PEAK}); drop it from the manifest")
+        raise DataError(
+            f"{path}: audio is all silent (peak < {SILENCE_PEAK}); drop it from the manifest"
+        )
     return data, rate
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -13,11 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pretty_midi
 import soundfile
-import tinysoundfont
 
 from c2f.data.errors import DataError
+from c2f.data.synth import Note, Renderer
 
 FAMILIES = (
     "bass", "brass", "flute", "guitar", "keyboard", "mallet",
@@ -62,21 +62,14 @@ class BuiltinParams:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class Note:
-    """One note of a phrase: onset and duration in seconds, MIDI key and velocity."""
-
-    onset: float
-    duration: float
-    key: int
-    velocity: int
-
-
 def default_soundfont() -> Path:
     """Path of TimGM6mb.sf2, the GM SoundFont shipped inside the pretty_midi package."""
-    path = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    spec = importlib.util.find_spec("pretty_midi")
+    path = Path(spec.origin if spec and spec.origin else "pretty_midi").parent / "TimGM6mb.sf2"
     if not path.is_file():
-        raise DataError(f"{path}: pretty_midi's SoundFont is missing; reinstall pretty_midi or pass soundfont=")
+        raise DataError(
+            f"{path}: pretty_midi's SoundFont is missing; reinstall pretty_midi or pass soundfont="
+        )
     return path
 
 
@@ -86,45 +79,10 @@ def _soundfont_path(params: BuiltinParams) -> Path:
         return default_soundfont()
     path = Path(params.soundfont).expanduser().resolve()
     if not path.is_file() or path.suffix.lower() not in (".sf2", ".sf3"):
-        raise DataError(f"{path}: not an existing .sf2/.sf3 file; set soundfont to a SoundFont path or None")
-    return path
-
-
-class _Renderer:
-    """One loaded SoundFont, reset between parts so each render starts from a clean state."""
-
-    def __init__(self, font: bytes, sample_rate: int) -> None:
-        self.rate = sample_rate
-        self.synth = tinysoundfont.Synth(samplerate=sample_rate)
-        self.sfid = self.synth.sfload(font)
-
-    def _samples(self, n: int) -> np.ndarray:
-        """Render n stereo frames and downmix to mono float32."""
-        return np.frombuffer(self.synth.generate_simple(n), dtype=np.float32).reshape(-1, 2).mean(axis=1)
-
-    def render(self, program: int, notes: list[Note], num_samples: int) -> np.ndarray:
-        """Render a phrase on one GM program into num_samples mono samples."""
-        self.synth.soundfonts[self.sfid].reset()
-        while self._samples(self.rate // 20).any():  # let quick-released voices die out
-            pass
-        self.synth.program_select(0, self.sfid, 0, program)
-        events = sorted(
-            [(round(n.onset * self.rate), 1, n.key, n.velocity) for n in notes]
-            + [(round((n.onset + n.duration) * self.rate), 0, n.key, 0) for n in notes]
+        raise DataError(
+            f"{path}: not an existing .sf2/.sf3 file; set soundfont to a SoundFont path or None"
         )
-        out, pos = [], 0
-        for at, is_on, key, velocity in events:
-            at = min(at, num_samples)
-            if at > pos:
-                out.append(self._samples(at - pos))
-                pos = at
-            if is_on:
-                self.synth.noteon(0, key, velocity)
-            else:
-                self.synth.noteoff(0, key)
-        if pos < num_samples:
-            out.append(self._samples(num_samples - pos))
-        return np.concatenate(out)
+    return path
 
 
 def _phrase(rng: np.random.Generator, family: str, seconds: float) -> list[Note]:
@@ -142,7 +100,7 @@ def _phrase(rng: np.random.Generator, family: str, seconds: float) -> list[Note]
     return notes
 
 
-def _usable_programs(renderer: _Renderer) -> dict[str, list[int]]:
+def _usable_programs(renderer: Renderer) -> dict[str, list[int]]:
     """Programs of each family that exist in the font and make sound on a probe note."""
     usable: dict[str, list[int]] = {}
     for family in FAMILIES:
@@ -150,16 +108,15 @@ def _usable_programs(renderer: _Renderer) -> dict[str, list[int]]:
         probe = [Note(0.0, 0.3, (low + high) // 2, 100)]
         usable[family] = []
         for program in FAMILY_PROGRAMS[family]:
-            try:
-                peak = np.abs(renderer.render(program, probe, renderer.rate // 2)).max()
-            except RuntimeError:  # preset missing from the font
+            if not renderer.has_program(program):
                 continue
-            if peak > SILENT_PEAK:
+            if np.abs(renderer.render(program, probe, renderer.rate // 2)).max() > SILENT_PEAK:
                 usable[family].append(program)
         if len(usable[family]) < 2:
             raise DataError(
                 f"SoundFont has {len(usable[family])} sounding programs for family {family!r} "
-                f"(GM {FAMILY_PROGRAMS[family]}); need 2 to hold one out for eval: use a full GM SoundFont"
+                f"(GM {FAMILY_PROGRAMS[family]}); need 2 to hold one out for eval: "
+                "use a full GM SoundFont"
             )
     return usable
 
@@ -170,14 +127,18 @@ def _split_programs(usable: dict[str, list[int]], seed: int) -> dict[str, dict[s
     for i, family in enumerate(FAMILIES):
         programs = usable[family]
         rng = np.random.default_rng([seed, i, 1])
-        held = {int(p) for p in rng.choice(programs, size=max(1, len(programs) // 4), replace=False)}
+        held_out = rng.choice(programs, size=max(1, len(programs) // 4), replace=False)
+        held = {int(p) for p in held_out}
         splits["eval"][family] = sorted(held)
         splits["train"][family] = [p for p in programs if p not in held]
     return splits
 
 
 def _make_clip(
-    renderer: _Renderer, rng: np.random.Generator, families: list[str], programs: dict[str, list[int]],
+    renderer: Renderer,
+    rng: np.random.Generator,
+    families: list[str],
+    programs: dict[str, list[int]],
     params: BuiltinParams,
 ) -> tuple[np.ndarray, list[int]]:
     """Render one clip mixing one part per family; each part audible, result peak-normalised."""
@@ -190,7 +151,10 @@ def _make_clip(
             if np.abs(part).max() > SILENT_PEAK:
                 break
         else:
-            raise DataError(f"program {program} ({family}) stayed silent in {MAX_TRIES} phrases; use another SoundFont")
+            raise DataError(
+                f"program {program} ({family}) stayed silent in {MAX_TRIES} phrases; "
+                "use another SoundFont"
+            )
         mix += part / np.abs(part).max() * rng.uniform(0.5, 1.0)
         used.append(program)
     mix *= rng.uniform(0.5, 0.95) / np.abs(mix).max()
@@ -198,7 +162,11 @@ def _make_clip(
 
 
 def _write_split(
-    renderer: _Renderer, folder: Path, split: str, programs: dict[str, list[int]], params: BuiltinParams,
+    renderer: Renderer,
+    folder: Path,
+    split: str,
+    programs: dict[str, list[int]],
+    params: BuiltinParams,
 ) -> list[dict]:
     """Render and write one split's WAVs; return its manifest entries."""
     per_class = params.train_per_class if split == "train" else params.eval_per_class
@@ -209,7 +177,8 @@ def _write_split(
         families = [FAMILIES[i % len(FAMILIES)]]
         if params.multilabel:
             others = [f for f in FAMILIES if f != families[0]]
-            families += [str(f) for f in rng.choice(others, size=int(rng.integers(0, 3)), replace=False)]
+            extra = rng.choice(others, size=int(rng.integers(0, 3)), replace=False)
+            families += [str(f) for f in extra]
             families.sort(key=FAMILIES.index)
         wave, used = _make_clip(renderer, rng, families, programs, params)
         rel = f"audio/{split}/{split}_{i:05d}_{'+'.join(families)}.wav"
@@ -221,7 +190,8 @@ def _write_split(
 
 def _folder_name(params: BuiltinParams, font: bytes) -> str:
     """builtin-<hash> of the params, the SoundFont's content and the generator version."""
-    key = {**asdict(params), "soundfont": hashlib.sha256(font).hexdigest(), "version": GENERATOR_VERSION}
+    font_hash = hashlib.sha256(font).hexdigest()
+    key = {**asdict(params), "soundfont": font_hash, "version": GENERATOR_VERSION}
     return "builtin-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -237,7 +207,7 @@ def _paths(folder: Path) -> dict[str, Path]:
 
 def _build(folder: Path, font: bytes, params: BuiltinParams, font_path: Path) -> None:
     """Render the whole dataset into folder (which must not exist yet)."""
-    renderer = _Renderer(font, params.sample_rate)
+    renderer = Renderer(font, params.sample_rate)
     splits = _split_programs(_usable_programs(renderer), params.seed)
     paths = _paths(folder)
     for split in ("train", "eval"):
@@ -263,7 +233,10 @@ def ensure_builtin(root: Path, params: BuiltinParams) -> dict[str, Path]:
     if folder.exists():
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
-            raise DataError(f"{folder}: incomplete built-in dataset (missing {missing}); delete the folder to rebuild")
+            raise DataError(
+                f"{folder}: incomplete built-in dataset (missing {missing}); "
+                "delete the folder to rebuild"
+            )
         return paths
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=root))

@@ -69,7 +69,9 @@ def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[
         except ValueError:
             raise DataError(f"{path}:{lineno}: index {index_text!r} is not an integer") from None
         if index in names:
-            raise DataError(f"{path}:{lineno}: duplicate index {index}; each index must appear once")
+            raise DataError(
+                f"{path}:{lineno}: duplicate index {index}; each index must appear once"
+            )
         if not mid:
             raise DataError(f"{path}:{lineno}: empty mid; every class needs a unique mid")
         if mid in mids:
@@ -92,15 +94,21 @@ def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[s
         raise DataError(f"{path}: data[{i}] is not an object; use {{'wav': ..., 'labels': ...}}")
     for key in ("wav", "labels"):
         if key not in entry:
-            raise DataError(f"{path}: data[{i}] has no {key!r} key; every entry needs 'wav' and 'labels'")
+            raise DataError(
+                f"{path}: data[{i}] has no {key!r} key; every entry needs 'wav' and 'labels'"
+            )
     wav, labels = entry["wav"], entry["labels"]
     if not isinstance(wav, str) or not wav.strip():
         raise DataError(f"{path}: data[{i}] 'wav' must be a non-empty path string, got {wav!r}")
     if not isinstance(labels, str):
-        raise DataError(f"{path}: data[{i}] 'labels' must be a string of comma-separated mids, got {labels!r}")
+        raise DataError(
+            f"{path}: data[{i}] 'labels' must be a string of comma-separated mids, got {labels!r}"
+        )
     parts = [p.strip() for p in labels.split(",") if p.strip()]
     if not parts:
-        raise DataError(f"{path}: data[{i}] has empty labels; give at least one mid from {csv_path}")
+        raise DataError(
+            f"{path}: data[{i}] has empty labels; give at least one mid from {csv_path}"
+        )
     for part in parts:
         if part not in mids:
             raise DataError(
@@ -125,17 +133,22 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(
-            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}; fix the syntax there"
+            f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}; "
+            "fix the syntax there"
         ) from e
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e}); save the manifest as UTF-8 JSON") from e
     if not isinstance(doc, dict) or "data" not in doc:
-        raise DataError(f'{path}: no "data" key; the format is {{"data": [{{"wav": ..., "labels": ...}}]}}')
+        raise DataError(
+            f'{path}: no "data" key; the format is {{"data": [{{"wav": ..., "labels": ...}}]}}'
+        )
     data = doc["data"]
     if not isinstance(data, list):
         raise DataError(f'{path}: "data" must be a list of entries, got {type(data).__name__}')
     if not data:
-        raise DataError(f'{path}: manifest is empty ("data" has no entries); add clips or fix the path')
+        raise DataError(
+            f'{path}: manifest is empty ("data" has no entries); add clips or fix the path'
+        )
     clips = [_parse_entry(entry, i, path, csv_path, mids) for i, entry in enumerate(data)]
     return Manifest(path=path, clips=clips, class_names=class_names)
 
@@ -169,9 +182,12 @@ def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, lis
         listed = "\n  ".join(bad[:MAX_LISTED])
         more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
         raise DataError(
-            f"{manifest.path}: {len(bad)} of {len(manifest.clips)} audio files are bad:\n  {listed}{more}\n"
+            f"{manifest.path}: {len(bad)} of {len(manifest.clips)} audio files are bad:\n"
+            f"  {listed}{more}\n"
             "Fix or remove them, or set on_bad='skip' to train without them."
         )
     if not good:
-        raise DataError(f"{manifest.path}: all {len(bad)} audio files are bad; nothing left to train on")
+        raise DataError(
+            f"{manifest.path}: all {len(bad)} audio files are bad; nothing left to train on"
+        )
     return replace(manifest, clips=good), bad
