@@ -1,0 +1,1 @@
+"""c2f: coarse-to-fine training of audio spectrogram transformers."""

@@ -1,0 +1,64 @@
+"""Turn a DatasetSpec into checked manifests and feature settings, before training starts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from c2f.data.builtin import BuiltinParams, ensure_builtin
+from c2f.data.dataset import FeatureSettings
+from c2f.data.errors import DataError
+from c2f.data.manifest import Manifest, check_files, load_manifest
+from c2f.data.stats import cached_stats
+from c2f.spec import ConfigError, DatasetSpec
+
+
+def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, Path]:
+    """train/eval/labels paths: the built-in dataset is rendered on first use."""
+    if dataset.kind == "builtin":
+        try:
+            params = BuiltinParams(**dataset.builtin)
+        except TypeError as err:
+            raise ConfigError(f"`dataset.builtin`: {err}") from None
+        return ensure_builtin(data_dir, params)
+    paths = {"train": dataset.train_manifest, "eval": dataset.eval_manifest,
+             "labels": dataset.labels_csv}
+    for key, value in paths.items():
+        if not Path(value).is_file():
+            option = {"train": "train_manifest", "eval": "eval_manifest",
+                      "labels": "labels_csv"}[key]
+            raise DataError(
+                f"dataset.{option}={value}: no such file. Make an AST-format manifest "
+                '({"data": [{"wav": "/path/a.wav", "labels": "/m/09x0r"}]}) and a '
+                "class_labels_indices.csv (index,mid,display_name), then point "
+                f"dataset.{option} at it")
+    return {k: Path(v) for k, v in paths.items()}
+
+
+def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
+    manifest, bad = check_files(manifest, on_bad)
+    if bad:
+        log(f"WARNING: skipping {len(bad)} unreadable clip(s) of {manifest.path}:")
+        for line in bad[:10]:
+            log(f"  {line}")
+    return manifest
+
+
+def prepare_data(dataset: DatasetSpec, data_dir: Path, log=print):
+    """(train manifest, eval manifest, FeatureSettings), all checked before training."""
+    paths = manifest_paths(dataset, data_dir)
+    train = _checked(load_manifest(paths["train"], paths["labels"]), dataset.on_bad_audio, log)
+    evaluation = _checked(load_manifest(paths["eval"], paths["labels"]), dataset.on_bad_audio,
+                          log)
+    if train.num_classes != dataset.num_classes:
+        raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
+                          f"lists {train.num_classes} classes; set dataset.num_classes="
+                          f"{train.num_classes}")
+    mean, std = dataset.norm_mean, dataset.norm_std
+    if mean is None:
+        mean, std = cached_stats(data_dir / "stats", train, sample_rate=dataset.sample_rate,
+                                 num_mel_bins=dataset.num_mel_bins,
+                                 frame_shift_ms=dataset.frame_shift_ms,
+                                 target_length=dataset.target_length)
+        log(f"normalization from the training set: mean {mean:.4f}, std {std:.4f}")
+    settings = FeatureSettings(dataset.sample_rate, dataset.num_mel_bins, mean, std,
+                               dataset.freqm, dataset.mixup, dataset.on_bad_audio == "skip")
+    return train, evaluation, settings

@@ -1,0 +1,74 @@
+"""Normalization statistics (mean, std of the padded fbank) of a training set.
+
+    python -m c2f.data.stats --manifest train.json --labels class_labels_indices.csv
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from c2f import features
+from c2f.data.audio import load_waveform
+from c2f.data.errors import DataError
+from c2f.data.manifest import Manifest, load_manifest
+
+
+def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: int = 128,
+                  frame_shift_ms: float = 10.0, target_length: int = 1024,
+                  max_clips: int = 2000) -> tuple[float, float]:
+    """Mean and std over the fbank of up to `max_clips` evenly spaced clips (bad ones skipped)."""
+    clips = manifest.clips
+    step = max(1, len(clips) // max_clips)
+    total, total_sq, count = 0.0, 0.0, 0
+    for clip in clips[::step][:max_clips]:
+        try:
+            wave = load_waveform(clip.path, sample_rate)
+        except DataError:
+            continue
+        spec = features.fbank(wave, sample_rate, num_mel_bins, frame_shift_ms)
+        spec = features.pad_or_crop_frames(spec, target_length).double()
+        total += float(spec.sum())
+        total_sq += float((spec * spec).sum())
+        count += spec.numel()
+    if count == 0:
+        raise DataError(f"{manifest.path}: no readable clip to compute statistics from")
+    mean = total / count
+    return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
+
+
+def cached_stats(cache_dir: Path, manifest: Manifest, **kwargs) -> tuple[float, float]:
+    """compute_stats, cached by manifest content and feature parameters."""
+    key = json.dumps({"manifest": str(manifest.path), "size": manifest.path.stat().st_size,
+                      "mtime": manifest.path.stat().st_mtime_ns, **kwargs}, sort_keys=True)
+    from c2f.spec import config_hash  # spec is a leaf module; imported here to keep data light
+
+    path = Path(cache_dir) / f"stats-{config_hash({'k': key})}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        return cached["mean"], cached["std"]
+    mean, std = compute_stats(manifest, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mean": mean, "std": std, "manifest": str(manifest.path)}))
+    return mean, std
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--labels", required=True, help="class_labels_indices.csv")
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--mel-bins", type=int, default=128)
+    parser.add_argument("--target-length", type=int, default=1024)
+    parser.add_argument("--max-clips", type=int, default=2000)
+    args = parser.parse_args()
+    manifest = load_manifest(args.manifest, args.labels)
+    mean, std = compute_stats(manifest, args.sample_rate, args.mel_bins, 10.0,
+                              args.target_length, args.max_clips)
+    print(f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The phase plan: schedule x compression x dataset x model -> phases, validated before training.
+
+Knows nothing about training; counts predicted FLOPs on the meta device.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
+from c2f.models import build_model
+from c2f.spec import ConfigError, RunSpec, ScheduleSpec
+from c2f.train.flops import predicted_flops_per_sample
+
+
+@dataclass(frozen=True)
+class Phase:
+    index: int
+    method: str
+    c: int
+    epochs: int
+    input: PhaseInput
+    grid: tuple[int, int]
+    flops_per_sample: int  # predicted training FLOPs (forward + backward) of one sample
+
+    @property
+    def tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    phases: tuple[Phase, ...]
+    train_samples: int | None = None  # samples per epoch, when known
+
+    def predicted_flops(self) -> int | None:
+        if self.train_samples is None:
+            return None
+        return sum(p.flops_per_sample * p.epochs * self.train_samples for p in self.phases)
+
+    def to_dict(self) -> dict:
+        return {"train_samples": self.train_samples, "predicted_flops": self.predicted_flops(),
+                "phases": [dataclasses.asdict(p) | {"tokens": p.tokens} for p in self.phases]}
+
+
+def phase_factors(schedule: ScheduleSpec) -> list[int]:
+    """C of each phase, coarse to fine."""
+    if schedule.phases:
+        factors = list(schedule.phases)
+        key = "schedule.phases"
+    elif schedule.name == "baseline":
+        factors, key = [schedule.c], "schedule.c"
+    elif schedule.name == "2phase":
+        factors, key = [schedule.c, 1], "schedule.c"
+        if schedule.c < 2:
+            raise ConfigError("`schedule.c`: 2phase needs C >= 2 (C -> 1), got "
+                              f"{schedule.c}; use schedule=baseline for C = 1")
+    elif schedule.name == "3phase":
+        factors, key = [schedule.c, schedule.c // 2, 1], "schedule.c"
+        if schedule.c < 4 or schedule.c % 2:
+            raise ConfigError("`schedule.c`: 3phase (C -> C/2 -> 1) needs an even C >= 4, "
+                              f"got {schedule.c}; or give schedule.phases=[...] explicitly")
+    else:
+        raise ConfigError(f"`schedule.name`: unknown schedule {schedule.name!r}; use baseline, "
+                          "2phase, 3phase, or give schedule.phases=[C1, C2, ..., 1]")
+    if not all(isinstance(c, int) and c >= 1 for c in factors):
+        raise ConfigError(f"`{key}`: every C must be an integer >= 1, got {factors}")
+    return factors
+
+
+def phase_epochs(schedule: ScheduleSpec, budget: int, phases: int) -> list[int]:
+    """Initial phases share `initial_fraction` of the budget; the final phase fills it."""
+    if phases == 1:
+        return [budget]
+    initial = max(1, round(schedule.initial_fraction * budget / (phases - 1)))
+    final = schedule.final_epochs or budget - initial * (phases - 1)
+    if final < 1:
+        raise ConfigError(
+            f"`dataset.epochs`: a budget of {budget} epochs leaves no epoch for the final phase "
+            f"after {phases - 1} initial phase(s) of {initial}; raise dataset.epochs or set "
+            "schedule.final_epochs")
+    return [initial] * (phases - 1) + [final]
+
+
+def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
+    d, m = spec.dataset, spec.model
+    base = BaseInput(d.frame_shift_ms, d.target_length, tuple(m.patch), d.timem)
+    compression = create_compression(spec.compression.name)
+    try:
+        phase = compression.phase_input(base, c)
+    except ValueError as err:
+        raise ConfigError(f"`compression={spec.compression.name}` at C = {c}: {err}") from None
+    (patch_f, patch_t), frames = phase.patch, phase.model_frames
+    where = f"compression={spec.compression.name}, C = {c}"
+    if d.num_mel_bins % patch_f:
+        raise ConfigError(f"`model.patch`: {d.num_mel_bins} mel bins are not a multiple of the "
+                          f"frequency patch {patch_f} ({where})")
+    if patch_t > frames or frames % patch_t:
+        raise ConfigError(
+            f"`dataset.target_length`: the model sees {frames} frames, which the time patch "
+            f"{patch_t} does not tile ({where}); pick a target_length that is a multiple of "
+            f"{patch_t * c} or a smaller schedule.c")
+    return phase
+
+
+def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
+    """Build and validate the phase plan; fails before any data is read."""
+    if spec.compression.name not in list_compressions():
+        raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
+                          f"available: {', '.join(list_compressions())}")
+    factors = phase_factors(spec.schedule)
+    epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
+    phases = []
+    for index, (c, n_epochs) in enumerate(zip(factors, epochs)):
+        phase_input = _phase_input(spec, c)
+        grid = (spec.dataset.num_mel_bins // phase_input.patch[0],
+                phase_input.model_frames // phase_input.patch[1])
+
+        def factory(p=phase_input):
+            return build_model(spec.model, num_classes=spec.dataset.num_classes,
+                               num_mel_bins=spec.dataset.num_mel_bins,
+                               frames=p.model_frames, patch=p.patch)
+
+        flops = predicted_flops_per_sample(factory, phase_input.model_frames,
+                                           spec.dataset.num_mel_bins)
+        phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops))
+    return PhasePlan(tuple(phases), train_samples)
+
+
+def format_plan(plan: PhasePlan) -> str:
+    """The plan as a table, printed before training."""
+    head = ("phase", "method", "C", "epochs", "frames", "shift ms", "patch", "grid", "tokens",
+            "GFLOPs/sample")
+    rows = [head]
+    for p in plan.phases:
+        rows.append((str(p.index), p.method, str(p.c), str(p.epochs),
+                     f"{p.input.fbank_frames}->{p.input.model_frames}",
+                     f"{p.input.frame_shift_ms:g}", "x".join(map(str, p.input.patch)),
+                     "x".join(map(str, p.grid)), str(p.tokens), f"{p.flops_per_sample / 1e9:.3f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    total = plan.predicted_flops()
+    if total is not None:
+        lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
+                     f"{sum(p.epochs for p in plan.phases)} epochs of {plan.train_samples} samples")
+    return "\n".join(lines)

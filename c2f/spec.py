@@ -1,0 +1,239 @@
+"""Typed run specification, built once from the resolved Hydra config.
+
+Inner code never sees a DictConfig: it gets these frozen dataclasses. Every check that can
+fail before training lives here or in `plan.py`, and names the offending config key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """An impossible or malformed configuration; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str = "builtin"  # builtin | manifest
+    train_manifest: str | None = None
+    eval_manifest: str | None = None
+    labels_csv: str | None = None
+    builtin: dict = field(default_factory=dict)
+    num_classes: int = 11
+    multilabel: bool = False
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    target_length: int = 256
+    frame_shift_ms: float = 10.0
+    norm_mean: float | None = None  # None: computed on the training set and cached
+    norm_std: float | None = None
+    freqm: int = 0
+    timem: int = 0
+    mixup: float = 0.0
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    on_bad_audio: str = "fail"  # fail | skip
+    metric: str = "acc"  # acc | mAP
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    arch: str = "ast"
+    patch: tuple[int, int] = (16, 16)
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    dist_token: bool = False
+    drop_path: float = 0.0
+    pretrained: str | None = None  # local timm/AST checkpoint; never downloaded
+    pretrained_grid: tuple[int, int] | None = None  # its (freq, time) token grid if not square
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    name: str
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    c: int = 1
+    phases: tuple[int, ...] | None = None  # explicit C per phase, e.g. (8, 4, 2, 1)
+    initial_fraction: float = 0.25  # each initial phase gets this fraction of the epoch budget
+    final_epochs: int | None = None  # None: the final phase fills the budget
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    name: str = "adam"  # adam | adamw
+    lr: float = 1e-3
+    weight_decay: float = 5e-7
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 0
+    scheduler: str = "multistep"  # multistep | constant | cosine
+    milestones_start: int = 2
+    milestones_step: int = 1
+    gamma: float = 0.5
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    device: str = "cpu"
+    num_workers: int = 0
+    threads: int | None = None
+    dry_run: bool = False
+    progress: bool = True
+    max_steps_per_epoch: int | None = None
+    keep_checkpoints: str = "last"  # last | all
+
+
+@dataclass(frozen=True)
+class LoggerSpec:
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "c2f"
+    entity: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: DatasetSpec
+    model: ModelSpec
+    compression: CompressionSpec
+    schedule: ScheduleSpec
+    optim: OptimSpec
+    trainer: TrainerSpec
+    logger: LoggerSpec
+    seed: int
+    group: str
+    data_dir: Path
+    runs_dir: Path
+    semantic: dict  # the config that names the run (hashed into its id)
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self.semantic)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.group / self.run_id
+
+
+# Keys that do not change what a run computes: they are left out of its identity.
+NON_SEMANTIC = {
+    "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints"},
+    "logger": None,
+    "paths": None,
+    "group": None,
+    "hydra": None,
+}
+
+
+def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:
+    """Short stable hash of a JSON-able config."""
+    blob = json.dumps(semantic, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:length]
+
+
+def semantic_config(cfg: Mapping[str, Any]) -> dict:
+    """The part of a resolved config that defines the run's results."""
+    out = {}
+    for key, value in cfg.items():
+        if key in NON_SEMANTIC and NON_SEMANTIC[key] is None:
+            continue
+        if key in NON_SEMANTIC and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k not in NON_SEMANTIC[key]}
+        out[key] = value
+    return out
+
+
+def _build(cls, node: Any, key: str):
+    """Build dataclass `cls` from a mapping, naming unknown or missing keys."""
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"`{key}` must be a mapping, got {type(node).__name__}: {node!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(node) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in node.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"`{key}`: {err}") from None
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"`{key}`: {message}")
+
+
+def validate(spec: RunSpec) -> None:
+    """Checks of single values; cross-group shape checks live in plan.py."""
+    d, m, o, s = spec.dataset, spec.model, spec.optim, spec.schedule
+    _check(d.kind in ("builtin", "manifest"), "dataset.kind", f"{d.kind!r} is not builtin|manifest")
+    if d.kind == "manifest":
+        for k in ("train_manifest", "eval_manifest", "labels_csv"):
+            _check(bool(getattr(d, k)), f"dataset.{k}",
+                   "required for a manifest dataset: point it at your AST-format file "
+                   f"(e.g. `dataset.{k}=/path/to/file`)")
+    _check(d.metric in ("acc", "mAP"), "dataset.metric", f"{d.metric!r} is not acc|mAP")
+    _check(d.on_bad_audio in ("fail", "skip"), "dataset.on_bad_audio",
+           f"{d.on_bad_audio!r} is not fail|skip")
+    _check(d.epochs >= 1, "dataset.epochs", f"must be >= 1, got {d.epochs}")
+    _check(d.batch_size >= 1, "dataset.batch_size", f"must be >= 1, got {d.batch_size}")
+    _check(d.target_length >= 1, "dataset.target_length", "must be >= 1")
+    _check((d.norm_mean is None) == (d.norm_std is None), "dataset.norm_std",
+           "give both norm_mean and norm_std, or neither (computed from the training set)")
+    _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
+    _check(0.0 <= d.mixup <= 1.0, "dataset.mixup", f"a probability, got {d.mixup}")
+    _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch", f"need [freq, time] >= 1, got {m.patch}")
+    _check(m.embed_dim % m.num_heads == 0, "model.num_heads",
+           f"embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
+    _check(o.name in ("adam", "adamw"), "optim.name", f"{o.name!r} is not adam|adamw")
+    _check(o.scheduler in ("multistep", "constant", "cosine"), "optim.scheduler",
+           f"{o.scheduler!r} is not multistep|constant|cosine")
+    _check(o.lr > 0, "optim.lr", "must be > 0")
+    _check(0 < s.initial_fraction < 1, "schedule.initial_fraction", "must be in (0, 1)")
+    _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",
+           f"{spec.logger.mode!r} is not offline|online|disabled")
+
+
+def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
+    """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
+    for key in ("dataset", "model", "compression", "schedule", "optim", "trainer", "logger", "paths"):
+        if key not in cfg:
+            raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
+    paths = cfg["paths"]
+    spec = RunSpec(
+        dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
+        model=_build(ModelSpec, cfg["model"], "model"),
+        compression=_build(CompressionSpec, cfg["compression"], "compression"),
+        schedule=_build(ScheduleSpec, cfg["schedule"], "schedule"),
+        optim=_build(OptimSpec, cfg["optim"], "optim"),
+        trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),
+        logger=_build(LoggerSpec, cfg["logger"], "logger"),
+        seed=int(cfg.get("seed", 0)),
+        group=str(cfg.get("group", "default")),
+        data_dir=Path(paths["data_dir"]).expanduser().absolute(),
+        runs_dir=Path(paths["runs_dir"]).expanduser().absolute(),
+        semantic=semantic_config(cfg),
+    )
+    validate(spec)
+    return spec

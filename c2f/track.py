@@ -1,0 +1,97 @@
+"""The run directory (config, plan, metrics.jsonl, summary, checkpoints) and W&B logging."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """runs/<group>/<hash>/ with config.yaml, plan.json, metrics.jsonl, summary.json, ckpt/."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "ckpt"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.summary_path = self.path / "summary.json"
+
+    def create(self, config_yaml: str, plan: dict) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", config_yaml)
+        atomic_write_text(self.path / "plan.json", json.dumps(plan, indent=2))
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+
+    def write_metrics(self, records: list[dict]) -> None:
+        """Rewrite metrics.jsonl atomically with exactly these records."""
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+
+    def read_summary(self) -> dict | None:
+        if not self.summary_path.exists():
+            return None
+        return json.loads(self.summary_path.read_text())
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
+
+
+def flat_config(semantic: dict, group: str) -> dict[str, Any]:
+    """Flat keys W&B can group by, next to the full config."""
+    return {
+        "dataset": semantic["dataset"]["name"], "model": semantic["model"]["name"],
+        "method": semantic["compression"]["name"], "schedule": semantic["schedule"]["name"],
+        "C": semantic["schedule"]["c"], "seed": semantic.get("seed"), "group": group,
+        "full": semantic,
+    }
+
+
+class Tracker:
+    """One W&B run per job, id = run hash, resumable; `finish()` always called by `close`."""
+
+    def __init__(self, mode: str, project: str, entity: str | None, run_id: str, group: str,
+                 run_dir: Path, config: dict, tags: tuple[str, ...] = ()):
+        self.run = None
+        if mode == "disabled":
+            return
+        import wandb
+
+        self.run = wandb.init(project=project, entity=entity, id=run_id, resume="allow",
+                              mode=mode, dir=str(run_dir), group=group, job_type="train",
+                              config=config, tags=list(tags), reinit="finish_previous",
+                              settings=wandb.Settings(console="off", silent=True))
+
+    def log(self, record: dict) -> None:
+        if self.run is not None:
+            numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+            self.run.log(numbers, step=record["epoch"])
+
+    def summarize(self, summary: dict) -> None:
+        if self.run is not None:
+            for key, value in summary.items():
+                if isinstance(value, (int, float, str)):
+                    self.run.summary[key] = value
+
+    def close(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None

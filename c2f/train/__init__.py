@@ -1,0 +1,1 @@
+"""The phase loop, checkpoints, evaluation metrics and compute accounting."""

@@ -1,0 +1,73 @@
+"""One job: spec -> plan -> (skip if finished) -> data -> train -> summary."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from c2f.data.prepare import prepare_data
+from c2f.plan import build_plan, format_plan
+from c2f.spec import RunSpec
+from c2f.track import RunDir, Tracker, flat_config
+from c2f.train.loop import DataBundle, PhaseLoop, summarize
+
+log = logging.getLogger("c2f")
+
+
+def format_summary(summary: dict, records: list[dict]) -> str:
+    """The end-of-run table: one row per phase, then the headline."""
+    rows = [("phase", "C", "epochs", f"best {summary['metric']}", "TFLOPs", "train s")]
+    for phase in sorted({r["phase"] for r in records}):
+        mine = [r for r in records if r["phase"] == phase]
+        rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
+                     f"{max(r['value'] for r in mine):.4f}",
+                     f"{sum(r['flops'] for r in mine) / 1e12:.3f}",
+                     f"{sum(r['seconds'] for r in mine):.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.append(f"best {summary['metric']} {summary['best']:.4f} at epoch {summary['best_epoch']}"
+                 f" (final {summary['final']:.4f}, chance {summary['chance']:.4f}); "
+                 f"{summary['flops'] / 1e12:.3f} TFLOPs, {summary['seconds']:.1f} s of training")
+    if summary["skipped_clips"]:
+        lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
+                     "see skipped.txt in the run directory")
+    return "\n".join(lines)
+
+
+def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
+    """Train `spec` in its run directory, resuming or skipping as needed; returns the summary."""
+    run = RunDir(spec.run_dir)
+    plan = build_plan(spec)
+    done = run.read_summary()
+    if done and done.get("status") == "finished":
+        echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
+             f"{done['best']:.4f}. Delete the folder to train it again.")
+        return done
+    if spec.trainer.dry_run:
+        echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n(dry run: nothing trained)")
+        return None
+    if spec.trainer.threads:
+        torch.set_num_threads(spec.trainer.threads)
+    train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, echo)
+    plan = dataclasses.replace(plan, train_samples=len(train.clips))
+    echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}")
+    run.create(config_yaml, plan.to_dict())
+    tracker = Tracker(spec.logger.mode, spec.logger.project, spec.logger.entity, spec.run_id,
+                      spec.group, run.path, flat_config(spec.semantic, spec.group),
+                      spec.logger.tags)
+    exit_code = 1
+    try:
+        loop = PhaseLoop(spec, plan, DataBundle(train, evaluation, settings), run, tracker, echo)
+        records = loop.run()
+        summary = summarize(spec, plan, records, loop.skipped)
+        if loop.skipped:
+            (run.path / "skipped.txt").write_text(
+                "".join(f"{path}\t{reason}\n" for path, reason in sorted(loop.skipped.items())))
+        run.write_summary(summary)
+        tracker.summarize(summary)
+        exit_code = 0
+    finally:
+        tracker.close(exit_code)
+    echo(format_summary(summary, records))
+    return summary

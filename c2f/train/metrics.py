@@ -1,0 +1,35 @@
+"""Evaluation metrics: accuracy (single-label); mAP, AUC and d' (multi-label), via scikit-learn."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Top-1 accuracy against the argmax of (possibly multi-hot) targets."""
+    return float(np.mean(logits.argmax(axis=1) == targets.argmax(axis=1)))
+
+
+def multilabel_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """mAP and mean AUC over the classes that have both positives and negatives; d'."""
+    present = [k for k in range(targets.shape[1]) if 0 < targets[:, k].sum() < len(targets)]
+    if not present:
+        return {"mAP": float("nan"), "AUC": float("nan"), "d_prime": float("nan")}
+    binary = targets[:, present] > 0.5
+    scores = logits[:, present]
+    ap = average_precision_score(binary, scores, average=None)
+    auc = roc_auc_score(binary, scores, average=None)
+    mean_auc = float(np.mean(auc))
+    return {"mAP": float(np.mean(ap)), "AUC": mean_auc,
+            "d_prime": float(math.sqrt(2.0) * norm.ppf(mean_auc))}
+
+
+def evaluate_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> dict[str, float]:
+    """All metrics for a dataset kind; `acc` is always reported, mAP etc. for multi-label."""
+    scores = {"acc": accuracy(logits, targets)}
+    if multilabel:
+        scores |= multilabel_scores(logits, targets)
+    return scores

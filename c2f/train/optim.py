@@ -1,0 +1,33 @@
+"""Optimizer and the per-phase learning-rate schedule (warmup, then multistep/cosine/constant)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from c2f.spec import OptimSpec
+
+
+def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
+    """A fresh optimizer; each phase gets a new one."""
+    cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=tuple(spec.betas))
+
+
+def lr_at(spec: OptimSpec, step: int, epoch: int, total_steps: int) -> float:
+    """Learning rate at `step` (0-based, within the phase) of phase epoch `epoch` (0-based)."""
+    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+    if spec.scheduler == "multistep":
+        passed = 0 if epoch < spec.milestones_start else \
+            1 + (epoch - spec.milestones_start) // spec.milestones_step
+        decay = spec.gamma ** passed
+    elif spec.scheduler == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+    else:
+        decay = 1.0
+    return spec.lr * warm * decay
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
