@@ -116,8 +116,8 @@ class PhaseLoop:
             optimizer.step()
             state.step += 1
             samples += batch["size"]
-            loss_sum += float(loss) * batch["size"]
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            loss_sum += loss.item() * batch["size"]
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         seconds = time.perf_counter() - start
         return {"train_loss": loss_sum / max(samples, 1), "samples": samples,
                 "seconds": seconds, "skipped": skipped, "lr": lr}

@@ -1,0 +1,85 @@
+"""The phase plan: schedules, epochs, validation messages, and predicted vs counted FLOPs."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from c2f.models import AST
+from c2f.plan import build_plan
+from c2f.spec import ConfigError, build_spec
+from c2f.train.flops import predicted_flops_per_sample, training_flops
+from tests.conftest import ROOT
+
+
+def spec_for(*overrides: str):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return build_spec(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_two_phase_plan_follows_the_paper():
+    plan = build_plan(spec_for("compression=fshift", "schedule=2phase", "dataset.epochs=20"))
+    assert [(p.c, p.epochs, p.tokens) for p in plan.phases] == [(4, 5, 32), (1, 15, 128)]
+    assert plan.phases[0].input.frame_shift_ms == 40.0
+
+
+def test_three_phase_shares_thirty_percent():
+    plan = build_plan(spec_for("compression=patch_pi", "schedule=3phase", "dataset.epochs=20"))
+    assert [(p.c, p.epochs, p.input.patch) for p in plan.phases] == [
+        (4, 3, (16, 64)), (2, 3, (16, 32)), (1, 14, (16, 16))]
+
+
+def test_explicit_phase_list_and_c8():
+    plan = build_plan(spec_for("compression=pool_avg", "schedule=custom",
+                               "schedule.phases=[8,4,2,1]", "dataset.epochs=10"))
+    assert [p.c for p in plan.phases] == [8, 4, 2, 1]
+    assert [p.input.model_frames for p in plan.phases] == [32, 64, 128, 256]
+    assert sum(p.epochs for p in plan.phases) == 10
+
+
+def test_ast_base_flop_ratios_match_the_design_note():
+    """AST-Base at 128 x 1024: per-sample cost ratios ~0.234 (C=4) and ~0.477 (C=2)."""
+    plan = build_plan(spec_for("model=ast_base", "dataset.target_length=1024",
+                               "compression=fshift", "schedule=3phase", "dataset.num_classes=309"))
+    full = plan.phases[-1].flops_per_sample
+    ratios = [p.flops_per_sample / full for p in plan.phases]
+    assert ratios[0] == pytest.approx(0.234, abs=0.002)
+    assert ratios[1] == pytest.approx(0.477, abs=0.002)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["compression=none", "schedule=2phase"], "compression=none"),
+    (["compression=fshift", "schedule=2phase", "schedule.c=3"], "dataset.target_length"),
+    (["compression=patch_bl", "schedule=2phase", "schedule.c=32"], "dataset.target_length"),
+    (["compression=fshift", "schedule=3phase", "schedule.c=2"], "schedule.c"),
+    (["compression=fshift", "schedule=2phase", "schedule.c=1"], "schedule.c"),
+    (["compression.name=squash"], "compression.name"),
+    (["model.patch=[24,16]"], "model.patch"),
+    (["compression=fshift", "schedule=2phase", "dataset.epochs=1"], "dataset.epochs"),
+    (["model.num_heads=5"], "model.num_heads"),
+    (["+dataset.colour=red"], "dataset.colour"),
+    (["dataset.on_bad_audio=ignore"], "dataset.on_bad_audio"),
+])
+def test_impossible_configs_fail_before_data_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        build_plan(spec_for(*overrides))
+
+
+def test_predicted_flops_equal_flops_counted_on_a_real_batch():
+    def factory():
+        return AST(num_mel_bins=64, frames=96, patch=(16, 16), num_classes=5, embed_dim=32,
+                   depth=2, num_heads=2, dist_token=True)
+
+    predicted = predicted_flops_per_sample(factory, 96, 64)
+    counted = training_flops(factory(), torch.randn(3, 96, 64))
+    assert counted == 3 * predicted
+
+
+def test_run_identity_ignores_paths_and_logger_but_not_semantics():
+    a = spec_for("paths.runs_dir=/tmp/a", "logger=disabled", "trainer.progress=false")
+    b = spec_for("paths.runs_dir=/tmp/b")
+    c = spec_for("seed=1")
+    assert a.run_id == b.run_id != c.run_id
+    assert a.run_dir.parent.name == "default"
