@@ -1,0 +1,88 @@
+"""End to end through the real CLI: phases, metrics, W&B offline, resume after a kill, skip."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import wandb_log
+from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+TWO_PHASE = [*TINY, "logger=disabled", "compression=fshift", "schedule=2phase", "schedule.c=2"]
+FIELDS = {"run", "dataset", "model", "method", "C", "phase", "phase_epoch", "epoch", "metric",
+          "value", "acc", "train_loss", "eval_loss", "lr", "flops", "flops_cum", "seconds",
+          "seconds_cum", "samples", "samples_cum"}
+
+
+def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    proc = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
+                    "schedule.c=4"], runs, data_dir)
+    assert "phase" in proc.stdout and "GFLOPs/sample" in proc.stdout  # the plan is printed
+    [run] = run_dirs(runs)
+    records = read_metrics(run)
+    assert [(r["phase"], r["C"], r["phase_epoch"]) for r in records] == [
+        (0, 4, 1), (1, 1, 1), (1, 1, 2), (1, 1, 3)]
+    for record in records:
+        assert FIELDS <= set(record) and record["metric"] == "acc"
+        assert 0.0 <= record["value"] <= 1.0 and record["samples"] == 44
+    cum = [r["flops_cum"] for r in records]
+    assert cum == sorted(cum) and cum[-1] == sum(r["flops"] for r in records)
+    plan = json.loads((run / "plan.json").read_text())
+    for record in records:  # the plan's predicted FLOPs agree with the counted ones
+        phase = plan["phases"][record["phase"]]
+        assert record["flops"] == phase["flops_per_sample"] * record["samples"]
+    assert records[0]["flops"] < 0.5 * records[1]["flops"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 4
+    [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
+    history = wandb_log.history(log)
+    assert [h["acc"] for h in history] == [r["acc"] for r in records]
+    assert [h["flops_cum"] for h in history] == cum
+
+    again = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
+                     "schedule.c=4"], runs, data_dir)
+    assert "already finished" in again.stdout
+    assert read_metrics(run) == records
+
+
+def _kill_after(lines: int, runs, data_dir) -> None:
+    """Start the run and SIGKILL it once metrics.jsonl has `lines` records."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *TWO_PHASE, "dataset.epochs=6",
+           f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(runs.glob("*/*/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= lines:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"run ended before the kill: {proc.stderr.read()}"
+
+
+@pytest.mark.parametrize("kill_after", [2, 4], ids=["at-phase-boundary", "mid-phase"])
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, data_dir, kill_after):
+    straight = tmp_path / "straight"
+    run_cli([*TWO_PHASE, "dataset.epochs=6"], straight, data_dir)
+    expected = read_metrics(run_dirs(straight)[0])
+    assert [r["phase"] for r in expected] == [0, 0, 1, 1, 1, 1]
+
+    killed = tmp_path / "killed"
+    _kill_after(kill_after, killed, data_dir)
+    [run] = run_dirs(killed)
+    assert not (run / "summary.json").exists()
+    assert len(read_metrics(run)) < len(expected)
+    run_cli([*TWO_PHASE, "dataset.epochs=6"], killed, data_dir)
+    resumed = read_metrics(run)
+    same = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")
+    assert [{k: r[k] for k in same} for r in resumed] == [{k: r[k] for k in same}
+                                                          for r in expected]
