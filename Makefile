@@ -1,0 +1,43 @@
+# c2f — every target sets up .venv by itself from a machine that has only Python 3.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch/torchvision/torchaudio that work together (torchaudio 2.11 runs on torch 2.14.1).
+TORCH  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.*
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-fast bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# tinysoundfont declares pyaudio, which does not build on Linux and is not needed
+	$(BIN)/python -m pip install -q --no-deps tinysoundfont
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create or refresh the virtual environment
+
+run: $(STAMP)  ## coarse-to-fine AST (Fshift 4->1) on the built-in dataset, on CPU, in minutes
+	$(BIN)/python run.py compression=fshift schedule=2phase schedule.c=4 $(ARGS)
+
+test: $(STAMP)  ## the whole test suite, as CI runs it
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)  ## the tests not marked slow
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+bench: $(STAMP)  ## per-sample training-step time vs FLOPs for every method and C -> bench/results.md
+	$(BIN)/python bench/step_time.py --out bench/results.md $(ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/python -m ruff check c2f tests run.py bench
+
+clean:  ## remove runs, outputs and the virtual environment (data/ is kept)
+	rm -rf runs outputs multirun $(VENV)
