@@ -1,0 +1,1 @@
+"""Savings analysis: the paper's tables, plots and a dashboard from run directories (files only)."""

@@ -1,0 +1,141 @@
+"""Read run directories (config.yaml, plan.json, metrics.jsonl, summary.json) into `Run`s."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ReportError(Exception):
+    """Unusable input: no run at all, or an unreadable directory."""
+
+
+@dataclass
+class Run:
+    """One run directory as the report sees it."""
+
+    path: Path
+    dataset: str
+    model: str
+    method: str
+    seed: int
+    budget: int
+    phases: tuple[int, ...]
+    metric: str
+    records: list[dict]
+    finished: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def schedule(self) -> str:
+        """The paper's notation: "4-1", "4-2-1", "1" for the baseline."""
+        return "-".join(str(c) for c in self.phases)
+
+    @property
+    def is_baseline(self) -> bool:
+        """The single-phase C = 1 run."""
+        return self.phases == (1,)
+
+    @property
+    def cell(self) -> tuple[str, str, int, str, str]:
+        """(dataset, model, budget, method, schedule): the seeds of one table cell."""
+        return (self.dataset, self.model, self.budget, self.method, self.schedule)
+
+    @property
+    def status(self) -> str:
+        """finished, or unfinished (running or crashed)."""
+        return "finished" if self.finished else "unfinished"
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON file, or None when it is absent."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_metrics(path: Path, warnings: list[str]) -> list[dict]:
+    """metrics.jsonl records in order; a truncated or broken line is skipped with a warning."""
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            where = "last line (truncated)" if number == len(lines) else f"line {number}"
+            warnings.append(f"{path}: {where} is not valid JSON; ignored")
+    return records
+
+
+def _phases(plan: dict | None, config: dict, records: list[dict]) -> tuple[int, ...]:
+    """C of each phase: from plan.json, else from the records, else from the config."""
+    if plan and plan.get("phases"):
+        return tuple(int(p["c"]) for p in plan["phases"])
+    seen: list[int] = []
+    for record in records:
+        if not seen or seen[-1] != record["C"]:
+            seen.append(int(record["C"]))
+    if seen:
+        return tuple(seen)
+    schedule = config.get("schedule", {})
+    return tuple(schedule.get("phases") or [schedule.get("c", 1)])
+
+
+def load_run(path: Path) -> Run:
+    """One run directory; raises ReportError when it cannot be read at all."""
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        plan = _read_json(path / "plan.json")
+        summary = _read_json(path / "summary.json")
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise ReportError(f"{path}: unreadable run directory ({err})") from err
+    warnings: list[str] = []
+    records = read_metrics(path / "metrics.jsonl", warnings)
+    dataset = config.get("dataset", {})
+    budget = dataset.get("epochs") or sum(p["epochs"] for p in (plan or {}).get("phases", []))
+    finished = bool(summary and summary.get("status") == "finished")
+    if not finished:
+        warnings.append(f"{path}: no finished summary.json (running or crashed), "
+                        f"{len(records)}/{budget} epochs")
+    return Run(path=path, dataset=str(dataset.get("name", "?")),
+               model=str(config.get("model", {}).get("name", "?")),
+               method=str(config.get("compression", {}).get("name", "?")),
+               seed=int(config.get("seed", 0)), budget=int(budget),
+               phases=_phases(plan, config, records),
+               metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
+               records=records, finished=finished, warnings=warnings)
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run directories (config.yaml next to plan.json or metrics.jsonl) at or below `paths`."""
+    found: set[Path] = set()
+    for root in paths:
+        if not root.is_dir():
+            raise ReportError(f"{root}: not a directory")
+        for config in [root / "config.yaml", *root.rglob("config.yaml")]:
+            run = config.parent
+            if config.is_file() and ((run / "plan.json").exists()
+                                     or (run / "metrics.jsonl").exists()):
+                found.add(run)
+    return sorted(found)
+
+
+def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
+    """All runs below `paths` and the warnings met; ReportError when there is none."""
+    runs, warnings = [], []
+    for path in find_run_dirs(paths):
+        try:
+            run = load_run(path)
+        except ReportError as err:
+            warnings.append(str(err))
+            continue
+        runs.append(run)
+        warnings.extend(run.warnings)
+    if not runs:
+        raise ReportError("no run directory found under " + ", ".join(map(str, paths))
+                          + " (a run directory holds config.yaml and plan.json)")
+    return runs, warnings
