@@ -1,0 +1,118 @@
+"""Matplotlib figures (PNG and SVG): metric vs cumulative FLOPs and time, savings bars."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from c2f.report.runs import Run  # noqa: E402
+from c2f.report.savings import Cell, reference  # noqa: E402
+from c2f.report.tables import DATASETS, label, row_order  # noqa: E402
+
+
+def _slug(*parts: object) -> str:
+    """A file-name-safe name."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(map(str, parts)))
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    """PNG and SVG next to each other; returns the PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path.with_suffix(".png"), dpi=110, metadata={"Software": None})
+    fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
+    plt.close(fig)
+    return path.with_suffix(".png")
+
+
+def _title(dataset: str, model: str, budget: int) -> str:
+    """Figure title."""
+    return f"{DATASETS.get(dataset, dataset)} · {model} · {budget} epochs"
+
+
+def curves(runs: list[Run], path: Path) -> Path:
+    """Eval metric against cumulative training FLOPs and seconds, one line per setting."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    settings = sorted({(r.method, r.schedule) for r in runs}, key=lambda ms: row_order(*ms))
+    colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(settings)}
+    refs = [reference(r) for r in runs if r.is_baseline and r.finished]
+    for ax, key, unit, scale in ((axes[0], "flops_cum", "training TFLOPs (cumulative)", 1e12),
+                                 (axes[1], "seconds_cum", "training seconds (cumulative)", 1)):
+        labelled = set()
+        for run in sorted(runs, key=lambda r: (row_order(r.method, r.schedule), r.seed)):
+            if not run.records:
+                continue
+            setting = (run.method, run.schedule)
+            xs = [r[key] / scale for r in run.records]
+            ys = [100 * r["value"] for r in run.records]
+            style = dict(color="black", ls="--") if run.is_baseline else dict(color=colors[setting])
+            name = label(*setting) if setting not in labelled else None
+            labelled.add(setting)
+            ax.plot(xs, ys, lw=1.4, alpha=0.85, label=name, **style)
+            starts = [i for i in range(1, len(run.records))
+                      if run.records[i]["phase"] != run.records[i - 1]["phase"]]
+            ax.plot([xs[i] for i in starts], [ys[i] for i in starts], ls="none", marker="o",
+                    mfc="white", mec=style["color"], ms=6)
+        for ref in refs:
+            ax.axhline(100 * ref.metric, color="grey", lw=0.6, ls=":")
+        ax.set_xlabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"eval {runs[0].metric} (%)")
+    axes[0].legend(fontsize=8, title="o = phase start, : = baseline best", title_fontsize=7)
+    fig.suptitle(_title(runs[0].dataset, runs[0].model, runs[0].budget))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def bars(cells: list[Cell], path: Path) -> Path:
+    """FLOPs and time saved per method (groups) and schedule (bars); n/r where not reached."""
+    cells = [c for c in cells if not c.status.startswith("baseline")]
+    methods = sorted({c.method for c in cells}, key=lambda m: row_order(m, "4-1"))
+    schedules = sorted({c.schedule for c in cells}, key=lambda s: row_order("fshift", s))
+    width = 0.8 / max(len(schedules), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, field, title in ((axes[0], "flops_save", "training FLOPs saved (%)"),
+                             (axes[1], "time_save", "training time saved (%)")):
+        shown: set[str] = set()
+        for j, schedule in enumerate(schedules):
+            for i, method in enumerate(methods):
+                cell = next((c for c in cells if (c.method, c.schedule) == (method, schedule)),
+                            None)
+                if cell is None:
+                    continue
+                x = i + (j - (len(schedules) - 1) / 2) * width
+                stat = getattr(cell, field)
+                if stat is None:
+                    ax.text(x, 0, "n/r" if cell.status == "not reached" else "–", ha="center",
+                            va="bottom", fontsize=7, rotation=90)
+                    continue
+                ax.bar(x, 100 * stat.mean, width, yerr=100 * stat.std if stat.n > 1 else None,
+                       color=plt.cm.tab10(j % 10),
+                       label=None if schedule in shown else schedule.replace("-", "→"))
+                shown.add(schedule)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlim(-0.6, len(methods) - 0.4)
+        ax.set_xticks(range(len(methods)), [label(m, "4-1").rsplit(" ", 1)[0] for m in methods])
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(title="schedule", fontsize=8)
+    first = cells[0] if cells else None
+    if first:
+        fig.suptitle(_title(first.dataset, first.model, first.budget))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_all(runs: list[Run], cells: list[Cell], folder: Path) -> list[Path]:
+    """Every figure, per dataset, model and budget; returns the PNG paths."""
+    images = []
+    for dataset, model, budget in sorted({(r.dataset, r.model, r.budget) for r in runs}):
+        group = [r for r in runs if (r.dataset, r.model, r.budget) == (dataset, model, budget)]
+        images.append(curves(group, folder / _slug("curves", dataset, model, budget)))
+        mine = [c for c in cells if (c.dataset, c.model, c.budget) == (dataset, model, budget)]
+        if any(not c.status.startswith("baseline") for c in mine):
+            images.append(bars(mine, folder / _slug("savings", dataset, model, budget)))
+    return images
