@@ -1,0 +1,49 @@
+"""Hand-built run directories with known numbers, in the trainer's format."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+
+def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, ...] = (1,),
+             epochs: tuple[int, ...] | None = None, method: str = "none", seed: int = 0,
+             dataset: str = "ds", model: str = "m", budget: int | None = None,
+             flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
+             finished: bool = True, metric: str = "acc") -> Path:
+    """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
+
+    By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
+    `epochs` gives the epochs of each phase (default: all but the last phase have one epoch).
+    """
+    flops = flops or {c: 100 // c for c in (1, 2, 4, 8)}
+    seconds = seconds or {c: 10.0 / c for c in (1, 2, 4, 8)}
+    epochs = epochs or (*[1] * (len(phases) - 1), len(values) - len(phases) + 1)
+    budget = budget or sum(epochs)
+    path = root / "group" / name
+    path.mkdir(parents=True)
+    config = {"dataset": {"name": dataset, "epochs": budget, "metric": metric},
+              "model": {"name": model}, "compression": {"name": method},
+              "schedule": {"name": "custom", "c": phases[0], "phases": list(phases)},
+              "seed": seed}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = {"train_samples": 1, "predicted_flops": 0,
+            "phases": [{"index": i, "method": method, "c": c, "epochs": n}
+                       for i, (c, n) in enumerate(zip(phases, epochs))]}
+    (path / "plan.json").write_text(json.dumps(plan))
+    per_epoch = [(i, c) for i, (c, n) in enumerate(zip(phases, epochs)) for _ in range(n)]
+    lines, f_cum, s_cum = [], 0, 0.0
+    for epoch, value in enumerate(values, 1):
+        phase, c = per_epoch[epoch - 1]
+        f_cum += flops[c]
+        s_cum += seconds[c]
+        lines.append(json.dumps({
+            "run": name, "dataset": dataset, "model": model, "method": method, "seed": seed,
+            "C": c, "phase": phase, "epoch": epoch, "final_phase": phase == len(phases) - 1,
+            "metric": metric, "value": value, "flops": flops[c], "flops_cum": f_cum,
+            "seconds": seconds[c], "seconds_cum": s_cum}))
+    (path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    if finished:
+        (path / "summary.json").write_text(json.dumps({"run": name, "status": "finished"}))
+    return path

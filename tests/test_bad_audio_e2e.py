@@ -1,0 +1,58 @@
+"""Bad clips through the real CLI: fail fast naming the file, or skip, count and list them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import TINY_TRAINING, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def _manifest_dataset(tmp_path, data_dir):
+    """A manifest dataset: real clips from the built-in set, one missing file, one NaN file."""
+    from c2f.data.builtin import BuiltinParams, ensure_builtin
+
+    paths = ensure_builtin(data_dir, BuiltinParams(train_per_class=4, eval_per_class=2,
+                                                   clip_seconds=1.28))
+    train = json.loads(paths["train"].read_text())["data"]
+    for entry in train:
+        entry["wav"] = str((paths["train"].parent / entry["wav"]).resolve())
+    nan_wav = tmp_path / "nan.wav"
+    soundfile.write(nan_wav, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    label = train[0]["labels"]
+    train += [{"wav": str(tmp_path / "missing.wav"), "labels": label},
+              {"wav": str(nan_wav), "labels": label}]
+    manifest = tmp_path / "train.json"
+    manifest.write_text(json.dumps({"data": train}))
+    return [f"dataset.train_manifest={manifest}", f"dataset.eval_manifest={paths['eval']}",
+            f"dataset.labels_csv={paths['labels']}"]
+
+
+ARGS = ["dataset=manifest", "dataset.num_classes=11", "dataset.epochs=1",
+        "dataset.norm_mean=-8.0", "dataset.norm_std=6.0", *TINY_TRAINING]
+
+
+def test_fail_fast_names_the_missing_file(tmp_path, data_dir):
+    proc = run_cli([*ARGS, *_manifest_dataset(tmp_path, data_dir), "logger=disabled"],
+                   tmp_path / "runs", data_dir, check=False)
+    assert proc.returncode == 2
+    assert "missing.wav" in proc.stderr and "on_bad" in proc.stderr
+    assert not run_dirs(tmp_path / "runs")  # nothing trained, nothing half-written
+
+
+def test_skip_counts_and_lists_bad_clips(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    proc = run_cli([*ARGS, *_manifest_dataset(tmp_path, data_dir), "logger=disabled",
+                    "dataset.on_bad_audio=skip"], runs, data_dir)
+    assert "missing.wav" in proc.stdout  # reported up front by the manifest check
+    [run] = run_dirs(runs)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_clips"] == 1
+    listed = (run / "skipped.txt").read_text()
+    assert "nan.wav" in listed and "NaN" in listed
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["skipped"] == 1 and record["samples"] == 44

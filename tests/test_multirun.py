@@ -1,0 +1,36 @@
+"""The issue's multirun: three methods x two schedules, locally, in one Hydra process."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import TINY, read_metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+
+
+def test_six_run_multirun(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    run_cli(["-m", "compression=fshift,pool_avg,patch_pi", "schedule=2phase,3phase",
+             "schedule.c=4", "dataset.epochs=4", *TINY, "logger=disabled"], runs, data_dir)
+    found = {}
+    for run in run_dirs(runs):
+        records = read_metrics(run)
+        assert (run / "summary.json").exists(), run
+        found[(records[0]["method"], records[0]["schedule"])] = [r["C"] for r in records]
+    assert found == {
+        (method, schedule): ([4, 1, 1, 1] if schedule == "2phase" else [4, 2, 1, 1])
+        for method in ("fshift", "pool_avg", "patch_pi") for schedule in ("2phase", "3phase")
+    }
+
+
+def test_multilabel_builtin_reports_map(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    run_cli(["dataset=builtin_multilabel", "compression=pool_max", "schedule=2phase",
+             "schedule.c=2", *TINY, "dataset.epochs=2", "logger=disabled"], runs, data_dir)
+    [run] = run_dirs(runs)
+    records = read_metrics(run)
+    assert [r["C"] for r in records] == [2, 1]
+    for record in records:
+        assert record["metric"] == "mAP" and record["value"] == record["mAP"]
+        assert 0.0 < record["mAP"] <= 1.0 and 0.0 < record["AUC"] <= 1.0
+        assert "d_prime" in record
