@@ -1,0 +1,87 @@
+"""The spectrogram dataset on real rendered audio: phases, determinism, augmentation, mixup."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from c2f import features
+from c2f.compression import BaseInput, create_compression
+from c2f.data.audio import load_waveform
+from c2f.data.builtin import BuiltinParams, ensure_builtin
+from c2f.data.dataset import FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.manifest import load_manifest
+from c2f.data.stats import compute_stats
+
+BASE = BaseInput(frame_shift_ms=10.0, target_length=128, patch=(16, 16), time_mask=24)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    paths = ensure_builtin(tmp_path_factory.mktemp("data"),
+                           BuiltinParams(train_per_class=2, eval_per_class=1, clip_seconds=1.28))
+    return load_manifest(paths["train"], paths["labels"])
+
+
+def dataset(manifest, method: str, c: int, train: bool = False, **settings):
+    compression = create_compression(method)
+    options = {"sample_rate": 16000, "num_mel_bins": 128, "mean": -8.0, "std": 6.0} | settings
+    return SpectrogramDataset(manifest, FeatureSettings(**options),
+                              compression.phase_input(BASE, c), compression, c, train=train)
+
+
+def test_fshift_item_is_normalized_kaldi_fbank_at_c_times_the_shift(manifest):
+    spec, target = dataset(manifest, "fshift", 4)[0]
+    wave = load_waveform(manifest.clips[0].path)
+    expected = features.pad_or_crop_frames(features.fbank(wave, 16000, 128, 40.0), 32)
+    torch.testing.assert_close(spec, (expected + 8.0) / 12.0)
+    assert target.sum() == 1 and target.shape == (11,)
+
+
+def test_pool_item_is_the_pooled_full_resolution_item(manifest):
+    full, _ = dataset(manifest, "pool_avg", 1)[3]
+    pooled, _ = dataset(manifest, "pool_avg", 4)[3]
+    assert pooled.shape == (32, 128)
+    torch.testing.assert_close(pooled, full.reshape(32, 4, 128).mean(dim=1))
+
+
+def test_patch_item_keeps_full_resolution(manifest):
+    spec, _ = dataset(manifest, "patch_pi", 4)[0]
+    assert spec.shape == (128, 128)
+
+
+def test_augmentation_is_seeded_per_item_and_epoch(manifest):
+    train = dataset(manifest, "fshift", 1, train=True, freq_mask=24)
+    first = train[5][0]
+    torch.testing.assert_close(train[5][0], first)  # same (seed, epoch, index) -> same masks
+    assert not torch.equal(first, dataset(manifest, "fshift", 1)[5][0])  # masks applied
+    train.set_epoch(0, 1)
+    assert not torch.equal(train[5][0], first)  # a new epoch draws new masks
+
+
+def test_batches_do_not_depend_on_worker_count(manifest):
+    train = dataset(manifest, "pool_max", 2, train=True, freq_mask=24, mixup=0.5)
+
+    def batches(workers: int):
+        loader = DataLoader(train, batch_size=5, shuffle=True, num_workers=workers,
+                            generator=torch.Generator().manual_seed(3),
+                            collate_fn=collate_skipping)
+        return [b["spec"] for b in loader]
+
+    for a, b in zip(batches(0), batches(2)):
+        torch.testing.assert_close(a, b)
+
+
+def test_mixup_mixes_labels_with_weights_that_sum_to_one(manifest):
+    mixed = dataset(manifest, "fshift", 1, train=True, mixup=1.0)
+    targets = torch.stack([mixed[i][1] for i in range(len(mixed))])
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(len(mixed)))
+    assert (targets > 0).sum(dim=1).max() == 2  # at least one clip got another class mixed in
+
+
+def test_stats_match_the_features_they_describe(manifest):
+    mean, std = compute_stats(manifest, target_length=128)
+    specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i][0]
+                         for i in range(len(manifest.clips))])
+    assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
+    assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)

@@ -1,0 +1,91 @@
+"""The whole path on a tiny real sweep, and the dashboard in a real headless browser."""
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.slow
+SWEEP = [["compression=none", "schedule=baseline", "schedule.c=1"],
+         ["compression=fshift,pool_avg", "schedule=2phase", "schedule.c=2,4"]]
+ROWS = ["Baseline", "Fshift 4→1", "Fshift 2→1", "Avg Pool 4→1", "Avg Pool 2→1"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, data_dir) -> Path:
+    """A baseline, two methods and two schedules through run.py, then `python -m c2f.report`."""
+    runs = tmp_path_factory.mktemp("sweep") / "runs"
+    for args in SWEEP:
+        run_cli(["-m", *TINY, *args, "group=tiny"], runs, data_dir)
+    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(runs)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "5 runs, 5 cells" in proc.stdout
+    return runs / "report"
+
+
+def test_report_on_a_real_sweep(report):
+    text = (report / "tables.md").read_text()
+    positions = [text.index(f"| {row} |") for row in ROWS]
+    assert positions == sorted(positions)  # the paper's row order
+    for name in ("tables.tex", "savings.csv", "runs.csv", "index.html"):
+        assert (report / name).stat().st_size > 0
+    runs = list(csv.DictReader((report / "runs.csv").open()))
+    assert {r["status"] for r in runs} == {"finished"}
+    for row in runs:
+        if row["method"] != "none":
+            assert row["budget_status"] in ("reached", "not reached")
+            assert (row["flops_save"] != "") == (row["budget_status"] == "reached")
+    pngs = sorted(p.name for p in (report / "plots").glob("*.png"))
+    assert pngs == ["curves_builtin_ast_tiny_4.png", "savings_builtin_ast_tiny_4.png"]
+    assert len(list((report / "plots").glob("*.svg"))) == 2
+
+
+def _chromium() -> str:
+    """The browser binary, or skip with the reason printed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        reason = "chromium not installed (apt-get install -y --no-install-recommends chromium)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def _browse(binary: str, url: str, *extra: str) -> subprocess.CompletedProcess:
+    """Headless chromium on `url` with a throwaway profile."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+             "--window-size=1280,1600", *extra, url],
+            capture_output=True, text=True, timeout=120)
+
+
+def test_dashboard_in_a_headless_browser(report, tmp_path):
+    binary = _chromium()
+    page = (report / "index.html").as_uri()
+    dom = _browse(binary, page, "--dump-dom").stdout
+    assert 'data-rendered="2" data-total="2"' in dom, dom[-2000:]
+    for row in ROWS:
+        assert f"<td>{row}</td>".replace("→", "→") in dom or row in dom
+    budget = dom[dom.index('id="cells-budget"'):dom.index("</table>", dom.index("cells-budget"))]
+    assert budget.count("<tr") == 1 + len(ROWS)
+    filtered = _browse(binary, page + "#schedule=4-1", "--dump-dom").stdout
+    hidden = filtered.count('data-schedule="2-1" style="display: none;"')
+    assert hidden == 2 * 2  # Fshift and Avg Pool 2->1, in both criteria tables
+
+    shot = tmp_path / "dashboard.png"
+    _browse(binary, page, f"--screenshot={shot}")
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[0] > 500 and pixels.std() > 0.05  # not a blank page
+    assert len({tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[-1])}) > 20
