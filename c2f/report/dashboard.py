@@ -26,7 +26,9 @@ s=document.getElementById('f-schedule').value;
 document.querySelectorAll('[data-dataset]').forEach(e=>{const ok=(!d||e.dataset.dataset===d)&&
 (!s||!e.dataset.schedule||e.dataset.schedule===s||e.dataset.schedule==='1');
 e.style.display=ok?'':'none'})}
-window.addEventListener('load',()=>{const imgs=[...document.images];
+window.addEventListener('load',()=>{const h=new URLSearchParams(location.hash.slice(1));
+for(const k of ['dataset','schedule']){if(h.get(k))document.getElementById('f-'+k).value=h.get(k)}
+applyFilter();const imgs=[...document.images];
 const ok=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;
 const s=document.getElementById('status');s.textContent=`${ok}/${imgs.length} plots rendered`;
 s.dataset.rendered=ok;s.dataset.total=imgs.length});

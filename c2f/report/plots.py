@@ -86,8 +86,8 @@ def bars(cells: list[Cell], path: Path) -> Path:
                 x = i + (j - (len(schedules) - 1) / 2) * width
                 stat = getattr(cell, field)
                 if stat is None:
-                    ax.text(x, 0, "n/r" if cell.status == "not reached" else "–", ha="center",
-                            va="bottom", fontsize=7, rotation=90)
+                    ax.text(x, 0.03, "n/r" if cell.status == "not reached" else "–",
+                            transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
                     continue
                 ax.bar(x, 100 * stat.mean, width, yerr=100 * stat.std if stat.n > 1 else None,
                        color=plt.cm.tab10(j % 10),
