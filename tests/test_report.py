@@ -6,6 +6,7 @@ import csv
 import pytest
 
 from c2f.report.cli import main
+from c2f.report.publish import headline
 from c2f.report.runs import ReportError, load_runs
 from c2f.report.savings import aggregate, pair
 from c2f.report.tables import grid, label, load_paper
@@ -146,3 +147,13 @@ def test_outputs_and_the_paper_column(tmp_path):
     tex = (out / "tables.tex").read_text()
     assert r"Fshift 4$\to$1" in tex and r"\toprule" in tex
     assert (out / "index.html").read_text().count("<tr") > 4
+
+
+def test_wandb_offline_says_so_and_carries_on(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.6, 0.6, 0.6])
+    assert main([str(tmp_path), "--no-plots", "--wandb"]) == 0
+    assert "W&B offline (WANDB_MODE=offline): tables not published" in capsys.readouterr().out
+    outcome, _ = outcome_of(tmp_path, "fshift")
+    assert headline(outcome)["report/flops_save"] == pytest.approx(1 - 125 / 400)

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         from c2f.report.publish import publish
 
-        publish(built, images, args.wandb_project)
+        publish(built, images, outcomes, args.wandb_project)
     print(text)
     print(f"{len(runs)} runs, {len(cells)} cells, {len(warnings)} warnings -> {out} "
           f"(dashboard {page})")
