@@ -8,7 +8,7 @@ from pathlib import Path
 
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
-from c2f.report.tables import CSV_FIELDS, csv_rows, grid, label, latex, load_paper, markdown
+from c2f.report.tables import CSV_FIELDS, csv_rows, grid, latex, load_paper, markdown
 
 CAPTIONS = {"budget": "Budget criterion: metric at the earliest final-phase epoch that reaches "
                       "the baseline's best, and the training FLOPs and time saved up to it.",
@@ -78,8 +78,8 @@ def write_tables(out: Path, built: dict, cells: list, runs: list[Run], outcomes:
                  paper: dict | None, warnings: list[str]) -> str:
     """tables.md, tables.tex, savings.csv and runs.csv; returns the Markdown."""
     md = ["# Coarse-to-fine savings", "",
-          "Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
-          "number of seeds; n/r: not reached (never an estimate).", ""]
+          ("Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
+           "number of seeds; n/r: not reached (never an estimate)."), ""]
     tex = []
     for criterion, items in built.items():
         for title, header, rows in items:

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from c2f.report.runs import Run  # noqa: E402
-from c2f.report.savings import Cell, reference  # noqa: E402
-from c2f.report.tables import DATASETS, label, row_order  # noqa: E402
+from c2f.report.runs import Run
+from c2f.report.savings import Cell, reference
+from c2f.report.tables import DATASETS, label, row_order
 
 
 def _slug(*parts: object) -> str:
@@ -48,7 +48,7 @@ def curves(runs: list[Run], path: Path) -> Path:
             setting = (run.method, run.schedule)
             xs = [r[key] / scale for r in run.records]
             ys = [100 * r["value"] for r in run.records]
-            style = dict(color="black", ls="--") if run.is_baseline else dict(color=colors[setting])
+            style = {"color": "black", "ls": "--"} if run.is_baseline else {"color": colors[setting]}
             name = label(*setting) if setting not in labelled else None
             labelled.add(setting)
             ax.plot(xs, ys, lw=1.4, alpha=0.85, label=name, **style)

@@ -40,7 +40,7 @@ def publish(built: dict, images: list[Path], outcomes: list[Outcome], project: s
 
     try:
         with wandb.init(project=project, job_type="report", name="c2f-report") as run:
-            for criterion, items in built.items():
+            for items in built.values():
                 for title, header, rows in items:
                     run.log({title: wandb.Table(columns=header, data=rows)})
             run.log({image.stem: wandb.Image(str(image)) for image in images})

@@ -53,6 +53,11 @@ class PaperCell:
     time_save: float | None
 
 
+def _number(text: str) -> float | None:
+    """A CSV number, None when empty."""
+    return float(text) if text else None
+
+
 def load_paper() -> dict[tuple, PaperCell]:
     """paper_tables.csv keyed by (criterion, dataset, model, method, schedule), normalized."""
     text = resources.files("c2f.report").joinpath("paper_tables.csv").read_text()
@@ -60,9 +65,8 @@ def load_paper() -> dict[tuple, PaperCell]:
     for row in csv.DictReader(io.StringIO(text)):
         key = (row["criterion"], _norm(row["dataset"]), row["model"], row["method"],
                row["schedule"])
-        number = lambda k: float(row[k]) if row[k] else None  # noqa: E731
-        cells.setdefault(key, PaperCell(float(row["value"]), number("flops_save"),
-                                        number("time_save")))
+        cells.setdefault(key, PaperCell(float(row["value"]), _number(row["flops_save"]),
+                                        _number(row["time_save"])))
     return cells
 
 
