@@ -48,7 +48,8 @@ def test_report_on_a_real_sweep(report):
     assert len(list((report / "plots").glob("*.svg"))) == 2
 
 
-def _chromium() -> str:
+@pytest.fixture
+def chromium() -> str:
     """The browser binary, or skip with the reason printed."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
@@ -69,8 +70,8 @@ def _browse(binary: str, url: str, *extra: str) -> subprocess.CompletedProcess:
             capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_dashboard_in_a_headless_browser(report, tmp_path):
-    binary = _chromium()
+def test_dashboard_in_a_headless_browser(chromium, report, tmp_path):
+    binary = chromium
     page = (report / "index.html").as_uri()
     dom = _browse(binary, page, "--dump-dom").stdout
     assert 'data-rendered="2" data-total="2"' in dom, dom[-2000:]
