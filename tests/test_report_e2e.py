@@ -48,7 +48,7 @@ def test_report_on_a_real_sweep(report):
     assert len(list((report / "plots").glob("*.svg"))) == 2
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> str:
     """The browser binary, or skip with the reason printed."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
