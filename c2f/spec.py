@@ -40,6 +40,7 @@ class DatasetSpec:
     batch_size: int = 32
     eval_batch_size: int = 64
     on_bad_audio: str = "fail"  # fail | skip
+    balanced_sampler: bool = False  # AST's class-balanced sampling with replacement
     metric: str = "acc"  # acc | mAP
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -51,7 +52,9 @@ def cached_stats(cache_dir: Path, manifest: Manifest, **kwargs) -> tuple[float, 
         return cached["mean"], cached["std"]
     mean, std = compute_stats(manifest, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"mean": mean, "std": std, "manifest": str(manifest.path)}))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")  # several ranks may race here
+    tmp.write_text(json.dumps({"mean": mean, "std": std, "manifest": str(manifest.path)}))
+    os.replace(tmp, path)
     return mean, std
 
 

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-
 import torch
 
 from c2f.data.prepare import prepare_data
 from c2f.plan import build_plan, format_plan
-from c2f.spec import RunSpec
+from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
+from c2f.train.distributed import init_world
 from c2f.train.loop import DataBundle, PhaseLoop, summarize
-
-log = logging.getLogger("c2f")
 
 
 def format_summary(summary: dict, records: list[dict]) -> str:
@@ -49,25 +46,42 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
         return None
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
+    world = init_world(spec.trainer.device)
+    if spec.dataset.batch_size % world.size:
+        raise ConfigError(f"`dataset.batch_size`={spec.dataset.batch_size} does not split over "
+                          f"{world.size} processes; use a multiple of {world.size}")
+    if not world.is_main:
+        echo = _quiet
     train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, echo)
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}")
-    run.create(config_yaml, plan.to_dict())
-    tracker = Tracker(spec.logger.mode, spec.logger.project, spec.logger.entity, spec.run_id,
-                      spec.group, run.path, flat_config(spec.semantic, spec.group),
-                      spec.logger.tags)
+    if world.is_main:
+        run.create(config_yaml, plan.to_dict())
+    mode = spec.logger.mode if world.is_main else "disabled"
+    tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
+                      run.path, flat_config(spec.semantic, spec.group), spec.logger.tags)
     exit_code = 1
     try:
-        loop = PhaseLoop(spec, plan, DataBundle(train, evaluation, settings), run, tracker, echo)
+        loop = PhaseLoop(spec, plan, DataBundle(train, evaluation, settings), run, tracker, echo,
+                         world)
         records = loop.run()
         summary = summarize(spec, plan, records, loop.skipped)
-        if loop.skipped:
-            (run.path / "skipped.txt").write_text(
-                "".join(f"{path}\t{reason}\n" for path, reason in sorted(loop.skipped.items())))
-        run.write_summary(summary)
-        tracker.summarize(summary)
+        if world.is_main:
+            _finish(run, summary, loop.skipped)
+            tracker.summarize(summary)
         exit_code = 0
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))
     return summary
+
+
+def _quiet(*args, **kwargs) -> None:
+    """Ranks other than 0 print nothing."""
+
+
+def _finish(run: RunDir, summary: dict, skipped: dict[str, str]) -> None:
+    if skipped:
+        (run.path / "skipped.txt").write_text(
+            "".join(f"{path}\t{reason}\n" for path, reason in sorted(skipped.items())))
+    run.write_summary(summary)

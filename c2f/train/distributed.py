@@ -1,0 +1,117 @@
+"""Data-parallel training within one job: torchrun or SLURM tasks (submitit's tasks_per_node).
+
+One process per device; rank 0 alone writes metrics, checkpoints and W&B. The sampler gives
+each rank an interleaved share of one global permutation, so that with a global batch split
+evenly the ranks together see exactly the batches a single process would.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def _from_env() -> World:
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun
+        return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                     int(os.environ.get("LOCAL_RANK", 0)))
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SUBMITIT_EXECUTOR" in os.environ:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        env = TorchDistributedEnvironment().export()  # sets MASTER_ADDR/PORT, RANK, ...
+        return World(env.rank, env.world_size, env.local_rank)
+    return World()
+
+
+def init_world(device_kind: str) -> World:
+    """Join the process group when launched with several processes; else a world of one."""
+    world = _from_env()
+    if world.active and not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=world.rank, world_size=world.size)
+    return world
+
+
+def device_for(world: World, requested: str) -> torch.device:
+    kind = requested
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        return torch.device("cuda", world.local_rank)
+    return torch.device(kind)
+
+
+def all_sum(values: list[float], world: World) -> list[float]:
+    """Element-wise sum over ranks."""
+    if not world.active:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gather_objects(obj, world: World) -> list:
+    """Every rank's `obj`, in rank order."""
+    if not world.active:
+        return [obj]
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def all_gather(array: np.ndarray, world: World) -> np.ndarray:
+    """Concatenate every rank's rows."""
+    return np.concatenate(gather_objects(array, world))
+
+
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
+
+
+class ShardedShuffle(Sampler[int]):
+    """This rank's share of a seeded global order: a permutation, or a weighted draw with
+    replacement (balanced sampling). Shares are padded to equal length by wrapping."""
+
+    def __init__(self, length: int, seed: int, world: World, weights: torch.Tensor | None = None):
+        self.length, self.seed, self.world, self.weights = length, seed, world, weights
+
+    def _order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.length, replacement=True,
+                                     generator=generator).tolist()
+        return torch.randperm(self.length, generator=generator).tolist()
+
+    def __iter__(self):
+        order = self._order()
+        per_rank = -(-len(order) // self.world.size)
+        order += order[: per_rank * self.world.size - len(order)]
+        return iter(order[self.world.rank:: self.world.size])
+
+    def __len__(self) -> int:
+        return -(-self.length // self.world.size)
+
+
+def eval_indices(length: int, world: World) -> list[int]:
+    """This rank's share of the eval set (no padding: every clip counted once)."""
+    return list(range(world.rank, length, world.size))
