@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision/torchaudio that work together (torchaudio 2.11 runs on torch 2.14.1).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.*
 ARGS   ?=
+REPORT ?= runs
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast bench lint clean
+.PHONY: help setup run test test-fast bench report lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ test-fast: $(STAMP)  ## the tests not marked slow
 
 bench: $(STAMP)  ## per-sample training-step time vs FLOPs for every method and C -> bench/results.md
 	$(BIN)/python bench/step_time.py --out bench/results.md $(ARGS)
+
+report: $(STAMP)  ## savings tables, plots and dashboard from run directories -> $(REPORT)/report
+	$(BIN)/python -m c2f.report $(REPORT) $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/python -m ruff check c2f tests run.py bench
