@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -204,7 +205,8 @@ def validate(spec: RunSpec) -> None:
            "give both norm_mean and norm_std, or neither (computed from the training set)")
     _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
     _check(0.0 <= d.mixup <= 1.0, "dataset.mixup", f"a probability, got {d.mixup}")
-    _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch", f"need [freq, time] >= 1, got {m.patch}")
+    _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
+           f"need [freq, time] >= 1, got {m.patch}")
     _check(m.embed_dim % m.num_heads == 0, "model.num_heads",
            f"embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
     _check(o.name in ("adam", "adamw"), "optim.name", f"{o.name!r} is not adam|adamw")
@@ -218,7 +220,8 @@ def validate(spec: RunSpec) -> None:
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
-    for key in ("dataset", "model", "compression", "schedule", "optim", "trainer", "logger", "paths"):
+    groups = ("dataset", "model", "compression", "schedule", "optim", "trainer", "logger", "paths")
+    for key in groups:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
     paths = cfg["paths"]

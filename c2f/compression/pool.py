@@ -1,4 +1,4 @@
-"""Pool: average or max pooling with kernel = stride = (1, C) over the fbank, before tokenization."""
+"""Pool: average or max pooling, kernel = stride = (1, C) over the fbank, before tokenization."""
 import torch
 import torch.nn.functional as F
 

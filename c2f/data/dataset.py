@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from c2f import features
 from c2f.compression import Compression, PhaseInput
 from c2f.data.audio import load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import Manifest
-from c2f import features
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from c2f import features
 from c2f.data.audio import load_waveform
 from c2f.data.errors import DataError

@@ -5,10 +5,10 @@ import math
 from pathlib import Path
 
 import torch
+from timm.layers import resample_patch_embed
 
 from c2f.models.ast import AST
 from c2f.models.transfer import PATCH_KEY, POS_KEY, resample_pos_embed
-from timm.layers import resample_patch_embed
 
 
 def build_model(model_spec, *, num_classes: int, num_mel_bins: int, frames: int,

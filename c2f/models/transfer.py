@@ -1,7 +1,7 @@
 """Move weights from one phase's model to the next phase's grid."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from timm.layers import resample_abs_pos_embed

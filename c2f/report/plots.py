@@ -48,7 +48,8 @@ def curves(runs: list[Run], path: Path) -> Path:
             setting = (run.method, run.schedule)
             xs = [r[key] / scale for r in run.records]
             ys = [100 * r["value"] for r in run.records]
-            style = {"color": "black", "ls": "--"} if run.is_baseline else {"color": colors[setting]}
+            style = ({"color": "black", "ls": "--"} if run.is_baseline
+                     else {"color": colors[setting]})
             name = label(*setting) if setting not in labelled else None
             labelled.add(setting)
             ax.plot(xs, ys, lw=1.4, alpha=0.85, label=name, **style)

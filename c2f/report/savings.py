@@ -172,7 +172,8 @@ def aggregate(runs: list[Run]) -> list[Cell]:
                               status, value=refs, best=refs))
             continue
         reached = [o for o in members if o.status == "reached"]
-        shown = reached or [o for o in members if o.status == "not reached" and o.metric is not None]
+        shown = reached or [o for o in members
+                            if o.status == "not reached" and o.metric is not None]
         cells.append(Cell(
             dataset, model, budget, method, schedule, metric, len(members), _status(members),
             value=Stat.of([o.metric for o in shown]), diff=Stat.of([o.gap for o in shown]),

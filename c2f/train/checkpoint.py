@@ -48,7 +48,8 @@ def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict] | None:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a torn file cannot happen with os.replace, but disks fail
         raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it to restart "
-                           "this run from its previous state, or the run dir to start over")
+                           "this run from its previous state, or the run dir to start over"
+                           ) from err
     state = TrainState(**payload["state"])
     state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
     return state, payload["model"], payload["optimizer"]

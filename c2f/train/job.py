@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 import torch
 
 from c2f.data.prepare import prepare_data

@@ -21,8 +21,16 @@ from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.track import RunDir, Tracker
 from c2f.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from c2f.train.distributed import (ShardedShuffle, World, all_gather, all_sum, barrier,
-                                   device_for, eval_indices, gather_objects)
+from c2f.train.distributed import (
+    ShardedShuffle,
+    World,
+    all_gather,
+    all_sum,
+    barrier,
+    device_for,
+    eval_indices,
+    gather_objects,
+)
 from c2f.train.flops import training_flops
 from c2f.train.metrics import evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
@@ -39,14 +47,14 @@ class PhaseLoop:
     """Runs a PhasePlan for one RunSpec inside one run directory."""
 
     def __init__(self, spec: RunSpec, plan: PhasePlan, data: DataBundle, run: RunDir,
-                 tracker: Tracker, log=print, world: World = World()):
+                 tracker: Tracker, log=print, world: World | None = None):
         self.spec, self.plan, self.data, self.run_dir, self.tracker, self.log = (
             spec, plan, data, run, tracker, log)
-        self.world = world
+        self.world = world or World()
         self.compression = create_compression(spec.compression.name)
         self.skipped: dict[str, str] = {}
-        self.device = device_for(world, spec.trainer.device)
-        self.batch_size = spec.dataset.batch_size // world.size  # the global batch is split
+        self.device = device_for(self.world, spec.trainer.device)
+        self.batch_size = spec.dataset.batch_size // self.world.size  # the global batch is split
         self.sample_weights = balanced_weights(data.train) if spec.dataset.balanced_sampler \
             else None
 
