@@ -35,7 +35,7 @@ test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 bench: $(STAMP)  ## per-sample training-step time vs FLOPs for every method and C -> bench/results.md
-	$(BIN)/python bench/step_time.py --out bench/results.md $(ARGS)
+	$(BIN)/python -m bench.step_time --out bench/results.md $(ARGS)
 
 report: $(STAMP)  ## savings tables, plots and dashboard from run directories -> $(REPORT)/report
 	$(BIN)/python -m c2f.report $(REPORT) $(ARGS)
