@@ -85,3 +85,15 @@ def test_stats_match_the_features_they_describe(manifest):
                          for i in range(len(manifest.clips))])
     assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
     assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
+
+
+def test_stats_command_prints_ready_to_paste_overrides(manifest):
+    import subprocess
+    import sys
+
+    labels = manifest.path.parent / "class_labels_indices.csv"
+    out = subprocess.run([sys.executable, "-m", "c2f.data.stats", "--manifest",
+                          str(manifest.path), "--labels", str(labels), "--target-length", "128"],
+                         capture_output=True, text=True, check=True).stdout
+    mean, std = compute_stats(manifest, target_length=128)
+    assert out.strip() == f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}"

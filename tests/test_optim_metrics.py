@@ -1,0 +1,45 @@
+"""Learning-rate schedule per phase, and evaluation metrics against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from c2f.spec import OptimSpec
+from c2f.train.metrics import evaluate_scores
+from c2f.train.optim import lr_at
+
+
+def test_warmup_then_multistep_as_in_ast():
+    spec = OptimSpec(lr=1.0, warmup_steps=4, scheduler="multistep", milestones_start=2,
+                     milestones_step=2, gamma=0.5)
+    assert [lr_at(spec, step, 0, 100) for step in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [lr_at(spec, 50, epoch, 100) for epoch in range(7)] == [1, 1, .5, .5, .25, .25, .125]
+
+
+def test_cosine_and_constant():
+    cosine = OptimSpec(lr=2.0, scheduler="cosine")
+    assert lr_at(cosine, 0, 0, 10) == 2.0
+    assert lr_at(cosine, 5, 0, 10) == pytest.approx(1.0)
+    assert lr_at(cosine, 10, 0, 10) == pytest.approx(0.0)
+    assert lr_at(OptimSpec(lr=3.0, scheduler="constant"), 7, 9, 10) == 3.0
+
+
+def test_single_label_accuracy_uses_argmax_of_soft_targets():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]])
+    targets = np.array([[0.7, 0.3, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert evaluate_scores(logits, targets, multilabel=False) == {"acc": pytest.approx(2 / 3)}
+
+
+def test_multilabel_map_auc_and_d_prime():
+    # class 0: scores rank both positives first (AP 1, AUC 1); class 1: one positive ranked
+    # second of three (AP 0.5, AUC 0.5); class 2 has no positive and is left out.
+    logits = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.0], [0.1, 0.2, 0.0]])
+    targets = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=float)
+    scores = evaluate_scores(logits, targets, multilabel=True)
+    assert scores["mAP"] == pytest.approx((1.0 + 0.5) / 2)
+    assert scores["AUC"] == pytest.approx((1.0 + 0.5) / 2)
+    from scipy.stats import norm
+
+    assert scores["d_prime"] == pytest.approx(math.sqrt(2) * norm.ppf(0.75))
