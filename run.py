@@ -3,15 +3,21 @@
     python run.py                                   # baseline on the built-in dataset
     python run.py compression=fshift schedule=2phase schedule.c=4
     python run.py -m compression=fshift,pool_avg,patch_pi schedule=2phase,3phase
+    python run.py -m -cn table2 launcher=slurm      # a paper table's grid (sweeps/)
 """
+import logging
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from c2f.data.errors import DataError
 from c2f.spec import ConfigError, build_spec
 from c2f.train.job import run_job
+
+log = logging.getLogger("c2f")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -19,7 +25,13 @@ def main(cfg: DictConfig) -> float | None:
     try:
         spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
         summary = run_job(spec, OmegaConf.to_yaml(cfg))
-    except (ConfigError, DataError) as err:
+    except Exception as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # into the job's log; the launcher lists failed jobs once all have ended
+            log.exception(f"job failed: {err}")
+            raise
+        if not isinstance(err, (ConfigError, DataError)):
+            raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     return None if summary is None else summary["best"]

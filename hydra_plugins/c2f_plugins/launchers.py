@@ -1,0 +1,203 @@
+"""Launchers for c2f sweeps: every job runs to its end, failures are listed with their logs.
+
+- `LocalLauncher`: Hydra's sequential launcher plus the failure report.
+- `SlurmLauncher` / `SubmititLocalLauncher`: hydra-submitit-launcher, but each job's config is
+  composed when the sweep is launched (edits made while jobs wait do not leak into them), a job
+  that dies (killed, out of memory, out of requeues) is reported instead of aborting the wait
+  for its siblings, and `snapshot=true` runs the jobs from a copy of the code.
+"""
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.config_store import ConfigStore
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra_plugins.hydra_submitit_launcher.config import (
+    BaseQueueConf,
+    LocalQueueConf,
+    SlurmQueueConf,
+)
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def job_log(ret: JobReturn) -> Path | None:
+    """The job's own log file (Hydra writes it into the job's output folder)."""
+    if ret.hydra_cfg is None:
+        return None
+    hydra = ret.hydra_cfg.hydra
+    path = Path(str(hydra.runtime.output_dir)) / f"{hydra.job.name}.log"
+    return path if path.exists() else None
+
+
+def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | None]) -> None:
+    """Log which jobs failed, why, and where their logs are."""
+    failed = [(i, r, x) for i, (r, x) in enumerate(zip(returns, extra_logs))
+              if r.status == JobStatus.FAILED]
+    if not failed:
+        return
+    lines = [f"{len(failed)} of {len(returns)} job(s) failed:"]
+    for index, ret, extra in failed:
+        err = ret._return_value
+        logs = [str(p) for p in (job_log(ret), extra) if p is not None]
+        lines += [f"  #{index}: {' '.join(filter_overrides(ret.overrides or []))}",
+                  f"      {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
+                  f"      log: {', '.join(logs) or 'none written'}"]
+    lines.append("Finished runs are kept; launch the same sweep again to retry only these.")
+    log.error("\n".join(lines))
+
+
+class LocalLauncher(BasicLauncher):
+    """Hydra's sequential launcher; lists the failed jobs at the end."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        returns = super().launch(job_overrides, initial_job_idx)
+        report_failures(returns, [None] * len(returns))
+        return returns
+
+
+def snapshot_code(root: Path, dest: Path) -> Path:
+    """Copy the repository's files (tracked and untracked, not ignored) to `dest`."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = root / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+@contextlib.contextmanager
+def code_environment(code_root: Path) -> Iterator[None]:
+    """Jobs started inside import c2f, run.py's task and these plugins from `code_root`.
+
+    SLURM and submitit's local executor pass this process's environment to the jobs;
+    PYTHONSAFEPATH keeps the launch folder (often the repository itself) off their sys.path.
+    """
+    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root),
+                                                             saved["PYTHONPATH"]]))
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _SubmititLauncher(BaseSubmititLauncher):
+    def __init__(self, snapshot: bool = False, **params: Any) -> None:
+        super().__init__(**params)
+        self.snapshot = snapshot
+
+    def __call__(self, sweep_config: DictConfig, singleton_state: dict) -> JobReturn:
+        """Runs on the node; requeues call it again with the same arguments."""
+        import submitit
+
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        with open_dict(sweep_config.hydra.job):
+            sweep_config.hydra.job.id = submitit.JobEnvironment().job_id
+        return run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                       config=sweep_config, job_dir_key="hydra.sweep.dir",
+                       job_subdir_key="hydra.sweep.subdir")
+
+    def _executor(self) -> Any:
+        import submitit
+
+        params = dict(self.params)
+        folder = params.pop("submitit_folder")
+        init = {f"{self._EXECUTOR}_max_num_timeout": params.pop("max_num_timeout")
+                } if "max_num_timeout" in params else {}
+        executor = submitit.AutoExecutor(folder=folder, cluster=self._EXECUTOR, **init)
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in shared else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in params.items()})
+        return executor
+
+    def _compose(self, overrides: Sequence[str], job_num: int) -> DictConfig:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config.hydra.job):
+            config.hydra.job.num = job_num
+        return config
+
+    def _code_root(self, sweep_dir: Path) -> Path:
+        if not self.snapshot:
+            return REPO
+        if sys.version_info < (3, 11):
+            raise RuntimeError("snapshot=true needs Python >= 3.11 (PYTHONSAFEPATH)")
+        code = snapshot_code(REPO, sweep_dir / "code")
+        log.info(f"Jobs run the code snapshot in {code}")
+        return code
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        from submitit.core.utils import UncompletedJobError
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
+        configs = []
+        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+            configs.append(self._compose(overrides, num))
+        executor = self._executor()
+        with code_environment(self._code_root(sweep_dir)):
+            jobs = executor.map_array(self, configs, [Singleton.get_state()] * len(configs))
+        returns = []
+        for job, overrides in zip(jobs, job_overrides):
+            try:
+                returns.append(job.results()[0])
+            except UncompletedJobError as err:  # died outside Python: killed, OOM, no requeue left
+                ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+                ret.return_value = err
+                returns.append(ret)
+        report_failures(returns, [job.paths.stderr for job in jobs])
+        return returns
+
+
+class SlurmLauncher(_SubmititLauncher):
+    _EXECUTOR = "slurm"
+
+
+class SubmititLocalLauncher(_SubmititLauncher):
+    _EXECUTOR = "local"
+
+
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "hydra_plugins.c2f_plugins.launchers.LocalLauncher"
+
+
+@dataclass
+class SlurmLauncherConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.c2f_plugins.launchers.SlurmLauncher"
+    snapshot: bool = False
+
+
+@dataclass
+class SubmititLocalLauncherConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.c2f_plugins.launchers.SubmititLocalLauncher"
+    snapshot: bool = False
+
+
+for _name, _node in (("c2f_local", LocalLauncherConf), ("c2f_slurm", SlurmLauncherConf),
+                     ("c2f_submitit_local", SubmititLocalLauncherConf)):
+    ConfigStore.instance().store(group="hydra/launcher", name=_name, node=_node, provider="c2f")
