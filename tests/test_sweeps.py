@@ -1,0 +1,101 @@
+"""Every sweep in sweeps/ composes, expands into valid runs, matches its header, and dry-runs."""
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from c2f.plan import build_plan
+from c2f.spec import build_spec
+from tests.conftest import ROOT, run_cli, run_dirs
+
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+# Training clips behind the headers' compute estimates (the builtin preset renders 1,650).
+TRAIN_CLIPS = {"vggsound": 183_730, "voxceleb1": 138_361, "kinetics_sounds": 20_000,
+               "audioset_full": 2_000_000, "builtin": 1_650}
+UNITS = {"TFLOPs": 1e12, "PFLOPs": 1e15, "EFLOPs": 1e18}
+
+
+@functools.cache
+def sweep_jobs(name: str, *extra: str) -> list[dict]:
+    """The resolved config of every job of a sweep, as its Cartesian `hydra.sweeper.params`.
+
+    Cached: treat the result as read-only."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        params = compose(name, overrides=list(extra), return_hydra_config=True).hydra.sweeper.params
+        choices = [[f"{key}={value}" for value in str(values).split(",")]
+                   for key, values in params.items()]
+        return [OmegaConf.to_container(compose(name, overrides=[*combo, *extra]), resolve=True)
+                for combo in itertools.product(*choices)]
+
+
+def header(name: str) -> str:
+    lines = (ROOT / "sweeps" / f"{name}.yaml").read_text().splitlines()
+    return " ".join(line.lstrip("# ") for line in itertools.takewhile(lambda s: s.startswith("#"),
+                                                                       lines))
+
+
+def test_every_table_has_a_sweep():
+    assert {"table2", "table3", "table4", "table5", "builtin"} <= set(SWEEPS)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_header_gives_command_and_job_count(name):
+    text = header(name)
+    assert f"python run.py -m -cn {name}" in text
+    jobs = sweep_jobs(name)
+    specs = [build_spec(job) for job in jobs]
+    assert f"{len(jobs)} jobs" in text
+    assert len({spec.run_id for spec in specs}) == len(jobs), "two jobs of a sweep share a run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SWEEPS if "estimated training compute" in header(n)
+                                  .lower()])
+def test_header_compute_matches_the_plans(name):
+    value, unit = re.search(r"compute[^:]*:\s*([\d.]+) ([TPE]FLOPs)", header(name)).groups()
+    total = 0
+    for job in sweep_jobs(name):
+        spec = build_spec(job)
+        plan = build_plan(spec)
+        total += sum(p.flops_per_sample * p.epochs for p in plan.phases) * \
+            TRAIN_CLIPS[spec.dataset.name]
+    assert total / UNITS[unit] == pytest.approx(float(value), rel=0.05)
+
+
+def test_convergence_tables_reuse_the_budget_tables_runs():
+    """Tables 3 and 5 read Tables 2 and 4's runs: relaunching them trains nothing new."""
+    for budget, convergence in (("table2", "table3"), ("table4", "table5")):
+        runs = {build_spec(job).run_dir for job in sweep_jobs(budget)}
+        assert {build_spec(job).run_dir for job in sweep_jobs(convergence)} == runs
+
+
+def test_table4_baselines_are_table2s():
+    def baselines(name):
+        return {build_spec(j).run_dir for j in sweep_jobs(name) if j["schedule"]["name"] == "baseline"}
+    assert baselines("table4") and baselines("table4") <= baselines("table2")
+
+
+def test_launcher_does_not_change_the_run():
+    """The launcher group is not part of a run's identity (same folder, same W&B id)."""
+    ids = {build_spec(sweep_jobs("table4", f"launcher={launcher}")[0]).run_id
+           for launcher in ("local", "submitit_local", "slurm")}
+    assert len(ids) == 1
+
+
+@pytest.mark.slow
+def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", "-cn", "table4", "trainer.dry_run=true", "logger=disabled"],
+                   runs, data_dir)
+    out = proc.stdout + proc.stderr
+    expected = {build_spec(job).run_id
+                for job in sweep_jobs("table4", f"paths.data_dir={data_dir}")}
+    assert set(re.findall(r"^run (\w+) -> ", out, re.M)) == expected
+    assert out.count("(dry run: nothing trained)") == 18
+    assert out.count("GFLOPs/sample") == 18
+    assert run_dirs(runs) == []
