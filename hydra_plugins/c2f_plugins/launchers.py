@@ -8,6 +8,7 @@
 """
 
 import contextlib
+import copy
 import logging
 import os
 import shutil
@@ -108,11 +109,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
         self.snapshot = snapshot
 
     def __call__(self, sweep_config: DictConfig, singleton_state: dict) -> JobReturn:
-        """Runs on the node; requeues call it again with the same arguments."""
+        """Runs on the node; a requeue calls it again with the same (untouched) arguments."""
         import submitit
 
         Singleton.set_state(singleton_state)
         setup_globals()
+        sweep_config = copy.deepcopy(sweep_config)  # run_job makes it read-only
         with open_dict(sweep_config.hydra.job):
             sweep_config.hydra.job.id = submitit.JobEnvironment().job_id
         return run_job(hydra_context=self.hydra_context, task_function=self.task_function,
