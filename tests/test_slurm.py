@@ -36,9 +36,9 @@ def slurm(request) -> dict:
         if proc.returncode != 0:
             reason = "SLURM cannot be started here: " + (proc.stderr.strip().splitlines()
                                                          or ["no output"])[-1]
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"\ntests/test_slurm.py skipped: {reason}")
+            plugins = request.config.pluginmanager
+            with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+                plugins.get_plugin("terminalreporter").write_line(f"\n{__name__}: {reason}")
             pytest.skip(reason)
         started = True
     yield {"SLURM_CONF": str(SLURM_CONF)}
