@@ -136,3 +136,34 @@ def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
     assert done_at_signal < len(expected), "the job finished before it was preempted"
     assert "this job is preempted" in "".join(job_logs(sweep, "err"))
     assert _metrics_without_timing(metrics.parent) == expected
+
+
+def test_snapshot_keeps_edits_out_of_queued_jobs(tmp_path, data_dir, slurm):
+    """A job held in the queue runs the code of its launch, not the code edited meanwhile."""
+    repo = tmp_path / "repo"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes((ROOT / name).read_bytes())
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, str(repo / "run.py"), "-m", *ON_SLURM, "hydra.launcher.snapshot=true",
+           "+hydra.launcher.additional_parameters.begin=now+6",  # held in the queue
+           f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
+    env = {**os.environ, **slurm, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("multirun/*/*/.submitit/*/*_submission.sh")):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()
+        time.sleep(0.1)
+    job_py = repo / "c2f" / "train" / "job.py"
+    job_py.write_text('raise RuntimeError("edited after launch")\n' + job_py.read_text())
+    output, _ = launcher.communicate(timeout=180)
+    assert launcher.returncode == 0, output[-3000:]
+    [run] = run_dirs(runs)
+    assert (run / "summary.json").exists()
+    [code] = tmp_path.glob("multirun/*/*/code")
+    assert "edited after launch" not in (code / "c2f" / "train" / "job.py").read_text()
