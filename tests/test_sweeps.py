@@ -76,7 +76,8 @@ def test_convergence_tables_reuse_the_budget_tables_runs():
 
 def test_table4_baselines_are_table2s():
     def baselines(name):
-        return {build_spec(j).run_dir for j in sweep_jobs(name) if j["schedule"]["name"] == "baseline"}
+        return {build_spec(job).run_dir for job in sweep_jobs(name)
+                if job["schedule"]["name"] == "baseline"}
     assert baselines("table4") and baselines("table4") <= baselines("table2")
 
 

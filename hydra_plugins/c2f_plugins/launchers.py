@@ -14,9 +14,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
@@ -52,9 +53,10 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | No
     lines = [f"{len(failed)} of {len(returns)} job(s) failed:"]
     for index, ret, extra in failed:
         err = ret._return_value
+        message = (str(err).strip().splitlines() or [""])[0]
         logs = [str(p) for p in (job_log(ret), extra) if p is not None]
         lines += [f"  #{index}: {' '.join(filter_overrides(ret.overrides or []))}",
-                  f"      {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
+                  f"      {type(err).__name__}: {message}",
                   f"      log: {', '.join(logs) or 'none written'}"]
     lines.append("Finished runs are kept; launch the same sweep again to retry only these.")
     log.error("\n".join(lines))
