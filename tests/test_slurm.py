@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 SLURM_CONF = Path(os.environ.get("C2F_SLURM_STATE", "/tmp/c2f-slurm")) / "slurm.conf"
-# One CPU per job, no GPU, no memory request: the test node has 2 cores.
+# One CPU per job, no GPU, no memory request: the test node has 2 cores. A 60-minute limit:
+# submitit calls a signal before min(80% of the limit, limit - 10 min) a preemption, after it
+# a timeout (so a 10-minute limit turns every preemption into a timeout).
 ON_SLURM = ["launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=60", "logger=disabled", *TINY]
 GRID = ["compression=fshift,pool_avg", "schedule=2phase,3phase", "schedule.c=4"]
