@@ -41,7 +41,7 @@ report: $(STAMP)  ## savings tables, plots and dashboard from run directories ->
 	$(BIN)/python -m c2f.report $(REPORT) $(ARGS)
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/python -m ruff check c2f tests run.py bench
+	$(BIN)/python -m ruff check c2f tests run.py bench hydra_plugins
 
 clean:  ## remove runs, outputs and the virtual environment (data/ is kept)
 	rm -rf runs outputs multirun $(VENV)

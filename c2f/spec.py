@@ -134,6 +134,8 @@ class RunSpec:
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints"},
+    # where the data lives is not what it is: moving a dataset keeps its run ids
+    "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
     "logger": None,
     "paths": None,
     "group": None,

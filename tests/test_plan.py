@@ -83,3 +83,5 @@ def test_run_identity_ignores_paths_and_logger_but_not_semantics():
     c = spec_for("seed=1")
     assert a.run_id == b.run_id != c.run_id
     assert a.run_dir.parent.name == "default"
+    moved = [spec_for("dataset=vggsound", f"paths.data_dir={root}") for root in ("/x", "/y")]
+    assert moved[0].run_id == moved[1].run_id != spec_for("dataset=voxceleb1").run_id
