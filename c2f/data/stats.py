@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from c2f import features
 from c2f.data.audio import load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import Manifest, load_manifest
+from c2f.track import atomic_write_text
 
 
 def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: int = 128,
@@ -49,10 +49,9 @@ def cached_stats(cache_dir: Path, manifest: Manifest, **kwargs) -> tuple[float, 
         cached = json.loads(path.read_text())
         return cached["mean"], cached["std"]
     mean, std = compute_stats(manifest, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")  # several ranks may race here
-    tmp.write_text(json.dumps({"mean": mean, "std": std, "manifest": str(manifest.path)}))
-    os.replace(tmp, path)
+    # several ranks may race here: each writes whole, the last rename wins
+    atomic_write_text(path, json.dumps({"mean": mean, "std": std,
+                                        "manifest": str(manifest.path)}))
     return mean, std
 
 
