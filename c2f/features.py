@@ -28,8 +28,11 @@ def normalize(spec: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 
 
 def spec_augment(spec: torch.Tensor, freq_mask: int, time_mask: int,
-                 generator: torch.Generator) -> torch.Tensor:
-    """One frequency and one time mask (torchaudio's), drawn from `generator`."""
+                 generator: torch.Generator, mask_value: float = 0.0) -> torch.Tensor:
+    """One frequency and one time mask (torchaudio's), drawn from `generator`.
+
+    AST masks the raw fbank before normalizing it (src/dataloader.py), so a masked cell of the
+    normalized input holds `normalize(0)`, not 0: pass that as `mask_value`."""
     if freq_mask <= 0 and time_mask <= 0:
         return spec
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
@@ -37,9 +40,9 @@ def spec_augment(spec: torch.Tensor, freq_mask: int, time_mask: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if freq_mask > 0:
-            image = torchaudio.transforms.FrequencyMasking(freq_mask)(image)
+            image = torchaudio.transforms.FrequencyMasking(freq_mask)(image, mask_value)
         if time_mask > 0:
-            image = torchaudio.transforms.TimeMasking(time_mask)(image)
+            image = torchaudio.transforms.TimeMasking(time_mask)(image, mask_value)
     return image.squeeze(0).T
 
 

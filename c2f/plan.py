@@ -5,11 +5,13 @@ Knows nothing about training; counts predicted FLOPs on the meta device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
 from c2f.models import build_model
-from c2f.spec import ConfigError, RunSpec, ScheduleSpec
+from c2f.models.pretrained import check_pretrained
+from c2f.spec import ConfigError, ModelSpec, RunSpec, ScheduleSpec
 from c2f.train.flops import predicted_flops_per_sample
 
 
@@ -103,11 +105,22 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
     return phase
 
 
+@functools.lru_cache(maxsize=256)
+def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, frames: int,
+                      patch: tuple[int, int]) -> int:
+    """Predicted training FLOPs of one sample; cached (a sweep repeats few shapes)."""
+    def factory():
+        return build_model(model, num_classes=num_classes, num_mel_bins=num_mel_bins,
+                           frames=frames, patch=patch)
+    return predicted_flops_per_sample(factory, frames, num_mel_bins)
+
+
 def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     """Build and validate the phase plan; fails before any data is read."""
     if spec.compression.name not in list_compressions():
         raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
                           f"available: {', '.join(list_compressions())}")
+    check_pretrained(spec.model)
     factors = phase_factors(spec.schedule)
     epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
     phases = []
@@ -115,14 +128,9 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
         phase_input = _phase_input(spec, c)
         grid = (spec.dataset.num_mel_bins // phase_input.patch[0],
                 phase_input.model_frames // phase_input.patch[1])
-
-        def factory(p=phase_input):
-            return build_model(spec.model, num_classes=spec.dataset.num_classes,
-                               num_mel_bins=spec.dataset.num_mel_bins,
-                               frames=p.model_frames, patch=p.patch)
-
-        flops = predicted_flops_per_sample(factory, phase_input.model_frames,
-                                           spec.dataset.num_mel_bins)
+        flops = _flops_per_sample(spec.model, spec.dataset.num_classes,
+                                  spec.dataset.num_mel_bins, phase_input.model_frames,
+                                  tuple(phase_input.patch))
         phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops))
     return PhasePlan(tuple(phases), train_samples)
 
@@ -144,3 +152,17 @@ def format_plan(plan: PhasePlan) -> str:
         lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
                      f"{sum(p.epochs for p in plan.phases)} epochs of {plan.train_samples} samples")
     return "\n".join(lines)
+
+
+def format_recipe(spec: RunSpec) -> str:
+    """The training recipe in one line, printed with the plan (restarted at every phase)."""
+    d, o, a, m = spec.dataset, spec.optim, spec.average, spec.model
+    decay = {"multistep": f"x{o.gamma:g} every {o.milestones_step} epoch(s) from epoch "
+                          f"{o.milestones_start}", "cosine": "cosine", "constant": "constant"}
+    average = "none" if a.mode == "none" else (
+        f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
+    init = m.pretrained or "random"
+    return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
+            f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
+            f"masks {d.freqm}/{d.timem}, balanced sampler {'on' if d.balanced_sampler else 'off'}"
+            f"; average {average}; init {init}")

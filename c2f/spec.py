@@ -41,6 +41,7 @@ class DatasetSpec:
     batch_size: int = 32
     eval_batch_size: int = 64
     on_bad_audio: str = "fail"  # fail | skip
+    loss: str = "ce"  # ce | bce (AST's --loss CE | BCE)
     balanced_sampler: bool = False  # AST's class-balanced sampling with replacement
     metric: str = "acc"  # acc | mAP
 
@@ -57,6 +58,7 @@ class ModelSpec:
     dist_token: bool = False
     drop_path: float = 0.0
     pretrained: str | None = None  # local timm/AST checkpoint; never downloaded
+    require_pretrained: bool = False  # fail at plan time when `pretrained` is not given
     pretrained_grid: tuple[int, int] | None = None  # its (freq, time) token grid if not square
 
 
@@ -89,9 +91,19 @@ class OptimSpec:
 
 
 @dataclass(frozen=True)
+class AverageSpec:
+    """Weight averaging of final-phase epoch models (AST: epochs; HTS-AT: top_k)."""
+
+    mode: str = "none"  # none | epochs | top_k
+    start: int = 1  # first global epoch (1-based) that may be averaged, as AST's wa_start
+    end: int | None = None  # last one, as AST's wa_end; None = the run's last epoch
+    k: int = 15  # top_k: how many of the best epochs
+
+
+@dataclass(frozen=True)
 class TrainerSpec:
     device: str = "cpu"
-    num_workers: int = 0
+    num_workers: int | str = 0  # a count, or "auto": the job's CPUs less one
     threads: int | None = None
     dry_run: bool = False
     progress: bool = True
@@ -114,6 +126,7 @@ class RunSpec:
     compression: CompressionSpec
     schedule: ScheduleSpec
     optim: OptimSpec
+    average: AverageSpec
     trainer: TrainerSpec
     logger: LoggerSpec
     seed: int
@@ -136,6 +149,7 @@ NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
+    "model": {"require_pretrained"},
     "logger": None,
     "paths": None,
     "group": None,
@@ -200,6 +214,10 @@ def validate(spec: RunSpec) -> None:
     _check(d.metric in ("acc", "mAP"), "dataset.metric", f"{d.metric!r} is not acc|mAP")
     _check(d.on_bad_audio in ("fail", "skip"), "dataset.on_bad_audio",
            f"{d.on_bad_audio!r} is not fail|skip")
+    _check(d.loss in ("ce", "bce"), "dataset.loss", f"{d.loss!r} is not ce|bce")
+    _check(not (d.multilabel and d.loss == "ce"), "dataset.loss",
+           "cross-entropy needs one label per clip, but dataset.multilabel=true; use "
+           "dataset.loss=bce")
     _check(d.epochs >= 1, "dataset.epochs", f"must be >= 1, got {d.epochs}")
     _check(d.batch_size >= 1, "dataset.batch_size", f"must be >= 1, got {d.batch_size}")
     _check(d.target_length >= 1, "dataset.target_length", "must be >= 1")
@@ -216,13 +234,23 @@ def validate(spec: RunSpec) -> None:
            f"{o.scheduler!r} is not multistep|constant|cosine")
     _check(o.lr > 0, "optim.lr", "must be > 0")
     _check(0 < s.initial_fraction < 1, "schedule.initial_fraction", "must be in (0, 1)")
+    a = spec.average
+    _check(a.mode in ("none", "epochs", "top_k"), "average.mode",
+           f"{a.mode!r} is not none|epochs|top_k")
+    _check(a.start >= 1 and (a.end is None or a.end >= a.start), "average.end",
+           f"need 1 <= average.start <= average.end, got {a.start}..{a.end}")
+    _check(a.k >= 1, "average.k", f"must be >= 1, got {a.k}")
+    w = spec.trainer.num_workers
+    _check(w == "auto" or (isinstance(w, int) and w >= 0), "trainer.num_workers",
+           f"a count >= 0 or auto, got {w!r}")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",
            f"{spec.logger.mode!r} is not offline|online|disabled")
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
-    groups = ("dataset", "model", "compression", "schedule", "optim", "trainer", "logger", "paths")
+    groups = ("dataset", "model", "compression", "schedule", "optim", "average", "trainer",
+              "logger", "paths")
     for key in groups:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
@@ -233,6 +261,7 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
         schedule=_build(ScheduleSpec, cfg["schedule"], "schedule"),
         optim=_build(OptimSpec, cfg["optim"], "optim"),
+        average=_build(AverageSpec, cfg["average"], "average"),
         trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),
         logger=_build(LoggerSpec, cfg["logger"], "logger"),
         seed=int(cfg.get("seed", 0)),

@@ -23,6 +23,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file, then rename: a reader never sees half a file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 class RunDir:
     """runs/<group>/<hash>/ with config.yaml, plan.json, metrics.jsonl, summary.json, ckpt/."""
 

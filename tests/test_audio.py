@@ -1,4 +1,4 @@
-"""Waveform decoding: downmix, resampling, padding, and refusal of bad files."""
+"""Waveform decoding: downmix, resampling, padding, silence, and refusal of bad files."""
 
 from __future__ import annotations
 
@@ -105,7 +105,6 @@ BAD_FILES = {
     "empty": (write_empty, "zero-length"),
     "nan": (write_nan, "NaN"),
     "inf": (write_inf, "Inf"),
-    "silent": (write_silent, "silent"),
 }
 
 
@@ -127,6 +126,16 @@ def test_truncated_flac_raises(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="cut.flac"):
         load_waveform(path)
+
+
+def test_silence_is_valid_audio(tmp_path: Path) -> None:
+    """AudioSet holds all-silent clips: they load (and are counted by the trainer)."""
+    from c2f.data.audio import is_silent
+
+    wave = load_waveform(write_silent(tmp_path / "silent.wav"))
+    assert wave.shape == (1, 1600) and is_silent(wave)
+    soundfile.write(tmp_path / "tone.wav", tone(16000, 0.1), 16000)
+    assert not is_silent(load_waveform(tmp_path / "tone.wav"))
 
 
 def test_quiet_but_not_silent_is_accepted(tmp_path: Path) -> None:

@@ -124,3 +124,20 @@ def test_every_method_moves_weights_into_the_next_phase(method, c):
             torch.testing.assert_close(new[key], old[key], msg=key)
     torch.testing.assert_close(new["vit.pos_embed"][:, :2], old["vit.pos_embed"][:, :2])
     assert fine(torch.randn(2, 64, 32)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("c", [2, 4])
+def test_patch_bl_and_pi_are_different_resizes_not_scalar_multiples(c):
+    """Without antialiasing, bilinear downscaling by 2 picks taps that make BL exactly PI / 2,
+    and the paper's BL and PI rows would measure one method twice."""
+    torch.manual_seed(0)
+    wide = torch.randn(8, 1, 16, 16 * c)  # the coarse phase's kernel, moved to 16 x 16
+    bl = create_compression("patch_bl").resize_patch_embed(wide, (16, 16))
+    pi = create_compression("patch_pi").resize_patch_embed(wide, (16, 16))
+    scale = float((bl * pi).sum() / (pi * pi).sum())  # least-squares bl ~ scale * pi
+    residual = (bl - scale * pi).norm() / bl.norm()
+    assert residual > 0.1
+    # BL is the authors' helper: bilinear with antialiasing (resizing_helper.py)
+    torch.testing.assert_close(bl, F.interpolate(wide, size=(16, 16), mode="bilinear",
+                                                 antialias=True))
+    assert not torch.allclose(bl, F.interpolate(wide, size=(16, 16), mode="bilinear"))

@@ -31,32 +31,34 @@ def dataset(manifest, method: str, c: int, train: bool = False, **settings):
 
 
 def test_fshift_item_is_normalized_kaldi_fbank_at_c_times_the_shift(manifest):
-    spec, target = dataset(manifest, "fshift", 4)[0]
+    spec, target, index, silent = dataset(manifest, "fshift", 4)[0]
     wave = load_waveform(manifest.clips[0].path)
     expected = features.pad_or_crop_frames(features.fbank(wave, 16000, 128, 40.0), 32)
     torch.testing.assert_close(spec, (expected + 8.0) / 12.0)
     assert target.sum() == 1 and target.shape == (11,)
+    assert index == 0 and not silent
 
 
 def test_pool_item_is_the_pooled_full_resolution_item(manifest):
-    full, _ = dataset(manifest, "pool_avg", 1)[3]
-    pooled, _ = dataset(manifest, "pool_avg", 4)[3]
+    full = dataset(manifest, "pool_avg", 1)[3].spec
+    pooled = dataset(manifest, "pool_avg", 4)[3].spec
     assert pooled.shape == (32, 128)
     torch.testing.assert_close(pooled, full.reshape(32, 4, 128).mean(dim=1))
 
 
 def test_patch_item_keeps_full_resolution(manifest):
-    spec, _ = dataset(manifest, "patch_pi", 4)[0]
+    spec = dataset(manifest, "patch_pi", 4)[0].spec
     assert spec.shape == (128, 128)
 
 
 def test_augmentation_is_seeded_per_item_and_epoch(manifest):
     train = dataset(manifest, "fshift", 1, train=True, freq_mask=24)
-    first = train[5][0]
-    torch.testing.assert_close(train[5][0], first)  # same (seed, epoch, index) -> same masks
-    assert not torch.equal(first, dataset(manifest, "fshift", 1)[5][0])  # masks applied
-    train.set_epoch(0, 1)
-    assert not torch.equal(train[5][0], first)  # a new epoch draws new masks
+    first = train[0, 0, 5].spec
+    torch.testing.assert_close(train[0, 0, 5].spec, first)  # same (phase, epoch, index)
+    torch.testing.assert_close(train[5].spec, first)  # an index alone is phase 0, epoch 0
+    assert not torch.equal(first, dataset(manifest, "fshift", 1)[5].spec)  # masks applied
+    assert not torch.equal(train[0, 1, 5].spec, first)  # a new epoch draws new masks
+    assert not torch.equal(train[1, 0, 5].spec, first)  # and so does a new phase
 
 
 def test_batches_do_not_depend_on_worker_count(manifest):
@@ -74,14 +76,14 @@ def test_batches_do_not_depend_on_worker_count(manifest):
 
 def test_mixup_mixes_labels_with_weights_that_sum_to_one(manifest):
     mixed = dataset(manifest, "fshift", 1, train=True, mixup=1.0)
-    targets = torch.stack([mixed[i][1] for i in range(len(mixed))])
+    targets = torch.stack([mixed[i].target for i in range(len(mixed))])
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(len(mixed)))
     assert (targets > 0).sum(dim=1).max() == 2  # at least one clip got another class mixed in
 
 
 def test_stats_match_the_features_they_describe(manifest):
     mean, std = compute_stats(manifest, target_length=128)
-    specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i][0]
+    specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i].spec
                          for i in range(len(manifest.clips))])
     assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
     assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
@@ -97,3 +99,40 @@ def test_stats_command_prints_ready_to_paste_overrides(manifest):
                          capture_output=True, text=True, check=True).stdout
     mean, std = compute_stats(manifest, target_length=128)
     assert out.strip() == f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}"
+
+
+def test_masked_cells_hold_the_normalized_zero_as_in_ast(manifest):
+    """AST masks the raw fbank, then normalizes: a masked cell is (0 - mean) / (2 std)."""
+    mean, std = -8.0, 6.0
+    plain = dataset(manifest, "fshift", 1, mean=mean, std=std)[2].spec
+    masked = dataset(manifest, "fshift", 1, train=True, freq_mask=60, mean=mean, std=std)[
+        0, 0, 2].spec
+    changed = masked != plain
+    assert changed.any()
+    torch.testing.assert_close(masked[changed], torch.full_like(masked[changed], 8.0 / 12.0))
+
+
+def test_spec_augment_fills_a_hand_made_spectrogram_with_the_mask_value():
+    spec = torch.arange(20.0).reshape(5, 4)  # [frames, mel]
+    gen = torch.Generator().manual_seed(0)
+    out = features.spec_augment(spec, freq_mask=4, time_mask=5, generator=gen, mask_value=-1.5)
+    changed = out != spec
+    assert changed.any() and (out[changed] == -1.5).all()
+    # whole frames (rows) and whole frequency bins (columns) are masked, nothing else
+    whole = changed.all(dim=1, keepdim=True) | changed.all(dim=0, keepdim=True)
+    assert torch.equal(changed, whole)
+
+
+def test_silent_clip_is_valid_audio_and_flagged(tmp_path, manifest):
+    import numpy as np
+    import soundfile
+
+    from c2f.data.manifest import Clip
+
+    silent_wav = tmp_path / "silence.wav"
+    soundfile.write(silent_wav, np.zeros(16000), 16000)
+    clips = [Clip(silent_wav, (0,), 0), *manifest.clips[:2]]
+    with_silence = type(manifest)(manifest.path, clips, manifest.class_names)
+    item = dataset(with_silence, "fshift", 2, train=True, freq_mask=8)[0, 0, 0]
+    assert item.silent and torch.isfinite(item.spec).all()
+    assert not dataset(with_silence, "fshift", 2)[1].silent

@@ -168,7 +168,7 @@ def test_check_files_fail_lists_at_most_ten(tmp_path: Path) -> None:
     assert "empty.wav" in text and "corrupt.wav" in text
     assert "... and 4 more" in text
     assert text.count("missing") == 8
-    assert "on_bad='skip'" in text
+    assert "dataset.on_bad_audio=skip" in text
 
 
 def test_check_files_passes_good_manifest(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Pretrained weights load from a local timm checkpoint; never from the network."""
+"""Pretrained weights load from local timm, AST and c2f checkpoints; never from the network."""
 from __future__ import annotations
 
 import pytest
@@ -6,22 +6,128 @@ import timm
 import torch
 
 from c2f.models import AST
-from c2f.models.build import load_pretrained
+from c2f.models.pretrained import ast_fit_pos_grid, check_pretrained, load_pretrained
+from c2f.spec import ConfigError, ModelSpec
 
 
-def test_timm_vit_checkpoint_loads_into_a_one_channel_audio_grid(tmp_path):
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10)
-    path = tmp_path / "vit.pth"
-    torch.save(vit.state_dict(), path)
-    model = AST(num_mel_bins=128, frames=256, patch=(16, 16), num_classes=5, embed_dim=192,
-                depth=12, num_heads=3)
+def _grid(rows: int, cols: int) -> torch.Tensor:
+    """A [1, 1, rows, cols] grid holding 10 * row + col."""
+    values = [[10.0 * r + c for c in range(cols)] for r in range(rows)]
+    return torch.tensor(values).reshape(1, 1, rows, cols)
+
+
+def test_ast_rule_cuts_both_axes_from_the_middle():
+    # 5 x 5 -> 3 x 2: time starts at int(5/2) - int(2/2) = 1, frequency at 2 - 1 = 1
+    out = ast_fit_pos_grid(_grid(5, 5), (3, 2))
+    assert out.reshape(3, 2).tolist() == [[11, 12], [21, 22], [31, 32]]
+
+
+def test_ast_rule_interpolates_time_then_cuts_frequency():
+    # 4 x 4 -> 2 x 6: time 4 -> 6 by bilinear (align_corners=False): source x = (j + .5) * 4/6 - .5
+    # = -1/6, 1/2, 7/6, 11/6, 5/2, 19/6, clamped at the edges; frequency cut from row 2 - 1 = 1
+    out = ast_fit_pos_grid(_grid(4, 4), (2, 6)).reshape(2, 6)
+    time = [0.0, 0.5, 7 / 6, 11 / 6, 2.5, 3.0]
+    expected = torch.tensor([[10.0 * r + x for x in time] for r in (1, 2)])
+    torch.testing.assert_close(out, expected)
+
+
+def test_ast_rule_cuts_time_then_interpolates_frequency():
+    # 4 x 4 -> 6 x 3: time cut from 2 - 1 = 1 (columns 1..3), frequency 4 -> 6 interpolated
+    out = ast_fit_pos_grid(_grid(4, 4), (6, 3)).reshape(6, 3)
+    freq = [0.0, 0.5, 7 / 6, 11 / 6, 2.5, 3.0]
+    expected = torch.tensor([[10.0 * y + c for c in (1, 2, 3)] for y in freq])
+    torch.testing.assert_close(out, expected)
+
+
+def _ast(frames: int, classes: int = 5, dist: bool = True, dim: int = 192) -> AST:
+    return AST(num_mel_bins=128, frames=frames, patch=(16, 16), num_classes=classes,
+               embed_dim=dim, depth=12, num_heads=3, dist_token=dist)
+
+
+def test_deit_distilled_checkpoint_lands_on_the_audio_grid_as_ast_places_it(tmp_path):
+    deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
+    path = tmp_path / "deit.pth"
+    torch.save(deit.state_dict(), path)
+    model = _ast(frames=1024)  # grid 8 x 64 from ImageNet's 14 x 14
     left = load_pretrained(model, path)
     assert left == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
     torch.testing.assert_close(model.vit.patch_embed.proj.weight,
-                               vit.patch_embed.proj.weight.sum(dim=1, keepdim=True))
-    torch.testing.assert_close(model.vit.blocks[3].mlp.fc1.weight, vit.blocks[3].mlp.fc1.weight)
-    assert model.vit.pos_embed.shape == (1, 1 + 8 * 16, 192)
+                               deit.patch_embed.proj.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(model.vit.reg_token, deit.dist_token)
+    pos = deit.pos_embed.detach()
+    torch.testing.assert_close(model.vit.pos_embed[:, :2], pos[:, :2])  # cls and dist
+    grid = pos[:, 2:].transpose(1, 2).reshape(1, 192, 14, 14)
+    stretched = torch.nn.functional.interpolate(grid, size=(14, 64), mode="bilinear")
+    expected = stretched[:, :, 3:11].reshape(1, 192, 8 * 64).transpose(1, 2)  # rows 7-4..7+4
+    torch.testing.assert_close(model.vit.pos_embed[:, 2:], expected)
+
+
+def test_coarse_phase_grid_cuts_imagenet_time_from_the_middle(tmp_path):
+    deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
+    path = tmp_path / "deit.pth"
+    torch.save(deit.state_dict(), path)
+    model = _ast(frames=128)  # C = 8 on 1024 frames: grid 8 x 8, both cut from 14 x 14
+    load_pretrained(model, path)
+    grid = deit.pos_embed.detach()[:, 2:].reshape(1, 14, 14, 192)
+    expected = grid[:, 3:11, 3:11].reshape(1, 64, 192)
+    torch.testing.assert_close(model.vit.pos_embed[:, 2:], expected)
+
+
+def _ast_audioset_checkpoint(path, classes: int = 527) -> dict:
+    """A checkpoint in AST's naming (DataParallel's module.v.*, mlp_head), 12 x 101 grid."""
+    deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
+    state = {f"module.v.{k}": v for k, v in deit.state_dict().items()}
+    state["module.v.pos_embed"] = torch.randn(1, 2 + 12 * 101, 192)
+    state["module.v.patch_embed.proj.weight"] = torch.randn(192, 1, 16, 16)
+    state["module.mlp_head.0.weight"] = torch.randn(192)
+    state["module.mlp_head.0.bias"] = torch.randn(192)
+    state["module.mlp_head.1.weight"] = torch.randn(classes, 192)
+    state["module.mlp_head.1.bias"] = torch.randn(classes)
+    torch.save(state, path)
+    return state
+
+
+def test_ast_audioset_checkpoint_loads_for_fine_tuning(tmp_path):
+    path = tmp_path / "audioset_10_10_0.4593.pth"
+    state = _ast_audioset_checkpoint(path)
+    model = _ast(frames=1024, classes=527)  # 8 x 64: time cut at 50 - 32, frequency at 6 - 4
+    assert load_pretrained(model, path) == []
+    grid = state["module.v.pos_embed"][:, 2:].reshape(1, 12, 101, 192)
+    torch.testing.assert_close(model.vit.pos_embed[:, 2:],
+                               grid[:, 2:10, 18:82].reshape(1, 8 * 64, 192))
+    torch.testing.assert_close(model.vit.pos_embed[:, :2], state["module.v.pos_embed"][:, :2])
+    torch.testing.assert_close(model.head[1].weight, state["module.mlp_head.1.weight"])
+    torch.testing.assert_close(model.vit.patch_embed.proj.weight,
+                               state["module.v.patch_embed.proj.weight"])
+    other = _ast(frames=1024, classes=10)  # another label set: the head stays at init
+    assert load_pretrained(other, path) == ["head.1.bias", "head.1.weight"]
+
+
+def test_c2f_checkpoint_is_resampled_bilinearly_like_a_phase_transition(tmp_path):
+    source = _ast(frames=256, dim=192)  # 8 x 16
+    path = tmp_path / "c2f.pt"
+    torch.save({"model": source.state_dict()}, path)
+    target = _ast(frames=1024, dim=192)  # 8 x 64
+    with pytest.raises(ValueError, match="model.pretrained_grid"):
+        load_pretrained(target, path)  # 8 x 16 is not square: the grid must be given
+    load_pretrained(target, path, old_grid=(8, 16))
+    from c2f.models.transfer import resample_pos_embed
+
+    torch.testing.assert_close(target.vit.pos_embed,
+                               resample_pos_embed(source.vit.pos_embed, (8, 16), (8, 64), 2))
+
+
+def test_vit_without_distillation_token_leaves_the_second_prefix_at_init(tmp_path):
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10)
+    path = tmp_path / "vit.pth"
+    torch.save(vit.state_dict(), path)
+    model = _ast(frames=256)
+    before = model.vit.pos_embed[:, 1].detach().clone()
+    left = load_pretrained(model, path)
+    assert "vit.reg_token" in left
     torch.testing.assert_close(model.vit.pos_embed[:, 0], vit.pos_embed[:, 0])
+    torch.testing.assert_close(model.vit.pos_embed[:, 1], before)
+    torch.testing.assert_close(model.vit.blocks[3].mlp.fc1.weight, vit.blocks[3].mlp.fc1.weight)
 
 
 def test_missing_checkpoint_says_nothing_is_downloaded(tmp_path):
@@ -29,3 +135,19 @@ def test_missing_checkpoint_says_nothing_is_downloaded(tmp_path):
                 depth=1, num_heads=2)
     with pytest.raises(FileNotFoundError, match="never downloads"):
         load_pretrained(model, tmp_path / "nope.pth")
+
+
+def test_required_checkpoint_names_the_expected_file_and_how_to_make_it(tmp_path):
+    base = ModelSpec(name="ast_base", embed_dim=768, depth=12, num_heads=12, dist_token=True,
+                     require_pretrained=True)
+    with pytest.raises(ConfigError) as err:
+        check_pretrained(base)
+    text = str(err.value)
+    assert "`model.pretrained` is required" in text
+    assert "deit_base_distilled_patch16_384" in text and "deit_base_distilled_patch16_224" in text
+    assert "never downloads" in text and "model.pretrained=/path/to/" in text
+    with pytest.raises(ConfigError, match="no such file"):
+        check_pretrained(ModelSpec(name="b", pretrained=str(tmp_path / "missing.pth")))
+    (tmp_path / "deit.pth").write_bytes(b"x")
+    check_pretrained(ModelSpec(name="b", require_pretrained=True,
+                               pretrained=str(tmp_path / "deit.pth")))

@@ -33,6 +33,14 @@ def sweep_jobs(name: str, *extra: str) -> list[dict]:
                 for combo in itertools.product(*choices)]
 
 
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """A stand-in for the DeiT checkpoint the paper sweeps require (plans only check it exists)."""
+    path = tmp_path_factory.mktemp("weights") / "deit_base_distilled_patch16_384.pth"
+    path.write_bytes(b"not read by a plan")
+    return f"model.pretrained={path}"
+
+
 def header(name: str) -> str:
     lines = (ROOT / "sweeps" / f"{name}.yaml").read_text().splitlines()
     return " ".join(line.lstrip("# ") for line in itertools.takewhile(lambda s: s.startswith("#"),
@@ -51,15 +59,18 @@ def test_header_gives_command_and_job_count(name):
     specs = [build_spec(job) for job in jobs]
     assert f"{len(jobs)} jobs" in text
     assert len({spec.run_id for spec in specs}) == len(jobs), "two jobs of a sweep share a run"
+    paper = name.startswith("table")
+    assert all(spec.model.require_pretrained == paper for spec in specs)
+    assert all(spec.trainer.num_workers == ("auto" if paper else 0) for spec in specs)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SWEEPS if "estimated training compute" in header(n)
                                   .lower()])
-def test_header_compute_matches_the_plans(name):
+def test_header_compute_matches_the_plans(name, weights):
     value, unit = re.search(r"compute[^:]*:\s*([\d.]+) ([TPE]FLOPs)", header(name)).groups()
     total = 0
-    for job in sweep_jobs(name):
+    for job in sweep_jobs(name, weights):
         spec = build_spec(job)
         plan = build_plan(spec)
         total += sum(p.flops_per_sample * p.epochs for p in plan.phases) * \
@@ -89,14 +100,30 @@ def test_launcher_does_not_change_the_run():
 
 
 @pytest.mark.slow
-def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir):
+def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir, weights):
     runs = tmp_path / "runs"
-    proc = run_cli(["-m", "-cn", "table4", "trainer.dry_run=true", "logger=disabled"],
+    proc = run_cli(["-m", "-cn", "table4", "trainer.dry_run=true", "logger=disabled", weights],
                    runs, data_dir)
     out = proc.stdout + proc.stderr
     expected = {build_spec(job).run_id
-                for job in sweep_jobs("table4", f"paths.data_dir={data_dir}")}
+                for job in sweep_jobs("table4", f"paths.data_dir={data_dir}", weights)}
     assert set(re.findall(r"^run (\w+) -> ", out, re.M)) == expected
     assert out.count("(dry run: nothing trained)") == 18
     assert out.count("GFLOPs/sample") == 18
+    # the paper's recipe on every job: x0.5 per epoch from epoch 2 (paper §3.2, run16.sh)
+    assert out.count("lr 1e-05, warmup 1000 steps, x0.5 every 1 epoch(s) from epoch 2") == 18
+    assert run_dirs(runs) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["table1", "table4"])  # every table's jobs require it (above)
+def test_paper_sweeps_stop_before_any_job_without_pretrained_weights(tmp_path, data_dir, name):
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", "-cn", name, "trainer.dry_run=true", "logger=disabled"], runs,
+                   data_dir, check=False, env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 1
+    jobs = re.search(r"(\d+) jobs", header(name)).group(1)  # the header's count is tested above
+    assert f"{jobs} of {jobs} job(s) cannot run; nothing was started" in proc.stderr
+    assert "deit_base_distilled_patch16_384" in proc.stderr and "model.pretrained=" in proc.stderr
+    assert "Traceback" not in proc.stderr and "dry run" not in proc.stdout
     assert run_dirs(runs) == []

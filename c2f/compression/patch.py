@@ -1,7 +1,11 @@
 """Patch: rectangular p x Cp patches on the full-resolution input.
 
 Between phases the patch-embedding kernel is resized by bilinear interpolation (BL) or by
-FlexiViT's PI-resize (PI, timm's `resample_patch_embed`).
+FlexiViT's PI-resize (PI, timm's `resample_patch_embed`), as the authors' resizing helper does
+(FlexiAST_INTERSPEECH23, src/utilities/resizing_helper.py: `vanilla_resample_patch_embed`,
+bilinear with antialias=True, "Google uses True"; `resample_patch_embed`, PI with
+antialias=False). Without antialiasing, a bilinear downscale by an integer factor picks taps
+that make BL exactly 1/C of PI, so the two would measure the same thing.
 """
 import torch
 import torch.nn.functional as F
@@ -21,7 +25,8 @@ class _WidePatch(Compression):
 @register("patch_bl")
 class PatchBilinear(_WidePatch):
     def resize_patch_embed(self, weight: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
-        return F.interpolate(weight, size=tuple(new_size), mode="bilinear", align_corners=False)
+        return F.interpolate(weight, size=tuple(new_size), mode="bilinear", align_corners=False,
+                             antialias=True)
 
 
 @register("patch_pi")

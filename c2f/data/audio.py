@@ -13,6 +13,7 @@ import torchaudio.functional as AF
 
 from c2f.data.errors import DataError
 
+# Digital silence is valid audio (AudioSet has many such clips): it loads and is counted.
 SILENCE_PEAK = 1e-8
 # libsndfile logs "data : <declared> (should be <actual>)" when a WAV/AIFF data chunk is cut short.
 _SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -49,10 +50,6 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         raise DataError(f"{path}: zero-length audio (0 frames); drop it from the manifest")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: audio contains NaN or Inf samples; re-encode it or drop it")
-    if float(np.abs(data).max()) < SILENCE_PEAK:
-        raise DataError(
-            f"{path}: audio is all silent (peak < {SILENCE_PEAK}); drop it from the manifest"
-        )
     return data, rate
 
 
@@ -63,6 +60,11 @@ def load_waveform(path: str | PathLike[str], sample_rate: int = 16000) -> torch.
     if rate != sample_rate:
         wave = AF.resample(wave, orig_freq=rate, new_freq=sample_rate)
     return wave
+
+
+def is_silent(wave: torch.Tensor) -> bool:
+    """All samples below SILENCE_PEAK in magnitude: a valid clip, counted in the run log."""
+    return float(wave.abs().max()) < SILENCE_PEAK
 
 
 def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:

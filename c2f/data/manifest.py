@@ -184,7 +184,7 @@ def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, lis
         raise DataError(
             f"{manifest.path}: {len(bad)} of {len(manifest.clips)} audio files are bad:\n"
             f"  {listed}{more}\n"
-            "Fix or remove them, or set on_bad='skip' to train without them."
+            "Fix or remove them, or set dataset.on_bad_audio=skip to train without them."
         )
     if not good:
         raise DataError(

@@ -1,11 +1,12 @@
 """Checkpoints of the phase loop, written atomically every epoch."""
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from c2f.track import atomic_torch_save
 
 LAST = "last.pt"
 
@@ -25,22 +26,24 @@ class TrainState:
 
 
 def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, keep_all: bool = False) -> Path:
-    """Write last.pt atomically (temp file, then rename); optionally keep one per epoch."""
+                    optimizer: torch.optim.Optimizer, keep_all: bool = False,
+                    average: dict | None = None) -> Path:
+    """Write last.pt atomically (temp file, then rename); optionally keep one per epoch.
+
+    `average` is the weight averager's state (its running sum), saved with the epoch it
+    belongs to."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     payload = {"state": asdict(state), "model": model.state_dict(),
-               "optimizer": optimizer.state_dict()}
+               "optimizer": optimizer.state_dict(), "average": average}
     target = ckpt_dir / LAST
-    tmp = ckpt_dir / f".{LAST}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, target)
+    atomic_torch_save(payload, target)
     if keep_all:
         torch.save(payload, ckpt_dir / f"epoch{state.epoch:04d}.pt")
     return target
 
 
-def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict] | None:
-    """(state, model state dict, optimizer state dict) of the last checkpoint, if any."""
+def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict, dict | None] | None:
+    """(state, model, optimizer, averager state) of the last checkpoint, if any."""
     path = ckpt_dir / LAST
     if not path.exists():
         return None
@@ -52,4 +55,4 @@ def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict] | None:
                            ) from err
     state = TrainState(**payload["state"])
     state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
-    return state, payload["model"], payload["optimizer"]
+    return state, payload["model"], payload["optimizer"], payload.get("average")

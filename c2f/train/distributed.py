@@ -60,6 +60,20 @@ def device_for(world: World, requested: str) -> torch.device:
     return torch.device(kind)
 
 
+def job_cpus() -> int:
+    """CPUs this process may use: the SLURM allocation per task, else the affinity mask."""
+    for key in ("SLURM_CPUS_PER_TASK", "SLURM_JOB_CPUS_PER_NODE"):
+        value = os.environ.get(key, "").split("(")[0].split(",")[0]
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def loader_workers(setting: int | str) -> int:
+    """`trainer.num_workers`: a count, or `auto` = the job's CPUs less one for the trainer."""
+    return max(0, job_cpus() - 1) if setting == "auto" else int(setting)
+
+
 def all_sum(values: list[float], world: World) -> list[float]:
     """Element-wise sum over ranks."""
     if not world.active:
@@ -94,6 +108,10 @@ class ShardedShuffle(Sampler[int]):
 
     def __init__(self, length: int, seed: int, world: World, weights: torch.Tensor | None = None):
         self.length, self.seed, self.world, self.weights = length, seed, world, weights
+
+    def set_seed(self, seed: int) -> None:
+        """The order of the next pass (one seed per epoch)."""
+        self.seed = seed
 
     def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed)

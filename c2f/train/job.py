@@ -6,18 +6,20 @@ import dataclasses
 import torch
 
 from c2f.data.prepare import prepare_data
-from c2f.plan import build_plan, format_plan
+from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
 from c2f.train.distributed import init_world
-from c2f.train.loop import DataBundle, PhaseLoop, summarize
+from c2f.train.loop import DataBundle, PhaseLoop
+from c2f.train.records import average_record, epoch_records, summarize
 
 
 def format_summary(summary: dict, records: list[dict]) -> str:
     """The end-of-run table: one row per phase, then the headline."""
     rows = [("phase", "C", "epochs", f"best {summary['metric']}", "TFLOPs", "train s")]
-    for phase in sorted({r["phase"] for r in records}):
-        mine = [r for r in records if r["phase"] == phase]
+    epochs = epoch_records(records)
+    for phase in sorted({r["phase"] for r in epochs}):
+        mine = [r for r in epochs if r["phase"] == phase]
         rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
                      f"{max(r['value'] for r in mine):.4f}",
                      f"{sum(r['flops'] for r in mine) / 1e12:.3f}",
@@ -27,6 +29,15 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     lines.append(f"best {summary['metric']} {summary['best']:.4f} at epoch {summary['best_epoch']}"
                  f" (final {summary['final']:.4f}, chance {summary['chance']:.4f}); "
                  f"{summary['flops'] / 1e12:.3f} TFLOPs, {summary['seconds']:.1f} s of training")
+    averaged = average_record(records)
+    if averaged:
+        first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
+        lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
+                     f"{summary['metric']} {averaged['value']:.4f}")
+    silent = summary["silent_clips"]
+    if any(silent.values()):
+        lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
+                     "all-silent; they were kept (silence is valid audio)")
     if summary["skipped_clips"]:
         lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
                      "see skipped.txt in the run directory")
@@ -43,7 +54,8 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
              f"{done['best']:.4f}. Delete the folder to train it again.")
         return done
     if spec.trainer.dry_run:
-        echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n(dry run: nothing trained)")
+        echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
+             "(dry run: nothing trained)")
         return None
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
@@ -55,7 +67,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
         echo = _quiet
     train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, echo)
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
-    echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}")
+    echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
         run.create(config_yaml, plan.to_dict())
     mode = spec.logger.mode if world.is_main else "disabled"
@@ -66,7 +78,8 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
         loop = PhaseLoop(spec, plan, DataBundle(train, evaluation, settings), run, tracker, echo,
                          world)
         records = loop.run()
-        summary = summarize(spec, plan, records, loop.skipped)
+        silent = {split: len(ids) for split, ids in loop.silent.items()}
+        summary = summarize(spec, plan, records, loop.skipped, silent)
         if world.is_main:
             _finish(run, summary, loop.skipped)
             tracker.summarize(summary)

@@ -3,7 +3,7 @@ record and checkpoint every epoch. Resumes from the run directory by itself."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,13 +13,20 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from c2f.compression import create_compression
-from c2f.data.dataset import FeatureSettings, SpectrogramDataset, collate_skipping, item_seed
+from c2f.data.dataset import (
+    EpochKeys,
+    FeatureSettings,
+    SpectrogramDataset,
+    collate_skipping,
+    item_seed,
+)
 from c2f.data.manifest import Manifest
 from c2f.models import build_model, transfer_weights
-from c2f.models.build import load_pretrained
+from c2f.models.pretrained import load_pretrained
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
-from c2f.track import RunDir, Tracker
+from c2f.track import RunDir, Tracker, atomic_torch_save
+from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import (
     ShardedShuffle,
@@ -30,10 +37,12 @@ from c2f.train.distributed import (
     device_for,
     eval_indices,
     gather_objects,
+    loader_workers,
 )
 from c2f.train.flops import training_flops
 from c2f.train.metrics import evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
+from c2f.train.records import average_record, averaged_record, epoch_record
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,17 @@ class DataBundle:
     train: Manifest
     eval: Manifest
     settings: FeatureSettings
+
+
+@dataclass
+class PhaseData:
+    """One phase's datasets and loaders, built once: workers live for the whole phase."""
+
+    train_set: SpectrogramDataset
+    train_keys: EpochKeys
+    order: ShardedShuffle
+    train: DataLoader
+    eval: DataLoader
 
 
 class PhaseLoop:
@@ -53,10 +73,13 @@ class PhaseLoop:
         self.world = world or World()
         self.compression = create_compression(spec.compression.name)
         self.skipped: dict[str, str] = {}
+        self.silent: dict[str, set[int]] = {"train": set(), "eval": set()}
         self.device = device_for(self.world, spec.trainer.device)
         self.batch_size = spec.dataset.batch_size // self.world.size  # the global batch is split
         self.sample_weights = balanced_weights(data.train) if spec.dataset.balanced_sampler \
             else None
+        self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
+                                       run.ckpt_dir / "top")
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -67,14 +90,24 @@ class PhaseLoop:
                             patch=phase.input.patch)
         return model.to(self.device)
 
-    def _dataset(self, phase: Phase, train: bool) -> SpectrogramDataset:
-        manifest = self.data.train if train else self.data.eval
-        return SpectrogramDataset(manifest, self.data.settings, phase.input, self.compression,
-                                  phase.c, train=train, seed=self.spec.seed)
-
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
+        workers = loader_workers(self.spec.trainer.num_workers)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          collate_fn=collate_skipping, num_workers=self.spec.trainer.num_workers)
+                          collate_fn=collate_skipping, num_workers=workers,
+                          persistent_workers=workers > 0,
+                          pin_memory=self.device.type == "cuda")
+
+    def _phase_data(self, phase: Phase) -> PhaseData:
+        def dataset(manifest, train):
+            return SpectrogramDataset(manifest, self.data.settings, phase.input,
+                                      self.compression, phase.c, train=train, seed=self.spec.seed)
+        train_set = dataset(self.data.train, True)
+        order = ShardedShuffle(len(train_set), 0, self.world, self.sample_weights)
+        keys = EpochKeys(order)
+        eval_set = dataset(self.data.eval, False)
+        shard = Subset(eval_set, eval_indices(len(eval_set), self.world))
+        return PhaseData(train_set, keys, order, self._loader(train_set, self.batch_size, keys),
+                         self._loader(shard, self.spec.dataset.eval_batch_size))
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.world.active:
@@ -83,13 +116,16 @@ class PhaseLoop:
         return DistributedDataParallel(model, device_ids=ids)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.spec.dataset.multilabel:
+        if self.spec.dataset.loss == "bce":
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.cross_entropy(logits, target)  # soft targets are fine (mixup)
 
-    def _note_skipped(self, batch: dict) -> int:
+    def _note(self, batch: dict, split: str) -> int:
+        """Remember skipped and silent clips of a batch; returns how many were skipped."""
         for clip in batch["skipped"]:
             self.skipped[clip.path] = clip.reason
+        if batch["size"]:
+            self.silent[split].update(batch["index"][batch["silent"]].tolist())
         return len(batch["skipped"])
 
     # -- one epoch -----------------------------------------------------------------------------
@@ -100,32 +136,32 @@ class PhaseLoop:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
         return training_flops(model, batch["spec"].to(self.device)) // batch["size"]
 
-    def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, dataset,
+    def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
                      state: TrainState) -> dict:
         spec = self.spec
-        dataset.set_epoch(phase.index, epoch)
         torch.manual_seed(item_seed(spec.seed, phase.index, epoch, -1))
-        sampler = ShardedShuffle(len(dataset), item_seed(spec.seed, phase.index, epoch, -2),
-                                 self.world, self.sample_weights)
-        loader = self._loader(dataset, self.batch_size, sampler)
-        steps_per_epoch = len(loader) if spec.trainer.max_steps_per_epoch is None else min(
-            len(loader), spec.trainer.max_steps_per_epoch)
+        data.order.set_seed(item_seed(spec.seed, phase.index, epoch, -2))
+        data.train_keys.set_epoch(phase.index, epoch)
+        steps_per_epoch = len(data.train) if spec.trainer.max_steps_per_epoch is None else min(
+            len(data.train), spec.trainer.max_steps_per_epoch)
         total_steps = steps_per_epoch * phase.epochs
         model.train()
         loss_sum, samples, skipped, lr = 0.0, 0, 0, 0.0
         start = time.perf_counter()
-        bar = tqdm(loader, total=steps_per_epoch, leave=False,
+        bar = tqdm(data.train, total=steps_per_epoch, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
                    desc=f"phase {phase.index} C={phase.c} epoch {epoch + 1}/{phase.epochs}")
         for i, batch in enumerate(bar):
             if i >= steps_per_epoch:
                 break
-            skipped += self._note_skipped(batch)
+            skipped += self._note(batch, "train")
             if batch["size"] == 0:
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)
-            spec_in, target = batch["spec"].to(self.device), batch["target"].to(self.device)
+            non_blocking = self.device.type == "cuda"
+            spec_in = batch["spec"].to(self.device, non_blocking=non_blocking)
+            target = batch["target"].to(self.device, non_blocking=non_blocking)
             loss = self._loss(model(spec_in), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -142,26 +178,22 @@ class PhaseLoop:
                 "seconds": seconds, "skipped": int(skipped), "lr": lr}
 
     @torch.no_grad()
-    def _evaluate(self, model, dataset) -> dict:
+    def _evaluate(self, model, loader: DataLoader) -> dict:
         model.eval()
         logits, targets, skipped = [], [], 0
-        shard = Subset(dataset, eval_indices(len(dataset), self.world))
-        for batch in self._loader(shard, self.spec.dataset.eval_batch_size):
-            skipped += self._note_skipped(batch)
+        for batch in loader:
+            skipped += self._note(batch, "eval")
             if batch["size"]:
                 logits.append(model(batch["spec"].to(self.device)).float().cpu())
                 targets.append(batch["target"])
         classes = self.spec.dataset.num_classes
-        logits_np = all_gather(torch.cat(logits).numpy() if logits else np.zeros((0, classes),
-                                                                                  np.float32),
-                               self.world)
-        targets_np = all_gather(torch.cat(targets).numpy() if targets else np.zeros((0, classes),
-                                                                                    np.float32),
-                                self.world)
+        empty = np.zeros((0, classes), np.float32)
+        logits_np = all_gather(torch.cat(logits).numpy() if logits else empty, self.world)
+        targets_np = all_gather(torch.cat(targets).numpy() if targets else empty, self.world)
         if not len(logits_np):
             raise RuntimeError("no usable clip in the eval set")
         logits_t, targets_t = torch.from_numpy(logits_np), torch.from_numpy(targets_np)
-        scores = evaluate_scores(logits_t.numpy(), targets_t.numpy(), self.spec.dataset.multilabel)
+        scores = evaluate_scores(logits_np, targets_np, self.spec.dataset.multilabel)
         scores["eval_loss"] = float(self._loss(logits_t, targets_t))
         scores["eval_skipped"] = int(all_sum([skipped], self.world)[0])
         return scores
@@ -178,12 +210,13 @@ class PhaseLoop:
             transfer_weights(previous_model, model, self.compression.resize_patch_embed)
         elif self.spec.model.pretrained:
             m = self.spec.model
-            left = load_pretrained(model, m.pretrained, m.pretrained_grid)
+            left = load_pretrained(model, m.pretrained, m.pretrained_grid,
+                                   self.compression.resize_patch_embed)
             self.log(f"loaded {m.pretrained}; left at init: {', '.join(left) or '-'}")
         return model, optimizer
 
-    def _record(self, phase: Phase, epoch: int, state: TrainState, stats: dict,
-                scores: dict) -> dict:
+    def _advance(self, phase: Phase, epoch: int, state: TrainState, stats: dict,
+                 scores: dict) -> dict:
         """Advance the running totals by one epoch and return its metrics.jsonl record."""
         flops = state.flops_per_sample[phase.index] * stats["samples"]
         state.epoch += 1
@@ -191,58 +224,82 @@ class PhaseLoop:
         state.flops_cum += flops
         state.seconds_cum += stats["seconds"]
         state.samples_cum += stats["samples"]
-        spec, metric = self.spec, self.spec.dataset.metric
-        return {
-            "run": spec.run_id, "dataset": spec.dataset.name, "model": spec.model.name,
-            "method": spec.compression.name, "schedule": spec.schedule.name, "seed": spec.seed,
-            "C": phase.c, "phase": phase.index, "phase_epoch": epoch + 1, "epoch": state.epoch,
-            "final_phase": phase.index == len(self.plan.phases) - 1,
-            "metric": metric, "value": scores[metric], **scores,
-            "train_loss": stats["train_loss"], "lr": stats["lr"],
-            "flops": flops, "flops_cum": state.flops_cum,
-            "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
-            "samples": stats["samples"], "samples_cum": state.samples_cum,
-            "skipped": stats["skipped"],
-        }
+        final = phase.index == len(self.plan.phases) - 1
+        return epoch_record(self.spec, phase, epoch, state, final, stats, scores, flops)
 
     def _save(self, records: list[dict], state: TrainState, model, optimizer) -> None:
         """Metrics first, then the checkpoint: a crash between the two only repeats an epoch."""
         if self.world.is_main:
             self.run_dir.write_metrics(records)
             save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer,
-                            keep_all=self.spec.trainer.keep_checkpoints == "all")
+                            keep_all=self.spec.trainer.keep_checkpoints == "all",
+                            average=self.averager.state_dict())
+            self.averager.after_checkpoint()
             self.tracker.log(records[-1])
         barrier(self.world)
 
+    def _note_silent(self, before: int) -> None:
+        counts = {split: len(ids) for split, ids in self.silent.items()}
+        if sum(counts.values()) > before:
+            self.log(f"note: all-silent clips so far: {counts['train']} training, "
+                     f"{counts['eval']} eval (silence is valid audio: kept)")
+
+    def _average(self, records: list[dict], state: TrainState, phase: Phase, model,
+                 loader: DataLoader) -> None:
+        """Evaluate the averaged model once and record it; a resumed run finds it done."""
+        if not self.averager.enabled or average_record(records) is not None:
+            return
+        averaged = self.averager.average()
+        if averaged is None:
+            self.log(f"average={self.spec.average.mode}: no final-phase epoch in "
+                     f"{self.spec.average.start}..{self.averager.end}; nothing averaged")
+            return
+        model.load_state_dict(averaged)
+        epochs = self.averager.averaged_epochs()
+        record = averaged_record(self.spec, phase, state, epochs, self._evaluate(model, loader))
+        records.append(record)
+        if self.world.is_main:
+            atomic_torch_save(averaged, self.run_dir.ckpt_dir / "average.pt")
+            self.run_dir.write_metrics(records)
+
     def run(self) -> list[dict]:
-        """Train every phase not yet done; returns all epoch records."""
+        """Train every phase not yet done; returns all records."""
         loaded = load_checkpoint(self.run_dir.ckpt_dir)
         state = loaded[0] if loaded else TrainState()
+        self.averager.load_state_dict(loaded[3] if loaded else None)
         records = [r for r in self.run_dir.read_metrics() if r["epoch"] <= state.epoch]
-        model = None
+        model = data = phase = None
         epochs_bar = tqdm(total=sum(p.epochs for p in self.plan.phases), initial=state.epoch,
                           desc="epochs", disable=not (self.spec.trainer.progress
                                                       and self.world.is_main))
         for phase in self.plan.phases[state.phase:]:
-            resumed = loaded[1:] if loaded and phase.index == state.phase else None
+            resumed = loaded[1:3] if loaded and phase.index == state.phase else None
             model, optimizer = self._enter_phase(phase, model, resumed)
             if resumed is None:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
             loaded = None
             trainable = self._parallel(model)
-            train_set, eval_set = self._dataset(phase, True), self._dataset(phase, False)
+            data = self._phase_data(phase)
             if phase.index not in state.flops_per_sample:
-                state.flops_per_sample[phase.index] = self._measure_flops(model, train_set)
+                state.flops_per_sample[phase.index] = self._measure_flops(model, data.train_set)
             for epoch in range(state.phase_epochs_done, phase.epochs):
-                stats = self._train_epoch(phase, epoch, trainable, optimizer, train_set, state)
-                scores = self._evaluate(model, eval_set)
-                records.append(self._record(phase, epoch, state, stats, scores))
+                silent_before = sum(len(ids) for ids in self.silent.values())
+                stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
+                scores = self._evaluate(model, data.eval)
+                records.append(self._advance(phase, epoch, state, stats, scores))
+                self.averager.update(state.epoch, records[-1]["value"], model,
+                                     records[-1]["final_phase"], write_files=self.world.is_main)
                 self._save(records, state, model, optimizer)
+                self._note_silent(silent_before)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix({records[-1]["metric"]: f"{records[-1]['value']:.4f}"})
         epochs_bar.close()
+        self._average(records, state, phase, model, data.eval)
         for part in gather_objects(self.skipped, self.world):
             self.skipped.update(part)
+        for split in self.silent:
+            for part in gather_objects(self.silent[split], self.world):
+                self.silent[split] |= part
         return records
 
 
@@ -253,20 +310,3 @@ def balanced_weights(manifest: Manifest) -> torch.Tensor:
         counts[list(clip.label_ids)] += 1
     class_weight = 1000.0 / (counts + 0.01)
     return torch.tensor([class_weight[list(c.label_ids)].sum() for c in manifest.clips])
-
-
-def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict) -> dict:
-    """Headline numbers of a finished run."""
-    metric = spec.dataset.metric
-    best = max(records, key=lambda r: (r["value"], -r["epoch"]))
-    last = records[-1]
-    return {
-        "run": spec.run_id, "status": "finished", "dataset": spec.dataset.name,
-        "model": spec.model.name, "method": spec.compression.name,
-        "schedule": spec.schedule.name, "phases": [p.c for p in plan.phases], "seed": spec.seed,
-        "metric": metric, "best": best["value"], "best_epoch": best["epoch"],
-        "final": last["value"], "epochs": last["epoch"], "flops": last["flops_cum"],
-        "seconds": last["seconds_cum"], "skipped_clips": len(skipped),
-        "per_phase": [asdict(p.input) | {"c": p.c, "epochs": p.epochs} for p in plan.phases],
-        "chance": float(np.round(1.0 / spec.dataset.num_classes, 4)),
-    }

@@ -1,5 +1,8 @@
 """Launchers for c2f sweeps: every job runs to its end, failures are listed with their logs.
 
+Before any job starts, every job's config is checked (its typed spec and phase plan): a sweep
+with an impossible config, or without a required file, stops there and names its jobs.
+
 - `LocalLauncher`: Hydra's sequential launcher plus the failure report.
 - `SlurmLauncher` / `SubmititLocalLauncher`: hydra-submitit-launcher, but each job's config is
   composed when the sweep is launched (edits made while jobs wait do not leak into them), a job
@@ -23,6 +26,7 @@ from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.config import (
     BaseQueueConf,
     LocalQueueConf,
@@ -30,6 +34,7 @@ from hydra_plugins.hydra_submitit_launcher.config import (
 )
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -62,11 +67,45 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | No
     log.error("\n".join(lines))
 
 
+class SweepConfigError(CompactHydraException):
+    """Jobs of a sweep that cannot run; Hydra prints the message alone, without a traceback."""
+
+
+def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> None:
+    """Build every job's spec and plan before any job starts; raise naming the jobs that
+    cannot run, one paragraph per distinct reason."""
+    from c2f.plan import build_plan
+    from c2f.spec import ConfigError, build_spec
+
+    problems: dict[str, list[str]] = {}
+    shared = set.intersection(*(set(o) for o in job_overrides)) if job_overrides else set()
+    for num, (config, overrides) in enumerate(zip(configs, job_overrides)):
+        task = copy.deepcopy(config)
+        with open_dict(task):
+            task.pop("hydra", None)
+        try:
+            build_plan(build_spec(OmegaConf.to_container(task, resolve=True)))
+        except (ConfigError, OmegaConfBaseException) as err:
+            varying = [o for o in filter_overrides(overrides) if o not in shared]
+            problems.setdefault(str(err), []).append(f"#{num} {' '.join(varying)}".strip())
+    if not problems:
+        return
+    count = sum(len(jobs) for jobs in problems.values())
+    lines = [f"{count} of {len(configs)} job(s) cannot run; nothing was started:"]
+    for reason, jobs in problems.items():
+        shown = ", ".join(jobs[:4]) + (f" and {len(jobs) - 4} more" if len(jobs) > 4 else "")
+        lines += [f"- {reason}", f"  (jobs {shown})"]
+    raise SweepConfigError("\n".join(lines))
+
+
 class LocalLauncher(BasicLauncher):
-    """Hydra's sequential launcher; lists the failed jobs at the end."""
+    """Hydra's sequential launcher; checks every job first, lists the failed jobs at the end."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
+        loader = self.hydra_context.config_loader
+        preflight([loader.load_sweep_config(self.config, list(o)) for o in job_overrides],
+                  job_overrides)
         returns = super().launch(job_overrides, initial_job_idx)
         report_failures(returns, [None] * len(returns))
         return returns
@@ -162,6 +201,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
             configs.append(self._compose(overrides, num))
+        preflight(configs, job_overrides)
         executor = self._executor()
         with code_environment(self._code_root(sweep_dir)):
             jobs = executor.map_array(self, configs, [Singleton.get_state()] * len(configs))

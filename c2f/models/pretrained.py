@@ -1,0 +1,167 @@
+"""Pretrained weights from a local file (never the network): timm ViT/DeiT, AST, c2f checkpoints.
+
+ImageNet and AST checkpoints are placed on the (frequency, time) grid the way AST's
+`src/models/ast_models.py` does it: the time axis, then the frequency axis, is cut from the
+middle when the new grid is smaller and interpolated bilinearly when it is larger. c2f's own
+checkpoints (keys `vit.*`) are resampled bilinearly on the whole grid, as between phases.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_patch_embed
+
+from c2f.models.ast import AST
+from c2f.models.transfer import PATCH_KEY, POS_KEY, resample_pos_embed
+from c2f.spec import ConfigError, ModelSpec
+
+# AST's AudioSet checkpoints (audioset_10_10_0.4593.pth, ...): 16x16 patches with stride 10
+# on 128 x 1024 frames give a 12 x 101 grid (ast_models.py, the audioset_pretrain branch).
+AST_AUDIOSET_GRID = (12, 101)
+DEIT_SIZES = {192: "tiny", 384: "small", 768: "base"}
+
+
+def expected_checkpoints(model: ModelSpec) -> list[str]:
+    """The timm models whose ImageNet weights fit this model, AST's choice first."""
+    size = DEIT_SIZES.get(model.embed_dim)
+    if size is None or model.depth != 12:
+        return []
+    distilled = "_distilled" if model.dist_token else ""
+    names = [f"deit_{size}{distilled}_patch16_224"]
+    if size == "base":  # AST's default is base384 (src/run.py: model_size='base384')
+        names.insert(0, f"deit_base{distilled}_patch16_384")
+    return names
+
+
+def _expected(model: ModelSpec) -> str:
+    names = expected_checkpoints(model)
+    if not names:
+        return f"a timm ViT with embed_dim {model.embed_dim} and {model.depth} blocks"
+    return " or ".join(f"timm's `{n}`" for n in names)
+
+
+def check_pretrained(model: ModelSpec) -> None:
+    """Fail before training when a required checkpoint is missing or names no file."""
+    name = (expected_checkpoints(model) or ["vit_base_patch16_224"])[0]
+    how = ("c2f never downloads weights; on a machine with internet access run\n"
+           "  python -c \"import timm, torch; torch.save(timm.create_model("
+           f"'{name}', pretrained=True).state_dict(), '{name}.pth')\"\n")
+    if model.pretrained:
+        if not Path(model.pretrained).expanduser().is_file():
+            raise ConfigError(f"`model.pretrained`={model.pretrained}: no such file. Expected "
+                              f"{_expected(model)} state dict there; {how}or fix the path.")
+        return
+    if model.require_pretrained:
+        raise ConfigError(
+            "`model.pretrained` is required here: the paper trains AST from ImageNet weights, "
+            f"as AST's official setup does. Expected: {_expected(model)} state dict in a local "
+            f"file. {how}then add `model.pretrained=/path/to/{name}.pth` (AST's own "
+            "checkpoints, such as audioset_10_10_0.4593.pth, load too). To train from random "
+            "weights on purpose, add `model.require_pretrained=false`.")
+
+
+def ast_fit_pos_grid(grid: torch.Tensor, new_grid: tuple[int, int]) -> torch.Tensor:
+    """[1, D, F, T] positional grid -> [1, D, f, t] as AST does: time, then frequency, each
+    cut from the middle (start int(T/2) - int(t/2)) or interpolated bilinearly."""
+    old_f, old_t = grid.shape[-2:]
+    f, t = new_grid
+    if t <= old_t:
+        start = old_t // 2 - t // 2
+        grid = grid[..., start:start + t]
+    else:
+        grid = F.interpolate(grid, size=(old_f, t), mode="bilinear", align_corners=False)
+    if f <= old_f:
+        start = old_f // 2 - f // 2
+        grid = grid[..., start:start + f, :]
+    else:
+        grid = F.interpolate(grid, size=(f, t), mode="bilinear", align_corners=False)
+    return grid
+
+
+def _canonical_key(key: str) -> str:
+    """timm (ViT/DeiT) and AST checkpoint names -> this model's names."""
+    for prefix in ("module.", "model."):
+        key = key.removeprefix(prefix)
+    if key.startswith("v."):
+        key = "vit." + key[2:]
+    elif key.startswith("mlp_head."):
+        key = "head." + key[len("mlp_head."):]
+    elif not key.startswith(("vit.", "head.")):
+        key = "vit." + key
+    return key.replace("vit.dist_token", "vit.reg_token")
+
+
+def _is_c2f(raw: dict) -> bool:
+    return any(k.removeprefix("module.").startswith("vit.") for k in raw)
+
+
+def _old_grid(path: Path, tokens: int, given: tuple[int, int] | None, c2f: bool
+              ) -> tuple[int, int]:
+    if given is not None:
+        if given[0] * given[1] != tokens:
+            raise ValueError(f"{path}: model.pretrained_grid={list(given)} holds "
+                             f"{given[0] * given[1]} tokens, the checkpoint {tokens}")
+        return tuple(given)
+    side = math.isqrt(tokens)
+    if side * side == tokens:
+        return side, side
+    if not c2f and tokens == AST_AUDIOSET_GRID[0] * AST_AUDIOSET_GRID[1]:
+        return AST_AUDIOSET_GRID
+    raise ValueError(f"{path}: positional grid of {tokens} tokens is not square; pass its "
+                     "(freq, time) grid as model.pretrained_grid=[F,T]")
+
+
+def _fit_pos_embed(pos: torch.Tensor, prefix: int, old_grid: tuple[int, int], model: AST,
+                   c2f: bool) -> torch.Tensor:
+    """The checkpoint's table on the model's grid; prefix rows it lacks keep their init."""
+    if c2f:
+        table = resample_pos_embed(pos, old_grid, model.grid, prefix)[:, prefix:]
+    else:
+        dim = pos.shape[-1]
+        grid = pos[:, prefix:].transpose(1, 2).reshape(1, dim, *old_grid)
+        table = ast_fit_pos_grid(grid, model.grid).reshape(1, dim, -1).transpose(1, 2)
+    own = model.vit.pos_embed.detach()[:, : model.num_prefix_tokens].clone()
+    shared = min(prefix, model.num_prefix_tokens)
+    own[:, :shared] = pos[:, :shared]
+    return torch.cat([own, table], dim=1)
+
+
+def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | None = None,
+                    resize_patch: Callable | None = None) -> list[str]:
+    """Load a timm ViT/DeiT, AST or c2f checkpoint into `model`; returns the keys left at init.
+
+    RGB patch kernels are summed to one channel (AST); a kernel of another size is moved by
+    `resize_patch` (the phase's compression method; default PI-resize); a head of another
+    size is left at init."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.pretrained={path}: no such file. c2f never downloads weights: save a "
+            "timm or AST checkpoint locally and point model.pretrained at it")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(raw, dict) and wrapper in raw and isinstance(raw[wrapper], dict):
+            raw = raw[wrapper]
+    c2f = _is_c2f(raw)
+    state = {_canonical_key(k): v for k, v in raw.items()}
+    target = model.state_dict()
+    if PATCH_KEY in state:
+        kernel = state[PATCH_KEY].sum(dim=1, keepdim=True)
+        if tuple(kernel.shape[-2:]) != model.patch:
+            kernel = resize_patch(kernel, model.patch) if resize_patch else \
+                resample_patch_embed(kernel, list(model.patch), interpolation="bilinear",
+                                     antialias=False)
+        state[PATCH_KEY] = kernel
+    if POS_KEY in state:
+        pos = state[POS_KEY]
+        reg = state.get("vit.reg_token")
+        prefix = 1 + (0 if reg is None else reg.shape[1])
+        grid = _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
+        state[POS_KEY] = _fit_pos_embed(pos, prefix, grid, model, c2f)
+    usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(target) - set(usable))

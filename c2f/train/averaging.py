@@ -1,0 +1,111 @@
+"""Weight averaging of epoch checkpoints, as AST and HTS-AT report their models.
+
+- `epochs` (AST, src/traintest.py `validate_wa`): the mean of the models of epochs
+  start..end, kept as a running sum (never every checkpoint).
+- `top_k` (HTS-AT, main.py `weight_average`): the mean of the k models with the best eval
+  metric among epochs start..end; the k candidates are kept as files, a worse one is deleted
+  once a better one has replaced it in a checkpoint.
+
+Epochs are global and 1-based, as AST's wa_start/wa_end; only final-phase epochs count (the
+models of earlier phases have other grids). The state is saved with every checkpoint, so a
+resumed run averages the same models.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from c2f.spec import AverageSpec
+from c2f.track import atomic_torch_save
+
+
+class WeightAverager:
+    """Collects the models to average, epoch by epoch; `average()` gives the mean state dict."""
+
+    def __init__(self, spec: AverageSpec, last_epoch: int, folder: Path):
+        self.spec, self.folder = spec, Path(folder)
+        self.end = min(spec.end or last_epoch, last_epoch)
+        self.epochs: list[int] = []  # epochs in the running sum (mode `epochs`)
+        self.sum: dict[str, torch.Tensor] | None = None
+        self.kept: list[tuple[float, int]] = []  # (metric, epoch) of the top-k files
+        self.evicted: list[int] = []  # files to delete once the next checkpoint is written
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec.mode != "none"
+
+    def wants(self, epoch: int, final_phase: bool) -> bool:
+        return self.enabled and final_phase and self.spec.start <= epoch <= self.end
+
+    def file(self, epoch: int) -> Path:
+        return self.folder / f"epoch{epoch:04d}.pt"
+
+    def update(self, epoch: int, value: float, model: torch.nn.Module, final_phase: bool,
+               write_files: bool = True) -> None:
+        """Take epoch `epoch`'s model (eval metric `value`) if the averaging asks for it."""
+        if not self.wants(epoch, final_phase):
+            return
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if self.spec.mode == "epochs":
+            if self.sum is None:
+                self.sum = {k: v.clone() for k, v in state.items()}
+            else:
+                for key, tensor in state.items():
+                    if tensor.is_floating_point():
+                        self.sum[key] += tensor
+                    else:  # integer buffers are not averaged: keep the latest
+                        self.sum[key] = tensor.clone()
+            self.epochs.append(epoch)
+            return
+        ranked = sorted([*self.kept, (value, epoch)], key=lambda ve: (-ve[0], ve[1]))
+        self.kept, dropped = ranked[: self.spec.k], ranked[self.spec.k:]
+        if (value, epoch) in self.kept and write_files:
+            atomic_torch_save(state, self.file(epoch))
+        self.evicted += [e for _, e in dropped if e != epoch]
+
+    def after_checkpoint(self) -> None:
+        """Delete the top-k files that the checkpoint just written no longer lists."""
+        for epoch in self.evicted:
+            self.file(epoch).unlink(missing_ok=True)
+        self.evicted = []
+
+    def averaged_epochs(self) -> list[int]:
+        return sorted(self.epochs if self.spec.mode == "epochs" else [e for _, e in self.kept])
+
+    def average(self) -> dict[str, torch.Tensor] | None:
+        """The mean state dict, or None when no epoch was taken."""
+        if self.spec.mode == "epochs":
+            if self.sum is None:
+                return None
+            count = float(len(self.epochs))
+            return {k: v / count if v.is_floating_point() else v for k, v in self.sum.items()}
+        if not self.kept:
+            return None
+        total: dict[str, torch.Tensor] | None = None
+        for epoch in self.averaged_epochs():
+            state = torch.load(self.file(epoch), map_location="cpu", weights_only=True)
+            if total is None:
+                total = state
+            else:
+                for key, tensor in state.items():
+                    total[key] = total[key] + tensor if tensor.is_floating_point() else tensor
+        return {k: v / float(len(self.kept)) if v.is_floating_point() else v
+                for k, v in total.items()}
+
+    # -- checkpointing ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "sum": self.sum,
+                "kept": [list(pair) for pair in self.kept]}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Restore from a checkpoint; drop top-k files written after it (a crash in between)."""
+        state = state or {}
+        self.epochs = list(state.get("epochs", []))
+        self.sum = state.get("sum")
+        self.kept = [(float(v), int(e)) for v, e in state.get("kept", [])]
+        if self.folder.is_dir():
+            listed = {self.file(e).name for _, e in self.kept}
+            for path in self.folder.glob("epoch*.pt"):
+                if path.name not in listed:
+                    path.unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""What a run writes: one metrics.jsonl record per epoch, the averaged model's record, and the
+summary of a finished run."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from c2f.plan import Phase, PhasePlan
+from c2f.spec import RunSpec
+from c2f.train.checkpoint import TrainState
+
+
+def epoch_records(records: list[dict]) -> list[dict]:
+    """The per-epoch records (runs written before averaging existed have no `kind`)."""
+    return [r for r in records if r.get("kind", "epoch") == "epoch"]
+
+
+def average_record(records: list[dict]) -> dict | None:
+    """The averaged model's record, if the run has one."""
+    return next((r for r in records if r.get("kind") == "average"), None)
+
+
+def _identity(spec: RunSpec, phase: Phase, state: TrainState, final: bool) -> dict:
+    return {"run": spec.run_id, "dataset": spec.dataset.name, "model": spec.model.name,
+            "method": spec.compression.name, "schedule": spec.schedule.name, "seed": spec.seed,
+            "C": phase.c, "phase": phase.index, "epoch": state.epoch, "final_phase": final}
+
+
+def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, final: bool,
+                 stats: dict, scores: dict, flops: int) -> dict:
+    """The record of one epoch; `state` already counts it."""
+    metric = spec.dataset.metric
+    return {"kind": "epoch", **_identity(spec, phase, state, final), "phase_epoch": epoch + 1,
+            "metric": metric, "value": scores[metric], **scores,
+            "train_loss": stats["train_loss"], "lr": stats["lr"],
+            "flops": flops, "flops_cum": state.flops_cum,
+            "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
+            "samples": stats["samples"], "samples_cum": state.samples_cum,
+            "skipped": stats["skipped"]}
+
+
+def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list[int],
+                    scores: dict) -> dict:
+    """The averaged model's record: costs are those of the last epoch it needed."""
+    metric = spec.dataset.metric
+    return {"kind": "average", **_identity(spec, phase, state, True),
+            "average": spec.average.mode, "averaged_epochs": epochs,
+            "metric": metric, "value": scores[metric], **scores,
+            "flops": 0, "flops_cum": state.flops_cum, "seconds": 0.0,
+            "seconds_cum": state.seconds_cum, "samples": 0, "samples_cum": state.samples_cum}
+
+
+def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict,
+              silent: dict[str, int]) -> dict:
+    """Headline numbers of a finished run."""
+    metric = spec.dataset.metric
+    epochs = epoch_records(records)
+    best = max(epochs, key=lambda r: (r["value"], -r["epoch"]))
+    last = epochs[-1]
+    averaged = average_record(records)
+    return {
+        "run": spec.run_id, "status": "finished", "dataset": spec.dataset.name,
+        "model": spec.model.name, "method": spec.compression.name,
+        "schedule": spec.schedule.name, "phases": [p.c for p in plan.phases], "seed": spec.seed,
+        "metric": metric, "loss": spec.dataset.loss, "best": best["value"],
+        "best_epoch": best["epoch"], "final": last["value"], "epochs": last["epoch"],
+        "flops": last["flops_cum"], "seconds": last["seconds_cum"],
+        "average": None if averaged is None else {
+            "mode": averaged["average"], "epochs": averaged["averaged_epochs"],
+            "value": averaged["value"]},
+        "skipped_clips": len(skipped), "silent_clips": silent,
+        "per_phase": [asdict(p.input) | {"c": p.c, "epochs": p.epochs} for p in plan.phases],
+        "chance": float(np.round(1.0 / spec.dataset.num_classes, 4)),
+    }
