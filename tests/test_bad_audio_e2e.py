@@ -56,3 +56,36 @@ def test_skip_counts_and_lists_bad_clips(tmp_path, data_dir):
     assert "nan.wav" in listed and "NaN" in listed
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped"] == 1 and record["samples"] == 44
+
+
+def test_silent_clips_train_evaluate_and_are_counted(tmp_path, data_dir):
+    """Digital silence is valid audio (AudioSet has it): kept in training and evaluation,
+    counted in the log and summary. The run also uses BCE on single-label data, as the
+    paper's VGGSound recipe does (dataset.loss=bce)."""
+    from c2f.data.builtin import BuiltinParams, ensure_builtin
+
+    paths = ensure_builtin(data_dir, BuiltinParams(train_per_class=4, eval_per_class=2,
+                                                   clip_seconds=1.28))
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(20480, dtype=np.float32), 16000)
+    manifests = {}
+    for split in ("train", "eval"):
+        entries = json.loads(paths[split].read_text())["data"]
+        for entry in entries:
+            entry["wav"] = str((paths[split].parent / entry["wav"]).resolve())
+        entries.append({"wav": str(silence), "labels": entries[0]["labels"]})
+        manifests[split] = tmp_path / f"{split}.json"
+        manifests[split].write_text(json.dumps({"data": entries}))
+    runs = tmp_path / "runs"
+    proc = run_cli([*ARGS, f"dataset.train_manifest={manifests['train']}",
+                    f"dataset.eval_manifest={manifests['eval']}",
+                    f"dataset.labels_csv={paths['labels']}", "dataset.loss=bce",
+                    "logger=disabled"], runs, data_dir)
+    assert "1 training and 1 eval clip(s) are all-silent" in proc.stdout
+    [run] = run_dirs(runs)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["silent_clips"] == {"train": 1, "eval": 1} and summary["skipped_clips"] == 0
+    assert summary["loss"] == "bce"
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["samples"] == 45  # 44 clips + the silent one
+    assert np.isfinite(record["eval_loss"]) and record["eval_loss"] < 1.0  # BCE, not CE (~2.4)

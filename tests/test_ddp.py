@@ -34,3 +34,14 @@ def test_two_processes_match_one(tmp_path, data_dir):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-4)
         assert a["acc"] == pytest.approx(b["acc"], abs=1.0 / 22)  # at most one clip flips
+
+
+def test_auto_workers_use_the_jobs_cpus_less_one(monkeypatch):
+    from c2f.train.distributed import loader_workers
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert loader_workers("auto") == 7
+    assert loader_workers(3) == 3
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.delenv("SLURM_JOB_CPUS_PER_NODE", raising=False)
+    assert loader_workers("auto") == len(os.sched_getaffinity(0)) - 1

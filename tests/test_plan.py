@@ -61,6 +61,13 @@ def test_ast_base_flop_ratios_match_the_design_note():
     (["model.num_heads=5"], "model.num_heads"),
     (["+dataset.colour=red"], "dataset.colour"),
     (["dataset.on_bad_audio=ignore"], "dataset.on_bad_audio"),
+    (["dataset.loss=focal"], "dataset.loss"),
+    (["dataset=builtin_multilabel", "dataset.loss=ce"], "dataset.loss"),
+    (["trainer.num_workers=many"], "trainer.num_workers"),
+    (["average=epochs", "average.start=4", "average.end=2"], "average.end"),
+    (["average=top_k", "average.k=0"], "average.k"),
+    (["model.pretrained=/no/such/deit.pth"], "model.pretrained"),
+    (["model.require_pretrained=true"], "model.pretrained"),
 ])
 def test_impossible_configs_fail_before_data_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):

@@ -9,12 +9,15 @@ import sys
 import time
 
 import pytest
+import torch
 
 from tests import wandb_log
 from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 TWO_PHASE = [*TINY, "logger=disabled", "compression=fshift", "schedule=2phase", "schedule.c=2"]
+# AST's weight averaging over the final phase's epochs 3..6 (of 2 + 4)
+AVERAGED = [*TWO_PHASE, "dataset.epochs=6", "average=epochs", "average.start=3"]
 FIELDS = {"run", "dataset", "model", "method", "C", "phase", "phase_epoch", "epoch", "metric",
           "value", "acc", "train_loss", "eval_loss", "lr", "flops", "flops_cum", "seconds",
           "seconds_cum", "samples", "samples_cum"}
@@ -54,7 +57,7 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
 
 def _kill_after(lines: int, runs, data_dir) -> None:
     """Start the run and SIGKILL it once metrics.jsonl has `lines` records."""
-    cmd = [sys.executable, str(ROOT / "run.py"), *TWO_PHASE, "dataset.epochs=6",
+    cmd = [sys.executable, str(ROOT / "run.py"), *AVERAGED,
            f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
@@ -70,19 +73,32 @@ def _kill_after(lines: int, runs, data_dir) -> None:
 
 
 @pytest.mark.parametrize("kill_after", [2, 4], ids=["at-phase-boundary", "mid-phase"])
-def test_killed_run_resumes_to_the_same_metrics(tmp_path, data_dir, kill_after):
+def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, kill_after):
     straight = tmp_path / "straight"
-    run_cli([*TWO_PHASE, "dataset.epochs=6"], straight, data_dir)
-    expected = read_metrics(run_dirs(straight)[0])
-    assert [r["phase"] for r in expected] == [0, 0, 1, 1, 1, 1]
+    run_cli([*AVERAGED, "trainer.keep_checkpoints=all"], straight, data_dir)
+    [first] = run_dirs(straight)
+    expected = read_metrics(first)
+    assert [r["phase"] for r in expected] == [0, 0, 1, 1, 1, 1, 1]
+    assert expected[-1]["kind"] == "average" and expected[-1]["averaged_epochs"] == [3, 4, 5, 6]
+    # the averaged model is the mean of the final phase's epoch models, as AST's validate_wa
+    models = [torch.load(first / "ckpt" / f"epoch{e:04d}.pt", weights_only=True)["model"]
+              for e in (3, 4, 5, 6)]
+    averaged = torch.load(first / "ckpt" / "average.pt", weights_only=True)
+    for key, tensor in averaged.items():
+        torch.testing.assert_close(tensor, sum(m[key] for m in models) / 4, msg=key)
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["average"] == {"mode": "epochs", "epochs": [3, 4, 5, 6],
+                                  "value": expected[-1]["value"]}
 
     killed = tmp_path / "killed"
     _kill_after(kill_after, killed, data_dir)
     [run] = run_dirs(killed)
     assert not (run / "summary.json").exists()
     assert len(read_metrics(run)) < len(expected)
-    run_cli([*TWO_PHASE, "dataset.epochs=6"], killed, data_dir)
+    # resumed with two persistent loader workers: the items do not depend on who makes them
+    run_cli([*AVERAGED, "trainer.num_workers=2"], killed, data_dir)
     resumed = read_metrics(run)
-    same = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")
-    assert [{k: r[k] for k in same} for r in resumed] == [{k: r[k] for k in same}
-                                                          for r in expected]
+    same = ("kind", "value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr",
+            "C", "averaged_epochs")
+    assert [{k: r.get(k) for k in same} for r in resumed] == [{k: r.get(k) for k in same}
+                                                              for r in expected]

@@ -1,0 +1,64 @@
+"""Weight averaging: AST's epoch range (a running sum) and HTS-AT's top k (kept files)."""
+from __future__ import annotations
+
+import torch
+
+from c2f.spec import AverageSpec
+from c2f.train.averaging import WeightAverager
+
+
+def _model(value: float) -> torch.nn.Module:
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.fill_(value)
+        layer.bias.fill_(-value)
+    return layer
+
+
+def test_epochs_mode_averages_final_phase_epochs_in_range(tmp_path):
+    averager = WeightAverager(AverageSpec("epochs", start=2, end=4), 6, tmp_path)
+    for epoch, final in ((1, False), (2, False), (3, True), (4, True), (5, True)):
+        averager.update(epoch, 0.0, _model(float(epoch)), final)
+    assert averager.averaged_epochs() == [3, 4]  # 2 is a coarse epoch, 5 is past the end
+    torch.testing.assert_close(averager.average()["weight"], torch.full((1, 2), 3.5))
+    assert not tmp_path.joinpath("epoch0003.pt").exists()  # a running sum, no files
+
+
+def test_epochs_mode_resumes_with_the_same_sum(tmp_path):
+    straight = WeightAverager(AverageSpec("epochs"), 4, tmp_path)
+    for epoch in range(1, 5):
+        straight.update(epoch, 0.0, _model(epoch * 0.1), True)
+    first = WeightAverager(AverageSpec("epochs"), 4, tmp_path)
+    for epoch in (1, 2):
+        first.update(epoch, 0.0, _model(epoch * 0.1), True)
+    resumed = WeightAverager(AverageSpec("epochs"), 4, tmp_path)
+    resumed.load_state_dict(first.state_dict())
+    for epoch in (3, 4):
+        resumed.update(epoch, 0.0, _model(epoch * 0.1), True)
+    for key, tensor in straight.average().items():
+        assert torch.equal(tensor, resumed.average()[key])
+
+
+def test_top_k_keeps_the_best_files_and_averages_them(tmp_path):
+    averager = WeightAverager(AverageSpec("top_k", k=2), 5, tmp_path)
+    metrics = {1: 0.3, 2: 0.5, 3: 0.4, 4: 0.5, 5: 0.1}
+    for epoch, value in metrics.items():
+        averager.update(epoch, value, _model(float(epoch)), True)
+        averager.after_checkpoint()
+    assert averager.averaged_epochs() == [2, 4]  # 0.5 twice: the earlier first, then 4
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch0002.pt", "epoch0004.pt"]
+    torch.testing.assert_close(averager.average()["bias"], torch.tensor([-3.0]))
+
+
+def test_top_k_keeps_an_evicted_file_until_the_checkpoint_drops_it(tmp_path):
+    averager = WeightAverager(AverageSpec("top_k", k=1), 3, tmp_path)
+    averager.update(1, 0.2, _model(1.0), True)
+    averager.after_checkpoint()
+    saved = averager.state_dict()  # the checkpoint of epoch 1
+    averager.update(2, 0.9, _model(2.0), True)
+    assert (tmp_path / "epoch0001.pt").exists()  # still listed by the last checkpoint
+    # the process dies before epoch 2's checkpoint: the resumed run sees epoch 1's state
+    resumed = WeightAverager(AverageSpec("top_k", k=1), 3, tmp_path)
+    resumed.load_state_dict(saved)
+    assert [p.name for p in tmp_path.glob("*.pt")] == ["epoch0001.pt"]
+    torch.testing.assert_close(resumed.average()["weight"], torch.full((1, 2), 1.0))
