@@ -11,11 +11,13 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
              epochs: tuple[int, ...] | None = None, method: str = "none", seed: int = 0,
              dataset: str = "ds", model: str = "m", budget: int | None = None,
              flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
-             finished: bool = True, metric: str = "acc") -> Path:
+             finished: bool = True, metric: str = "acc", average: float | None = None
+             ) -> Path:
     """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
 
     By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
     `epochs` gives the epochs of each phase (default: all but the last phase have one epoch).
+    `average` adds the record of a weight-averaged model with that metric, after the last epoch.
     """
     flops = flops or {c: 100 // c for c in (1, 2, 4, 8)}
     seconds = seconds or {c: 10.0 / c for c in (1, 2, 4, 8)}
@@ -39,10 +41,17 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
         f_cum += flops[c]
         s_cum += seconds[c]
         lines.append(json.dumps({
-            "run": name, "dataset": dataset, "model": model, "method": method, "seed": seed,
+            "kind": "epoch", "run": name, "dataset": dataset, "model": model, "method": method, "seed": seed,
             "C": c, "phase": phase, "epoch": epoch, "final_phase": phase == len(phases) - 1,
             "metric": metric, "value": value, "flops": flops[c], "flops_cum": f_cum,
             "seconds": seconds[c], "seconds_cum": s_cum}))
+    if average is not None:
+        lines.append(json.dumps({
+            "kind": "average", "run": name, "dataset": dataset, "model": model, "seed": seed,
+            "C": 1, "phase": len(phases) - 1, "epoch": len(values), "final_phase": True,
+            "average": "epochs", "averaged_epochs": [len(values)], "metric": metric,
+            "value": average, "flops": 0, "flops_cum": f_cum, "seconds": 0.0,
+            "seconds_cum": s_cum}))
     (path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
     if finished:
         (path / "summary.json").write_text(json.dumps({"run": name, "status": "finished"}))

@@ -6,20 +6,30 @@ import csv
 import pytest
 
 from c2f.report.cli import main
+from c2f.report.layout import paper_tables
+from c2f.report.paper import load_paper
 from c2f.report.publish import headline
 from c2f.report.runs import ReportError, load_runs
 from c2f.report.savings import aggregate, pair
-from c2f.report.tables import grid, label, load_paper
+from c2f.report.tables import label
 from tests.report_fixtures import make_run
 
 SECONDS = {1: 10.0, 2: 6.0, 4: 5.0}  # time does not scale like FLOPs
 
 
-def outcome_of(root, method):
+def outcome_of(root, method, tolerance=0.0):
     runs, _ = load_runs([root])
-    _, outcomes, warnings = pair(runs)
+    _, outcomes, warnings = pair(runs, tolerance)
     [found] = [o for o in outcomes if o.run.method == method]
     return found, warnings
+
+
+def table(root, key, paper=None, model="m", tolerance=0.0):
+    """(header, rows) of one paper table built from the runs under `root`."""
+    cells = aggregate(load_runs([root])[0], tolerance / 100)
+    [found] = [t for t in paper_tables(cells, paper, tolerance)
+               if t.key == key and t.model in (model, None)]
+    return found.header, found.rows
 
 
 def test_tie_counts_as_reached_and_initial_phase_does_not_count(tmp_path):
@@ -42,16 +52,37 @@ def test_baseline_best_epoch_is_the_earliest_of_ties(tmp_path):
     assert outcome.epoch == 2 and outcome.flops_save == pytest.approx(1 - 150 / 200)
 
 
-def test_never_reached_shows_the_gap_and_no_number(tmp_path):
+def test_never_reached_shows_the_gap_and_savings_at_the_best_epoch_flagged(tmp_path):
     make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
     make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.9, 0.3, 0.45, 0.4])
     outcome, _ = outcome_of(tmp_path, "fshift")
-    assert outcome.status == "not reached" and outcome.flops_save is None
+    assert outcome.status == "not reached" and outcome.epoch == 3
     assert outcome.metric == 0.45 and outcome.gap == pytest.approx(-0.05)
-    header, rows = grid(aggregate(load_runs([tmp_path])[0]), "budget", "m", None)
+    assert outcome.flops_save == pytest.approx(1 - 225 / 400)  # at epoch 3: 25 + 100 + 100
+    assert outcome.time_save == pytest.approx(1 - 22.5 / 40)
+    header, rows = table(tmp_path, "2")
     assert header == ["Setting", "ds Acc", "ds FLOPs save (%)", "ds Time save (%)"]
     assert rows == [["Baseline", "50.00", "-", "-"],
-                    ["Fshift 4→1", "not reached (45.00, -5.00)", "n/r", "n/r"]]
+                    ["Fshift 4→1", "45.00 (-5.00) n/r", "43.75 n/r", "43.75 n/r"]]
+
+
+def test_tolerance_in_points_turns_a_near_miss_into_reached(tmp_path):
+    make_run(tmp_path, "base", values=[0.40, 0.443, 0.44, 0.443], metric="mAP")  # M_B 44.30
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.42, 0.4382, 0.44],
+             metric="mAP")
+    strict, _ = outcome_of(tmp_path, "fshift")
+    assert strict.status == "not reached" and strict.epoch == 4  # best final epoch: 44.00
+    loose, _ = outcome_of(tmp_path, "fshift", tolerance=0.005)  # half a point
+    assert loose.status == "reached" and loose.epoch == 3 and loose.metric == 0.4382
+    assert loose.flops_save == pytest.approx(1 - 225 / 200)  # B = 2: 200 FLOPs
+    _, rows = table(tmp_path, "2", tolerance=0.5)
+    assert rows[1][1] == "43.82 (-0.48)"
+    assert main([str(tmp_path), "--no-plots", "--tolerance", "0.5"]) == 0
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert "comes within 0.50 points of it (--tolerance)" in text
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert "| Fshift 4→1 | 44.00 (-0.30) n/r |" in text and "ties count" in text
 
 
 def test_unfinished_run_is_pending_until_it_reaches(tmp_path):
@@ -96,7 +127,7 @@ def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):
     assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 225 / 300)) / 2)
     assert c2f.best_diff.mean == pytest.approx(((0.5 - 0.5) + (0.7 - 0.6)) / 2)
     assert any("no baseline" in w and "seed 2" in w for w in warnings)
-    [_, row] = grid(aggregate(runs), "budget", "m", None)[1]
+    [_, row] = table(tmp_path, "2")[1]
     assert row[1].endswith("[2/3 reached] [n=3]") and "±" in row[2]
 
 
@@ -106,8 +137,10 @@ def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):
     make_run(tmp_path, "other", method="fshift", phases=(4, 1), values=[0.1] * 4, dataset="ds2")
     assert main([str(tmp_path), "--no-plots"]) == 0
     text = (tmp_path / "report" / "tables.md").read_text()
-    assert "| Fshift 4→1 |  |  |  | no baseline | n/a | n/a | no baseline |" in text
-    assert "ds @4ep" in text and "ds @8ep" in text and "## Warnings" in text
+    # the 8-epoch run has no 8-epoch baseline; the 4-epoch baseline stands alone
+    assert "| Fshift 4→1 | no baseline | n/a | n/a | no baseline | n/a | n/a |" in text
+    assert "## Baselines without other runs" in text and "| Baseline | m | 50.00 |" in text
+    assert "## Warnings" in text
     assert "no baseline" in capsys.readouterr().out
 
 
@@ -136,7 +169,7 @@ def test_outputs_and_the_paper_column(tmp_path):
                  dataset="vggsound", model="ast_base", seed=seed)
     out = tmp_path / "out"
     assert main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
-    header, rows = grid(aggregate(load_runs([tmp_path])[0]), "budget", "ast_base", load_paper())
+    header, rows = table(tmp_path, "2", load_paper(), "ast_base")
     assert header[-1] == "VGGSound paper" and rows[1][-1] == "49.90 / 58.31 / 55.00"
     assert rows[0][-1] == "49.40"
     saved = list(csv.DictReader((out / "savings.csv").open()))
@@ -157,3 +190,72 @@ def test_wandb_offline_says_so_and_carries_on(tmp_path, capsys, monkeypatch):
     assert "W&B offline (WANDB_MODE=offline): tables not published" in capsys.readouterr().out
     outcome, _ = outcome_of(tmp_path, "fshift")
     assert headline(outcome)["report/flops_save"] == pytest.approx(1 - 125 / 400)
+
+
+def test_paper_layout_columns_rows_and_tables(tmp_path):
+    """Presets map to the paper's columns, in its order; 2- and 3-phase runs get their own
+    tables; every cell the paper has gets its number."""
+    for dataset in ("audioset_full", "kinetics_sounds", "voxceleb1", "vggsound"):
+        metric = "mAP" if dataset == "audioset_full" else "acc"
+        kw = {"dataset": dataset, "model": "ast_base", "metric": metric}
+        make_run(tmp_path, f"{dataset}-base", values=[0.2, 0.3, 0.4, 0.5], **kw)
+        make_run(tmp_path, f"{dataset}-f41", method="fshift", phases=(4, 1),
+                 values=[0.1, 0.5, 0.5, 0.5], **kw)
+        if dataset != "audioset_full":  # the paper has no 3-phase AudioSet runs
+            make_run(tmp_path, f"{dataset}-p421", method="patch_pi", phases=(4, 2, 1),
+                     values=[0.1, 0.2, 0.6, 0.6], **kw)
+    cells = aggregate(load_runs([tmp_path])[0])
+    tables = {t.key: t for t in paper_tables(cells, load_paper())}
+    assert list(tables) == ["2", "3", "4", "5"]
+    two = tables["2"]
+    titles = [h for h in two.header if h.endswith(("Acc", "mAP"))]
+    assert titles == ["VGGSound Acc", "VoxCeleb Acc", "Kinetics-Sounds Acc", "AudioSet mAP"]
+    assert [row[0] for row in two.rows] == ["Baseline", "Fshift 4→1"]
+    papers = [two.rows[1][i] for i, h in enumerate(two.header) if h.endswith("paper")]
+    assert papers == ["49.90 / 58.31 / 55.00", "41.95 / 42.56 / 38.89",
+                      "63.84 / 42.56 / 38.89", "43.82 / 35.32 / 33.40"]
+    assert [row[0] for row in tables["4"].rows] == ["Baseline", "Patch PI 4→2→1"]
+    assert "AudioSet mAP" not in tables["4"].header
+    assert tables["5"].rows[1][2::2] == ["53.62", "43.11", "65.43"]  # the paper's Table 5
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    out = tmp_path / "report"
+    for key in ("2", "3", "4", "5"):
+        with (out / f"table{key}_ast_base.csv").open() as handle:
+            assert next(csv.reader(handle)) == tables[key].header
+    saved = list(csv.DictReader((out / "savings.csv").open()))
+    assert {r["table"] for r in saved} == {"2", "3", "4", "5"}
+
+
+def test_table1_is_max_pooling_single_phase_and_coarse_to_fine(tmp_path):
+    kw = {"dataset": "audioset_full", "model": "ast_base", "metric": "mAP"}
+    make_run(tmp_path, "base", values=[0.40, 0.42, 0.43, 0.44, 0.443], **kw)
+    make_run(tmp_path, "pool2", method="pool_max", phases=(2,), values=[0.40, 0.41, 0.42, 0.42,
+                                                                        0.4279], **kw)
+    make_run(tmp_path, "pool21", method="pool_max", phases=(2, 1),
+             values=[0.40, 0.43, 0.44, 0.443, 0.4435], **kw)
+    cells = aggregate(load_runs([tmp_path])[0])
+    tables = {t.key: t for t in paper_tables(cells, load_paper())}
+    assert list(tables) == ["1", "2", "3"]
+    one = tables["1"]
+    assert one.header == ["Setting", "Model", "Multi-phase", "AudioSet mAP", "AudioSet paper"]
+    assert one.rows == [["Baseline", "ast_base", "no", "44.30", "44.30"],
+                        ["Max Pool C=2", "ast_base", "no", "42.79 (-1.51)", "42.79"],
+                        ["Max Pool 2→1", "ast_base", "yes", "44.35 (+0.05)", "44.35"]]
+
+
+def test_weight_averaged_models_are_the_reference_where_runs_have_them(tmp_path):
+    """AST reports its averaged model (AudioSet): the baseline's reference is it, at the cost
+    of the whole run, and a run whose epochs fall short can reach with its average."""
+    make_run(tmp_path, "base", values=[0.40, 0.41, 0.42, 0.43], average=0.45, metric="mAP")
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.43, 0.44, 0.44],
+             average=0.452, metric="mAP")
+    outcome, _ = outcome_of(tmp_path, "fshift")
+    assert outcome.ref.metric == 0.45 and outcome.ref.averaged and outcome.ref.flops == 400
+    assert outcome.status == "reached" and outcome.averaged and outcome.epoch == 4
+    assert outcome.flops_save == pytest.approx(1 - 325 / 400)
+    assert outcome.best == 0.452 and outcome.best_averaged
+    header, rows = table(tmp_path, "2")
+    assert rows == [["Baseline", "45.00†", "-", "-"],
+                    ["Fshift 4→1", "45.20† (+0.20)", "18.75", "18.75"]]
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert "†: weight-averaged model" in (tmp_path / "report" / "tables.md").read_text()

@@ -1,22 +1,24 @@
-"""`python -m c2f.report RUN_DIRS...`: tables, plots and a dashboard from run directories."""
+"""`python -m c2f.report RUN_DIRS...`: the paper's tables, plots and a dashboard from run
+directories (files only; W&B is optional)."""
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from c2f.report.layout import Table, paper_tables
+from c2f.report.paper import load_paper
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
-from c2f.report.tables import CSV_FIELDS, csv_rows, grid, latex, load_paper, markdown
+from c2f.report.tables import label, latex, markdown, write_csv
 
-CAPTIONS = {"budget": "Budget criterion: metric at the earliest final-phase epoch that reaches "
-                      "the baseline's best, and the training FLOPs and time saved up to it.",
-            "convergence": "Convergence criterion: best metric of the run and its difference to "
-                           "the baseline's best."}
 RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "seed", "status",
-              "epochs", "baseline_epoch", "baseline_metric", "budget_status", "epoch", "metric",
-              "flops_save", "time_save", "best", "best_diff"]
+              "epochs", "averaged", "baseline_epoch", "baseline_metric", "budget_status",
+              "epoch", "metric", "flops_save", "time_save", "best", "best_diff"]
+CSV_FIELDS = ["table", "criterion", "dataset", "model", "budget", "method", "schedule", "label",
+              "metric", "seeds", "status", "averaged", "value", "value_std", "diff",
+              "flops_save", "flops_save_std", "time_save", "time_save_std", "paper_value",
+              "paper_flops_save", "paper_time_save"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,22 +27,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("run_dirs", nargs="+", type=Path,
                         help="run directories, or folders holding them (searched recursively)")
     parser.add_argument("--out", type=Path, help="output folder (default: FIRST_RUN_DIR/report)")
+    parser.add_argument("--tolerance", type=float, default=0.0, metavar="POINTS",
+                        help="budget criterion: a run reaches the baseline when it comes within "
+                             "POINTS metric points of its best (0, the default, is the paper's "
+                             "'surpasses', ties counted; the paper calls AudioSet's -0.48 "
+                             "'a negligible drop')")
     parser.add_argument("--no-paper", action="store_true", help="leave out the paper column")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--wandb", action="store_true",
                         help="also publish the tables to W&B when online")
     parser.add_argument("--wandb-project", default="c2f", help="W&B project for --wandb")
-    return parser.parse_args(argv)
-
-
-def tables(cells: list, paper: dict | None) -> dict[str, list[tuple[str, list, list]]]:
-    """Per criterion: (title, header, rows) of each model's table."""
-    out: dict[str, list] = {}
-    for criterion in ("budget", "convergence"):
-        for model in sorted({c.model for c in cells}):
-            header, rows = grid(cells, criterion, model, paper)
-            out.setdefault(criterion, []).append((f"{criterion} — {model}", header, rows))
-    return out
+    args = parser.parse_args(argv)
+    if args.tolerance < 0:
+        parser.error("--tolerance must be >= 0 (metric points)")
+    return args
 
 
 def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
@@ -55,6 +55,7 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
         row = {"path": str(run.path), "dataset": run.dataset, "model": run.model,
                "budget": run.budget, "method": run.method, "schedule": run.schedule,
                "seed": run.seed, "status": run.status, "epochs": len(run.records),
+               "averaged": "yes" if run.average else "",
                "baseline_epoch": ref.epoch if ref else "",
                "baseline_metric": pct(ref.metric if ref else None)}
         if outcome:
@@ -66,31 +67,54 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
     return rows
 
 
-def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """A CSV file with a header."""
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
+    """Every cell of every table in percent, one row each, like paper_tables.csv."""
+    from c2f.report.paper import paper_cell
+
+    def num(stat, part: str = "mean") -> str:
+        return "" if stat is None else f"{100 * getattr(stat, part):.4f}"
+    out = []
+    for table in tables:
+        budget = table.criterion == "budget"
+        for cell in table.cells:
+            found = paper_cell(paper, table.key, table.criterion, cell.dataset, cell.model,
+                               cell.method, cell.schedule)
+            value = cell.value if budget else cell.best
+            out.append({
+                "table": table.key, "criterion": table.criterion, "dataset": cell.dataset,
+                "model": cell.model, "budget": cell.budget, "method": cell.method,
+                "schedule": cell.schedule, "label": label(cell.method, cell.schedule, "->"),
+                "metric": cell.metric, "seeds": cell.seeds, "status": cell.status,
+                "averaged": "yes" if (cell.averaged if budget else cell.best_averaged) else "",
+                "value": num(value), "value_std": num(value, "std"),
+                "diff": num(cell.diff if budget else cell.best_diff),
+                "flops_save": num(cell.flops_save) if budget else "",
+                "flops_save_std": num(cell.flops_save, "std") if budget else "",
+                "time_save": num(cell.time_save) if budget else "",
+                "time_save_std": num(cell.time_save, "std") if budget else "",
+                "paper_value": found.value if found else "",
+                "paper_flops_save": found.flops_save if found and found.flops_save else "",
+                "paper_time_save": found.time_save if found and found.time_save else ""})
+    return out
 
 
-def write_tables(out: Path, built: dict, cells: list, runs: list[Run], outcomes: list,
+def write_tables(out: Path, tables: list[Table], runs: list[Run], outcomes: list,
                  paper: dict | None, warnings: list[str]) -> str:
-    """tables.md, tables.tex, savings.csv and runs.csv; returns the Markdown."""
+    """tables.md, tables.tex, one CSV per table, savings.csv and runs.csv; returns the md."""
     md = ["# Coarse-to-fine savings", "",
           ("Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
-           "number of seeds; n/r: not reached (never an estimate)."), ""]
+           "number of seeds."), ""]
     tex = []
-    for criterion, items in built.items():
-        for title, header, rows in items:
-            md += [f"## {title}", "", CAPTIONS[criterion], "", markdown(header, rows)]
-            tex.append(latex(header, rows, f"{CAPTIONS[criterion]} ({title})"))
+    for table in tables:
+        md += [f"## {table.title}", "", table.caption, "", markdown(table.header, table.rows)]
+        tex.append(latex(table.header, table.rows, f"{table.title}. {table.caption}"))
+        write_csv(out / f"{table.slug}.csv", table.header, table.rows)
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     text = "\n".join(md)
     (out / "tables.md").write_text(text)
     (out / "tables.tex").write_text("\n".join(tex))
-    write_csv(out / "savings.csv", CSV_FIELDS, csv_rows(cells, paper))
+    write_csv(out / "savings.csv", CSV_FIELDS, long_rows(tables, paper))
     write_csv(out / "runs.csv", RUN_FIELDS, run_rows(runs, outcomes))
     return text
 
@@ -105,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.run_dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _, outcomes, pair_warnings = pair(runs)
+    tolerance = args.tolerance / 100  # metric points -> the fraction the runs record
+    _, outcomes, pair_warnings = pair(runs, tolerance)
     warnings += pair_warnings
-    cells = aggregate(runs)
+    cells = aggregate(runs, tolerance)
     paper = None if args.no_paper else load_paper()
-    built = tables(cells, paper)
-    text = write_tables(out, built, cells, runs, outcomes, paper, warnings)
+    tables = paper_tables(cells, paper, args.tolerance)
+    text = write_tables(out, tables, runs, outcomes, paper, warnings)
     images: list[Path] = []
     if not args.no_plots:
         from c2f.report.plots import plot_all
@@ -118,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         images = plot_all(runs, cells, out / "plots")
     from c2f.report.dashboard import write_dashboard
 
-    page = write_dashboard(out / "index.html", built, cells, runs, images, warnings)
+    page = write_dashboard(out / "index.html", tables, cells, runs, images, warnings)
     if args.wandb:
         from c2f.report.publish import publish
 
-        publish(built, images, outcomes, args.wandb_project)
+        publish(tables, images, outcomes, args.wandb_project)
     print(text)
-    print(f"{len(runs)} runs, {len(cells)} cells, {len(warnings)} warnings -> {out} "
-          f"(dashboard {page})")
+    print(f"{len(runs)} runs, {len(cells)} cells, {len(tables)} tables, {len(warnings)} "
+          f"warnings -> {out} (dashboard {page})")
     return 0

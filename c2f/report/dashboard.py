@@ -5,6 +5,7 @@ import base64
 import html
 from pathlib import Path
 
+from c2f.report.layout import Table
 from c2f.report.runs import Run
 from c2f.report.savings import Cell
 from c2f.report.tables import label, metric_text, row_order, save_text
@@ -13,7 +14,8 @@ STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px}
 th{background:#f0f0f0;cursor:pointer;user-select:none}td.n{text-align:right}
 tr.baseline td{font-weight:600}img{max-width:100%;border:1px solid #ddd;margin:4px 0}
-.warn{color:#8a5300}.bar{background:#f7f7f7;padding:.6em;border:1px solid #ddd}"""
+.warn{color:#8a5300}.caption{color:#555;max-width:70em}
+.bar{background:#f7f7f7;padding:.6em;border:1px solid #ddd}"""
 
 SCRIPT = """
 function sortTable(th){const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th);
@@ -66,16 +68,17 @@ def cell_table(cells: list[Cell], criterion: str) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def paper_tables(built: dict) -> str:
-    """The paper-layout tables, as in tables.md."""
+def paper_tables(tables: list[Table]) -> str:
+    """The paper-layout tables, as in tables.md, each with its caption."""
     parts = []
-    for items in built.values():
-        for title, header, rows in items:
-            ths = "".join(f'<th onclick="sortTable(this)">{_e(h)}</th>' for h in header)
-            body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>"
-                           for row in rows)
-            parts.append(f"<h3>{_e(title)}</h3><table class=\"sortable paper-layout\">"
-                         f"<thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table>")
+    for table in tables:
+        ths = "".join(f'<th onclick="sortTable(this)">{_e(h)}</th>' for h in table.header)
+        body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>"
+                       for row in table.rows)
+        parts.append(f'<h3 id="{_e(table.slug)}">{_e(table.title)}</h3>'
+                     f'<p class="caption">{_e(table.caption)}</p>'
+                     f'<table class="sortable paper-layout" data-table="{_e(table.key)}">'
+                     f"<thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table>")
     return "".join(parts)
 
 
@@ -90,7 +93,7 @@ def images_html(images: list[Path], runs: list[Run]) -> str:
     return "".join(parts)
 
 
-def write_dashboard(path: Path, built: dict, cells: list[Cell], runs: list[Run],
+def write_dashboard(path: Path, tables: list[Table], cells: list[Cell], runs: list[Run],
                     images: list[Path], warnings: list[str]) -> Path:
     """Write the dashboard; returns its path."""
     datasets = sorted({c.dataset for c in cells})
@@ -103,7 +106,7 @@ def write_dashboard(path: Path, built: dict, cells: list[Cell], runs: list[Run],
             "</div><h2>Budget criterion</h2>" + cell_table(cells, "budget")
             + "<h2>Convergence criterion</h2>" + cell_table(cells, "convergence")
             + "<h2>Plots</h2>" + images_html(images, runs)
-            + "<h2>Paper layout</h2>" + paper_tables(built)
+            + "<h2>The paper's tables</h2>" + paper_tables(tables)
             + f"<h2>Warnings</h2><ul>{warn}</ul>")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>c2f savings report</title><style>{STYLE}</style>"

@@ -9,9 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from c2f.report.paper import title
 from c2f.report.runs import Run
 from c2f.report.savings import Cell, reference
-from c2f.report.tables import DATASETS, label, row_order
+from c2f.report.tables import label, row_order
 
 
 def _slug(*parts: object) -> str:
@@ -30,7 +31,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def _title(dataset: str, model: str, budget: int) -> str:
     """Figure title."""
-    return f"{DATASETS.get(dataset, dataset)} · {model} · {budget} epochs"
+    return f"{title(dataset)} · {model} · {budget} epochs"
 
 
 def curves(runs: list[Run], path: Path) -> Path:
@@ -69,14 +70,15 @@ def curves(runs: list[Run], path: Path) -> Path:
 
 
 def bars(cells: list[Cell], path: Path) -> Path:
-    """FLOPs and time saved per method (groups) and schedule (bars); n/r where not reached."""
+    """FLOPs and time saved per method (groups) and schedule (bars); hatched, with n/r above,
+    where the run never reached the baseline (savings at its best final-phase epoch)."""
     cells = [c for c in cells if not c.status.startswith("baseline")]
     methods = sorted({c.method for c in cells}, key=lambda m: row_order(m, "4-1"))
     schedules = sorted({c.schedule for c in cells}, key=lambda s: row_order("fshift", s))
     width = 0.8 / max(len(schedules), 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, field, title in ((axes[0], "flops_save", "training FLOPs saved (%)"),
-                             (axes[1], "time_save", "training time saved (%)")):
+    for ax, field, heading in ((axes[0], "flops_save", "training FLOPs saved (%)"),
+                               (axes[1], "time_save", "training time saved (%)")):
         shown: set[str] = set()
         for j, schedule in enumerate(schedules):
             for i, method in enumerate(methods):
@@ -87,17 +89,21 @@ def bars(cells: list[Cell], path: Path) -> Path:
                 x = i + (j - (len(schedules) - 1) / 2) * width
                 stat = getattr(cell, field)
                 if stat is None:
-                    ax.text(x, 0.03, "n/r" if cell.status == "not reached" else "–",
-                            transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+                    ax.text(x, 0.03, "–", transform=ax.get_xaxis_transform(), ha="center",
+                            fontsize=8)
                     continue
+                missed = cell.status == "not reached"
                 ax.bar(x, 100 * stat.mean, width, yerr=100 * stat.std if stat.n > 1 else None,
-                       color=plt.cm.tab10(j % 10),
+                       color=plt.cm.tab10(j % 10), hatch="//" if missed else None,
+                       alpha=0.55 if missed else 1.0,
                        label=None if schedule in shown else schedule.replace("-", "→"))
+                if missed:
+                    ax.text(x, 100 * stat.mean, "n/r", ha="center", va="bottom", fontsize=7)
                 shown.add(schedule)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.set_xticks(range(len(methods)), [label(m, "4-1").rsplit(" ", 1)[0] for m in methods])
-        ax.set_title(title, fontsize=10)
+        ax.set_title(heading, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(title="schedule", fontsize=8)
     first = cells[0] if cells else None

@@ -30,7 +30,7 @@ def headline(outcome: Outcome) -> dict:
         "baseline_metric": outcome.ref.metric if outcome.ref else None}.items() if v is not None}
 
 
-def publish(built: dict, images: list[Path], outcomes: list[Outcome], project: str) -> bool:
+def publish(tables: list, images: list[Path], outcomes: list[Outcome], project: str) -> bool:
     """Log tables and plots as one W&B run, update run summaries; False (said so) when offline."""
     reason = online()
     if reason:
@@ -40,9 +40,8 @@ def publish(built: dict, images: list[Path], outcomes: list[Outcome], project: s
 
     try:
         with wandb.init(project=project, job_type="report", name="c2f-report") as run:
-            for items in built.values():
-                for title, header, rows in items:
-                    run.log({title: wandb.Table(columns=header, data=rows)})
+            for table in tables:
+                run.log({table.title: wandb.Table(columns=table.header, data=table.rows)})
             run.log({image.stem: wandb.Image(str(image)) for image in images})
         api = wandb.Api()
         for outcome in outcomes:

@@ -24,9 +24,10 @@ class Run:
     budget: int
     phases: tuple[int, ...]
     metric: str
-    records: list[dict]
+    records: list[dict]  # one per epoch
     finished: bool
     warnings: list[str] = field(default_factory=list)
+    average: dict | None = None  # the weight-averaged model's record, when the run has one
 
     @property
     def schedule(self) -> str:
@@ -95,6 +96,8 @@ def load_run(path: Path) -> Run:
         raise ReportError(f"{path}: unreadable run directory ({err})") from err
     warnings: list[str] = []
     records = read_metrics(path / "metrics.jsonl", warnings)
+    averaged = [r for r in records if r.get("kind") == "average"]
+    records = [r for r in records if r.get("kind", "epoch") == "epoch"]
     dataset = config.get("dataset", {})
     budget = dataset.get("epochs") or sum(p["epochs"] for p in (plan or {}).get("phases", []))
     finished = bool(summary and summary.get("status") == "finished")
@@ -107,7 +110,8 @@ def load_run(path: Path) -> Run:
                seed=int(config.get("seed", 0)), budget=int(budget),
                phases=_phases(plan, config, records),
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
-               records=records, finished=finished, warnings=warnings)
+               records=records, finished=finished, warnings=warnings,
+               average=averaged[-1] if averaged else None)
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:

@@ -9,12 +9,15 @@ from c2f.report.runs import Run
 
 @dataclass(frozen=True)
 class Reference:
-    """The baseline's best epoch B: metric M_B, cumulative FLOPs F_B and seconds T_B."""
+    """The baseline's best epoch B: metric M_B, cumulative FLOPs F_B and seconds T_B. A run
+    with a weight-averaged model is represented by it (AST reports that model), at the cost
+    of the whole run."""
 
     epoch: int
     metric: float
     flops: int
     seconds: float
+    averaged: bool = False
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,15 @@ class Outcome:
     run: Run
     ref: Reference | None
     status: str  # reached | not reached | pending | no baseline | baseline unfinished | no data
-    epoch: int | None = None  # budget: earliest final-phase epoch with metric >= M_B
-    metric: float | None = None  # budget: metric there, or the best final-phase one if not reached
+    # budget: the earliest final-phase epoch with metric >= M_B - tolerance; when never reached,
+    # the best final-phase epoch (the earliest of ties), its savings flagged as not reached
+    epoch: int | None = None
+    metric: float | None = None
     flops_save: float | None = None
     time_save: float | None = None
     best: float | None = None  # convergence: best metric of the finished run
+    averaged: bool = False  # `metric` is the weight-averaged model's
+    best_averaged: bool = False  # `best` is the weight-averaged model's
 
     @property
     def gap(self) -> float | None:
@@ -47,15 +54,28 @@ def best_record(records: list[dict]) -> dict:
 
 
 def reference(baseline: Run) -> Reference | None:
-    """The baseline's reference, or None when it has no epoch."""
+    """The baseline's reference (its averaged model when it has one), None without epochs."""
     if not baseline.records:
         return None
-    best = best_record(baseline.records)
-    return Reference(best["epoch"], best["value"], best["flops_cum"], best["seconds_cum"])
+    best = baseline.average or best_record(baseline.records)
+    return Reference(best["epoch"], best["value"], best["flops_cum"], best["seconds_cum"],
+                     baseline.average is not None)
 
 
-def evaluate(run: Run, baseline: Run | None) -> Outcome:
-    """Budget and convergence criteria of `run` against `baseline` (same dataset, model, seed)."""
+def _headline(run: Run) -> tuple[float | None, bool]:
+    """A finished run's convergence value: its averaged model, else its best epoch."""
+    if not (run.finished and run.records):
+        return None, False
+    if run.average is not None:
+        return run.average["value"], True
+    return best_record(run.records)["value"], False
+
+
+def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
+    """Budget and convergence criteria of `run` against `baseline` (same dataset, model, seed).
+
+    `tolerance` (a fraction, 0.005 = half a point) lowers the bar of the budget criterion; 0 is
+    the paper's "surpasses", ties counted."""
     if baseline is None:
         return Outcome(run, None, "no baseline")
     if not baseline.finished:
@@ -63,18 +83,29 @@ def evaluate(run: Run, baseline: Run | None) -> Outcome:
     ref = reference(baseline)
     if ref is None:
         return Outcome(run, None, "no data")
-    best = best_record(run.records)["value"] if run.finished and run.records else None
-    final = [r for r in run.records if r.get("final_phase")]
-    for record in final:
-        if record["value"] >= ref.metric:
-            return Outcome(run, ref, "reached", record["epoch"], record["value"],
-                           1 - record["flops_cum"] / ref.flops,
-                           1 - record["seconds_cum"] / ref.seconds, best)
-    top = max((r["value"] for r in final), default=None)
-    return Outcome(run, ref, "not reached" if run.finished else "pending", metric=top, best=best)
+    best, best_averaged = _headline(run)
+    candidates = [r for r in run.records if r.get("final_phase")]
+    if run.average is not None:  # available once the last epoch is done
+        candidates.append(run.average)
+
+    def at(record: dict, status: str) -> Outcome:
+        return Outcome(run, ref, status, record["epoch"], record["value"],
+                       1 - record["flops_cum"] / ref.flops, 1 - record["seconds_cum"] / ref.seconds,
+                       best, record is run.average, best_averaged)
+
+    for record in candidates:
+        if record["value"] >= ref.metric - tolerance:
+            return at(record, "reached")
+    if not run.finished:
+        top = max((r["value"] for r in candidates), default=None)
+        return Outcome(run, ref, "pending", metric=top, best=best)
+    if not candidates:
+        return Outcome(run, ref, "no data", best=best, best_averaged=best_averaged)
+    return at(max(candidates, key=lambda r: (r["value"], -r["epoch"])), "not reached")
 
 
-def pair(runs: list[Run]) -> tuple[dict[tuple, Run], list[Outcome], list[str]]:
+def pair(runs: list[Run], tolerance: float = 0.0
+         ) -> tuple[dict[tuple, Run], list[Outcome], list[str]]:
     """Baselines by (dataset, model, budget, seed), the outcome of every other run, warnings."""
     warnings: list[str] = []
     chosen: dict[tuple, Run] = {}
@@ -94,7 +125,8 @@ def pair(runs: list[Run]) -> tuple[dict[tuple, Run], list[Outcome], list[str]]:
     for run in chosen.values():
         if run.is_baseline:
             continue
-        outcome = evaluate(run, baselines.get((run.dataset, run.model, run.budget, run.seed)))
+        outcome = evaluate(run, baselines.get((run.dataset, run.model, run.budget, run.seed)),
+                           tolerance)
         if outcome.status in ("no baseline", "baseline unfinished"):
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "
                             f"seed {run.seed}, budget {run.budget} epochs")
@@ -133,10 +165,12 @@ class Cell:
     status: str  # reached | k/n reached | not reached | pending | no baseline | baseline
     value: Stat | None = None  # budget metric (or best final-phase one when not reached)
     diff: Stat | None = None
-    flops_save: Stat | None = None
+    flops_save: Stat | None = None  # at the budget epoch (the best one when not reached)
     time_save: Stat | None = None
     best: Stat | None = None  # convergence
     best_diff: Stat | None = None
+    averaged: bool = False  # the budget value comes from weight-averaged models
+    best_averaged: bool = False  # the convergence value does
 
 
 def _status(outcomes: list[Outcome]) -> str:
@@ -153,9 +187,9 @@ def _status(outcomes: list[Outcome]) -> str:
     return max(counts, key=counts.get)
 
 
-def aggregate(runs: list[Run]) -> list[Cell]:
+def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
     """Every cell: baselines (their M_B) and coarse-to-fine runs (both criteria)."""
-    baselines, outcomes, _ = pair(runs)
+    baselines, outcomes, _ = pair(runs, tolerance)
     cells = []
     groups: dict[tuple, list] = {}
     for base in baselines.values():
@@ -165,20 +199,25 @@ def aggregate(runs: list[Run]) -> list[Cell]:
     for (dataset, model, budget, method, schedule), members in groups.items():
         metric = (members[0] if isinstance(members[0], Run) else members[0].run).metric
         if isinstance(members[0], Run):
-            done = [reference(b) for b in members if b.finished]
-            refs = Stat.of([r.metric for r in done if r is not None])
+            done = [r for r in (reference(b) for b in members if b.finished) if r is not None]
+            refs = Stat.of([r.metric for r in done])
             status = "baseline" if len(done) == len(members) else "baseline unfinished"
+            averaged = any(r.averaged for r in done)
             cells.append(Cell(dataset, model, budget, method, schedule, metric, len(members),
-                              status, value=refs, best=refs))
+                              status, value=refs, best=refs, averaged=averaged,
+                              best_averaged=averaged))
             continue
-        reached = [o for o in members if o.status == "reached"]
-        shown = reached or [o for o in members
-                            if o.status == "not reached" and o.metric is not None]
+        # reached seeds when there are any; else the not-reached seeds, flagged by the status
+        shown = [o for o in members if o.status == "reached"] or [
+            o for o in members if o.status == "not reached"]
+        judged = [o for o in members if o.best_diff is not None]
         cells.append(Cell(
             dataset, model, budget, method, schedule, metric, len(members), _status(members),
             value=Stat.of([o.metric for o in shown]), diff=Stat.of([o.gap for o in shown]),
-            flops_save=Stat.of([o.flops_save for o in reached]),
-            time_save=Stat.of([o.time_save for o in reached]),
-            best=Stat.of([o.best for o in members if o.best_diff is not None]),
-            best_diff=Stat.of([o.best_diff for o in members if o.best_diff is not None])))
+            flops_save=Stat.of([o.flops_save for o in shown]),
+            time_save=Stat.of([o.time_save for o in shown]),
+            best=Stat.of([o.best for o in judged]),
+            best_diff=Stat.of([o.best_diff for o in judged]),
+            averaged=any(o.averaged for o in shown),
+            best_averaged=any(o.best_averaged for o in judged)))
     return cells

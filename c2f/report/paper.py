@@ -1,0 +1,85 @@
+"""The paper's numbers (paper_tables.csv) and how c2f's dataset and model presets map onto the
+paper's columns and rows."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from importlib import resources
+
+# The paper's column order (Tables 2-5); presets map onto these columns.
+PAPER_COLUMNS = ("vggsound", "voxceleb", "kinetics_sounds", "audioset")
+COLUMN_OF_PRESET = {"vggsound": "vggsound", "voxceleb1": "voxceleb", "voxceleb": "voxceleb",
+                    "kinetics_sounds": "kinetics_sounds", "audioset_full": "audioset",
+                    "audioset": "audioset"}
+TITLES = {"vggsound": "VGGSound", "voxceleb1": "VoxCeleb", "voxceleb": "VoxCeleb",
+          "kinetics_sounds": "Kinetics-Sounds", "audioset_full": "AudioSet",
+          "audioset": "AudioSet", "audioset_balanced": "AudioSet-20K"}
+# Preset names -> the paper's model names (its AST is AST-Base).
+FAMILIES = {"ast_base": "ast", "ast": "ast", "cnn14": "cnn14", "htsat": "htsat",
+            "ssast": "ssast"}
+
+
+def model_family(model: str) -> str:
+    """The paper's name of a model preset: ast_base -> ast, htsat_tiny -> htsat, ..."""
+    if model in FAMILIES:
+        return FAMILIES[model]
+    return next((f for f in ("cnn14", "htsat", "ssast") if model.startswith(f + "_")), model)
+
+
+def paper_column(dataset: str, model: str) -> str | None:
+    """The paper's column for a dataset preset, None when the paper has none. AudioSet-20K is
+    the AudioSet column of Table 6's SSAST rows only (the AST tables use AudioSet-2M)."""
+    if dataset == "audioset_balanced":
+        return "audioset" if model_family(model) == "ssast" else None
+    return COLUMN_OF_PRESET.get(dataset)
+
+
+def column_order(dataset: str) -> tuple:
+    """Sort key of a dataset column: the paper's order, then the others by name."""
+    column = COLUMN_OF_PRESET.get(dataset)
+    if column is not None:
+        return (PAPER_COLUMNS.index(column), dataset)
+    if dataset == "audioset_balanced":
+        return (len(PAPER_COLUMNS) - 0.5, dataset)
+    return (len(PAPER_COLUMNS), dataset)
+
+
+def title(dataset: str) -> str:
+    """A dataset's column title."""
+    return TITLES.get(dataset, dataset)
+
+
+@dataclass(frozen=True)
+class PaperCell:
+    """One cell of the paper (percent)."""
+
+    value: float
+    flops_save: float | None
+    time_save: float | None
+
+
+def _number(text: str) -> float | None:
+    """A CSV number, None when empty."""
+    return float(text) if text else None
+
+
+def load_paper() -> dict[tuple, PaperCell]:
+    """paper_tables.csv keyed by (table, criterion, column, model, method, schedule)."""
+    text = resources.files("c2f.report").joinpath("paper_tables.csv").read_text()
+    return {(row["table"], row["criterion"], row["dataset"], row["model"], row["method"],
+             row["schedule"]): PaperCell(float(row["value"]), _number(row["flops_save"]),
+                                         _number(row["time_save"]))
+            for row in csv.DictReader(io.StringIO(text))}
+
+
+def paper_cell(paper: dict | None, table: str, criterion: str, dataset: str, model: str,
+               method: str, schedule: str) -> PaperCell | None:
+    """The paper's number for this table, column, model and row, if it has one. Table 1's
+    "Pool" rows are max pooling (its Pool2->1 is Table 3's Max Pool 2->1 on AudioSet)."""
+    column = paper_column(dataset, model)
+    if paper is None or column is None:
+        return None
+    if table == "1" and method == "pool_max":
+        method = "pool"
+    return paper.get((table, criterion, column, model_family(model), method, schedule))
