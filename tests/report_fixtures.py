@@ -41,7 +41,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
         f_cum += flops[c]
         s_cum += seconds[c]
         lines.append(json.dumps({
-            "kind": "epoch", "run": name, "dataset": dataset, "model": model, "method": method, "seed": seed,
+            "kind": "epoch", "run": name, "dataset": dataset, "model": model, "method": method,
+            "seed": seed,
             "C": c, "phase": phase, "epoch": epoch, "final_phase": phase == len(phases) - 1,
             "metric": metric, "value": value, "flops": flops[c], "flops_cum": f_cum,
             "seconds": seconds[c], "seconds_cum": s_cum}))

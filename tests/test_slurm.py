@@ -89,17 +89,29 @@ def test_relaunch_trains_nothing(grid, data_dir, slurm):
     assert logs.count("already finished") == 4
 
 
-def test_failing_job_is_reported_and_siblings_finish(tmp_path, data_dir, slurm):
+def test_impossible_job_stops_the_sweep_before_anything_is_submitted(tmp_path, data_dir, slurm):
     runs = tmp_path / "runs"
     proc = run_cli(["-m", *ON_SLURM, "compression=fshift", "schedule=3phase", "schedule.c=3,4"],
+                   runs, data_dir, env={**slurm, "HYDRA_FULL_ERROR": "0"}, check=False)
+    assert proc.returncode != 0
+    assert "1 of 2 job(s) cannot run; nothing was started" in proc.stderr
+    assert "needs an even C" in proc.stderr and "#0 schedule.c=3" in proc.stderr
+    assert run_dirs(runs) == [] and not list(runs.parent.rglob(".submitit"))
+
+
+def test_failing_job_is_reported_and_siblings_finish(tmp_path, data_dir, slurm):
+    """A job that fails on the node (its SoundFont is missing: only the job can tell)."""
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", *ON_SLURM, "compression=fshift", "schedule=3phase", "schedule.c=4",
+                    "dataset.builtin.soundfont=null,/no/such.sf2"],
                    runs, data_dir, env=slurm, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     report = out[out.index("1 of 2 job(s) failed"):]
-    assert "schedule.c=3" in report.splitlines()[1] and "needs an even C" in report
+    assert "soundfont=/no/such.sf2" in report.splitlines()[1] and "such.sf2" in report
     logs = [Path(p) for p in re.search(r"log: (.+)", report).group(1).split(", ")]
     assert logs and all(p.exists() for p in logs)
-    assert "needs an even C" in logs[0].read_text()
+    assert "not an existing .sf2/.sf3 file" in logs[0].read_text()
     [run] = run_dirs(runs)
     assert [r["C"] for r in read_metrics(run)] == [4, 2, 1, 1]
     assert (run / "summary.json").exists()

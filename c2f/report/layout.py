@@ -7,8 +7,9 @@ order, headers, rows and captions.
 - Tables 4 / 5: 3-phase runs, likewise.
 - Table 6: the other AST-based models (HTS-AT, SSAST), budget criterion; models as rows.
 - Other schedules (4+ phases, or not ending at C = 1): both criteria, per model.
-A baseline joins every table that holds another row of its model, dataset and budget. Dataset columns come in
-the paper's order (VGGSound, VoxCeleb, Kinetics-Sounds, AudioSet), then the others.
+A baseline joins every table that holds another row of its model, dataset and budget. Dataset
+columns come in the paper's order (VGGSound, VoxCeleb, Kinetics-Sounds, AudioSet), then the
+others.
 """
 from __future__ import annotations
 
