@@ -96,10 +96,14 @@ class Tracker:
             self.run.log(numbers, step=record["epoch"])
 
     def summarize(self, summary: dict) -> None:
-        if self.run is not None:
-            for key, value in summary.items():
-                if isinstance(value, (int, float, str)):
-                    self.run.summary[key] = value
+        """Scalars as they are; one level of mappings as `key/inner` (average/value, ...)."""
+        if self.run is None:
+            return
+        for key, value in summary.items():
+            inner = value.items() if isinstance(value, dict) else [(None, value)]
+            for name, item in inner:
+                if isinstance(item, (int, float, str)):
+                    self.run.summary[key if name is None else f"{key}/{name}"] = item
 
     def close(self, exit_code: int = 0) -> None:
         if self.run is not None:

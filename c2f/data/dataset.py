@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
@@ -143,3 +144,13 @@ def collate_skipping(items: list) -> dict:
     if good:
         batch |= default_collate(good)._asdict()
     return batch
+
+
+def balanced_weights(manifest: Manifest) -> torch.Tensor:
+    """AST's balanced sampling (egs/audioset/gen_weight_file.py): class weight
+    1000 / (count + 0.01); a clip's weight is the sum over its labels."""
+    counts = np.zeros(manifest.num_classes)
+    for clip in manifest.clips:
+        counts[list(clip.label_ids)] += 1
+    class_weight = 1000.0 / (counts + 0.01)
+    return torch.tensor([class_weight[list(c.label_ids)].sum() for c in manifest.clips])

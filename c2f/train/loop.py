@@ -17,6 +17,7 @@ from c2f.data.dataset import (
     EpochKeys,
     FeatureSettings,
     SpectrogramDataset,
+    balanced_weights,
     collate_skipping,
     item_seed,
 )
@@ -301,12 +302,3 @@ class PhaseLoop:
             for part in gather_objects(self.silent[split], self.world):
                 self.silent[split] |= part
         return records
-
-
-def balanced_weights(manifest: Manifest) -> torch.Tensor:
-    """AST's balanced sampling: class weight 1000 / (count + 0.01); a clip sums its labels'."""
-    counts = np.zeros(manifest.num_classes)
-    for clip in manifest.clips:
-        counts[list(clip.label_ids)] += 1
-    class_weight = 1000.0 / (counts + 0.01)
-    return torch.tensor([class_weight[list(c.label_ids)].sum() for c in manifest.clips])
