@@ -79,7 +79,7 @@ def test_tolerance_in_points_turns_a_near_miss_into_reached(tmp_path):
     assert rows[1][1] == "43.82 (-0.48)"
     assert main([str(tmp_path), "--no-plots", "--tolerance", "0.5"]) == 0
     text = (tmp_path / "report" / "tables.md").read_text()
-    assert "comes within 0.50 points of it (--tolerance)" in text
+    assert "comes within 0.50 points of it: --tolerance 0.5" in text
     assert main([str(tmp_path), "--no-plots"]) == 0
     text = (tmp_path / "report" / "tables.md").read_text()
     assert "| Fshift 4→1 | 44.00 (-0.30) n/r |" in text and "ties count" in text

@@ -58,12 +58,16 @@ def curves(runs: list[Run], path: Path) -> Path:
                       if run.records[i]["phase"] != run.records[i - 1]["phase"]]
             ax.plot([xs[i] for i in starts], [ys[i] for i in starts], ls="none", marker="o",
                     mfc="white", mec=style["color"], ms=6)
+            if run.average is not None:  # the weight-averaged model, at the cost of its run
+                ax.plot(run.average[key] / scale, 100 * run.average["value"], ls="none",
+                        marker="*", ms=11, color=style["color"])
         for ref in refs:
             ax.axhline(100 * ref.metric, color="grey", lw=0.6, ls=":")
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"eval {runs[0].metric} (%)")
-    axes[0].legend(fontsize=8, title="o = phase start, : = baseline best", title_fontsize=7)
+    axes[0].legend(fontsize=8, title="o = phase start, * = averaged model, : = baseline best",
+                   title_fontsize=7)
     fig.suptitle(_title(runs[0].dataset, runs[0].model, runs[0].budget))
     fig.tight_layout()
     return _save(fig, path)
