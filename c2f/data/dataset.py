@@ -57,7 +57,8 @@ class SpectrogramDataset(Dataset):
         self.manifest, self.settings, self.phase = manifest, settings, phase
         self.compression, self.c, self.train, self.seed = compression, c, train, seed
         self.window = int(0.025 * settings.sample_rate)  # kaldi needs one full window
-        self.mask_value = features.normalize(torch.tensor(0.0), settings.mean, settings.std)
+        # AST masks the raw fbank, then normalizes: a masked cell is the normalized zero
+        self.mask_value = float(features.normalize(0.0, settings.mean, settings.std))
 
     def __len__(self) -> int:
         return len(self.manifest.clips)
@@ -104,8 +105,7 @@ class SpectrogramDataset(Dataset):
         spec = features.normalize(spec, s.mean, s.std)
         spec = self.compression.transform(spec, self.c)
         if self.train:
-            spec = features.spec_augment(spec, s.freq_mask, p.time_mask, gen,
-                                         float(self.mask_value))
+            spec = features.spec_augment(spec, s.freq_mask, p.time_mask, gen, self.mask_value)
         return Item(spec, target, index, silent)
 
 

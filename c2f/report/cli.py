@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from c2f.report.layout import Table, paper_tables
-from c2f.report.paper import load_paper
+from c2f.report.paper import load_paper, paper_cell
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
 from c2f.report.tables import label, latex, markdown, write_csv
@@ -69,8 +69,6 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
 
 def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
     """Every cell of every table in percent, one row each, like paper_tables.csv."""
-    from c2f.report.paper import paper_cell
-
     def num(stat, part: str = "mean") -> str:
         return "" if stat is None else f"{100 * getattr(stat, part):.4f}"
     out = []
