@@ -9,7 +9,7 @@ ARGS   ?=
 REPORT ?= runs
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast bench report lint clean
+.PHONY: help setup run test test-fast bench bench-gpu report lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,8 +34,12 @@ test: $(STAMP)  ## the whole test suite, as CI runs it
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-bench: $(STAMP)  ## per-sample training-step time vs FLOPs for every method and C -> bench/results.md
+bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop and frontend speed -> bench/
 	$(BIN)/python -m bench.step_time --out bench/results.md $(ARGS)
+	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(ARGS)
+
+bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
+	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)
 
 report: $(STAMP)  ## savings tables, plots and dashboard from run directories -> $(REPORT)/report
 	$(BIN)/python -m c2f.report $(REPORT) $(ARGS)

@@ -1,17 +1,76 @@
-"""Features in AST's recipe: kaldi fbank, pad/crop, normalization, SpecAugment, mixup."""
+"""Features in AST's recipe: kaldi fbank (per clip, or batched on any device), pad/crop,
+normalization, SpecAugment masks and the mixup weight."""
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
-import torchaudio
+import torch.nn.functional as F
 from torchaudio.compliance import kaldi
+
+# AST's fbank arguments (src/dataloader.py, `_wav2fbank`); the frame shift is a parameter.
+FRAME_LENGTH_MS = 25.0
+PREEMPHASIS = 0.97  # kaldi's default, which AST keeps
+LOW_FREQ_HZ = 20.0  # kaldi's default, which AST keeps
 
 
 def fbank(wave: torch.Tensor, sample_rate: int, num_mel_bins: int,
           frame_shift_ms: float) -> torch.Tensor:
-    """Log-mel filterbank [frames, mel] with AST's arguments; the frame shift is a parameter."""
+    """Log-mel filterbank [frames, mel] of one clip [1, L], exactly as AST computes it."""
     return kaldi.fbank(wave - wave.mean(), htk_compat=True, sample_frequency=sample_rate,
                        use_energy=False, window_type="hanning", num_mel_bins=num_mel_bins,
-                       dither=0.0, frame_length=25.0, frame_shift=frame_shift_ms)
+                       dither=0.0, frame_length=FRAME_LENGTH_MS, frame_shift=frame_shift_ms)
+
+
+def window_samples(sample_rate: int) -> int:
+    return int(sample_rate * FRAME_LENGTH_MS * 0.001)
+
+
+def shift_samples(sample_rate: int, frame_shift_ms: float) -> int:
+    return int(sample_rate * frame_shift_ms * 0.001)
+
+
+def samples_for_frames(frames: int, sample_rate: int, frame_shift_ms: float) -> int:
+    """Samples that kaldi (snip_edges) turns into exactly `frames` frames."""
+    return window_samples(sample_rate) + (frames - 1) * shift_samples(sample_rate, frame_shift_ms)
+
+
+@lru_cache(maxsize=16)
+def _mel_banks(num_mel_bins: int, padded: int, sample_rate: int, device: str) -> torch.Tensor:
+    """kaldi's triangular mel filters [padded / 2 + 1, mel] (the Nyquist bin gets weight 0)."""
+    banks, _ = kaldi.get_mel_banks(num_mel_bins, padded, float(sample_rate), LOW_FREQ_HZ, 0.0,
+                                   100.0, -500.0, 1.0)
+    return F.pad(banks, (0, 1)).T.contiguous().to(device)
+
+
+@lru_cache(maxsize=16)
+def _hann(window: int, device: str) -> torch.Tensor:
+    return torch.hann_window(window, periodic=False, dtype=torch.float32).to(device)
+
+
+def fbank_batch(waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
+                num_mel_bins: int, frame_shift_ms: float, frames: int) -> torch.Tensor:
+    """`fbank` + `pad_or_crop_frames` for a batch [B, L] on its own device -> [B, frames, mel].
+
+    Each row holds a clip whose mean is already removed, zero-padded after its `lengths[i]`
+    valid samples. Frames that kaldi would not produce from the valid samples are zero, as
+    AST's frame padding leaves them. Equal to the per-clip path up to float rounding."""
+    window, shift = window_samples(sample_rate), shift_samples(sample_rate, frame_shift_ms)
+    need = samples_for_frames(frames, sample_rate, frame_shift_ms)
+    waves = F.pad(waves, (0, max(0, need - waves.shape[1])))[:, :need].float()
+    strided = waves.unfold(1, window, shift)  # [B, frames, window]
+    strided = strided - strided.mean(dim=2, keepdim=True)  # remove_dc_offset
+    previous = torch.cat([strided[:, :, :1], strided[:, :, :-1]], dim=2)
+    strided = (strided - PREEMPHASIS * previous) * _hann(window, str(waves.device))
+    padded = 1 << (window - 1).bit_length()  # round_to_power_of_two
+    spectrum = torch.fft.rfft(strided, n=padded)
+    power = spectrum.real.square() + spectrum.imag.square()  # |X|^2 without the sqrt
+    mel = power @ _mel_banks(num_mel_bins, padded, sample_rate, str(waves.device))
+    spec = mel.clamp_min(torch.finfo(torch.float32).eps).log()
+    valid = torch.where(lengths >= window, (lengths - window) // shift + 1, 0)
+    keep = torch.arange(frames, device=waves.device) < valid.to(waves.device)[:, None]
+    return spec * keep[:, :, None]
 
 
 def pad_or_crop_frames(spec: torch.Tensor, frames: int) -> torch.Tensor:
@@ -27,27 +86,35 @@ def normalize(spec: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (spec - mean) / (2.0 * std)
 
 
-def spec_augment(spec: torch.Tensor, freq_mask: int, time_mask: int,
-                 generator: torch.Generator, mask_value: float = 0.0) -> torch.Tensor:
-    """One frequency and one time mask (torchaudio's), drawn from `generator`.
+def draw_masks(generator: torch.Generator, freq_mask: int, time_mask: int, mel: int,
+               frames: int) -> torch.Tensor:
+    """One frequency and one time mask as torchaudio's `mask_along_axis` draws them
+    (width ~ U(0, param), start ~ U(0, size - width), both floored), from `generator`:
+    int64 [freq_start, freq_end, time_start, time_end]; an empty mask is (0, 0)."""
+    bounds = []
+    for param, size in ((freq_mask, mel), (time_mask, frames)):
+        if param < 1:
+            bounds += [0, 0]
+            continue
+        width = float(torch.rand((), generator=generator)) * param
+        start = float(torch.rand((), generator=generator)) * (size - width)
+        bounds += [int(start), int(start) + int(width)]
+    return torch.tensor(bounds, dtype=torch.int64)
 
-    AST masks the raw fbank before normalizing it (src/dataloader.py), so a masked cell of the
-    normalized input holds `normalize(0)`, not 0: pass that as `mask_value`."""
-    if freq_mask <= 0 and time_mask <= 0:
-        return spec
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    image = spec.T.unsqueeze(0)  # [1, mel, frames], torchaudio's layout
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if freq_mask > 0:
-            image = torchaudio.transforms.FrequencyMasking(freq_mask)(image, mask_value)
-        if time_mask > 0:
-            image = torchaudio.transforms.TimeMasking(time_mask)(image, mask_value)
-    return image.squeeze(0).T
+
+def apply_masks(spec: torch.Tensor, masks: torch.Tensor, value: float) -> torch.Tensor:
+    """Fill the masked bands of spec [..., frames, mel] given masks [..., 4] (`draw_masks`)."""
+    frames, mel = spec.shape[-2:]
+    masks = masks.to(spec.device)[..., None]
+    mel_pos = torch.arange(mel, device=spec.device)
+    time_pos = torch.arange(frames, device=spec.device)
+    in_freq = (mel_pos >= masks[..., 0, :]) & (mel_pos < masks[..., 1, :])  # [..., mel]
+    in_time = (time_pos >= masks[..., 2, :]) & (time_pos < masks[..., 3, :])  # [..., frames]
+    masked = in_freq[..., None, :] | in_time[..., :, None]
+    return spec.masked_fill(masked, value)
 
 
 def mixup_weight(generator: torch.Generator, alpha: float = 10.0) -> float:
-    """lambda ~ Beta(alpha, alpha), as AST (Beta(10, 10))."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        return float(torch.distributions.Beta(alpha, alpha).sample())
+    """lambda ~ Beta(alpha, alpha), as AST (Beta(10, 10)), seeded from `generator`."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))

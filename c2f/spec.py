@@ -109,6 +109,10 @@ class TrainerSpec:
     progress: bool = True
     max_steps_per_epoch: int | None = None
     keep_checkpoints: str = "last"  # last | all
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (c2f/train/precision.py)
+    frontend: str = "auto"  # auto | device | worker: where fbank + SpecAugment run
+    cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
+    compile: bool = False  # torch.compile the training model
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ class RunSpec:
 
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
-    "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints"},
+    "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
+                "precision", "frontend", "cache_audio", "compile"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
     "model": {"require_pretrained"},
@@ -243,6 +248,13 @@ def validate(spec: RunSpec) -> None:
     w = spec.trainer.num_workers
     _check(w == "auto" or (isinstance(w, int) and w >= 0), "trainer.num_workers",
            f"a count >= 0 or auto, got {w!r}")
+    t = spec.trainer
+    _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "trainer.precision",
+           f"{t.precision!r} is not auto|fp32|bf16|fp16")
+    _check(t.frontend in ("auto", "device", "worker"), "trainer.frontend",
+           f"{t.frontend!r} is not auto|device|worker")
+    _check(t.cache_audio in (True, False, "auto"), "trainer.cache_audio",
+           f"{t.cache_audio!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",
            f"{spec.logger.mode!r} is not offline|online|disabled")
 

@@ -10,6 +10,7 @@ from c2f.compression import BaseInput, create_compression
 from c2f.data.audio import load_waveform
 from c2f.data.builtin import BuiltinParams, ensure_builtin
 from c2f.data.dataset import FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.frontend import Frontend
 from c2f.data.manifest import load_manifest
 from c2f.data.stats import compute_stats
 
@@ -26,39 +27,40 @@ def manifest(tmp_path_factory):
 def dataset(manifest, method: str, c: int, train: bool = False, **settings):
     compression = create_compression(method)
     options = {"sample_rate": 16000, "num_mel_bins": 128, "mean": -8.0, "std": 6.0} | settings
-    return SpectrogramDataset(manifest, FeatureSettings(**options),
-                              compression.phase_input(BASE, c), compression, c, train=train)
+    frontend = Frontend(FeatureSettings(**options), compression.phase_input(BASE, c),
+                        compression, c, on_device=False)
+    return SpectrogramDataset(manifest, frontend, train=train)
 
 
 def test_fshift_item_is_normalized_kaldi_fbank_at_c_times_the_shift(manifest):
-    spec, target, index, silent = dataset(manifest, "fshift", 4)[0]
+    spec, frames, masks, target, index, silent = dataset(manifest, "fshift", 4)[0]
     wave = load_waveform(manifest.clips[0].path)
     expected = features.pad_or_crop_frames(features.fbank(wave, 16000, 128, 40.0), 32)
     torch.testing.assert_close(spec, (expected + 8.0) / 12.0)
     assert target.sum() == 1 and target.shape == (11,)
-    assert index == 0 and not silent
+    assert index == 0 and not silent and frames == 32 and not masks.any()
 
 
 def test_pool_item_is_the_pooled_full_resolution_item(manifest):
-    full = dataset(manifest, "pool_avg", 1)[3].spec
-    pooled = dataset(manifest, "pool_avg", 4)[3].spec
+    full = dataset(manifest, "pool_avg", 1)[3].input
+    pooled = dataset(manifest, "pool_avg", 4)[3].input
     assert pooled.shape == (32, 128)
     torch.testing.assert_close(pooled, full.reshape(32, 4, 128).mean(dim=1))
 
 
 def test_patch_item_keeps_full_resolution(manifest):
-    spec = dataset(manifest, "patch_pi", 4)[0].spec
+    spec = dataset(manifest, "patch_pi", 4)[0].input
     assert spec.shape == (128, 128)
 
 
 def test_augmentation_is_seeded_per_item_and_epoch(manifest):
     train = dataset(manifest, "fshift", 1, train=True, freq_mask=24)
-    first = train[0, 0, 5].spec
-    torch.testing.assert_close(train[0, 0, 5].spec, first)  # same (phase, epoch, index)
-    torch.testing.assert_close(train[5].spec, first)  # an index alone is phase 0, epoch 0
-    assert not torch.equal(first, dataset(manifest, "fshift", 1)[5].spec)  # masks applied
-    assert not torch.equal(train[0, 1, 5].spec, first)  # a new epoch draws new masks
-    assert not torch.equal(train[1, 0, 5].spec, first)  # and so does a new phase
+    first = train[0, 0, 5].input
+    torch.testing.assert_close(train[0, 0, 5].input, first)  # same (phase, epoch, index)
+    torch.testing.assert_close(train[5].input, first)  # an index alone is phase 0, epoch 0
+    assert not torch.equal(first, dataset(manifest, "fshift", 1)[5].input)  # masks applied
+    assert not torch.equal(train[0, 1, 5].input, first)  # a new epoch draws new masks
+    assert not torch.equal(train[1, 0, 5].input, first)  # and so does a new phase
 
 
 def test_batches_do_not_depend_on_worker_count(manifest):
@@ -68,7 +70,7 @@ def test_batches_do_not_depend_on_worker_count(manifest):
         loader = DataLoader(train, batch_size=5, shuffle=True, num_workers=workers,
                             generator=torch.Generator().manual_seed(3),
                             collate_fn=collate_skipping)
-        return [b["spec"] for b in loader]
+        return [b["input"] for b in loader]
 
     for a, b in zip(batches(0), batches(2)):
         torch.testing.assert_close(a, b)
@@ -83,7 +85,7 @@ def test_mixup_mixes_labels_with_weights_that_sum_to_one(manifest):
 
 def test_stats_match_the_features_they_describe(manifest):
     mean, std = compute_stats(manifest, target_length=128)
-    specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i].spec
+    specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i].input
                          for i in range(len(manifest.clips))])
     assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
     assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
@@ -104,23 +106,35 @@ def test_stats_command_prints_ready_to_paste_overrides(manifest):
 def test_masked_cells_hold_the_normalized_zero_as_in_ast(manifest):
     """AST masks the raw fbank, then normalizes: a masked cell is (0 - mean) / (2 std)."""
     mean, std = -8.0, 6.0
-    plain = dataset(manifest, "fshift", 1, mean=mean, std=std)[2].spec
+    plain = dataset(manifest, "fshift", 1, mean=mean, std=std)[2].input
     masked = dataset(manifest, "fshift", 1, train=True, freq_mask=60, mean=mean, std=std)[
-        0, 0, 2].spec
+        0, 0, 2].input
     changed = masked != plain
     assert changed.any()
     torch.testing.assert_close(masked[changed], torch.full_like(masked[changed], 8.0 / 12.0))
 
 
-def test_spec_augment_fills_a_hand_made_spectrogram_with_the_mask_value():
-    spec = torch.arange(20.0).reshape(5, 4)  # [frames, mel]
-    gen = torch.Generator().manual_seed(0)
-    out = features.spec_augment(spec, freq_mask=4, time_mask=5, generator=gen, mask_value=-1.5)
-    changed = out != spec
-    assert changed.any() and (out[changed] == -1.5).all()
-    # whole frames (rows) and whole frequency bins (columns) are masked, nothing else
-    whole = changed.all(dim=1, keepdim=True) | changed.all(dim=0, keepdim=True)
-    assert torch.equal(changed, whole)
+@pytest.mark.parametrize("seed", range(4))
+def test_masks_are_drawn_as_torchaudio_draws_them(seed):
+    """draw_masks + apply_masks == torchaudio's FrequencyMasking then TimeMasking."""
+    import torchaudio
+
+    spec = torch.arange(60.0 * 40).reshape(60, 40)  # [frames, mel]
+    masks = features.draw_masks(torch.Generator().manual_seed(seed), 12, 30, mel=40, frames=60)
+    torch.manual_seed(seed)
+    image = torchaudio.transforms.FrequencyMasking(12)(spec.T.unsqueeze(0), -1.5)
+    expected = torchaudio.transforms.TimeMasking(30)(image, -1.5).squeeze(0).T
+    torch.testing.assert_close(features.apply_masks(spec, masks, -1.5), expected)
+    assert masks[1] - masks[0] < 12 and masks[3] - masks[2] < 30
+
+
+def test_batched_masks_are_each_items_own():
+    spec = torch.zeros(3, 8, 6)
+    masks = torch.tensor([[0, 2, 0, 0], [0, 0, 5, 8], [1, 1, 2, 3]])
+    out = features.apply_masks(spec, masks, 1.0)
+    assert out[0, :, :2].eq(1).all() and out[0, :, 2:].eq(0).all()  # two frequency bins
+    assert out[1, 5:].eq(1).all() and out[1, :5].eq(0).all()  # three frames
+    assert out[2, 2].eq(1).all() and out[2].sum() == 6  # one frame, an empty frequency band
 
 
 def test_silent_clip_is_valid_audio_and_flagged(tmp_path, manifest):
@@ -134,5 +148,5 @@ def test_silent_clip_is_valid_audio_and_flagged(tmp_path, manifest):
     clips = [Clip(silent_wav, (0,), 0), *manifest.clips[:2]]
     with_silence = type(manifest)(manifest.path, clips, manifest.class_names)
     item = dataset(with_silence, "fshift", 2, train=True, freq_mask=8)[0, 0, 0]
-    assert item.silent and torch.isfinite(item.spec).all()
+    assert item.silent and torch.isfinite(item.input).all()
     assert not dataset(with_silence, "fshift", 2)[1].silent

@@ -10,23 +10,14 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from c2f import features
-from c2f.compression import Compression, PhaseInput
 from c2f.data.audio import is_silent, load_waveform
 from c2f.data.errors import DataError
+from c2f.data.frontend import FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
+from c2f.data.wave_cache import WaveCache
 
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    """Dataset-level feature parameters shared by every phase."""
-
-    sample_rate: int
-    num_mel_bins: int
-    mean: float
-    std: float
-    freq_mask: int = 0
-    mixup: float = 0.0
-    skip_bad: bool = False
+__all__ = ["FeatureSettings", "Item", "SpectrogramDataset", "EpochKeys", "SkippedClip",
+           "collate_skipping", "balanced_weights", "item_seed"]
 
 
 def item_seed(*parts: int) -> int:
@@ -38,7 +29,9 @@ def item_seed(*parts: int) -> int:
 class Item(NamedTuple):
     """One example: what the model sees, its (possibly mixed) target, and where it came from."""
 
-    spec: torch.Tensor  # [frames, mel]
+    input: torch.Tensor  # [frames, mel] (worker frontend) or a waveform [samples] (device)
+    length: int  # valid samples of the waveform (device frontend), else frames
+    masks: torch.Tensor  # SpecAugment bands (features.draw_masks); (0, 0, 0, 0) when none
     target: torch.Tensor  # [classes], multi-hot or mixed
     index: int  # manifest index of the clip
     silent: bool  # the clip is digital silence (valid audio, counted in the run log)
@@ -52,13 +45,10 @@ class SpectrogramDataset(Dataset):
     (seed, phase, epoch, index), so results do not depend on the worker count, a resumed run
     repeats them exactly, and the loader's workers can live for a whole phase."""
 
-    def __init__(self, manifest: Manifest, settings: FeatureSettings, phase: PhaseInput,
-                 compression: Compression, c: int, train: bool, seed: int = 0):
-        self.manifest, self.settings, self.phase = manifest, settings, phase
-        self.compression, self.c, self.train, self.seed = compression, c, train, seed
-        self.window = int(0.025 * settings.sample_rate)  # kaldi needs one full window
-        # AST masks the raw fbank, then normalizes: a masked cell is the normalized zero
-        self.mask_value = float(features.normalize(0.0, settings.mean, settings.std))
+    def __init__(self, manifest: Manifest, frontend: Frontend, train: bool, seed: int = 0,
+                 waves: WaveCache | None = None):
+        self.manifest, self.frontend, self.train, self.seed = manifest, frontend, train, seed
+        self.settings, self.waves = frontend.settings, waves
 
     def __len__(self) -> int:
         return len(self.manifest.clips)
@@ -69,6 +59,8 @@ class SpectrogramDataset(Dataset):
         return target
 
     def _wave(self, index: int) -> torch.Tensor:
+        if self.waves is not None:
+            return self.waves.get(index)
         return load_waveform(self.manifest.clips[index].path, self.settings.sample_rate)
 
     def _mixed(self, index: int, gen: torch.Generator
@@ -97,16 +89,11 @@ class SpectrogramDataset(Dataset):
                 return SkippedClip(str(self.manifest.clips[index].path), str(err))
             raise DataError(f"{err}; or set dataset.on_bad_audio=skip to train without "
                             "unusable clips (they are counted and listed)") from None
-        s, p = self.settings, self.phase
-        if wave.shape[1] < self.window:
-            wave = torch.nn.functional.pad(wave, (0, self.window - wave.shape[1]))
-        spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
-        spec = features.pad_or_crop_frames(spec, p.fbank_frames)
-        spec = features.normalize(spec, s.mean, s.std)
-        spec = self.compression.transform(spec, self.c)
-        if self.train:
-            spec = features.spec_augment(spec, s.freq_mask, p.time_mask, gen, self.mask_value)
-        return Item(spec, target, index, silent)
+        frontend = self.frontend
+        masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
+        clip = frontend.clip(wave, masks if self.train else None)
+        length = frontend.valid_samples(wave) if frontend.on_device else clip.shape[0]
+        return Item(clip, length, masks, target, index, silent)
 
 
 class EpochKeys(Sampler):
@@ -137,7 +124,7 @@ class SkippedClip:
 
 
 def collate_skipping(items: list) -> dict:
-    """Batch the good items (spec, target, index, silent); list the skipped ones."""
+    """Batch the good items (`Item`'s fields); list the skipped ones."""
     good = [item for item in items if not isinstance(item, SkippedClip)]
     batch = {"skipped": [item for item in items if isinstance(item, SkippedClip)],
              "size": len(good)}

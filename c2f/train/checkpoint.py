@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -25,16 +26,23 @@ class TrainState:
     flops_per_sample: dict[int, int] = field(default_factory=dict)  # measured, per phase index
 
 
+class Checkpoint(NamedTuple):
+    state: TrainState
+    model: dict
+    optimizer: dict
+    average: dict | None  # the weight averager's state (its running sum)
+    scaler: dict | None  # fp16's GradScaler; absent when the run was saved in another precision
+
+
 def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, keep_all: bool = False,
-                    average: dict | None = None) -> Path:
+                    average: dict | None = None, scaler: dict | None = None) -> Path:
     """Write last.pt atomically (temp file, then rename); optionally keep one per epoch.
 
-    `average` is the weight averager's state (its running sum), saved with the epoch it
-    belongs to."""
+    `average` and `scaler` are saved with the epoch they belong to."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     payload = {"state": asdict(state), "model": model.state_dict(),
-               "optimizer": optimizer.state_dict(), "average": average}
+               "optimizer": optimizer.state_dict(), "average": average, "scaler": scaler}
     target = ckpt_dir / LAST
     atomic_torch_save(payload, target)
     if keep_all:
@@ -42,8 +50,8 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
     return target
 
 
-def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict, dict | None] | None:
-    """(state, model, optimizer, averager state) of the last checkpoint, if any."""
+def load_checkpoint(ckpt_dir: Path) -> Checkpoint | None:
+    """The last checkpoint, if any."""
     path = ckpt_dir / LAST
     if not path.exists():
         return None
@@ -55,4 +63,5 @@ def load_checkpoint(ckpt_dir: Path) -> tuple[TrainState, dict, dict, dict | None
                            ) from err
     state = TrainState(**payload["state"])
     state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
-    return state, payload["model"], payload["optimizer"], payload.get("average")
+    return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),
+                      payload.get("scaler"))

@@ -21,14 +21,16 @@ from c2f.data.dataset import (
     collate_skipping,
     item_seed,
 )
+from c2f.data.frontend import Frontend
 from c2f.data.manifest import Manifest
+from c2f.data.wave_cache import WaveCache
 from c2f.models import build_model, transfer_weights
 from c2f.models.pretrained import load_pretrained
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.track import RunDir, Tracker, atomic_torch_save
 from c2f.train.averaging import WeightAverager
-from c2f.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import (
     ShardedShuffle,
     World,
@@ -43,6 +45,7 @@ from c2f.train.distributed import (
 from c2f.train.flops import training_flops
 from c2f.train.metrics import evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
+from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record
 
 
@@ -51,12 +54,14 @@ class DataBundle:
     train: Manifest
     eval: Manifest
     settings: FeatureSettings
+    waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
 
 
 @dataclass
 class PhaseData:
     """One phase's datasets and loaders, built once: workers live for the whole phase."""
 
+    frontend: Frontend
     train_set: SpectrogramDataset
     train_keys: EpochKeys
     order: ShardedShuffle
@@ -81,6 +86,8 @@ class PhaseLoop:
             else None
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
+        self.precision = Precision(spec.trainer.precision, self.device)
+        self.frontend_on_device = frontend_on_device(spec.trainer.frontend, self.device)
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -99,16 +106,28 @@ class PhaseLoop:
                           pin_memory=self.device.type == "cuda")
 
     def _phase_data(self, phase: Phase) -> PhaseData:
-        def dataset(manifest, train):
-            return SpectrogramDataset(manifest, self.data.settings, phase.input,
-                                      self.compression, phase.c, train=train, seed=self.spec.seed)
-        train_set = dataset(self.data.train, True)
+        frontend = Frontend(self.data.settings, phase.input, self.compression, phase.c,
+                            self.frontend_on_device)
+
+        def dataset(split, manifest, train):
+            waves = self.data.waves[split] if self.data.waves else None
+            return SpectrogramDataset(manifest, frontend, train=train, seed=self.spec.seed,
+                                      waves=waves)
+        train_set = dataset("train", self.data.train, True)
         order = ShardedShuffle(len(train_set), 0, self.world, self.sample_weights)
         keys = EpochKeys(order)
-        eval_set = dataset(self.data.eval, False)
+        eval_set = dataset("eval", self.data.eval, False)
         shard = Subset(eval_set, eval_indices(len(eval_set), self.world))
-        return PhaseData(train_set, keys, order, self._loader(train_set, self.batch_size, keys),
+        return PhaseData(frontend, train_set, keys, order,
+                         self._loader(train_set, self.batch_size, keys),
                          self._loader(shard, self.spec.dataset.eval_batch_size))
+
+    def _inputs(self, batch: dict, frontend: Frontend, train: bool) -> torch.Tensor:
+        """The model input of a batch, on the device (the device frontend runs here)."""
+        non_blocking = self.device.type == "cuda"
+        inputs = batch["input"].to(self.device, non_blocking=non_blocking)
+        lengths = batch["length"].to(self.device, non_blocking=non_blocking)
+        return frontend.batch(inputs, lengths, batch["masks"] if train else None)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.world.active:
@@ -130,12 +149,14 @@ class PhaseLoop:
         return len(batch["skipped"])
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _measure_flops(self, model, dataset) -> int:
+    def _measure_flops(self, model, data: PhaseData) -> int:
         """FLOPs per sample from one real batch of this phase's shape (not timed)."""
+        dataset = data.train_set
         batch = collate_skipping([dataset[i] for i in range(min(len(dataset), 4))])
         if batch["size"] == 0:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
-        return training_flops(model, batch["spec"].to(self.device)) // batch["size"]
+        inputs = self._inputs(batch, data.frontend, train=True)
+        return training_flops(model, inputs) // batch["size"]
 
     def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
                      state: TrainState) -> dict:
@@ -147,7 +168,8 @@ class PhaseLoop:
             len(data.train), spec.trainer.max_steps_per_epoch)
         total_steps = steps_per_epoch * phase.epochs
         model.train()
-        loss_sum, samples, skipped, lr = 0.0, 0, 0, 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
+        samples, skipped, lr = 0, 0, 0.0
         start = time.perf_counter()
         bar = tqdm(data.train, total=steps_per_epoch, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
@@ -160,32 +182,33 @@ class PhaseLoop:
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)
-            non_blocking = self.device.type == "cuda"
-            spec_in = batch["spec"].to(self.device, non_blocking=non_blocking)
-            target = batch["target"].to(self.device, non_blocking=non_blocking)
-            loss = self._loss(model(spec_in), target)
+            inputs = self._inputs(batch, data.frontend, train=True)
+            target = batch["target"].to(self.device, non_blocking=self.device.type == "cuda")
+            with self.precision.autocast():
+                logits = model(inputs)
+            loss = self._loss(logits.float(), target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if spec.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
-            optimizer.step()
+            self.precision.step(loss, optimizer, model.parameters(), spec.optim.grad_clip)
             state.step += 1
             samples += batch["size"]
-            loss_sum += loss.item() * batch["size"]
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            loss_sum += loss.detach().double() * batch["size"]
+            if not bar.disable and i % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
         seconds = time.perf_counter() - start
-        loss_sum, samples, skipped = all_sum([loss_sum, samples, skipped], self.world)
+        loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
                 "seconds": seconds, "skipped": int(skipped), "lr": lr}
 
     @torch.no_grad()
-    def _evaluate(self, model, loader: DataLoader) -> dict:
+    def _evaluate(self, model, data: PhaseData) -> dict:
         model.eval()
         logits, targets, skipped = [], [], 0
-        for batch in loader:
+        for batch in data.eval:
             skipped += self._note(batch, "eval")
             if batch["size"]:
-                logits.append(model(batch["spec"].to(self.device)).float().cpu())
+                with self.precision.autocast():
+                    out = model(self._inputs(batch, data.frontend, train=False))
+                logits.append(out.float().cpu())
                 targets.append(batch["target"])
         classes = self.spec.dataset.num_classes
         empty = np.zeros((0, classes), np.float32)
@@ -200,13 +223,14 @@ class PhaseLoop:
         return scores
 
     # -- the loop ------------------------------------------------------------------------------
-    def _enter_phase(self, phase, previous_model, resumed):
+    def _enter_phase(self, phase, previous_model, resumed: Checkpoint | None):
         """Model and optimizer for `phase`: from the checkpoint, or moved from the last phase."""
         model = self._model(phase)
         optimizer = make_optimizer(self.spec.optim, model.parameters())
         if resumed is not None:
-            model.load_state_dict(resumed[0])
-            optimizer.load_state_dict(resumed[1])
+            model.load_state_dict(resumed.model)
+            optimizer.load_state_dict(resumed.optimizer)
+            self.precision.load_state_dict(resumed.scaler)
         elif previous_model is not None:
             transfer_weights(previous_model, model, self.compression.resize_patch_embed)
         elif self.spec.model.pretrained:
@@ -234,7 +258,8 @@ class PhaseLoop:
             self.run_dir.write_metrics(records)
             save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer,
                             keep_all=self.spec.trainer.keep_checkpoints == "all",
-                            average=self.averager.state_dict())
+                            average=self.averager.state_dict(),
+                            scaler=self.precision.state_dict())
             self.averager.after_checkpoint()
             self.tracker.log(records[-1])
         barrier(self.world)
@@ -246,7 +271,7 @@ class PhaseLoop:
                      f"{counts['eval']} eval (silence is valid audio: kept)")
 
     def _average(self, records: list[dict], state: TrainState, phase: Phase, model,
-                 loader: DataLoader) -> None:
+                 data: PhaseData) -> None:
         """Evaluate the averaged model once and record it; a resumed run finds it done."""
         if not self.averager.enabled or average_record(records) is not None:
             return
@@ -257,7 +282,7 @@ class PhaseLoop:
             return
         model.load_state_dict(averaged)
         epochs = self.averager.averaged_epochs()
-        record = averaged_record(self.spec, phase, state, epochs, self._evaluate(model, loader))
+        record = averaged_record(self.spec, phase, state, epochs, self._evaluate(model, data))
         records.append(record)
         if self.world.is_main:
             atomic_torch_save(averaged, self.run_dir.ckpt_dir / "average.pt")
@@ -266,27 +291,29 @@ class PhaseLoop:
     def run(self) -> list[dict]:
         """Train every phase not yet done; returns all records."""
         loaded = load_checkpoint(self.run_dir.ckpt_dir)
-        state = loaded[0] if loaded else TrainState()
-        self.averager.load_state_dict(loaded[3] if loaded else None)
+        state = loaded.state if loaded else TrainState()
+        self.averager.load_state_dict(loaded.average if loaded else None)
         records = [r for r in self.run_dir.read_metrics() if r["epoch"] <= state.epoch]
         model = data = phase = None
         epochs_bar = tqdm(total=sum(p.epochs for p in self.plan.phases), initial=state.epoch,
                           desc="epochs", disable=not (self.spec.trainer.progress
                                                       and self.world.is_main))
         for phase in self.plan.phases[state.phase:]:
-            resumed = loaded[1:3] if loaded and phase.index == state.phase else None
+            resumed = loaded if loaded and phase.index == state.phase else None
             model, optimizer = self._enter_phase(phase, model, resumed)
             if resumed is None:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
             loaded = None
             trainable = self._parallel(model)
+            if self.spec.trainer.compile:
+                trainable = torch.compile(trainable)
             data = self._phase_data(phase)
             if phase.index not in state.flops_per_sample:
-                state.flops_per_sample[phase.index] = self._measure_flops(model, data.train_set)
+                state.flops_per_sample[phase.index] = self._measure_flops(model, data)
             for epoch in range(state.phase_epochs_done, phase.epochs):
                 silent_before = sum(len(ids) for ids in self.silent.values())
                 stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
-                scores = self._evaluate(model, data.eval)
+                scores = self._evaluate(model, data)
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
@@ -295,10 +322,16 @@ class PhaseLoop:
                 epochs_bar.update(1)
                 epochs_bar.set_postfix({records[-1]["metric"]: f"{records[-1]['value']:.4f}"})
         epochs_bar.close()
-        self._average(records, state, phase, model, data.eval)
+        self._average(records, state, phase, model, data)
         for part in gather_objects(self.skipped, self.world):
             self.skipped.update(part)
         for split in self.silent:
             for part in gather_objects(self.silent[split], self.world):
                 self.silent[split] |= part
         return records
+
+
+def frontend_on_device(setting: str, device: torch.device) -> bool:
+    """`trainer.frontend`: device or worker; auto picks the device frontend, the faster of the
+    two on CUDA and on CPU alike in bench/results.md."""
+    return setting in ("auto", "device")

@@ -1,0 +1,88 @@
+"""A phase's feature frontend: decoded clip -> what the model sees.
+
+`worker`: each clip becomes its spectrogram inside the loader's workers (kaldi's own fbank,
+as AST computes it). `device`: workers only cut the waveform; the batch goes to the training
+device, where one batched fbank, normalization, the compression transform and SpecAugment
+run on the whole batch. Both draw the same per-clip masks, so they give the same input up to
+float rounding (tests/test_frontend.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from c2f import features
+from c2f.compression import Compression, PhaseInput
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Dataset-level feature parameters shared by every phase."""
+
+    sample_rate: int
+    num_mel_bins: int
+    mean: float
+    std: float
+    freq_mask: int = 0
+    mixup: float = 0.0
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class Frontend:
+    settings: FeatureSettings
+    phase: PhaseInput
+    compression: Compression
+    c: int
+    on_device: bool
+
+    @property
+    def samples(self) -> int:
+        """Waveform samples that make the phase's fbank frames."""
+        s, p = self.settings, self.phase
+        return features.samples_for_frames(p.fbank_frames, s.sample_rate, p.frame_shift_ms)
+
+    @property
+    def mask_value(self) -> float:
+        """AST masks the raw fbank, then normalizes: a masked cell is the normalized zero."""
+        return float(features.normalize(0.0, self.settings.mean, self.settings.std))
+
+    def draw_masks(self, generator: torch.Generator) -> torch.Tensor:
+        return features.draw_masks(generator, self.settings.freq_mask, self.phase.time_mask,
+                                   self.settings.num_mel_bins, self.phase.model_frames)
+
+    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """Worker side, one clip [1, L]: the spectrogram (worker frontend) or the mean-removed
+        waveform cut to `samples` (device frontend; zeros after its own length)."""
+        window = features.window_samples(self.settings.sample_rate)
+        if wave.shape[1] < window:  # kaldi needs one full window
+            wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
+        if self.on_device:
+            wave = (wave - wave.mean())[0, :self.samples]
+            return torch.nn.functional.pad(wave, (0, self.samples - wave.shape[0]))
+        s, p = self.settings, self.phase
+        spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
+        spec = features.pad_or_crop_frames(spec, p.fbank_frames)
+        return self._finish(spec, masks)
+
+    def valid_samples(self, wave: torch.Tensor) -> int:
+        """How many of `clip`'s samples are the clip's own (the rest is padding)."""
+        window = features.window_samples(self.settings.sample_rate)
+        return min(max(wave.shape[1], window), self.samples)
+
+    def batch(self, inputs: torch.Tensor, lengths: torch.Tensor,
+              masks: torch.Tensor | None) -> torch.Tensor:
+        """Device side: the model input of a batch already on its device."""
+        if not self.on_device:
+            return inputs
+        s, p = self.settings, self.phase
+        spec = features.fbank_batch(inputs, lengths, s.sample_rate, s.num_mel_bins,
+                                    p.frame_shift_ms, p.fbank_frames)
+        return self._finish(spec, masks)
+
+    def _finish(self, spec: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        spec = features.normalize(spec, self.settings.mean, self.settings.std)
+        spec = self.compression.transform(spec, self.c)
+        if masks is not None:
+            spec = features.apply_masks(spec, masks, self.mask_value)
+        return spec

@@ -1,0 +1,68 @@
+"""Mixed precision: `trainer.precision=auto|fp32|bf16|fp16`.
+
+AST trains in fp16 autocast with a GradScaler (src/traintest.py, `autocast()` and
+`GradScaler()`); bf16 runs at the same tensor-core speed on Ampere and later and needs no
+scaler. `auto` is bf16 on a CUDA device that supports it (else fp16), fp32 on CPU. The
+precision is not part of a run's identity: a checkpoint resumes under any of them."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHOICES = ("auto", *_DTYPES)
+
+
+def resolve(name: str, device: torch.device) -> str:
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+@dataclass
+class Precision:
+    """Autocast for the forward pass and, for fp16, a GradScaler around the optimizer step."""
+
+    name: str
+    device: torch.device
+
+    def __post_init__(self):
+        self.name = resolve(self.name, self.device)
+        self.dtype = _DTYPES[self.name]
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.name == "fp16" else None
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (and fp32 runs) on TF32
+            torch.backends.cudnn.allow_tf32 = True
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             parameters, grad_clip: float | None) -> None:
+        """backward + (clip) + optimizer step; with fp16 the loss is scaled and the step is
+        skipped when the scaled gradients overflow, as GradScaler does."""
+        if self.scaler is None:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        if grad_clip:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict | None:
+        return None if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
