@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tinysoundfont
 
 
 @dataclass(frozen=True)
@@ -23,6 +22,8 @@ class Renderer:
 
     def __init__(self, font: bytes, sample_rate: int) -> None:
         self.rate = sample_rate
+        import tinysoundfont  # only the built-in dataset renders audio
+
         self.synth = tinysoundfont.Synth(samplerate=sample_rate)
         self.sfid = self.synth.sfload(font)
 
