@@ -63,8 +63,9 @@ def fbank_check(report: Report, device: torch.device) -> None:
     waves = [torch.randn(1, 163840, generator=gen) * 0.1 for _ in range(16)]
     settings = FeatureSettings(16000, 128, -4.2677393, 4.5689974)
     none = create_compression("none")
-    rows = ["| C (frame shift) | max abs diff after normalization | kaldi per clip, 1 CPU thread "
-            "(clips/s) | batched on the GPU (clips/s) |", "|--:|--:|--:|--:|"]
+    rows = ["| C (frame shift) | max abs diff vs kaldi float32 | vs kaldi float64 | kaldi float32 "
+            "vs float64 | kaldi per clip, 1 CPU thread (clips/s) | batched on the GPU (clips/s) |",
+            "|--:|--:|--:|--:|--:|--:|"]
     threads = torch.get_num_threads()
     for c in (1, 2, 4):
         phase = none.phase_input(BaseInput(10.0 * c, 1024 // c, (16, 16), 0), 1)
@@ -74,6 +75,7 @@ def fbank_check(report: Report, device: torch.device) -> None:
         start = time.perf_counter()
         expected = torch.stack([worker.clip(w, None) for w in waves])
         cpu_rate = len(waves) / (time.perf_counter() - start)
+        exact = torch.stack([worker.clip(w.double(), None) for w in waves])
         torch.set_num_threads(threads)
         batch = torch.stack([gpu.clip(w, None) for w in waves]).to(device)
         lengths = torch.tensor([gpu.valid_samples(w) for w in waves], device=device)
@@ -86,9 +88,13 @@ def fbank_check(report: Report, device: torch.device) -> None:
             gpu.batch(big, big_lengths, None)
         sync(device)
         gpu_rate = 10 * len(big) / (time.perf_counter() - start)
-        diff = float((got.cpu() - expected).abs().max())
-        rows.append(f"| {c} ({10 * c} ms) | {diff:.2e} | {cpu_rate:.0f} | {gpu_rate:.0f} |")
-    report.add("## 1. Batched fbank on the GPU vs kaldi (AST's arguments)", "", *rows, "")
+        def diff(a, b):
+            return float((a.cpu().double() - b.double()).abs().max())
+        rows.append(f"| {c} ({10 * c} ms) | {diff(got, expected):.2e} | {diff(got, exact):.2e} | "
+                    f"{diff(expected, exact):.2e} | {cpu_rate:.0f} | {gpu_rate:.0f} |")
+    report.add("## 1. Batched fbank on the GPU vs kaldi (AST's arguments)", "",
+               "16 noise clips of 10.24 s; differences after AST's normalization (mean -4.27, "
+               "std 4.57). The device path runs in float64 on CUDA.", "", *rows, "")
 
 
 def base_overrides(data: dict[str, str], args) -> list[str]:

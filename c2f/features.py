@@ -55,19 +55,23 @@ def fbank_batch(waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
 
     Each row holds a clip whose mean is already removed, zero-padded after its `lengths[i]`
     valid samples. Frames that kaldi would not produce from the valid samples are zero, as
-    AST's frame padding leaves them. Equal to the per-clip path up to float rounding."""
+    AST's frame padding leaves them. On CPU it runs in float32 as kaldi does and matches it to
+    ~1e-7; on CUDA in float64 (cheap there), since kaldi's own float32 result is up to ~1.5e-4
+    from the exact fbank after AST's normalization and a float32 cuFFT adds as much again
+    (bench/results_gpu.md)."""
     window, shift = window_samples(sample_rate), shift_samples(sample_rate, frame_shift_ms)
     need = samples_for_frames(frames, sample_rate, frame_shift_ms)
-    waves = F.pad(waves, (0, max(0, need - waves.shape[1])))[:, :need].float()
+    dtype = torch.float64 if waves.is_cuda else torch.float32
+    waves = F.pad(waves, (0, max(0, need - waves.shape[1])))[:, :need].to(dtype)
     strided = waves.unfold(1, window, shift)  # [B, frames, window]
     strided = strided - strided.mean(dim=2, keepdim=True)  # remove_dc_offset
     previous = torch.cat([strided[:, :, :1], strided[:, :, :-1]], dim=2)
-    strided = (strided - PREEMPHASIS * previous) * _hann(window, str(waves.device))
+    strided = (strided - PREEMPHASIS * previous) * _hann(window, str(waves.device)).to(dtype)
     padded = 1 << (window - 1).bit_length()  # round_to_power_of_two
     spectrum = torch.fft.rfft(strided, n=padded)
     power = spectrum.real.square() + spectrum.imag.square()  # |X|^2 without the sqrt
-    mel = power @ _mel_banks(num_mel_bins, padded, sample_rate, str(waves.device))
-    spec = mel.clamp_min(torch.finfo(torch.float32).eps).log()
+    mel = power @ _mel_banks(num_mel_bins, padded, sample_rate, str(waves.device)).to(dtype)
+    spec = mel.clamp_min(torch.finfo(torch.float32).eps).log().float()
     valid = torch.where(lengths >= window, (lengths - window) // shift + 1, 0)
     keep = torch.arange(frames, device=waves.device) < valid.to(waves.device)[:, None]
     return spec * keep[:, :, None]
