@@ -73,19 +73,19 @@ def fbank_check(report: Report, device: torch.device) -> None:
         gpu = Frontend(settings, phase, none, 1, on_device=True)
         torch.set_num_threads(1)
         start = time.perf_counter()
-        expected = torch.stack([worker.clip(w, None) for w in waves])
+        expected = torch.stack([worker.clip(w, None)[0] for w in waves])
         cpu_rate = len(waves) / (time.perf_counter() - start)
-        exact = torch.stack([worker.clip(w.double(), None) for w in waves])
+        exact = torch.stack([worker.clip(w.double(), None)[0] for w in waves])
         torch.set_num_threads(threads)
-        batch = torch.stack([gpu.clip(w, None) for w in waves]).to(device)
+        batch = torch.stack([gpu.clip(w, None)[0] for w in waves]).to(device)
+        offsets = torch.tensor([gpu.clip(w, None)[1] for w in waves], device=device)
         lengths = torch.tensor([gpu.valid_samples(w) for w in waves], device=device)
-        got = gpu.batch(batch, lengths, None)
-        big = batch.repeat(4, 1)
-        big_lengths = lengths.repeat(4)
+        got = gpu.batch(batch, lengths, offsets, None)
+        big, big_lengths, big_offsets = batch.repeat(4, 1), lengths.repeat(4), offsets.repeat(4)
         sync(device)
         start = time.perf_counter()
         for _ in range(10):
-            gpu.batch(big, big_lengths, None)
+            gpu.batch(big, big_lengths, big_offsets, None)
         sync(device)
         gpu_rate = 10 * len(big) / (time.perf_counter() - start)
         def diff(a, b):
@@ -134,6 +134,19 @@ def samples_per_s(stats: list[dict]) -> float:
     return statistics.median(r["samples"] / r["seconds"] for r in stats)
 
 
+def precision_section(report: Report, bench: EpochBench, base: list[str],
+                      budget_s: float) -> None:
+    precisions = {p: [*base, "compression=none", f"trainer.precision={p}"]
+                  for p in ("fp32", "bf16", "fp16")}
+    runs = interleaved(report, bench, precisions, 1, budget_s)
+    rows = ["| precision | samples/s (C = 1) | vs fp32 |", "|---|--:|--:|"]
+    fp32 = samples_per_s(runs["fp32"])
+    for name, stats in runs.items():
+        rate = samples_per_s(stats)
+        rows.append(f"| {name} | {rate:.0f} | {rate / fp32:.2f} |")
+    report.add("## 3. Samples/s per precision, AST-Base at C = 1 (epoch level)", "", *rows, "")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -144,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ast_base", help="ast_tiny for a CPU smoke test")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -161,18 +176,11 @@ def main(argv: list[str] | None = None) -> None:
                f"{args.batch}, AST-Base with the dist token, Adam fused=True, device frontend. "
                f"Setup took {report.elapsed:.0f} s.", "")
 
-    precisions = {p: [*base, "compression=none", f"trainer.precision={p}"]
-                  for p in ("fp32", "bf16", "fp16")}
-    runs = interleaved(report, bench, precisions, 1, args.budget_s)
-    rows = ["| precision | samples/s (C = 1) | vs fp32 |", "|---|--:|--:|"]
-    fp32 = samples_per_s(runs["fp32"])
-    for name, stats in runs.items():
-        rate = samples_per_s(stats)
-        rows.append(f"| {name} | {rate:.0f} | {rate / fp32:.2f} |")
-    report.add("## 3. Samples/s per precision, AST-Base at C = 1 (epoch level)", "", *rows, "")
+    if not args.skip_precision:
+        precision_section(report, bench, base, args.budget_s)
 
     configs = {"none C=1": [*base, "compression=none", "trainer.precision=bf16"]}
-    for method in METHODS:
+    for method in args.methods.split(","):
         for c in (2, 4):
             configs[f"{method} C={c}"] = [*base, f"compression={method}", f"schedule.c={c}",
                                           "trainer.precision=bf16"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from c2f import features
 from c2f.compression import BaseInput, create_compression, list_compressions
@@ -34,6 +35,15 @@ def clips() -> dict[str, torch.Tensor]:
             "silence": torch.zeros(1, 16000)}
 
 
+def device_batch(frontend: Frontend, waves: list[torch.Tensor], device: torch.device):
+    """What the loop does with the device frontend: clip views padded to a batch, on device."""
+    clipped = [frontend.clip(w, None) for w in waves]
+    inputs = pad_sequence([view for view, _ in clipped], batch_first=True).to(device)
+    offsets = torch.tensor([offset for _, offset in clipped], device=device)
+    lengths = torch.tensor([frontend.valid_samples(w) for w in waves], device=device)
+    return frontend.batch(inputs, lengths, offsets, None)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("frame_shift_ms", [10.0, 20.0, 40.0, 80.0])  # C = 1, 2, 4, 8
 def test_batched_fbank_equals_kaldi_after_normalization(frame_shift_ms, device):
@@ -44,10 +54,8 @@ def test_batched_fbank_equals_kaldi_after_normalization(frame_shift_ms, device):
     worker = Frontend(settings, phase, create_compression("none"), 1, on_device=False)
     on_device = Frontend(settings, phase, create_compression("none"), 1, on_device=True)
     named = clips()
-    expected = torch.stack([worker.clip(w, None) for w in named.values()])
-    waves = torch.stack([on_device.clip(w, None) for w in named.values()]).to(device)
-    lengths = torch.tensor([on_device.valid_samples(w) for w in named.values()], device=device)
-    got = on_device.batch(waves, lengths, None).cpu()
+    expected = torch.stack([worker.clip(w, None)[0] for w in named.values()])
+    got = device_batch(on_device, list(named.values()), torch.device(device)).cpu()
     assert got.shape == expected.shape == (len(named), frames, 128)
     for (name, _), a, b in zip(named.items(), got, expected):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
@@ -64,7 +72,7 @@ def test_device_and_worker_frontends_give_the_same_training_batch(manifest, meth
                             on_device)
         data = SpectrogramDataset(manifest, frontend, train=True, seed=7)
         items = collate_skipping([data[0, 3, i] for i in range(len(data))])
-        return frontend.batch(items["input"], items["length"], items["masks"])
+        return frontend.batch(items["input"], items["length"], items["offset"], items["masks"])
 
     worker, device = batch(False), batch(True)
     assert (worker == features.normalize(0.0, MEAN, STD)).any()  # the masks were applied

@@ -64,7 +64,8 @@ def load_waveform(path: str | PathLike[str], sample_rate: int = 16000) -> torch.
 
 def is_silent(wave: torch.Tensor) -> bool:
     """All samples below SILENCE_PEAK in magnitude: a valid clip, counted in the run log."""
-    return float(wave.abs().max()) < SILENCE_PEAK
+    low, high = torch.aminmax(wave)  # no temporary as large as the clip
+    return max(-float(low), float(high)) < SILENCE_PEAK
 
 
 def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:

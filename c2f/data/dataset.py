@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from c2f import features
 from c2f.data.audio import is_silent, load_waveform
@@ -31,6 +31,7 @@ class Item(NamedTuple):
 
     input: torch.Tensor  # [frames, mel] (worker frontend) or a waveform [samples] (device)
     length: int  # valid samples of the waveform (device frontend), else frames
+    offset: float  # the clip's mean, which the device frontend subtracts (else 0)
     masks: torch.Tensor  # SpecAugment bands (features.draw_masks); (0, 0, 0, 0) when none
     target: torch.Tensor  # [classes], multi-hot or mixed
     index: int  # manifest index of the clip
@@ -91,9 +92,9 @@ class SpectrogramDataset(Dataset):
                             "unusable clips (they are counted and listed)") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
-        clip = frontend.clip(wave, masks if self.train else None)
+        clip, offset = frontend.clip(wave, masks if self.train else None)
         length = frontend.valid_samples(wave) if frontend.on_device else clip.shape[0]
-        return Item(clip, length, masks, target, index, silent)
+        return Item(clip, length, offset, masks, target, index, silent)
 
 
 class EpochKeys(Sampler):
@@ -124,13 +125,45 @@ class SkippedClip:
 
 
 def collate_skipping(items: list) -> dict:
-    """Batch the good items (`Item`'s fields); list the skipped ones."""
+    """Batch the good items (`Item`'s fields); list the skipped ones. Waveforms of the device
+    frontend are views of different lengths: zero-padded to the longest."""
     good = [item for item in items if not isinstance(item, SkippedClip)]
     batch = {"skipped": [item for item in items if isinstance(item, SkippedClip)],
              "size": len(good)}
-    if good:
+    if not good:
+        return batch
+    if good[0].input.dim() == 1:
+        waves = [item.input for item in good]
+        good = [item._replace(input=torch.empty(0)) for item in good]
         batch |= default_collate(good)._asdict()
-    return batch
+        batch["input"] = _padded_rows(waves)
+        return batch
+    return batch | default_collate(good)._asdict()
+
+
+_ROWS_BUFFER: dict[str, torch.Tensor] = {}
+
+
+def _padded_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows zero-padded into one [len(rows), longest] tensor.
+
+    In the main process the tensor is one buffer reused from batch to batch: a fresh tensor
+    of a batch of 10 s clips costs more in page faults than the whole fbank. That is safe
+    because the loader pins (copies) a batch before it collates the next, or, without
+    pinning, the training step has consumed it by then. Workers allocate as usual (their
+    batches travel through shared memory)."""
+    shape = (len(rows), max(row.shape[0] for row in rows))
+    if get_worker_info() is not None:
+        out = torch.zeros(shape)
+    else:
+        out = _ROWS_BUFFER.get("rows")
+        if out is None or out.numel() < shape[0] * shape[1]:
+            out = _ROWS_BUFFER["rows"] = torch.empty(shape[0] * shape[1])
+        out = out[: shape[0] * shape[1]].view(shape)
+        out.zero_()
+    for i, row in enumerate(rows):
+        out[i, : row.shape[0]] = row
+    return out
 
 
 def balanced_weights(manifest: Manifest) -> torch.Tensor:

@@ -51,32 +51,36 @@ class Frontend:
         return features.draw_masks(generator, self.settings.freq_mask, self.phase.time_mask,
                                    self.settings.num_mel_bins, self.phase.model_frames)
 
-    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
-        """Worker side, one clip [1, L]: the spectrogram (worker frontend) or the mean-removed
-        waveform cut to `samples` (device frontend; zeros after its own length)."""
+    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None
+             ) -> tuple[torch.Tensor, float]:
+        """Worker side, one clip [1, L] -> (input, offset). Worker frontend: the spectrogram.
+        Device frontend: a view of the waveform's first `samples` samples (no copy: large
+        per-clip allocations cost more than the fbank) and the clip's mean, which the device
+        subtracts."""
         window = features.window_samples(self.settings.sample_rate)
         if wave.shape[1] < window:  # kaldi needs one full window
             wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
         if self.on_device:
-            wave = (wave - wave.mean())[0, :self.samples]
-            return torch.nn.functional.pad(wave, (0, self.samples - wave.shape[0]))
+            return wave[0, :self.samples], float(wave.mean())
         s, p = self.settings, self.phase
         spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
         spec = features.pad_or_crop_frames(spec, p.fbank_frames)
-        return self._finish(spec, masks)
+        return self._finish(spec, masks), 0.0
 
     def valid_samples(self, wave: torch.Tensor) -> int:
         """How many of `clip`'s samples are the clip's own (the rest is padding)."""
         window = features.window_samples(self.settings.sample_rate)
         return min(max(wave.shape[1], window), self.samples)
 
-    def batch(self, inputs: torch.Tensor, lengths: torch.Tensor,
+    def batch(self, inputs: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor,
               masks: torch.Tensor | None) -> torch.Tensor:
         """Device side: the model input of a batch already on its device."""
         if not self.on_device:
             return inputs
         s, p = self.settings, self.phase
-        spec = features.fbank_batch(inputs, lengths, s.sample_rate, s.num_mel_bins,
+        valid = torch.arange(inputs.shape[1], device=inputs.device) < lengths[:, None]
+        waves = (inputs - offsets[:, None].to(inputs.dtype)) * valid
+        spec = features.fbank_batch(waves, lengths, s.sample_rate, s.num_mel_bins,
                                     p.frame_shift_ms, p.fbank_frames)
         return self._finish(spec, masks)
 

@@ -100,6 +100,10 @@ class PhaseLoop:
 
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
         workers = loader_workers(self.spec.trainer.num_workers)
+        if self.data.waves is not None and self.frontend_on_device:
+            # clips are in memory and the fbank runs on the device: a worker would only add
+            # the shared-memory round trip of every batch (bench/results_gpu.md)
+            workers = 0
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                           collate_fn=collate_skipping, num_workers=workers,
                           persistent_workers=workers > 0,
@@ -127,7 +131,8 @@ class PhaseLoop:
         non_blocking = self.device.type == "cuda"
         inputs = batch["input"].to(self.device, non_blocking=non_blocking)
         lengths = batch["length"].to(self.device, non_blocking=non_blocking)
-        return frontend.batch(inputs, lengths, batch["masks"] if train else None)
+        offsets = batch["offset"].to(self.device, non_blocking=non_blocking)
+        return frontend.batch(inputs, lengths, offsets, batch["masks"] if train else None)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.world.active:
