@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
+from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model
 from c2f.models.pretrained import check_pretrained
 from c2f.spec import ConfigError, ModelSpec, RunSpec, ScheduleSpec
@@ -108,11 +109,16 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
 @functools.lru_cache(maxsize=256)
 def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, frames: int,
                       patch: tuple[int, int]) -> int:
-    """Predicted training FLOPs of one sample; cached (a sweep repeats few shapes)."""
+    """Predicted training FLOPs of one sample; cached in memory and on disk (a sweep repeats
+    few shapes, c2f/flops_cache.py)."""
     def factory():
         return build_model(model, num_classes=num_classes, num_mel_bins=num_mel_bins,
                            frames=frames, patch=patch)
-    return predicted_flops_per_sample(factory, frames, num_mel_bins)
+    architecture = {k: v for k, v in dataclasses.asdict(model).items() if k not in (
+        "name", "pretrained", "require_pretrained", "pretrained_grid")}
+    key = cache_key("training flops per sample", architecture, num_classes, num_mel_bins,
+                    frames, patch)
+    return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins))
 
 
 def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:

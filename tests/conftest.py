@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,14 @@ TINY_TRAINING = [
 ]
 TINY = ["dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=2",
         "dataset.builtin.clip_seconds=1.28", *TINY_TRAINING]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flops_cache(tmp_path_factory) -> Path:
+    """The on-disk FLOPs cache in a folder of this session (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["C2F_CACHE_DIR"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +59,20 @@ def run_dirs(runs_dir: Path) -> list[Path]:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path) -> None:
+    """Start `run.py ARGS` and SIGKILL it once metrics.jsonl has `lines` records."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *args,
+           f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(runs.glob("*/*/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= lines:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"run ended before the kill: {proc.stderr.read()}"

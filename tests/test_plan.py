@@ -92,3 +92,29 @@ def test_run_identity_ignores_paths_and_logger_but_not_semantics():
     assert a.run_dir.parent.name == "default"
     moved = [spec_for("dataset=vggsound", f"paths.data_dir={root}") for root in ("/x", "/y")]
     assert moved[0].run_id == moved[1].run_id != spec_for("dataset=voxceleb1").run_id
+
+
+def test_flops_predictions_are_reused_from_disk_and_never_across_models(monkeypatch, tmp_path):
+    import c2f.plan
+
+    monkeypatch.setenv("C2F_CACHE_DIR", str(tmp_path))
+    spec = spec_for("compression=fshift", "schedule=2phase", "model.embed_dim=48")
+    first = [p.flops_per_sample for p in build_plan(spec).phases]
+    assert (tmp_path / "flops.json").is_file()
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted again")
+
+    c2f.plan._flops_per_sample.cache_clear()  # a new process: only the file remembers
+    monkeypatch.setattr(c2f.plan, "predicted_flops_per_sample", no_prediction)
+    assert [p.flops_per_sample for p in build_plan(spec).phases] == first
+    renamed = spec_for("compression=fshift", "schedule=2phase", "model.embed_dim=48",
+                       "model.name=mine")
+    assert [p.flops_per_sample for p in build_plan(renamed).phases] == first
+    with pytest.raises(AssertionError, match="predicted again"):
+        build_plan(spec_for("compression=fshift", "schedule=2phase", "model.embed_dim=64"))
+    (tmp_path / "flops.json").write_text("{torn")  # a damaged cache is recomputed
+    c2f.plan._flops_per_sample.cache_clear()
+    monkeypatch.undo()
+    monkeypatch.setenv("C2F_CACHE_DIR", str(tmp_path))
+    assert [p.flops_per_sample for p in build_plan(spec).phases] == first

@@ -25,7 +25,14 @@ from typing import Any
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
 from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.config import (
     BaseQueueConf,
@@ -99,14 +106,30 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
 
 
 class LocalLauncher(BasicLauncher):
-    """Hydra's sequential launcher; checks every job first, lists the failed jobs at the end."""
+    """Hydra's sequential launcher (its `launch`, with each job's config composed once, not
+    twice); checks every job first, lists the failed jobs at the end."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         loader = self.hydra_context.config_loader
-        preflight([loader.load_sweep_config(self.config, list(o)) for o in job_overrides],
-                  job_overrides)
-        returns = super().launch(job_overrides, initial_job_idx)
+        configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
+        preflight(configs, job_overrides)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs locally")
+        returns = []
+        for idx, (overrides, config) in enumerate(zip(job_overrides, configs),
+                                                  start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            with open_dict(config):
+                config.hydra.job.id = idx
+                config.hydra.job.num = idx
+            returns.append(run_job(hydra_context=self.hydra_context,
+                                   task_function=self.task_function, config=config,
+                                   job_dir_key="hydra.sweep.dir",
+                                   job_subdir_key="hydra.sweep.subdir"))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         report_failures(returns, [None] * len(returns))
         return returns
 

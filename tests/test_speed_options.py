@@ -1,0 +1,100 @@
+"""The speed options change how a run computes, never what: frontends, audio cache, precision."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from c2f.data.builtin import BuiltinParams, ensure_builtin
+from c2f.data.errors import DataError
+from c2f.data.manifest import Clip, Manifest, load_manifest
+from c2f.data.wave_cache import WaveCache, should_cache
+from c2f.train.precision import Precision
+from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
+
+TWO_PHASE = [*TINY, "logger=disabled", "compression=pool_avg", "schedule=2phase", "schedule.c=2"]
+
+
+@pytest.mark.slow
+def test_frontends_and_audio_cache_train_the_same_run(tmp_path, data_dir):
+    """Device frontend + cached audio (the default) against the per-clip worker frontend
+    reading files in two workers: the same run (one id), the same numbers up to float
+    rounding."""
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    run_cli(TWO_PHASE, fast, data_dir)
+    run_cli([*TWO_PHASE, "trainer.frontend=worker", "trainer.cache_audio=false",
+             "trainer.num_workers=2"], slow, data_dir)
+    [a], [b] = run_dirs(fast), run_dirs(slow)
+    assert a.name == b.name
+    ra, rb = read_metrics(a), read_metrics(b)
+    assert [(r["C"], r["samples"], r["flops"]) for r in ra] == [
+        (r["C"], r["samples"], r["flops"]) for r in rb]
+    # the first epoch's loss differs only by the fbank's float rounding (1e-5 of the input)
+    assert ra[0]["train_loss"] == pytest.approx(rb[0]["train_loss"], rel=1e-4)
+    assert ra[-1]["train_loss"] == pytest.approx(rb[-1]["train_loss"], rel=1e-2)
+
+
+@pytest.mark.slow
+def test_fp16_run_keeps_its_grad_scaler_and_resumes_in_another_precision(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    kill_after_records([*TWO_PHASE, "trainer.precision=fp16"], 3, runs, data_dir)
+    [run] = run_dirs(runs)
+    saved = torch.load(run / "ckpt" / "last.pt", weights_only=True)
+    assert saved["scaler"]["scale"] > 0  # AST's fp16 recipe: a GradScaler, saved and resumed
+    run_cli([*TWO_PHASE, "trainer.precision=bf16"], runs, data_dir)
+    [again] = run_dirs(runs)  # the precision is not part of the run's identity
+    records = read_metrics(again)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["train_loss"]) for r in records)
+    assert torch.load(again / "ckpt" / "last.pt", weights_only=True)["scaler"] is None
+
+
+def test_fp16_step_is_skipped_when_scaled_gradients_overflow():
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = Precision("fp16", torch.device("cpu"))
+    before = model.weight.detach().clone()
+    scale = precision.scaler.get_scale()
+    loss = model(torch.full((1, 3), float("inf"))).sum()
+    precision.step(loss, optimizer, model.parameters(), grad_clip=1.0)
+    assert torch.equal(model.weight, before)  # no step on inf gradients
+    assert precision.scaler.get_scale() < scale  # and the scale backs off
+    with precision.autocast():
+        assert model(torch.ones(2, 3)).dtype == torch.float16
+
+
+def test_auto_precision_is_fp32_on_cpu():
+    assert Precision("auto", torch.device("cpu")).name == "fp32"
+    assert Precision("auto", torch.device("cpu")).scaler is None
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    paths = ensure_builtin(tmp_path_factory.mktemp("data"),
+                           BuiltinParams(train_per_class=1, eval_per_class=1, clip_seconds=0.5))
+    return load_manifest(paths["train"], paths["labels"])
+
+
+def test_cache_holds_the_decoded_clips_and_keeps_bad_ones_for_later(manifest, tmp_path):
+    from c2f.data.audio import load_waveform
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt garbage")
+    clips = [*manifest.clips[:3], Clip(broken, (0,), 99)]
+    cache = WaveCache(Manifest(manifest.path, clips, manifest.class_names), 16000, workers=2)
+    for i in range(3):
+        torch.testing.assert_close(cache.get(i), load_waveform(clips[i].path), rtol=0, atol=0)
+    with pytest.raises(DataError, match="broken.wav"):
+        cache.get(3)  # raised when the clip is used, as without a cache (skip or fail)
+
+
+def test_auto_cache_only_when_the_decoded_audio_fits(manifest, tmp_path, monkeypatch):
+    assert should_cache("auto", [manifest], 16000)
+    assert not should_cache(False, [manifest], 16000)
+    long_clip = tmp_path / "long.wav"
+    soundfile.write(long_clip, np.zeros(16000 * 60, np.float32), 16000)  # one minute
+    many = Manifest(manifest.path, [Clip(long_clip, (0,), i) for i in range(100_000)],
+                    manifest.class_names)  # 100k minutes: 384 GB decoded
+    assert not should_cache("auto", [many], 16000)
+    assert should_cache(True, [many], 16000)
