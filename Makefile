@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision/torchaudio that work together (torchaudio 2.11 runs on torch 2.14.1).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.*
 ARGS   ?=
+STEP_ARGS  ?=
+EPOCH_ARGS ?=
 REPORT ?= runs
 
 .DEFAULT_GOAL := help
@@ -35,8 +37,8 @@ test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
 bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop and frontend speed -> bench/
-	$(BIN)/python -m bench.step_time --out bench/results.md $(ARGS)
-	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(ARGS)
+	$(BIN)/python -m bench.step_time --out bench/results.md $(STEP_ARGS)
+	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(EPOCH_ARGS)
 
 bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
 	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)

@@ -5,11 +5,12 @@
    and on the DeiT-tiny / 512-frame setting of issue 9; interleaved rounds.
 2. Frontend throughput in clips/s on one core: per clip in a worker (kaldi) against batched
    on the device, from decoded audio.
-3. Samples/s of this loop against an earlier commit's (`--baseline`, default d8e4ac6: c2f
-   before this work), both run as `run.py` subprocesses at identical settings, interleaved;
-   and this loop with `trainer.compile=true`.
+3. Samples/s of this loop against earlier commits' (`--baselines`: 3d6a4ab, c2f when issue 9
+   was filed, and d8e4ac6, just before the speed work), all run as `run.py` subprocesses at
+   identical settings, interleaved; and this loop with `trainer.precision=bf16` and with
+   `trainer.compile=true` -> `--loop-out` (bench/results_loop.md).
 
-    .venv/bin/python -m bench.epoch_time --out bench/results_epoch.md [--quick]
+    .venv/bin/python -m bench.epoch_time --out bench/results_epoch.md [--quick] [--loop-only]
 """
 from __future__ import annotations
 
@@ -114,26 +115,30 @@ def run_samples_per_s(tree: Path, overrides: list[str], epochs: int) -> float:
     return sum(r["samples"] for r in records) / sum(r["seconds"] for r in records)
 
 
-def loop_against(baseline: str, data_dir: Path, rounds: int, steps: int, out: list[str]) -> None:
-    tree = Path(tempfile.mkdtemp(prefix="c2f-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), baseline], cwd=ROOT,
-                   check=True, capture_output=True)
+def loop_against(baselines: list[str], data_dir: Path, rounds: int, steps: int,
+                 out: list[str]) -> None:
+    trees = {rev: Path(tempfile.mkdtemp(prefix=f"c2f-{rev}-")) for rev in baselines}
+    for rev, tree in trees.items():
+        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), rev], cwd=ROOT,
+                       check=True, capture_output=True)
+    settings = [*DEIT_TINY_512, *common(data_dir), f"trainer.max_steps_per_epoch={steps}"]
+    variants = {f"c2f at {rev}": (tree, settings) for rev, tree in trees.items()}
+    variants |= {"this c2f": (ROOT, settings),
+                 "this c2f, trainer.precision=bf16": (ROOT, [*settings, "trainer.precision=bf16"]),
+                 "this c2f, trainer.compile=true": (ROOT, [*settings, "trainer.compile=true"])}
+    rates = {name: [] for name in variants}
     try:
-        settings = [*DEIT_TINY_512, *common(data_dir), f"trainer.max_steps_per_epoch={steps}"]
-        variants = {f"c2f at {baseline}": (tree, settings),
-                    "this c2f": (ROOT, settings),
-                    "this c2f, trainer.compile=true": (ROOT, [*settings, "trainer.compile=true"])}
-        rates = {name: [] for name in variants}
         for _ in range(rounds):
             for name, (where, overrides) in variants.items():
                 rates[name].append(run_samples_per_s(where, overrides, epochs=3))
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                       capture_output=True)
-    old = statistics.median(rates[f"c2f at {baseline}"])
+        for tree in trees.values():
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)
+    old = statistics.median(rates[f"c2f at {baselines[0]}"])
     out += [f"DeiT-tiny, 512 frames, batch 12, C = 1, `trainer.num_workers=2`; each run 3 epochs "
             f"of {steps} steps, samples/s over epochs 2-3; {rounds} interleaved rounds.", "",
-            "| loop | samples/s per round | median | vs the baseline |", "|---|---|--:|--:|"]
+            f"| loop | samples/s per round | median | vs {baselines[0]} |", "|---|---|--:|--:|"]
     for name, values in rates.items():
         med = statistics.median(values)
         out.append(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} | {med:.1f} | "
@@ -146,18 +151,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results_epoch.md")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--baseline", default="d8e4ac6")
+    parser.add_argument("--baselines", default="3d6a4ab,d8e4ac6")
+    parser.add_argument("--loop-out", type=Path, default=ROOT / "bench" / "results_loop.md")
+    parser.add_argument("--loop-only", action="store_true")
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch, loop comparison")
     parser.add_argument("--quick", action="store_true", help="one round, no loop comparison")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     data_dir = ROOT / "data"
     bench = EpochBench(scratch_dir())
-    out = ["# Epoch-level speed on CPU", "",
-           f"- command: `{shlex.join([sys.executable, '-m', 'bench.epoch_time', *argv])}`",
-           f"- date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; CPU: {cpu_model()}, "
-           f"{len(os.sched_getaffinity(0))} usable CPUs, torch {torch.__version__}", ""]
+    header = [f"- command: `{shlex.join([sys.executable, '-m', 'bench.epoch_time', *argv])}`",
+              f"- date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; CPU: {cpu_model()}, "
+              f"{len(os.sched_getaffinity(0))} usable CPUs, torch {torch.__version__}", ""]
     rounds = 1 if args.quick else args.rounds
+    if not args.quick:
+        loop = ["# This loop against earlier ones (CPU)", "", *header]
+        loop_against(args.baselines.split(","), data_dir, rounds, args.steps, loop)
+        args.loop_out.write_text("\n".join(loop) + "\n")
+        print("\n".join(loop))
+    if args.loop_only:
+        return
+    out = ["# Epoch-level speed on CPU", "", *header]
     for title, preset in PRESETS.items():
         base = [*preset, *common(data_dir)]
         out += [f"## Epoch time vs FLOPs: {title}", "",
@@ -168,9 +182,6 @@ def main(argv: list[str] | None = None) -> None:
     out += ["## Frontend throughput (DeiT-tiny setting: 4 s clips, 512 frames)", ""]
     frontend_throughput(bench, [*DEIT_TINY_512, *common(data_dir)], out)
     args.out.write_text("\n".join(out) + "\n")
-    if not args.quick:
-        out += ["## This loop against the previous one", ""]
-        loop_against(args.baseline, data_dir, rounds + 1, args.steps, out)
     out.append(f"Total: {time.perf_counter() - start:.0f} s.")
     args.out.write_text("\n".join(out) + "\n")
     print("\n".join(out))

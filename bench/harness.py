@@ -24,7 +24,8 @@ from c2f.spec import RunSpec, build_spec
 from c2f.track import RunDir, Tracker
 from c2f.train.checkpoint import TrainState
 from c2f.train.distributed import loader_workers
-from c2f.train.loop import DataBundle, PhaseLoop
+from c2f.train.loop import PhaseLoop
+from c2f.train.phase_data import DataBundle
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

@@ -37,16 +37,17 @@ def samples_for_frames(frames: int, sample_rate: int, frame_shift_ms: float) -> 
 
 
 @lru_cache(maxsize=16)
-def _mel_banks(num_mel_bins: int, padded: int, sample_rate: int, device: str) -> torch.Tensor:
+def _mel_banks(num_mel_bins: int, padded: int, sample_rate: int, device: str,
+               dtype: torch.dtype) -> torch.Tensor:
     """kaldi's triangular mel filters [padded / 2 + 1, mel] (the Nyquist bin gets weight 0)."""
     banks, _ = kaldi.get_mel_banks(num_mel_bins, padded, float(sample_rate), LOW_FREQ_HZ, 0.0,
                                    100.0, -500.0, 1.0)
-    return F.pad(banks, (0, 1)).T.contiguous().to(device)
+    return F.pad(banks, (0, 1)).T.contiguous().to(device, dtype)
 
 
 @lru_cache(maxsize=16)
-def _hann(window: int, device: str) -> torch.Tensor:
-    return torch.hann_window(window, periodic=False, dtype=torch.float32).to(device)
+def _hann(window: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    return torch.hann_window(window, periodic=False, dtype=torch.float32).to(device, dtype)
 
 
 def fbank_batch(waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
@@ -66,11 +67,11 @@ def fbank_batch(waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
     strided = waves.unfold(1, window, shift)  # [B, frames, window]
     strided = strided - strided.mean(dim=2, keepdim=True)  # remove_dc_offset
     previous = torch.cat([strided[:, :, :1], strided[:, :, :-1]], dim=2)
-    strided = (strided - PREEMPHASIS * previous) * _hann(window, str(waves.device)).to(dtype)
+    strided = (strided - PREEMPHASIS * previous) * _hann(window, str(waves.device), dtype)
     padded = 1 << (window - 1).bit_length()  # round_to_power_of_two
     spectrum = torch.fft.rfft(strided, n=padded)
     power = spectrum.real.square() + spectrum.imag.square()  # |X|^2 without the sqrt
-    mel = power @ _mel_banks(num_mel_bins, padded, sample_rate, str(waves.device)).to(dtype)
+    mel = power @ _mel_banks(num_mel_bins, padded, sample_rate, str(waves.device), dtype)
     spec = mel.clamp_min(torch.finfo(torch.float32).eps).log().float()
     valid = torch.where(lengths >= window, (lengths - window) // shift + 1, 0)
     keep = torch.arange(frames, device=waves.device) < valid.to(waves.device)[:, None]

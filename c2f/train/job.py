@@ -11,7 +11,8 @@ from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
 from c2f.train.distributed import init_world, loader_workers
-from c2f.train.loop import DataBundle, PhaseLoop
+from c2f.train.loop import PhaseLoop
+from c2f.train.phase_data import DataBundle
 from c2f.train.records import average_record, epoch_records, summarize
 
 

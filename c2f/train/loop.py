@@ -3,27 +3,16 @@ record and checkpoint every epoch. Resumes from the run directory by itself."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from c2f.compression import create_compression
-from c2f.data.dataset import (
-    EpochKeys,
-    FeatureSettings,
-    SpectrogramDataset,
-    balanced_weights,
-    collate_skipping,
-    item_seed,
-)
+from c2f.data.dataset import balanced_weights, collate_skipping, item_seed
 from c2f.data.frontend import Frontend
-from c2f.data.manifest import Manifest
-from c2f.data.wave_cache import WaveCache
 from c2f.models import build_model, transfer_weights
 from c2f.models.pretrained import load_pretrained
 from c2f.plan import Phase, PhasePlan
@@ -31,42 +20,13 @@ from c2f.spec import RunSpec
 from c2f.track import RunDir, Tracker, atomic_torch_save
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
-from c2f.train.distributed import (
-    ShardedShuffle,
-    World,
-    all_gather,
-    all_sum,
-    barrier,
-    device_for,
-    eval_indices,
-    gather_objects,
-    loader_workers,
-)
+from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
 from c2f.train.flops import training_flops
 from c2f.train.metrics import evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
+from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record
-
-
-@dataclass(frozen=True)
-class DataBundle:
-    train: Manifest
-    eval: Manifest
-    settings: FeatureSettings
-    waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
-
-
-@dataclass
-class PhaseData:
-    """One phase's datasets and loaders, built once: workers live for the whole phase."""
-
-    frontend: Frontend
-    train_set: SpectrogramDataset
-    train_keys: EpochKeys
-    order: ShardedShuffle
-    train: DataLoader
-    eval: DataLoader
 
 
 class PhaseLoop:
@@ -87,7 +47,6 @@ class PhaseLoop:
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
         self.precision = Precision(spec.trainer.precision, self.device)
-        self.frontend_on_device = frontend_on_device(spec.trainer.frontend, self.device)
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -98,41 +57,14 @@ class PhaseLoop:
                             patch=phase.input.patch)
         return model.to(self.device)
 
-    def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
-        workers = loader_workers(self.spec.trainer.num_workers)
-        if self.data.waves is not None and self.frontend_on_device:
-            # clips are in memory and the fbank runs on the device: a worker would only add
-            # the shared-memory round trip of every batch (bench/results_gpu.md)
-            workers = 0
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          collate_fn=collate_skipping, num_workers=workers,
-                          persistent_workers=workers > 0,
-                          pin_memory=self.device.type == "cuda")
-
     def _phase_data(self, phase: Phase) -> PhaseData:
         frontend = Frontend(self.data.settings, phase.input, self.compression, phase.c,
-                            self.frontend_on_device)
-
-        def dataset(split, manifest, train):
-            waves = self.data.waves[split] if self.data.waves else None
-            return SpectrogramDataset(manifest, frontend, train=train, seed=self.spec.seed,
-                                      waves=waves)
-        train_set = dataset("train", self.data.train, True)
-        order = ShardedShuffle(len(train_set), 0, self.world, self.sample_weights)
-        keys = EpochKeys(order)
-        eval_set = dataset("eval", self.data.eval, False)
-        shard = Subset(eval_set, eval_indices(len(eval_set), self.world))
-        return PhaseData(frontend, train_set, keys, order,
-                         self._loader(train_set, self.batch_size, keys),
-                         self._loader(shard, self.spec.dataset.eval_batch_size))
-
-    def _inputs(self, batch: dict, frontend: Frontend, train: bool) -> torch.Tensor:
-        """The model input of a batch, on the device (the device frontend runs here)."""
-        non_blocking = self.device.type == "cuda"
-        inputs = batch["input"].to(self.device, non_blocking=non_blocking)
-        lengths = batch["length"].to(self.device, non_blocking=non_blocking)
-        offsets = batch["offset"].to(self.device, non_blocking=non_blocking)
-        return frontend.batch(inputs, lengths, offsets, batch["masks"] if train else None)
+                            frontend_on_device(self.spec.trainer.frontend))
+        d, t = self.spec.dataset, self.spec.trainer
+        return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
+                                device=self.device, batch_size=self.batch_size,
+                                eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
+                                sample_weights=self.sample_weights)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.world.active:
@@ -160,7 +92,7 @@ class PhaseLoop:
         batch = collate_skipping([dataset[i] for i in range(min(len(dataset), 4))])
         if batch["size"] == 0:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
-        inputs = self._inputs(batch, data.frontend, train=True)
+        inputs = data.inputs(batch, train=True)
         return training_flops(model, inputs) // batch["size"]
 
     def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
@@ -187,7 +119,7 @@ class PhaseLoop:
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)
-            inputs = self._inputs(batch, data.frontend, train=True)
+            inputs = data.inputs(batch, train=True)
             target = batch["target"].to(self.device, non_blocking=self.device.type == "cuda")
             with self.precision.autocast():
                 logits = model(inputs)
@@ -212,7 +144,7 @@ class PhaseLoop:
             skipped += self._note(batch, "eval")
             if batch["size"]:
                 with self.precision.autocast():
-                    out = model(self._inputs(batch, data.frontend, train=False))
+                    out = model(data.inputs(batch, train=False))
                 logits.append(out.float().cpu())
                 targets.append(batch["target"])
         classes = self.spec.dataset.num_classes
@@ -335,8 +267,3 @@ class PhaseLoop:
                 self.silent[split] |= part
         return records
 
-
-def frontend_on_device(setting: str, device: torch.device) -> bool:
-    """`trainer.frontend`: device or worker; auto picks the device frontend, the faster of the
-    two on CUDA and on CPU alike in bench/results.md."""
-    return setting in ("auto", "device")

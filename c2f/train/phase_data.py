@@ -1,0 +1,81 @@
+"""What a phase reads: the run's prepared data, and per phase its frontend, datasets, sampler
+and loaders, built once so that loader workers live for the whole phase."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from c2f.data.dataset import EpochKeys, FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.frontend import Frontend
+from c2f.data.manifest import Manifest
+from c2f.data.wave_cache import WaveCache
+from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """The run's data, prepared once: checked manifests, feature settings, cached clips."""
+
+    train: Manifest
+    eval: Manifest
+    settings: FeatureSettings
+    waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
+
+
+@dataclass
+class PhaseData:
+    """One phase's datasets and loaders, built once: workers live for the whole phase."""
+
+    frontend: Frontend
+    train_set: SpectrogramDataset
+    train_keys: EpochKeys
+    order: ShardedShuffle
+    train: DataLoader
+    eval: DataLoader
+    device: torch.device
+
+    def inputs(self, batch: dict, train: bool) -> torch.Tensor:
+        """The model input of a batch, on the device (the device frontend runs here)."""
+        non_blocking = self.device.type == "cuda"
+
+        def moved(key: str) -> torch.Tensor:
+            # asynchronous: one blocking copy per step would make the host wait for the GPU
+            # to drain before it launches the next step
+            return batch[key].to(self.device, non_blocking=non_blocking)
+        masks = moved("masks") if train else None
+        return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks)
+
+
+def frontend_on_device(setting: str) -> bool:
+    """`trainer.frontend`: device or worker; auto picks the device frontend, faster on CUDA
+    and on CPU alike (bench/results_epoch.md, bench/results_gpu.md)."""
+    return setting in ("auto", "device")
+
+
+def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: World,
+                     device: torch.device, batch_size: int, eval_batch_size: int,
+                     num_workers: int | str, sample_weights: torch.Tensor | None) -> PhaseData:
+    workers = loader_workers(num_workers)
+    if data.waves is not None and frontend.on_device:
+        # clips are in memory and the fbank runs on the device: a worker would only add the
+        # shared-memory round trip of every batch (bench/gpu_runs/README.md)
+        workers = 0
+
+    def loader(dataset, size: int, sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=size, sampler=sampler,
+                          collate_fn=collate_skipping, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+
+    def dataset(split: str, manifest: Manifest, train: bool) -> SpectrogramDataset:
+        waves = data.waves[split] if data.waves else None
+        return SpectrogramDataset(manifest, frontend, train=train, seed=seed, waves=waves)
+
+    train_set = dataset("train", data.train, True)
+    order = ShardedShuffle(len(train_set), 0, world, sample_weights)
+    keys = EpochKeys(order)
+    eval_set = dataset("eval", data.eval, False)
+    shard = Subset(eval_set, eval_indices(len(eval_set), world))
+    return PhaseData(frontend, train_set, keys, order, loader(train_set, batch_size, keys),
+                     loader(shard, eval_batch_size), device)
