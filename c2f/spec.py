@@ -112,6 +112,7 @@ class TrainerSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (c2f/train/precision.py)
     frontend: str = "auto"  # auto | device | worker: where fbank + SpecAugment run
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
+    cache_features: bool | str = "auto"  # keep raw fbanks (no mixup): auto (CPU) | true | false
     compile: bool = False  # torch.compile the training model
 
 
@@ -151,7 +152,7 @@ class RunSpec:
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
-                "precision", "frontend", "cache_audio", "compile"},
+                "precision", "frontend", "cache_audio", "cache_features", "compile"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
     "model": {"require_pretrained"},
@@ -255,6 +256,8 @@ def validate(spec: RunSpec) -> None:
            f"{t.frontend!r} is not auto|device|worker")
     _check(t.cache_audio in (True, False, "auto"), "trainer.cache_audio",
            f"{t.cache_audio!r} is not auto|true|false")
+    _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
+           f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",
            f"{spec.logger.mode!r} is not offline|online|disabled")
 

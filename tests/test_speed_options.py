@@ -98,3 +98,26 @@ def test_auto_cache_only_when_the_decoded_audio_fits(manifest, tmp_path, monkeyp
                     manifest.class_names)  # 100k minutes: 384 GB decoded
     assert not should_cache("auto", [many], 16000)
     assert should_cache(True, [many], 16000)
+
+
+def test_feature_cache_holds_each_clips_fbank_whatever_asks_first(manifest):
+    from c2f.compression import BaseInput, create_compression
+    from c2f.data.feature_cache import FeatureCache
+    from c2f.data.frontend import FeatureSettings, Frontend
+
+    pool = create_compression("pool_avg")
+    frontend = Frontend(FeatureSettings(16000, 128, -8.0, 6.0), pool.phase_input(
+        BaseInput(10.0, 48, (16, 16), 0), 4), pool, 4, on_device=True)
+    waves = WaveCache(manifest, 16000)
+
+    def one_clip(wave: torch.Tensor) -> torch.Tensor:
+        view, offset = frontend.clip(wave, None)
+        lengths = torch.tensor([frontend.valid_samples(wave)])
+        return frontend.fbank(view[None], lengths, torch.tensor([offset]))[0]
+    expected = torch.stack([one_clip(w) for w in waves.waves])
+    forward, backward = FeatureCache(waves, frontend), FeatureCache(waves, frontend)
+    order = torch.arange(len(waves.waves))
+    first, second = forward.rows(order[:3]), backward.rows(order.flip(0))
+    torch.testing.assert_close(first, expected[:3], atol=1e-5, rtol=0)
+    assert torch.equal(backward.table, forward.table)  # built the same way, bitwise
+    torch.testing.assert_close(second, expected.flip(0), atol=1e-5, rtol=0)

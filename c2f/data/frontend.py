@@ -65,7 +65,7 @@ class Frontend:
         s, p = self.settings, self.phase
         spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
         spec = features.pad_or_crop_frames(spec, p.fbank_frames)
-        return self._finish(spec, masks), 0.0
+        return self.finish(spec, masks), 0.0
 
     def valid_samples(self, wave: torch.Tensor) -> int:
         """How many of `clip`'s samples are the clip's own (the rest is padding)."""
@@ -77,14 +77,19 @@ class Frontend:
         """Device side: the model input of a batch already on its device."""
         if not self.on_device:
             return inputs
+        return self.finish(self.fbank(inputs, lengths, offsets), masks)
+
+    def fbank(self, inputs: torch.Tensor, lengths: torch.Tensor,
+              offsets: torch.Tensor) -> torch.Tensor:
+        """Raw fbank [B, frames, mel] of clip views (`clip`), padded into a batch."""
         s, p = self.settings, self.phase
         valid = torch.arange(inputs.shape[1], device=inputs.device) < lengths[:, None]
         waves = (inputs - offsets[:, None].to(inputs.dtype)) * valid
-        spec = features.fbank_batch(waves, lengths, s.sample_rate, s.num_mel_bins,
+        return features.fbank_batch(waves, lengths, s.sample_rate, s.num_mel_bins,
                                     p.frame_shift_ms, p.fbank_frames)
-        return self._finish(spec, masks)
 
-    def _finish(self, spec: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+    def finish(self, spec: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """A raw fbank [..., frames, mel] -> normalized, compressed, masked model input."""
         spec = features.normalize(spec, self.settings.mean, self.settings.std)
         spec = self.compression.transform(spec, self.c)
         if masks is not None:

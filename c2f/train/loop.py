@@ -64,7 +64,8 @@ class PhaseLoop:
         return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
                                 device=self.device, batch_size=self.batch_size,
                                 eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
-                                sample_weights=self.sample_weights)
+                                sample_weights=self.sample_weights,
+                                cache_features=t.cache_features)
 
     def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.world.active:
@@ -92,7 +93,7 @@ class PhaseLoop:
         batch = collate_skipping([dataset[i] for i in range(min(len(dataset), 4))])
         if batch["size"] == 0:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
-        inputs = data.inputs(batch, train=True)
+        inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch
         return training_flops(model, inputs) // batch["size"]
 
     def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,

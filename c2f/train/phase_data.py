@@ -2,12 +2,13 @@
 and loaders, built once so that loader workers live for the whole phase."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from c2f.data.dataset import EpochKeys, FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.feature_cache import FeatureCache, cache_key
 from c2f.data.frontend import Frontend
 from c2f.data.manifest import Manifest
 from c2f.data.wave_cache import WaveCache
@@ -22,6 +23,7 @@ class DataBundle:
     eval: Manifest
     settings: FeatureSettings
     waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
+    features: dict[tuple, FeatureCache] = field(default_factory=dict)  # shared by phases
 
 
 @dataclass
@@ -35,8 +37,9 @@ class PhaseData:
     train: DataLoader
     eval: DataLoader
     device: torch.device
+    features: dict[str, FeatureCache] | None = None  # per split, when fbanks are cached
 
-    def inputs(self, batch: dict, train: bool) -> torch.Tensor:
+    def inputs(self, batch: dict, train: bool, cached: bool = True) -> torch.Tensor:
         """The model input of a batch, on the device (the device frontend runs here)."""
         non_blocking = self.device.type == "cuda"
 
@@ -45,6 +48,9 @@ class PhaseData:
             # to drain before it launches the next step
             return batch[key].to(self.device, non_blocking=non_blocking)
         masks = moved("masks") if train else None
+        if cached and self.features:
+            spec = self.features["train" if train else "eval"].rows(batch["index"])
+            return self.frontend.finish(spec.to(self.device), masks)
         return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks)
 
 
@@ -54,9 +60,24 @@ def frontend_on_device(setting: str) -> bool:
     return setting in ("auto", "device")
 
 
+def feature_tables(setting: bool | str, frontend: Frontend, data: DataBundle,
+                   device: torch.device) -> dict[str, FeatureCache] | None:
+    """`trainer.cache_features`: raw fbanks kept per split when the clips are cached, the
+    frontend is on the device and there is no mixup (auto: on CPU, where the fbank costs)."""
+    wanted = setting is True or (setting == "auto" and device.type == "cpu")
+    if not (wanted and data.waves and frontend.on_device and frontend.settings.mixup == 0):
+        return None
+    tables = {}
+    for split, waves in data.waves.items():
+        key = cache_key(split, frontend)
+        tables[split] = data.features.setdefault(key, FeatureCache(waves, frontend))
+    return tables
+
+
 def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: World,
                      device: torch.device, batch_size: int, eval_batch_size: int,
-                     num_workers: int | str, sample_weights: torch.Tensor | None) -> PhaseData:
+                     num_workers: int | str, sample_weights: torch.Tensor | None,
+                     cache_features: bool | str = "auto") -> PhaseData:
     workers = loader_workers(num_workers)
     if data.waves is not None and frontend.on_device:
         # clips are in memory and the fbank runs on the device: a worker would only add the
@@ -78,4 +99,5 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
     eval_set = dataset("eval", data.eval, False)
     shard = Subset(eval_set, eval_indices(len(eval_set), world))
     return PhaseData(frontend, train_set, keys, order, loader(train_set, batch_size, keys),
-                     loader(shard, eval_batch_size), device)
+                     loader(shard, eval_batch_size), device,
+                     feature_tables(cache_features, frontend, data, device))
