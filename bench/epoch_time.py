@@ -41,8 +41,8 @@ DEIT_TINY_512 = ["dataset=builtin_multilabel", "dataset.builtin.clip_seconds=4.0
                  "dataset.target_length=512", "dataset.batch_size=12", "model.embed_dim=192",
                  "model.depth=12", "model.num_heads=3", "model.dist_token=true",
                  "trainer.num_workers=2"]
-PRESETS = {"make run default (ast_tiny, 256 frames, batch 32)": [],
-           "DeiT-tiny, 512 frames, batch 12": DEIT_TINY_512}
+PRESETS = {"make_run": ("make run default (ast_tiny, 256 frames, batch 32)", []),
+           "deit_tiny_512": ("DeiT-tiny, 512 frames, batch 12", DEIT_TINY_512)}
 
 
 def common(data_dir: Path) -> list[str]:
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baselines", default="3d6a4ab,d8e4ac6")
     parser.add_argument("--loop-out", type=Path, default=ROOT / "bench" / "results_loop.md")
     parser.add_argument("--loop-only", action="store_true")
+    parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch, loop comparison")
     parser.add_argument("--quick", action="store_true", help="one round, no loop comparison")
     args = parser.parse_args(argv)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.loop_only:
         return
     out = ["# Epoch-level speed on CPU", "", *header]
-    for title, preset in PRESETS.items():
+    for title, preset in [PRESETS[name] for name in args.presets.split(",")]:
         base = [*preset, *common(data_dir)]
         out += [f"## Epoch time vs FLOPs: {title}", "",
                 f"One warm-up epoch per config, then {rounds} interleaved round(s); trainer "
