@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baselines", default="3d6a4ab,d8e4ac6")
     parser.add_argument("--loop-out", type=Path, default=ROOT / "bench" / "results_loop.md")
     parser.add_argument("--loop-only", action="store_true")
+    parser.add_argument("--skip-loop", action="store_true")
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch, loop comparison")
     parser.add_argument("--quick", action="store_true", help="one round, no loop comparison")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
               f"- date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; CPU: {cpu_model()}, "
               f"{len(os.sched_getaffinity(0))} usable CPUs, torch {torch.__version__}", ""]
     rounds = 1 if args.quick else args.rounds
-    if not args.quick:
+    if not (args.quick or args.skip_loop):
         loop = ["# This loop against earlier ones (CPU)", "", *header]
         loop_against(args.baselines.split(","), data_dir, rounds, args.steps, loop)
         args.loop_out.write_text("\n".join(loop) + "\n")

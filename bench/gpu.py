@@ -134,6 +134,31 @@ def samples_per_s(stats: list[dict]) -> float:
     return statistics.median(r["samples"] / r["seconds"] for r in stats)
 
 
+def profile_section(report: Report, bench: EpochBench, base: list[str],
+                    device: torch.device) -> None:
+    """Where an epoch's time goes: host (CPU) vs device (CUDA) time per op, fshift C = 4."""
+    from torch.profiler import ProfilerActivity, profile
+
+    session = bench.session([*base, "compression=fshift", "schedule.c=4",
+                             "trainer.precision=bf16"])
+    session.epoch()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        session.epoch()
+        sync(device)
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in events) / 1e6 if device.type == "cuda" else 0
+    table = events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48)
+    busy_line = (f"GPU busy {busy:.2f} s ({100 * busy / wall:.0f}%): the rest of the time "
+                 "the GPU waits for the host" if device.type == "cuda" else "no GPU")
+    report.add("## 6. Where a C = 4 epoch goes (torch.profiler, fshift C = 4, bf16)", "",
+               f"wall {wall:.2f} s (profiled); {busy_line}.", "",
+               "```", *table.splitlines(), "```", "")
+
+
 def precision_section(report: Report, bench: EpochBench, base: list[str],
                       budget_s: float) -> None:
     precisions = {p: [*base, "compression=none", f"trainer.precision={p}"]
@@ -159,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="ast_base", help="ast_tiny for a CPU smoke test")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="time trainer.compile=reduce-overhead when the budget allows")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -221,6 +248,23 @@ def main(argv: list[str] | None = None) -> None:
                    f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
                    f"(C = 4); epoch time ratio {statistics.median(ratios):.3f} for a FLOPs ratio "
                    f"of {coarse[0]['flops'] / full[0]['flops']:.3f}.", "")
+    if report.elapsed < args.budget_s:
+        profile_section(report, bench, base, device)
+    if args.compile and report.elapsed < args.budget_s - 60:
+        runs = interleaved(report, bench, {
+            name: [*base, *overrides, "trainer.precision=bf16",
+                   "trainer.compile=reduce-overhead"]
+            for name, overrides in (("none C=1", ["compression=none"]),
+                                    ("fshift C=4", ["compression=fshift", "schedule.c=4"]))},
+            1, args.budget_s)
+        full, coarse = runs["none C=1"], runs["fshift C=4"]
+        report.add("## 7. `trainer.compile=reduce-overhead` (CUDA graphs), bf16, batch "
+                   f"{args.batch}", "",
+                   f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
+                   f"(fshift C = 4); epoch time ratio "
+                   f"{coarse[0]['seconds'] / full[0]['seconds']:.3f} for a FLOPs ratio of "
+                   f"{coarse[0]['flops'] / full[0]['flops']:.3f} (after a warm-up epoch that "
+                   "compiles).", "")
     report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 processes "
                "needs 2; not measured." if torch.cuda.device_count() < 2 else
                "2+ GPUs: run `torchrun --nproc_per_node 2 run.py trainer.device=cuda ...`", "")

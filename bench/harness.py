@@ -91,11 +91,7 @@ class EpochBench:
         loop = PhaseLoop(spec, plan, self.bundle(spec), run, tracker, log=lambda *a: None)
         phase = plan.phases[0]
         model, optimizer = loop._enter_phase(phase, None, None)
-        trainable = loop._parallel(model)
-        if spec.trainer.compile:
-            import torch
-
-            trainable = torch.compile(trainable)
+        trainable = loop.trainable(model)
         return Session(loop, model, trainable, optimizer, loop._phase_data(phase), TrainState())
 
 

@@ -113,7 +113,7 @@ class TrainerSpec:
     frontend: str = "auto"  # auto | device | worker: where fbank + SpecAugment run
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
     cache_features: bool | str = "auto"  # keep raw fbanks (no mixup): auto (CPU) | true | false
-    compile: bool = False  # torch.compile the training model
+    compile: bool | str = False  # torch.compile the training model: false | true | a mode
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,9 @@ class RunSpec:
     def run_dir(self) -> Path:
         return self.runs_dir / self.group / self.run_id
 
+
+# torch.compile's modes (`reduce-overhead` = CUDA graphs, for steps bound by kernel launches)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
@@ -256,6 +259,8 @@ def validate(spec: RunSpec) -> None:
            f"{t.frontend!r} is not auto|device|worker")
     _check(t.cache_audio in (True, False, "auto"), "trainer.cache_audio",
            f"{t.cache_audio!r} is not auto|true|false")
+    _check(t.compile in (True, False, *COMPILE_MODES), "trainer.compile",
+           f"{t.compile!r} is not true|false|{'|'.join(COMPILE_MODES)}")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
            f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",

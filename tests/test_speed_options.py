@@ -121,3 +121,25 @@ def test_feature_cache_holds_each_clips_fbank_whatever_asks_first(manifest):
     torch.testing.assert_close(first, expected[:3], atol=1e-5, rtol=0)
     assert torch.equal(backward.table, forward.table)  # built the same way, bitwise
     torch.testing.assert_close(second, expected.flip(0), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("key, value", [("trainer.compile", "fastest"),
+                                        ("trainer.precision", "fp8"),
+                                        ("trainer.frontend", "gpu"),
+                                        ("trainer.cache_features", "sometimes")])
+def test_speed_keys_refuse_unknown_values_naming_the_key(key, value):
+    from c2f.spec import ConfigError
+    from tests.test_plan import spec_for
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        spec_for(f"{key}={value}")
+
+
+def test_speed_keys_do_not_change_the_run_id():
+    from tests.test_plan import spec_for
+
+    plain = spec_for()
+    fast = spec_for("trainer.compile=reduce-overhead", "trainer.precision=bf16",
+                    "trainer.frontend=worker", "trainer.cache_audio=false",
+                    "trainer.cache_features=false")
+    assert fast.run_id == plain.run_id

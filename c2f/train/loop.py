@@ -67,11 +67,16 @@ class PhaseLoop:
                                 sample_weights=self.sample_weights,
                                 cache_features=t.cache_features)
 
-    def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
-        if not self.world.active:
+    def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What the training step calls: DDP-wrapped when distributed, compiled on request
+        (`trainer.compile`: true, or one of torch.compile's modes)."""
+        if self.world.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        mode = self.spec.trainer.compile
+        if mode is False:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model, mode=None if mode is True else mode)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.spec.dataset.loss == "bce":
@@ -242,9 +247,7 @@ class PhaseLoop:
             if resumed is None:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
             loaded = None
-            trainable = self._parallel(model)
-            if self.spec.trainer.compile:
-                trainable = torch.compile(trainable)
+            trainable = self.trainable(model)
             data = self._phase_data(phase)
             if phase.index not in state.flops_per_sample:
                 state.flops_per_sample[phase.index] = self._measure_flops(model, data)
