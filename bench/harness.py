@@ -18,14 +18,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from c2f.data.prepare import prepare_data
-from c2f.data.wave_cache import cache_splits
 from c2f.plan import build_plan
 from c2f.spec import RunSpec, build_spec
 from c2f.track import RunDir, Tracker
 from c2f.train.checkpoint import TrainState
-from c2f.train.distributed import loader_workers
 from c2f.train.loop import PhaseLoop
-from c2f.train.phase_data import DataBundle
+from c2f.train.phase_data import DataBundle, data_bundle
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -75,10 +73,8 @@ class EpochBench:
         key = json.dumps(spec.semantic["dataset"], sort_keys=True) + str(spec.trainer.cache_audio)
         if key not in self.bundles:
             train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, print)
-            waves = cache_splits(spec.trainer.cache_audio, {"train": train, "eval": evaluation},
-                                 settings.sample_rate, loader_workers(spec.trainer.num_workers),
-                                 progress=False)
-            self.bundles[key] = DataBundle(train, evaluation, settings, waves)
+            self.bundles[key] = data_bundle(train, evaluation, settings, spec.trainer,
+                                            progress=False)
         return self.bundles[key]
 
     def session(self, overrides: list[str]) -> Session:

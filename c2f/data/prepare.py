@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from c2f.data.builtin import BuiltinParams, ensure_builtin
-from c2f.data.dataset import FeatureSettings
 from c2f.data.errors import DataError
+from c2f.data.frontend import FeatureSettings
 from c2f.data.manifest import Manifest, check_files, load_manifest
 from c2f.data.stats import cached_stats
 from c2f.spec import ConfigError, DatasetSpec

@@ -51,10 +51,6 @@ class WaveCache:
             raise wave
         return wave
 
-    @property
-    def nbytes(self) -> int:
-        return sum(w.numel() * BYTES_PER_SAMPLE for w in self.waves if isinstance(w, torch.Tensor))
-
 
 def estimated_bytes(manifest: Manifest, sample_rate: int, probe: int = 32) -> int:
     """Memory the decoded manifest would take, from the headers of up to `probe` clips."""

@@ -6,13 +6,12 @@ import dataclasses
 import torch
 
 from c2f.data.prepare import prepare_data
-from c2f.data.wave_cache import cache_splits
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
-from c2f.train.distributed import init_world, loader_workers
+from c2f.train.distributed import init_world
 from c2f.train.loop import PhaseLoop
-from c2f.train.phase_data import DataBundle
+from c2f.train.phase_data import data_bundle
 from c2f.train.records import average_record, epoch_records, summarize
 
 
@@ -77,11 +76,9 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                       run.path, flat_config(spec.semantic, spec.group), spec.logger.tags)
     exit_code = 1
     try:
-        waves = cache_splits(spec.trainer.cache_audio, {"train": train, "eval": evaluation},
-                             settings.sample_rate, loader_workers(spec.trainer.num_workers),
-                             spec.trainer.progress and world.is_main)
-        loop = PhaseLoop(spec, plan, DataBundle(train, evaluation, settings, waves), run,
-                         tracker, echo, world)
+        data = data_bundle(train, evaluation, settings, spec.trainer,
+                           progress=spec.trainer.progress and world.is_main)
+        loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
         records = loop.run()
         silent = {split: len(ids) for split, ids in loop.silent.items()}
         summary = summarize(spec, plan, records, loop.skipped, silent)

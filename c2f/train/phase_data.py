@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from c2f.data.dataset import EpochKeys, FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.dataset import EpochKeys, SpectrogramDataset, collate_skipping
 from c2f.data.feature_cache import FeatureCache, cache_key
-from c2f.data.frontend import Frontend
+from c2f.data.frontend import FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
-from c2f.data.wave_cache import WaveCache
+from c2f.data.wave_cache import WaveCache, cache_splits
+from c2f.spec import TrainerSpec
 from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
 
 
@@ -24,6 +25,14 @@ class DataBundle:
     settings: FeatureSettings
     waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
     features: dict[tuple, FeatureCache] = field(default_factory=dict)  # shared by phases
+
+
+def data_bundle(train: Manifest, evaluation: Manifest, settings: FeatureSettings,
+                trainer: TrainerSpec, progress: bool) -> DataBundle:
+    """The run's data, with every clip decoded once when `trainer.cache_audio` says so."""
+    waves = cache_splits(trainer.cache_audio, {"train": train, "eval": evaluation},
+                         settings.sample_rate, loader_workers(trainer.num_workers), progress)
+    return DataBundle(train, evaluation, settings, waves)
 
 
 @dataclass
