@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,20 +39,39 @@ def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: in
     return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
 
 
-def cached_stats(cache_dir: Path, manifest: Manifest, **kwargs) -> tuple[float, float]:
-    """compute_stats, cached by manifest content and feature parameters."""
-    key = json.dumps({"manifest": str(manifest.path), "size": manifest.path.stat().st_size,
-                      "mtime": manifest.path.stat().st_mtime_ns, **kwargs}, sort_keys=True)
+STATS_DIR = "stats"  # beside a manifest (written by `python -m c2f.data.prepare`) or in data_dir
+
+
+def _stats_key(manifest: Manifest, sample_rate: int, num_mel_bins: int, frame_shift_ms: float,
+               target_length: int) -> str:
+    """File name of the statistics of this manifest's content under these feature settings."""
     from c2f.spec import config_hash  # spec is a leaf module; imported here to keep data light
 
-    path = Path(cache_dir) / f"stats-{config_hash({'k': key})}.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        return cached["mean"], cached["std"]
-    mean, std = compute_stats(manifest, **kwargs)
+    content = hashlib.sha256(manifest.path.read_bytes()).hexdigest()
+    key = {"manifest": str(manifest.path), "sha256": content, "sample_rate": int(sample_rate),
+           "num_mel_bins": int(num_mel_bins), "frame_shift_ms": float(frame_shift_ms),
+           "target_length": int(target_length)}
+    return f"stats-{config_hash(key)}.json"
+
+
+def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
+                 num_mel_bins: int = 128, frame_shift_ms: float = 10.0,
+                 target_length: int = 1024) -> tuple[float, float]:
+    """compute_stats, cached by manifest content and feature settings: read from the `stats`
+    folder beside the manifest (where dataset preparation leaves them) or from `cache_dir`,
+    else computed and written to `cache_dir`."""
+    name = _stats_key(manifest, sample_rate, num_mel_bins, frame_shift_ms, target_length)
+    for folder in (manifest.path.parent / STATS_DIR, Path(cache_dir)):
+        if (folder / name).exists():
+            cached = json.loads((folder / name).read_text())
+            return cached["mean"], cached["std"]
+    mean, std = compute_stats(manifest, sample_rate, num_mel_bins, frame_shift_ms,
+                              target_length)
     # several ranks may race here: each writes whole, the last rename wins
-    atomic_write_text(path, json.dumps({"mean": mean, "std": std,
-                                        "manifest": str(manifest.path)}))
+    atomic_write_text(Path(cache_dir) / name, json.dumps(
+        {"mean": mean, "std": std, "manifest": str(manifest.path), "sample_rate": sample_rate,
+         "num_mel_bins": num_mel_bins, "frame_shift_ms": frame_shift_ms,
+         "target_length": target_length}))
     return mean, std
 
 

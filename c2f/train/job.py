@@ -5,7 +5,7 @@ import dataclasses
 
 import torch
 
-from c2f.data.prepare import prepare_data
+from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
@@ -66,7 +66,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                           f"{world.size} processes; use a multiple of {world.size}")
     if not world.is_main:
         echo = _quiet
-    train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, echo)
+    train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo)
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:

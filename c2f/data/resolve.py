@@ -42,7 +42,7 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
     return manifest
 
 
-def prepare_data(dataset: DatasetSpec, data_dir: Path, log=print):
+def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print):
     """(train manifest, eval manifest, FeatureSettings), all checked before training."""
     paths = manifest_paths(dataset, data_dir)
     train = _checked(load_manifest(paths["train"], paths["labels"]), dataset.on_bad_audio, log)

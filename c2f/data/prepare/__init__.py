@@ -1,0 +1,20 @@
+"""`python -m c2f.data.prepare NAME --src DIR`: the paper's datasets (and ESC-50, Speech
+Commands) from what their publishers hand out, into manifests the dataset presets read.
+
+One file per dataset registers itself with `@register_dataset`; `engine.prepare` converts the
+clips (PyAV, 16 kHz mono FLAC, in parallel, resumable) and writes the manifests, labels,
+statistics and reports.
+"""
+from c2f.data.prepare import (  # noqa: F401  (each module registers its dataset)
+    audioset,
+    esc50,
+    kinetics_sounds,
+    speechcommands,
+    vggsound,
+    voxceleb1,
+)
+from c2f.data.prepare.engine import Options, Summary, prepare
+from c2f.data.prepare.registry import DATASETS, DatasetRecipe, Entry, ListError, Listing
+
+__all__ = ["DATASETS", "DatasetRecipe", "Entry", "Listing", "ListError", "Options", "Summary",
+           "prepare"]

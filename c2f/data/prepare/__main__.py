@@ -1,0 +1,86 @@
+"""Command line of `python -m c2f.data.prepare`; `--help` lists the datasets."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from c2f.data.prepare import DATASETS, ListError, Options, prepare
+
+
+def _limit(text: str) -> str:
+    """--max-missing / --max-failed: "5%" or a count."""
+    body = text[:-1] if text.endswith("%") else text
+    try:
+        value = float(body)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count (100) or a percentage "
+                                         "(5%)") from None
+    if value < 0 or (not text.endswith("%") and value != int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole count >= 0 or a percentage")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    """One subcommand per registered dataset, each with the shared options and its own."""
+    import c2f.data.prepare as package
+
+    top = argparse.ArgumentParser(prog="python -m c2f.data.prepare", description=package.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    subs = top.add_subparsers(dest="dataset", required=True, metavar="NAME")
+    for name, recipe in DATASETS.items():
+        sub = subs.add_parser(name, help=recipe.description, description=recipe.description)
+        sub.add_argument("--src", type=Path, required=True,
+                         help="folder holding the downloaded files (any layout below it)")
+        sub.add_argument("--lists", type=Path, nargs="+", default=[],
+                         help=f"the publisher's lists, if not under --src: {recipe.lists_help}")
+        sub.add_argument("--out", type=Path,
+                         help=f"output folder (default: $C2F_ROOT/data/{name}, the preset's "
+                              "${paths.data_dir}/" + name + ")")
+        sub.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                         help="decoding processes (default: CPUs - 1)")
+        sub.add_argument("--format", choices=("flac", "wav"), default="flac",
+                         help="output audio format (16-bit; default flac)")
+        sub.add_argument("--max-missing", type=_limit, metavar="N|P%",
+                         help="exit 1 when more listed clips than this have no source file")
+        sub.add_argument("--max-failed", type=_limit, metavar="N|P%",
+                         help="exit 1 when more source files than this fail to decode")
+        sub.add_argument("--no-stats", action="store_true",
+                         help="skip the normalization statistics")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        recipe.add_arguments(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    recipe_cls = DATASETS[args.dataset]
+    if not args.src.is_dir():
+        print(f"error: --src {args.src}: not a folder; point it at the downloaded files",
+              file=sys.stderr)
+        return 2
+    for path in args.lists:
+        if not path.is_file():
+            print(f"error: --lists {path}: no such file", file=sys.stderr)
+            return 2
+    if args.workers < 1:
+        print("error: --workers must be >= 1", file=sys.stderr)
+        return 2
+    out = args.out or Path(os.environ.get("C2F_ROOT", ".")) / "data" / args.dataset
+    options = Options(out=out, workers=args.workers, fmt=args.format,
+                      max_missing=args.max_missing, max_failed=args.max_failed,
+                      stats=not args.no_stats, progress=not args.no_progress)
+    try:
+        summary = prepare(recipe_cls(args.src, args.lists, args), options)
+    except ListError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if summary.ok:
+        print(f"prepared {args.dataset} in {out}; train with: python run.py "
+              f"dataset={recipe_cls.preset} paths.data_dir={out.parent}")
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

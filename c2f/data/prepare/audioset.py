@@ -1,0 +1,113 @@
+"""AudioSet (Gemmeke et al., ICASSP 2017) from its published segment lists.
+
+Lists (research.google.com/audioset/download.html): `balanced_train_segments.csv`,
+`unbalanced_train_segments.csv`, `eval_segments.csv` (three `#` header lines, then
+`YTID, start_seconds, end_seconds, "mid1,mid2"`), and the 527-class
+`class_labels_indices.csv` (`index,mid,display_name`; AST ships the same file in
+egs/audioset/data/). Audio files are named by YouTube id, cut or whole (see `sources`).
+
+Writes `balanced_train.json` (AudioSet-20K), `full_train.json` (balanced + unbalanced, ~2M),
+`eval.json`, and `full_train_weight.csv`: the per-clip weights of AST's balanced sampler
+(egs/audioset/gen_weight_file.py: class weight 1000 / (count + 0.01), a clip's weight the sum
+over its labels, one line per clip, as np.savetxt writes them), for AST's own code; c2f computes
+the same weights in the run (`dataset.balanced_sampler`).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    ListError,
+    Listing,
+    csv_rows,
+    read_class_csv,
+    register_dataset,
+)
+from c2f.data.prepare.sources import YouTubeIndex
+from c2f.track import atomic_write_text
+
+LISTS = {"balanced": "balanced_train_segments.csv", "unbalanced": "unbalanced_train_segments.csv",
+         "eval": "eval_segments.csv"}
+
+
+def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
+                    problems: list[str]) -> list[Entry]:
+    """One entry per row of a segment list; rows with unknown labels are reported, left out."""
+    entries = []
+    for number, cells in csv_rows(path, comment="#"):
+        where = f"{path.name}:{number}"
+        if len(cells) < 4:
+            problems.append(f"{where}: expected YTID, start_seconds, end_seconds, "
+                            f"positive_labels; got {','.join(cells)!r}")
+            continue
+        ident, start_text, labels_text = cells[0], cells[1], ",".join(cells[3:])
+        try:
+            start = float(start_text)
+        except ValueError:
+            problems.append(f"{where}: start_seconds {start_text!r} is not a number")
+            continue
+        labels = tuple(dict.fromkeys(m.strip() for m in labels_text.split(",") if m.strip()))
+        unknown = [m for m in labels if m not in mids]
+        if unknown or not labels:
+            problems.append(f"{where}: {ident}: unknown label(s) {', '.join(unknown) or '(none)'} "
+                            "not in class_labels_indices.csv; clip left out")
+            continue
+        entries.append(Entry(key=f"{ident}_{round(start * 1000)}", labels=labels, split=split,
+                             where=where, ident=f"{ident} {start:.3f}",
+                             found=index.find(ident, start), start=start))
+    return entries
+
+
+@register_dataset
+class AudioSet(DatasetRecipe):
+    name = "audioset"
+    preset = "audioset_balanced"
+    description = "AudioSet: balanced (20K), full (2M) and eval manifests, 527 classes"
+    duration = 10.0        # 10 s segments (paper §3.1)
+    target_length = 1024   # AST egs/audioset/run.sh audio_length=1024
+    manifests = {"balanced_train": ("balanced",), "full_train": ("balanced", "unbalanced"),
+                 "eval": ("eval",)}
+    train_manifests = ("balanced_train", "full_train")
+    lists_help = ("balanced_train_segments.csv, unbalanced_train_segments.csv, "
+                  "eval_segments.csv and class_labels_indices.csv from "
+                  "research.google.com/audioset/download.html")
+
+    def read(self) -> Listing:
+        labels_csv = self.list_file("class_labels_indices.csv")
+        classes = read_class_csv(labels_csv)
+        mids = {mid for mid, _ in classes}
+        index = YouTubeIndex(self.src)
+        problems: list[str] = []
+        entries, sources = [], [labels_csv]
+        for split, file in LISTS.items():
+            try:
+                path = self.list_file(file)
+            except ListError:
+                if split != "unbalanced":
+                    raise
+                problems.append(f"{file} not found: full_train.json is not written "
+                                "(balanced_train and eval are)")
+                self.manifests = {k: v for k, v in self.manifests.items() if k != "full_train"}
+                continue
+            sources.append(path)
+            entries += segment_entries(path, split, mids, index, problems)
+        return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
+
+    def extra_outputs(self, out: Path, manifests: dict[str, list[Entry]]) -> list[Path]:
+        """full_train_weight.csv, from the same function the run's balanced sampler uses."""
+        if "full_train" not in manifests:
+            return []
+        from c2f.data.dataset import balanced_weights
+        from c2f.data.manifest import load_manifest
+
+        manifest = load_manifest(out / "full_train.json", out / "class_labels_indices.csv")
+        path = out / "full_train_weight.csv"
+        text = io.StringIO()
+        np.savetxt(text, balanced_weights(manifest).numpy(), delimiter=",")
+        atomic_write_text(path, text.getvalue())
+        return [path]

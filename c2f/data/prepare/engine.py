@@ -1,0 +1,292 @@
+"""Run one dataset preparation: convert what is missing in parallel, then write manifests,
+labels, statistics and the reports (missing.txt, failed.txt, problems.txt, prepared.json)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from c2f.data.prepare.decode import DecodeError, Segment, decode, fit, remove_partials, write_atomic
+from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing
+from c2f.track import atomic_write_text
+
+AUDIO_DIR = "audio"
+LABELS_CSV = "class_labels_indices.csv"
+MAX_SHOWN = 10  # lines of each problem list printed; the files hold them all
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to prepare: where to, in what format, how many processes, when to give up."""
+
+    out: Path
+    workers: int = 1
+    fmt: str = "flac"
+    sample_rate: int = 16000
+    max_missing: str | None = None   # "5%" or a count; None: any number is tolerated
+    max_failed: str | None = None
+    stats: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Summary:
+    """What a preparation found and did; `ok` is False when the exit code should say so."""
+
+    listed: int = 0
+    converted: int = 0
+    skipped: int = 0
+    missing: list[Entry] = field(default_factory=list)
+    failed: list[tuple[Entry, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    manifests: dict[str, int] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)  # why `ok` is False
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+def output_path(out: Path, entry: Entry, fmt: str) -> Path:
+    """Where an entry's converted clip lives."""
+    return out / AUDIO_DIR / f"{entry.key}.{fmt}"
+
+
+def convert_task(task: tuple) -> str | None:
+    """Decode, resample, cut and write one clip (in a worker); None or the failure reason."""
+    source, target, start, duration, sample_rate, fmt = task
+    try:
+        samples, rate = decode(Path(source), Segment(start, duration))
+        write_atomic(Path(target), fit(samples, rate, sample_rate, duration), sample_rate, fmt)
+    except DecodeError as err:
+        return str(err)
+    except (OSError, RuntimeError, ValueError) as err:  # soundfile or torch on odd input
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _init_worker() -> None:
+    """One thread per worker process: parallelism comes from the processes."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options) -> dict[str, str]:
+    """Convert `todo` (in a process pool when workers > 1); failure reason by entry key."""
+    tasks = [(str(e.found.path), str(output_path(options.out, e, options.fmt)),
+              e.segment(recipe.duration).start, recipe.duration, options.sample_rate,
+              options.fmt) for e in todo]
+    bar = dict(total=len(tasks), unit="clip", desc=f"converting {recipe.name}",
+               disable=not options.progress or not tasks, dynamic_ncols=True)
+    if options.workers <= 1 or len(tasks) < 2:
+        results = (convert_task(t) for t in tqdm(tasks, **bar))
+        return {e.key: r for e, r in zip(todo, results) if r is not None}
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
+    with ProcessPoolExecutor(options.workers, mp_context=context,
+                             initializer=_init_worker) as pool:
+        results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
+    return {e.key: r for e, r in zip(todo, results) if r is not None}
+
+
+def _unique(entries: list[Entry], problems: list[str]) -> list[Entry]:
+    """Entries by key, the first of duplicates kept and the others reported."""
+    seen: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.key in seen:
+            problems.append(f"{entry.where}: {entry.ident} is listed again (first at "
+                            f"{seen[entry.key].where}); kept once")
+            continue
+        seen[entry.key] = entry
+    return list(seen.values())
+
+
+def _limit(text: str | None, count: int, total: int) -> bool:
+    """Whether `count` of `total` exceeds a limit given as "5%" or as a count."""
+    if text is None:
+        return False
+    if text.endswith("%"):
+        return count > float(text[:-1]) / 100 * total
+    return count > int(text)
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """A report file, or none when there is nothing to report (a stale one is removed)."""
+    if lines:
+        atomic_write_text(path, "\n".join(lines) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Leave an identical file untouched, so reruns keep its time stamp."""
+    if not (path.exists() and path.read_text() == text):
+        atomic_write_text(path, text)
+
+
+def _labels_csv(classes: list[tuple[str, str]]) -> str:
+    """AST's class_labels_indices.csv."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(["index", "mid", "display_name"])
+    for index, (mid, name) in enumerate(classes):
+        writer.writerow([index, mid, name])
+    return text.getvalue()
+
+
+def _manifest_json(entries: list[Entry], fmt: str) -> str:
+    """AST's manifest format, paths relative to the manifest so the folder can move."""
+    data = [{"wav": f"{AUDIO_DIR}/{e.key}.{fmt}", "labels": ",".join(e.labels)}
+            for e in entries]
+    return json.dumps({"data": data}, indent=1) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path],
+                log) -> dict[str, dict]:
+    """Normalization statistics of each training manifest, cached in out/stats where the
+    dataset presets find them (c2f.data.stats.cached_stats)."""
+    from c2f.data.manifest import load_manifest
+    from c2f.data.stats import STATS_DIR, cached_stats
+
+    found = {}
+    for name in recipe.train_manifests:
+        if name not in written:
+            continue
+        manifest = load_manifest(written[name], options.out / LABELS_CSV)
+        settings = dict(sample_rate=options.sample_rate, num_mel_bins=128, frame_shift_ms=10.0,
+                        target_length=recipe.target_length)
+        mean, std = cached_stats(options.out / STATS_DIR, manifest, **settings)
+        log(f"normalization statistics of {name}: mean {mean:.7f}, std {std:.7f}")
+        found[name] = {"mean": mean, "std": std, **settings}
+    return found
+
+
+def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
+    """Prepare `recipe`'s dataset into `options.out`; see the module docstring."""
+    started = time.time()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    listing: Listing = recipe.read()
+    summary = Summary(problems=list(listing.problems))
+    entries = _unique(listing.entries, summary.problems)
+    summary.listed = len(entries)
+    stale = remove_partials(out / AUDIO_DIR)
+    if stale:
+        log(f"removed {stale} partial file(s) a stopped run left in {out / AUDIO_DIR}")
+    # a clip converted before counts even when its source has since been deleted
+    converted = {e.key for e in entries if output_path(out, e, options.fmt).exists()}
+    done = [e for e in entries if e.key in converted]
+    todo = [e for e in entries if e.found is not None and e.key not in converted]
+    summary.missing = [e for e in entries if e.found is None and e.key not in converted]
+    summary.skipped = len(done)
+    log(f"{recipe.name}: {len(entries)} clips listed, {len(summary.missing)} without a source "
+        f"file under {recipe.src}; {summary.skipped} already converted (skipped), "
+        f"{len(todo)} to convert with {options.workers} worker(s)")
+    failures = _convert(todo, recipe, options)
+    by_key = {e.key: e for e in todo}
+    summary.failed = [(by_key[key], reason) for key, reason in failures.items()]
+    summary.converted = len(todo) - len(failures)
+    usable = [e for e in entries  # in list order, so manifests do not depend on the workers
+              if e.key in converted or (e.found is not None and e.key not in failures)]
+
+    _write_lines(out / "missing.txt", [f"{e.ident}\t{e.where}" for e in summary.missing])
+    _write_lines(out / "failed.txt",
+                 [f"{e.found.path}\t{reason}\t{e.where}" for e, reason in summary.failed])
+    _write_lines(out / "problems.txt", summary.problems)
+    _write_if_changed(out / LABELS_CSV, _labels_csv(listing.classes))
+    written: dict[str, Path] = {}
+    per_class: dict[str, dict[str, int]] = {}
+    names = dict(listing.classes)
+    for name, splits in recipe.manifests.items():
+        chosen = [e for e in usable if e.split in splits]
+        summary.manifests[name] = len(chosen)
+        if not chosen:
+            log(f"WARNING: manifest {name} has no usable clip; not written")
+            (out / f"{name}.json").unlink(missing_ok=True)
+            continue
+        written[name] = out / f"{name}.json"
+        _write_if_changed(written[name], _manifest_json(chosen, options.fmt))
+        counts = Counter(names[mid] for e in chosen for mid in e.labels)
+        per_class[name] = dict(sorted(counts.items()))
+    extras = recipe.extra_outputs(out, {n: [e for e in usable if e.split in s]
+                                        for n, s in recipe.manifests.items() if n in written})
+    stats = _statistics(recipe, options, written, log) if options.stats and written else {}
+
+    total = max(1, summary.listed)
+    if not written:
+        summary.reasons.append("no usable clip: nothing was written")
+    if _limit(options.max_missing, len(summary.missing), total):
+        summary.reasons.append(f"{len(summary.missing)} missing clips exceed --max-missing "
+                               f"{options.max_missing}")
+    if _limit(options.max_failed, len(summary.failed), total):
+        summary.reasons.append(f"{len(summary.failed)} failed clips exceed --max-failed "
+                               f"{options.max_failed}")
+    from c2f import __version__
+
+    report = {
+        "dataset": recipe.name, "c2f_version": __version__,
+        "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "src": str(recipe.src),
+        "lists": [{"path": str(p), "sha256": _sha256(p)} for p in listing.sources],
+        "format": options.fmt, "sample_rate": options.sample_rate,
+        "clip_seconds": recipe.duration, "classes": len(listing.classes),
+        "listed": summary.listed, "missing": len(summary.missing),
+        "failed": len(summary.failed), "problems": len(summary.problems),
+        "usable": len(usable), "converted_this_run": summary.converted,
+        "skipped_this_run": summary.skipped, "seconds_this_run": round(time.time() - started, 1),
+        "splits": {split: {"listed": sum(e.split == split for e in entries),
+                           "usable": sum(e.split == split for e in usable)}
+                   for split in sorted({e.split for e in entries})},
+        "manifests": {name: {"clips": summary.manifests[name], "file": f"{name}.json",
+                             "per_class": per_class.get(name, {})}
+                      for name in recipe.manifests},
+        "extra_files": [p.name for p in extras], "statistics": stats,
+        "ok": summary.ok, "errors": summary.reasons,
+    }
+    atomic_write_text(out / "prepared.json", json.dumps(report, indent=1) + "\n")
+    _print_summary(summary, out, log)
+    return summary
+
+
+def _print_summary(summary: Summary, out: Path, log) -> None:
+    """Counts, the first lines of each problem list, and where the full lists are."""
+    for title, lines, file in (
+            ("missing (no source file)", [f"{e.ident} ({e.where})" for e in summary.missing],
+             "missing.txt"),
+            ("failed to decode", [f"{e.found.path}: {r}" for e, r in summary.failed],
+             "failed.txt"),
+            ("list problems", summary.problems, "problems.txt")):
+        if lines:
+            log(f"{len(lines)} {title}, all in {out / file}:")
+            for line in lines[:MAX_SHOWN]:
+                log(f"  {line}")
+            if len(lines) > MAX_SHOWN:
+                log(f"  ... and {len(lines) - MAX_SHOWN} more")
+    made = ", ".join(f"{name}.json {n}" for name, n in summary.manifests.items())
+    log(f"converted {summary.converted}, skipped {summary.skipped} already converted, "
+        f"missing {len(summary.missing)}, failed {len(summary.failed)}; manifests: {made}")
+    for reason in summary.reasons:
+        log(f"ERROR: {reason}")
+
+
+__all__ = ["Options", "Summary", "prepare", "output_path", "ListError", "AUDIO_DIR",
+           "LABELS_CSV"]

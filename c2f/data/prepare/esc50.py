@@ -1,0 +1,68 @@
+"""ESC-50 (Piczak, ACM MM 2015): 2,000 five-second clips, 50 classes, 5 folds.
+
+From the release (github.com/karolpiczak/ESC-50): `meta/esc50.csv` with header
+`filename,fold,target,category,esc10,src_file,take` and the clips in `audio/`. One manifest
+pair per fold: `fold<k>_train.json` (the other four folds) and `fold<k>_eval.json` (fold k),
+as AST's egs/esc50/prep_esc50.py makes them; class k is `target` k with AST's mids
+(`/m/07rwj<kk>`, egs/esc50/data/esc_class_labels_indices.csv) and the category as its name.
+Clips keep their 5 s (AST egs/esc50/run_esc.sh audio_length=512 frames).
+"""
+from __future__ import annotations
+
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    ListError,
+    Listing,
+    csv_rows,
+    register_dataset,
+)
+from c2f.data.prepare.sources import PathIndex
+
+FOLDS = (1, 2, 3, 4, 5)
+NUM_CLASSES = 50
+HEADER = ["filename", "fold", "target", "category"]
+
+
+@register_dataset
+class ESC50(DatasetRecipe):
+    name = "esc50"
+    preset = "esc50"
+    description = "ESC-50: 50 classes, a train/eval manifest pair for each of the 5 folds"
+    duration = None        # whole 5 s clips
+    target_length = 512    # AST egs/esc50/run_esc.sh audio_length=512
+    manifests = {f"fold{k}_{part}": tuple(f"fold{j}" for j in FOLDS if (j == k) == (part == "eval"))
+                 for k in FOLDS for part in ("train", "eval")}
+    train_manifests = tuple(f"fold{k}_train" for k in FOLDS)
+    lists_help = "meta/esc50.csv of github.com/karolpiczak/ESC-50"
+
+    def read(self) -> Listing:
+        path = self.list_file("esc50.csv")
+        audio = path.parent.parent / "audio" if (path.parent.parent / "audio").is_dir() \
+            else self.src
+        index = PathIndex(audio)
+        rows = csv_rows(path)
+        first = next(rows, None)
+        if first is None or first[1][:4] != HEADER:
+            raise ListError(f"{path}: header must start with {','.join(HEADER)}; is it ESC-50's "
+                            "meta/esc50.csv?")
+        names: dict[int, str] = {}
+        entries, problems = [], []
+        for number, cells in rows:
+            where = f"{path.name}:{number}"
+            filename, fold, target, category = cells[:4]
+            if not (fold.isdigit() and int(fold) in FOLDS and target.isdigit()
+                    and int(target) < NUM_CLASSES):
+                problems.append(f"{where}: {filename}: fold {fold!r} must be 1-5 and target "
+                                f"{target!r} 0-{NUM_CLASSES - 1}; clip left out")
+                continue
+            label = int(target)
+            if names.setdefault(label, category) != category:
+                problems.append(f"{where}: {filename}: target {label} is {names[label]!r} "
+                                f"elsewhere, {category!r} here; clip left out")
+                continue
+            entries.append(Entry(key=filename.rsplit(".", 1)[0],
+                                 labels=(f"/m/07rwj{label:02d}",), split=f"fold{fold}",
+                                 where=where, ident=filename, found=index.find(filename)))
+        classes = [(f"/m/07rwj{k:02d}", names.get(k, f"class {k}")) for k in range(NUM_CLASSES)]
+        return Listing(classes=classes, entries=entries, problems=problems, sources=[path])

@@ -1,0 +1,135 @@
+"""What a dataset preparation declares, and the registry of them.
+
+Adding a dataset is one file in `c2f/data/prepare/` with a `@register_dataset` class: it reads
+the publisher's lists into `Entry`s (one clip each, found or not) and names the manifests and
+classes; `c2f.data.prepare.engine` does the rest (decoding, manifests, statistics, reports).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from c2f.data.prepare.decode import Segment
+from c2f.data.prepare.sources import Found
+
+DATASETS: dict[str, type[DatasetRecipe]] = {}
+
+
+class ListError(Exception):
+    """A list or source folder that cannot be used at all; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed clip: where the list names it, what it is, and the file found for it."""
+
+    key: str                      # output path under audio/, without suffix; unique
+    labels: tuple[str, ...]       # class mids
+    split: str
+    where: str                    # "list.csv:12", for messages
+    ident: str                    # the clip as the list names it, for missing.txt
+    found: Found | None           # None: no source file
+    start: float = 0.0            # segment start in the (uncut) source, seconds
+
+    def segment(self, duration: float | None) -> Segment:
+        """The part of the source to keep: from 0 in a cut file, from `start` in a whole one."""
+        return Segment(0.0 if self.found is None or self.found.trimmed else self.start,
+                       duration)
+
+
+@dataclass
+class Listing:
+    """What the lists say: the classes in order, the entries, and lines that could not be used
+    (unknown labels, malformed rows), each naming its file and line."""
+
+    classes: list[tuple[str, str]]            # (mid, display name), index order
+    entries: list[Entry]
+    problems: list[str] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)  # list files read, hashed into prepared.json
+
+
+class DatasetRecipe:
+    """One dataset's layout. Subclasses set the class attributes and implement `read`."""
+
+    name: str = ""
+    preset: str = ""                   # the `dataset=` preset that reads the output
+    description: str = ""
+    duration: float | None = None      # seconds each clip is cut or padded to; None keeps all
+    target_length: int = 1024          # the preset's frames (statistics use the same)
+    manifests: dict[str, tuple[str, ...]] = {}  # manifest name -> splits it holds
+    train_manifests: tuple[str, ...] = ("train",)  # normalization statistics are computed here
+    lists_help: str = ""               # the publisher's files, for --help and errors
+
+    def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
+        self.src, self.lists, self.args = src, lists, args
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Options of this dataset only (none by default)."""
+
+    def read(self) -> Listing:
+        """Parse the lists, find each clip's source file."""
+        raise NotImplementedError
+
+    def list_file(self, name: str, *fallbacks: str) -> Path:
+        """A publisher list: given with --lists (matched by file name), else searched under
+        --src; ListError naming what was looked for."""
+        names = (name, *fallbacks)
+        for path in self.lists:
+            if path.name in names:
+                return path
+        for candidate in names:
+            hits = sorted(self.src.rglob(candidate))
+            if hits:
+                return hits[0]
+        raise ListError(f"{self.name}: cannot find {' or '.join(names)} under {self.src} "
+                        f"nor among --lists; download it ({self.lists_help}) and pass "
+                        f"--lists /path/to/{name}")
+
+    def extra_outputs(self, out: Path, manifests: dict[str, list[Entry]]) -> list[Path]:
+        """Files beyond manifests and labels (AudioSet's sampler weights); paths written."""
+        return []
+
+
+def register_dataset(cls: type[DatasetRecipe]) -> type[DatasetRecipe]:
+    """Class decorator: make `python -m c2f.data.prepare NAME` know the dataset."""
+    if not cls.name or cls.name in DATASETS:
+        raise ValueError(f"dataset preparation {cls.__name__}: name {cls.name!r} is empty or "
+                         "taken")
+    DATASETS[cls.name] = cls
+    return cls
+
+
+def csv_rows(path: Path, comment: str | None = None):
+    """(line number, stripped cells) of a CSV list; blank lines and comment lines skipped."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            for number, row in enumerate(csv.reader(handle, skipinitialspace=True), 1):
+                cells = [c.strip() for c in row]
+                if not any(cells) or (comment and cells[0].startswith(comment)):
+                    continue
+                yield number, cells
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ListError(f"{path}: cannot read as a UTF-8 CSV ({err}); is it the right file?") \
+            from None
+
+
+def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:
+    """AST-style mids for classes that have none: `/m/<prefix>000`, in the given order."""
+    return [(f"/m/{prefix}{i:03d}", name) for i, name in enumerate(names)]
+
+
+def read_class_csv(path: Path) -> list[tuple[str, str]]:
+    """(mid, display name) rows of a class_labels_indices.csv, in index order."""
+    from c2f.data.errors import DataError
+    from c2f.data.manifest import read_label_csv
+
+    try:
+        mids, names = read_label_csv(path)
+    except DataError as err:
+        raise ListError(str(err)) from None
+    order = sorted(mids, key=mids.get)
+    return [(mid, names[mids[mid]]) for mid in order]

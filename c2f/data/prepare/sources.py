@@ -1,0 +1,105 @@
+"""Find each listed clip among the files a user downloaded, whatever they were named.
+
+Datasets cut from YouTube (AudioSet, VGGSound, Kinetics) arrive under many naming schemes:
+`ID.mp4`, `YID.wav` (AudioSet's "Y" prefix), `ID_30.000_40.000.flac`, `ID_30000.m4a`,
+`ID_000030_000040.mp4` (Kinetics' downloader), `ID_000030.mp4` (VGGSound's release). A name
+that carries times holds the segment already cut; a bare id holds the whole video, and the
+segment is cut at its start time.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
+                  ".m4v", ".webm", ".mkv", ".mov", ".avi", ".aiff", ".aif"}
+YOUTUBE_ID = 11  # YouTube ids are 11 characters of [A-Za-z0-9_-]
+_ID_CHARS = re.compile(r"^[A-Za-z0-9_-]{11}$")
+_TIMES = re.compile(r"^_(\d+(?:\.\d+)?)(?:_(\d+(?:\.\d+)?))?$")
+TOLERANCE_S = 0.5  # a name's start time matches a list's within this
+
+
+@dataclass(frozen=True)
+class Found:
+    """A source file and whether it holds the segment already cut (its name carries times)."""
+
+    path: Path
+    trimmed: bool
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every file under `root` whose suffix is an audio or video container, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(folder) / f for f in sorted(files)
+                     if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith("."))
+    return found
+
+
+def parse_youtube_name(stem: str) -> tuple[str, float | None] | None:
+    """(id, start time named in the file or None) from a file stem, or None for other names."""
+    for offset in (0, 1) if stem.startswith("Y") else (0,):
+        ident, rest = stem[offset:offset + YOUTUBE_ID], stem[offset + YOUTUBE_ID:]
+        if not _ID_CHARS.match(ident):
+            continue
+        if rest == "":
+            return ident, None
+        times = _TIMES.match(rest)
+        if times:
+            return ident, float(times.group(1))
+    return None
+
+
+def _same_start(named: float, start: float) -> bool:
+    """A name's time equals the segment start, written in seconds or in milliseconds."""
+    return abs(named - start) <= TOLERANCE_S or abs(named / 1000 - start) <= TOLERANCE_S
+
+
+class YouTubeIndex:
+    """Files under a folder by YouTube id; `find(id, start)` picks the one for a segment."""
+
+    def __init__(self, root: Path):
+        self.by_id: dict[str, list[tuple[Path, float | None]]] = {}
+        for path in audio_files(root):
+            parsed = parse_youtube_name(path.stem)
+            if parsed:
+                self.by_id.setdefault(parsed[0], []).append((path, parsed[1]))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_id.values())
+
+    def find(self, ident: str, start: float) -> Found | None:
+        """The cut segment named with this start if there is one, else the whole video."""
+        candidates = self.by_id.get(ident, [])
+        for path, named in candidates:
+            if named is not None and _same_start(named, start):
+                return Found(path, trimmed=True)
+        whole = [path for path, named in candidates if named is None]
+        if whole:
+            return Found(whole[0], trimmed=False)
+        if len(candidates) == 1:  # one cut file whose name uses another time convention
+            return Found(candidates[0][0], trimmed=True)
+        return None
+
+
+class PathIndex:
+    """Files under a folder by relative path without suffix (`id10001/1zcIwhmdeo4/00001`), so
+    that a list naming `x.wav` finds `x.flac` too."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.by_key = {}
+        for path in audio_files(root):
+            key = path.relative_to(root).with_suffix("").as_posix()
+            self.by_key.setdefault(key, path)
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def find(self, relative: str) -> Found | None:
+        """The file at `relative` (any suffix) under the root."""
+        path = self.by_key.get(Path(relative).with_suffix("").as_posix())
+        return Found(path, trimmed=True) if path else None

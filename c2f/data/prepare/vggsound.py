@@ -1,0 +1,80 @@
+"""VGGSound (Chen et al., ICASSP 2020) from its published `vggsound.csv`.
+
+The list (robots.ox.ac.uk/~vgg/data/vggsound/) has no header; each row is
+`YouTube ID, start seconds, label, split` with split `train` or `test`; labels may hold commas
+and are then quoted. The release names clips `<id>_<start:06d>.mp4` (10 s, already cut); a
+bare `<id>.<ext>` is cut at the start time. 309 classes (paper §3.1), ordered alphabetically
+unless `--classes` gives a class_labels_indices.csv (e.g. the authors' own
+FlexiAST_INTERSPEECH23 egs/vggsound/data/class_labels_indices.csv, to match their checkpoints'
+output order).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    Listing,
+    csv_rows,
+    numbered_mids,
+    read_class_csv,
+    register_dataset,
+)
+from c2f.data.prepare.sources import YouTubeIndex
+
+SPLITS = ("train", "test")
+
+
+def classes_from(names: set[str], classes_csv: Path | None) -> list[tuple[str, str]]:
+    """(mid, name) in the given CSV's order, else alphabetical with AST-style numbered mids."""
+    if classes_csv is not None:
+        return read_class_csv(classes_csv)
+    return numbered_mids("vggsd", sorted(names))
+
+
+@register_dataset
+class VGGSound(DatasetRecipe):
+    name = "vggsound"
+    preset = "vggsound"
+    description = "VGGSound: train and test manifests from vggsound.csv, 309 classes"
+    duration = 10.0        # 10 s clips (paper §3.1)
+    target_length = 1024   # FlexiAST egs/vggsound/run16.sh audio_length=1024
+    manifests = {"train": ("train",), "eval": ("test",)}
+    lists_help = "vggsound.csv from robots.ox.ac.uk/~vgg/data/vggsound/"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--classes", type=Path,
+                            help="class_labels_indices.csv fixing class order and mids "
+                                 "(default: labels of vggsound.csv, alphabetical)")
+
+    def read(self) -> Listing:
+        path = self.list_file("vggsound.csv")
+        rows, problems = [], []
+        for number, cells in csv_rows(path):
+            where = f"{path.name}:{number}"
+            if len(cells) != 4:
+                problems.append(f"{where}: expected 4 columns (id, start, label, split), got "
+                                f"{len(cells)}: {','.join(cells)!r}")
+                continue
+            ident, start_text, label, split = cells
+            if split not in SPLITS or not start_text.isdigit():
+                problems.append(f"{where}: {ident}: split {split!r} must be train or test and "
+                                f"start {start_text!r} whole seconds; row left out")
+                continue
+            rows.append((where, ident, int(start_text), label, split))
+        classes = classes_from({r[3] for r in rows}, self.args.classes)
+        mid_of = {name: mid for mid, name in classes}
+        index = YouTubeIndex(self.src)
+        entries = []
+        for where, ident, start, label, split in rows:
+            if label not in mid_of:
+                problems.append(f"{where}: {ident}: unknown label {label!r} not in "
+                                f"{self.args.classes}; clip left out")
+                continue
+            entries.append(Entry(key=f"{ident}_{start:06d}", labels=(mid_of[label],),
+                                 split=split, where=where, ident=f"{ident} {start}",
+                                 found=index.find(ident, float(start)), start=float(start)))
+        sources = [path] + ([self.args.classes] if self.args.classes else [])
+        return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
