@@ -9,9 +9,11 @@ ARGS   ?=
 STEP_ARGS  ?=
 EPOCH_ARGS ?=
 REPORT ?= runs
+DATASET ?=
+SRC    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast bench bench-gpu report lint clean
+.PHONY: help setup run test test-fast bench bench-gpu prepare report lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +44,11 @@ bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop and
 
 bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
 	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)
+
+prepare: $(STAMP)  ## a dataset from your downloads: make prepare DATASET=vggsound SRC=/data/vggsound
+	@test -n "$(DATASET)" -a -n "$(SRC)" || { echo "usage: make prepare DATASET=NAME SRC=FOLDER [ARGS='--workers 8 ...']"; \
+	  $(BIN)/python -m c2f.data.prepare --help | sed -n '/positional/,$$p'; exit 2; }
+	$(BIN)/python -m c2f.data.prepare $(DATASET) --src $(SRC) $(ARGS)
 
 report: $(STAMP)  ## savings tables, plots and dashboard from run directories -> $(REPORT)/report
 	$(BIN)/python -m c2f.report $(REPORT) $(ARGS)

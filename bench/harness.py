@@ -17,7 +17,7 @@ import soundfile
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from c2f.data.prepare import prepare_data
+from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan
 from c2f.spec import RunSpec, build_spec
 from c2f.track import RunDir, Tracker
@@ -72,7 +72,7 @@ class EpochBench:
         """The dataset of `spec`, prepared and cached once per dataset config."""
         key = json.dumps(spec.semantic["dataset"], sort_keys=True) + str(spec.trainer.cache_audio)
         if key not in self.bundles:
-            train, evaluation, settings = prepare_data(spec.dataset, spec.data_dir, print)
+            train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, print)
             self.bundles[key] = data_bundle(train, evaluation, settings, spec.trainer,
                                             progress=False)
         return self.bundles[key]

@@ -44,6 +44,7 @@ class DatasetSpec:
     loss: str = "ce"  # ce | bce (AST's --loss CE | BCE)
     balanced_sampler: bool = False  # AST's class-balanced sampling with replacement
     metric: str = "acc"  # acc | mAP
+    fold: int | None = None  # cross-validation fold (ESC-50: 1-5); the preset's manifests use it
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ def validate(spec: RunSpec) -> None:
            "give both norm_mean and norm_std, or neither (computed from the training set)")
     _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
     _check(0.0 <= d.mixup <= 1.0, "dataset.mixup", f"a probability, got {d.mixup}")
+    _check(d.fold is None or (isinstance(d.fold, int) and d.fold >= 1), "dataset.fold",
+           f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
            f"need [freq, time] >= 1, got {m.patch}")
     _check(m.embed_dim % m.num_heads == 0, "model.num_heads",

@@ -96,9 +96,8 @@ class Layout:
     args: list[str] = field(default_factory=list)  # command-line options beyond --src
     expected: dict[str, int] = field(default_factory=dict)  # manifest -> clips
     classes: int = 0
+    problem: str = ""  # the one line of problems.txt starts with (or holds) this
     missing: int = 1
-    failed: int = 1
-    problems: int = 1
 
 
 def _write_csv(path: Path, rows: list[list], header: list[str] | None = None,
@@ -160,7 +159,7 @@ def audioset(root: Path) -> Layout:
     for split, lines in rows.items():
         (csvs / names[split]).write_text("\n".join(header + lines) + "\n")
     return Layout(src=src, expected={"balanced_train": 6, "full_train": 9, "eval": 3},
-                  classes=3)
+                  classes=3, problem="eval_segments.csv:8: ")
 
 
 def vggsound(root: Path) -> Layout:
@@ -186,7 +185,7 @@ def vggsound(root: Path) -> Layout:
                ["index", "mid", "display_name"])
     return Layout(src=src, args=["--lists", str(_write_csv(src / "vggsound.csv", rows)),
                                  "--classes", str(classes)],
-                  expected={"train": 6, "eval": 3}, classes=3)
+                  expected={"train": 6, "eval": 3}, classes=3, problem="vggsound.csv:12: ")
 
 
 def voxceleb1(root: Path) -> Layout:
@@ -207,7 +206,8 @@ def voxceleb1(root: Path) -> Layout:
     lines.append("4 id10003/vid999zzzz/00001.wav")  # malformed: set 4 does not exist
     split = src / "iden_split.txt"
     split.write_text("\n".join(lines) + "\n")
-    return Layout(src=src, expected={"train": 9, "eval": 3}, classes=3)
+    return Layout(src=src, expected={"train": 9, "eval": 3}, classes=3,
+                  problem="iden_split.txt:15: ")
 
 
 def kinetics_sounds(root: Path) -> Layout:
@@ -232,7 +232,8 @@ def kinetics_sounds(root: Path) -> Layout:
     lists = [_write_csv(src / "lists" / "train.csv", rows["train"], header),
              _write_csv(src / "lists" / "validate.csv", rows["val"], header)]
     return Layout(src=src, args=["--lists", *map(str, lists), "--classes", str(class_list)],
-                  expected={"train": 7, "eval": 3}, classes=4)
+                  expected={"train": 7, "eval": 3}, classes=4,
+                  problem="class 'playing theremin' has no clip")
 
 
 ESC_CATEGORIES = ["dog", "rooster", "pig"]
@@ -256,7 +257,7 @@ def esc50(root: Path) -> Layout:
                ["filename", "fold", "target", "category", "esc10", "src_file", "take"])
     expected = {f"fold{k}_{part}": (2 if part == "eval" else 8) for k in range(1, 6)
                 for part in ("train", "eval")}
-    return Layout(src=src, expected=expected, classes=50)
+    return Layout(src=src, expected=expected, classes=50, problem="esc50.csv:14: ")
 
 
 SC_WORDS = ["yes", "no", "up"]
@@ -278,7 +279,8 @@ def speechcommands(root: Path) -> Layout:
     write_media(src / "marvinn" / "00000001_nohash_0.wav", phrase(0, 1.0, 16000, 599), 16000)
     (src / "validation_list.txt").write_text("\n".join(valid) + "\n")
     (src / "testing_list.txt").write_text("\n".join(test) + "\n")
-    return Layout(src=src, expected={"train": 9, "valid": 2, "test": 1}, classes=35)
+    return Layout(src=src, expected={"train": 9, "valid": 2, "test": 1}, classes=35,
+                  problem="speech_commands_v0.02/marvinn/00000001_nohash_0: ")
 
 
 LAYOUTS = {"audioset": audioset, "vggsound": vggsound, "voxceleb1": voxceleb1,

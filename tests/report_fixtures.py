@@ -11,8 +11,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
              epochs: tuple[int, ...] | None = None, method: str = "none", seed: int = 0,
              dataset: str = "ds", model: str = "m", budget: int | None = None,
              flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
-             finished: bool = True, metric: str = "acc", average: float | None = None
-             ) -> Path:
+             finished: bool = True, metric: str = "acc", average: float | None = None,
+             fold: int | None = None) -> Path:
     """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
 
     By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
@@ -25,7 +25,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
     budget = budget or sum(epochs)
     path = root / "group" / name
     path.mkdir(parents=True)
-    config = {"dataset": {"name": dataset, "epochs": budget, "metric": metric},
+    config = {"dataset": {"name": dataset, "epochs": budget, "metric": metric,
+                          **({} if fold is None else {"fold": fold})},
               "model": {"name": model}, "compression": {"name": method},
               "schedule": {"name": "custom", "c": phases[0], "phases": list(phases)},
               "seed": seed}

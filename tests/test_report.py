@@ -131,6 +131,26 @@ def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):
     assert row[1].endswith("[2/3 reached] [n=3]") and "±" in row[2]
 
 
+def test_folds_pair_with_their_own_baseline_and_average_in_one_row(tmp_path):
+    """ESC-50's cross-validation: each fold against the baseline of that fold, one row."""
+    make_run(tmp_path, "b1", values=[0.2, 0.3, 0.4, 0.5], fold=1)  # F_B 400
+    make_run(tmp_path, "b2", values=[0.2, 0.9, 0.6, 0.4], fold=2)  # F_B 200
+    make_run(tmp_path, "c1", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5], fold=1)
+    make_run(tmp_path, "c2", method="fshift", phases=(4, 1), values=[0, 0.5, 0.7, 0.9], fold=2)
+    runs, _ = load_runs([tmp_path])
+    _, outcomes, warnings = pair(runs)
+    assert not [w for w in warnings if "duplicate" in w or "no baseline" in w]
+    by_fold = {o.run.fold: o for o in outcomes}
+    # fold 1 reaches 0.5 at epoch 2 (125/400); fold 2 reaches 0.9 at epoch 4 (325/200 > 1)
+    assert by_fold[1].status == "reached" and by_fold[1].flops_save == pytest.approx(1 - 125 / 400)
+    assert by_fold[2].status == "reached" and by_fold[2].flops_save == pytest.approx(1 - 325 / 200)
+    cells = {(c.method, c.schedule): c for c in aggregate(runs)}
+    base, c2f = cells[("none", "1")], cells[("fshift", "4-1")]
+    assert base.seeds == 2 and base.value.mean == pytest.approx((0.5 + 0.9) / 2)
+    assert c2f.seeds == 2 and c2f.best.mean == pytest.approx((0.5 + 0.9) / 2)
+    assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 325 / 200)) / 2)
+
+
 def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):
     make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
     make_run(tmp_path, "longer", method="fshift", phases=(4, 1), values=[0.1] * 8)

@@ -12,7 +12,7 @@ from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
 from c2f.report.tables import label, latex, markdown, write_csv
 
-RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "seed", "status",
+RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "seed", "fold", "status",
               "epochs", "averaged", "baseline_epoch", "baseline_metric", "budget_status",
               "epoch", "metric", "flops_save", "time_save", "best", "best_diff"]
 CSV_FIELDS = ["table", "criterion", "dataset", "model", "budget", "method", "schedule", "label",
@@ -54,7 +54,8 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
         ref = outcome.ref if outcome else reference(run) if run.is_baseline else None
         row = {"path": str(run.path), "dataset": run.dataset, "model": run.model,
                "budget": run.budget, "method": run.method, "schedule": run.schedule,
-               "seed": run.seed, "status": run.status, "epochs": len(run.records),
+               "seed": run.seed, "fold": "" if run.fold is None else run.fold,
+               "status": run.status, "epochs": len(run.records),
                "averaged": "yes" if run.average else "",
                "baseline_epoch": ref.epoch if ref else "",
                "baseline_metric": pct(ref.metric if ref else None)}
@@ -101,7 +102,7 @@ def write_tables(out: Path, tables: list[Table], runs: list[Run], outcomes: list
     """tables.md, tables.tex, one CSV per table, savings.csv and runs.csv; returns the md."""
     md = ["# Coarse-to-fine savings", "",
           ("Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
-           "number of seeds."), ""]
+           "number of seeds (seeds x folds for cross-validated datasets such as ESC-50)."), ""]
     tex = []
     for table in tables:
         md += [f"## {table.title}", "", table.caption, "", markdown(table.header, table.rows)]

@@ -28,6 +28,12 @@ class Run:
     finished: bool
     warnings: list[str] = field(default_factory=list)
     average: dict | None = None  # the weight-averaged model's record, when the run has one
+    fold: int | None = None  # cross-validation fold (ESC-50); folds average like seeds
+
+    @property
+    def replicate(self) -> tuple[int, int | None]:
+        """(seed, fold): what tells apart the runs of one table cell."""
+        return (self.seed, self.fold)
 
     @property
     def schedule(self) -> str:
@@ -111,7 +117,8 @@ def load_run(path: Path) -> Run:
                phases=_phases(plan, config, records),
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
                records=records, finished=finished, warnings=warnings,
-               average=averaged[-1] if averaged else None)
+               average=averaged[-1] if averaged else None,
+               fold=None if dataset.get("fold") is None else int(dataset["fold"]))
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:

@@ -106,30 +106,32 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
 
 def pair(runs: list[Run], tolerance: float = 0.0
          ) -> tuple[dict[tuple, Run], list[Outcome], list[str]]:
-    """Baselines by (dataset, model, budget, seed), the outcome of every other run, warnings."""
+    """Baselines by (dataset, model, budget, seed, fold), the outcome of every other run
+    (against the baseline of its own seed and fold), warnings."""
     warnings: list[str] = []
     chosen: dict[tuple, Run] = {}
-    for run in runs:  # one run per cell and seed: the finished one, then the longest
-        key = (*run.cell, run.seed)
+    for run in runs:  # one run per cell and replicate: the finished one, then the longest
+        key = (*run.cell, *run.replicate)
         if key in chosen:
             kept = max(chosen[key], run, key=lambda r: (r.finished, len(r.records)))
             dropped = run if kept is chosen[key] else chosen[key]
-            warnings.append(f"duplicate run for {'/'.join(map(str, key))}: "
+            warnings.append(f"duplicate run for {'/'.join(str(k) for k in key if k is not None)}: "
                             f"using {kept.path}, ignoring {dropped.path}")
             chosen[key] = kept
         else:
             chosen[key] = run
-    baselines = {(r.dataset, r.model, r.budget, r.seed): r
+    baselines = {(r.dataset, r.model, r.budget, *r.replicate): r
                  for r in chosen.values() if r.is_baseline}
     outcomes = []
     for run in chosen.values():
         if run.is_baseline:
             continue
-        outcome = evaluate(run, baselines.get((run.dataset, run.model, run.budget, run.seed)),
-                           tolerance)
+        baseline = baselines.get((run.dataset, run.model, run.budget, *run.replicate))
+        outcome = evaluate(run, baseline, tolerance)
         if outcome.status in ("no baseline", "baseline unfinished"):
+            fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "
-                            f"seed {run.seed}, budget {run.budget} epochs")
+                            f"seed {run.seed}{fold}, budget {run.budget} epochs")
         outcomes.append(outcome)
     return baselines, outcomes, warnings
 

@@ -1,0 +1,255 @@
+"""`python -m c2f.data.prepare`: miniature downloads of every dataset in the publishers'
+layouts (real audio in real containers, a missing file, a corrupt file, a bad list row) become
+manifests that `run.py` trains on through the dataset's preset."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio.functional as AF
+
+from c2f.data.dataset import balanced_weights
+from c2f.data.manifest import load_manifest, read_label_csv
+from c2f.data.prepare.decode import DecodeError, Segment, decode
+from c2f.data.prepare.sources import parse_youtube_name
+from tests import dataset_layouts
+from tests.conftest import ROOT, read_metrics, run_cli, run_dirs
+
+FIXED_SECONDS = {"audioset": 10.0, "vggsound": 10.0, "kinetics_sounds": 10.0}
+# the preset each prepared dataset trains through, and the overrides a miniature needs
+PRESETS = {"audioset": ("audioset_full", 3), "vggsound": ("vggsound", 3),
+           "voxceleb1": ("voxceleb1", 3), "kinetics_sounds": ("kinetics_sounds", 4),
+           "esc50": ("esc50", 50), "speechcommands": ("speechcommands", 35)}
+
+
+def prepare(name: str, layout: dataset_layouts.Layout, out: Path, *extra: str,
+            check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "c2f.data.prepare", name, "--src", str(layout.src),
+           "--out", str(out), "--workers", "2", "--no-progress", *layout.args, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> dict[str, tuple[dataset_layouts.Layout, Path, str]]:
+    """Every miniature, built and prepared once into one data folder: name -> (layout, out,
+    stdout of the first preparation)."""
+    root = tmp_path_factory.mktemp("prepare")
+    found = {}
+    for name, build in dataset_layouts.LAYOUTS.items():
+        layout = build(root / "downloads")
+        out = root / "data" / name
+        found[name] = (layout, out, prepare(name, layout, out).stdout)
+    return found
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("name", list(dataset_layouts.LAYOUTS))
+def test_preparation_counts_labels_audio_and_reports(prepared, name):
+    layout, out, stdout = prepared[name]
+    report = json.loads((out / "prepared.json").read_text())
+    assert report["ok"] and report["classes"] == layout.classes
+    assert {k: v["clips"] for k, v in report["manifests"].items()} == layout.expected
+    mids, names = read_label_csv(out / "class_labels_indices.csv")
+    assert len(names) == layout.classes
+    # exactly the planted problems, each named with its list file and line or its path
+    assert len(lines(out / "missing.txt")) == layout.missing == report["missing"]
+    [failed] = lines(out / "failed.txt")
+    assert "cannot decode" in failed
+    [problem] = lines(out / "problems.txt")
+    assert problem.startswith(layout.problem)
+    assert "converted" in stdout and "missing 1, failed 1" in stdout
+    for manifest_name, count in layout.expected.items():
+        manifest = load_manifest(out / f"{manifest_name}.json", out / "class_labels_indices.csv")
+        assert len(manifest.clips) == count
+        for clip in manifest.clips:
+            info = soundfile.info(str(clip.path))
+            assert info.samplerate == 16000 and info.channels == 1
+            assert clip.path.suffix == ".flac" and out in clip.path.parents
+            if name in FIXED_SECONDS:
+                assert info.frames == 16000 * FIXED_SECONDS[name]
+            assert all(0 <= i < layout.classes for i in clip.label_ids)
+    assert report["statistics"] and all(np.isfinite(s["mean"]) and s["std"] > 0
+                                        for s in report["statistics"].values())
+    assert all(len(entry["sha256"]) == 64 for entry in report["lists"])
+
+
+def test_label_ids_follow_the_lists(prepared):
+    """Spot checks against the publishers' rows: AudioSet's two-label row, VGGSound's quoted
+    label with a comma, VoxCeleb's speaker, ESC-50's target and Speech Commands' word order."""
+    out = prepared["audioset"][1]
+    doc = json.loads((out / "full_train.json").read_text())["data"]
+    assert sum("," in e["labels"] for e in doc) == 1  # the one row with two mids
+    vgg = prepared["vggsound"][1]
+    mids, _ = read_label_csv(vgg / "class_labels_indices.csv")
+    train = load_manifest(vgg / "train.json", vgg / "class_labels_indices.csv")
+    assert {c.label_ids for c in train.clips} == {(0,), (1,), (2,)}
+    assert "/m/vggsd001" in mids  # from the --classes CSV ("playing violin, fiddle")
+    vox = prepared["voxceleb1"][1]
+    for entry in json.loads((vox / "eval.json").read_text())["data"]:
+        assert entry["wav"].split("/")[1] == entry["labels"]  # audio/<speaker>/... -> speaker
+    esc = prepared["esc50"][1]
+    for entry in json.loads((esc / "fold3_eval.json").read_text())["data"]:
+        assert entry["wav"].startswith("audio/3-")  # fold k's clips are named k-...
+        assert entry["labels"] == f"/m/07rwj{int(entry['wav'][-6]):02d}"
+    sc = prepared["speechcommands"][1]
+    _, words = read_label_csv(sc / "class_labels_indices.csv")
+    assert words[:4] == ["backward", "follow", "five", "bed"]  # AST's order
+
+
+def test_whole_video_is_cut_at_the_segment_start(prepared):
+    """AudioSet rows whose file is the whole video (`Y<id>.m4a`, `<id>.mp4` with a video
+    stream) are cut at the row's start: the output is the phrase rendered there, to the
+    sample, not the silence before it."""
+    layout, out, _ = prepared["audioset"]
+    doc = json.loads((out / "balanced_train.json").read_text())["data"]
+    for n in (0, 2):  # kind 0 (m4a, 22.05 kHz, stereo) and kind 2 (mp4, 44.1 kHz)
+        wave, rate = soundfile.read(str(out / doc[n]["wav"]), dtype="float32")
+        source_rate = 22050 if n == 0 else 44100
+        phrase = dataset_layouts.phrase(n % 3, 10.0, source_rate, n)
+        expected = AF.resample(torch.from_numpy(phrase), source_rate, 16000).numpy()
+        expected *= 0.75 if n == 0 else 1.0  # the stereo file holds (x, x/2): mean 0.75 x
+        lag = int(np.argmax(np.correlate(wave[:16000], expected[:16000], "full"))) - 15999
+        assert lag == 0
+        assert np.corrcoef(wave, expected)[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".mkv", ".mp3", ".flac", ".wav"])
+def test_decode_cuts_any_container_to_the_sample(tmp_path, suffix):
+    rate = 44100
+    phrase = dataset_layouts.phrase(1, 2.0, rate, 7)
+    source = dataset_layouts.write_media(
+        tmp_path / f"clip{suffix}", np.concatenate([np.zeros(3 * rate, np.float32), phrase]),
+        rate, stereo=True, video=suffix == ".mp4")
+    wave, got = decode(source, Segment(3.0, 1.5))
+    assert wave.size == round(1.5 * got)
+    expected = phrase if got == rate else AF.resample(torch.from_numpy(phrase), rate, got).numpy()
+    n = got // 2
+    assert int(np.argmax(np.correlate(wave[:n], expected[:n] * 0.75, "full"))) - (n - 1) == 0
+    with pytest.raises(DecodeError, match=r"holds 5\.0\d s of audio, the segment starts at 6\.00"):
+        decode(source, Segment(6.0, 1.0))
+
+
+def test_decode_refuses_video_without_sound_and_garbage(tmp_path):
+    import av
+
+    silent = tmp_path / "silent.mp4"
+    with av.open(str(silent), "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(
+                np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(DecodeError, match="no audio stream"):
+        decode(silent)
+    with pytest.raises(DecodeError, match="cannot decode"):
+        decode(dataset_layouts.corrupt(tmp_path / "broken.webm"))
+
+
+@pytest.mark.parametrize("stem, parsed", [
+    ("--PJHxphWEs", ("--PJHxphWEs", None)), ("Y--PJHxphWEs", ("--PJHxphWEs", None)),
+    ("--PJHxphWEs_30.000_40.000", ("--PJHxphWEs", 30.0)),
+    ("Y-_ab_cd-123_30000", ("-_ab_cd-123", 30000.0)),
+    ("abcdefghijk_000030_000040", ("abcdefghijk", 30.0)),
+    ("short", None), ("abcdefghijk_x", None)])
+def test_youtube_file_names(stem, parsed):
+    assert parse_youtube_name(stem) == parsed
+
+
+def test_second_run_converts_nothing_and_resumes_what_was_lost(tmp_path):
+    layout = dataset_layouts.esc50(tmp_path / "downloads")
+    out = tmp_path / "esc50"
+    first = prepare("esc50", layout, out)
+    assert "converted 10, skipped 0" in first.stdout
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
+              and p.suffix in (".flac", ".json", ".csv") and p.name != "prepared.json"}
+    again = prepare("esc50", layout, out)
+    assert "converted 0, skipped 10 already converted" in again.stdout
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing rewritten
+    # a run stopped mid-way: two clips never finished, one left a partial file behind
+    lost = sorted((out / "audio").glob("*.flac"))[:2]
+    for path in lost:
+        path.unlink()
+    partial = out / "audio" / f".{lost[0].name}.partial-4242"
+    partial.write_bytes(b"half a file")
+    third = prepare("esc50", layout, out)
+    assert "removed 1 partial file" in third.stdout and not partial.exists()
+    assert "converted 2, skipped 8" in third.stdout
+    assert all(path.exists() for path in lost)
+
+
+def test_deleted_sources_keep_their_converted_clips(tmp_path):
+    """Users delete the downloads after converting; a later run keeps what it made."""
+    layout = dataset_layouts.voxceleb1(tmp_path / "downloads")
+    out = tmp_path / "vox"
+    prepare("voxceleb1", layout, out)
+    before = json.loads((out / "train.json").read_text())
+    for path in (layout.src / "wav" / "id10001").rglob("*.wav"):
+        path.unlink()
+    proc = prepare("voxceleb1", layout, out)
+    assert "missing 1," in proc.stdout  # only the clip that never had a file
+    assert json.loads((out / "train.json").read_text()) == before
+
+
+def test_limits_exit_codes_and_list_errors(tmp_path):
+    layout = dataset_layouts.speechcommands(tmp_path / "downloads")
+    out = tmp_path / "sc"
+    strict = prepare("speechcommands", layout, out, "--max-missing", "0", check=False)
+    assert strict.returncode == 1 and "1 missing clips exceed --max-missing 0" in strict.stdout
+    assert json.loads((out / "prepared.json").read_text())["ok"] is False
+    assert (out / "train.json").exists()  # what was made is kept
+    lenient = prepare("speechcommands", layout, out, "--max-failed", "10%")
+    assert lenient.returncode == 0
+    (layout.src / "testing_list.txt").unlink()
+    broken = prepare("speechcommands", layout, tmp_path / "sc2", check=False)
+    assert broken.returncode == 2
+    assert "cannot find testing_list.txt" in broken.stderr and "--lists" in broken.stderr
+    empty = dataset_layouts.Layout(src=tmp_path / "empty")
+    (empty.src / "meta").mkdir(parents=True)
+    (empty.src / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,False,1,A\n")
+    nothing = prepare("esc50", empty, tmp_path / "esc", check=False)
+    assert nothing.returncode == 1 and "no usable clip" in nothing.stdout
+
+
+def test_audioset_sampler_weights_are_the_runs(prepared):
+    out = prepared["audioset"][1]
+    weights = np.loadtxt(out / "full_train_weight.csv", delimiter=",")
+    manifest = load_manifest(out / "full_train.json", out / "class_labels_indices.csv")
+    assert weights.shape == (9,)
+    assert np.allclose(weights, balanced_weights(manifest).numpy())
+
+
+@pytest.mark.slow
+def test_every_prepared_dataset_trains_through_its_preset(prepared, tmp_path):
+    """`run.py dataset=<preset> paths.data_dir=<prepared>`: one epoch each, a tiny model."""
+    data_dir = next(iter(prepared.values()))[1].parent
+    tiny = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "dataset.epochs=1",
+            "dataset.batch_size=4", "optim.warmup_steps=1", "trainer.progress=false",
+            "logger=disabled"]
+    for name, (preset, classes) in PRESETS.items():
+        runs = tmp_path / name
+        extra = ["dataset.fold=2"] if name == "esc50" else []
+        proc = run_cli([f"dataset={preset}", f"dataset.num_classes={classes}", *tiny, *extra],
+                       runs, data_dir)
+        [run] = run_dirs(runs)
+        [record] = [r for r in read_metrics(run) if r.get("kind", "epoch") == "epoch"]
+        assert record["epoch"] == 1 and record["samples"] == prepared[name][0].expected[
+            {"audioset": "full_train", "esc50": "fold2_train"}.get(name, "train")]
+        if name == "kinetics_sounds":  # no published statistics: the prepared ones are used
+            stats = json.loads((prepared[name][1] / "prepared.json").read_text())["statistics"]
+            assert f"mean {stats['train']['mean']:.4f}" in proc.stdout
+            assert not (data_dir / "stats").exists()  # read from kinetics_sounds/stats
