@@ -38,9 +38,10 @@ test: $(STAMP)  ## the whole test suite, as CI runs it
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop and frontend speed -> bench/
+bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop, frontend and dataset preparation speed -> bench/
 	$(BIN)/python -m bench.step_time --out bench/results.md $(STEP_ARGS)
 	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(EPOCH_ARGS)
+	$(BIN)/python -m bench.prepare_speed --out bench/results_prepare.md
 
 bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
 	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)

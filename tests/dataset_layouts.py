@@ -23,7 +23,7 @@ from c2f.data.synth import Note, Renderer
 PROGRAMS = (0, 40, 56, 73, 19, 24)  # piano, violin, trumpet, flute, organ, guitar
 CONTAINERS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac"), ".m4a": ("ipod", "aac"),
               ".mp4": ("mp4", "aac"), ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus"),
-              ".mp3": ("mp3", "libmp3lame")}
+              ".mp3": ("mp3", "libmp3lame"), ".ogg": ("ogg", "libopus")}
 
 
 @functools.lru_cache(maxsize=4)
@@ -239,11 +239,11 @@ def kinetics_sounds(root: Path) -> Layout:
 ESC_CATEGORIES = ["dog", "rooster", "pig"]
 
 
-def esc50(root: Path) -> Layout:
+def esc50(root: Path, clips: int = 10) -> Layout:
     """ESC-50-master/meta/esc50.csv and audio/*.wav (44.1 kHz, 5 s), 5 folds."""
     src = root / "ESC-50-master"
     rows = []
-    for n in range(10):
+    for n in range(clips):
         fold, target = n % 5 + 1, n % 3
         name = f"{fold}-{1000 + n}-A-{target}.wav"
         write_media(src / "audio" / name, phrase(target, 5.0, 44100, 400 + n), 44100)
@@ -255,8 +255,8 @@ def esc50(root: Path) -> Layout:
     write_media(src / "audio" / "3-9997-A-0.wav", phrase(0, 5.0, 44100, 9997), 44100)
     _write_csv(src / "meta" / "esc50.csv", rows,
                ["filename", "fold", "target", "category", "esc10", "src_file", "take"])
-    expected = {f"fold{k}_{part}": (2 if part == "eval" else 8) for k in range(1, 6)
-                for part in ("train", "eval")}
+    expected = {f"fold{k}_{part}": clips // 5 * (1 if part == "eval" else 4)
+                for k in range(1, 6) for part in ("train", "eval")}
     return Layout(src=src, expected=expected, classes=50, problem="esc50.csv:14: ")
 
 

@@ -4,8 +4,10 @@ manifests that `run.py` trains on through the dataset's preset."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +127,8 @@ def test_whole_video_is_cut_at_the_segment_start(prepared):
         assert np.corrcoef(wave, expected)[0, 1] > 0.99
 
 
-@pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".mkv", ".mp3", ".flac", ".wav"])
+@pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".mkv", ".mp3", ".ogg", ".flac",
+                                    ".wav"])
 def test_decode_cuts_any_container_to_the_sample(tmp_path, suffix):
     rate = 44100
     phrase = dataset_layouts.phrase(1, 2.0, rate, 7)
@@ -189,6 +192,29 @@ def test_second_run_converts_nothing_and_resumes_what_was_lost(tmp_path):
     assert "removed 1 partial file" in third.stdout and not partial.exists()
     assert "converted 2, skipped 8" in third.stdout
     assert all(path.exists() for path in lost)
+
+
+def test_killed_preparation_leaves_only_whole_files_and_resumes(tmp_path):
+    """SIGKILL in the middle of converting: every clip under its final name is whole, and
+    the next run converts exactly the rest."""
+    layout = dataset_layouts.esc50(tmp_path / "downloads", clips=40)
+    out = tmp_path / "esc50"
+    cmd = [sys.executable, "-m", "c2f.data.prepare", "esc50", "--src", str(layout.src),
+           "--out", str(out), "--workers", "1", "--no-progress", "--no-stats"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list((out / "audio").glob("*.flac"))) < 5 and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted((out / "audio").glob("*.flac"))
+    assert 5 <= len(done) < 40, "the kill came too late to test anything"
+    for path in done:
+        wave, rate = soundfile.read(str(path))
+        assert rate == 16000 and wave.shape == (5 * 16000,)
+    resumed = prepare("esc50", layout, out)
+    assert f"converted {40 - len(done)}, skipped {len(done)}" in resumed.stdout
+    assert not list((out / "audio").glob(".*"))  # no partial file survives the next run
 
 
 def test_deleted_sources_keep_their_converted_clips(tmp_path):

@@ -22,6 +22,13 @@ def _limit(text: str) -> str:
     return text
 
 
+def default_workers() -> int:
+    """The CPUs this process may use (a SLURM allocation's, not the node's), less one."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 2)
+    return max(1, usable - 1)
+
+
 def parser() -> argparse.ArgumentParser:
     """One subcommand per registered dataset, each with the shared options and its own."""
     import c2f.data.prepare as package
@@ -38,8 +45,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", type=Path,
                          help=f"output folder (default: $C2F_ROOT/data/{name}, the preset's "
                               "${paths.data_dir}/" + name + ")")
-        sub.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                         help="decoding processes (default: CPUs - 1)")
+        sub.add_argument("--workers", type=int, default=default_workers(),
+                         help="decoding processes (default: the CPUs this process may use, "
+                              "less one; a SLURM allocation's, not the node's)")
         sub.add_argument("--format", choices=("flac", "wav"), default="flac",
                          help="output audio format (16-bit; default flac)")
         sub.add_argument("--max-missing", type=_limit, metavar="N|P%",
@@ -60,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --src {args.src}: not a folder; point it at the downloaded files",
               file=sys.stderr)
         return 2
-    for path in args.lists:
+    given = [("--lists", p) for p in args.lists] + [
+        (f"--{key.replace('_', '-')}", value) for key, value in vars(args).items()
+        if isinstance(value, Path) and key not in ("src", "out")]
+    for option, path in given:
         if not path.is_file():
-            print(f"error: --lists {path}: no such file", file=sys.stderr)
+            print(f"error: {option} {path}: no such file", file=sys.stderr)
             return 2
     if args.workers < 1:
         print("error: --workers must be >= 1", file=sys.stderr)
@@ -77,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if summary.ok:
+        classes = summary.classes
+        extra = "" if classes == recipe_cls.expected_classes else \
+            f" dataset.num_classes={classes}"
+        if extra:
+            print(f"NOTE: {classes} classes, the {recipe_cls.preset} preset expects "
+                  f"{recipe_cls.expected_classes}: add{extra} to run.py")
         print(f"prepared {args.dataset} in {out}; train with: python run.py "
-              f"dataset={recipe_cls.preset} paths.data_dir={out.parent}")
+              f"dataset={recipe_cls.preset} paths.data_dir={out.parent}{extra}")
     return 0 if summary.ok else 1
 
 

@@ -67,6 +67,7 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
 class AudioSet(DatasetRecipe):
     name = "audioset"
     preset = "audioset_balanced"
+    expected_classes = 527  # the preset's dataset.num_classes
     description = "AudioSet: balanced (20K), full (2M) and eval manifests, 527 classes"
     duration = 10.0        # 10 s segments (paper §3.1)
     target_length = 1024   # AST egs/audioset/run.sh audio_length=1024

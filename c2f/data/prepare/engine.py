@@ -42,6 +42,7 @@ class Summary:
     """What a preparation found and did; `ok` is False when the exit code should say so."""
 
     listed: int = 0
+    classes: int = 0
     converted: int = 0
     skipped: int = 0
     missing: list[Entry] = field(default_factory=list)
@@ -187,7 +188,7 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     listing: Listing = recipe.read()
-    summary = Summary(problems=list(listing.problems))
+    summary = Summary(problems=list(listing.problems), classes=len(listing.classes))
     entries = _unique(listing.entries, summary.problems)
     summary.listed = len(entries)
     stale = remove_partials(out / AUDIO_DIR)

@@ -28,6 +28,7 @@ HEADER = ["filename", "fold", "target", "category"]
 class ESC50(DatasetRecipe):
     name = "esc50"
     preset = "esc50"
+    expected_classes = 50  # the preset's dataset.num_classes
     description = "ESC-50: 50 classes, a train/eval manifest pair for each of the 5 folds"
     duration = None        # whole 5 s clips
     target_length = 512    # AST egs/esc50/run_esc.sh audio_length=512

@@ -48,6 +48,7 @@ HEADER = ["label", "youtube_id", "time_start", "time_end"]
 class KineticsSounds(DatasetRecipe):
     name = "kinetics_sounds"
     preset = "kinetics_sounds"
+    expected_classes = 31  # the preset's dataset.num_classes
     description = "Kinetics-Sounds: 31 Kinetics-400 classes, train and validation manifests"
     duration = 10.0        # 10 s clips (paper §3.1)
     target_length = 1024   # 10 s at 10 ms, as the preset

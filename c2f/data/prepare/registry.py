@@ -54,6 +54,7 @@ class DatasetRecipe:
 
     name: str = ""
     preset: str = ""                   # the `dataset=` preset that reads the output
+    expected_classes: int = 0          # that preset's dataset.num_classes
     description: str = ""
     duration: float | None = None      # seconds each clip is cut or padded to; None keeps all
     target_length: int = 1024          # the preset's frames (statistics use the same)

@@ -25,6 +25,7 @@ NOISE = "_background_noise_"
 class SpeechCommands(DatasetRecipe):
     name = "speechcommands"
     preset = "speechcommands"
+    expected_classes = 35  # the preset's dataset.num_classes
     description = "Speech Commands v2: 35 words; train, validation and test manifests"
     duration = None        # whole 1 s clips
     target_length = 128    # AST egs/speechcommands/run_sc.sh audio_length=128

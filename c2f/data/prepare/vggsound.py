@@ -37,6 +37,7 @@ def classes_from(names: set[str], classes_csv: Path | None) -> list[tuple[str, s
 class VGGSound(DatasetRecipe):
     name = "vggsound"
     preset = "vggsound"
+    expected_classes = 309  # the preset's dataset.num_classes
     description = "VGGSound: train and test manifests from vggsound.csv, 309 classes"
     duration = 10.0        # 10 s clips (paper §3.1)
     target_length = 1024   # FlexiAST egs/vggsound/run16.sh audio_length=1024

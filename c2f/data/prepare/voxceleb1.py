@@ -20,6 +20,7 @@ SETS = {"1": "train", "2": "val", "3": "test"}
 class VoxCeleb1(DatasetRecipe):
     name = "voxceleb1"
     preset = "voxceleb1"
+    expected_classes = 1251  # the preset's dataset.num_classes
     description = "VoxCeleb1 identification: 1,251 speakers, train+val for training, test"
     duration = None        # whole utterances (4 s to minutes)
     target_length = 1024   # FlexiAST egs/voxceleb/vox_sup_from16.sh audio_length=1024
