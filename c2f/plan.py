@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
 from c2f.flops_cache import cache_key, cached
-from c2f.models import build_model
-from c2f.models.pretrained import check_pretrained
+from c2f.models import build_model, model_family
 from c2f.spec import ConfigError, ModelSpec, RunSpec, ScheduleSpec
 from c2f.train.flops import predicted_flops_per_sample
 
@@ -93,16 +92,7 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
         phase = compression.phase_input(base, c)
     except ValueError as err:
         raise ConfigError(f"`compression={spec.compression.name}` at C = {c}: {err}") from None
-    (patch_f, patch_t), frames = phase.patch, phase.model_frames
-    where = f"compression={spec.compression.name}, C = {c}"
-    if d.num_mel_bins % patch_f:
-        raise ConfigError(f"`model.patch`: {d.num_mel_bins} mel bins are not a multiple of the "
-                          f"frequency patch {patch_f} ({where})")
-    if patch_t > frames or frames % patch_t:
-        raise ConfigError(
-            f"`dataset.target_length`: the model sees {frames} frames, which the time patch "
-            f"{patch_t} does not tile ({where}); pick a target_length that is a multiple of "
-            f"{patch_t * c} or a smaller schedule.c")
+    model_family(m.arch).check(m, spec.compression.name, phase, d.num_mel_bins, c)
     return phase
 
 
@@ -126,7 +116,7 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     if spec.compression.name not in list_compressions():
         raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
                           f"available: {', '.join(list_compressions())}")
-    check_pretrained(spec.model)
+    model_family(spec.model.arch).check_pretrained(spec.model)
     factors = phase_factors(spec.schedule)
     epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
     phases = []

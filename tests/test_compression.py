@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torchaudio.compliance import kaldi
 
 from c2f.compression import BaseInput, create_compression, list_compressions
-from c2f.models import AST, transfer_weights
-from c2f.models.transfer import resample_pos_embed
+from c2f.models import AST
+from c2f.models.transfer import resample_pos_embed, transfer_weights
 
 AST_BASE_INPUT = BaseInput(frame_shift_ms=10.0, target_length=1024, patch=(16, 16), time_mask=192)
 METHODS = ["fshift", "pool_avg", "pool_max", "patch_bl", "patch_pi"]

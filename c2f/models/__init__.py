@@ -1,6 +1,7 @@
-"""Models and the weight transfer between phases."""
+"""Models (one file per family, registered with `@register_model`) and what moves between
+phases."""
 from c2f.models.ast import AST
 from c2f.models.build import build_model
-from c2f.models.transfer import transfer_weights
+from c2f.models.registry import ModelFamily, list_models, model_family, register_model
 
-__all__ = ["AST", "build_model", "transfer_weights"]
+__all__ = ["AST", "ModelFamily", "build_model", "list_models", "model_family", "register_model"]

@@ -1,9 +1,18 @@
-"""AST: an audio spectrogram transformer on timm's VisionTransformer, any grid and patch."""
+"""AST: an audio spectrogram transformer on timm's VisionTransformer, any grid and patch.
+
+Between phases the positional table is resampled bilinearly on the (frequency, time) grid and a
+patch kernel of another shape is moved by the compression method (BL or PI for the patch
+methods); pretrained timm ViT/DeiT, AST and c2f checkpoints load by their key names
+(`c2f/models/pretrained.py`)."""
 from __future__ import annotations
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+
+from c2f.compression import Compression, PhaseInput
+from c2f.models.registry import ModelFamily, register_model
+from c2f.spec import ConfigError, ModelSpec
 
 
 class AST(nn.Module):
@@ -40,3 +49,47 @@ class AST(nn.Module):
         tokens = self.vit.forward_features(image)
         pooled = tokens[:, : self.num_prefix_tokens].mean(dim=1)
         return self.head(pooled)
+
+
+@register_model("ast")
+class ASTFamily(ModelFamily):
+    """AST: every compression method, any C that the patch grid tiles."""
+
+    moves = "positional table (bilinear on the grid), patch kernel (by the method)"
+
+    def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
+              c: int) -> None:
+        (patch_f, patch_t), frames = phase.patch, phase.model_frames
+        where = f"compression={compression}, C = {c}"
+        if num_mel_bins % patch_f:
+            raise ConfigError(f"`model.patch`: {num_mel_bins} mel bins are not a multiple of "
+                              f"the frequency patch {patch_f} ({where})")
+        if patch_t > frames or frames % patch_t:
+            raise ConfigError(
+                f"`dataset.target_length`: the model sees {frames} frames, which the time "
+                f"patch {patch_t} does not tile ({where}); pick a target_length that is a "
+                f"multiple of {patch_t * c} or a smaller schedule.c")
+
+    def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
+              patch: tuple[int, int], c: int = 1) -> AST:
+        return AST(num_mel_bins=num_mel_bins, frames=frames, patch=patch,
+                   num_classes=num_classes, embed_dim=spec.embed_dim, depth=spec.depth,
+                   num_heads=spec.num_heads, mlp_ratio=spec.mlp_ratio,
+                   dist_token=spec.dist_token, drop_path=spec.drop_path)
+
+    def transfer(self, old: AST, new: AST, compression: Compression) -> None:
+        from c2f.models.transfer import transfer_weights
+
+        transfer_weights(old, new, compression.resize_patch_embed)
+
+    def check_pretrained(self, spec: ModelSpec) -> None:
+        from c2f.models.pretrained import check_pretrained
+
+        check_pretrained(spec)
+
+    def load_pretrained(self, model: AST, spec: ModelSpec, compression: Compression
+                        ) -> list[str]:
+        from c2f.models.pretrained import load_pretrained
+
+        return load_pretrained(model, spec.pretrained, spec.pretrained_grid,
+                               compression.resize_patch_embed)

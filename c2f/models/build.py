@@ -1,15 +1,15 @@
-"""Build a phase's model."""
+"""Build a phase's model through the registry."""
 from __future__ import annotations
 
-from c2f.models.ast import AST
+from torch import nn
+
+from c2f.models.registry import model_family
+from c2f.spec import ModelSpec
 
 
-def build_model(model_spec, *, num_classes: int, num_mel_bins: int, frames: int,
-                patch: tuple[int, int]) -> AST:
+def build_model(model_spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
+                patch: tuple[int, int], c: int = 1) -> nn.Module:
     """The model for one phase's input shape."""
-    if model_spec.arch != "ast":
-        raise ValueError(f"model.arch={model_spec.arch!r}: only `ast` is implemented so far")
-    return AST(num_mel_bins=num_mel_bins, frames=frames, patch=patch, num_classes=num_classes,
-               embed_dim=model_spec.embed_dim, depth=model_spec.depth,
-               num_heads=model_spec.num_heads, mlp_ratio=model_spec.mlp_ratio,
-               dist_token=model_spec.dist_token, drop_path=model_spec.drop_path)
+    return model_family(model_spec.arch).build(model_spec, num_classes=num_classes,
+                                               num_mel_bins=num_mel_bins, frames=frames,
+                                               patch=patch, c=c)

@@ -13,8 +13,7 @@ from tqdm.auto import tqdm
 from c2f.compression import create_compression
 from c2f.data.dataset import balanced_weights, collate_skipping, item_seed
 from c2f.data.frontend import Frontend
-from c2f.models import build_model, transfer_weights
-from c2f.models.pretrained import load_pretrained
+from c2f.models import build_model, model_family
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.track import RunDir, Tracker, atomic_torch_save
@@ -54,7 +53,7 @@ class PhaseLoop:
         d = self.spec.dataset
         model = build_model(self.spec.model, num_classes=d.num_classes,
                             num_mel_bins=d.num_mel_bins, frames=phase.input.model_frames,
-                            patch=phase.input.patch)
+                            patch=phase.input.patch, c=phase.c)
         return model.to(self.device)
 
     def _phase_data(self, phase: Phase) -> PhaseData:
@@ -175,11 +174,10 @@ class PhaseLoop:
             optimizer.load_state_dict(resumed.optimizer)
             self.precision.load_state_dict(resumed.scaler)
         elif previous_model is not None:
-            transfer_weights(previous_model, model, self.compression.resize_patch_embed)
+            model_family(self.spec.model.arch).transfer(previous_model, model, self.compression)
         elif self.spec.model.pretrained:
             m = self.spec.model
-            left = load_pretrained(model, m.pretrained, m.pretrained_grid,
-                                   self.compression.resize_patch_embed)
+            left = model_family(m.arch).load_pretrained(model, m, self.compression)
             self.log(f"loaded {m.pretrained}; left at init: {', '.join(left) or '-'}")
         return model, optimizer
 
