@@ -72,7 +72,8 @@ class EpochBench:
         """The dataset of `spec`, prepared and cached once per dataset config."""
         key = json.dumps(spec.semantic["dataset"], sort_keys=True) + str(spec.trainer.cache_audio)
         if key not in self.bundles:
-            train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, print)
+            train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, print,
+                                                       spec.model_features)
             self.bundles[key] = data_bundle(train, evaluation, settings, spec.trainer,
                                             progress=False)
         return self.bundles[key]

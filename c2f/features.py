@@ -1,5 +1,6 @@
 """Features in AST's recipe: kaldi fbank (per clip, or batched on any device), pad/crop,
-normalization, SpecAugment masks and the mixup weight."""
+normalization, SpecAugment masks and the mixup weight; and PANNs'/HTS-AT's log-mel for models
+that bring their own features."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 from torchaudio.compliance import kaldi
 
 # AST's fbank arguments (src/dataloader.py, `_wav2fbank`); the frame shift is a parameter.
@@ -76,6 +78,42 @@ def fbank_batch(waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int,
     valid = torch.where(lengths >= window, (lengths - window) // shift + 1, 0)
     keep = torch.arange(frames, device=waves.device) < valid.to(waves.device)[:, None]
     return spec * keep[:, :, None]
+
+
+@lru_cache(maxsize=16)
+def _periodic_hann(window: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """librosa's get_window('hann', fftbins=True), as torchlibrosa's STFT uses."""
+    return torch.hann_window(window, periodic=True, dtype=torch.float64).to(device, dtype)
+
+
+@lru_cache(maxsize=16)
+def _slaney_mel(sample_rate: int, window: int, num_mel_bins: int, fmin: float, fmax: float,
+                device: str, dtype: torch.dtype) -> torch.Tensor:
+    """[freq bins, mel] filters equal to librosa.filters.mel's defaults (Slaney scale and
+    area normalization), which torchlibrosa's LogmelFilterBank uses."""
+    banks = AF.melscale_fbanks(window // 2 + 1, fmin, fmax, num_mel_bins, sample_rate,
+                               norm="slaney", mel_scale="slaney")
+    return banks.to(device=device, dtype=dtype)
+
+
+def logmel_batch(waves: torch.Tensor, sample_rate: int, num_mel_bins: int, hop: int,
+                 window: int, fmin: float, fmax: float, frames: int) -> torch.Tensor:
+    """PANNs' and HTS-AT's log-mel [B, frames, mel] of waveforms [B, samples]: the
+    periodic-Hann STFT (torchlibrosa Spectrogram, center=True, reflect padding, power 2), Slaney
+    mel filters, 10 log10(max(x, 1e-10)) (LogmelFilterBank, ref 1, top_db None); the first
+    `frames` frames (a clip of frames x hop samples gives one more, centered on its end)."""
+    dtype = torch.float64 if waves.is_cuda else torch.float32
+    x = waves.to(dtype)
+    if x.shape[-1] <= window // 2:  # reflect padding needs more than half a window
+        x = F.pad(x, (0, window // 2 + 1 - x.shape[-1]))
+    spec = torch.stft(x, n_fft=window, hop_length=hop, win_length=window,
+                      window=_periodic_hann(window, str(x.device), dtype), center=True,
+                      pad_mode="reflect", return_complex=True)
+    power = spec.real.square() + spec.imag.square()  # [B, freq, T]
+    mel = power.transpose(1, 2) @ _slaney_mel(sample_rate, window, num_mel_bins, fmin, fmax,
+                                              str(x.device), dtype)
+    out = 10.0 * torch.log10(mel.clamp_min(1e-10))[:, :frames]
+    return F.pad(out, (0, 0, 0, frames - out.shape[1])).to(torch.float32)
 
 
 def pad_or_crop_frames(spec: torch.Tensor, frames: int) -> torch.Tensor:

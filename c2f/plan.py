@@ -22,12 +22,12 @@ class Phase:
     c: int
     epochs: int
     input: PhaseInput
-    grid: tuple[int, int]
+    grid: tuple[int, int] | None  # the patch grid (freq, time); None for models without patches
     flops_per_sample: int  # predicted training FLOPs (forward + backward) of one sample
 
     @property
-    def tokens(self) -> int:
-        return self.grid[0] * self.grid[1]
+    def tokens(self) -> int | None:
+        return None if self.grid is None else self.grid[0] * self.grid[1]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
         phase = compression.phase_input(base, c)
     except ValueError as err:
         raise ConfigError(f"`compression={spec.compression.name}` at C = {c}: {err}") from None
-    model_family(m.arch).check(m, spec.compression.name, phase, d.num_mel_bins, c)
+    model_family(m.arch).check(m, spec.compression.name, phase, spec.num_mel_bins, c)
     return phase
 
 
@@ -122,10 +122,11 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     phases = []
     for index, (c, n_epochs) in enumerate(zip(factors, epochs)):
         phase_input = _phase_input(spec, c)
-        grid = (spec.dataset.num_mel_bins // phase_input.patch[0],
-                phase_input.model_frames // phase_input.patch[1])
+        grid = (spec.num_mel_bins // phase_input.patch[0],
+                phase_input.model_frames // phase_input.patch[1]) \
+            if model_family(spec.model.arch).patches else None
         flops = _flops_per_sample(spec.model, spec.dataset.num_classes,
-                                  spec.dataset.num_mel_bins, phase_input.model_frames,
+                                  spec.num_mel_bins, phase_input.model_frames,
                                   tuple(phase_input.patch))
         phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops))
     return PhasePlan(tuple(phases), train_samples)
@@ -139,8 +140,10 @@ def format_plan(plan: PhasePlan) -> str:
     for p in plan.phases:
         rows.append((str(p.index), p.method, str(p.c), str(p.epochs),
                      f"{p.input.fbank_frames}->{p.input.model_frames}",
-                     f"{p.input.frame_shift_ms:g}", "x".join(map(str, p.input.patch)),
-                     "x".join(map(str, p.grid)), str(p.tokens), f"{p.flops_per_sample / 1e9:.3f}"))
+                     f"{p.input.frame_shift_ms:g}",
+                     "x".join(map(str, p.input.patch)) if p.grid else "-",
+                     "x".join(map(str, p.grid)) if p.grid else "-",
+                     str(p.tokens) if p.grid else "-", f"{p.flops_per_sample / 1e9:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     total = plan.predicted_flops()

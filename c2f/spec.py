@@ -48,6 +48,21 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class ModelFeatures:
+    """A model's own input features, replacing the dataset's 16 kHz kaldi fbank: PANNs' and
+    HTS-AT's log-mel (torchlibrosa: periodic Hann STFT, centered with reflect padding, power
+    spectrum, librosa's Slaney mel filters, 10 log10(max(x, 1e-10)))."""
+
+    kind: str = "logmel"
+    sample_rate: int = 32000
+    num_mel_bins: int = 64
+    window: int = 1024  # STFT window and FFT size, in samples; the hop is dataset.frame_shift_ms
+    fmin: float = 50.0
+    fmax: float = 14000.0
+    normalize: bool = False  # dataset mean/std normalization (AST's); PANNs uses its own bn0
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     arch: str = "ast"
@@ -61,6 +76,10 @@ class ModelSpec:
     pretrained: str | None = None  # local timm/AST checkpoint; never downloaded
     require_pretrained: bool = False  # fail at plan time when `pretrained` is not given
     pretrained_grid: tuple[int, int] | None = None  # its (freq, time) token grid if not square
+    channels: tuple[int, ...] | None = None  # CNN widths (CNN14: six conv blocks)
+    features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
+
+
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,8 @@ class OptimSpec:
     milestones_step: int = 1
     gamma: float = 0.5
     grad_clip: float | None = None
+    eps: float = 1e-8  # Adam's epsilon (torch's default, as AST and PANNs use it)
+    amsgrad: bool = False  # PANNs: Adam(amsgrad=True)
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,23 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return config_hash(self.semantic)
+
+    @property
+    def model_features(self) -> ModelFeatures | None:
+        """The model's own feature settings, or None for the dataset's (AST's)."""
+        return self.model.features
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is decoded at: the model's when it has its own features."""
+        own = self.model_features
+        return own.sample_rate if own else self.dataset.sample_rate
+
+    @property
+    def num_mel_bins(self) -> int:
+        """Mel bins of the model's input."""
+        own = self.model_features
+        return own.num_mel_bins if own else self.dataset.num_mel_bins
 
     @property
     def run_dir(self) -> Path:
@@ -235,6 +273,13 @@ def validate(spec: RunSpec) -> None:
            "give both norm_mean and norm_std, or neither (computed from the training set)")
     _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
     _check(0.0 <= d.mixup <= 1.0, "dataset.mixup", f"a probability, got {d.mixup}")
+    if m.features is not None:
+        own = m.features
+        _check(own.kind == "logmel", "model.features.kind", f"{own.kind!r} is not logmel")
+        _check(0 <= own.fmin < own.fmax <= own.sample_rate / 2, "model.features.fmax",
+               f"need 0 <= fmin < fmax <= sample_rate / 2, got {own.fmin}..{own.fmax}")
+        _check(own.window >= 16 and own.num_mel_bins >= 1, "model.features.window",
+               "window >= 16 samples and num_mel_bins >= 1")
     _check(d.fold is None or (isinstance(d.fold, int) and d.fold >= 1), "dataset.fold",
            f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
@@ -270,6 +315,17 @@ def validate(spec: RunSpec) -> None:
            f"{spec.logger.mode!r} is not offline|online|disabled")
 
 
+def _model_spec(node: Any) -> ModelSpec:
+    """ModelSpec with its nested parts made hashable: `features` a ModelFeatures, `channels`
+    a tuple."""
+    model = _build(ModelSpec, node, "model")
+    features = model.features
+    if features is not None:
+        features = _build(ModelFeatures, features, "model.features")
+    channels = None if model.channels is None else tuple(model.channels)
+    return dataclasses.replace(model, features=features, channels=channels)
+
+
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
     groups = ("dataset", "model", "compression", "schedule", "optim", "average", "trainer",
@@ -280,7 +336,7 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     paths = cfg["paths"]
     spec = RunSpec(
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
-        model=_build(ModelSpec, cfg["model"], "model"),
+        model=_model_spec(cfg["model"]),
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
         schedule=_build(ScheduleSpec, cfg["schedule"], "schedule"),
         optim=_build(OptimSpec, cfg["optim"], "optim"),

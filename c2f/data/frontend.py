@@ -4,7 +4,12 @@
 as AST computes it). `device`: workers only cut the waveform; the batch goes to the training
 device, where one batched fbank, normalization, the compression transform and SpecAugment
 run on the whole batch. Both draw the same per-clip masks, so they give the same input up to
-float rounding (tests/test_frontend.py)."""
+float rounding (tests/test_frontend.py).
+
+Models with their own features (`model.features`, e.g. CNN14's 32 kHz log-mel) get
+`kind="logmel"`: the clip is zero-padded to the phase's samples, as PANNs pads waveforms, the
+log-mel is taken over the whole buffer, and dataset normalization applies only when the model
+asks for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +31,11 @@ class FeatureSettings:
     freq_mask: int = 0
     mixup: float = 0.0
     skip_bad: bool = False
+    kind: str = "kaldi"  # kaldi (AST's fbank) | logmel (model.features)
+    window: int = 0  # logmel: STFT window in samples
+    fmin: float = 0.0  # logmel: mel filter range
+    fmax: float = 0.0
+    normalize: bool = True  # (x - mean) / (2 std), AST's; logmel models may normalize inside
 
 
 @dataclass(frozen=True)
@@ -37,14 +47,27 @@ class Frontend:
     on_device: bool
 
     @property
+    def logmel(self) -> bool:
+        return self.settings.kind == "logmel"
+
+    @property
+    def hop(self) -> int:
+        """logmel: the STFT hop of this phase, in samples."""
+        return features.shift_samples(self.settings.sample_rate, self.phase.frame_shift_ms)
+
+    @property
     def samples(self) -> int:
         """Waveform samples that make the phase's fbank frames."""
         s, p = self.settings, self.phase
+        if self.logmel:
+            return p.fbank_frames * self.hop
         return features.samples_for_frames(p.fbank_frames, s.sample_rate, p.frame_shift_ms)
 
     @property
     def mask_value(self) -> float:
         """AST masks the raw fbank, then normalizes: a masked cell is the normalized zero."""
+        if not self.settings.normalize:
+            return 0.0
         return float(features.normalize(0.0, self.settings.mean, self.settings.std))
 
     def draw_masks(self, generator: torch.Generator) -> torch.Tensor:
@@ -57,6 +80,12 @@ class Frontend:
         Device frontend: a view of the waveform's first `samples` samples (no copy: large
         per-clip allocations cost more than the fbank) and the clip's mean, which the device
         subtracts."""
+        if self.logmel:
+            view = wave[0, :self.samples]
+            if self.on_device:
+                return view, 0.0
+            lengths = torch.tensor([view.shape[0]])
+            return self.finish(self.fbank(view[None], lengths, torch.zeros(1))[0], masks), 0.0
         window = features.window_samples(self.settings.sample_rate)
         if wave.shape[1] < window:  # kaldi needs one full window
             wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
@@ -69,6 +98,8 @@ class Frontend:
 
     def valid_samples(self, wave: torch.Tensor) -> int:
         """How many of `clip`'s samples are the clip's own (the rest is padding)."""
+        if self.logmel:
+            return min(wave.shape[1], self.samples)
         window = features.window_samples(self.settings.sample_rate)
         return min(max(wave.shape[1], window), self.samples)
 
@@ -84,13 +115,18 @@ class Frontend:
         """Raw fbank [B, frames, mel] of clip views (`clip`), padded into a batch."""
         s, p = self.settings, self.phase
         valid = torch.arange(inputs.shape[1], device=inputs.device) < lengths[:, None]
+        if self.logmel:  # zero-padded to the phase's samples, as PANNs pads waveforms
+            waves = torch.nn.functional.pad(inputs * valid, (0, self.samples - inputs.shape[1]))
+            return features.logmel_batch(waves, s.sample_rate, s.num_mel_bins, self.hop,
+                                         s.window, s.fmin, s.fmax, p.fbank_frames)
         waves = (inputs - offsets[:, None].to(inputs.dtype)) * valid
         return features.fbank_batch(waves, lengths, s.sample_rate, s.num_mel_bins,
                                     p.frame_shift_ms, p.fbank_frames)
 
     def finish(self, spec: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
         """A raw fbank [..., frames, mel] -> normalized, compressed, masked model input."""
-        spec = features.normalize(spec, self.settings.mean, self.settings.std)
+        if self.settings.normalize:
+            spec = features.normalize(spec, self.settings.mean, self.settings.std)
         spec = self.compression.transform(spec, self.c)
         if masks is not None:
             spec = features.apply_masks(spec, masks, self.mask_value)

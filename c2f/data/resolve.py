@@ -8,7 +8,7 @@ from c2f.data.errors import DataError
 from c2f.data.frontend import FeatureSettings
 from c2f.data.manifest import Manifest, check_files, load_manifest
 from c2f.data.stats import cached_stats
-from c2f.spec import ConfigError, DatasetSpec
+from c2f.spec import ConfigError, DatasetSpec, ModelFeatures
 
 
 def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, Path]:
@@ -42,8 +42,10 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
     return manifest
 
 
-def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print):
-    """(train manifest, eval manifest, FeatureSettings), all checked before training."""
+def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
+                 own: ModelFeatures | None = None):
+    """(train manifest, eval manifest, FeatureSettings), all checked before training; `own`
+    is the model's own feature settings (model.features), which replace the dataset's."""
     paths = manifest_paths(dataset, data_dir)
     train = _checked(load_manifest(paths["train"], paths["labels"]), dataset.on_bad_audio, log)
     evaluation = _checked(load_manifest(paths["eval"], paths["labels"]), dataset.on_bad_audio,
@@ -52,6 +54,8 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print):
         raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
                           f"lists {train.num_classes} classes; set dataset.num_classes="
                           f"{train.num_classes}")
+    if own is not None:
+        return train, evaluation, _own_settings(dataset, own)
     mean, std = dataset.norm_mean, dataset.norm_std
     if mean is None:
         mean, std = cached_stats(data_dir / "stats", train, sample_rate=dataset.sample_rate,
@@ -62,3 +66,16 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print):
     settings = FeatureSettings(dataset.sample_rate, dataset.num_mel_bins, mean, std,
                                dataset.freqm, dataset.mixup, dataset.on_bad_audio == "skip")
     return train, evaluation, settings
+
+
+def _own_settings(dataset: DatasetSpec, own: ModelFeatures) -> FeatureSettings:
+    """Feature settings of a model with its own log-mel (CNN14, HTS-AT)."""
+    if own.normalize and dataset.norm_mean is None:
+        raise ConfigError("`model.features.normalize`=true needs dataset.norm_mean and "
+                          "dataset.norm_std of the model's log-mel (c2f computes statistics "
+                          "of AST's fbank only)")
+    mean, std = (dataset.norm_mean, dataset.norm_std) if own.normalize else (0.0, 1.0)
+    return FeatureSettings(own.sample_rate, own.num_mel_bins, mean, std, dataset.freqm,
+                           dataset.mixup, dataset.on_bad_audio == "skip", kind=own.kind,
+                           window=own.window, fmin=own.fmin, fmax=own.fmax,
+                           normalize=own.normalize)

@@ -56,6 +56,7 @@ class ASTFamily(ModelFamily):
     """AST: every compression method, any C that the patch grid tiles."""
 
     moves = "positional table (bilinear on the grid), patch kernel (by the method)"
+    patches = True
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

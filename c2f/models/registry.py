@@ -27,6 +27,7 @@ class ModelFamily:
     name: str = ""
     compressions: tuple[str, ...] | None = None  # the methods it takes; None: all of them
     moves: str = "nothing"  # what a phase transition moves, in words (plan and docs)
+    patches: bool = False  # tokenizes the input into patches (the plan shows grid and tokens)
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

@@ -66,7 +66,8 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                           f"{world.size} processes; use a multiple of {world.size}")
     if not world.is_main:
         echo = _quiet
-    train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo)
+    train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo,
+                                               spec.model_features)
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:

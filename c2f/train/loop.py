@@ -52,7 +52,8 @@ class PhaseLoop:
         torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
         d = self.spec.dataset
         model = build_model(self.spec.model, num_classes=d.num_classes,
-                            num_mel_bins=d.num_mel_bins, frames=phase.input.model_frames,
+                            num_mel_bins=self.spec.num_mel_bins,
+                            frames=phase.input.model_frames,
                             patch=phase.input.patch, c=phase.c)
         return model.to(self.device)
 

@@ -14,7 +14,7 @@ def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
     that does not shrink with C and would otherwise blunt the coarse phases' savings."""
     cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
     return cls(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=tuple(spec.betas),
-               fused=True)
+               eps=spec.eps, amsgrad=spec.amsgrad, fused=True)
 
 
 def lr_at(spec: OptimSpec, step: int, epoch: int, total_steps: int) -> float:

@@ -1,0 +1,141 @@
+"""The model registry: every registered model x every compression it takes builds at C = 1, 2,
+4, moves its weights to the next phase, runs, and its FLOPs predicted on the meta device equal
+those counted on a real batch; CNN14's log-mel and PANNs checkpoints."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+import torchaudio
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from c2f import features
+from c2f.compression import BaseInput, create_compression, list_compressions
+from c2f.models import build_model, list_models, model_family
+from c2f.plan import build_plan
+from c2f.spec import ConfigError, ModelFeatures, ModelSpec, build_spec
+from c2f.train.flops import predicted_flops_per_sample, training_flops
+from tests.conftest import ROOT, TINY, kill_after_records, read_metrics, run_cli, run_dirs
+
+TINY_MODELS = {
+    "ast": ModelSpec(name="t", arch="ast", patch=(16, 16), embed_dim=32, depth=1, num_heads=2),
+    "cnn14": ModelSpec(name="t", arch="cnn14", channels=(4, 4, 8, 8, 8, 8),
+                       features=ModelFeatures()),
+}
+MEL = {"ast": 128, "cnn14": 64}
+
+
+def supported(arch: str) -> list[str]:
+    taken = model_family(arch).compressions
+    return [c for c in list_compressions() if c != "none" and (taken is None or c in taken)]
+
+
+def test_every_registered_model_is_covered():
+    assert set(list_models()) == set(TINY_MODELS)
+
+
+@pytest.mark.parametrize("arch, method", [(a, m) for a in TINY_MODELS for m in supported(a)])
+def test_build_transfer_forward_and_flops(arch, method):
+    family, spec, mel = model_family(arch), TINY_MODELS[arch], MEL[arch]
+    compression = create_compression(method)
+    base = BaseInput(10.0, 128, (16, 16), 24)
+    previous = None
+    for c in (4, 2, 1):
+        phase = compression.phase_input(base, c)
+        family.check(spec, method, phase, mel, c)
+
+        def factory(phase=phase, c=c):
+            return build_model(spec, num_classes=5, num_mel_bins=mel,
+                               frames=phase.model_frames, patch=phase.patch, c=c)
+
+        torch.manual_seed(c)
+        model = factory()
+        if previous is not None:
+            family.transfer(previous, model, compression)
+            moved = {k for k, v in model.state_dict().items()
+                     if k in previous.state_dict() and v.shape == previous.state_dict()[k].shape
+                     and torch.equal(v, previous.state_dict()[k])}
+            assert moved, "nothing moved between phases"
+        batch = torch.randn(3, phase.model_frames, mel)
+        assert model(batch).shape == (3, 5)
+        predicted = predicted_flops_per_sample(factory, phase.model_frames, mel)
+        assert predicted * 3 == training_flops(model, batch)
+        previous = model
+
+
+def test_unsupported_compression_fails_at_plan_time():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["model=cnn14_tiny", "compression=patch_pi",
+                                           "schedule=2phase"])
+    spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
+    with pytest.raises(ConfigError, match=r"model.arch=cnn14.*compression=patch_pi"):
+        build_plan(spec)
+
+
+def test_logmel_is_torchaudio_mel_spectrogram_in_db():
+    """PANNs' log-mel (torchlibrosa) equals torchaudio's MelSpectrogram with librosa's Slaney
+    filters, power 2, centred reflect-padded periodic-Hann STFT, in 10 log10."""
+    waves = torch.randn(2, 32000)
+    ours = features.logmel_batch(waves, 32000, 64, 320, 1024, 50.0, 14000.0, 100)
+    reference = torchaudio.transforms.MelSpectrogram(
+        32000, n_fft=1024, hop_length=320, f_min=50.0, f_max=14000.0, n_mels=64, power=2.0,
+        norm="slaney", mel_scale="slaney", center=True, pad_mode="reflect")(waves)
+    expected = 10 * torch.log10(reference.clamp_min(1e-10)).transpose(1, 2)[:, :100]
+    assert ours.shape == (2, 100, 64)
+    assert (ours - expected).abs().max() < 1e-3
+
+
+def panns_state(model: torch.nn.Module, classes: int) -> dict:
+    """A checkpoint as PANNs saves it: {"model": state} with the log-mel extractors' buffers
+    and a 527-class head."""
+    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    state["spectrogram_extractor.stft.conv_real.weight"] = torch.randn(513, 1, 1024)
+    state["logmel_extractor.melW"] = torch.randn(513, 64)
+    state["fc_audioset.weight"] = torch.randn(classes, state["fc1.weight"].shape[0])
+    state["fc_audioset.bias"] = torch.randn(classes)
+    return {"iteration": 600000, "model": state}
+
+
+def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
+    spec = TINY_MODELS["cnn14"]
+    model = build_model(spec, num_classes=5, num_mel_bins=64, frames=64, patch=(16, 16))
+    saved = panns_state(model, classes=527)
+    path = tmp_path / "Cnn14_mAP=0.431.pth"
+    torch.save(saved, path)
+    left = model_family("cnn14").load_pretrained(model, replace(spec, pretrained=str(path)),
+                                                 create_compression("none"))
+    assert left == ["fc_audioset.bias", "fc_audioset.weight"]  # 527 classes vs 5
+    assert torch.equal(model.state_dict()["conv_block3.conv2.weight"],
+                       saved["model"]["conv_block3.conv2.weight"])
+    assert torch.equal(model.state_dict()["bn0.running_mean"], saved["model"]["bn0.running_mean"])
+
+
+CNN14 = [*(o for o in TINY if not o.startswith("model.")), "model=cnn14_tiny", "logger=disabled", "dataset.target_length=128",
+         "compression=pool_avg", "schedule=2phase", "schedule.c=4"]
+
+
+@pytest.mark.slow
+def test_cnn14_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir):
+    """Tiny CNN14 on the built-in dataset resampled to 32 kHz, Avg Pool 4 -> 1, killed at the
+    phase boundary and resumed: the same metrics as a straight run, to the bit."""
+    straight = tmp_path / "straight"
+    proc = run_cli(CNN14, straight, data_dir)
+    assert "model=cnn14" not in proc.stderr
+    [run] = run_dirs(straight)
+    expected = read_metrics(run)
+    assert [r["C"] for r in expected] == [4, 1, 1, 1]
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["phases"][0]["grid"] is None  # no patches
+    ratio = plan["phases"][0]["flops_per_sample"] / plan["phases"][1]["flops_per_sample"]
+    assert 0.2 < ratio < 0.3  # a quarter of the frames, a quarter of the convolutions
+    resumed = tmp_path / "resumed"
+    kill_after_records(CNN14, 1, resumed, data_dir)
+    run_cli(CNN14, resumed, data_dir)
+    [again] = run_dirs(resumed)
+    same = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")
+    assert [{k: r[k] for k in same} for r in read_metrics(again)] == \
+        [{k: r[k] for k in same} for r in expected]
