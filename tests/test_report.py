@@ -263,6 +263,21 @@ def test_table1_is_max_pooling_single_phase_and_coarse_to_fine(tmp_path):
                         ["Max Pool 2→1", "ast_base", "yes", "44.35 (+0.05)", "44.35"]]
 
 
+def test_table1_cnn14_rows_sit_above_ast_with_the_papers_numbers(tmp_path):
+    kw = {"dataset": "audioset_full", "metric": "mAP"}
+    make_run(tmp_path, "base", values=[0.40, 0.443], model="ast_base", **kw)
+    make_run(tmp_path, "pool2", method="pool_max", phases=(2,), values=[0.40, 0.4279],
+             model="ast_base", **kw)
+    make_run(tmp_path, "cnn", values=[0.40, 0.432], model="cnn14", **kw)
+    make_run(tmp_path, "cnn2", method="pool_max", phases=(2,), values=[0.40, 0.426],
+             model="cnn14", **kw)
+    cells = aggregate(load_runs([tmp_path])[0])
+    one = {t.key: t for t in paper_tables(cells, load_paper())}["1"]
+    assert one.rows[:2] == [["Baseline", "cnn14", "no", "43.20", "43.20"],
+                            ["Max Pool C=2", "cnn14", "no", "42.60 (-0.60)", "42.60"]]
+    assert [row[1] for row in one.rows[2:]] == ["ast_base", "ast_base"]
+
+
 def test_weight_averaged_models_are_the_reference_where_runs_have_them(tmp_path):
     """AST reports its averaged model (AudioSet): the baseline's reference is it, at the cost
     of the whole run, and a run whose epochs fall short can reach with its average."""
