@@ -157,7 +157,8 @@ def format_recipe(spec: RunSpec) -> str:
     """The training recipe in one line, printed with the plan (restarted at every phase)."""
     d, o, a, m = spec.dataset, spec.optim, spec.average, spec.model
     decay = {"multistep": f"x{o.gamma:g} every {o.milestones_step} epoch(s) from epoch "
-                          f"{o.milestones_start}", "cosine": "cosine", "constant": "constant"}
+                          f"{o.milestones_start}", "cosine": "cosine", "constant": "constant",
+             "epoch_scales": f"x{list(o.scales or [])} by epoch"}
     average = "none" if a.mode == "none" else (
         f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
     init = m.pretrained or "random"

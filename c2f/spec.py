@@ -77,6 +77,9 @@ class ModelSpec:
     require_pretrained: bool = False  # fail at plan time when `pretrained` is not given
     pretrained_grid: tuple[int, int] | None = None  # its (freq, time) token grid if not square
     channels: tuple[int, ...] | None = None  # CNN widths (CNN14: six conv blocks)
+    depths: tuple[int, ...] | None = None  # blocks per stage of a hierarchical model (HTS-AT)
+    heads: tuple[int, ...] | None = None  # attention heads per stage (HTS-AT)
+    chunk: int | None = None  # HTS-AT: frames per folded chunk (its spec_size, 256)
     features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
 
 
@@ -103,7 +106,9 @@ class OptimSpec:
     weight_decay: float = 5e-7
     betas: tuple[float, float] = (0.95, 0.999)
     warmup_steps: int = 0
-    scheduler: str = "multistep"  # multistep | constant | cosine
+    scheduler: str = "multistep"  # multistep | constant | cosine | epoch_scales
+    scales: tuple[float, ...] | None = None  # epoch_scales: lr factor of each phase epoch (the
+    # last repeats), as HTS-AT's LambdaLR
     milestones_start: int = 2
     milestones_step: int = 1
     gamma: float = 0.5
@@ -284,11 +289,13 @@ def validate(spec: RunSpec) -> None:
            f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
            f"need [freq, time] >= 1, got {m.patch}")
-    _check(m.embed_dim % m.num_heads == 0, "model.num_heads",
+    _check(m.arch != "ast" or m.embed_dim % m.num_heads == 0, "model.num_heads",
            f"embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
     _check(o.name in ("adam", "adamw"), "optim.name", f"{o.name!r} is not adam|adamw")
-    _check(o.scheduler in ("multistep", "constant", "cosine"), "optim.scheduler",
-           f"{o.scheduler!r} is not multistep|constant|cosine")
+    _check(o.scheduler in ("multistep", "constant", "cosine", "epoch_scales"),
+           "optim.scheduler", f"{o.scheduler!r} is not multistep|constant|cosine|epoch_scales")
+    _check(o.scheduler != "epoch_scales" or bool(o.scales), "optim.scales",
+           "epoch_scales needs optim.scales=[...], one factor per epoch (the last repeats)")
     _check(o.lr > 0, "optim.lr", "must be > 0")
     _check(0 < s.initial_fraction < 1, "schedule.initial_fraction", "must be in (0, 1)")
     a = spec.average
@@ -322,8 +329,9 @@ def _model_spec(node: Any) -> ModelSpec:
     features = model.features
     if features is not None:
         features = _build(ModelFeatures, features, "model.features")
-    channels = None if model.channels is None else tuple(model.channels)
-    return dataclasses.replace(model, features=features, channels=channels)
+    tuples = {key: tuple(getattr(model, key)) for key in ("channels", "depths", "heads")
+              if getattr(model, key) is not None}
+    return dataclasses.replace(model, features=features, **tuples)
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:

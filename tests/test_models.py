@@ -24,8 +24,10 @@ TINY_MODELS = {
     "ast": ModelSpec(name="t", arch="ast", patch=(16, 16), embed_dim=32, depth=1, num_heads=2),
     "cnn14": ModelSpec(name="t", arch="cnn14", channels=(4, 4, 8, 8, 8, 8),
                        features=ModelFeatures()),
+    "htsat": ModelSpec(name="t", arch="htsat", embed_dim=8, depths=(1, 1, 1, 1),
+                       heads=(1, 1, 2, 2), chunk=32, mlp_ratio=2.0, features=ModelFeatures()),
 }
-MEL = {"ast": 128, "cnn14": 64}
+MEL = {"ast": 128, "cnn14": 64, "htsat": 64}
 
 
 def supported(arch: str) -> list[str]:
@@ -114,8 +116,9 @@ def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
     assert torch.equal(model.state_dict()["bn0.running_mean"], saved["model"]["bn0.running_mean"])
 
 
-CNN14 = [*(o for o in TINY if not o.startswith("model.")), "model=cnn14_tiny", "logger=disabled", "dataset.target_length=128",
-         "compression=pool_avg", "schedule=2phase", "schedule.c=4"]
+CNN14 = [*(o for o in TINY if not o.startswith("model.")), "model=cnn14_tiny",
+         "logger=disabled", "dataset.target_length=128", "compression=pool_avg",
+         "schedule=2phase", "schedule.c=4"]
 
 
 @pytest.mark.slow
@@ -139,3 +142,60 @@ def test_cnn14_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir):
     same = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")
     assert [{k: r[k] for k in same} for r in read_metrics(again)] == \
         [{k: r[k] for k in same} for r in expected]
+
+
+def htsat(frames: int, c: int, classes: int = 5) -> torch.nn.Module:
+    return build_model(TINY_MODELS["htsat"], num_classes=classes, num_mel_bins=64,
+                       frames=frames, patch=(4, 4), c=c)
+
+
+def test_htsat_coarse_phase_sees_fewer_tokens_and_windows_read_the_same_table():
+    """At C = 4 the folded image has a quarter of the rows (one 32-frame chunk instead of
+    four), so every stage has a quarter of the tokens; the deep stages' windows shrink along
+    frequency and index the sub-block of the same (2*8-1)^2 bias table."""
+    fine, coarse = htsat(128, 1), htsat(32, 4)
+    assert fine.layers[0].blocks[0].grid == (64, 8) and coarse.layers[0].blocks[0].grid == (16, 8)
+    deep_fine, deep_coarse = fine.layers[3].blocks[0], coarse.layers[3].blocks[0]
+    assert deep_fine.window == (8, 1) and deep_coarse.window == (2, 1)
+    full = deep_fine.attn.index.view(8, 1, 8, 1)  # query (h, w) x key (h, w) of an 8 x 1 window
+    assert torch.equal(deep_coarse.attn.index, full[:2, :, :2, :].reshape(2, 2))
+    assert {k: v.shape for k, v in fine.state_dict().items()} == \
+        {k: v.shape for k, v in coarse.state_dict().items()}  # nothing depends on the grid
+
+
+def test_htsat_checkpoint_loads_by_its_lightning_names(tmp_path):
+    """{"state_dict": {"sed_model.<name>": ...}} with the buffers and the unused `head` that
+    htsat.py saves; a TSCAM head for another class count stays at init."""
+    model = htsat(128, 1, classes=527)
+    state = {f"sed_model.{k}": torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    state["sed_model.layers.0.blocks.1.attn_mask"] = torch.zeros(64, 64, 64)
+    state["sed_model.layers.0.blocks.0.attn.relative_position_index"] = torch.zeros(64, 64)
+    state["sed_model.head.weight"] = torch.randn(527, 527)
+    state["sed_model.logmel_extractor.melW"] = torch.randn(513, 64)
+    path = tmp_path / "HTSAT_AudioSet_Saved_1.ckpt"
+    torch.save({"epoch": 40, "state_dict": state}, path)
+    spec = replace(TINY_MODELS["htsat"], pretrained=str(path))
+    family = model_family("htsat")
+    assert family.load_pretrained(model, spec, create_compression("none")) == []
+    assert torch.equal(model.state_dict()["layers.2.blocks.0.attn.relative_position_bias_table"],
+                       state["sed_model.layers.2.blocks.0.attn.relative_position_bias_table"])
+    other = htsat(128, 1, classes=5)
+    assert family.load_pretrained(other, spec, create_compression("none")) == [
+        "tscam_conv.bias", "tscam_conv.weight"]
+
+
+HTSAT = [*(o for o in TINY if not o.startswith("model.")), "model=htsat_tiny",
+         "logger=disabled", "dataset.target_length=256", "compression=fshift",
+         "schedule=2phase", "schedule.c=4"]
+
+
+@pytest.mark.slow
+def test_htsat_trains_through_run_py_with_a_quarter_of_the_flops_at_c4(tmp_path, data_dir):
+    proc = run_cli(HTSAT, tmp_path / "runs", data_dir)
+    [run] = run_dirs(tmp_path / "runs")
+    records = read_metrics(run)
+    assert [r["C"] for r in records] == [4, 1, 1, 1] and "loaded" not in proc.stdout
+    plan = json.loads((run / "plan.json").read_text())
+    ratio = plan["phases"][0]["flops_per_sample"] / plan["phases"][1]["flops_per_sample"]
+    assert 0.2 < ratio < 0.3

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput
+from c2f.models.augment import drop_stripes
 from c2f.models.registry import ModelFamily, register_model
 from c2f.spec import ConfigError, ModelSpec
 
@@ -46,20 +47,6 @@ class ConvBlock(nn.Module):
         x = F.relu_(self.bn1(self.conv1(x)))
         x = F.relu_(self.bn2(self.conv2(x)))
         return F.avg_pool2d(x, kernel_size=pool)
-
-
-def drop_stripes(x: torch.Tensor, dim: int, width: int, stripes: int) -> torch.Tensor:
-    """torchlibrosa's DropStripes: per example, `stripes` bands of a random width < `width`
-    along `dim` set to zero (in place; random draws from torch's CPU generator, which c2f
-    seeds per epoch)."""
-    total = x.shape[dim]
-    width = min(width, total)  # a stripe never outgrows a short input
-    for n in range(x.shape[0]):
-        for _ in range(stripes):
-            distance = int(torch.randint(0, max(1, width), ()))
-            start = int(torch.randint(0, max(1, total - distance), ()))
-            x[n].narrow(dim - 1, start, distance).zero_()
-    return x
 
 
 class Cnn14(nn.Module):

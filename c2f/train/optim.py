@@ -24,6 +24,8 @@ def lr_at(spec: OptimSpec, step: int, epoch: int, total_steps: int) -> float:
         passed = 0 if epoch < spec.milestones_start else \
             1 + (epoch - spec.milestones_start) // spec.milestones_step
         decay = spec.gamma ** passed
+    elif spec.scheduler == "epoch_scales":
+        decay = spec.scales[min(epoch, len(spec.scales) - 1)]
     elif spec.scheduler == "cosine":
         decay = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
     else:
