@@ -38,10 +38,11 @@ test: $(STAMP)  ## the whole test suite, as CI runs it
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-bench: $(STAMP)  ## CPU: step and epoch time vs FLOPs per method and C, loop, frontend and dataset preparation speed -> bench/
+bench: $(STAMP)  ## CPU: time vs FLOPs per method and C (AST, CNN14, HTS-AT), loop, frontend, dataset preparation -> bench/
 	$(BIN)/python -m bench.step_time --out bench/results.md $(STEP_ARGS)
 	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(EPOCH_ARGS)
 	$(BIN)/python -m bench.prepare_speed --out bench/results_prepare.md
+	$(BIN)/python -m bench.model_ratios --out bench/results_models.md
 
 bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
 	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)

@@ -322,7 +322,7 @@ def validate(spec: RunSpec) -> None:
            f"{spec.logger.mode!r} is not offline|online|disabled")
 
 
-def _model_spec(node: Any) -> ModelSpec:
+def build_model_spec(node: Any) -> ModelSpec:
     """ModelSpec with its nested parts made hashable: `features` a ModelFeatures, `channels`
     a tuple."""
     model = _build(ModelSpec, node, "model")
@@ -344,7 +344,7 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     paths = cfg["paths"]
     spec = RunSpec(
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
-        model=_model_spec(cfg["model"]),
+        model=build_model_spec(cfg["model"]),
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
         schedule=_build(ScheduleSpec, cfg["schedule"], "schedule"),
         optim=_build(OptimSpec, cfg["optim"], "optim"),

@@ -278,6 +278,20 @@ def test_table1_cnn14_rows_sit_above_ast_with_the_papers_numbers(tmp_path):
     assert [row[1] for row in one.rows[2:]] == ["ast_base", "ast_base"]
 
 
+def test_table6_htsat_rows_with_the_papers_numbers(tmp_path):
+    kw = {"dataset": "vggsound", "metric": "acc", "model": "htsat"}
+    make_run(tmp_path, "base", values=[0.40, 0.5282, 0.52, 0.51], **kw)  # F_B = 200 at epoch 2
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.30, 0.53, 0.52, 0.5],
+             **kw)  # reaches at epoch 2: 25 + 100 FLOPs
+    six = {t.key: t for t in paper_tables(aggregate(load_runs([tmp_path])[0]), load_paper())}
+    assert six["6"].header[:6] == ["Setting", "Model", "VGGSound Acc",
+                                   "VGGSound FLOPs save (%)", "VGGSound Time save (%)",
+                                   "VGGSound paper"]
+    assert six["6"].rows == [
+        ["Baseline", "htsat", "52.82", "-", "-", "52.82"],
+        ["Fshift 4→1", "htsat", "53.00 (+0.18)", "37.50", "37.50", "52.98 / 21.13 / 14.32"]]
+
+
 def test_weight_averaged_models_are_the_reference_where_runs_have_them(tmp_path):
     """AST reports its averaged model (AudioSet): the baseline's reference is it, at the cost
     of the whole run, and a run whose epochs fall short can reach with its average."""
