@@ -72,6 +72,9 @@ class PhaseLoop:
         (`trainer.compile`: true, or one of torch.compile's modes)."""
         if self.world.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.device.type == "cuda":  # batch statistics over all GPUs, as HTS-AT's
+                # main.py trains (sync_batchnorm=True); NCCL only, and a no-op without BN (AST)
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
         mode = self.spec.trainer.compile
         if mode is False:
