@@ -1,0 +1,109 @@
+"""SSAST's masked patch modeling: SSAST's masks, its joint objective, a tiny pretrainer whose
+loss falls on the built-in audio, and the move of the pretrainer between phases."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from c2f import features
+from c2f.compression import create_compression
+from c2f.data.audio import load_waveform
+from c2f.data.builtin import BuiltinParams, ensure_builtin
+from c2f.data.manifest import load_manifest
+from c2f.models.ast import AST
+from c2f.models.ssast import SSASTPretrainer, cluster_mask, frame_mask, masked_count
+from c2f.models.transfer import transfer_weights
+
+
+def tiny(frames: int = 128) -> SSASTPretrainer:
+    encoder = AST(num_mel_bins=128, frames=frames, patch=(16, 16), num_classes=1, embed_dim=64,
+                  depth=2, num_heads=2, dist_token=True)
+    return SSASTPretrainer(encoder)
+
+
+def test_masked_count_is_ssasts_fraction():
+    assert masked_count(512) == 400  # run_mask_patch.sh: 400 of AudioSet's 8 x 64 patches
+    assert masked_count(128) == 100  # C = 4: 8 x 16 patches
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cluster_mask_draws_clusters_of_distinct_patches(seed):
+    grid, count = (8, 64), 400
+    mask = cluster_mask(torch.Generator().manual_seed(seed), grid, count)
+    assert mask.shape == (count,) and mask.unique().numel() == count
+    assert 0 < int(mask.min()) and int(mask.max()) < 512  # patch 0 is never masked (as SSAST)
+    again = cluster_mask(torch.Generator().manual_seed(seed), grid, count)
+    assert torch.equal(mask, again)
+    # clusters: almost every masked patch has a masked neighbour to its right or below
+    chosen = set(mask.tolist())
+    neighbours = sum((i + 1 in chosen) or (i + 64 in chosen) or (i - 1 in chosen)
+                     or (i - 64 in chosen) for i in chosen)
+    assert neighbours / count > 0.9
+    frames = frame_mask(torch.Generator().manual_seed(seed), 64, 30)
+    assert frames.unique().numel() == 30
+
+
+def test_joint_objective_at_init_is_chance():
+    model = tiny()
+    generator = torch.Generator().manual_seed(0)
+    masks = [torch.stack([cluster_mask(generator, model.grid, 40) for _ in range(2)])
+             for _ in range(2)]
+    out = model(torch.randn(2, 128, 128), *masks)
+    assert set(out) == {"loss", "acc", "nce", "mse"}
+    assert out["nce"].item() == pytest.approx(torch.log(torch.tensor(40.0)).item(), abs=0.7)
+    assert out["loss"].item() == pytest.approx(out["nce"].item() + 10 * out["mse"].item(), rel=1e-5)
+
+
+def builtin_features(tmp_path, clips: int = 48) -> torch.Tensor:
+    """Normalized 128 x 128 fbanks of built-in recordings."""
+    params = BuiltinParams(train_per_class=5, eval_per_class=1, clip_seconds=1.28)
+    paths = ensure_builtin(tmp_path, params)
+    manifest = load_manifest(paths["train"], paths["labels"])
+    specs = []
+    for clip in manifest.clips[:clips]:
+        spec = features.fbank(load_waveform(clip.path, 16000), 16000, 128, 10.0)
+        specs.append(features.pad_or_crop_frames(spec, 128))
+    stacked = torch.stack(specs)
+    return (stacked - stacked.mean()) / (2 * stacked.std())
+
+
+def test_tiny_ssast_learns_on_builtin_audio(tmp_path):
+    """Masked patch modeling on real recordings: after 150 steps the joint loss and InfoNCE
+    are well below where they started, and masked patches are told apart above chance."""
+    torch.manual_seed(0)
+    data = builtin_features(tmp_path)
+    model = tiny()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    count = masked_count(model.grid[0] * model.grid[1])  # 50 of 64 patches
+    history = []
+    for _ in range(150):
+        batch = data[torch.randint(0, len(data), (8,), generator=generator)]
+        masks = [torch.stack([cluster_mask(generator, model.grid, count) for _ in range(8)])
+                 for _ in range(2)]
+        out = model(batch, *masks)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in out.items()})
+    first = {k: sum(h[k] for h in history[:15]) / 15 for k in history[0]}
+    last = {k: sum(h[k] for h in history[-15:]) / 15 for k in history[0]}
+    assert last["loss"] < 0.9 * first["loss"]
+    assert last["nce"] < first["nce"] - 0.3
+    assert last["acc"] > 3 / count  # chance is 1 / count
+
+
+def test_pretrainer_moves_to_the_fine_phase_with_fewer_masked_patches_at_c4():
+    """Fshift 4 -> 1: the encoder moves as AST's (positional table resampled on the grid), the
+    mask embedding and both heads as they are (they act per patch)."""
+    coarse, fine = tiny(frames=32), tiny(frames=128)
+    assert coarse.grid == (8, 2) and fine.grid == (8, 8)
+    assert masked_count(16, base_patches=64, base_count=50) == 12
+    transfer_weights(coarse.encoder, fine.encoder, create_compression("fshift").resize_patch_embed)
+    for name in ("mask_embed", "cpredlayer.0.weight", "gpredlayer.2.bias"):
+        fine.get_parameter(name).data.copy_(coarse.get_parameter(name))
+    assert torch.equal(fine.encoder.vit.blocks[0].attn.qkv.weight,
+                       coarse.encoder.vit.blocks[0].attn.qkv.weight)
+    generator = torch.Generator().manual_seed(0)
+    masks = [cluster_mask(generator, fine.grid, 50)[None] for _ in range(2)]
+    assert torch.isfinite(fine(torch.randn(1, 128, 128), *masks)["loss"])
