@@ -80,6 +80,8 @@ class ModelSpec:
     depths: tuple[int, ...] | None = None  # blocks per stage of a hierarchical model (HTS-AT)
     heads: tuple[int, ...] | None = None  # attention heads per stage (HTS-AT)
     chunk: int | None = None  # HTS-AT: frames per folded chunk (its spec_size, 256)
+    pool: str = "prefix"  # AST: head on the mean of the prefix tokens (AST's) or of the patch
+    # tokens ("tokens", SSAST's ft_avgtok)
     features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
 
 
@@ -289,6 +291,7 @@ def validate(spec: RunSpec) -> None:
            f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
            f"need [freq, time] >= 1, got {m.patch}")
+    _check(m.pool in ("prefix", "tokens"), "model.pool", f"{m.pool!r} is not prefix|tokens")
     _check(m.arch != "ast" or m.embed_dim % m.num_heads == 0, "model.num_heads",
            f"embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
     _check(o.name in ("adam", "adamw"), "optim.name", f"{o.name!r} is not adam|adamw")

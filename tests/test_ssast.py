@@ -107,3 +107,35 @@ def test_pretrainer_moves_to_the_fine_phase_with_fewer_masked_patches_at_c4():
     generator = torch.Generator().manual_seed(0)
     masks = [cluster_mask(generator, fine.grid, 50)[None] for _ in range(2)]
     assert torch.isfinite(fine(torch.randn(1, 128, 128), *masks)["loss"])
+
+
+def official_names(model: SSASTPretrainer) -> dict:
+    """The pretrainer's weights under SSAST's names (a DataParallel-wrapped ast_models.ASTModel:
+    module.v.* with dist_token, module.cpredlayer.*, module.mask_embed, module.p_input_*)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        key = key.replace("encoder.vit.", "v.").replace("v.reg_token", "v.dist_token")
+        state[f"module.{key}"] = value.clone()
+    state["module.p_input_fdim"] = torch.tensor(128)
+    state["module.p_input_tdim"] = torch.tensor(128)
+    return state
+
+
+@pytest.mark.parametrize("layout", ["official", "c2f"])
+def test_finetuning_loads_ssast_weights_into_ast(tmp_path, layout):
+    """SSAST-Base-Patch-400.pth's names, or a c2f pretraining checkpoint: the encoder (with
+    its two prefix tokens and the pretraining grid) lands in AST; the heads stay behind."""
+    from c2f.models.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    pretrainer = tiny()
+    path = tmp_path / "pretrained.pth"
+    torch.save(official_names(pretrainer) if layout == "official" else
+               {"model": pretrainer.state_dict()}, path)
+    classifier = AST(num_mel_bins=128, frames=128, patch=(16, 16), num_classes=11,
+                     embed_dim=64, depth=2, num_heads=2, dist_token=True, pool="tokens")
+    left = load_pretrained(classifier, path, old_grid=(8, 8))
+    assert left == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
+    source = pretrainer.encoder.vit.state_dict()
+    for key, value in classifier.vit.state_dict().items():
+        assert torch.equal(value, source[key]), key

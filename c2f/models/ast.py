@@ -19,13 +19,17 @@ class AST(nn.Module):
     """ViT over a [batch, frames, mel] spectrogram; logits from the mean of the prefix tokens.
 
     With `dist_token` there are two prefix tokens (cls and distillation, as in DeiT and AST)
-    and the head sees their average, as AST does.
+    and the head sees their average, as AST does; with `pool="tokens"` it sees the mean of the
+    patch tokens instead (SSAST's fine-tuning of patch-based models, `ft_avgtok` in its
+    src/models/ast_models.py).
     """
 
     def __init__(self, *, num_mel_bins: int, frames: int, patch: tuple[int, int],
                  num_classes: int, embed_dim: int, depth: int, num_heads: int,
-                 mlp_ratio: float = 4.0, dist_token: bool = False, drop_path: float = 0.0):
+                 mlp_ratio: float = 4.0, dist_token: bool = False, drop_path: float = 0.0,
+                 pool: str = "prefix"):
         super().__init__()
+        self.pool = pool
         self.input_size = (num_mel_bins, frames)
         self.patch = tuple(patch)
         self.vit = VisionTransformer(
@@ -47,7 +51,9 @@ class AST(nn.Module):
         # [B, frames, mel] -> image [B, 1, mel, frames]: frequency is the height, time the width
         image = spec.transpose(1, 2).unsqueeze(1)
         tokens = self.vit.forward_features(image)
-        pooled = tokens[:, : self.num_prefix_tokens].mean(dim=1)
+        prefix = self.num_prefix_tokens
+        pooled = tokens[:, prefix:].mean(dim=1) if self.pool == "tokens" else \
+            tokens[:, :prefix].mean(dim=1)
         return self.head(pooled)
 
 
@@ -76,7 +82,7 @@ class ASTFamily(ModelFamily):
         return AST(num_mel_bins=num_mel_bins, frames=frames, patch=patch,
                    num_classes=num_classes, embed_dim=spec.embed_dim, depth=spec.depth,
                    num_heads=spec.num_heads, mlp_ratio=spec.mlp_ratio,
-                   dist_token=spec.dist_token, drop_path=spec.drop_path)
+                   dist_token=spec.dist_token, drop_path=spec.drop_path, pool=spec.pool)
 
     def transfer(self, old: AST, new: AST, compression: Compression) -> None:
         from c2f.models.transfer import transfer_weights

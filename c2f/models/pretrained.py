@@ -83,9 +83,13 @@ def ast_fit_pos_grid(grid: torch.Tensor, new_grid: tuple[int, int]) -> torch.Ten
 
 
 def _canonical_key(key: str) -> str:
-    """timm (ViT/DeiT) and AST checkpoint names -> this model's names."""
-    for prefix in ("module.", "model."):
+    """timm (ViT/DeiT), AST, SSAST and c2f pretraining checkpoint names -> this model's names
+    (SSAST's heads and mask embedding keep names this model does not have)."""
+    for prefix in ("module.", "model.", "encoder."):
         key = key.removeprefix(prefix)
+    if key.split(".")[0] in ("cpredlayer", "gpredlayer", "mask_embed", "p_input_fdim",
+                             "p_input_tdim"):
+        return "ssast." + key  # SSAST's pretraining parts: not loaded into a classifier
     if key.startswith("v."):
         key = "vit." + key[2:]
     elif key.startswith("mlp_head."):
@@ -96,7 +100,8 @@ def _canonical_key(key: str) -> str:
 
 
 def _is_c2f(raw: dict) -> bool:
-    return any(k.removeprefix("module.").startswith("vit.") for k in raw)
+    return any(k.removeprefix("module.").removeprefix("encoder.").startswith("vit.")
+               for k in raw)
 
 
 def _old_grid(path: Path, tokens: int, given: tuple[int, int] | None, c2f: bool

@@ -73,6 +73,7 @@ class SSASTPretrainer(nn.Module):
     def __init__(self, encoder: AST):
         super().__init__()
         dim = encoder.vit.embed_dim
+        encoder.head = nn.Identity()  # pretraining has no classifier (ast_models.py: no mlp_head)
         self.encoder = encoder
         self.patch = encoder.patch
         self.mask_embed = nn.Parameter(nn.init.xavier_normal_(torch.zeros(1, 1, dim)))
