@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
 from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model, model_family
-from c2f.spec import ConfigError, ModelSpec, RunSpec, ScheduleSpec
+from c2f.spec import ConfigError, ModelSpec, PretrainSpec, RunSpec, ScheduleSpec
 from c2f.train.flops import predicted_flops_per_sample
 
 
@@ -24,6 +24,7 @@ class Phase:
     input: PhaseInput
     grid: tuple[int, int] | None  # the patch grid (freq, time); None for models without patches
     flops_per_sample: int  # predicted training FLOPs (forward + backward) of one sample
+    steps: int | None = None  # optimizer steps, for phases measured in steps (pretraining)
 
     @property
     def tokens(self) -> int | None:
@@ -34,11 +35,19 @@ class Phase:
 class PhasePlan:
     phases: tuple[Phase, ...]
     train_samples: int | None = None  # samples per epoch, when known
+    batch_size: int | None = None  # samples per step (phases measured in steps)
+
+    def samples(self, phase: Phase) -> int | None:
+        """Training samples of a phase: its steps x batch, or its epochs x the training set."""
+        if phase.steps is not None:
+            return None if self.batch_size is None else phase.steps * self.batch_size
+        return None if self.train_samples is None else phase.epochs * self.train_samples
 
     def predicted_flops(self) -> int | None:
-        if self.train_samples is None:
+        counts = [self.samples(p) for p in self.phases]
+        if any(n is None for n in counts):
             return None
-        return sum(p.flops_per_sample * p.epochs * self.train_samples for p in self.phases)
+        return sum(p.flops_per_sample * n for p, n in zip(self.phases, counts))
 
     def to_dict(self) -> dict:
         return {"train_samples": self.train_samples, "predicted_flops": self.predicted_flops(),
@@ -111,6 +120,22 @@ def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, fra
     return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins))
 
 
+@functools.lru_cache(maxsize=64)
+def _pretrain_flops_per_sample(model: ModelSpec, pretrain: PretrainSpec, num_mel_bins: int,
+                               frames: int, patch: tuple[int, int]) -> int:
+    """Predicted FLOPs of one sample of SSAST's joint objective (two masked passes)."""
+    from c2f.models.ssast import pretrainer
+
+    def factory():
+        return pretrainer(model, pretrain, num_mel_bins=num_mel_bins, frames=frames,
+                          patch=patch)
+    architecture = {k: v for k, v in dataclasses.asdict(model).items() if k not in (
+        "name", "pretrained", "require_pretrained", "pretrained_grid")}
+    key = cache_key("pretraining flops per sample", architecture,
+                    dataclasses.asdict(pretrain), num_mel_bins, frames, patch)
+    return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins))
+
+
 def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     """Build and validate the phase plan; fails before any data is read."""
     if spec.compression.name not in list_compressions():
@@ -118,27 +143,42 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
                           f"available: {', '.join(list_compressions())}")
     model_family(spec.model.arch).check_pretrained(spec.model)
     factors = phase_factors(spec.schedule)
-    epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
+    steps = [None] * len(factors)
+    if spec.pretrain is not None:
+        steps = list(spec.schedule.steps)
+        if len(steps) != len(factors):
+            raise ConfigError(f"`schedule.steps`: {len(steps)} step counts for {len(factors)} "
+                              f"phases (C = {factors}); give one per phase")
+        epochs = [0] * len(factors)
+    else:
+        epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
     phases = []
     for index, (c, n_epochs) in enumerate(zip(factors, epochs)):
         phase_input = _phase_input(spec, c)
         grid = (spec.num_mel_bins // phase_input.patch[0],
                 phase_input.model_frames // phase_input.patch[1]) \
             if model_family(spec.model.arch).patches else None
-        flops = _flops_per_sample(spec.model, spec.dataset.num_classes,
-                                  spec.num_mel_bins, phase_input.model_frames,
-                                  tuple(phase_input.patch))
-        phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops))
-    return PhasePlan(tuple(phases), train_samples)
+        if spec.pretrain is None:
+            flops = _flops_per_sample(spec.model, spec.dataset.num_classes,
+                                      spec.num_mel_bins, phase_input.model_frames,
+                                      tuple(phase_input.patch))
+        else:
+            flops = _pretrain_flops_per_sample(spec.model, spec.pretrain, spec.num_mel_bins,
+                                               phase_input.model_frames, tuple(phase_input.patch))
+        phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops,
+                            steps[index]))
+    return PhasePlan(tuple(phases), train_samples,
+                     spec.dataset.batch_size if spec.pretrain else None)
 
 
 def format_plan(plan: PhasePlan) -> str:
     """The plan as a table, printed before training."""
-    head = ("phase", "method", "C", "epochs", "frames", "shift ms", "patch", "grid", "tokens",
-            "GFLOPs/sample")
+    stepped = any(p.steps is not None for p in plan.phases)
+    head = ("phase", "method", "C", "steps" if stepped else "epochs", "frames", "shift ms",
+            "patch", "grid", "tokens", "GFLOPs/sample")
     rows = [head]
     for p in plan.phases:
-        rows.append((str(p.index), p.method, str(p.c), str(p.epochs),
+        rows.append((str(p.index), p.method, str(p.c), str(p.steps if stepped else p.epochs),
                      f"{p.input.fbank_frames}->{p.input.model_frames}",
                      f"{p.input.frame_shift_ms:g}",
                      "x".join(map(str, p.input.patch)) if p.grid else "-",
@@ -147,7 +187,10 @@ def format_plan(plan: PhasePlan) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     total = plan.predicted_flops()
-    if total is not None:
+    if total is not None and stepped:
+        lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
+                     f"{sum(p.steps for p in plan.phases)} steps of {plan.batch_size} samples")
+    elif total is not None:
         lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
                      f"{sum(p.epochs for p in plan.phases)} epochs of {plan.train_samples} samples")
     return "\n".join(lines)

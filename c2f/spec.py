@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ class ScheduleSpec:
     phases: tuple[int, ...] | None = None  # explicit C per phase, e.g. (8, 4, 2, 1)
     initial_fraction: float = 0.25  # each initial phase gets this fraction of the epoch budget
     final_epochs: int | None = None  # None: the final phase fills the budget
+    steps: tuple[int, ...] | None = None  # optimizer steps of each phase (pretraining)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,20 @@ class LoggerSpec:
 
 
 @dataclass(frozen=True)
+class PretrainSpec:
+    """Self-supervised pretraining instead of classification: SSAST's masked spectrogram patch
+    modeling (c2f/models/ssast.py), phases measured in optimizer steps (schedule.steps)."""
+
+    objective: str = "ssast"  # ssast: joint InfoNCE + 10 x MSE (SSAST's pretrain_joint)
+    masked: int = 400  # masked patches per 512, scaled with the patch count at each C
+    cluster: int = 3  # SSAST's cluster_factor: clusters of 3x3 .. 5x5 patches
+    eval_every: int = 4000  # steps between evaluations and checkpoints (SSAST's epoch_iter)
+    eval_clips: int = 200  # eval clips the masked-patch accuracy is measured on
+    lr_patience: int = 2  # SSAST: ReduceLROnPlateau(mode max on eval acc, patience 2,
+    lr_factor: float = 0.5  # factor 0.5)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     dataset: DatasetSpec
     model: ModelSpec
@@ -168,6 +184,7 @@ class RunSpec:
     data_dir: Path
     runs_dir: Path
     semantic: dict  # the config that names the run (hashed into its id)
+    pretrain: PretrainSpec | None = None  # set: a pretraining run (SSAST), not classification
 
     @property
     def run_id(self) -> str:
@@ -287,6 +304,16 @@ def validate(spec: RunSpec) -> None:
                f"need 0 <= fmin < fmax <= sample_rate / 2, got {own.fmin}..{own.fmax}")
         _check(own.window >= 16 and own.num_mel_bins >= 1, "model.features.window",
                "window >= 16 samples and num_mel_bins >= 1")
+    if spec.pretrain is not None:
+        pre = spec.pretrain
+        _check(pre.objective == "ssast", "pretrain.objective", f"{pre.objective!r} is not ssast")
+        _check(bool(spec.schedule.steps) and all(n >= 1 for n in spec.schedule.steps),
+               "schedule.steps", "pretraining needs the optimizer steps of each phase, "
+               "e.g. schedule.steps=[100000,500000]")
+        _check(pre.eval_every >= 1 and pre.masked >= 1 and pre.eval_clips >= 1,
+               "pretrain.eval_every", "eval_every, masked and eval_clips must be >= 1")
+        _check(m.arch == "ast" and m.dist_token, "model.arch",
+               "SSAST pretrains an AST with cls and distillation tokens (model.dist_token=true)")
     _check(d.fold is None or (isinstance(d.fold, int) and d.fold >= 1), "dataset.fold",
            f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
@@ -337,6 +364,29 @@ def build_model_spec(node: Any) -> ModelSpec:
     return dataclasses.replace(model, features=features, **tuples)
 
 
+def resolve_pretrained(value: str | None, runs_dir: Path) -> str | None:
+    """`model.pretrained` as a file: a checkpoint file as it is; a pretraining run, named by its
+    directory or its id (searched in runs_dir), as its final checkpoint once it has finished."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists() and re.fullmatch(r"[0-9a-f]{10}", value):
+        found = sorted(runs_dir.glob(f"*/{value}"))
+        if not found:
+            raise ConfigError(f"`model.pretrained`={value}: no file, and no run {value} under "
+                              f"{runs_dir}; give a checkpoint file, a run directory or an id")
+        path = found[0]
+    if not path.is_dir():
+        return value
+    summary = path / "summary.json"
+    status = json.loads(summary.read_text()).get("status") if summary.exists() else "running"
+    if status != "finished":
+        raise ConfigError(f"`model.pretrained`={value}: the run {path} has not finished "
+                          f"(status: {status or 'unknown'}); fine-tune once it has, or point "
+                          "at a checkpoint file")
+    return str(path / "ckpt" / "last.pt")
+
+
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
     groups = ("dataset", "model", "compression", "schedule", "optim", "average", "trainer",
@@ -345,9 +395,12 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
     paths = cfg["paths"]
+    runs_dir = Path(paths["runs_dir"]).expanduser().absolute()
+    model = build_model_spec(cfg["model"])
+    model = dataclasses.replace(model, pretrained=resolve_pretrained(model.pretrained, runs_dir))
     spec = RunSpec(
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
-        model=build_model_spec(cfg["model"]),
+        model=model,
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
         schedule=_build(ScheduleSpec, cfg["schedule"], "schedule"),
         optim=_build(OptimSpec, cfg["optim"], "optim"),
@@ -357,8 +410,10 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         seed=int(cfg.get("seed", 0)),
         group=str(cfg.get("group", "default")),
         data_dir=Path(paths["data_dir"]).expanduser().absolute(),
-        runs_dir=Path(paths["runs_dir"]).expanduser().absolute(),
+        runs_dir=runs_dir,
         semantic=semantic_config(cfg),
+        pretrain=_build(PretrainSpec, cfg["pretrain"], "pretrain") if "pretrain" in cfg
+        else None,
     )
     validate(spec)
     return spec

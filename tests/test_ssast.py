@@ -48,7 +48,7 @@ def test_joint_objective_at_init_is_chance():
     generator = torch.Generator().manual_seed(0)
     masks = [torch.stack([cluster_mask(generator, model.grid, 40) for _ in range(2)])
              for _ in range(2)]
-    out = model(torch.randn(2, 128, 128), *masks)
+    out = model.objective(torch.randn(2, 128, 128), *masks)
     assert set(out) == {"loss", "acc", "nce", "mse"}
     assert out["nce"].item() == pytest.approx(torch.log(torch.tensor(40.0)).item(), abs=0.7)
     assert out["loss"].item() == pytest.approx(out["nce"].item() + 10 * out["mse"].item(), rel=1e-5)
@@ -81,7 +81,7 @@ def test_tiny_ssast_learns_on_builtin_audio(tmp_path):
         batch = data[torch.randint(0, len(data), (8,), generator=generator)]
         masks = [torch.stack([cluster_mask(generator, model.grid, count) for _ in range(8)])
                  for _ in range(2)]
-        out = model(batch, *masks)
+        out = model.objective(batch, *masks)
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
@@ -106,7 +106,7 @@ def test_pretrainer_moves_to_the_fine_phase_with_fewer_masked_patches_at_c4():
                        coarse.encoder.vit.blocks[0].attn.qkv.weight)
     generator = torch.Generator().manual_seed(0)
     masks = [cluster_mask(generator, fine.grid, 50)[None] for _ in range(2)]
-    assert torch.isfinite(fine(torch.randn(1, 128, 128), *masks)["loss"])
+    assert torch.isfinite(fine(torch.randn(1, 128, 128), *masks))
 
 
 def official_names(model: SSASTPretrainer) -> dict:
@@ -139,3 +139,18 @@ def test_finetuning_loads_ssast_weights_into_ast(tmp_path, layout):
     source = pretrainer.encoder.vit.state_dict()
     for key, value in classifier.vit.state_dict().items():
         assert torch.equal(value, source[key]), key
+
+
+def test_pretrained_names_a_finished_run_by_path_or_id(tmp_path):
+    from c2f.spec import ConfigError, resolve_pretrained
+
+    run = tmp_path / "runs" / "pretrain" / "0123456789"
+    (run / "ckpt").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="has not finished"):
+        resolve_pretrained(str(run), tmp_path / "runs")
+    (run / "summary.json").write_text('{"status": "finished"}')
+    assert resolve_pretrained("0123456789", tmp_path / "runs") == str(run / "ckpt" / "last.pt")
+    assert resolve_pretrained(str(run), tmp_path / "runs") == str(run / "ckpt" / "last.pt")
+    with pytest.raises(ConfigError, match="no run abcdefabcd"):
+        resolve_pretrained("abcdefabcd", tmp_path / "runs")
+    assert resolve_pretrained("weights.pth", tmp_path / "runs") == "weights.pth"  # a file name

@@ -70,7 +70,7 @@ def frame_mask(generator: torch.Generator, length: int, count: int) -> torch.Ten
 class SSASTPretrainer(nn.Module):
     """The encoder (an `AST`) with SSAST's mask embedding and its two prediction heads."""
 
-    def __init__(self, encoder: AST):
+    def __init__(self, encoder: AST, masked: int | None = None):
         super().__init__()
         dim = encoder.vit.embed_dim
         encoder.head = nn.Identity()  # pretraining has no classifier (ast_models.py: no mlp_head)
@@ -80,6 +80,7 @@ class SSASTPretrainer(nn.Module):
         self.cpredlayer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, CODE))
         self.gpredlayer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(),
                                         nn.Linear(dim, self.patch[0] * self.patch[1]))
+        self.masked = masked or masked_count(self.grid[0] * self.grid[1])
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -120,10 +121,34 @@ class SSASTPretrainer(nn.Module):
         target = values.gather(1, mask[..., None].expand(-1, -1, values.shape[-1]))
         return F.mse_loss(self.gpredlayer(self.encode(image, mask)), target)
 
-    def forward(self, spec: torch.Tensor, mask_c: torch.Tensor, mask_g: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
+    def objective(self, spec: torch.Tensor, mask_c: torch.Tensor, mask_g: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
         """The joint objective on a batch [B, frames, mel] with two masks [B, M]."""
         image = spec.transpose(1, 2).unsqueeze(1)  # frequency is the height, as AST
         acc, nce = self.discriminative(image, mask_c)
         mse = self.generative(image, mask_g)
-        return {"loss": nce + GENERATIVE_WEIGHT * mse, "acc": acc, "nce": nce, "mse": mse}
+        out = {"loss": nce + GENERATIVE_WEIGHT * mse, "acc": acc, "nce": nce, "mse": mse}
+        self.last = {k: v.detach() for k, v in out.items()}  # for logging after forward()
+        return out
+
+    def forward(self, spec: torch.Tensor, mask_c: torch.Tensor | None = None,
+                mask_g: torch.Tensor | None = None) -> torch.Tensor:
+        """The joint loss. Without masks, the first `masked` patches are masked: what the
+        plan's FLOPs count needs (the cost does not depend on which patches)."""
+        if mask_c is None:
+            first = torch.arange(self.masked, device=spec.device).expand(spec.shape[0], -1)
+            mask_c = mask_g = first
+        return self.objective(spec, mask_c, mask_g)["loss"]
+
+
+def pretrainer(spec, pretrain, *, num_mel_bins: int, frames: int,
+               patch: tuple[int, int]) -> SSASTPretrainer:
+    """A phase's pretrainer: the AST of `spec` (model.*) for this input, SSAST's heads, and
+    the masked-patch count of `pretrain` (pretrain.masked per 512 patches) for its grid."""
+    encoder = AST(num_mel_bins=num_mel_bins, frames=frames, patch=patch, num_classes=1,
+                  embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
+                  mlp_ratio=spec.mlp_ratio, dist_token=spec.dist_token,
+                  drop_path=spec.drop_path)
+    grid = (num_mel_bins // patch[0], frames // patch[1])
+    return SSASTPretrainer(encoder, masked_count(grid[0] * grid[1],
+                                                 base_count=pretrain.masked))

@@ -108,6 +108,7 @@ class ShardedShuffle(Sampler[int]):
 
     def __init__(self, length: int, seed: int, world: World, weights: torch.Tensor | None = None):
         self.length, self.seed, self.world, self.weights = length, seed, world, weights
+        self.skip = 0  # this rank's items of the pass already consumed (a resumed pass)
 
     def set_seed(self, seed: int) -> None:
         """The order of the next pass (one seed per epoch)."""
@@ -124,10 +125,10 @@ class ShardedShuffle(Sampler[int]):
         order = self._order()
         per_rank = -(-len(order) // self.world.size)
         order += order[: per_rank * self.world.size - len(order)]
-        return iter(order[self.world.rank:: self.world.size])
+        return iter(order[self.world.rank:: self.world.size][self.skip:])
 
     def __len__(self) -> int:
-        return -(-self.length // self.world.size)
+        return max(0, -(-self.length // self.world.size) - self.skip)
 
 
 def eval_indices(length: int, world: World) -> list[int]:

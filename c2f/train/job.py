@@ -9,9 +9,10 @@ from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
 from c2f.track import RunDir, Tracker, flat_config
-from c2f.train.distributed import init_world
+from c2f.train.distributed import device_for, init_world
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
+from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import average_record, epoch_records, summarize
 
 
@@ -79,6 +80,10 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     try:
         data = data_bundle(train, evaluation, settings, spec.trainer,
                            progress=spec.trainer.progress and world.is_main)
+        if spec.pretrain is not None:
+            summary = _pretrain(spec, plan, data, run, tracker, echo, world)
+            exit_code = 0
+            return summary
         loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
         records = loop.run()
         silent = {split: len(ids) for split, ids in loop.silent.items()}
@@ -90,6 +95,22 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))
+    return summary
+
+
+def _pretrain(spec: RunSpec, plan, data, run: RunDir, tracker: Tracker, echo,
+              world) -> dict:
+    """A pretraining run (spec.pretrain): step-based phases, then its summary."""
+    loop = PretrainLoop(spec, plan, data, run, tracker, echo, world,
+                        device_for(world, spec.trainer.device))
+    records = loop.run()
+    summary = pretrain_summary(spec, records)
+    if world.is_main:
+        run.write_summary(summary)
+        tracker.summarize(summary)
+    echo(f"pretrained {summary['steps']} steps: masked-patch acc {summary['final']:.4f} (best "
+         f"{summary['best']:.4f}); {summary['flops'] / 1e12:.3f} TFLOPs, "
+         f"{summary['seconds']:.1f} s; weights in {run.ckpt_dir / 'last.pt'}")
     return summary
 
 

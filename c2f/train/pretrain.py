@@ -1,0 +1,262 @@
+"""Self-supervised pretraining in phases measured in optimizer steps (SSAST).
+
+Each phase builds SSAST's pretrainer for its input (c2f/models/ssast.py), moves the previous
+phase's weights into it (the encoder as AST moves between phases, the mask embedding and the
+heads as they are), and restarts the optimizer, warmup and plateau schedule (paper §2.2). Every
+`pretrain.eval_every` steps and at the end of a phase it measures the masked-patch accuracy and
+InfoNCE on fixed masks of the eval clips, writes a metrics.jsonl record and a checkpoint. A run
+killed at any moment resumes from its last checkpoint mid-phase (mid-pass too: the sampler
+skips what was consumed) and ends bitwise equal on CPU: data order, masks and torch's RNG are
+seeded by (seed, phase, pass or step).
+
+Recipe (SSAST src/traintest_mask.py): Adam, weight decay 5e-7, betas (0.95, 0.999), a warmup
+over the first 1000 steps, then ReduceLROnPlateau (mode max on the eval accuracy, factor 0.5,
+patience 2 evaluations).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from c2f.compression import create_compression
+from c2f.data.dataset import item_seed
+from c2f.data.frontend import Frontend
+from c2f.models import model_family
+from c2f.models.ssast import SSASTPretrainer, cluster_mask, pretrainer
+from c2f.plan import Phase, PhasePlan
+from c2f.spec import RunSpec
+from c2f.track import RunDir, Tracker, atomic_torch_save
+from c2f.train.distributed import World, all_sum
+from c2f.train.optim import lr_at, make_optimizer, set_lr
+from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
+
+LAST = "last.pt"
+STATS = ("loss", "acc", "nce", "mse")
+
+
+@dataclass
+class PretrainState:
+    """Where pretraining stands: the phase, its step, the data pass and the batches of it
+    consumed, the plateau schedule, and running totals across phases."""
+
+    phase: int = 0
+    step: int = 0  # optimizer steps done in the phase
+    passes: int = 0  # completed passes over the training data in the phase
+    offset: int = 0  # batches of the current pass already consumed
+    global_step: int = 0
+    lr_scale: float = 1.0  # ReduceLROnPlateau's factor so far
+    best: float = float("-inf")  # best eval accuracy of the phase
+    bad: int = 0  # evaluations since the best one
+    flops_cum: int = 0
+    seconds_cum: float = 0.0
+    samples_cum: int = 0
+
+
+def draw_masks(generator: torch.Generator, model: SSASTPretrainer, batch: int,
+               cluster: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent SSAST masks per clip: one for InfoNCE, one for reconstruction."""
+    def one() -> torch.Tensor:
+        return torch.stack([cluster_mask(generator, model.grid, model.masked, cluster)
+                            for _ in range(batch)])
+    return one(), one()
+
+
+class PretrainLoop:
+    def __init__(self, spec: RunSpec, plan: PhasePlan, data: DataBundle, run: RunDir,
+                 tracker: Tracker, log, world: World, device: torch.device):
+        self.spec, self.plan, self.data, self.rundir = spec, plan, data, run
+        self.tracker, self.log, self.world, self.device = tracker, log, world, device
+        self.compression = create_compression(spec.compression.name)
+        self.batch_size = spec.dataset.batch_size // world.size
+
+    def _model(self, phase: Phase) -> SSASTPretrainer:
+        torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
+        return pretrainer(self.spec.model, self.spec.pretrain, num_mel_bins=self.spec.num_mel_bins,
+                          frames=phase.input.model_frames, patch=phase.input.patch
+                          ).to(self.device)
+
+    def _move(self, old: SSASTPretrainer, new: SSASTPretrainer) -> None:
+        """The encoder as AST moves; the mask embedding and the per-patch heads as they are."""
+        model_family("ast").transfer(old.encoder, new.encoder, self.compression)
+        own = {k: v for k, v in old.state_dict().items() if not k.startswith("encoder.")}
+        new.load_state_dict(own, strict=False)
+
+    def _phase_data(self, phase: Phase) -> PhaseData:
+        frontend = Frontend(self.data.settings, phase.input, self.compression, phase.c,
+                            frontend_on_device(self.spec.trainer.frontend))
+        t = self.spec.trainer
+        return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
+                                device=self.device, batch_size=self.batch_size,
+                                eval_batch_size=self.spec.dataset.eval_batch_size,
+                                num_workers=t.num_workers, sample_weights=None,
+                                cache_features=t.cache_features)
+
+    @torch.no_grad()
+    def _evaluate(self, model: SSASTPretrainer, data: PhaseData) -> dict:
+        """Masked-patch accuracy, InfoNCE and MSE on the first eval clips, with masks fixed per
+        clip (the same at every evaluation of a phase)."""
+        model.eval()
+        sums, count = torch.zeros(3, dtype=torch.float64), 0
+        for batch in data.eval:
+            if count >= self.spec.pretrain.eval_clips:
+                break
+            if batch["size"] == 0:
+                continue
+            inputs = data.inputs(batch, train=False)
+            masks = [torch.stack([cluster_mask(torch.Generator().manual_seed(
+                item_seed(self.spec.seed, int(i), which)), model.grid, model.masked,
+                self.spec.pretrain.cluster) for i in batch["index"]]).to(self.device)
+                for which in (-6, -7)]
+            out = model.objective(inputs, *masks)
+            size = batch["size"]
+            sums += torch.tensor([float(out["acc"]), float(out["nce"]), float(out["mse"])],
+                                 dtype=torch.float64) * size
+            count += size
+        model.train()
+        sums, count = all_sum(sums.tolist(), self.world), all_sum([count], self.world)[0]
+        acc, nce, mse = (s / max(count, 1) for s in sums)
+        return {"eval_acc": acc, "eval_nce": nce, "eval_mse": mse, "eval_clips": int(count)}
+
+    def _plateau(self, state: PretrainState, value: float) -> None:
+        """ReduceLROnPlateau(mode max, factor, patience) on the eval accuracy."""
+        pre = self.spec.pretrain
+        if value > state.best:
+            state.best, state.bad = value, 0
+            return
+        state.bad += 1
+        if state.bad > pre.lr_patience:
+            state.lr_scale *= pre.lr_factor
+            state.bad = 0
+
+    def _checkpoint(self, state: PretrainState, model, optimizer, records: list[dict]) -> None:
+        if not self.world.is_main:
+            return
+        self.rundir.write_metrics(records)
+        atomic_torch_save({"state": asdict(state), "model": model.state_dict(),
+                           "optimizer": optimizer.state_dict()}, self.rundir.ckpt_dir / LAST)
+
+    def _resume(self) -> tuple[PretrainState, dict | None]:
+        path = self.rundir.ckpt_dir / LAST
+        if not path.exists():
+            return PretrainState(), None
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return PretrainState(**payload["state"]), payload
+
+    def run(self) -> list[dict]:
+        spec = self.spec
+        state, payload = self._resume()
+        records = [r for r in self.rundir.read_metrics()
+                   if r.get("global_step", 0) <= state.global_step]
+        if payload is not None:
+            self.log(f"resuming at phase {state.phase}, step {state.step} "
+                     f"({state.global_step} steps done)")
+        previous = None
+        for phase in self.plan.phases:
+            if phase.index < state.phase:
+                continue
+            model = self._model(phase)
+            optimizer = make_optimizer(spec.optim, model.parameters())
+            if payload is not None and phase.index == state.phase:
+                model.load_state_dict(payload["model"])
+                optimizer.load_state_dict(payload["optimizer"])
+            elif previous is not None:
+                self._move(previous, model)
+            trainable = model
+            if self.world.active:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                trainable = DistributedDataParallel(model, device_ids=ids)
+            data = self._phase_data(phase)
+            self._train_phase(phase, model, trainable, optimizer, data, state, records)
+            previous = model
+            state = PretrainState(phase=phase.index + 1, global_step=state.global_step,
+                                  flops_cum=state.flops_cum, seconds_cum=state.seconds_cum,
+                                  samples_cum=state.samples_cum)
+            payload = None
+        return records
+
+    def _train_phase(self, phase: Phase, model: SSASTPretrainer, trainable, optimizer,
+                     data: PhaseData, state: PretrainState, records: list[dict]) -> None:
+        spec, pre = self.spec, self.spec.pretrain
+        sums = torch.zeros(len(STATS), dtype=torch.float64)
+        samples, start, steps_since = 0, time.perf_counter(), 0
+        model.train()
+        while state.step < phase.steps:
+            data.order.set_seed(item_seed(spec.seed, phase.index, state.passes, -2))
+            data.order.skip = state.offset * self.batch_size
+            data.train_keys.set_epoch(phase.index, state.passes)
+            for batch in data.train:
+                state.offset += 1
+                if batch["size"] == 0:
+                    continue
+                torch.manual_seed(item_seed(spec.seed, phase.index, state.step, -1))
+                generator = torch.Generator().manual_seed(
+                    item_seed(spec.seed, phase.index, state.step, -5))
+                mask_c, mask_g = draw_masks(generator, model, batch["size"], pre.cluster)
+                lr = lr_at(spec.optim, state.step, 0, phase.steps) * state.lr_scale
+                set_lr(optimizer, lr)
+                inputs = data.inputs(batch, train=True)
+                loss = trainable(inputs, mask_c.to(self.device), mask_g.to(self.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                last = model.last
+                sums += torch.tensor([float(last[k]) for k in STATS],
+                                     dtype=torch.float64) * batch["size"]
+                samples += batch["size"]
+                state.step += 1
+                state.global_step += 1
+                steps_since += 1
+                if state.step % pre.eval_every == 0 or state.step == phase.steps:
+                    seconds = time.perf_counter() - start
+                    record = self._record(phase, model, data, state, sums, samples, seconds,
+                                          lr)
+                    records.append(record)
+                    self.tracker.log(record)
+                    self._checkpoint(state, model, optimizer, records)
+                    sums.zero_()
+                    samples, start = 0, time.perf_counter()
+                if state.step == phase.steps:
+                    break
+            else:
+                state.passes, state.offset = state.passes + 1, 0
+        data.order.skip = 0
+
+    def _record(self, phase: Phase, model, data: PhaseData, state: PretrainState,
+                sums: torch.Tensor, samples: int, seconds: float, lr: float) -> dict:
+        totals = all_sum([*sums.tolist(), samples], self.world)
+        samples = int(totals[-1])
+        train = {f"train_{k}": v / max(samples, 1) for k, v in zip(STATS, totals[:-1])}
+        flops = phase.flops_per_sample * samples
+        state.flops_cum += flops
+        state.seconds_cum += seconds
+        state.samples_cum += samples
+        scores = self._evaluate(model, data)
+        self._plateau(state, scores["eval_acc"])
+        self.log(f"phase {phase.index} C={phase.c} step {state.step}/{phase.steps}: loss "
+                 f"{train['train_loss']:.4f}, masked-patch acc {scores['eval_acc']:.4f} "
+                 f"(eval), InfoNCE {scores['eval_nce']:.4f}")
+        return {"kind": "pretrain", "run": self.spec.run_id, "dataset": self.spec.dataset.name,
+                "model": self.spec.model.name, "method": self.spec.compression.name,
+                "C": phase.c, "phase": phase.index, "step": state.step,
+                "global_step": state.global_step, "final_phase":
+                phase.index == len(self.plan.phases) - 1, "metric": "acc",
+                "value": scores["eval_acc"], **train, **scores, "lr": lr,
+                "flops": flops, "flops_cum": state.flops_cum, "seconds": seconds,
+                "seconds_cum": state.seconds_cum, "samples": samples,
+                "samples_cum": state.samples_cum}
+
+
+def pretrain_summary(spec: RunSpec, records: list[dict]) -> dict:
+    """summary.json of a pretraining run: the final and best masked-patch accuracy on the eval
+    clips of the final phase (earlier phases mask fewer patches: another task), the compute,
+    and where the weights are (for fine-tuning)."""
+    last = records[-1]
+    final = [r for r in records if r["final_phase"]]
+    return {"run": spec.run_id, "status": "finished", "kind": "pretrain", "metric": "acc",
+            "best": max(r["value"] for r in final), "final": last["value"],
+            "steps": last["global_step"], "flops": last["flops_cum"],
+            "seconds": last["seconds_cum"], "samples": last["samples_cum"],
+            "checkpoint": "ckpt/last.pt"}

@@ -1,0 +1,80 @@
+"""SSAST pretraining through run.py (`-cn pretrain`): step-based phases whose masked-patch loss
+falls, bitwise resume after a kill mid-phase and at the phase boundary, and a fine-tuning run
+that starts from the pretraining run by naming it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import kill_after_records, read_metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+# a tiny AST encoder on 1.28 s built-in clips: 8 x 2 patches at C = 4, 8 x 8 at C = 1
+PRETRAIN = ["-cn", "pretrain", "dataset=builtin", "dataset.builtin.train_per_class=4",
+            "dataset.builtin.eval_per_class=2", "dataset.builtin.clip_seconds=1.28",
+            "dataset.target_length=128", "dataset.norm_mean=null", "dataset.norm_std=null",
+            "model.embed_dim=32", "model.depth=1", "model.num_heads=2", "compression=fshift",
+            "schedule.phases=[4,1]", "schedule.steps=[20,60]", "pretrain.eval_every=20",
+            "dataset.batch_size=8", "optim.warmup_steps=10", "optim.lr=1e-3",
+            "logger=disabled", "trainer.progress=false"]
+SAME = ("C", "phase", "step", "global_step", "train_loss", "train_acc", "train_nce",
+        "train_mse", "eval_acc", "eval_nce", "eval_mse", "lr", "flops", "flops_cum",
+        "samples_cum")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, data_dir):
+    """One finished tiny pretraining run: (runs dir, run dir, its records)."""
+    runs = tmp_path_factory.mktemp("pretrain") / "runs"
+    run_cli(PRETRAIN, runs, data_dir)
+    [run] = run_dirs(runs)
+    return runs, run, read_metrics(run)
+
+
+def test_pretraining_phases_in_steps_and_its_loss_falls(pretrained):
+    _, run, records = pretrained
+    assert [(r["phase"], r["C"], r["step"]) for r in records] == [
+        (0, 4, 20), (1, 1, 20), (1, 1, 40), (1, 1, 60)]
+    assert all(r["kind"] == "pretrain" for r in records)
+    # 20 steps of up to 8 clips (44 clips: every sixth batch of a pass holds 4)
+    assert all(140 <= r["samples"] <= 160 for r in records)
+    final = [r for r in records if r["phase"] == 1]
+    assert final[-1]["train_loss"] < final[0]["train_loss"]
+    assert final[-1]["eval_acc"] > 2 / 50  # chance: 1 of 50 masked patches
+    plan = json.loads((run / "plan.json").read_text())
+    assert [p["steps"] for p in plan["phases"]] == [20, 60]
+    coarse, fine = (p["flops_per_sample"] for p in plan["phases"])
+    assert coarse < 0.35 * fine  # a quarter of the patches, and 12 masked instead of 50
+    assert [r["flops"] for r in records] == [
+        (coarse if r["phase"] == 0 else fine) * r["samples"] for r in records]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["kind"] == "pretrain"
+    assert summary["steps"] == 80 and (run / "ckpt" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("kill_after", [1, 2], ids=["at-phase-boundary", "mid-phase"])
+def test_killed_pretraining_resumes_bitwise(pretrained, tmp_path, data_dir, kill_after):
+    expected = pretrained[2]
+    runs = tmp_path / "runs"
+    kill_after_records(PRETRAIN, kill_after, runs, data_dir)
+    [run] = run_dirs(runs)
+    assert len(read_metrics(run)) < len(expected)
+    run_cli(PRETRAIN, runs, data_dir)
+    assert [{k: r[k] for k in SAME} for r in read_metrics(run)] == \
+        [{k: r[k] for k in SAME} for r in expected]
+
+
+def test_finetuning_starts_from_the_pretraining_run_by_its_id(pretrained, tmp_path, data_dir):
+    runs, run, _ = pretrained
+    args = ["model=ssast_base", f"model.pretrained={run.name}", "model.pretrained_grid=[8,8]",
+            "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+            "dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=2",
+            "dataset.builtin.clip_seconds=1.28", "dataset.target_length=128",
+            "dataset.epochs=2", "optim.warmup_steps=2", "logger=disabled",
+            "trainer.progress=false"]
+    proc = run_cli(args, runs, data_dir)
+    assert f"loaded {run / 'ckpt' / 'last.pt'}; left at init: head.0.bias, head.0.weight, " \
+           "head.1.bias, head.1.weight" in proc.stdout
+    finetuned = [r for r in run_dirs(runs) if r != run]
+    assert len(finetuned) == 1 and len(read_metrics(finetuned[0])) == 2
