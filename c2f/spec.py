@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 class DatasetSpec:
     name: str
     kind: str = "builtin"  # builtin | manifest
-    train_manifest: str | None = None
+    train_manifest: str | tuple[str, ...] | None = None  # several: joined (pretraining)
     eval_manifest: str | None = None
     labels_csv: str | None = None
     builtin: dict = field(default_factory=dict)

@@ -114,7 +114,7 @@ def _write_csv(path: Path, rows: list[list], header: list[str] | None = None,
 
 
 AUDIOSET_CLASSES = [("/m/05r5c", "Piano"), ("/m/07y_7", "Violin, fiddle"),
-                    ("/m/07gql", "Trumpet")]
+                    ("/m/07gql", "Trumpet"), ("/m/09x0r", "Speech")]  # Speech: LibriSpeech's
 
 
 def audioset(root: Path) -> Layout:
@@ -130,7 +130,7 @@ def audioset(root: Path) -> Layout:
     n = 0
     for split, count in splits.items():
         for k in range(count):
-            ident, label, start = youtube_id(n), k % 3, float(2 + (n % 3) * 5)
+            ident, label, start = youtube_id(n), k % 3, float(2 + (n % 3) * 5)  # no Speech
             mids = AUDIOSET_CLASSES[label][0] + (",/m/07y_7" if k == 3 else "")
             rows[split].append(f'{ident}, {start:.3f}, {start + 10:.3f}, "{mids}"')
             kind = n % 3
@@ -159,7 +159,7 @@ def audioset(root: Path) -> Layout:
     for split, lines in rows.items():
         (csvs / names[split]).write_text("\n".join(header + lines) + "\n")
     return Layout(src=src, expected={"balanced_train": 6, "full_train": 9, "eval": 3},
-                  classes=3, problem="eval_segments.csv:8: ")
+                  classes=4, problem="eval_segments.csv:8: ")
 
 
 def vggsound(root: Path) -> Layout:
@@ -283,6 +283,29 @@ def speechcommands(root: Path) -> Layout:
                   problem="speech_commands_v0.02/marvinn/00000001_nohash_0: ")
 
 
+def librispeech(root: Path) -> Layout:
+    """LibriSpeech/<subset>/<speaker>/<chapter>/ with *.trans.txt listings and FLAC files."""
+    src = root / "LibriSpeech"
+    for subset, speakers in (("train-clean-100", (19, 26)), ("dev-clean", (84,))):
+        for speaker in speakers:
+            folder = src / subset / str(speaker) / "198"
+            lines = []
+            for n in range(3):
+                ident = f"{speaker}-198-{n:04d}"
+                write_media(folder / f"{ident}.flac", phrase(n % 3, 2.0 + n, 16000, speaker + n),
+                            16000)
+                lines.append(f"{ident} SOME WORDS SPOKEN HERE")
+            if speaker == 19:
+                lines.append("19-198-0099 A LINE WHOSE AUDIO IS MISSING")
+                lines.append("NOT-AN-ID WITH WORDS")
+                ident = "19-198-0098"
+                corrupt(folder / f"{ident}.flac")
+                lines.append(f"{ident} A BROKEN FILE")
+            (folder / f"{speaker}-198.trans.txt").write_text("\n".join(lines) + "\n")
+    return Layout(src=root, expected={"train960": 6, "dev": 3}, classes=1,
+                  problem="19-198.trans.txt:5: ")
+
+
 LAYOUTS = {"audioset": audioset, "vggsound": vggsound, "voxceleb1": voxceleb1,
            "kinetics_sounds": kinetics_sounds, "esc50": esc50,
-           "speechcommands": speechcommands}
+           "speechcommands": speechcommands, "librispeech": librispeech}

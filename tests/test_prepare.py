@@ -18,6 +18,7 @@ import torchaudio.functional as AF
 
 from c2f.data.dataset import balanced_weights
 from c2f.data.manifest import load_manifest, read_label_csv
+from c2f.data.prepare import DATASETS
 from c2f.data.prepare.decode import DecodeError, Segment, decode
 from c2f.data.prepare.sources import parse_youtube_name
 from tests import dataset_layouts
@@ -25,7 +26,7 @@ from tests.conftest import ROOT, read_metrics, run_cli, run_dirs
 
 FIXED_SECONDS = {"audioset": 10.0, "vggsound": 10.0, "kinetics_sounds": 10.0}
 # the preset each prepared dataset trains through, and the overrides a miniature needs
-PRESETS = {"audioset": ("audioset_full", 3), "vggsound": ("vggsound", 3),
+PRESETS = {"audioset": ("audioset_full", 4), "vggsound": ("vggsound", 3),
            "voxceleb1": ("voxceleb1", 3), "kinetics_sounds": ("kinetics_sounds", 4),
            "esc50": ("esc50", 50), "speechcommands": ("speechcommands", 35)}
 
@@ -82,8 +83,8 @@ def test_preparation_counts_labels_audio_and_reports(prepared, name):
             if name in FIXED_SECONDS:
                 assert info.frames == 16000 * FIXED_SECONDS[name]
             assert all(0 <= i < layout.classes for i in clip.label_ids)
-    assert report["statistics"] and all(np.isfinite(s["mean"]) and s["std"] > 0
-                                        for s in report["statistics"].values())
+    assert set(report["statistics"]) == set(DATASETS[name].train_manifests)
+    assert all(np.isfinite(s["mean"]) and s["std"] > 0 for s in report["statistics"].values())
     assert all(len(entry["sha256"]) == 64 for entry in report["lists"])
 
 
@@ -266,7 +267,7 @@ def test_every_prepared_dataset_trains_through_its_preset(prepared, tmp_path):
     tiny = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "dataset.epochs=1",
             "dataset.batch_size=4", "optim.warmup_steps=1", "trainer.progress=false",
             "logger=disabled"]
-    for name, (preset, classes) in PRESETS.items():
+    for name, (preset, classes) in PRESETS.items():  # librispeech: tests/test_pretrain.py
         runs = tmp_path / name
         extra = ["dataset.fold=2"] if name == "esc50" else []
         proc = run_cli([f"dataset={preset}", f"dataset.num_classes={classes}", *tiny, *extra],
@@ -279,3 +280,14 @@ def test_every_prepared_dataset_trains_through_its_preset(prepared, tmp_path):
             stats = json.loads((prepared[name][1] / "prepared.json").read_text())["statistics"]
             assert f"mean {stats['train']['mean']:.4f}" in proc.stdout
             assert not (data_dir / "stats").exists()  # read from kinetics_sounds/stats
+    # SSAST's pretraining data: AudioSet's and LibriSpeech's manifests joined
+    runs = tmp_path / "pretrain"
+    run_cli(["-cn", "pretrain", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+             "schedule.steps=[4]", "pretrain.eval_every=4", "pretrain.eval_clips=2",
+             "dataset.batch_size=4", "dataset.num_classes=4", "logger=disabled",
+             "trainer.progress=false"],
+            runs, data_dir)
+    [run] = run_dirs(runs)
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["train_samples"] == 9 + 6  # full_train.json + train960.json
+    assert [r["step"] for r in read_metrics(run)] == [4]

@@ -154,3 +154,26 @@ def test_pretrained_names_a_finished_run_by_path_or_id(tmp_path):
     with pytest.raises(ConfigError, match="no run abcdefabcd"):
         resolve_pretrained("abcdefabcd", tmp_path / "runs")
     assert resolve_pretrained("weights.pth", tmp_path / "runs") == "weights.pth"  # a file name
+
+
+def test_plan_predicts_the_pretraining_flops_a_real_batch_costs():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from c2f.models.ssast import pretrainer
+    from c2f.spec import ModelSpec, PretrainSpec
+    from c2f.train.flops import predicted_flops_per_sample
+
+    spec = ModelSpec(name="t", arch="ast", embed_dim=32, depth=1, num_heads=2, dist_token=True)
+    for frames in (32, 128):
+        def factory(frames=frames):
+            return pretrainer(spec, PretrainSpec(), num_mel_bins=128, frames=frames,
+                              patch=(16, 16))
+        model = factory()
+        generator = torch.Generator().manual_seed(frames)
+        masks = [torch.stack([cluster_mask(generator, model.grid, model.masked)
+                              for _ in range(3)]) for _ in range(2)]
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(torch.randn(3, frames, 128), *masks).backward()
+        assert predicted_flops_per_sample(factory, frames, 128) * 3 == \
+            counter.get_total_flops()

@@ -33,6 +33,7 @@ class Manifest:
     path: Path
     clips: list[Clip]
     class_names: list[str]
+    sources: tuple[Path, ...] = ()  # the manifests a joined one was made of (join_manifests)
 
     @property
     def num_classes(self) -> int:
@@ -151,6 +152,16 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
         )
     clips = [_parse_entry(entry, i, path, csv_path, mids) for i, entry in enumerate(data)]
     return Manifest(path=path, clips=clips, class_names=class_names)
+
+
+def join_manifests(manifests: list[Manifest]) -> Manifest:
+    """Several manifests over one label CSV as one (SSAST pretrains on AudioSet + LibriSpeech);
+    named by the first, with every source kept for messages and the statistics cache."""
+    if len(manifests) == 1:
+        return manifests[0]
+    first = manifests[0]
+    return Manifest(path=first.path, clips=[c for m in manifests for c in m.clips],
+                    class_names=first.class_names, sources=tuple(m.path for m in manifests))
 
 
 def _problem(clip: Clip) -> str | None:

@@ -6,31 +6,35 @@ from pathlib import Path
 from c2f.data.builtin import BuiltinParams, ensure_builtin
 from c2f.data.errors import DataError
 from c2f.data.frontend import FeatureSettings
-from c2f.data.manifest import Manifest, check_files, load_manifest
+from c2f.data.manifest import Manifest, check_files, join_manifests, load_manifest
 from c2f.data.stats import cached_stats
 from c2f.spec import ConfigError, DatasetSpec, ModelFeatures
 
 
-def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, Path]:
-    """train/eval/labels paths: the built-in dataset is rendered on first use."""
+def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, list[Path] | Path]:
+    """train (a list: several manifests are joined), eval and labels paths; the built-in
+    dataset is rendered on first use."""
     if dataset.kind == "builtin":
         try:
             params = BuiltinParams(**dataset.builtin)
         except TypeError as err:
             raise ConfigError(f"`dataset.builtin`: {err}") from None
-        return ensure_builtin(data_dir, params)
-    paths = {"train": dataset.train_manifest, "eval": dataset.eval_manifest,
-             "labels": dataset.labels_csv}
-    for key, value in paths.items():
+        paths = ensure_builtin(data_dir, params)
+        return {**paths, "train": [paths["train"]]}
+    train = dataset.train_manifest
+    trains = [train] if isinstance(train, str) else list(train)
+    given = [("train_manifest", t) for t in trains] + [
+        ("eval_manifest", dataset.eval_manifest), ("labels_csv", dataset.labels_csv)]
+    for option, value in given:
         if not Path(value).is_file():
-            option = {"train": "train_manifest", "eval": "eval_manifest",
-                      "labels": "labels_csv"}[key]
             raise DataError(
                 f"dataset.{option}={value}: no such file. Make an AST-format manifest "
                 '({"data": [{"wav": "/path/a.wav", "labels": "/m/09x0r"}]}) and a '
                 "class_labels_indices.csv (index,mid,display_name), then point "
-                f"dataset.{option} at it")
-    return {k: Path(v) for k, v in paths.items()}
+                f"dataset.{option} at it (python -m c2f.data.prepare makes both for the "
+                "paper's datasets)")
+    return {"train": [Path(t) for t in trains], "eval": Path(dataset.eval_manifest),
+            "labels": Path(dataset.labels_csv)}
 
 
 def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
@@ -47,7 +51,8 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
     """(train manifest, eval manifest, FeatureSettings), all checked before training; `own`
     is the model's own feature settings (model.features), which replace the dataset's."""
     paths = manifest_paths(dataset, data_dir)
-    train = _checked(load_manifest(paths["train"], paths["labels"]), dataset.on_bad_audio, log)
+    train = join_manifests([_checked(load_manifest(path, paths["labels"]), dataset.on_bad_audio,
+                                     log) for path in paths["train"]])
     evaluation = _checked(load_manifest(paths["eval"], paths["labels"]), dataset.on_bad_audio,
                           log)
     if train.num_classes != dataset.num_classes:

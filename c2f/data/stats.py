@@ -47,10 +47,11 @@ def _stats_key(manifest: Manifest, sample_rate: int, num_mel_bins: int, frame_sh
     """File name of the statistics of this manifest's content under these feature settings."""
     from c2f.spec import config_hash  # spec is a leaf module; imported here to keep data light
 
-    content = hashlib.sha256(manifest.path.read_bytes()).hexdigest()
-    key = {"manifest": str(manifest.path), "sha256": content, "sample_rate": int(sample_rate),
-           "num_mel_bins": int(num_mel_bins), "frame_shift_ms": float(frame_shift_ms),
-           "target_length": int(target_length)}
+    files = manifest.sources or (manifest.path,)
+    content = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    key = {"manifest": ",".join(map(str, files)), "sha256": content,
+           "sample_rate": int(sample_rate), "num_mel_bins": int(num_mel_bins),
+           "frame_shift_ms": float(frame_shift_ms), "target_length": int(target_length)}
     return f"stats-{config_hash(key)}.json"
 
 

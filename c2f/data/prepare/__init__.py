@@ -9,6 +9,7 @@ from c2f.data.prepare import (  # noqa: F401  (each module registers its dataset
     audioset,
     esc50,
     kinetics_sounds,
+    librispeech,
     speechcommands,
     vggsound,
     voxceleb1,
