@@ -364,11 +364,41 @@ def build_model_spec(node: Any) -> ModelSpec:
     return dataclasses.replace(model, features=features, **tuples)
 
 
-def resolve_pretrained(value: str | None, runs_dir: Path) -> str | None:
+def _pretraining_runs(runs_dir: Path, phases: str) -> list[Path]:
+    """Run directories under runs_dir of pretraining runs whose phases are `phases` ("4-1")."""
+    import yaml
+
+    found = []
+    for config in sorted(runs_dir.glob("*/*/config.yaml")):
+        cfg = yaml.safe_load(config.read_text()) or {}
+        schedule = cfg.get("schedule", {})
+        own = schedule.get("phases") or [schedule.get("c", 1)]
+        if "pretrain" in cfg and "-".join(map(str, own)) == phases:
+            found.append(config.parent)
+    return found
+
+
+def resolve_pretrained(value: str | None, runs_dir: Path, strict: bool = True) -> str | None:
     """`model.pretrained` as a file: a checkpoint file as it is; a pretraining run, named by its
-    directory or its id (searched in runs_dir), as its final checkpoint once it has finished."""
+    directory, its id, or `pretrain:<phases>` (the one pretraining run in runs_dir with those
+    phases, e.g. `pretrain:4-1`), as its final checkpoint once it has finished. Not `strict`: a
+    reference that cannot be resolved yet stays as it is (the plan then says why)."""
     if value is None:
         return None
+    if not strict:
+        try:
+            return resolve_pretrained(value, runs_dir)
+        except ConfigError:
+            return value
+    if value.startswith("pretrain:"):
+        found = _pretraining_runs(runs_dir, value.removeprefix("pretrain:"))
+        if len(found) != 1:
+            listed = ", ".join(map(str, found)) or "none"
+            raise ConfigError(f"`model.pretrained`={value}: {len(found)} pretraining runs with "
+                              f"those phases under {runs_dir} ({listed}); launch the "
+                              "pretraining first (sweeps/table6_ssast_pretrain.yaml) or name "
+                              "the run by its directory or id")
+        value = str(found[0])
     path = Path(value).expanduser()
     if not path.exists() and re.fullmatch(r"[0-9a-f]{10}", value):
         found = sorted(runs_dir.glob(f"*/{value}"))
@@ -397,7 +427,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     paths = cfg["paths"]
     runs_dir = Path(paths["runs_dir"]).expanduser().absolute()
     model = build_model_spec(cfg["model"])
-    model = dataclasses.replace(model, pretrained=resolve_pretrained(model.pretrained, runs_dir))
+    model = dataclasses.replace(model, pretrained=resolve_pretrained(model.pretrained, runs_dir,
+                                                                     strict=False))
     spec = RunSpec(
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
         model=model,

@@ -177,3 +177,24 @@ def test_plan_predicts_the_pretraining_flops_a_real_batch_costs():
             model(torch.randn(3, frames, 128), *masks).backward()
         assert predicted_flops_per_sample(factory, frames, 128) * 3 == \
             counter.get_total_flops()
+
+
+def test_pretrained_names_a_pretraining_run_by_its_phases(tmp_path):
+    from c2f.spec import ConfigError, resolve_pretrained
+
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="0 pretraining runs.*launch the pretraining first"):
+        resolve_pretrained("pretrain:4-1", runs)
+    assert resolve_pretrained("pretrain:4-1", runs, strict=False) == "pretrain:4-1"
+    for run_id, phases in (("aaaaaaaaaa", [1]), ("bbbbbbbbbb", [4, 1])):
+        run = runs / "paper" / run_id
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(f"pretrain: {{objective: ssast}}\n"
+                                         f"schedule: {{phases: {phases}}}\n")
+        (run / "summary.json").write_text('{"status": "finished"}')
+    classifier = runs / "paper" / "cccccccccc"  # a classification run with the same phases
+    classifier.mkdir()
+    (classifier / "config.yaml").write_text("schedule: {phases: [4, 1]}\n")
+    assert resolve_pretrained("pretrain:4-1", runs) == str(runs / "paper" / "bbbbbbbbbb" /
+                                                            "ckpt" / "last.pt")
+    assert resolve_pretrained("pretrain:1", runs).endswith("aaaaaaaaaa/ckpt/last.pt")

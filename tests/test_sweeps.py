@@ -1,6 +1,7 @@
 """Every sweep in sweeps/ composes, expands into valid runs, matches its header, and dry-runs."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import re
@@ -49,7 +50,7 @@ def header(name: str) -> str:
 
 def test_every_table_has_a_sweep():
     assert {"table1", "table1_cnn14", "table2", "table3", "table4", "table5", "table6",
-            "builtin"} <= set(SWEEPS)
+            "table6_ssast_pretrain", "table6_ssast_finetune", "builtin"} <= set(SWEEPS)
 
 
 @pytest.mark.parametrize("name", SWEEPS)
@@ -61,10 +62,10 @@ def test_header_gives_command_and_job_count(name):
     assert f"{len(jobs)} jobs" in text
     assert len({spec.run_id for spec in specs}) == len(jobs), "two jobs of a sweep share a run"
     paper = name.startswith("table") or name == "esc50"
-    # AST-Base starts from ImageNet weights; CNN14 and HTS-AT from random ones, as their
-    # official recipes do
-    assert all(spec.model.require_pretrained == (paper and spec.model.arch == "ast")
-               for spec in specs)
+    # AST-Base starts from ImageNet (or SSAST) weights; CNN14, HTS-AT and SSAST's pretraining
+    # from random ones, as their official recipes do
+    assert all(spec.model.require_pretrained == (paper and spec.model.arch == "ast"
+                                                 and spec.pretrain is None) for spec in specs)
     assert all(spec.trainer.num_workers == ("auto" if paper else 0) for spec in specs)
 
 
@@ -77,8 +78,9 @@ def test_header_compute_matches_the_plans(name, weights):
     for job in sweep_jobs(name, weights):
         spec = build_spec(job)
         plan = build_plan(spec)
-        total += sum(p.flops_per_sample * p.epochs for p in plan.phases) * \
-            TRAIN_CLIPS[spec.dataset.name]
+        clips = None if spec.pretrain else TRAIN_CLIPS[spec.dataset.name]
+        plan = dataclasses.replace(plan, train_samples=clips)
+        total += plan.predicted_flops()
     assert total / UNITS[unit] == pytest.approx(float(value), rel=0.05)
 
 
