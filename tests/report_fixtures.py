@@ -12,7 +12,7 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
              dataset: str = "ds", model: str = "m", budget: int | None = None,
              flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
              finished: bool = True, metric: str = "acc", average: float | None = None,
-             fold: int | None = None) -> Path:
+             fold: int | None = None, pretrained: str | None = None) -> Path:
     """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
 
     By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
@@ -27,7 +27,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
     path.mkdir(parents=True)
     config = {"dataset": {"name": dataset, "epochs": budget, "metric": metric,
                           **({} if fold is None else {"fold": fold})},
-              "model": {"name": model}, "compression": {"name": method},
+              "model": {"name": model, "pretrained": pretrained},
+              "compression": {"name": method},
               "schedule": {"name": "custom", "c": phases[0], "phases": list(phases)},
               "seed": seed}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -57,4 +58,26 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
     (path / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
     if finished:
         (path / "summary.json").write_text(json.dumps({"run": name, "status": "finished"}))
+    return path
+
+
+def make_pretraining_run(root: Path, name: str, *, phases: tuple[int, ...], method: str,
+                         flops: int, seconds: float, steps: int = 100) -> Path:
+    """A finished pretraining run whose last record carries these cumulative totals."""
+    path = root / "group" / name
+    path.mkdir(parents=True)
+    config = {"dataset": {"name": "audioset_librispeech", "metric": "mAP"},
+              "model": {"name": "ssast_base"}, "compression": {"name": method},
+              "schedule": {"name": "custom", "phases": list(phases)},
+              "pretrain": {"objective": "ssast"}, "seed": 0}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = {"phases": [{"index": i, "c": c, "epochs": 0, "steps": steps}
+                       for i, c in enumerate(phases)]}
+    (path / "plan.json").write_text(json.dumps(plan))
+    record = {"kind": "pretrain", "run": name, "C": phases[-1], "phase": len(phases) - 1,
+              "step": steps, "global_step": steps * len(phases), "metric": "acc",
+              "value": 0.5, "flops_cum": flops, "seconds_cum": seconds}
+    (path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    (path / "summary.json").write_text(json.dumps({"run": name, "status": "finished",
+                                                   "kind": "pretrain"}))
     return path

@@ -12,7 +12,7 @@ from c2f.report.publish import headline
 from c2f.report.runs import ReportError, load_runs
 from c2f.report.savings import aggregate, pair
 from c2f.report.tables import label
-from tests.report_fixtures import make_run
+from tests.report_fixtures import make_pretraining_run, make_run
 
 SECONDS = {1: 10.0, 2: 6.0, 4: 5.0}  # time does not scale like FLOPs
 
@@ -290,6 +290,28 @@ def test_table6_htsat_rows_with_the_papers_numbers(tmp_path):
     assert six["6"].rows == [
         ["Baseline", "htsat", "52.82", "-", "-", "52.82"],
         ["Fshift 4→1", "htsat", "53.00 (+0.18)", "37.50", "37.50", "52.98 / 21.13 / 14.32"]]
+
+
+def test_table6_ssast_rows_pair_finetuning_results_and_pretraining_savings(tmp_path):
+    """The fine-tuning runs of models pretrained in one phase and coarse to fine (named by
+    `pretrain:<phases>` or by the pretraining run's checkpoint path); the savings are the
+    pretraining stage's."""
+    make_pretraining_run(tmp_path, "pre1", phases=(1,), method="none", flops=1000,
+                         seconds=100.0)
+    c2f = make_pretraining_run(tmp_path, "pre41", phases=(4, 1), method="fshift", flops=650,
+                               seconds=70.0)
+    kw = {"dataset": "audioset_balanced", "metric": "mAP", "model": "ssast_base"}
+    make_run(tmp_path, "ft1", values=[0.25, 0.2942, 0.29], pretrained="pretrain:1", **kw)
+    make_run(tmp_path, "ft41", values=[0.26, 0.30, 0.3028], **kw,
+             pretrained=str(c2f / "ckpt" / "last.pt"))
+    runs, _ = load_runs([tmp_path])
+    assert {r.path.name: r.pretrained_from for r in runs} == {
+        "pre1": None, "pre41": None, "ft1": "1", "ft41": "4-1"}
+    six = {t.key: t for t in paper_tables(aggregate(runs), load_paper())}["6"]
+    assert six.rows == [
+        ["Baseline", "ssast_base", "29.42", "-", "-", "29.42"],
+        ["Fshift 4→1", "ssast_base", "30.28 (+0.86)", "35.00", "30.00",
+         "30.28 / 34.58 / 31.73"]]
 
 
 def test_weight_averaged_models_are_the_reference_where_runs_have_them(tmp_path):

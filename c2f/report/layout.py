@@ -98,6 +98,10 @@ def _caption(criterion: str, tolerance: float, cells: list[Cell]) -> str:
                 "baseline's best.")
     if any(c.averaged or c.best_averaged for c in cells):
         text += f" {AVERAGED}: weight-averaged model (AST's recipe, as the paper on AudioSet)."
+    if any(model_family(c.model) == "ssast" for c in cells):
+        text += (" SSAST rows: the best metric of fine-tuning from each pretraining run, and "
+                 "the FLOPs and time saved by its coarse-to-fine pretraining (the paper's "
+                 "pretraining-stage savings).")
     return text
 
 

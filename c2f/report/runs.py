@@ -29,6 +29,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     average: dict | None = None  # the weight-averaged model's record, when the run has one
     fold: int | None = None  # cross-validation fold (ESC-50); folds average like seeds
+    pretrain: bool = False  # a self-supervised pretraining run (records of kind "pretrain")
+    pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -42,8 +44,8 @@ class Run:
 
     @property
     def is_baseline(self) -> bool:
-        """The single-phase C = 1 run."""
-        return self.phases == (1,)
+        """The single-phase C = 1 run (of classification: pretraining runs pair elsewhere)."""
+        return self.phases == (1,) and not self.pretrain
 
     @property
     def cell(self) -> tuple[str, str, int, str, str]:
@@ -103,9 +105,13 @@ def load_run(path: Path) -> Run:
     warnings: list[str] = []
     records = read_metrics(path / "metrics.jsonl", warnings)
     averaged = [r for r in records if r.get("kind") == "average"]
-    records = [r for r in records if r.get("kind", "epoch") == "epoch"]
+    pretrain = "pretrain" in config
+    records = [r for r in records if r.get("kind", "epoch") == ("pretrain" if pretrain
+                                                                else "epoch")]
     dataset = config.get("dataset", {})
     budget = dataset.get("epochs") or sum(p["epochs"] for p in (plan or {}).get("phases", []))
+    if pretrain:
+        budget = sum(int(p.get("steps") or 0) for p in (plan or {}).get("phases", []))
     finished = bool(summary and summary.get("status") == "finished")
     if not finished:
         warnings.append(f"{path}: no finished summary.json (running or crashed), "
@@ -118,7 +124,27 @@ def load_run(path: Path) -> Run:
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
                records=records, finished=finished, warnings=warnings,
                average=averaged[-1] if averaged else None,
-               fold=None if dataset.get("fold") is None else int(dataset["fold"]))
+               fold=None if dataset.get("fold") is None else int(dataset["fold"]),
+               pretrain=pretrain,
+               pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")))
+
+
+def pretrained_from(value: str | None) -> str | None:
+    """The phases ("4-1") of the pretraining run a fine-tuning run started from: named as
+    `pretrain:<phases>`, or by a path inside that run's directory; None otherwise."""
+    if not value:
+        return None
+    if str(value).startswith("pretrain:"):
+        return str(value).removeprefix("pretrain:")
+    path = Path(str(value)).expanduser()
+    for folder in (path, *path.parents[:2]):
+        config = folder / "config.yaml"
+        if config.is_file():
+            cfg = yaml.safe_load(config.read_text()) or {}
+            if "pretrain" in cfg:
+                schedule = cfg.get("schedule", {})
+                return "-".join(map(str, schedule.get("phases") or [schedule.get("c", 1)]))
+    return None
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:

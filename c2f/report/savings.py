@@ -110,6 +110,7 @@ def pair(runs: list[Run], tolerance: float = 0.0
     (against the baseline of its own seed and fold), warnings."""
     warnings: list[str] = []
     chosen: dict[tuple, Run] = {}
+    runs = [r for r in runs if not r.pretrain and r.pretrained_from is None]  # pretraining_cells
     for run in runs:  # one run per cell and replicate: the finished one, then the longest
         key = (*run.cell, *run.replicate)
         if key in chosen:
@@ -189,10 +190,55 @@ def _status(outcomes: list[Outcome]) -> str:
     return max(counts, key=counts.get)
 
 
-def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
-    """Every cell: baselines (their M_B) and coarse-to-fine runs (both criteria)."""
-    baselines, outcomes, _ = pair(runs, tolerance)
+def pretraining_cells(runs: list[Run]) -> list[Cell]:
+    """Table 6's SSAST rows: the fine-tuning results of models pretrained in one phase (the
+    baseline, `pretrain:1`) and coarse to fine, with the savings of the pretraining stage, as
+    the paper computes them ("more than a 30% reduction in training FLOPs and time" of the
+    pretraining): 1 - the coarse-to-fine pretraining's FLOPs (time) / the baseline's."""
+    pretrainings = {r.schedule: r for r in runs if r.pretrain and r.records}
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.pretrained_from is not None:
+            key = (run.dataset, run.model, run.budget, run.pretrained_from)
+            groups.setdefault(key, []).append(run)
+
+    def values(members: list[Run]) -> tuple[Stat | None, bool]:
+        refs = [r for r in (reference(m) for m in members if m.finished) if r is not None]
+        return Stat.of([r.metric for r in refs]), any(r.averaged for r in refs)
+
+    def save(source: str, key: str) -> Stat | None:
+        base, own = pretrainings.get("1"), pretrainings.get(source)
+        if not (base and own and base.finished and own.finished):
+            return None
+        return Stat.of([1 - own.records[-1][key] / base.records[-1][key]])
+
     cells = []
+    for (dataset, model, budget, source), members in groups.items():
+        value, averaged = values(members)
+        metric = members[0].metric
+        if source == "1":
+            status = "baseline" if all(m.finished for m in members) else "baseline unfinished"
+            cells.append(Cell(dataset, model, budget, "none", "1", metric, len(members), status,
+                              value=value, best=value, averaged=averaged,
+                              best_averaged=averaged))
+            continue
+        base, _ = values(groups.get((dataset, model, budget, "1"), []))
+        diff = None if base is None or value is None else Stat.of([value.mean - base.mean])
+        status = "no baseline" if base is None else "pending" if value is None else \
+            "reached" if diff.mean >= 0 else "not reached"
+        method = pretrainings[source].method if source in pretrainings else "?"
+        cells.append(Cell(dataset, model, budget, method, source, metric, len(members), status,
+                          value=value, diff=diff, flops_save=save(source, "flops_cum"),
+                          time_save=save(source, "seconds_cum"), best=value, best_diff=diff,
+                          averaged=averaged, best_averaged=averaged))
+    return cells
+
+
+def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
+    """Every cell: baselines (their M_B) and coarse-to-fine runs (both criteria), and the
+    fine-tuning rows of pretrained models (pretraining_cells)."""
+    baselines, outcomes, _ = pair(runs, tolerance)
+    cells = pretraining_cells(runs)
     groups: dict[tuple, list] = {}
     for base in baselines.values():
         groups.setdefault(base.cell, []).append(base)
