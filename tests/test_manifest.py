@@ -184,3 +184,20 @@ def test_check_files_rejects_unknown_mode(tmp_path: Path) -> None:
     m = load_manifest(write_manifest(tmp_path, doc), write_csv(tmp_path))
     with pytest.raises(ValueError, match="'fail', 'skip'"):
         check_files(m, on_bad="ignore")
+
+
+def test_pretraining_manifests_may_leave_out_labels(tmp_path: Path) -> None:
+    """Self-supervised pretraining reads clips without labels; a label given is still
+    checked against the CSV, and a classification run still needs one."""
+    csv_path = write_csv(tmp_path)
+    entries = [{"wav": "a.wav"}, {"wav": "b.wav", "labels": ""},
+               {"wav": "c.wav", "labels": "/m/dog"}]
+    path = write_manifest(tmp_path, {"data": entries})
+    manifest = load_manifest(path, csv_path, unlabeled=True)
+    assert [c.label_ids for c in manifest.clips] == [(), (), (0,)]
+    assert manifest.clips[0].path == (tmp_path / "a.wav").resolve()
+    with pytest.raises(DataError, match=r"data\[0\] has no 'labels' key"):
+        load_manifest(path, csv_path)
+    bad = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "/m/nope"}]}, "b.json")
+    with pytest.raises(DataError, match="unknown label '/m/nope'"):
+        load_manifest(bad, csv_path, unlabeled=True)

@@ -89,10 +89,14 @@ def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[
     return mids, [names[i] for i in range(len(names))]
 
 
-def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[str, int]) -> Clip:
-    """Validate one manifest entry and turn it into a Clip."""
+def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[str, int],
+                 unlabeled: bool = False) -> Clip:
+    """Validate one manifest entry and turn it into a Clip (`unlabeled`: labels optional, for
+    self-supervised pretraining)."""
     if not isinstance(entry, dict):
         raise DataError(f"{path}: data[{i}] is not an object; use {{'wav': ..., 'labels': ...}}")
+    if unlabeled and not entry.get("labels"):
+        entry = {**entry, "labels": None}
     for key in ("wav", "labels"):
         if key not in entry:
             raise DataError(
@@ -101,6 +105,8 @@ def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[s
     wav, labels = entry["wav"], entry["labels"]
     if not isinstance(wav, str) or not wav.strip():
         raise DataError(f"{path}: data[{i}] 'wav' must be a non-empty path string, got {wav!r}")
+    if labels is None:  # an unlabeled clip
+        return Clip(path=_wav_path(wav, path), label_ids=(), line=i)
     if not isinstance(labels, str):
         raise DataError(
             f"{path}: data[{i}] 'labels' must be a string of comma-separated mids, got {labels!r}"
@@ -117,14 +123,21 @@ def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[s
                 "fix the label or add it to the CSV"
             )
     ids = tuple(dict.fromkeys(mids[p] for p in parts))
+    return Clip(path=_wav_path(wav, path), label_ids=ids, line=i)
+
+
+def _wav_path(wav: str, manifest: Path) -> Path:
+    """An entry's audio path: absolute, or relative to the manifest's folder."""
     wav_path = Path(wav).expanduser()
     if not wav_path.is_absolute():
-        wav_path = path.parent / wav_path
-    return Clip(path=wav_path.resolve(), label_ids=ids, line=i)
+        wav_path = manifest.parent / wav_path
+    return wav_path.resolve()
 
 
-def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str]) -> Manifest:
-    """Load and validate an AST-format manifest against its label CSV."""
+def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str],
+                  unlabeled: bool = False) -> Manifest:
+    """Load and validate an AST-format manifest against its label CSV (`unlabeled`: entries
+    may leave out "labels", as pretraining data does)."""
     path = Path(json_path).resolve()
     csv_path = Path(labels_csv).resolve()
     mids, class_names = read_label_csv(csv_path)
@@ -150,7 +163,8 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
         raise DataError(
             f'{path}: manifest is empty ("data" has no entries); add clips or fix the path'
         )
-    clips = [_parse_entry(entry, i, path, csv_path, mids) for i, entry in enumerate(data)]
+    clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled)
+             for i, entry in enumerate(data)]
     return Manifest(path=path, clips=clips, class_names=class_names)
 
 

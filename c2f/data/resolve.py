@@ -47,14 +47,15 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
 
 
 def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
-                 own: ModelFeatures | None = None):
+                 own: ModelFeatures | None = None, unlabeled: bool = False):
     """(train manifest, eval manifest, FeatureSettings), all checked before training; `own`
-    is the model's own feature settings (model.features), which replace the dataset's."""
+    is the model's own feature settings (model.features), which replace the dataset's;
+    `unlabeled` (pretraining) lets manifest entries leave out their labels."""
     paths = manifest_paths(dataset, data_dir)
-    train = join_manifests([_checked(load_manifest(path, paths["labels"]), dataset.on_bad_audio,
-                                     log) for path in paths["train"]])
-    evaluation = _checked(load_manifest(paths["eval"], paths["labels"]), dataset.on_bad_audio,
-                          log)
+    train = join_manifests([_checked(load_manifest(path, paths["labels"], unlabeled),
+                                     dataset.on_bad_audio, log) for path in paths["train"]])
+    evaluation = _checked(load_manifest(paths["eval"], paths["labels"], unlabeled),
+                          dataset.on_bad_audio, log)
     if train.num_classes != dataset.num_classes:
         raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
                           f"lists {train.num_classes} classes; set dataset.num_classes="

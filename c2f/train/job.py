@@ -68,7 +68,8 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     if not world.is_main:
         echo = _quiet
     train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo,
-                                               spec.model_features)
+                                               spec.model_features,
+                                               unlabeled=spec.pretrain is not None)
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
