@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from c2f.plan import build_plan
-from c2f.spec import build_spec
+from c2f.spec import ConfigError, build_spec
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -40,6 +40,10 @@ def test_every_option_composes(group, option):
         assert OmegaConf.is_missing(cfg.dataset, "train_manifest")
         return
     spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
+    if spec.model.require_pretrained:  # weights only the user has: the plan says which
+        with pytest.raises(ConfigError, match="`model.pretrained` is required"):
+            build_plan(spec)
+        return
     plan = build_plan(spec)
     assert plan.phases[-1].c == 1 or group == "schedule"
     assert Path(spec.runs_dir).is_absolute()

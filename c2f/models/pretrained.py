@@ -55,6 +55,13 @@ def check_pretrained(model: ModelSpec) -> None:
             raise ConfigError(f"`model.pretrained`={model.pretrained}: no such file. Expected "
                               f"{_expected(model)} state dict there; {how}or fix the path.")
         return
+    if model.require_pretrained and model.name.startswith("ssast"):
+        raise ConfigError(
+            "`model.pretrained` is required here: fine-tuning starts from SSAST's "
+            "self-supervised weights. Give the official SSAST-Base-Patch-400.pth (a local file; "
+            "c2f never downloads weights) or a finished c2f pretraining run (`python run.py -cn "
+            "pretrain`) by its directory, its id or `pretrain:<phases>`, e.g. "
+            "`model.pretrained=pretrain:4-1`.")
     if model.require_pretrained:
         raise ConfigError(
             "`model.pretrained` is required here: the paper trains AST from ImageNet weights, "
