@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from c2f.data.errors import DataError
 from c2f.spec import ConfigError, build_spec
 from c2f.train.job import run_job
+from c2f.train.loop import Diverged
 
 log = logging.getLogger("c2f")
 
@@ -30,6 +31,9 @@ def main(cfg: DictConfig) -> float | None:
             # into the job's log; the launcher lists failed jobs once all have ended
             log.exception(f"job failed: {err}")
             raise
+        if isinstance(err, Diverged):
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(3) from None
         if not isinstance(err, (ConfigError, DataError)):
             raise
         print(f"error: {err}", file=sys.stderr)

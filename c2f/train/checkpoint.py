@@ -50,18 +50,30 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
     return target
 
 
-def load_checkpoint(ckpt_dir: Path) -> Checkpoint | None:
-    """The last checkpoint, if any."""
-    path = ckpt_dir / LAST
-    if not path.exists():
+def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
+    """The last checkpoint, if any. When last.pt cannot be read (a node died mid-write on a
+    filesystem without atomic rename, a disk filled), the newest readable per-epoch checkpoint
+    kept by `trainer.keep_checkpoints=all` takes its place, and the loop trims metrics.jsonl to
+    it; without one, the error says what to do."""
+    last = ckpt_dir / LAST
+    kept = sorted(ckpt_dir.glob("epoch[0-9][0-9][0-9][0-9].pt"), reverse=True)
+    if not last.exists() and not kept:
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a torn file cannot happen with os.replace, but disks fail
-        raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it to restart "
-                           "this run from its previous state, or the run dir to start over"
-                           ) from err
-    state = TrainState(**payload["state"])
-    state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
-    return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),
-                      payload.get("scaler"))
+    failures = []
+    for path in ([last] if last.exists() else []) + kept:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            state = TrainState(**payload["state"])
+        except Exception as err:  # truncated, empty, or not a checkpoint at all
+            failures.append(f"{path.name}: {type(err).__name__}: {str(err)[:200]}")
+            continue
+        if failures:
+            log(f"WARNING: checkpoint(s) unreadable ({'; '.join(failures)}); resuming from "
+                f"{path} (epoch {state.epoch})")
+        state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
+        return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),
+                          payload.get("scaler"))
+    raise RuntimeError(
+        f"no readable checkpoint in {ckpt_dir} ({'; '.join(failures)}). To start this run "
+        f"over, delete {ckpt_dir.parent}; to survive this next time, keep one checkpoint per "
+        "epoch with trainer.keep_checkpoints=all")

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import torch
 
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
-from c2f.track import RunDir, Tracker, flat_config
+from c2f.track import RunDir, Tracker, atomic_write_text, flat_config
 from c2f.train.distributed import device_for, init_world
-from c2f.train.loop import PhaseLoop
+from c2f.train.loop import Diverged, PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import average_record, epoch_records, summarize
+
+DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
 
 
 def format_summary(summary: dict, records: list[dict]) -> str:
@@ -51,6 +54,14 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     run = RunDir(spec.run_dir)
     plan = build_plan(spec)
     done = run.read_summary()
+    diverged = run.path / DIVERGED
+    if diverged.exists() and not spec.trainer.dry_run:
+        where = json.loads(diverged.read_text())
+        raise ConfigError(
+            f"run {spec.run_id} diverged before ({diverged}: {where.get('message', where)}). "
+            "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
+            "(a new run), or delete that file to retry as it is (for example in another "
+            "trainer.precision)")
     if done and done.get("status") == "finished":
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{done['best']:.4f}. Delete the folder to train it again.")
@@ -86,7 +97,12 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
             exit_code = 0
             return summary
         loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
-        records = loop.run()
+        try:
+            records = loop.run()
+        except Diverged as err:
+            if world.is_main:
+                atomic_write_text(diverged, json.dumps({**err.where, "message": str(err)}))
+            raise
         silent = {split: len(ids) for split, ids in loop.silent.items()}
         summary = summarize(spec, plan, records, loop.skipped, silent)
         if world.is_main:

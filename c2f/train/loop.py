@@ -28,6 +28,19 @@ from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the message says where and what to change."""
+
+    def __init__(self, where: dict):
+        self.where = where
+        super().__init__(
+            f"the training loss became {where['loss']} at phase {where['phase']} (C = "
+            f"{where['C']}), epoch {where['epoch']}, step {where['step']} of the phase; the run "
+            "stopped there and keeps its last good checkpoint. Relaunching the same config "
+            "would repeat it: lower optim.lr, set optim.grad_clip, or train in "
+            "trainer.precision=bf16 or fp32 instead of fp16")
+
+
 class PhaseLoop:
     """Runs a PhasePlan for one RunSpec inside one run directory."""
 
@@ -115,6 +128,11 @@ class PhaseLoop:
         total_steps = steps_per_epoch * phase.epochs
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
+        # the first step whose loss is not finite, found on the device; the host looks every
+        # step on CPU (free there, and before the optimizer applies it) and every 10 on CUDA
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        counter = torch.full((), state.step, dtype=torch.long, device=self.device)
+        eager = self.device.type != "cuda"
         samples, skipped, lr = 0, 0, 0.0
         start = time.perf_counter()
         bar = tqdm(data.train, total=steps_per_epoch, leave=False,
@@ -133,6 +151,11 @@ class PhaseLoop:
             with self.precision.autocast():
                 logits = model(inputs)
             loss = self._loss(logits.float(), target)
+            first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0),
+                                    counter, first_bad)
+            counter += 1
+            if eager or i % 10 == 9:
+                self._check_finite(first_bad, loss.detach(), phase, epoch)
             optimizer.zero_grad(set_to_none=True)
             self.precision.step(loss, optimizer, model.parameters(), spec.optim.grad_clip)
             state.step += 1
@@ -141,9 +164,22 @@ class PhaseLoop:
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
         seconds = time.perf_counter() - start
+        self._check_finite(first_bad, loss_sum, phase, epoch)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
                 "seconds": seconds, "skipped": int(skipped), "lr": lr}
+
+    def _check_finite(self, first_bad: torch.Tensor, loss: torch.Tensor, phase: Phase,
+                      epoch: int) -> None:
+        """Stop the run at a non-finite loss (on every rank: the flag is summed). `loss`: the
+        latest loss, or the epoch's sum, to tell NaN from infinity."""
+        found = int(first_bad)
+        if all_sum([1 if found >= 0 else 0], self.world)[0] == 0:
+            return
+        loss = "NaN" if bool(torch.isnan(loss)) else "infinite" if bool(torch.isinf(loss)) \
+            else "NaN or infinite"
+        raise Diverged({"phase": phase.index, "C": phase.c, "epoch": epoch + 1,
+                        "step": max(found, 0) + 1, "loss": loss})
 
     @torch.no_grad()
     def _evaluate(self, model, data: PhaseData) -> dict:
@@ -235,7 +271,7 @@ class PhaseLoop:
 
     def run(self) -> list[dict]:
         """Train every phase not yet done; returns all records."""
-        loaded = load_checkpoint(self.run_dir.ckpt_dir)
+        loaded = load_checkpoint(self.run_dir.ckpt_dir, self.log)
         state = loaded.state if loaded else TrainState()
         self.averager.load_state_dict(loaded.average if loaded else None)
         records = [r for r in self.run_dir.read_metrics() if r["epoch"] <= state.epoch]
