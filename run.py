@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from c2f.data.errors import DataError
 from c2f.spec import ConfigError, build_spec
+from c2f.track import RunHeld
 from c2f.train.job import run_job
 from c2f.train.loop import Diverged
 
@@ -34,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(3) from None
-        if not isinstance(err, (ConfigError, DataError)):
+        if not isinstance(err, (ConfigError, DataError, RunHeld)):
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -145,6 +145,7 @@ class TrainerSpec:
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
     cache_features: bool | str = "auto"  # keep raw fbanks (no mixup): auto (CPU) | true | false
     compile: bool | str = False  # torch.compile the training model: false | true | a mode
+    wait_for_lock: bool = False  # another process trains this run: wait for it (else leave)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
-                "precision", "frontend", "cache_audio", "cache_features", "compile"},
+                "precision", "frontend", "cache_audio", "cache_features", "compile",
+                "wait_for_lock"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
     "model": {"require_pretrained"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,54 @@ class Tracker:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+class RunHeld(RuntimeError):
+    """Another live process holds the run directory; the message says which."""
+
+
+class RunLock:
+    """An OS lock on a run directory's `.lock` file (flock: it dies with its process, so a
+    killed holder never blocks a relaunch), with the holder's pid, host and start time in it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not info:
+            return "another process"
+        return (f"pid {info.get('pid')} on host {info.get('host')} (since "
+                f"{info.get('since')})")
+
+    def acquire(self, wait: bool = False, log=print) -> None:
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                raise RunHeld(f"run {self.path.parent} is being trained by {self.holder()}; "
+                              "this process leaves it alone (trainer.wait_for_lock=true waits "
+                              "for it instead)") from None
+            log(f"run {self.path.parent} is held by {self.holder()}; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+        os.fsync(fd)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None

@@ -1,13 +1,18 @@
-"""Failures that real sweeps meet, against real processes and files: a loss that blows up, and
-checkpoints that a dying node or a full disk left unreadable."""
+"""Failures that real sweeps meet, against real processes and files: a loss that blows up,
+checkpoints that a dying node or a full disk left unreadable, and two launches of one run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
+from c2f.track import RunLock
+from tests.conftest import ROOT, TINY, kill_after_records, read_metrics, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 BASE = [*TINY, "logger=disabled", "dataset.epochs=3"]
@@ -70,3 +75,68 @@ def test_no_readable_checkpoint_says_what_to_do(tmp_path, data_dir):
     assert proc.returncode != 0
     assert "no readable checkpoint" in proc.stderr and f"delete {run}" in proc.stderr
     assert "trainer.keep_checkpoints=all" in proc.stderr
+
+
+def start(args: list[str], runs, data_dir) -> subprocess.Popen:
+    """`run.py ARGS` in the background, as a second user or a relaunch would start it."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"paths.runs_dir={runs}",
+           f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_launches_of_one_run_one_trains_the_other_leaves_or_waits(tmp_path, data_dir):
+    """This test process holds the run (as a first launch would, with a real OS lock); a
+    second launch says who holds it and leaves without touching it, or waits and trains."""
+    args = [*TINY, "logger=disabled"]
+    runs = tmp_path / "runs"
+    dry = run_cli([*args, "trainer.dry_run=true"], runs, data_dir)
+    run = Path(dry.stdout.split(" -> ")[1].split()[0])
+    holder = RunLock(run)
+    holder.acquire()
+    second = run_cli(args, runs, data_dir, check=False)
+    assert second.returncode == 2
+    assert f"is being trained by pid {os.getpid()} on host" in second.stderr
+    assert not (run / "metrics.jsonl").exists()  # left alone
+    waiter = start([*args, "trainer.wait_for_lock=true"], runs, data_dir)
+    seen = []
+    for line in waiter.stdout:  # until it says it waits (or ends: the asserts below tell)
+        seen.append(line)
+        if "waiting for it" in line:
+            break
+    assert f"held by pid {os.getpid()}" in "".join(seen)
+    holder.release()
+    out, err = waiter.communicate(timeout=600)
+    assert waiter.returncode == 0, err
+    assert len(read_metrics(run)) == 4 and "best acc" in out
+    assert not (run / ".lock").read_text().strip()  # released when it ended
+
+
+def test_a_killed_holder_never_blocks_a_relaunch(tmp_path, data_dir):
+    args = [*TINY, "logger=disabled"]
+    runs = tmp_path / "runs"
+    kill_after_records(args, 1, runs, data_dir)
+    [run] = run_dirs(runs)
+    assert json.loads((run / ".lock").read_text())["pid"]  # the dead holder's note is there
+    proc = run_cli(args, runs, data_dir)
+    assert "being trained by" not in proc.stderr and len(read_metrics(run)) == 4
+
+
+def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
+    args = [*TINY, "logger=disabled", "dataset.epochs=2", "schedule=2phase"]
+    runs = tmp_path / "runs"
+    dry = run_cli([*args, "compression=fshift", "trainer.dry_run=true"], runs, data_dir)
+    held = Path(dry.stdout.split(" -> ")[1].split()[0])
+    holder = RunLock(held)
+    holder.acquire()
+    try:
+        proc = run_cli(["-m", *args, "compression=fshift,pool_avg"], runs, data_dir,
+                       check=False)
+    finally:
+        holder.release()
+    text = proc.stdout + proc.stderr
+    assert "1 run(s) skipped, held by other processes:" in text
+    assert "compression=fshift" in text.split("skipped, held")[1].splitlines()[1]
+    assert "job(s) failed" not in text
+    trained = [r for r in run_dirs(runs) if (r / "summary.json").exists()]
+    assert len(trained) == 1 and trained[0] != held

@@ -9,8 +9,8 @@ import torch
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec
-from c2f.track import RunDir, Tracker, atomic_write_text, flat_config
-from c2f.train.distributed import device_for, init_world
+from c2f.track import RunDir, RunHeld, RunLock, Tracker, atomic_write_text, flat_config
+from c2f.train.distributed import all_sum, device_for, init_world
 from c2f.train.loop import Diverged, PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
@@ -49,11 +49,8 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
-    """Train `spec` in its run directory, resuming or skipping as needed; returns the summary."""
-    run = RunDir(spec.run_dir)
-    plan = build_plan(spec)
-    done = run.read_summary()
+def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
+    """The summary of a finished run (said so), None otherwise; refuses a diverged run."""
     diverged = run.path / DIVERGED
     if diverged.exists() and not spec.trainer.dry_run:
         where = json.loads(diverged.read_text())
@@ -62,9 +59,21 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
             "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
             "(a new run), or delete that file to retry as it is (for example in another "
             "trainer.precision)")
+    done = run.read_summary()
     if done and done.get("status") == "finished":
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{done['best']:.4f}. Delete the folder to train it again.")
+        return done
+    return None
+
+
+def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
+    """Train `spec` in its run directory, resuming or skipping as needed; returns the summary.
+    One process trains a run at a time: the run directory is locked (track.RunLock)."""
+    run = RunDir(spec.run_dir)
+    plan = build_plan(spec)
+    done = _finished(spec, run, echo)
+    if done:
         return done
     if spec.trainer.dry_run:
         echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
@@ -78,6 +87,22 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                           f"{world.size} processes; use a multiple of {world.size}")
     if not world.is_main:
         echo = _quiet
+    lock, held = RunLock(run.path), None
+    if world.is_main:
+        try:
+            lock.acquire(spec.trainer.wait_for_lock, echo)
+        except RunHeld as err:
+            held = err
+    if all_sum([1 if held else 0], world)[0]:  # every rank of this job leaves
+        raise held or RunHeld(f"run {run.path} is held by another process")
+    try:
+        return _finished(spec, run, echo) or _train(spec, plan, run, world, config_yaml, echo)
+    finally:
+        lock.release()
+
+
+def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> dict:
+    """Data, the loop (classification or pretraining), the summary."""
     train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo,
                                                spec.model_features,
                                                unlabeled=spec.pretrain is not None)
@@ -101,7 +126,8 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
             records = loop.run()
         except Diverged as err:
             if world.is_main:
-                atomic_write_text(diverged, json.dumps({**err.where, "message": str(err)}))
+                atomic_write_text(run.path / DIVERGED,
+                                  json.dumps({**err.where, "message": str(err)}))
             raise
         silent = {split: len(ids) for split, ids in loop.silent.items()}
         summary = summarize(spec, plan, records, loop.skipped, silent)

@@ -60,6 +60,14 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | No
     """Log which jobs failed, why, and where their logs are."""
     failed = [(i, r, x) for i, (r, x) in enumerate(zip(returns, extra_logs))
               if r.status == JobStatus.FAILED]
+    held = [(i, r) for i, r, _ in failed if type(r._return_value).__name__ == "RunHeld"]
+    if held:  # another process trains these runs: skipped, not failed
+        lines = [f"{len(held)} run(s) skipped, held by other processes:"]
+        for index, ret in held:
+            lines += [f"  #{index}: {' '.join(filter_overrides(ret.overrides or []))}",
+                      f"      {str(ret._return_value).splitlines()[0]}"]
+        log.warning("\n".join(lines))
+    failed = [(i, r, x) for i, r, x in failed if (i, r) not in held]
     if not failed:
         return
     lines = [f"{len(failed)} of {len(returns)} job(s) failed:"]
