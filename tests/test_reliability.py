@@ -140,3 +140,30 @@ def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
     assert "job(s) failed" not in text
     trained = [r for r in run_dirs(runs) if (r / "summary.json").exists()]
     assert len(trained) == 1 and trained[0] != held
+
+
+def test_an_unwritable_runs_folder_is_named_before_training(tmp_path, data_dir):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the runs folder should be")
+    cmd = [sys.executable, str(ROOT / "run.py"), *TINY, "logger=disabled",
+           f"paths.runs_dir={blocker / 'runs'}", f"paths.data_dir={data_dir}",
+           f"paths.root={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot write the run directory {blocker / 'runs'}" in proc.stderr
+    assert "paths.runs_dir" in proc.stderr
+
+
+def test_config_drift_is_reported_not_mixed(tmp_path, data_dir):
+    """A run directory whose stored config another version of c2f wrote for the same id."""
+    args = [*TINY, "logger=disabled"]
+    runs = tmp_path / "runs"
+    kill_after_records(args, 1, runs, data_dir)
+    [run] = run_dirs(runs)
+    stored = run / "config.yaml"
+    stored.write_text(stored.read_text().replace("gamma: 0.7", "gamma: 0.5"))
+    proc = run_cli(args, runs, data_dir, check=False)
+    assert proc.returncode == 2
+    assert "written by another version of c2f" in proc.stderr
+    assert "optim.gamma (stored 0.5, now 0.7)" in proc.stderr
+    assert len(read_metrics(run)) == 1  # nothing mixed in

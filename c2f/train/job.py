@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import torch
+import yaml
 
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
-from c2f.spec import ConfigError, RunSpec
+from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
 from c2f.track import RunDir, RunHeld, RunLock, Tracker, atomic_write_text, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
 from c2f.train.loop import Diverged, PhaseLoop
@@ -49,6 +51,50 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _check_writable(run: RunDir) -> None:
+    """Fail before any work when the run directory cannot be written, naming it."""
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        probe = run.path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write the run directory {run.path} ({err.strerror or err}); "
+                          "point paths.runs_dir (or C2F_ROOT) at a writable folder with free "
+                          "space") from None
+
+
+def _check_drift(spec: RunSpec, run: RunDir) -> None:
+    """A run directory made by another version of the code for the same id (its stored
+    config no longer hashes to it, or says otherwise) is reported, never mixed."""
+    stored_path = run.path / "config.yaml"
+    if not stored_path.exists():
+        return
+    stored = semantic_config(yaml.safe_load(stored_path.read_text()) or {})
+    if config_hash(stored) == spec.run_id:
+        return
+    now = json.loads(json.dumps(spec.semantic, default=str))
+    then = json.loads(json.dumps(stored, default=str))
+    keys = sorted(k for k in _flat(now).keys() | _flat(then).keys()
+                  if _flat(now).get(k) != _flat(then).get(k))
+    listed = ", ".join(f"{k} (stored {_flat(then).get(k)!r}, now {_flat(now).get(k)!r})"
+                       for k in keys[:8]) or "how the id is computed"
+    raise ConfigError(
+        f"run {spec.run_id}: {stored_path} was written by another version of c2f and differs "
+        f"from this one's config in: {listed}. Its checkpoints would mix two recipes; move "
+        f"{run.path} away to train this config anew, or check out the code that made it")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     """The summary of a finished run (said so), None otherwise; refuses a diverged run."""
     diverged = run.path / DIVERGED
@@ -87,6 +133,9 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                           f"{world.size} processes; use a multiple of {world.size}")
     if not world.is_main:
         echo = _quiet
+    if world.is_main:
+        _check_writable(run)
+        _check_drift(spec, run)
     lock, held = RunLock(run.path), None
     if world.is_main:
         try:
