@@ -213,6 +213,14 @@ def format_recipe(spec: RunSpec) -> str:
     average = "none" if a.mode == "none" else (
         f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
     init = m.pretrained or "random"
+    if spec.pretrain is not None:
+        pre = spec.pretrain
+        return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, then x"
+                f"{pre.lr_factor:g} when the eval masked-patch accuracy stalls for "
+                f"{pre.lr_patience} evaluations; batch {d.batch_size}; SSAST objective "
+                f"(InfoNCE + 10 x MSE), {pre.masked} of 512 patches masked in clusters "
+                f"(scaled with C); eval and checkpoint every {pre.eval_every} steps on "
+                f"{pre.eval_clips} clips; init {m.pretrained or 'random'}")
     return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
             f"masks {d.freqm}/{d.timem}, balanced sampler {'on' if d.balanced_sampler else 'off'}"
