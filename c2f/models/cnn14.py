@@ -16,15 +16,13 @@ is; time pooling by C (Table 1's "Pool2", Liu et al. ICASSP 2023) and Fshift sho
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput
 from c2f.models.augment import drop_stripes
-from c2f.models.registry import ModelFamily, register_model
+from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
 
 PANNS_CHANNELS = (64, 128, 256, 512, 1024, 2048)  # models.py Cnn14: conv_block1..6
@@ -114,16 +112,5 @@ class Cnn14Family(ModelFamily):
                         ) -> list[str]:
         """A PANNs checkpoint ({"model": state} or a bare state dict) by its key names; the
         log-mel extractors' buffers are skipped and a head of another size stays at init."""
-        raw = torch.load(Path(spec.pretrained).expanduser(), map_location="cpu",
-                         weights_only=True)
-        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-            raw = raw["model"]
-        target = model.state_dict()
-        state = {k.removeprefix("module."): v for k, v in raw.items()}
-        usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
-        if not usable:
-            raise ConfigError(f"`model.pretrained`={spec.pretrained}: no parameter of CNN14 "
-                              "found (expected PANNs' names: bn0.*, conv_block1.conv1.weight, "
-                              "fc1.*, ...)")
-        model.load_state_dict(usable, strict=False)
-        return sorted(set(target) - set(usable))
+        return load_by_names(model, spec.pretrained, ("model",), ("module.",),
+                             "PANNs' names: bn0.*, conv_block1.conv1.weight, fc1.*, ...")

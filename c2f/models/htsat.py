@@ -25,8 +25,6 @@ window reads and the attention masks of shifted windows, which are rebuilt for e
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
@@ -34,7 +32,7 @@ from torch import nn
 
 from c2f.compression import Compression, PhaseInput
 from c2f.models.augment import drop_stripes
-from c2f.models.registry import ModelFamily, register_model
+from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
 
 WINDOW = 8  # config.py htsat_window_size
@@ -300,16 +298,6 @@ class HTSATFamily(ModelFamily):
         """An official checkpoint by its names (`sed_model.` prefix of PyTorch Lightning
         dropped; the log-mel extractors, `relative_position_index`, `attn_mask` and the unused
         `head` are not needed); a TSCAM head of another class count stays at init."""
-        raw = torch.load(Path(spec.pretrained).expanduser(), map_location="cpu",
-                         weights_only=True)
-        if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-            raw = raw["state_dict"]
-        state = {k.removeprefix("module.").removeprefix("sed_model."): v for k, v in raw.items()}
-        target = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
-        if not usable:
-            raise ConfigError(f"`model.pretrained`={spec.pretrained}: no HTS-AT parameter found "
-                              "(expected htsat.py's names: patch_embed.proj.weight, "
-                              "layers.0.blocks.0.attn.qkv.weight, tscam_conv.weight, ...)")
-        model.load_state_dict(usable, strict=False)
-        return sorted(set(target) - set(usable))
+        return load_by_names(model, spec.pretrained, ("state_dict",),
+                             ("module.", "sed_model."), "htsat.py's names: "
+                             "patch_embed.proj.weight, layers.0.blocks.0.attn.qkv.weight, ...")

@@ -8,17 +8,14 @@ imported on first use, so a new model is one file there plus `conf/model/<preset
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput
+from c2f.registry import Registry
 from c2f.spec import ConfigError, ModelSpec
-
-_REGISTRY: dict[str, type[ModelFamily]] = {}
-_LOADED = False
 
 
 class ModelFamily:
@@ -64,37 +61,43 @@ class ModelFamily:
         raise ConfigError(f"`model.arch={self.name}` cannot load pretrained weights")
 
 
-def register_model(name: str):
-    """Class decorator: make a ModelFamily available as `model.arch=<name>`."""
-
-    def wrap(cls: type[ModelFamily]) -> type[ModelFamily]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model `{name}` is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def _load_all() -> None:
-    global _LOADED
-    if not _LOADED:
-        package = importlib.import_module("c2f.models")
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"c2f.models.{module.name}")
-        _LOADED = True
+_REGISTRY = Registry("c2f.models", "model")
+register_model = _REGISTRY.register  # class decorator: `model.arch=<name>`
 
 
 def list_models() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def model_family(arch: str) -> ModelFamily:
     """The family registered as `arch`; ConfigError naming the ones there are."""
-    _load_all()
-    if arch not in _REGISTRY:
+    cls = _REGISTRY.get(arch)
+    if cls is None:
         raise ConfigError(f"`model.arch`: unknown model {arch!r}; available: "
-                          f"{', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[arch]()
+                          f"{', '.join(_REGISTRY.names())}")
+    return cls()
+
+
+def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
+                  prefixes: tuple[str, ...], expected: str) -> list[str]:
+    """Load a checkpoint file into `model` by parameter names: the state dict is unwrapped
+    from the first of `wrappers` present ({"model": ...}, {"state_dict": ...}), `prefixes` are
+    stripped from its keys, tensors of another shape are skipped; the names left at init.
+    ConfigError when no parameter matches (`expected`: the names it should have)."""
+    raw = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    for wrapper in wrappers:
+        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+            raw = raw[wrapper]
+            break
+    state = {}
+    for key, value in raw.items():
+        for prefix in prefixes:
+            key = key.removeprefix(prefix)
+        state[key] = value
+    target = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
+    if not usable:
+        raise ConfigError(f"`model.pretrained`={path}: no parameter of this model found "
+                          f"(expected {expected})")
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(target) - set(usable))
