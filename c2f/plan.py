@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
 from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model, model_family
+from c2f.run_refs import resolve_pretrained
 from c2f.spec import (
     ConfigError,
     ModelSpec,
     PretrainSpec,
     RunSpec,
     ScheduleSpec,
-    resolve_pretrained,
 )
 from c2f.train.flops import predicted_flops_per_sample
 

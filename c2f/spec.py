@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,68 +354,12 @@ def validate(spec: RunSpec) -> None:
 
 
 def build_model_spec(node: Any) -> ModelSpec:
-    """ModelSpec with its nested parts made hashable: `features` a ModelFeatures, `channels`
-    a tuple."""
+    """ModelSpec with its `features` a (hashable) ModelFeatures; lists are tuples already."""
     model = _build(ModelSpec, node, "model")
-    features = model.features
-    if features is not None:
-        features = _build(ModelFeatures, features, "model.features")
-    tuples = {key: tuple(getattr(model, key)) for key in ("channels", "depths", "heads")
-              if getattr(model, key) is not None}
-    return dataclasses.replace(model, features=features, **tuples)
-
-
-def _pretraining_runs(runs_dir: Path, phases: str) -> list[Path]:
-    """Run directories under runs_dir of pretraining runs whose phases are `phases` ("4-1")."""
-    import yaml
-
-    found = []
-    for config in sorted(runs_dir.glob("*/*/config.yaml")):
-        cfg = yaml.safe_load(config.read_text()) or {}
-        schedule = cfg.get("schedule", {})
-        own = schedule.get("phases") or [schedule.get("c", 1)]
-        if "pretrain" in cfg and "-".join(map(str, own)) == phases:
-            found.append(config.parent)
-    return found
-
-
-def resolve_pretrained(value: str | None, runs_dir: Path, strict: bool = True) -> str | None:
-    """`model.pretrained` as a file: a checkpoint file as it is; a pretraining run, named by its
-    directory, its id, or `pretrain:<phases>` (the one pretraining run in runs_dir with those
-    phases, e.g. `pretrain:4-1`), as its final checkpoint once it has finished. Not `strict`: a
-    reference that cannot be resolved yet stays as it is (the plan then says why)."""
-    if value is None:
-        return None
-    if not strict:
-        try:
-            return resolve_pretrained(value, runs_dir)
-        except ConfigError:
-            return value
-    if value.startswith("pretrain:"):
-        found = _pretraining_runs(runs_dir, value.removeprefix("pretrain:"))
-        if len(found) != 1:
-            listed = ", ".join(map(str, found)) or "none"
-            raise ConfigError(f"`model.pretrained`={value}: {len(found)} pretraining runs with "
-                              f"those phases under {runs_dir} ({listed}); launch the "
-                              "pretraining first (sweeps/table6_ssast_pretrain.yaml) or name "
-                              "the run by its directory or id")
-        value = str(found[0])
-    path = Path(value).expanduser()
-    if not path.exists() and re.fullmatch(r"[0-9a-f]{10}", value):
-        found = sorted(runs_dir.glob(f"*/{value}"))
-        if not found:
-            raise ConfigError(f"`model.pretrained`={value}: no file, and no run {value} under "
-                              f"{runs_dir}; give a checkpoint file, a run directory or an id")
-        path = found[0]
-    if not path.is_dir():
-        return value
-    summary = path / "summary.json"
-    status = json.loads(summary.read_text()).get("status") if summary.exists() else "running"
-    if status != "finished":
-        raise ConfigError(f"`model.pretrained`={value}: the run {path} has not finished "
-                          f"(status: {status or 'unknown'}); fine-tune once it has, or point "
-                          "at a checkpoint file")
-    return str(path / "ckpt" / "last.pt")
+    if model.features is None:
+        return model
+    return dataclasses.replace(model, features=_build(ModelFeatures, model.features,
+                                                      "model.features"))
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
@@ -426,6 +369,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     for key in groups:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
+    from c2f.run_refs import resolve_pretrained  # it raises this module's ConfigError
+
     paths = cfg["paths"]
     runs_dir = Path(paths["runs_dir"]).expanduser().absolute()
     model = build_model_spec(cfg["model"])

@@ -142,7 +142,8 @@ def test_finetuning_loads_ssast_weights_into_ast(tmp_path, layout):
 
 
 def test_pretrained_names_a_finished_run_by_path_or_id(tmp_path):
-    from c2f.spec import ConfigError, resolve_pretrained
+    from c2f.run_refs import resolve_pretrained
+    from c2f.spec import ConfigError
 
     run = tmp_path / "runs" / "pretrain" / "0123456789"
     (run / "ckpt").mkdir(parents=True)
@@ -180,7 +181,8 @@ def test_plan_predicts_the_pretraining_flops_a_real_batch_costs():
 
 
 def test_pretrained_names_a_pretraining_run_by_its_phases(tmp_path):
-    from c2f.spec import ConfigError, resolve_pretrained
+    from c2f.run_refs import resolve_pretrained
+    from c2f.spec import ConfigError
 
     runs = tmp_path / "runs"
     with pytest.raises(ConfigError, match="0 pretraining runs.*launch the pretraining first"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from c2f.run_refs import config_phases
+
 
 class ReportError(Exception):
     """Unusable input: no run at all, or an unreadable directory."""
@@ -142,8 +144,7 @@ def pretrained_from(value: str | None) -> str | None:
         if config.is_file():
             cfg = yaml.safe_load(config.read_text()) or {}
             if "pretrain" in cfg:
-                schedule = cfg.get("schedule", {})
-                return "-".join(map(str, schedule.get("phases") or [schedule.get("c", 1)]))
+                return config_phases(cfg)
     return None
 
 
