@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision/torchaudio that work together (torchaudio 2.11 runs on torch 2.14.1).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.*
 ARGS   ?=
+# the suite's tests are mostly single-threaded subprocesses: two workers keep two cores busy
+TEST_WORKERS ?= 2
 STEP_ARGS  ?=
 EPOCH_ARGS ?=
 REPORT ?= runs
@@ -13,7 +15,7 @@ DATASET ?=
 SRC    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast bench bench-gpu prepare report lint clean
+.PHONY: help setup run test test-fast test-load bench bench-gpu prepare report lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,11 +34,14 @@ setup: $(STAMP)  ## create or refresh the virtual environment
 run: $(STAMP)  ## coarse-to-fine AST (Fshift 4->1) on the built-in dataset, on CPU, in minutes
 	$(BIN)/python run.py compression=fshift schedule=2phase schedule.c=4 $(ARGS)
 
-test: $(STAMP)  ## the whole test suite, as CI runs it
-	$(BIN)/python -m pytest -q $(ARGS)
+test: $(STAMP)  ## the whole test suite, as CI runs it (TEST_WORKERS processes, one file each)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP)  ## the tests not marked slow
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)
+
+test-load: $(STAMP)  ## SLURM load test at full size: 50 jobs, failures, a kill, a preemption
+	C2F_LOAD_JOBS=50 $(BIN)/python -m pytest -q -s tests/test_slurm_load.py $(ARGS)
 
 bench: $(STAMP)  ## CPU: time vs FLOPs per method and C (AST, CNN14, HTS-AT), loop, frontend, dataset preparation -> bench/
 	$(BIN)/python -m bench.step_time --out bench/results.md $(STEP_ARGS)

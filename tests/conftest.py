@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny built-in dataset (rendered once per session) and the real CLI."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SLURM_CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
+SLURM_STATE = Path(os.environ.get("C2F_SLURM_STATE", "/tmp/c2f-slurm"))
 
 # Tiny but real: a one-block AST on 1.28 s clips, and a small built-in SoundFont dataset.
 # Tests add `logger=...` themselves.
@@ -22,6 +25,11 @@ TINY_TRAINING = [
 ]
 TINY = ["dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=2",
         "dataset.builtin.clip_seconds=1.28", *TINY_TRAINING]
+
+
+# Data-parallel runs (torchrun, SLURM tasks) against one process: a batch that splits in two.
+DDP_ARGS = [*TINY, "dataset.batch_size=10", "compression=pool_avg", "schedule=2phase",
+            "schedule.c=2", "logger=disabled"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,19 +46,86 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+@pytest.fixture(scope="session")
+def ddp_reference(tmp_path_factory, data_dir) -> list[dict]:
+    """The metrics of DDP_ARGS trained by one process."""
+    runs = tmp_path_factory.mktemp("ddp_reference") / "runs"
+    run_cli(DDP_ARGS, runs, data_dir)
+    return read_metrics(run_dirs(runs)[0])
+
+
+def assert_matches_one_process(got: list[dict], expected: list[dict]) -> None:
+    """Two processes see the single process's batches: the same counts and FLOPs, losses
+    equal to float rounding (reductions in another order), accuracy within one clip."""
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a["samples"] == b["samples"] and a["flops"] == b["flops"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-4)
+        assert a["acc"] == pytest.approx(b["acc"], abs=1.0 / 22)  # at most one clip flips
+
+
+@pytest.fixture(scope="session")
+def slurm(request) -> dict:
+    """The environment that reaches the SLURM test cluster (tests/slurm/cluster.sh). `.ci/run`
+    starts it; without one this starts it (root and apt needed), or skips the tests that need
+    it with the reason printed. A cluster started here is stopped at the end of the session,
+    except under pytest-xdist, whose other workers may still use it (stop it with
+    `tests/slurm/cluster.sh stop`)."""
+    SLURM_STATE.parent.mkdir(parents=True, exist_ok=True)
+    with open(SLURM_STATE.parent / f"{SLURM_STATE.name}.start-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker starts it, the others wait
+        started = subprocess.run([SLURM_CLUSTER, "status"], capture_output=True).returncode != 0
+        if started:
+            proc = subprocess.run([SLURM_CLUSTER, "start"], capture_output=True, text=True,
+                                  timeout=900)
+            if proc.returncode != 0:
+                reason = "SLURM cannot be started here: " + (proc.stderr.strip().splitlines()
+                                                             or ["no output"])[-1]
+                plugins = request.config.pluginmanager
+                with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+                    plugins.get_plugin("terminalreporter").write_line(f"\n{__name__}: {reason}")
+                pytest.skip(reason)
+    yield {"SLURM_CONF": str(SLURM_STATE / "slurm.conf")}
+    if started and "PYTEST_XDIST_WORKER" not in os.environ:
+        subprocess.run([SLURM_CLUSTER, "stop"], capture_output=True, timeout=120)
+
+
+def cli_command(args: list[str], runs_dir: Path, data_dir: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "run.py"), *args, f"paths.runs_dir={runs_dir}",
+            f"paths.data_dir={data_dir}", f"paths.root={runs_dir.parent}"]
+
+
+def cli_env(env: dict | None = None) -> dict:
+    return {**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
+            "HYDRA_FULL_ERROR": "1", **(env or {})}
+
+
 def run_cli(args: list[str], runs_dir: Path, data_dir: Path, *, check: bool = True,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """`python run.py ARGS` in a subprocess, as a user types it."""
-    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"paths.runs_dir={runs_dir}",
-           f"paths.data_dir={data_dir}", f"paths.root={runs_dir.parent}"]
-    full_env = {**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
-                "HYDRA_FULL_ERROR": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=full_env,
+    cmd = cli_command(args, runs_dir, data_dir)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=cli_env(env),
                           timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def start_cli(args: list[str], runs_dir: Path, data_dir: Path,
+              env: dict | None = None) -> subprocess.Popen:
+    """`run.py ARGS` in the background (a second user, a relaunch, a reference run meanwhile)."""
+    return subprocess.Popen(cli_command(args, runs_dir, data_dir), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(env))
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    """Wait for a `start_cli` process; its output, asserting that it succeeded."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{out[-3000:]}\n{err[-4000:]}"
+    return out + err
 
 
 def run_dirs(runs_dir: Path) -> list[Path]:
@@ -76,3 +151,4 @@ def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path) 
         time.sleep(0.01)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"run ended before the kill: {proc.stderr.read()}"
+    assert not list(runs.glob("*/*/summary.json")), "the run finished before the kill landed"

@@ -12,10 +12,18 @@ import pytest
 import torch
 
 from c2f.track import RunLock
-from tests.conftest import ROOT, TINY, kill_after_records, read_metrics, run_cli, run_dirs
+from tests.conftest import (
+    ROOT,
+    TINY,
+    kill_after_records,
+    read_metrics,
+    run_cli,
+    run_dirs,
+    start_cli,
+)
 
 pytestmark = pytest.mark.slow
-BASE = [*TINY, "logger=disabled", "dataset.epochs=3"]
+BASE = [*TINY, "logger=disabled", "dataset.epochs=5"]  # room after each kill point
 SAME = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")
 
 
@@ -79,14 +87,6 @@ def test_no_readable_checkpoint_says_what_to_do(tmp_path, data_dir):
     assert "trainer.keep_checkpoints=all" in proc.stderr
 
 
-def start(args: list[str], runs, data_dir) -> subprocess.Popen:
-    """`run.py ARGS` in the background, as a second user or a relaunch would start it."""
-    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"paths.runs_dir={runs}",
-           f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 def test_two_launches_of_one_run_one_trains_the_other_leaves_or_waits(tmp_path, data_dir):
     """This test process holds the run (as a first launch would, with a real OS lock); a
     second launch says who holds it and leaves without touching it, or waits and trains."""
@@ -100,7 +100,7 @@ def test_two_launches_of_one_run_one_trains_the_other_leaves_or_waits(tmp_path, 
     assert second.returncode == 2
     assert f"is being trained by pid {os.getpid()} on host" in second.stderr
     assert not (run / "metrics.jsonl").exists()  # left alone
-    waiter = start([*args, "trainer.wait_for_lock=true"], runs, data_dir)
+    waiter = start_cli([*args, "trainer.wait_for_lock=true"], runs, data_dir)
     seen = []
     for line in waiter.stdout:  # until it says it waits (or ends: the asserts below tell)
         seen.append(line)

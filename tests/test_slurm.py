@@ -1,8 +1,5 @@
-"""Sweeps on a real SLURM (tests/slurm/cluster.sh): grid, relaunch, preemption, a failing job.
-
-`.ci/run` starts the cluster; without one these tests start it themselves (root and apt
-needed) and stop it afterwards, or skip with the reason printed.
-"""
+"""Sweeps on a real SLURM (tests/slurm/cluster.sh): grid, relaunch, preemption, time limit,
+two tasks per job, a failing job, a code snapshot. The cluster: tests/slurm_support.py."""
 from __future__ import annotations
 
 import os
@@ -14,47 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
+from tests.conftest import (
+    DDP_ARGS,
+    ROOT,
+    TINY,
+    assert_matches_one_process,
+    finish,
+    read_metrics,
+    run_cli,
+    run_dirs,
+    start_cli,
+)
+from tests.slurm_support import (
+    ON_SLURM,
+    job_logs,
+    signal_step,
+    sweep_dirs,
+    task_id,
+    without_timing,
+)
 
 pytestmark = pytest.mark.slow
-
-CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
-SLURM_CONF = Path(os.environ.get("C2F_SLURM_STATE", "/tmp/c2f-slurm")) / "slurm.conf"
-# One CPU per job, no GPU, no memory request: the test node has 2 cores. A 60-minute limit:
-# submitit calls a signal before min(80% of the limit, limit - 10 min) a preemption, after it
-# a timeout (so a 10-minute limit turns every preemption into a timeout).
-ON_SLURM = ["launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=60", "logger=disabled", *TINY]
 GRID = ["compression=fshift,pool_avg", "schedule=2phase,3phase", "schedule.c=4"]
-TIMING = ("seconds", "seconds_cum")
-
-
-@pytest.fixture(scope="module")
-def slurm(request) -> dict:
-    """The environment that reaches the cluster; starts (and later stops) it if needed."""
-    started = False
-    if subprocess.run([CLUSTER, "status"], capture_output=True).returncode != 0:
-        proc = subprocess.run([CLUSTER, "start"], capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            reason = "SLURM cannot be started here: " + (proc.stderr.strip().splitlines()
-                                                         or ["no output"])[-1]
-            plugins = request.config.pluginmanager
-            with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-                plugins.get_plugin("terminalreporter").write_line(f"\n{__name__}: {reason}")
-            pytest.skip(reason)
-        started = True
-    yield {"SLURM_CONF": str(SLURM_CONF)}
-    if started:
-        subprocess.run([CLUSTER, "stop"], capture_output=True, timeout=120)
-
-
-def sweep_dirs(root: Path) -> list[Path]:
-    """Hydra's sweep folders under root, oldest first."""
-    return sorted(p.parent for p in root.glob("multirun/*/*/.submitit"))
-
-
-def job_logs(sweep_dir: Path, suffix: str) -> list[str]:
-    return [p.read_text() for p in sorted(sweep_dir.glob(f".submitit/*/*_log.{suffix}"))]
 
 
 @pytest.fixture(scope="module")
@@ -117,39 +95,65 @@ def test_failing_job_is_reported_and_siblings_finish(tmp_path, data_dir, slurm):
     assert (run / "summary.json").exists()
 
 
-def _metrics_without_timing(run: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run)]
-
-
 def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
-    from submitit.slurm.slurm import SlurmJob
-
     config = ["compression=fshift", "schedule=2phase", "schedule.c=4", "dataset.epochs=12"]
-    reference = tmp_path / "reference" / "runs"
-    run_cli([*TINY, *config, "logger=disabled"], reference, data_dir)  # config last: it wins
-    [expected_run] = run_dirs(reference)
-    expected = _metrics_without_timing(expected_run)
-
+    reference = start_cli([*TINY, *config, "logger=disabled"],  # config last: it wins
+                          tmp_path / "reference" / "runs", data_dir)  # on the other core
     runs = tmp_path / "slurm" / "runs"
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *ON_SLURM, *config,
-           f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
-    env = {**os.environ, **slurm, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    launcher = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    metrics = runs / "default" / expected_run.name / "metrics.jsonl"
+    launcher = start_cli(["-m", *ON_SLURM, *config], runs, data_dir, env=slurm)
     deadline = time.monotonic() + 120
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+    while not (metrics := next(runs.glob("*/*/metrics.jsonl"), None)) or len(
+            metrics.read_text().splitlines()) < 2:
         assert launcher.poll() is None and time.monotonic() < deadline, "job never trained"
         time.sleep(0.1)
     [sweep] = sweep_dirs(runs.parent)
-    [job_folder] = [p for p in sweep.glob(".submitit/*") if p.is_dir()]
-    SlurmJob(folder=job_folder, job_id=job_folder.name)._interrupt()  # preemption
+    signal_step(task_id(sweep, 0), "USR2")  # preemption
     done_at_signal = len(metrics.read_text().splitlines())
-    output, _ = launcher.communicate(timeout=240)
-    assert launcher.returncode == 0, output[-3000:]
+    finish(launcher, timeout=240)
+    finish(reference)
+    expected = without_timing(read_metrics(run_dirs(tmp_path / "reference" / "runs")[0]))
     assert done_at_signal < len(expected), "the job finished before it was preempted"
     assert "this job is preempted" in "".join(job_logs(sweep, "err"))
-    assert _metrics_without_timing(metrics.parent) == expected
+    assert without_timing(read_metrics(metrics.parent)) == expected
+
+
+# About 70 s on one core: longer than the one-minute limit below.
+LONG = ["compression=fshift", "schedule=2phase", "schedule.c=4", "dataset.epochs=40",
+        "model.embed_dim=192", "model.depth=12", "model.num_heads=3"]
+
+
+def test_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_metrics(
+        tmp_path, data_dir, slurm):
+    """A real one-minute SLURM limit on a job that needs longer: SLURM signals it before the
+    limit (signal_delay_s), submitit requeues it as a timeout, the run resumes, as often as it
+    takes, and ends with the metrics of an uninterrupted run."""
+    reference = start_cli([*TINY, *LONG, "logger=disabled"], tmp_path / "reference" / "runs",
+                          data_dir)  # on the other core meanwhile
+    runs = tmp_path / "slurm" / "runs"
+    run_cli(["-m", *ON_SLURM, *LONG, "hydra.launcher.timeout_min=1",
+             "hydra.launcher.signal_delay_s=10"], runs, data_dir, env=slurm)
+    finish(reference)
+    [run] = run_dirs(runs)
+    [sweep] = sweep_dirs(runs.parent)
+    errors = "".join(job_logs(sweep, "err"))
+    assert "this job is timed-out" in errors and "this job is preempted" not in errors
+    assert (run / "summary.json").exists()
+    expected = read_metrics(run_dirs(tmp_path / "reference" / "runs")[0])
+    assert without_timing(read_metrics(run)) == without_timing(expected)
+
+
+def test_two_slurm_tasks_train_one_run_like_one_process(tmp_path, data_dir, slurm,
+                                                        ddp_reference):
+    """tasks_per_node=2: DDP (gloo) through submitit's environment, as torchrun does it."""
+    runs = tmp_path / "runs"
+    run_cli(["-m", *ON_SLURM, *DDP_ARGS, "hydra.launcher.tasks_per_node=2"], runs, data_dir,
+            env=slurm)
+    [sweep] = sweep_dirs(runs.parent)
+    outs = sorted(sweep.glob(".submitit/*/*_log.out"))
+    assert [p.name.split("_")[-2] for p in outs] == ["0", "1"]  # one log per task
+    assert [p.read_text().count("GFLOPs/sample") for p in outs] == [1, 0]  # rank 0 speaks
+    [run] = run_dirs(runs)
+    assert_matches_one_process(read_metrics(run), ddp_reference)
 
 
 def test_snapshot_keeps_edits_out_of_queued_jobs(tmp_path, data_dir, slurm):

@@ -15,6 +15,7 @@ import copy
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -175,6 +176,32 @@ def code_environment(code_root: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def handle_preemption_once() -> None:
+    """Make submitit's preemption/timeout handler ignore the signal while it handles it.
+
+    SLURM can deliver the warning signal twice within milliseconds (a step signal reaches the
+    task and is forwarded by srun); submitit's handler, entered again while it writes its
+    checkpoint pickle, fails ("A temporary saved file already exists") and the job ends
+    instead of being requeued. The first signal checkpoints, requeues and exits; the rest are
+    dropped. The signal is submitit's own (SUBMITIT_PREEMPT_SIGNAL, USR2 by default)."""
+    signum = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+    handler = signal.getsignal(signum)
+    if not callable(handler) or getattr(handler, "c2f_once", False):
+        return
+    handling = False
+
+    def once(number, frame):
+        nonlocal handling
+        if handling:
+            log.warning(f"{signal.Signals(number).name} again while handling it: ignored")
+            return
+        handling = True
+        handler(number, frame)
+
+    once.c2f_once = True
+    signal.signal(signum, once)
+
+
 class _SubmititLauncher(BaseSubmititLauncher):
     def __init__(self, snapshot: bool = False, **params: Any) -> None:
         super().__init__(**params)
@@ -186,6 +213,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
 
         Singleton.set_state(singleton_state)
         setup_globals()
+        handle_preemption_once()
         sweep_config = copy.deepcopy(sweep_config)  # run_job makes it read-only
         with open_dict(sweep_config.hydra.job):
             sweep_config.hydra.job.id = submitit.JobEnvironment().job_id
