@@ -42,6 +42,7 @@ class RunDir:
         self.ckpt_dir = self.path / "ckpt"
         self.metrics_path = self.path / "metrics.jsonl"
         self.summary_path = self.path / "summary.json"
+        self.inference_path = self.path / "inference.json"  # feature settings, class names
 
     def create(self, config_yaml: str, plan: dict) -> None:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,16 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
+
+    def write_inference(self, settings: dict, class_names: list[str]) -> None:
+        """What the trained model needs besides config and weights (c2f.trained reads it)."""
+        atomic_write_text(self.inference_path, json.dumps(
+            {"settings": settings, "class_names": list(class_names)}, indent=1))
+
+    def read_inference(self) -> dict | None:
+        if not self.inference_path.exists():
+            return None
+        return json.loads(self.inference_path.read_text())
 
 
 def flat_config(semantic: dict, group: str) -> dict[str, Any]:

@@ -134,13 +134,8 @@ def _wav_path(wav: str, manifest: Path) -> Path:
     return wav_path.resolve()
 
 
-def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str],
-                  unlabeled: bool = False) -> Manifest:
-    """Load and validate an AST-format manifest against its label CSV (`unlabeled`: entries
-    may leave out "labels", as pretraining data does)."""
-    path = Path(json_path).resolve()
-    csv_path = Path(labels_csv).resolve()
-    mids, class_names = read_label_csv(csv_path)
+def _entries(path: Path) -> list:
+    """The "data" list of an AST-format manifest, checked."""
     if not path.is_file():
         raise DataError(f"{path}: manifest not found; check the dataset's manifest path")
     try:
@@ -163,9 +158,27 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
         raise DataError(
             f'{path}: manifest is empty ("data" has no entries); add clips or fix the path'
         )
+    return data
+
+
+def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str],
+                  unlabeled: bool = False) -> Manifest:
+    """Load and validate an AST-format manifest against its label CSV (`unlabeled`: entries
+    may leave out "labels", as pretraining data does)."""
+    path = Path(json_path).resolve()
+    csv_path = Path(labels_csv).resolve()
+    mids, class_names = read_label_csv(csv_path)
     clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled)
-             for i, entry in enumerate(data)]
+             for i, entry in enumerate(_entries(path))]
     return Manifest(path=path, clips=clips, class_names=class_names)
+
+
+def manifest_audio(json_path: str | PathLike[str]) -> list[Path]:
+    """The audio files of a manifest, whatever its labels (for prediction)."""
+    path = Path(json_path).resolve()
+    return [_parse_entry({**entry, "labels": None} if isinstance(entry, dict) else entry,
+                         i, path, path, {}, unlabeled=True).path
+            for i, entry in enumerate(_entries(path))]
 
 
 def join_manifests(manifests: list[Manifest]) -> Manifest:

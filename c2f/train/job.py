@@ -159,6 +159,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> d
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
         run.create(config_yaml, plan.to_dict())
+        run.write_inference(dataclasses.asdict(settings), train.class_names)
     mode = spec.logger.mode if world.is_main else "disabled"
     tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
                       run.path, flat_config(spec.semantic, spec.group), spec.logger.tags)

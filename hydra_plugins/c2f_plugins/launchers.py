@@ -183,7 +183,8 @@ def handle_preemption_once() -> None:
     task and is forwarded by srun); submitit's handler, entered again while it writes its
     checkpoint pickle, fails ("A temporary saved file already exists") and the job ends
     instead of being requeued. The first signal checkpoints, requeues and exits; the rest are
-    dropped. The signal is submitit's own (SUBMITIT_PREEMPT_SIGNAL, USR2 by default)."""
+    dropped. The signal is submitit's own (SUBMITIT_PREEMPT_SIGNAL, USR2 by default). Found
+    by tests/test_slurm_load.py."""
     signum = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
     handler = signal.getsignal(signum)
     if not callable(handler) or getattr(handler, "c2f_once", False):
@@ -196,6 +197,11 @@ def handle_preemption_once() -> None:
             log.warning(f"{signal.Signals(number).name} again while handling it: ignored")
             return
         handling = True
+        # submitit requeues with `scontrol requeue`, a child process; the requeue itself sends
+        # TERM to the job's processes, which killed scontrol before it exited on a busy
+        # controller (CalledProcessError: the job was requeued but reported failed). Ignored
+        # here, TERM stays ignored in that child; this process only logged it anyway.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         handler(number, frame)
 
     once.c2f_once = True

@@ -1,0 +1,99 @@
+"""Evaluate a trained model on any labelled manifest, with the run's metric.
+
+    python -m c2f.evaluate RUN_DIR                          # the run's own eval set
+    python -m c2f.evaluate RUN_DIR --manifest other.json    # another manifest, the run's labels
+    python -m c2f.evaluate model.pt --manifest m.json --labels class_labels_indices.csv
+
+Clips are scored as the run's evaluation scored them (same features, window, precision); the
+manifest's labels are read against the run's labels CSV unless --labels names another with
+the same classes. Prints acc (and mAP, AUC, d' for multi-label runs) and the eval loss;
+--out writes them as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from c2f.data.errors import DataError
+from c2f.data.manifest import load_manifest
+from c2f.data.resolve import manifest_paths
+from c2f.spec import ConfigError, build_spec
+from c2f.track import RunDir
+from c2f.trained import WEIGHTS, TrainedError, load_trained
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m c2f.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="a finished run directory or an exported file")
+    parser.add_argument("--manifest", type=Path, help="AST-format manifest (default: the "
+                        "run's eval manifest)")
+    parser.add_argument("--labels", type=Path, help="labels CSV (default: the run's)")
+    parser.add_argument("--weights", choices=list(WEIGHTS), default="final")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable clips (counted) instead of stopping at the first")
+    parser.add_argument("--out", type=Path, help="write the scores to this JSON file")
+    return parser.parse_args(argv)
+
+
+def default_data(model: Path) -> dict[str, Path]:
+    """The run's own eval manifest and labels CSV (the built-in dataset is rendered if
+    needed); none for an exported file."""
+    if not model.is_dir():
+        return {}
+    spec = build_spec(yaml.safe_load((model / "config.yaml").read_text()))
+    paths = manifest_paths(spec.dataset, spec.data_dir)
+    return {"manifest": paths["eval"], "labels": paths["labels"]}
+
+
+def run_reference(model: Path, weights: str, manifest: Path, own: Path | None) -> str:
+    """The run's own number for the same weights and eval set, to compare with."""
+    if own is None or manifest.resolve() != own.resolve():
+        return ""
+    summary = RunDir(model).read_summary() or {}
+    value = summary.get("final") if weights == "final" else (summary.get("average") or {}).get(
+        "value")
+    return "" if value is None else f" (the run's own: {value:.4f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trained = load_trained(args.model, args.weights, args.device)
+        own = default_data(args.model)
+        manifest_path, labels = args.manifest or own.get("manifest"), args.labels or own.get(
+            "labels")
+        if manifest_path is None or labels is None:
+            raise TrainedError("an exported model carries no dataset: give --manifest and "
+                               "--labels")
+        manifest = load_manifest(manifest_path, labels)
+        scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
+    except (TrainedError, DataError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    metric = scores["metric"]
+    reference = run_reference(args.model, args.weights, manifest.path, own.get("manifest"))
+    print(f"model: {trained.source}")
+    print(f"{metric} {scores['value']:.4f} on {scores['clips']} clip(s) of {manifest.path}"
+          f"{reference}")
+    extra = [f"{k} {scores[k]:.4f}" for k in ("acc", "mAP", "AUC", "d_prime")
+             if k in scores and k != metric]
+    print(", ".join([*extra, f"eval loss {scores['eval_loss']:.4f}"]))
+    if scores["skipped"]:
+        print(f"WARNING: {len(scores['skipped'])} unreadable clip(s) skipped:", file=sys.stderr)
+        for path, reason in scores["skipped"][:10]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    if args.out:
+        args.out.write_text(json.dumps({**scores, "model": trained.source,
+                                        "manifest": str(manifest.path)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Score audio with a trained model: the top classes of each clip.
+
+    python -m c2f.predict RUN_DIR a.wav b.flac ...        # a finished run's final weights
+    python -m c2f.predict RUN_DIR --manifest eval.json    # every clip of a manifest
+    python -m c2f.predict model.pt clip.mp4 --windows     # an exported model; long clips whole
+
+A clip is decoded (any container PyAV reads), made mono, resampled to the run's rate and cut
+or padded to the model's window, exactly as the run's evaluation did; `--windows` scores a
+longer clip in consecutive windows and averages their probabilities. `--json` writes one
+JSON line per clip instead of the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c2f.data.audio import load_waveform
+from c2f.data.errors import DataError
+from c2f.data.manifest import manifest_audio
+from c2f.trained import WEIGHTS, Trained, TrainedError, load_trained
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m c2f.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="a finished run directory or an exported file")
+    parser.add_argument("audio", type=Path, nargs="*", help="audio files to score")
+    parser.add_argument("--manifest", type=Path, help="score every clip of this manifest too")
+    parser.add_argument("--top", type=int, default=5, help="classes shown per clip (5)")
+    parser.add_argument("--weights", choices=list(WEIGHTS), default="final",
+                        help="a run's final weights or its averaged model (final)")
+    parser.add_argument("--windows", action="store_true",
+                        help="score every window of a long clip and average them")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--json", action="store_true", help="one JSON line per clip")
+    args = parser.parse_args(argv)
+    if not args.audio and args.manifest is None:
+        parser.error("give audio files, --manifest, or both")
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    return args
+
+
+def clip_windows(wave: torch.Tensor, size: int, whole: bool) -> list[torch.Tensor]:
+    """The clip as the model sees it: its first window, or (whole) consecutive windows
+    covering it, the last one as long as what is left."""
+    if not whole or wave.shape[1] <= size:
+        return [wave]
+    return [wave[:, start:start + size] for start in range(0, wave.shape[1], size)]
+
+
+def score(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, int, float]:
+    """(mean probabilities over the clip's windows, windows, seconds of audio)."""
+    wave = load_waveform(path, trained.sample_rate)
+    parts = clip_windows(wave, trained.window_samples, whole)
+    probabilities = trained.probabilities(trained.logits(parts)).mean(dim=0)
+    return probabilities.numpy(), len(parts), wave.shape[1] / trained.sample_rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        trained = load_trained(args.model, args.weights, args.device)
+        files = list(args.audio) + (manifest_audio(args.manifest) if args.manifest else [])
+    except (TrainedError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    window = trained.window_samples / trained.sample_rate
+    if not args.json:
+        print(f"model: {trained.source}; {len(trained.class_names)} classes, "
+              f"{'sigmoid' if trained.multilabel else 'softmax'} scores, window {window:.2f} s")
+    failed = 0
+    for path in files:
+        try:
+            probabilities, parts, seconds = score(trained, path, args.windows)
+        except DataError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        order = np.argsort(-probabilities, kind="stable")[:args.top]
+        top = [(trained.class_names[i], float(probabilities[i])) for i in order]
+        if args.json:
+            print(json.dumps({"path": str(path), "seconds": round(seconds, 3), "windows": parts,
+                              "top": [{"class": name, "score": value} for name, value in top]}))
+            continue
+        cut = f", first {window:.2f} s scored (--windows: all of it)" if (
+            seconds > window + 1e-6 and parts == 1) else ""
+        print(f"\n{path} ({seconds:.2f} s{f', {parts} windows' if parts > 1 else ''}{cut})")
+        for name, value in top:
+            print(f"  {value:7.4f}  {name}")
+    if failed:
+        print(f"{failed} of {len(files)} file(s) could not be read (see above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Using what you trained: c2f.predict, c2f.evaluate and c2f.export on a finished run of the
+built-in dataset reproduce the run's own final (and averaged) metrics, and an exported file
+stands in for the run directory."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from c2f.data.audio import load_waveform
+from c2f.data.manifest import load_manifest
+from c2f.trained import load_trained
+from tests.conftest import ROOT, TINY, cli_env, read_metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+ARGS = [*TINY, "compression=fshift", "schedule=2phase", "schedule.c=4", "logger=disabled",
+        "average=epochs", "average.start=2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir):
+    runs = tmp_path_factory.mktemp("use") / "runs"
+    run_cli(ARGS, runs, data_dir)
+    [path] = run_dirs(runs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def eval_set(run) -> dict:
+    """The run's own eval manifest and labels CSV."""
+    from c2f.evaluate import default_data
+
+    return default_data(run)
+
+
+def cli(module: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, env=cli_env(), timeout=300)
+
+
+def test_evaluate_reproduces_the_final_and_averaged_metrics(run, eval_set):
+    records = read_metrics(run)
+    final = [r for r in records if r["kind"] == "epoch"][-1]
+    averaged = [r for r in records if r["kind"] == "average"][0]
+    proc = cli("c2f.evaluate", run, "--out", run.parent / "scores.json")
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads((run.parent / "scores.json").read_text())
+    assert scores["acc"] == final["acc"] and scores["clips"] == 22
+    assert scores["eval_loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
+    assert f"(the run's own: {final['value']:.4f})" in proc.stdout
+    trained = load_trained(run, "average", "cpu")
+    manifest = load_manifest(eval_set["manifest"], eval_set["labels"])
+    again = trained.evaluate(manifest)
+    assert again["acc"] == averaged["acc"]
+    assert again["eval_loss"] == pytest.approx(averaged["eval_loss"], rel=1e-6)
+
+
+def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):
+    out = tmp_path / "model.pt"
+    proc = cli("c2f.export", run, "--out", out)
+    assert proc.returncode == 0 and out.is_file(), proc.stderr
+    from_run, from_file = load_trained(run, device="cpu"), load_trained(out, device="cpu")
+    saved = torch.load(run / "ckpt" / "last.pt", weights_only=True)["model"]
+    for key, value in from_file.model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert from_file.class_names == from_run.class_names
+    for part in ("settings", "phase", "c"):
+        assert getattr(from_file.frontend, part) == getattr(from_run.frontend, part)
+    assert from_file.frontend.compression.name == from_run.frontend.compression.name == "fshift"
+    # predict over the eval manifest, from the exported file: its top-1 accuracy is the run's
+    proc = cli("c2f.predict", out, "--manifest", eval_set["manifest"], "--json", "--top", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    manifest = load_manifest(eval_set["manifest"], eval_set["labels"])
+    assert [line["path"] for line in lines] == [str(c.path) for c in manifest.clips]
+    names = from_run.class_names
+    hits = [names.index(line["top"][0]["class"]) == clip.label_ids[0]
+            for line, clip in zip(lines, manifest.clips)]
+    final = [r for r in read_metrics(run) if r["kind"] == "epoch"][-1]
+    assert np.mean(hits) == final["acc"]
+    # and the file evaluates to the same numbers as the run directory
+    proc = cli("c2f.evaluate", out, "--manifest", eval_set["manifest"], "--labels",
+               eval_set["labels"])
+    assert proc.returncode == 0 and f"acc {final['acc']:.4f} on 22 clip(s)" in proc.stdout
+
+
+def test_long_stereo_8khz_clip_is_scored_in_windows(run, eval_set, tmp_path):
+    """A clip 3.5 windows long, stereo, at 8 kHz: resampled, and with --windows scored as the
+    mean of its windows' probabilities."""
+    trained = load_trained(run, device="cpu")
+    clip = load_manifest(eval_set["manifest"], eval_set["labels"]).clips[0].path
+    wave = load_waveform(clip, 8000)[0].numpy()
+    window = trained.window_samples * 8000 // trained.sample_rate
+    long = np.tile(wave, int(np.ceil(3.5 * window / len(wave))))[: int(3.5 * window)]
+    path = tmp_path / "long stereo.wav"
+    soundfile.write(path, np.stack([long, 0.5 * long], axis=1), 8000)
+    from c2f.predict import main, score
+
+    probabilities, parts, seconds = score(trained, path, whole=True)
+    assert parts == 4 and seconds == pytest.approx(3.5 * window / 8000, rel=1e-3)
+    resampled = load_waveform(path, trained.sample_rate)
+    size = trained.window_samples
+    pieces = [resampled[:, i:i + size] for i in range(0, resampled.shape[1], size)]
+    expected = trained.probabilities(trained.logits(pieces)).mean(dim=0).numpy()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+    first, parts, _ = score(trained, path, whole=False)
+    assert parts == 1 and not np.allclose(first, probabilities)
+    assert main([str(run), str(path), "--top", "2"]) == 0
+
+
+def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, tmp_path, capsys):
+    from c2f.evaluate import main as evaluate
+    from c2f.export import main as export
+    from c2f.predict import main as predict
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    (unfinished / "summary.json").unlink()
+    assert predict([str(unfinished), str(tmp_path / "a.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "has not finished" in err and "launch its config again" in err
+    assert export([str(unfinished)]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    assert evaluate([str(tmp_path)]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    assert predict([str(tmp_path / "junk.pt"), str(tmp_path / "a.wav")]) == 2
+    assert "not a readable c2f model file" in capsys.readouterr().err
+    no_average = tmp_path / "no_average"
+    shutil.copytree(run, no_average)
+    (no_average / "ckpt" / "average.pt").unlink()
+    assert evaluate([str(no_average), "--weights", "average"]) == 2
+    assert "average.pt is missing" in capsys.readouterr().err
+    assert predict([str(run), str(tmp_path / "missing.wav")]) == 1
+    assert "missing.wav" in capsys.readouterr().err
