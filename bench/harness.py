@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan
 from c2f.spec import RunSpec, build_spec
-from c2f.track import RunDir, Tracker
+from c2f.track import RunDir
+from c2f.tracker import Tracker
 from c2f.train.checkpoint import TrainState
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import DataBundle, data_bundle

@@ -68,10 +68,10 @@ def phase_factors(schedule: ScheduleSpec) -> list[int]:
         key = "schedule.phases"
     elif schedule.name == "baseline":
         factors, key = [schedule.c], "schedule.c"
-    elif schedule.name == "2phase":
+    elif schedule.name in ("2phase", "adaptive"):
         factors, key = [schedule.c, 1], "schedule.c"
         if schedule.c < 2:
-            raise ConfigError("`schedule.c`: 2phase needs C >= 2 (C -> 1), got "
+            raise ConfigError(f"`schedule.c`: {schedule.name} needs C >= 2 (C -> 1), got "
                               f"{schedule.c}; use schedule=baseline for C = 1")
     elif schedule.name == "3phase":
         factors, key = [schedule.c, schedule.c // 2, 1], "schedule.c"
@@ -80,17 +80,21 @@ def phase_factors(schedule: ScheduleSpec) -> list[int]:
                               f"got {schedule.c}; or give schedule.phases=[...] explicitly")
     else:
         raise ConfigError(f"`schedule.name`: unknown schedule {schedule.name!r}; use baseline, "
-                          "2phase, 3phase, or give schedule.phases=[C1, C2, ..., 1]")
+                          "2phase, 3phase, adaptive, or give schedule.phases=[C1, C2, ..., 1]")
     if not all(isinstance(c, int) and c >= 1 for c in factors):
         raise ConfigError(f"`{key}`: every C must be an integer >= 1, got {factors}")
     return factors
 
 
 def phase_epochs(schedule: ScheduleSpec, budget: int, phases: int) -> list[int]:
-    """Initial phases share `initial_fraction` of the budget; the final phase fills it."""
+    """Initial phases share `initial_fraction` of the budget; the final phase fills it. With
+    adaptive switching (schedule.switch) the initial phases get their cap, `max_fraction` of
+    the budget: they end earlier when their rule says so, and the final phase fills the rest."""
     if phases == 1:
         return [budget]
-    initial = max(1, round(schedule.initial_fraction * budget / (phases - 1)))
+    switch = schedule.switch
+    fraction = switch.max_fraction if switch else schedule.initial_fraction
+    initial = max(switch.min_epochs if switch else 1, round(fraction * budget / (phases - 1)))
     final = schedule.final_epochs or budget - initial * (phases - 1)
     if final < 1:
         raise ConfigError(
@@ -224,4 +228,13 @@ def format_recipe(spec: RunSpec) -> str:
     return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
             f"masks {d.freqm}/{d.timem}, balanced sampler {'on' if d.balanced_sampler else 'off'}"
-            f"; average {average}; init {init}")
+            f"; average {average}; init {init}{_switching(spec)}")
+
+
+def _switching(spec: RunSpec) -> str:
+    """schedule=adaptive: the rule that ends the coarse phases (the plan shows their cap)."""
+    w = spec.schedule.switch
+    if w is None:
+        return ""
+    return (f"; coarse phases end by the {w.rule} rule (patience {w.patience} epochs, min delta "
+            f"{w.min_delta:g}, at least {w.min_epochs} epoch(s)), at most the epochs shown")

@@ -1,4 +1,4 @@
-"""The run directory (config, plan, metrics.jsonl, summary, checkpoints) and W&B logging."""
+"""The run directory (config, plan, metrics.jsonl, summary, checkpoints) and its lock."""
 from __future__ import annotations
 
 import json
@@ -45,9 +45,15 @@ class RunDir:
         self.inference_path = self.path / "inference.json"  # feature settings, class names
 
     def create(self, config_yaml: str, plan: dict) -> None:
+        """config.yaml and plan.json; a resumed adaptive run keeps the switches it made."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config_yaml)
-        atomic_write_text(self.path / "plan.json", json.dumps(plan, indent=2))
+        path = self.path / "plan.json"
+        made = json.loads(path.read_text()).get("switches", []) if path.exists() else []
+        atomic_write_text(path, json.dumps(plan, indent=2))
+        budget = sum(p["epochs"] for p in plan["phases"])
+        for decision in made:
+            self.record_switch(decision, budget)
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -66,6 +72,18 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
 
+    def record_switch(self, decision: dict, budget: int) -> None:
+        """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and
+        each phase's `epochs` becomes what it ran (the final phase: the rest of `budget`)."""
+        path = self.path / "plan.json"
+        plan = json.loads(path.read_text())
+        switches = [s for s in plan.get("switches", []) if s["phase"] != decision["phase"]]
+        plan["switches"] = sorted([*switches, decision], key=lambda s: s["phase"])
+        plan["phases"][decision["phase"]]["epochs"] = decision["epochs"]
+        used = sum(p["epochs"] for p in plan["phases"][:-1])
+        plan["phases"][-1]["epochs"] = budget - used
+        atomic_write_text(path, json.dumps(plan, indent=2))
+
     def write_inference(self, settings: dict, class_names: list[str]) -> None:
         """What the trained model needs besides config and weights (c2f.trained reads it)."""
         atomic_write_text(self.inference_path, json.dumps(
@@ -75,52 +93,6 @@ class RunDir:
         if not self.inference_path.exists():
             return None
         return json.loads(self.inference_path.read_text())
-
-
-def flat_config(semantic: dict, group: str) -> dict[str, Any]:
-    """Flat keys W&B can group by, next to the full config."""
-    return {
-        "dataset": semantic["dataset"]["name"], "model": semantic["model"]["name"],
-        "method": semantic["compression"]["name"], "schedule": semantic["schedule"]["name"],
-        "C": semantic["schedule"]["c"], "seed": semantic.get("seed"), "group": group,
-        "full": semantic,
-    }
-
-
-class Tracker:
-    """One W&B run per job, id = run hash, resumable; `finish()` always called by `close`."""
-
-    def __init__(self, mode: str, project: str, entity: str | None, run_id: str, group: str,
-                 run_dir: Path, config: dict, tags: tuple[str, ...] = ()):
-        self.run = None
-        if mode == "disabled":
-            return
-        import wandb
-
-        self.run = wandb.init(project=project, entity=entity, id=run_id, resume="allow",
-                              mode=mode, dir=str(run_dir), group=group, job_type="train",
-                              config=config, tags=list(tags), reinit="finish_previous",
-                              settings=wandb.Settings(console="off", silent=True))
-
-    def log(self, record: dict) -> None:
-        if self.run is not None:
-            numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-            self.run.log(numbers, step=record["epoch"])
-
-    def summarize(self, summary: dict) -> None:
-        """Scalars as they are; one level of mappings as `key/inner` (average/value, ...)."""
-        if self.run is None:
-            return
-        for key, value in summary.items():
-            inner = value.items() if isinstance(value, dict) else [(None, value)]
-            for name, item in inner:
-                if isinstance(item, (int, float, str)):
-                    self.run.summary[key if name is None else f"{key}/{name}"] = item
-
-    def close(self, exit_code: int = 0) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=exit_code)
-            self.run = None
 
 
 class RunHeld(RuntimeError):

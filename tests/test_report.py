@@ -207,7 +207,8 @@ def test_wandb_offline_says_so_and_carries_on(tmp_path, capsys, monkeypatch):
     make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
     make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.6, 0.6, 0.6])
     assert main([str(tmp_path), "--no-plots", "--wandb"]) == 0
-    assert "W&B offline (WANDB_MODE=offline): tables not published" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "W&B offline (WANDB_MODE=offline):" in out and "wandb sync" in out
     outcome, _ = outcome_of(tmp_path, "fshift")
     assert headline(outcome)["report/flops_save"] == pytest.approx(1 - 125 / 400)
 

@@ -98,3 +98,34 @@ def test_dashboard_in_a_headless_browser(chromium, report, tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 500 and pixels.std() > 0.05  # not a blank page
     assert len({tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[-1])}) > 20
+
+
+def test_wandb_report_run_offline_holds_every_table_and_plot(report, tmp_path):
+    """`--wandb` without W&B credentials: an offline report run that `wandb sync` uploads,
+    read back from its transaction log, with one W&B Table per table CSV and every plot."""
+    import json
+    import os
+
+    from tests import wandb_log
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(report.parent), "--out",
+                           str(out), "--wandb"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr
+    [log] = out.glob("wandb/offline-run-*/run-*.wandb")
+    assert f"wandb sync {log.parent}" in proc.stdout
+    assert wandb_log.run_record(log).job_type == "report"
+    [row] = wandb_log.history(log)
+    csvs = {p.stem: p for p in out.glob("table*.csv")}
+    tables = wandb_log.media(row, "tables")
+    assert csvs and set(tables) == set(csvs)
+    for slug, path in csvs.items():
+        logged = tables[slug]
+        assert logged["_type"] == "table-file"
+        table = json.loads((log.parent / "files" / logged["path"]).read_text())
+        expected = list(csv.reader(path.open()))
+        assert [table["columns"], *table["data"]] == expected
+    plots = wandb_log.media(row, "plots")
+    assert set(plots) == {p.stem for p in (out / "plots").glob("*.png")}
+    assert {v["_type"] for v in plots.values()} == {"image-file"}

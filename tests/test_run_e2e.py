@@ -21,7 +21,8 @@ FIELDS = {"run", "dataset", "model", "method", "C", "phase", "phase_epoch", "epo
 def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     runs = tmp_path / "runs"
     proc = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
-                    "schedule.c=4"], runs, data_dir)
+                    "schedule.c=4", "logger.log_every_steps=2", "logger.tags=[mine]"], runs,
+                   data_dir)
     assert "phase" in proc.stdout and "GFLOPs/sample" in proc.stdout  # the plan is printed
     [run] = run_dirs(runs)
     records = read_metrics(run)
@@ -40,14 +41,39 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 4
     [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
-    history = wandb_log.history(log)
-    assert [h["acc"] for h in history] == [r["acc"] for r in records]
-    assert [h["flops_cum"] for h in history] == cum
+    check_wandb_log(log, records)
 
     again = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
-                     "schedule.c=4"], runs, data_dir)
+                     "schedule.c=4", "logger.log_every_steps=2"], runs, data_dir)
     assert "already finished" in again.stdout
     assert read_metrics(run) == records
+
+
+def check_wandb_log(log, records: list[dict]) -> None:
+    """The offline run as W&B will upload it: epochs against three declared x-axes, the
+    training loss every 2 steps, a marker at each phase's first step, tags and group."""
+    history = wandb_log.history(log)
+    epochs = [h for h in history if "acc" in h]
+    assert [h["acc"] for h in epochs] == [r["acc"] for r in records]
+    assert [(h["flops/acc"], h["flops_cum"]) for h in epochs] == [
+        (r["acc"], r["flops_cum"]) for r in records]
+    assert [(h["time/eval_loss"], h["seconds_cum"]) for h in epochs] == [
+        (r["eval_loss"], r["seconds_cum"]) for r in records]
+    declared = wandb_log.metrics(log)
+    assert declared["acc"] == {"step_metric": "epoch", "summary": ["max"]}
+    assert declared["flops/*"]["step_metric"] == "flops_cum"
+    assert declared["time/*"]["step_metric"] == "seconds_cum"
+    assert declared["step/*"]["step_metric"] == "step/samples"
+    steps = [h for h in history if "step/loss" in h]
+    # 4 steps (of 11 clips) per epoch, logged at every even step of each phase
+    assert len(steps) == 2 * len(records)
+    seen = [h["step/samples"] for h in steps]
+    assert seen == sorted(seen) and seen[0] == 11 and seen[-1] == 44 * len(records) - 11
+    assert [h["phase/C"] for h in history if "phase/C" in h] == [4, 1]
+    run = wandb_log.run_record(log)
+    assert {"dataset:builtin", "method:patch_pi", "C:4", "schedule:2phase", "mine"} <= set(
+        run.tags)
+    assert run.run_group == "default" and run.job_type == "train"
 
 
 @pytest.mark.parametrize("kill_after", [2, 4], ids=["at-phase-boundary", "mid-phase"])

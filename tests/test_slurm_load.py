@@ -59,7 +59,8 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
     for index in FAILING:
         paths[index].parent.mkdir(parents=True, exist_ok=True)
         paths[index].write_text("not a directory")
-    args = ["-m", *ON_SLURM, *CONFIG, "hydra.launcher.array_parallelism=4"]
+    args = ["-m", *ON_SLURM, *CONFIG, "hydra.launcher.array_parallelism=4",
+            "hydra.launcher.snapshot=true"]  # jobs run the code of their launch
 
     started = time.monotonic()
     launcher = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,

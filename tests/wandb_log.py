@@ -45,3 +45,34 @@ def history(path: Path) -> list[dict]:
             rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                          for item in record.history.item})
     return rows
+
+
+def metrics(path: Path) -> dict[str, dict]:
+    """The declared metrics (define_metric): name or glob -> its step metric and summary."""
+    out = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") == "metric":
+            m = record.metric
+            out[m.name or m.glob_name] = {"step_metric": m.step_metric,
+                                          "summary": [k for k in ("min", "max", "mean", "last")
+                                                      if getattr(m.summary, k)]}
+    return out
+
+
+def run_record(path: Path):
+    """The run's RunRecord (id, group, tags, ...): the first one in the log."""
+    for record in records(path):
+        if record.WhichOneof("record_type") == "run":
+            return record.run
+    raise AssertionError(f"no run record in {path}")
+
+
+def media(row: dict, prefix: str) -> dict[str, dict]:
+    """The media logged under `prefix/` in a history row (tables, images), by name: W&B
+    stores each as nested keys `prefix/<name>/<field>`."""
+    out: dict[str, dict] = {}
+    for key, value in row.items():
+        if key.startswith(f"{prefix}/"):
+            name, _, field = key[len(prefix) + 1:].rpartition("/")
+            out.setdefault(name, {})[field] = value
+    return out

@@ -12,7 +12,8 @@ from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
 from c2f.report.tables import label, latex, markdown, write_csv
 
-RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "seed", "fold", "status",
+RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "switched", "seed",
+              "fold", "status",
               "epochs", "averaged", "baseline_epoch", "baseline_metric", "budget_status",
               "epoch", "metric", "flops_save", "time_save", "best", "best_diff"]
 CSV_FIELDS = ["table", "criterion", "dataset", "model", "budget", "method", "schedule", "label",
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-paper", action="store_true", help="leave out the paper column")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--wandb", action="store_true",
-                        help="also publish the tables to W&B when online")
+                        help="also log the tables and plots as a W&B run (offline: for wandb sync)")
     parser.add_argument("--wandb-project", default="c2f", help="W&B project for --wandb")
     args = parser.parse_args(argv)
     if args.tolerance < 0:
@@ -54,7 +55,8 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
         ref = outcome.ref if outcome else reference(run) if run.is_baseline else None
         row = {"path": str(run.path), "dataset": run.dataset, "model": run.model,
                "budget": run.budget, "method": run.method, "schedule": run.schedule,
-               "seed": run.seed, "fold": "" if run.fold is None else run.fold,
+               "switched": run.switched, "seed": run.seed,
+               "fold": "" if run.fold is None else run.fold,
                "status": run.status, "epochs": len(run.records),
                "averaged": "yes" if run.average else "",
                "baseline_epoch": ref.epoch if ref else "",
@@ -108,6 +110,11 @@ def write_tables(out: Path, tables: list[Table], runs: list[Run], outcomes: list
         md += [f"## {table.title}", "", table.caption, "", markdown(table.header, table.rows)]
         tex.append(latex(table.header, table.rows, f"{table.title}. {table.caption}"))
         write_csv(out / f"{table.slug}.csv", table.header, table.rows)
+    adaptive = [r for r in runs if r.switches]
+    if adaptive:
+        md += ["## Adaptive switches", ""] + [
+            f"- {label(r.method, r.schedule)}, seed {r.seed}: {r.switched} ({r.path.name})"
+            for r in sorted(adaptive, key=lambda r: (r.method, r.schedule, r.seed))] + [""]
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     text = "\n".join(md)
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         from c2f.report.publish import publish
 
-        publish(tables, images, outcomes, args.wandb_project)
+        publish(tables, images, outcomes, args.wandb_project, out)
     print(text)
     print(f"{len(runs)} runs, {len(cells)} cells, {len(tables)} tables, {len(warnings)} "
           f"warnings -> {out} (dashboard {page})")

@@ -25,6 +25,7 @@ from c2f.report.tables import (
     paper_text,
     row_order,
     save_text,
+    schedule_phases,
 )
 
 KINDS = {  # key: (title, criterion)
@@ -65,7 +66,7 @@ class Table:
 
 
 def _phases(cell: Cell) -> list[int]:
-    return [int(c) for c in cell.schedule.split("-")]
+    return schedule_phases(cell.schedule)
 
 
 def table_keys(cell: Cell, single_phase: set[tuple]) -> list[str]:
@@ -143,7 +144,7 @@ def build_table(key: str, model: str | None, cells: list[Cell], paper: dict | No
         if key in MODELS_AS_ROWS:
             row.append(row_model)
         if key == "1":
-            row.append("yes" if "-" in schedule else "no")
+            row.append("yes" if len(schedule_phases(schedule)) > 1 else "no")
         for dataset, budget in columns:
             cell = by_key.get((row_model, method, schedule, dataset, budget))
             if cell is None:

@@ -1,4 +1,4 @@
-"""Publish the report's tables (and each run's headline savings) to W&B, only when online."""
+"""Publish the report's tables and plots to W&B (online, or offline for `wandb sync`)."""
 from __future__ import annotations
 
 import os
@@ -30,28 +30,45 @@ def headline(outcome: Outcome) -> dict:
         "baseline_metric": outcome.ref.metric if outcome.ref else None}.items() if v is not None}
 
 
-def publish(tables: list, images: list[Path], outcomes: list[Outcome], project: str) -> bool:
-    """Log tables and plots as one W&B run, update run summaries; False (said so) when offline."""
+def publish(tables: list, images: list[Path], outcomes: list[Outcome], project: str,
+            out: Path) -> Path | None:
+    """Log the tables (one W&B Table per paper table, keyed by its file name) and the plots
+    as one W&B run of job type `report`. Online, each run's summary also gets its headline
+    savings; offline, the run is written under `out`/wandb for `wandb sync` to upload later.
+    Returns the run's local folder; None (said so) when W&B failed."""
     reason = online()
-    if reason:
-        print(f"W&B offline ({reason}): tables not published; the files above are complete")
-        return False
     import wandb
 
     try:
-        with wandb.init(project=project, job_type="report", name="c2f-report") as run:
-            for table in tables:
-                run.log({table.title: wandb.Table(columns=table.header, data=table.rows)})
-            run.log({image.stem: wandb.Image(str(image)) for image in images})
-        api = wandb.Api()
-        for outcome in outcomes:
-            try:
-                remote = api.run(f"{api.default_entity}/{project}/{outcome.run.path.name}")
-            except wandb.errors.CommError:
-                continue  # this run was never logged to W&B
-            remote.summary.update(headline(outcome))
+        with wandb.init(project=project, job_type="report", name="c2f-report",
+                        mode="offline" if reason else "online", dir=str(out),
+                        settings=wandb.Settings(console="off", silent=True)) as run:
+            run.log({f"tables/{table.slug}": wandb.Table(columns=table.header, data=table.rows)
+                     for table in tables} | {f"plots/{image.stem}": wandb.Image(str(image))
+                                              for image in images})
+            folder = Path(run.dir).parent
+        if reason is None:
+            _update_summaries(outcomes, project)
     except Exception as err:  # noqa: BLE001 - publishing is optional; the report is written
         print(f"W&B publish failed ({err}); carrying on")
-        return False
-    print(f"W&B: tables published to project {project}")
-    return True
+        return None
+    if reason:
+        print(f"W&B offline ({reason}): {len(tables)} tables and {len(images)} plots written to "
+              f"{folder}; `wandb sync {folder}` uploads them")
+    else:
+        print(f"W&B: {len(tables)} tables and {len(images)} plots published to project "
+              f"{project}")
+    return folder
+
+
+def _update_summaries(outcomes: list[Outcome], project: str) -> None:
+    """Each logged run's summary gets its headline savings (report/...)."""
+    import wandb
+
+    api = wandb.Api()
+    for outcome in outcomes:
+        try:
+            remote = api.run(f"{api.default_entity}/{project}/{outcome.run.path.name}")
+        except wandb.errors.CommError:
+            continue  # this run was never logged to W&B
+        remote.summary.update(headline(outcome))

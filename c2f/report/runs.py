@@ -33,6 +33,8 @@ class Run:
     fold: int | None = None  # cross-validation fold (ESC-50); folds average like seeds
     pretrain: bool = False  # a self-supervised pretraining run (records of kind "pretrain")
     pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
+    switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision
+    adaptive: bool = False  # schedule=adaptive: phase lengths decided while training
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -41,8 +43,15 @@ class Run:
 
     @property
     def schedule(self) -> str:
-        """The paper's notation: "4-1", "4-2-1", "1" for the baseline."""
-        return "-".join(str(c) for c in self.phases)
+        """The paper's notation: "4-1", "4-2-1", "1" for the baseline; "4~1" when the phase
+        lengths were decided while training (schedule=adaptive)."""
+        return ("~" if self.adaptive else "-").join(str(c) for c in self.phases)
+
+    @property
+    def switched(self) -> str:
+        """Where an adaptive run switched: "C=4: 3 epochs (plateau)", "" otherwise."""
+        return "; ".join(f"C={s['C']}: {s['epochs']} epochs ({s['reason'].split(':')[0]})"
+                         for s in self.switches)
 
     @property
     def is_baseline(self) -> bool:
@@ -128,7 +137,9 @@ def load_run(path: Path) -> Run:
                average=averaged[-1] if averaged else None,
                fold=None if dataset.get("fold") is None else int(dataset["fold"]),
                pretrain=pretrain,
-               pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")))
+               pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
+               switches=list((plan or {}).get("switches", [])),
+               adaptive=bool(config.get("schedule", {}).get("switch")))
 
 
 def pretrained_from(value: str | None) -> str | None:

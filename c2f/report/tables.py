@@ -17,19 +17,27 @@ AVERAGED = "†"  # marks a value of a weight-averaged model
 NOT_REACHED = "n/r"
 
 
+def schedule_phases(schedule: str) -> list[int]:
+    """C of each phase of a schedule's notation ("4-2-1"; "4~1": adaptive switching)."""
+    return [int(c) for c in re.split("[-~]", schedule)]
+
+
 def label(method: str, schedule: str, arrow: str = "→") -> str:
-    """Row label in the paper's words: "Fshift 4→1", "Baseline", "Max Pool C=2"."""
+    """Row label in the paper's words: "Fshift 4→1", "Baseline", "Max Pool C=2", and beyond
+    the paper "Fshift 4→1 (adaptive)"."""
     name = METHODS.get(method, method)
     if schedule == "1" and method == "none":
         return "Baseline"
-    if "-" not in schedule:
+    if len(schedule_phases(schedule)) == 1:
         return f"{name} C={schedule}"
+    if "~" in schedule:
+        return f"{name} {schedule.replace('~', arrow)} (adaptive)"
     return f"{name} {schedule.replace('-', arrow)}"
 
 
 def row_order(method: str, schedule: str) -> tuple:
     """The paper's row order: baseline, single phase, then by phases, family, C, variant."""
-    phases = [int(c) for c in schedule.split("-")]
+    phases = schedule_phases(schedule)
     family, variant = FAMILY.get(method, (3, 0))
     kind = 0 if (method == "none" and phases == [1]) else 1 if len(phases) == 1 else len(phases)
     return (kind, family, [-c for c in phases], variant, method)

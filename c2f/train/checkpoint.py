@@ -24,6 +24,7 @@ class TrainState:
     seconds_cum: float = 0.0
     samples_cum: int = 0
     flops_per_sample: dict[int, int] = field(default_factory=dict)  # measured, per phase index
+    switches: dict[int, int] = field(default_factory=dict)  # adaptive: phase -> epochs it ran
 
 
 class Checkpoint(NamedTuple):
@@ -71,6 +72,7 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
             log(f"WARNING: checkpoint(s) unreadable ({'; '.join(failures)}); resuming from "
                 f"{path} (epoch {state.epoch})")
         state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
+        state.switches = {int(k): v for k, v in state.switches.items()}
         return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),
                           payload.get("scaler"))
     raise RuntimeError(

@@ -11,7 +11,8 @@ import yaml
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
-from c2f.track import RunDir, RunHeld, RunLock, Tracker, atomic_write_text, flat_config
+from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
+from c2f.tracker import Tracker, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
 from c2f.train.loop import Diverged, PhaseLoop
 from c2f.train.phase_data import data_bundle
@@ -161,8 +162,10 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> d
         run.create(config_yaml, plan.to_dict())
         run.write_inference(dataclasses.asdict(settings), train.class_names)
     mode = spec.logger.mode if world.is_main else "disabled"
+    metric = "acc" if spec.pretrain is not None else spec.dataset.metric
     tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
-                      run.path, flat_config(spec.semantic, spec.group), spec.logger.tags)
+                      run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
+                      metric, spec.logger.log_every_steps)
     exit_code = 1
     try:
         data = data_bundle(train, evaluation, settings, spec.trainer,

@@ -2,6 +2,7 @@
 record and checkpoint every epoch. Resumes from the run directory by itself."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -16,7 +17,8 @@ from c2f.data.frontend import Frontend
 from c2f.models import build_model, model_family
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
-from c2f.track import RunDir, Tracker, atomic_torch_save
+from c2f.track import RunDir, atomic_torch_save
+from c2f.tracker import Tracker
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
@@ -25,7 +27,8 @@ from c2f.train.metrics import evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
-from c2f.train.records import average_record, averaged_record, epoch_record
+from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
+from c2f.train.switching import switch_reason
 
 
 class Diverged(RuntimeError):
@@ -158,8 +161,12 @@ class PhaseLoop:
                 self._check_finite(first_bad, loss.detach(), phase, epoch)
             optimizer.zero_grad(set_to_none=True)
             self.precision.step(loss, optimizer, model.parameters(), spec.optim.grad_clip)
-            state.step += 1
             samples += batch["size"]
+            if self.tracker.wants_step(state.step):
+                self.tracker.log_step({"loss": float(loss), "lr": lr},
+                                      state.samples_cum + samples * self.world.size,
+                                      phase_start=phase.c if state.step == 0 else None)
+            state.step += 1
             loss_sum += loss.detach().double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
@@ -269,6 +276,42 @@ class PhaseLoop:
             atomic_torch_save(averaged, self.run_dir.ckpt_dir / "average.pt")
             self.run_dir.write_metrics(records)
 
+    # -- adaptive switching (schedule=adaptive) -------------------------------------------
+    def _adapted(self, phase: Phase, state: TrainState) -> Phase:
+        """The phase with the epochs it trains: a switched phase the epochs it ran, the final
+        phase of an adaptive run what the earlier phases left of the budget."""
+        if self.spec.schedule.switch is None:
+            return phase
+        if phase.index in state.switches:
+            return dataclasses.replace(phase, epochs=state.switches[phase.index])
+        if phase.index == len(self.plan.phases) - 1:
+            used = state.epoch - state.phase_epochs_done  # epochs of the earlier phases
+            return dataclasses.replace(phase, epochs=self.spec.dataset.epochs - used)
+        return phase
+
+    def _decide_switch(self, phase: Phase, records: list[dict], state: TrainState) -> None:
+        """After an epoch of a non-final adaptive phase: end the phase if its rule says so;
+        the decision goes to the record, the checkpoint's state, plan.json and the log."""
+        switch = self.spec.schedule.switch
+        if switch is None or phase.index == len(self.plan.phases) - 1:
+            return
+        epochs = epoch_records(records)
+        mine = [r["value"] for r in epochs if r["phase"] == phase.index]
+        earlier = [r["value"] for r in epochs if r["phase"] < phase.index]
+        following = self.plan.phases[phase.index + 1]
+        reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
+                               earlier[-1] if earlier else None)
+        if reason is None and len(mine) < phase.epochs:
+            return
+        reason = reason or f"cap: {phase.epochs} epochs ({switch.max_fraction:g} of the budget)"
+        state.switches[phase.index] = len(mine)
+        decision = {"phase": phase.index, "C": phase.c, "epochs": len(mine),
+                    "epoch": state.epoch, "flops_cum": state.flops_cum, "reason": reason}
+        records[-1]["switch"] = decision
+        self.log(f"phase {phase.index} (C = {phase.c}) ends after {len(mine)} epoch(s): {reason}")
+        if self.world.is_main:
+            self.run_dir.record_switch(decision, self.spec.dataset.epochs)
+
     def run(self) -> list[dict]:
         """Train every phase not yet done; returns all records."""
         loaded = load_checkpoint(self.run_dir.ckpt_dir, self.log)
@@ -284,6 +327,7 @@ class PhaseLoop:
             model, optimizer = self._enter_phase(phase, model, resumed)
             if resumed is None:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
+            phase = self._adapted(phase, state)
             loaded = None
             trainable = self.trainable(model)
             data = self._phase_data(phase)
@@ -296,10 +340,13 @@ class PhaseLoop:
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
+                self._decide_switch(phase, records, state)
                 self._save(records, state, model, optimizer)
                 self._note_silent(silent_before)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix({records[-1]["metric"]: f"{records[-1]['value']:.4f}"})
+                if phase.index in state.switches:
+                    break
         epochs_bar.close()
         self._average(records, state, phase, model, data)
         for part in gather_objects(self.skipped, self.world):

@@ -28,7 +28,8 @@ from c2f.models import model_family
 from c2f.models.ssast import SSASTPretrainer, cluster_mask, pretrainer
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
-from c2f.track import RunDir, Tracker, atomic_torch_save
+from c2f.track import RunDir, atomic_torch_save
+from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device

@@ -1,0 +1,110 @@
+"""W&B logging of one run: its epochs against three x-axes, its steps, its phases.
+
+Every run declares its metrics with `define_metric` against epochs, cumulative training FLOPs
+and cumulative training seconds: the headline metric and the losses are logged as they are
+(x-axis: epoch) and again as `flops/<name>` (x-axis: `flops_cum`) and `time/<name>` (x-axis:
+`seconds_cum`), so a W&B line plot of `flops/acc` is already accuracy against FLOPs. The
+training loss and learning rate are logged every `logger.log_every_steps` optimizer steps as
+`step/loss` and `step/lr` (x-axis: `step/samples`, the samples seen). The first step of each
+phase logs `phase/C` (the phase's compression factor), which marks the boundaries. W&B's own
+step is the cumulative sample count, which only grows, so a resumed run's repeated steps are
+dropped rather than duplicated. Tags name the dataset, model, method, C and schedule; runs of
+one sweep share `group`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+AXES = {"flops": "flops_cum", "time": "seconds_cum"}  # prefix -> x-axis key
+CURVES = ("train_loss", "eval_loss")  # logged against every axis, with the run's metric
+
+
+def flat_config(semantic: dict, group: str) -> dict[str, Any]:
+    """Flat keys W&B can group by, next to the full config."""
+    return {
+        "dataset": semantic["dataset"]["name"], "model": semantic["model"]["name"],
+        "method": semantic["compression"]["name"], "schedule": semantic["schedule"]["name"],
+        "C": semantic["schedule"]["c"], "seed": semantic.get("seed"), "group": group,
+        "full": semantic,
+    }
+
+
+def run_tags(config: dict, extra: tuple[str, ...] = ()) -> list[str]:
+    """dataset:..., model:..., method:..., C:..., schedule:..., then the user's tags."""
+    return [f"{key}:{config[key]}" for key in ("dataset", "model", "method", "C", "schedule")
+            ] + list(extra)
+
+
+class Tracker:
+    """One W&B run per job, id = run hash, resumable; `finish()` always called by `close`."""
+
+    def __init__(self, mode: str, project: str, entity: str | None, run_id: str, group: str,
+                 run_dir: Path, config: dict, tags: tuple[str, ...] = (), metric: str = "acc",
+                 every_steps: int = 20):
+        self.run, self.metric, self.every_steps = None, metric, every_steps
+        if mode == "disabled":
+            return
+        import wandb
+
+        self.run = wandb.init(project=project, entity=entity, id=run_id, resume="allow",
+                              mode=mode, dir=str(run_dir), group=group, job_type="train",
+                              config=config, tags=run_tags(config, tags),
+                              reinit="finish_previous",
+                              settings=wandb.Settings(console="off", silent=True))
+        self._declare()
+
+    def _declare(self) -> None:
+        run = self.run
+        for axis in ("epoch", *AXES.values(), "step/samples"):
+            run.define_metric(axis, hidden=False)
+        better = "min" if self.metric.endswith("loss") else "max"
+        run.define_metric(self.metric, step_metric="epoch", summary=better)
+        for name in CURVES:
+            run.define_metric(name, step_metric="epoch", summary="min")
+        for prefix, axis in AXES.items():
+            run.define_metric(f"{prefix}/*", step_metric=axis)
+        run.define_metric("step/*", step_metric="step/samples")
+        run.define_metric("phase/*", step_metric="step/samples")
+
+    def log(self, record: dict) -> None:
+        """One epoch (or pretraining evaluation) record: its numbers, and the curves again
+        against FLOPs and seconds."""
+        if self.run is None:
+            return
+        numbers = {k: v for k, v in record.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for prefix, axis in AXES.items():
+            if axis in numbers:
+                numbers |= {f"{prefix}/{name}": numbers[name]
+                            for name in (self.metric, *CURVES) if name in numbers}
+        self.run.log(numbers, step=int(record["samples_cum"]))
+
+    def wants_step(self, step: int) -> bool:
+        """Whether optimizer step `step` (of the phase, from 0) is one to log."""
+        return self.run is not None and self.every_steps > 0 and step % self.every_steps == 0
+
+    def log_step(self, values: dict, samples_cum: int, phase_start: int | None = None) -> None:
+        """Per-step values (loss, lr) as `step/<name>`; `phase_start`: the C of a phase whose
+        first step this is (a boundary marker)."""
+        if self.run is None:
+            return
+        row = {f"step/{k}": v for k, v in values.items()} | {"step/samples": samples_cum}
+        if phase_start is not None:
+            row["phase/C"] = phase_start
+        self.run.log(row, step=samples_cum)
+
+    def summarize(self, summary: dict) -> None:
+        """Scalars as they are; one level of mappings as `key/inner` (average/value, ...)."""
+        if self.run is None:
+            return
+        for key, value in summary.items():
+            inner = value.items() if isinstance(value, dict) else [(None, value)]
+            for name, item in inner:
+                if isinstance(item, (int, float, str)):
+                    self.run.summary[key if name is None else f"{key}/{name}"] = item
+
+    def close(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None

@@ -1,0 +1,59 @@
+"""Adaptive phase switching (schedule=adaptive): whether a non-final phase ends after its
+latest epoch, and why.
+
+- `plateau`: the phase's eval metric has not beaten its best by more than `min_delta` for
+  `patience` epochs.
+- `budget`: the phase's recent gain per FLOP (the metric's slope over the last `patience`
+  epochs, divided by this phase's FLOPs per epoch) has fallen below the gain per FLOP the next
+  phase is predicted to give: the phase's mean gain per epoch so far (how fast the model learns
+  when a phase is fresh), at the next phase's cost per epoch from the plan. Equivalently: the
+  recent slope is below the mean slope times the cost ratio of the two phases (about 1/C).
+
+Either way a phase trains at least `min_epochs` and at most its cap (the plan's epochs). The
+decision depends only on the epoch records, which a resumed run reproduces bitwise on CPU, and
+it is kept in the checkpoint (TrainState.switches), so a run killed at any moment decides the
+same way.
+"""
+from __future__ import annotations
+
+from c2f.spec import SwitchSpec
+
+
+def switch_reason(switch: SwitchSpec, values: list[float], cost_ratio: float,
+                  before: float | None = None) -> str | None:
+    """Why the phase ends after its latest epoch (`values`: its eval metric per epoch, higher
+    is better), or None to go on. `cost_ratio`: this phase's FLOPs per epoch over the next
+    phase's. `before`: the metric before the phase began (the previous phase's last), if any."""
+    n = len(values)
+    if n < switch.min_epochs:
+        return None
+    if switch.rule == "plateau":
+        return _plateau(switch, values)
+    return _budget(switch, values, cost_ratio, before)
+
+
+def _plateau(switch: SwitchSpec, values: list[float]) -> str | None:
+    best, best_at = values[0], 0
+    for i, value in enumerate(values[1:], start=1):
+        if value > best + switch.min_delta:
+            best, best_at = value, i
+    waited = len(values) - 1 - best_at
+    if waited < switch.patience:
+        return None
+    return (f"plateau: no gain over {switch.min_delta:g} for {waited} epoch(s) (best "
+            f"{best:.4f} at epoch {best_at + 1} of the phase)")
+
+
+def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
+            before: float | None) -> str | None:
+    start = values[0] if before is None else before
+    epochs = len(values) - (1 if before is None else 0)  # epochs the mean gain spans
+    if len(values) <= switch.patience or epochs < 1:
+        return None
+    recent = (values[-1] - values[-1 - switch.patience]) / switch.patience
+    mean = (values[-1] - start) / epochs
+    threshold = max(mean * cost_ratio, switch.min_delta)
+    if recent >= threshold and mean > 0:
+        return None
+    return (f"budget: recent gain {recent:+.4f}/epoch is below {threshold:.4f}/epoch, the "
+            f"phase's mean gain ({mean:+.4f}/epoch) at the next phase's cost (x{cost_ratio:.3f})")

@@ -1,0 +1,106 @@
+"""schedule=adaptive: the switching rules, a real run that switches, its resume at any moment,
+and the report's rows for it."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from c2f.spec import SwitchSpec
+from c2f.train.switching import switch_reason
+from tests.conftest import ROOT, TINY, kill_after_records, read_metrics, run_cli, run_dirs
+
+ADAPTIVE = [*TINY, "logger=disabled", "compression=fshift", "schedule=adaptive",
+            "schedule.c=4", "dataset.epochs=10"]
+SAME = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C", "phase",
+        "switch")
+
+
+def test_plateau_waits_patience_epochs_past_the_best_gain_over_min_delta():
+    rule = SwitchSpec(rule="plateau", patience=2, min_delta=0.01)
+    assert switch_reason(rule, [0.1, 0.3, 0.305], 0.25) is None  # 1 epoch without a gain
+    reason = switch_reason(rule, [0.1, 0.3, 0.305, 0.309], 0.25)
+    assert reason.startswith("plateau") and "best 0.3000 at epoch 2" in reason
+    assert switch_reason(rule, [0.1, 0.3, 0.305, 0.32], 0.25) is None  # +0.02 counts
+    assert switch_reason(SwitchSpec(min_epochs=5), [0.5, 0.4, 0.3, 0.2], 0.25) is None
+
+
+def test_budget_switches_when_recent_gain_per_flop_falls_below_the_next_phases():
+    """Next phase predicted at the phase's mean gain per epoch, 4x the cost: switch once the
+    recent slope is below a quarter of the mean slope."""
+    rule = SwitchSpec(rule="budget", patience=1)
+    assert switch_reason(rule, [0.1], 0.25) is None  # no slope yet
+    assert switch_reason(rule, [0.1, 0.3, 0.45], 0.25) is None  # +0.15 >= 0.25 * 0.175
+    reason = switch_reason(rule, [0.1, 0.3, 0.45, 0.47], 0.25)  # +0.02 < 0.25 * 0.1233
+    assert reason.startswith("budget") and "+0.0200/epoch" in reason
+    # the gain counts from where the phase began (the previous phase's last value)
+    assert switch_reason(rule, [0.40, 0.42], 0.25, before=0.1) is not None
+    assert switch_reason(rule, [0.40, 0.50], 0.25, before=0.1) is None
+    assert switch_reason(rule, [0.3, 0.2], 0.25) is not None  # falling: no gain to wait for
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data_dir):
+    runs = tmp_path_factory.mktemp("adaptive") / "runs"
+    proc = run_cli(ADAPTIVE, runs, data_dir)
+    [run] = run_dirs(runs)
+    return run, proc.stdout
+
+
+def test_an_adaptive_run_switches_once_and_fills_the_budget(straight):
+    run, out = straight
+    records = read_metrics(run)
+    [decision] = [r["switch"] for r in records if "switch" in r]
+    coarse = [r for r in records if r["C"] == 4]
+    assert decision["epochs"] == len(coarse) < 5  # before its cap of half the budget
+    assert decision["reason"].startswith("plateau")
+    assert f"phase 0 (C = 4) ends after {len(coarse)} epoch(s): plateau" in out
+    assert len(records) == 10 and [r["C"] for r in records] == [4] * len(coarse) + [1] * (
+        10 - len(coarse))
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["switches"] == [decision]
+    assert [p["epochs"] for p in plan["phases"]] == [len(coarse), 10 - len(coarse)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", ["at", "after"])
+def test_a_resumed_adaptive_run_decides_the_same_bitwise(straight, tmp_path, data_dir,
+                                                        kill_after):
+    """Killed right at its decision (its record written, maybe not its checkpoint) and in the
+    final phase: the resumed run keeps or remakes the same decision at the same epoch and ends
+    with the same metrics."""
+    run, _ = straight
+    expected = read_metrics(run)
+    at = next(i for i, r in enumerate(expected, 1) if "switch" in r)
+    runs = tmp_path / "runs"
+    kill_after_records(ADAPTIVE, {"at": at, "after": at + 2}[kill_after],
+                       runs, data_dir)
+    run_cli(ADAPTIVE, runs, data_dir)
+    [again] = run_dirs(runs)
+    assert [{k: r.get(k) for k in SAME} for r in read_metrics(again)] == [
+        {k: r.get(k) for k in SAME} for r in expected]
+    assert json.loads((again / "plan.json").read_text())["switches"] == json.loads(
+        (run / "plan.json").read_text())["switches"]
+
+
+@pytest.mark.slow
+def test_the_report_gives_adaptive_runs_their_own_rows_and_says_where_they_switched(
+        straight, tmp_path, data_dir):
+    run, _ = straight
+    fixed = tmp_path / "runs"
+    run_cli([*ADAPTIVE, "schedule=2phase"], fixed, data_dir)
+    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(fixed), str(run.parent),
+                           "--no-plots", "--out", str(tmp_path / "report")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["schedule"]: r for r in csv.DictReader((tmp_path / "report" / "runs.csv").open())}
+    decision = next(r["switch"] for r in read_metrics(run) if "switch" in r)
+    assert set(rows) == {"4-1", "4~1"}
+    assert rows["4~1"]["switched"] == f"C=4: {decision['epochs']} epochs (plateau)"
+    assert rows["4-1"]["switched"] == ""
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert "| Fshift 4→1 (adaptive) |" in text and "| Fshift 4→1 |" in text
+    assert f"Fshift 4→1 (adaptive), seed 0: C=4: {decision['epochs']} epochs" in text
