@@ -281,22 +281,18 @@ def _build(cls, node: Any, key: str):
         raise ConfigError(f"`{key}`: {err}") from None
 
 
+def _build_nested(cls, node: Any, key: str, field: str, inner) -> Any:
+    """`cls` from a mapping, with its `field` (a mapping too, or None) built as `inner`."""
+    built = _build(cls, node, key)
+    value = getattr(built, field)
+    if value is None:
+        return built
+    return dataclasses.replace(built, **{field: _build(inner, value, f"{key}.{field}")})
+
+
 def build_model_spec(node: Any) -> ModelSpec:
     """ModelSpec with its `features` a (hashable) ModelFeatures; lists are tuples already."""
-    model = _build(ModelSpec, node, "model")
-    if model.features is None:
-        return model
-    return dataclasses.replace(model, features=_build(ModelFeatures, model.features,
-                                                      "model.features"))
-
-
-def build_schedule_spec(node: Any) -> ScheduleSpec:
-    """ScheduleSpec with its `switch` (schedule=adaptive) a SwitchSpec."""
-    schedule = _build(ScheduleSpec, node, "schedule")
-    if schedule.switch is None:
-        return schedule
-    return dataclasses.replace(schedule, switch=_build(SwitchSpec, schedule.switch,
-                                                       "schedule.switch"))
+    return _build_nested(ModelSpec, node, "model", "features", ModelFeatures)
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
@@ -317,7 +313,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
         model=model,
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
-        schedule=build_schedule_spec(cfg["schedule"]),
+        schedule=_build_nested(ScheduleSpec, cfg["schedule"], "schedule", "switch",
+                               SwitchSpec),
         optim=_build(OptimSpec, cfg["optim"], "optim"),
         average=_build(AverageSpec, cfg["average"], "average"),
         trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),
