@@ -98,9 +98,9 @@ def test_the_report_gives_adaptive_runs_their_own_rows_and_says_where_they_switc
     assert proc.returncode == 0, proc.stderr
     rows = {r["schedule"]: r for r in csv.DictReader((tmp_path / "report" / "runs.csv").open())}
     decision = next(r["switch"] for r in read_metrics(run) if "switch" in r)
-    assert set(rows) == {"4-1", "4~1"}
-    assert rows["4~1"]["switched"] == f"C=4: {decision['epochs']} epochs (plateau)"
+    assert set(rows) == {"4-1", "4~1:plateau"}
+    assert rows["4~1:plateau"]["switched"] == f"C=4: {decision['epochs']} epochs (plateau)"
     assert rows["4-1"]["switched"] == ""
     text = (tmp_path / "report" / "tables.md").read_text()
-    assert "| Fshift 4→1 (adaptive) |" in text and "| Fshift 4→1 |" in text
-    assert f"Fshift 4→1 (adaptive), seed 0: C=4: {decision['epochs']} epochs" in text
+    assert "| Fshift 4→1 (adaptive, plateau) |" in text and "| Fshift 4→1 |" in text
+    assert f"Fshift 4→1 (adaptive, plateau), seed 0: C=4: {decision['epochs']} epochs" in text

@@ -34,7 +34,7 @@ class Run:
     pretrain: bool = False  # a self-supervised pretraining run (records of kind "pretrain")
     pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
     switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision
-    adaptive: bool = False  # schedule=adaptive: phase lengths decided while training
+    adaptive: str = ""  # schedule=adaptive: the switching rule (plateau, budget); "" if fixed
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -43,9 +43,11 @@ class Run:
 
     @property
     def schedule(self) -> str:
-        """The paper's notation: "4-1", "4-2-1", "1" for the baseline; "4~1" when the phase
-        lengths were decided while training (schedule=adaptive)."""
-        return ("~" if self.adaptive else "-").join(str(c) for c in self.phases)
+        """The paper's notation: "4-1", "4-2-1", "1" for the baseline; "4~1:plateau" when the
+        phase lengths were decided while training (schedule=adaptive), with its rule."""
+        if self.adaptive:
+            return "~".join(str(c) for c in self.phases) + f":{self.adaptive}"
+        return "-".join(str(c) for c in self.phases)
 
     @property
     def switched(self) -> str:
@@ -139,7 +141,7 @@ def load_run(path: Path) -> Run:
                pretrain=pretrain,
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
                switches=list((plan or {}).get("switches", [])),
-               adaptive=bool(config.get("schedule", {}).get("switch")))
+               adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")))
 
 
 def pretrained_from(value: str | None) -> str | None:

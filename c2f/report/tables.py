@@ -18,8 +18,9 @@ NOT_REACHED = "n/r"
 
 
 def schedule_phases(schedule: str) -> list[int]:
-    """C of each phase of a schedule's notation ("4-2-1"; "4~1": adaptive switching)."""
-    return [int(c) for c in re.split("[-~]", schedule)]
+    """C of each phase of a schedule's notation ("4-2-1"; "4~1:plateau": adaptive switching
+    by the plateau rule)."""
+    return [int(c) for c in re.split("[-~]", schedule.partition(":")[0])]
 
 
 def label(method: str, schedule: str, arrow: str = "→") -> str:
@@ -31,7 +32,8 @@ def label(method: str, schedule: str, arrow: str = "→") -> str:
     if len(schedule_phases(schedule)) == 1:
         return f"{name} C={schedule}"
     if "~" in schedule:
-        return f"{name} {schedule.replace('~', arrow)} (adaptive)"
+        phases, _, rule = schedule.partition(":")
+        return f"{name} {phases.replace('~', arrow)} (adaptive{', ' + rule if rule else ''})"
     return f"{name} {schedule.replace('-', arrow)}"
 
 
@@ -40,7 +42,7 @@ def row_order(method: str, schedule: str) -> tuple:
     phases = schedule_phases(schedule)
     family, variant = FAMILY.get(method, (3, 0))
     kind = 0 if (method == "none" and phases == [1]) else 1 if len(phases) == 1 else len(phases)
-    return (kind, family, [-c for c in phases], variant, method)
+    return (kind, family, [-c for c in phases], variant, "~" in schedule, schedule, method)
 
 
 def pct(stat: Stat | None, signed: bool = False) -> str:
