@@ -224,7 +224,7 @@ def format_recipe(spec: RunSpec) -> str:
                 f"{pre.lr_patience} evaluations; batch {d.batch_size}; SSAST objective "
                 f"(InfoNCE + 10 x MSE), {pre.masked} of 512 patches masked in clusters "
                 f"(scaled with C); eval and checkpoint every {pre.eval_every} steps on "
-                f"{pre.eval_clips} clips; init {m.pretrained or 'random'}")
+                f"{pre.eval_clips} clips; init {m.pretrained or 'random'}{_switching(spec)}")
     return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
             f"masks {d.freqm}/{d.timem}, balanced sampler {'on' if d.balanced_sampler else 'off'}"
@@ -236,5 +236,7 @@ def _switching(spec: RunSpec) -> str:
     w = spec.schedule.switch
     if w is None:
         return ""
-    return (f"; coarse phases end by the {w.rule} rule (patience {w.patience} epochs, min delta "
-            f"{w.min_delta:g}, at least {w.min_epochs} epoch(s)), at most the epochs shown")
+    unit = "evaluations" if spec.pretrain is not None else "epochs"
+    return (f"; coarse phases end by the {w.rule} rule (patience {w.patience} {unit}, min delta "
+            f"{w.min_delta:g}, at least {w.min_epochs} {unit}), at most the "
+            f"{'steps' if spec.pretrain is not None else 'epochs'} shown")

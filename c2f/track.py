@@ -51,9 +51,9 @@ class RunDir:
         path = self.path / "plan.json"
         made = json.loads(path.read_text()).get("switches", []) if path.exists() else []
         atomic_write_text(path, json.dumps(plan, indent=2))
-        budget = sum(p["epochs"] for p in plan["phases"])
         for decision in made:
-            self.record_switch(decision, budget)
+            unit = _unit(decision)
+            self.record_switch(decision, sum(p[unit] or 0 for p in plan["phases"]))
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -74,14 +74,16 @@ class RunDir:
 
     def record_switch(self, decision: dict, budget: int) -> None:
         """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and
-        each phase's `epochs` becomes what it ran (the final phase: the rest of `budget`)."""
+        each phase's `epochs` (or `steps`, pretraining) becomes what it ran, the final
+        phase's the rest of `budget`."""
         path = self.path / "plan.json"
         plan = json.loads(path.read_text())
         switches = [s for s in plan.get("switches", []) if s["phase"] != decision["phase"]]
         plan["switches"] = sorted([*switches, decision], key=lambda s: s["phase"])
-        plan["phases"][decision["phase"]]["epochs"] = decision["epochs"]
-        used = sum(p["epochs"] for p in plan["phases"][:-1])
-        plan["phases"][-1]["epochs"] = budget - used
+        unit = _unit(decision)
+        plan["phases"][decision["phase"]][unit] = decision[unit]
+        used = sum(p[unit] for p in plan["phases"][:-1])
+        plan["phases"][-1][unit] = budget - used
         atomic_write_text(path, json.dumps(plan, indent=2))
 
     def write_inference(self, settings: dict, class_names: list[str]) -> None:
@@ -93,6 +95,11 @@ class RunDir:
         if not self.inference_path.exists():
             return None
         return json.loads(self.inference_path.read_text())
+
+
+def _unit(decision: dict) -> str:
+    """What a switch decision counts: epochs, or steps (pretraining)."""
+    return "steps" if "steps" in decision else "epochs"
 
 
 class RunHeld(RuntimeError):

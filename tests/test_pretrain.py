@@ -78,3 +78,32 @@ def test_finetuning_starts_from_the_pretraining_run_by_its_id(pretrained, tmp_pa
            "head.1.bias, head.1.weight" in proc.stdout
     finetuned = [r for r in run_dirs(runs) if r != run]
     assert len(finetuned) == 1 and len(read_metrics(finetuned[0])) == 2
+
+
+# adaptive: the coarse phase ends by the plateau rule after 1 evaluation without a gain (of
+# at most 40 steps); the final phase gets the rest of the 80
+ADAPTIVE = [*[a for a in PRETRAIN if not a.startswith(("schedule.steps", "pretrain.eval"))],
+            "schedule=adaptive", "schedule.steps=[40,40]", "pretrain.eval_every=5",
+            "schedule.switch.patience=1"]
+
+
+def test_adaptive_pretraining_switches_in_evaluations_and_resumes_at_the_switch(tmp_path,
+                                                                                data_dir):
+    straight = tmp_path / "straight"
+    proc = run_cli(ADAPTIVE, straight, data_dir)
+    [run] = run_dirs(straight)
+    records = read_metrics(run)
+    [at] = [i for i, r in enumerate(records, 1) if "switch" in r]
+    decision = records[at - 1]["switch"]
+    assert decision["steps"] == 5 * at < 40 and decision["reason"].startswith("plateau")
+    assert f"phase 0 (C = 4) ends after {decision['steps']} steps" in proc.stdout
+    assert records[-1]["global_step"] == 80 and records[-1]["step"] == 80 - decision["steps"]
+    plan = json.loads((run / "plan.json").read_text())
+    assert [p["steps"] for p in plan["phases"]] == [decision["steps"], 80 - decision["steps"]]
+    resumed = tmp_path / "resumed"
+    kill_after_records(ADAPTIVE, at, resumed, data_dir)
+    run_cli(ADAPTIVE, resumed, data_dir)
+    [again] = run_dirs(resumed)
+    assert [{k: r.get(k) for k in (*SAME, "switch")} for r in read_metrics(again)] == \
+        [{k: r.get(k) for k in (*SAME, "switch")} for r in records]
+    assert json.loads((again / "plan.json").read_text())["switches"] == [decision]

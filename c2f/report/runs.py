@@ -52,8 +52,9 @@ class Run:
     @property
     def switched(self) -> str:
         """Where an adaptive run switched: "C=4: 3 epochs (plateau)", "" otherwise."""
-        return "; ".join(f"C={s['C']}: {s['epochs']} epochs ({s['reason'].split(':')[0]})"
-                         for s in self.switches)
+        return "; ".join(
+            f"C={s['C']}: " + (f"{s['epochs']} epochs" if "epochs" in s else f"{s['steps']} steps")
+            + f" ({s['reason'].split(':')[0]})" for s in self.switches)
 
     @property
     def is_baseline(self) -> bool:

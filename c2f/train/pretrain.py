@@ -16,7 +16,7 @@ patience 2 evaluations).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -33,6 +33,7 @@ from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
+from c2f.train.switching import switch_reason
 
 LAST = "last.pt"
 STATS = ("loss", "acc", "nce", "mse")
@@ -54,6 +55,7 @@ class PretrainState:
     flops_cum: int = 0
     seconds_cum: float = 0.0
     samples_cum: int = 0
+    switches: dict[int, int] = field(default_factory=dict)  # adaptive: phase -> steps it ran
 
 
 def draw_masks(generator: torch.Generator, model: SSASTPretrainer, batch: int,
@@ -144,7 +146,46 @@ class PretrainLoop:
         if not path.exists():
             return PretrainState(), None
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        return PretrainState(**payload["state"]), payload
+        state = PretrainState(**payload["state"])
+        state.switches = {int(k): v for k, v in state.switches.items()}
+        return state, payload
+
+    # -- adaptive switching (schedule=adaptive): in evaluations, every eval_every steps ------
+    def _steps(self, phase: Phase, state: PretrainState) -> int:
+        """The steps `phase` trains: its plan's, what a switched phase ran, or for the final
+        phase of an adaptive run what the earlier phases left of the total."""
+        if self.spec.schedule.switch is None:
+            return phase.steps
+        if phase.index in state.switches:
+            return state.switches[phase.index]
+        if phase.index == len(self.plan.phases) - 1:
+            total = sum(p.steps for p in self.plan.phases)
+            return total - (state.global_step - state.step)
+        return phase.steps
+
+    def _decide_switch(self, phase: Phase, state: PretrainState, records: list[dict]) -> bool:
+        """After an evaluation of a non-final adaptive phase: whether the phase ends there
+        (the rule's patience and minimum count evaluations; the cap is the plan's steps)."""
+        switch = self.spec.schedule.switch
+        if switch is None or phase.index == len(self.plan.phases) - 1:
+            return False
+        mine = [r["value"] for r in records if r["phase"] == phase.index]
+        earlier = [r["value"] for r in records if r["phase"] < phase.index]
+        following = self.plan.phases[phase.index + 1]
+        reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
+                               earlier[-1] if earlier else None, unit="evaluation")
+        if reason is None and state.step < phase.steps:
+            return False
+        reason = reason or f"cap: {phase.steps} steps"
+        state.switches[phase.index] = state.step
+        decision = {"phase": phase.index, "C": phase.c, "steps": state.step,
+                    "global_step": state.global_step, "flops_cum": state.flops_cum,
+                    "reason": reason}
+        records[-1]["switch"] = decision
+        self.log(f"phase {phase.index} (C = {phase.c}) ends after {state.step} steps: {reason}")
+        if self.world.is_main:
+            self.rundir.record_switch(decision, sum(p.steps for p in self.plan.phases))
+        return True
 
     def run(self) -> list[dict]:
         spec = self.spec
@@ -174,7 +215,7 @@ class PretrainLoop:
             previous = model
             state = PretrainState(phase=phase.index + 1, global_step=state.global_step,
                                   flops_cum=state.flops_cum, seconds_cum=state.seconds_cum,
-                                  samples_cum=state.samples_cum)
+                                  samples_cum=state.samples_cum, switches=state.switches)
             payload = None
         return records
 
@@ -183,8 +224,9 @@ class PretrainLoop:
         spec, pre = self.spec, self.spec.pretrain
         sums = torch.zeros(len(STATS), dtype=torch.float64)
         samples, start, steps_since = 0, time.perf_counter(), 0
+        steps, ended = self._steps(phase, state), False
         model.train()
-        while state.step < phase.steps:
+        while state.step < steps and not ended:
             data.order.set_seed(item_seed(spec.seed, phase.index, state.passes, -2))
             data.order.skip = state.offset * self.batch_size
             data.train_keys.set_epoch(phase.index, state.passes)
@@ -196,7 +238,7 @@ class PretrainLoop:
                 generator = torch.Generator().manual_seed(
                     item_seed(spec.seed, phase.index, state.step, -5))
                 mask_c, mask_g = draw_masks(generator, model, batch["size"], pre.cluster)
-                lr = lr_at(spec.optim, state.step, 0, phase.steps) * state.lr_scale
+                lr = lr_at(spec.optim, state.step, 0, steps) * state.lr_scale
                 set_lr(optimizer, lr)
                 inputs = data.inputs(batch, train=True)
                 loss = trainable(inputs, mask_c.to(self.device), mask_g.to(self.device))
@@ -210,16 +252,17 @@ class PretrainLoop:
                 state.step += 1
                 state.global_step += 1
                 steps_since += 1
-                if state.step % pre.eval_every == 0 or state.step == phase.steps:
+                if state.step % pre.eval_every == 0 or state.step == steps:
                     seconds = time.perf_counter() - start
                     record = self._record(phase, model, data, state, sums, samples, seconds,
                                           lr)
                     records.append(record)
+                    ended = self._decide_switch(phase, state, records)
                     self.tracker.log(record)
                     self._checkpoint(state, model, optimizer, records)
                     sums.zero_()
                     samples, start = 0, time.perf_counter()
-                if state.step == phase.steps:
+                if state.step == steps or ended:
                     break
             else:
                 state.passes, state.offset = state.passes + 1, 0
@@ -236,7 +279,8 @@ class PretrainLoop:
         state.samples_cum += samples
         scores = self._evaluate(model, data)
         self._plateau(state, scores["eval_acc"])
-        self.log(f"phase {phase.index} C={phase.c} step {state.step}/{phase.steps}: loss "
+        steps = self._steps(phase, state)
+        self.log(f"phase {phase.index} C={phase.c} step {state.step}/{steps}: loss "
                  f"{train['train_loss']:.4f}, masked-patch acc {scores['eval_acc']:.4f} "
                  f"(eval), InfoNCE {scores['eval_nce']:.4f}")
         return {"kind": "pretrain", "run": self.spec.run_id, "dataset": self.spec.dataset.name,

@@ -20,19 +20,20 @@ from c2f.spec import SwitchSpec
 
 
 def switch_reason(switch: SwitchSpec, values: list[float], cost_ratio: float,
-                  before: float | None = None) -> str | None:
-    """Why the phase ends after its latest epoch (`values`: its eval metric per epoch, higher
-    is better), or None to go on. `cost_ratio`: this phase's FLOPs per epoch over the next
-    phase's. `before`: the metric before the phase began (the previous phase's last), if any."""
+                  before: float | None = None, unit: str = "epoch") -> str | None:
+    """Why the phase ends after its latest evaluation (`values`: its eval metric per epoch,
+    or per evaluation of a step-based phase: `unit`; higher is better), or None to go on.
+    `cost_ratio`: this phase's FLOPs per sample over the next phase's. `before`: the metric
+    before the phase began (the previous phase's last), if any."""
     n = len(values)
     if n < switch.min_epochs:
         return None
     if switch.rule == "plateau":
-        return _plateau(switch, values)
-    return _budget(switch, values, cost_ratio, before)
+        return _plateau(switch, values, unit)
+    return _budget(switch, values, cost_ratio, before, unit)
 
 
-def _plateau(switch: SwitchSpec, values: list[float]) -> str | None:
+def _plateau(switch: SwitchSpec, values: list[float], unit: str) -> str | None:
     best, best_at = values[0], 0
     for i, value in enumerate(values[1:], start=1):
         if value > best + switch.min_delta:
@@ -40,12 +41,12 @@ def _plateau(switch: SwitchSpec, values: list[float]) -> str | None:
     waited = len(values) - 1 - best_at
     if waited < switch.patience:
         return None
-    return (f"plateau: no gain over {switch.min_delta:g} for {waited} epoch(s) (best "
-            f"{best:.4f} at epoch {best_at + 1} of the phase)")
+    return (f"plateau: no gain over {switch.min_delta:g} for {waited} {unit}(s) (best "
+            f"{best:.4f} at {unit} {best_at + 1} of the phase)")
 
 
 def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
-            before: float | None) -> str | None:
+            before: float | None, unit: str) -> str | None:
     start = values[0] if before is None else before
     epochs = len(values) - (1 if before is None else 0)  # epochs the mean gain spans
     if len(values) <= switch.patience or epochs < 1:
@@ -55,5 +56,5 @@ def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
     threshold = max(mean * cost_ratio, switch.min_delta)
     if recent >= threshold and mean > 0:
         return None
-    return (f"budget: recent gain {recent:+.4f}/epoch is below {threshold:.4f}/epoch, the "
-            f"phase's mean gain ({mean:+.4f}/epoch) at the next phase's cost (x{cost_ratio:.3f})")
+    return (f"budget: recent gain {recent:+.4f}/{unit} is below {threshold:.4f}/{unit}, the "
+            f"phase's mean gain ({mean:+.4f}/{unit}) at the next phase's cost (x{cost_ratio:.3f})")
