@@ -6,7 +6,9 @@ loop with the device frontend and an in-memory audio cache:
 2. training FLOPs counted on the GPU (its attention kernels) against the meta prediction;
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
-5. NCCL DDP on 2 processes, when 2 GPUs exist.
+5. NCCL DDP on 2 processes, when 2 GPUs exist;
+6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
+   against the same model on the CPU.
 Sections stop being added when the time budget runs short; the file is rewritten after each.
 
     python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
@@ -95,6 +97,34 @@ def fbank_check(report: Report, device: torch.device) -> None:
     report.add("## 1. Batched fbank on the GPU vs kaldi (AST's arguments)", "",
                "16 noise clips of 10.24 s; differences after AST's normalization (mean -4.27, "
                "std 4.57). The device path runs in float64 on CUDA.", "", *rows, "")
+
+
+def trained_check(report: Report, device: torch.device, folder: Path) -> None:
+    """A tiny run trained on the CPU (run.py), then evaluated by c2f.trained on `device` and on
+    the CPU: the same accuracy, the loss to float rounding."""
+    import subprocess
+
+    from c2f.data.manifest import load_manifest
+    from c2f.evaluate import default_data
+    from c2f.trained import load_trained
+
+    runs = folder / "trained" / "runs"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "run.py"),
+                    "logger=disabled", "trainer.progress=false", "trainer.device=cpu",
+                    "dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=4",
+                    "dataset.builtin.clip_seconds=1.28", "dataset.target_length=128",
+                    "dataset.timem=24", "dataset.epochs=2", f"paths.runs_dir={runs}",
+                    f"paths.data_dir={folder / 'trained' / 'data'}",
+                    f"paths.root={folder / 'trained'}"], check=True, capture_output=True)
+    [run] = [p.parent for p in runs.glob("*/*/summary.json")]
+    own = default_data(run)
+    manifest = load_manifest(own["manifest"], own["labels"])
+    cpu = load_trained(run, device="cpu").evaluate(manifest)
+    dev = load_trained(run, device=str(device)).evaluate(manifest)
+    report.add(f"## 6. A trained model on {device} (c2f.trained, as predict and evaluate load "
+               "it)", "", f"A tiny built-in run trained on the CPU, evaluated on {cpu['clips']} "
+               f"clips: acc {cpu['acc']:.4f} on the CPU, {dev['acc']:.4f} on {device}; eval "
+               f"loss {cpu['eval_loss']:.6f} vs {dev['eval_loss']:.6f}.", "")
 
 
 def base_overrides(data: dict[str, str], args) -> list[str]:
@@ -266,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
                    f"{coarse[0]['seconds'] / full[0]['seconds']:.3f} for a FLOPs ratio of "
                    f"{coarse[0]['flops'] / full[0]['flops']:.3f} (after a warm-up epoch that "
                    "compiles).", "")
+    if report.elapsed < args.budget_s + 60:
+        trained_check(report, device, folder)
     report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 processes "
                "needs 2; not measured." if torch.cuda.device_count() < 2 else
                "2+ GPUs: run `torchrun --nproc_per_node 2 run.py trainer.device=cuda ...`", "")
