@@ -139,3 +139,13 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, tmp_p
     assert "average.pt is missing" in capsys.readouterr().err
     assert predict([str(run), str(tmp_path / "missing.wav")]) == 1
     assert "missing.wav" in capsys.readouterr().err
+
+
+def test_predict_piped_into_head_ends_quietly(run, eval_set):
+    """`python -m c2f.predict ... | head -n 1`: no traceback when the reader leaves early."""
+    proc = subprocess.run(f"{sys.executable} -m c2f.predict {run} --manifest "
+                          f"{eval_set['manifest']} | head -n 1", shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=cli_env({"PYTHONUNBUFFERED": "1"}))  # each line its own write
+    assert proc.stdout.startswith("model: ") and proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
