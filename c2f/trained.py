@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 
@@ -26,7 +25,7 @@ from c2f.models import build_model
 from c2f.plan import build_plan
 from c2f.spec import build_model_spec, build_spec
 from c2f.track import RunDir, atomic_torch_save
-from c2f.train.metrics import evaluate_scores
+from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.precision import Precision
 
 FORMAT = "c2f-model/1"  # the layout of an exported file
@@ -112,9 +111,9 @@ class Trained:
             raise TrainedError(f"no usable clip in {manifest.path}")
         logits_t, targets_t = torch.cat(logits), torch.cat(targets)
         scores = evaluate_scores(logits_t.numpy(), targets_t.numpy(), self.multilabel)
-        loss = F.binary_cross_entropy_with_logits if self.loss == "bce" else F.cross_entropy
         return {"metric": self.metric, "value": scores[self.metric], **scores,
-                "eval_loss": float(loss(logits_t, targets_t)), "clips": len(logits_t),
+                "eval_loss": float(classification_loss(self.loss, logits_t, targets_t)),
+                "clips": len(logits_t),
                 "skipped": [(clip.path, clip.reason) for clip in skipped]}
 
     def export(self, path: Path) -> Path:

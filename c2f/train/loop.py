@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -23,12 +22,12 @@ from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
 from c2f.train.flops import training_flops
-from c2f.train.metrics import evaluate_scores
+from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
-from c2f.train.switching import switch_reason
+from c2f.train.switching import phase_decision
 
 
 class Diverged(RuntimeError):
@@ -98,9 +97,7 @@ class PhaseLoop:
         return torch.compile(model, mode=None if mode is True else mode)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.spec.dataset.loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits, target)
-        return F.cross_entropy(logits, target)  # soft targets are fine (mixup)
+        return classification_loss(self.spec.dataset.loss, logits, target)
 
     def _note(self, batch: dict, split: str) -> int:
         """Remember skipped and silent clips of a batch; returns how many were skipped."""
@@ -292,23 +289,16 @@ class PhaseLoop:
     def _decide_switch(self, phase: Phase, records: list[dict], state: TrainState) -> None:
         """After an epoch of a non-final adaptive phase: end the phase if its rule says so;
         the decision goes to the record, the checkpoint's state, plan.json and the log."""
-        switch = self.spec.schedule.switch
-        if switch is None or phase.index == len(self.plan.phases) - 1:
+        done = state.phase_epochs_done
+        decision = phase_decision(self.spec.schedule.switch, self.plan, phase.index,
+                                  epoch_records(records), done, phase.epochs, "epoch")
+        if decision is None:
             return
-        epochs = epoch_records(records)
-        mine = [r["value"] for r in epochs if r["phase"] == phase.index]
-        earlier = [r["value"] for r in epochs if r["phase"] < phase.index]
-        following = self.plan.phases[phase.index + 1]
-        reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
-                               earlier[-1] if earlier else None)
-        if reason is None and len(mine) < phase.epochs:
-            return
-        reason = reason or f"cap: {phase.epochs} epochs ({switch.max_fraction:g} of the budget)"
-        state.switches[phase.index] = len(mine)
-        decision = {"phase": phase.index, "C": phase.c, "epochs": len(mine),
-                    "epoch": state.epoch, "flops_cum": state.flops_cum, "reason": reason}
+        state.switches[phase.index] = done
+        decision |= {"epoch": state.epoch, "flops_cum": state.flops_cum}
         records[-1]["switch"] = decision
-        self.log(f"phase {phase.index} (C = {phase.c}) ends after {len(mine)} epoch(s): {reason}")
+        self.log(f"phase {phase.index} (C = {phase.c}) ends after {done} epoch(s): "
+                 f"{decision['reason']}")
         if self.world.is_main:
             self.run_dir.record_switch(decision, self.spec.dataset.epochs)
 

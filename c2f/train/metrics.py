@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -33,3 +35,10 @@ def evaluate_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -
     if multilabel:
         scores |= multilabel_scores(logits, targets)
     return scores
+
+
+def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`dataset.loss`: bce (multi-label) or ce (soft targets are fine: mixup)."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target)

@@ -33,7 +33,7 @@ from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
-from c2f.train.switching import switch_reason
+from c2f.train.switching import phase_decision
 
 LAST = "last.pt"
 STATS = ("loss", "acc", "nce", "mse")
@@ -166,23 +166,15 @@ class PretrainLoop:
     def _decide_switch(self, phase: Phase, state: PretrainState, records: list[dict]) -> bool:
         """After an evaluation of a non-final adaptive phase: whether the phase ends there
         (the rule's patience and minimum count evaluations; the cap is the plan's steps)."""
-        switch = self.spec.schedule.switch
-        if switch is None or phase.index == len(self.plan.phases) - 1:
+        decision = phase_decision(self.spec.schedule.switch, self.plan, phase.index, records,
+                                  state.step, phase.steps, "step")
+        if decision is None:
             return False
-        mine = [r["value"] for r in records if r["phase"] == phase.index]
-        earlier = [r["value"] for r in records if r["phase"] < phase.index]
-        following = self.plan.phases[phase.index + 1]
-        reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
-                               earlier[-1] if earlier else None, unit="evaluation")
-        if reason is None and state.step < phase.steps:
-            return False
-        reason = reason or f"cap: {phase.steps} steps"
         state.switches[phase.index] = state.step
-        decision = {"phase": phase.index, "C": phase.c, "steps": state.step,
-                    "global_step": state.global_step, "flops_cum": state.flops_cum,
-                    "reason": reason}
+        decision |= {"global_step": state.global_step, "flops_cum": state.flops_cum}
         records[-1]["switch"] = decision
-        self.log(f"phase {phase.index} (C = {phase.c}) ends after {state.step} steps: {reason}")
+        self.log(f"phase {phase.index} (C = {phase.c}) ends after {state.step} steps: "
+                 f"{decision['reason']}")
         if self.world.is_main:
             self.rundir.record_switch(decision, sum(p.steps for p in self.plan.phases))
         return True

@@ -16,7 +16,28 @@ same way.
 """
 from __future__ import annotations
 
+from c2f.plan import PhasePlan
 from c2f.spec import SwitchSpec
+
+
+def phase_decision(switch: SwitchSpec | None, plan: PhasePlan, index: int, records: list[dict],
+                   done: int, cap: int, unit: str) -> dict | None:
+    """The decision to end phase `index` after its latest evaluation, or None to go on (or
+    when the phase is the last, or the schedule fixed). `records`: the run's evaluation
+    records so far; `done`: the phase's epochs or steps (`unit`) so far, `cap` their most.
+    The decision: {"phase", "C", "<unit>s": done, "reason"}."""
+    if switch is None or index == len(plan.phases) - 1:
+        return None
+    phase, following = plan.phases[index], plan.phases[index + 1]
+    mine = [r["value"] for r in records if r["phase"] == index]
+    earlier = [r["value"] for r in records if r["phase"] < index]
+    reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
+                           earlier[-1] if earlier else None,
+                           "epoch" if unit == "epoch" else "evaluation")
+    if reason is None and done < cap:
+        return None
+    return {"phase": index, "C": phase.c, f"{unit}s": done,
+            "reason": reason or f"cap: {cap} {unit}s"}
 
 
 def switch_reason(switch: SwitchSpec, values: list[float], cost_ratio: float,
