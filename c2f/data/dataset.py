@@ -50,6 +50,9 @@ class SpectrogramDataset(Dataset):
                  waves: WaveCache | None = None):
         self.manifest, self.frontend, self.train, self.seed = manifest, frontend, train, seed
         self.settings, self.waves = frontend.settings, waves
+        # a cached clip's silence flag and (unmixed) mean never change: found once per phase
+        self._silent: dict[int, bool] = {}
+        self._offset: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self.manifest.clips)
@@ -64,27 +67,36 @@ class SpectrogramDataset(Dataset):
             return self.waves.get(index)
         return load_waveform(self.manifest.clips[index].path, self.settings.sample_rate)
 
-    def _mixed(self, index: int, gen: torch.Generator
+    def _is_silent(self, index: int, wave: torch.Tensor) -> bool:
+        if self.waves is None:
+            return is_silent(wave)
+        if index not in self._silent:
+            self._silent[index] = is_silent(wave)
+        return self._silent[index]
+
+    def _mixup(self, index: int, wave: torch.Tensor, gen: torch.Generator
                ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        wave, target = self._wave(index), self.target(index)
-        silent = is_silent(wave)
+        """(waveform, target, mixed): with probability `mixup`, this clip mixed with another."""
+        target = self.target(index)
         if not (self.train and self.settings.mixup > 0):
-            return wave, target, silent
+            return wave, target, False
         if float(torch.rand((), generator=gen)) >= self.settings.mixup:
-            return wave, target, silent
+            return wave, target, False
         other = int(torch.randint(0, len(self), (), generator=gen))
         other_wave = self._wave(other)
         lam = features.mixup_weight(gen)
         length = wave.shape[1]
         other_wave = torch.nn.functional.pad(other_wave, (0, max(0, length - other_wave.shape[1])))
         wave = lam * (wave - wave.mean()) + (1 - lam) * (other_wave[:, :length] - other_wave.mean())
-        return wave, lam * target + (1 - lam) * self.target(other), silent
+        return wave, lam * target + (1 - lam) * self.target(other), True
 
     def __getitem__(self, key: int | tuple[int, int, int]):
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
         gen = torch.Generator().manual_seed(item_seed(self.seed, phase_index, epoch, index))
         try:
-            wave, target, silent = self._mixed(index, gen)
+            wave = self._wave(index)
+            silent = self._is_silent(index, wave)
+            wave, target, mixed = self._mixup(index, wave, gen)
         except DataError as err:
             if self.settings.skip_bad:
                 return SkippedClip(str(self.manifest.clips[index].path), str(err))
@@ -92,7 +104,11 @@ class SpectrogramDataset(Dataset):
                             "unusable clips (they are counted and listed)") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
-        clip, offset = frontend.clip(wave, masks if self.train else None)
+        constant = self.waves is not None and not mixed
+        clip, offset = frontend.clip(wave, masks if self.train else None,
+                                     self._offset.get(index) if constant else None)
+        if constant:
+            self._offset[index] = offset
         length = frontend.valid_samples(wave) if frontend.on_device else clip.shape[0]
         return Item(clip, length, offset, masks, target, index, silent)
 
@@ -132,13 +148,18 @@ def collate_skipping(items: list) -> dict:
              "size": len(good)}
     if not good:
         return batch
-    if good[0].input.dim() == 1:
-        waves = [item.input for item in good]
-        good = [item._replace(input=torch.empty(0)) for item in good]
-        batch |= default_collate(good)._asdict()
-        batch["input"] = _padded_rows(waves)
-        return batch
-    return batch | default_collate(good)._asdict()
+    return batch | {name: _column(name, list(values))
+                    for name, values in zip(Item._fields, zip(*good))}
+
+
+def _column(name: str, values: list):
+    """One field of a batch: tensors stacked (into shared memory in a worker, as
+    default_collate does), waveform views padded, numbers as one tensor (floats in float64)."""
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        return _padded_rows(values) if name == "input" and first.dim() == 1 else \
+            default_collate(values)
+    return torch.tensor(values, dtype=torch.float64 if isinstance(first, float) else None)
 
 
 _ROWS_BUFFER: dict[str, torch.Tensor] = {}

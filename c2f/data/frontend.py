@@ -74,12 +74,12 @@ class Frontend:
         return features.draw_masks(generator, self.settings.freq_mask, self.phase.time_mask,
                                    self.settings.num_mel_bins, self.phase.model_frames)
 
-    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None
+    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None, offset: float | None = None
              ) -> tuple[torch.Tensor, float]:
         """Worker side, one clip [1, L] -> (input, offset). Worker frontend: the spectrogram.
         Device frontend: a view of the waveform's first `samples` samples (no copy: large
         per-clip allocations cost more than the fbank) and the clip's mean, which the device
-        subtracts."""
+        subtracts (`offset`: that mean, when the caller already knows it)."""
         if self.logmel:
             view = wave[0, :self.samples]
             if self.on_device:
@@ -90,7 +90,7 @@ class Frontend:
         if wave.shape[1] < window:  # kaldi needs one full window
             wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
         if self.on_device:
-            return wave[0, :self.samples], float(wave.mean())
+            return wave[0, :self.samples], float(wave.mean()) if offset is None else offset
         s, p = self.settings, self.phase
         spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
         spec = features.pad_or_crop_frames(spec, p.fbank_frames)
