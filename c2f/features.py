@@ -162,6 +162,16 @@ def apply_masks(spec: torch.Tensor, masks: torch.Tensor, value: float) -> torch.
     return spec.masked_fill(masked, value)
 
 
+def mix_waves(first: torch.Tensor, second: torch.Tensor, lam: float) -> torch.Tensor:
+    """AST's mixup of two waveforms [1, L] (src/dataloader.py `_wav2fbank`): each minus its
+    own mean, the second zero-padded or cut to the first's length, lam * first + (1 - lam) *
+    second. (The mix's own mean goes with the clip's offset, as AST's last step removes it.)"""
+    first, second = first - first.mean(), second - second.mean()
+    length = first.shape[1]
+    second = torch.nn.functional.pad(second, (0, max(0, length - second.shape[1])))[:, :length]
+    return lam * first + (1 - lam) * second
+
+
 def mixup_weight(generator: torch.Generator, alpha: float = 10.0) -> float:
     """lambda ~ Beta(alpha, alpha), as AST (Beta(10, 10)), seeded from `generator`."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))

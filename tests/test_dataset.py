@@ -9,7 +9,8 @@ from c2f import features
 from c2f.compression import BaseInput, create_compression
 from c2f.data.audio import load_waveform
 from c2f.data.builtin import BuiltinParams, ensure_builtin
-from c2f.data.dataset import FeatureSettings, SpectrogramDataset, collate_skipping
+from c2f.data.dataset import (FeatureSettings, SpectrogramDataset, collate_skipping,
+                              item_seed)
 from c2f.data.frontend import Frontend
 from c2f.data.manifest import load_manifest
 from c2f.data.stats import compute_stats
@@ -81,6 +82,56 @@ def test_mixup_mixes_labels_with_weights_that_sum_to_one(manifest):
     targets = torch.stack([mixed[i].target for i in range(len(mixed))])
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(len(mixed)))
     assert (targets > 0).sum(dim=1).max() == 2  # at least one clip got another class mixed in
+
+
+def ast_mix(first: torch.Tensor, second: torch.Tensor, lam: float) -> torch.Tensor:
+    """AST's src/dataloader.py `_wav2fbank` with a second file, step by step."""
+    first, second = first - first.mean(), second - second.mean()
+    if first.shape[1] != second.shape[1]:
+        if first.shape[1] > second.shape[1]:
+            padded = torch.zeros(1, first.shape[1])
+            padded[0, 0:second.shape[1]] = second
+            second = padded
+        else:
+            second = second[0, 0:first.shape[1]]
+    mixed = lam * first + (1 - lam) * second
+    return mixed - mixed.mean()
+
+
+@pytest.mark.parametrize("first_seconds, second_seconds", [(1.0, 0.4), (0.4, 1.0)])
+def test_mixup_of_clips_of_different_lengths_is_asts(tmp_path, first_seconds, second_seconds):
+    """Each clip loses its own mean before the other is padded or cut (the padding stays
+    zero), and the item is kaldi's fbank of AST's mixed waveform."""
+    import soundfile
+
+    from tests.test_manifest import write_csv, write_manifest
+
+    gen = torch.Generator().manual_seed(0)
+    waves = [torch.rand(1, int(s * 16000), generator=gen) * 0.5 + 0.2 * (i + 1)  # DC offsets
+             for i, s in enumerate((first_seconds, second_seconds))]
+    for i, wave in enumerate(waves):
+        soundfile.write(tmp_path / f"{i}.wav", wave[0].numpy(), 16000, subtype="FLOAT")
+    path = write_manifest(tmp_path, {"data": [
+        {"wav": str(tmp_path / f"{i}.wav"), "labels": label}
+        for i, label in enumerate(("/m/dog", "/m/cat"))]})
+    m = load_manifest(path, write_csv(tmp_path))
+    train = dataset(m, "fshift", 1, train=True, mixup=1.0)
+    checked = 0
+    for epoch in range(6):
+        draws = torch.Generator().manual_seed(item_seed(0, 0, epoch, 0))
+        assert float(torch.rand((), generator=draws)) < 1.0
+        if int(torch.randint(0, 2, (), generator=draws)) != 1:
+            continue  # mixed with itself: nothing to pad
+        checked += 1
+        lam = features.mixup_weight(draws)
+        item = train[0, epoch, 0]
+        expected_wave = ast_mix(waves[0], waves[1], lam)
+        expected = features.pad_or_crop_frames(features.fbank(expected_wave, 16000, 128, 10.0),
+                                               128)
+        expected = features.apply_masks((expected + 8.0) / 12.0, item.masks, 8.0 / 12.0)
+        torch.testing.assert_close(item.input, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(item.target, torch.tensor([lam, 1 - lam, 0.0]))
+    assert checked >= 2
 
 
 def test_stats_match_the_features_they_describe(manifest):

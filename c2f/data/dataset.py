@@ -85,10 +85,8 @@ class SpectrogramDataset(Dataset):
         other = int(torch.randint(0, len(self), (), generator=gen))
         other_wave = self._wave(other)
         lam = features.mixup_weight(gen)
-        length = wave.shape[1]
-        other_wave = torch.nn.functional.pad(other_wave, (0, max(0, length - other_wave.shape[1])))
-        wave = lam * (wave - wave.mean()) + (1 - lam) * (other_wave[:, :length] - other_wave.mean())
-        return wave, lam * target + (1 - lam) * self.target(other), True
+        mixed = features.mix_waves(wave, other_wave, lam)
+        return mixed, lam * target + (1 - lam) * self.target(other), True
 
     def __getitem__(self, key: int | tuple[int, int, int]):
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
