@@ -162,6 +162,32 @@ def apply_masks(spec: torch.Tensor, masks: torch.Tensor, value: float) -> torch.
     return spec.masked_fill(masked, value)
 
 
+# AST's --noise rolls by np.random.randint(-10, 10) frames of its 10 ms fbank (src/dataloader.py)
+NOISE_ROLL_MS = 100.0
+
+
+def draw_noise(generator: torch.Generator, frames: int, mel: int, max_roll: int
+               ) -> tuple[torch.Tensor, int]:
+    """AST's --noise (src/dataloader.py, training only; egs/speechcommands/run_sc.sh turns it
+    on) from `generator`: uniform noise [frames, mel] times U(0, 1) / 10, added to the
+    normalized spectrogram, and a roll along time of randint(-max_roll, max_roll) frames."""
+    noise = torch.rand(frames, mel, generator=generator)
+    noise = noise * (float(torch.rand((), generator=generator)) / 10)
+    roll = int(torch.randint(-max_roll, max_roll, (), generator=generator)) if max_roll else 0
+    return noise, roll
+
+
+def add_noise(spec: torch.Tensor, noise: torch.Tensor, roll: int | torch.Tensor
+              ) -> torch.Tensor:
+    """spec [..., frames, mel] + noise, rolled along frames by `roll` (one per item) as
+    torch.roll rolls: out[t] = in[(t - roll) mod frames]."""
+    spec = spec + noise
+    frames = spec.shape[-2]
+    roll = torch.as_tensor(roll, device=spec.device)
+    index = (torch.arange(frames, device=spec.device) - roll[..., None]) % frames
+    return torch.gather(spec, -2, index[..., None].expand(spec.shape))
+
+
 def mix_waves(first: torch.Tensor, second: torch.Tensor, lam: float) -> torch.Tensor:
     """AST's mixup of two waveforms [1, L] (src/dataloader.py `_wav2fbank`): each minus its
     own mean, the second zero-padded or cut to the first's length, lam * first + (1 - lam) *

@@ -227,7 +227,8 @@ def format_recipe(spec: RunSpec) -> str:
                 f"{pre.eval_clips} clips; init {m.pretrained or 'random'}{_switching(spec)}")
     return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
-            f"masks {d.freqm}/{d.timem}, balanced sampler {'on' if d.balanced_sampler else 'off'}"
+            f"masks {d.freqm}/{d.timem}{', noise' if d.noise else ''}, "
+            f"balanced sampler {'on' if d.balanced_sampler else 'off'}"
             f"; average {average}; init {init}{_switching(spec)}")
 
 

@@ -37,6 +37,7 @@ class DatasetSpec:
     freqm: int = 0
     timem: int = 0
     mixup: float = 0.0
+    noise: bool = False  # AST's --noise: fbank noise and a roll in time (training only)
     epochs: int = 10
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -241,6 +242,11 @@ NON_SEMANTIC = {
 }
 
 
+# Keys added after runs existed: at these values they are left out of a run's identity, so a
+# run made before the key existed keeps its id, and resumes, under a newer c2f.
+NEUTRAL_DEFAULTS = {"dataset": {"noise": False}}
+
+
 def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:
     """Short stable hash of a JSON-able config."""
     blob = json.dumps(semantic, sort_keys=True, separators=(",", ":"), default=str)
@@ -255,6 +261,9 @@ def semantic_config(cfg: Mapping[str, Any]) -> dict:
             continue
         if key in NON_SEMANTIC and isinstance(value, Mapping):
             value = {k: v for k, v in value.items() if k not in NON_SEMANTIC[key]}
+        neutral = NEUTRAL_DEFAULTS.get(key, {})
+        if neutral and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k not in neutral or v != neutral[k]}
         out[key] = value
     return out
 

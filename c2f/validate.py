@@ -33,6 +33,7 @@ def validate(spec: RunSpec) -> None:
            "give both norm_mean and norm_std, or neither (computed from the training set)")
     _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
     _check(0.0 <= d.mixup <= 1.0, "dataset.mixup", f"a probability, got {d.mixup}")
+    _check(isinstance(d.noise, bool), "dataset.noise", f"true or false, got {d.noise!r}")
     if m.features is not None:
         own = m.features
         _check(own.kind == "logmel", "model.features.kind", f"{own.kind!r} is not logmel")

@@ -34,12 +34,14 @@ def dataset(manifest, method: str, c: int, train: bool = False, **settings):
 
 
 def test_fshift_item_is_normalized_kaldi_fbank_at_c_times_the_shift(manifest):
-    spec, frames, offset, masks, target, index, silent = dataset(manifest, "fshift", 4)[0]
+    spec, frames, offset, masks, target, index, silent, noise, roll = dataset(
+        manifest, "fshift", 4)[0]
     wave = load_waveform(manifest.clips[0].path)
     expected = features.pad_or_crop_frames(features.fbank(wave, 16000, 128, 40.0), 32)
     torch.testing.assert_close(spec, (expected + 8.0) / 12.0)
     assert target.sum() == 1 and target.shape == (11,)
     assert index == 0 and not silent and frames == 32 and offset == 0 and not masks.any()
+    assert noise.numel() == 0 and roll == 0
 
 
 def test_pool_item_is_the_pooled_full_resolution_item(manifest):
@@ -82,6 +84,30 @@ def test_mixup_mixes_labels_with_weights_that_sum_to_one(manifest):
     targets = torch.stack([mixed[i].target for i in range(len(mixed))])
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(len(mixed)))
     assert (targets > 0).sum(dim=1).max() == 2  # at least one clip got another class mixed in
+
+
+@pytest.mark.parametrize("method, c, max_roll", [("fshift", 1, 10), ("fshift", 4, 2),
+                                                 ("pool_avg", 2, 5), ("patch_pi", 4, 10)])
+def test_noise_is_asts_uniform_noise_and_roll_over_100_ms(manifest, method, c, max_roll):
+    """AST's --noise: + rand(frames, mel) * U(0, 1) / 10 after normalization, then a roll by
+    randint(-10, 10) frames of 10 ms; coarse frames roll by the same 100 ms. Training only."""
+    noisy = dataset(manifest, method, c, train=True, noise=True)
+    plain = dataset(manifest, method, c, train=True)
+    assert noisy.frontend.max_roll == max_roll
+    rolls = set()
+    for epoch in range(12):
+        item, clean = noisy[0, epoch, 1], plain[0, epoch, 1]
+        draws = torch.Generator().manual_seed(item_seed(0, 0, epoch, 1))
+        noisy.frontend.draw_masks(draws)  # the masks come first, as in AST
+        field = torch.rand(clean.input.shape, generator=draws)
+        field = field * (float(torch.rand((), generator=draws)) / 10)
+        roll = int(torch.randint(-max_roll, max_roll, (), generator=draws))
+        torch.testing.assert_close(item.input, torch.roll(clean.input + field, roll, 0))
+        assert item.roll == roll and float(item.noise.max()) <= 0.1
+        rolls.add(roll)
+    assert min(rolls) < 0 < max(rolls) and max(rolls) < max_roll
+    evaluation = dataset(manifest, method, c, noise=True)[1]
+    assert torch.equal(evaluation.input, dataset(manifest, method, c)[1].input)
 
 
 def ast_mix(first: torch.Tensor, second: torch.Tensor, lam: float) -> torch.Tensor:

@@ -2,6 +2,8 @@
 per-clip worker frontend for every method and C."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -61,19 +63,33 @@ def test_batched_fbank_equals_kaldi_after_normalization(frame_shift_ms, device):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
-@pytest.mark.parametrize("method", [m for m in list_compressions() if m != "none"])
-@pytest.mark.parametrize("c", [1, 2, 4])
-def test_device_and_worker_frontends_give_the_same_training_batch(manifest, method, c):
+def frontend_batches(manifest, method: str, c: int, settings: FeatureSettings):
+    """One training batch of every clip through the worker and the device frontend."""
     compression = create_compression(method)
-    settings = FeatureSettings(16000, 128, MEAN, STD, freq_mask=24, mixup=0.5)
 
     def batch(on_device: bool) -> torch.Tensor:
         frontend = Frontend(settings, compression.phase_input(BASE, c), compression, c,
                             on_device)
         data = SpectrogramDataset(manifest, frontend, train=True, seed=7)
         items = collate_skipping([data[0, 3, i] for i in range(len(data))])
-        return frontend.batch(items["input"], items["length"], items["offset"], items["masks"])
+        return frontend.batch(items["input"], items["length"], items["offset"], items["masks"],
+                              items["noise"], items["roll"])
+    return batch(False), batch(True)
 
-    worker, device = batch(False), batch(True)
+
+@pytest.mark.parametrize("method", [m for m in list_compressions() if m != "none"])
+@pytest.mark.parametrize("c", [1, 2, 4])
+def test_device_and_worker_frontends_give_the_same_training_batch(manifest, method, c):
+    settings = FeatureSettings(16000, 128, MEAN, STD, freq_mask=24, mixup=0.5)
+    worker, device = frontend_batches(manifest, method, c, settings)
     assert (worker == features.normalize(0.0, MEAN, STD)).any()  # the masks were applied
+    torch.testing.assert_close(device, worker, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["fshift", "pool_max", "patch_bl"])
+def test_device_and_worker_frontends_add_the_same_noise(manifest, method):
+    settings = FeatureSettings(16000, 128, MEAN, STD, freq_mask=24, mixup=0.5, noise=True)
+    worker, device = frontend_batches(manifest, method, 4, settings)
+    plain, _ = frontend_batches(manifest, method, 4, dataclasses.replace(settings, noise=False))
+    assert not torch.allclose(worker, plain, atol=1e-3)
     torch.testing.assert_close(device, worker, atol=1e-4, rtol=0)

@@ -94,6 +94,15 @@ def test_run_identity_ignores_paths_and_logger_but_not_semantics():
     assert moved[0].run_id == moved[1].run_id != spec_for("dataset=voxceleb1").run_id
 
 
+def test_a_key_added_later_keeps_the_ids_of_runs_made_before_it():
+    """`dataset.noise` came after runs existed: off, it is not part of the identity, so the
+    default run keeps the id that `make run` printed before (README), and resumes."""
+    make_run = ("compression=fshift", "schedule=2phase", "schedule.c=4")
+    plain, noisy = spec_for(*make_run), spec_for(*make_run, "dataset.noise=true")
+    assert "noise" not in plain.semantic["dataset"] and noisy.semantic["dataset"]["noise"]
+    assert plain.run_id == "10964b71ea" != noisy.run_id
+
+
 def test_flops_predictions_are_reused_from_disk_and_never_across_models(monkeypatch, tmp_path):
     import c2f.plan
 

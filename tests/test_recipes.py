@@ -23,7 +23,8 @@ AST_OPTIM = {"name": "adam", "lr": 1e-5, "weight_decay": 5e-7, "betas": (0.95, 0
              "warmup_steps": 1000, "scheduler": "multistep", "milestones_start": 2,
              "milestones_step": 1, "gamma": 0.5}
 FEATURES = {"sample_rate": 16000, "num_mel_bins": 128, "frame_shift_ms": 10,
-            "target_length": 1024, "freqm": 48, "timem": 192, "batch_size": 12}
+            "target_length": 1024, "freqm": 48, "timem": 192, "batch_size": 12,
+            "noise": False}  # AST egs/audioset/run.sh: no --noise (src/run.py default False)
 EXPECTED = {
     "vggsound": {
         "dataset": {**FEATURES, "num_classes": 309, "multilabel": False, "metric": "acc",
@@ -108,3 +109,9 @@ def test_every_recipe_value_names_its_source(path):
         if "#" in line or (number and lines[number - 1].lstrip().startswith("#")):
             continue
         pytest.fail(f"{path}:{number + 1}: `{line.strip()}` has no source beside it")
+
+
+def test_speech_commands_preset_trains_with_asts_noise():
+    """AST's egs/speechcommands/run_sc.sh: freqm=48, timem=48, mixup=0.6, noise=True."""
+    d = spec_for("speechcommands").dataset
+    assert (d.freqm, d.timem, d.mixup, d.noise) == (48, 48, 0.6, True)

@@ -18,12 +18,12 @@ TWO_PHASE = [*TINY, "logger=disabled", "compression=pool_avg", "schedule=2phase"
 
 @pytest.mark.slow
 def test_frontends_and_audio_cache_train_the_same_run(tmp_path, data_dir):
-    """Device frontend + cached audio (the default) against the per-clip worker frontend
-    reading files in two workers: the same run (one id), the same numbers up to float
-    rounding."""
+    """Device frontend + cached audio and fbanks (the default) against the per-clip worker
+    frontend reading files in two workers, with AST's noise on top: the same run (one id), the
+    same numbers up to float rounding."""
     fast, slow = tmp_path / "fast", tmp_path / "slow"
-    run_cli(TWO_PHASE, fast, data_dir)
-    run_cli([*TWO_PHASE, "trainer.frontend=worker", "trainer.cache_audio=false",
+    run_cli([*TWO_PHASE, "dataset.noise=true"], fast, data_dir)
+    run_cli([*TWO_PHASE, "dataset.noise=true", "trainer.frontend=worker", "trainer.cache_audio=false",
              "trainer.num_workers=2"], slow, data_dir)
     [a], [b] = run_dirs(fast), run_dirs(slow)
     assert a.name == b.name

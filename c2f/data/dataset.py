@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 from c2f import features
 from c2f.data.audio import is_silent, load_waveform
 from c2f.data.errors import DataError
-from c2f.data.frontend import FeatureSettings, Frontend
+from c2f.data.frontend import NO_NOISE, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.data.wave_cache import WaveCache
 
@@ -36,6 +36,8 @@ class Item(NamedTuple):
     target: torch.Tensor  # [classes], multi-hot or mixed
     index: int  # manifest index of the clip
     silent: bool  # the clip is digital silence (valid audio, counted in the run log)
+    noise: torch.Tensor  # AST's --noise [frames, mel] (features.draw_noise); empty when off
+    roll: int  # and its roll along time, in frames
 
 
 class SpectrogramDataset(Dataset):
@@ -102,13 +104,14 @@ class SpectrogramDataset(Dataset):
                             "unusable clips (they are counted and listed)") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
+        noise, roll = frontend.draw_noise(gen) if self.train else (NO_NOISE, 0)
         constant = self.waves is not None and not mixed
         clip, offset = frontend.clip(wave, masks if self.train else None,
-                                     self._offset.get(index) if constant else None)
+                                     self._offset.get(index) if constant else None, noise, roll)
         if constant:
             self._offset[index] = offset
         length = frontend.valid_samples(wave) if frontend.on_device else clip.shape[0]
-        return Item(clip, length, offset, masks, target, index, silent)
+        return Item(clip, length, offset, masks, target, index, silent, noise, roll)
 
 
 class EpochKeys(Sampler):

@@ -20,6 +20,9 @@ from c2f import features
 from c2f.compression import Compression, PhaseInput
 
 
+NO_NOISE = torch.zeros(0)
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """Dataset-level feature parameters shared by every phase."""
@@ -31,6 +34,7 @@ class FeatureSettings:
     freq_mask: int = 0
     mixup: float = 0.0
     skip_bad: bool = False
+    noise: bool = False  # AST's --noise: fbank noise and a time roll (features.draw_noise)
     kind: str = "kaldi"  # kaldi (AST's fbank) | logmel (model.features)
     window: int = 0  # logmel: STFT window in samples
     fmin: float = 0.0  # logmel: mel filter range
@@ -74,8 +78,21 @@ class Frontend:
         return features.draw_masks(generator, self.settings.freq_mask, self.phase.time_mask,
                                    self.settings.num_mel_bins, self.phase.model_frames)
 
-    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None, offset: float | None = None
-             ) -> tuple[torch.Tensor, float]:
+    @property
+    def max_roll(self) -> int:
+        """AST's noise roll (100 ms) in frames of what the model sees in this phase."""
+        p = self.phase
+        return int(features.NOISE_ROLL_MS * p.model_frames / (p.frame_shift_ms * p.fbank_frames))
+
+    def draw_noise(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """A training clip's noise and roll, or none (an empty tensor) without `noise`."""
+        if not self.settings.noise:
+            return NO_NOISE, 0
+        return features.draw_noise(generator, self.phase.model_frames,
+                                   self.settings.num_mel_bins, self.max_roll)
+
+    def clip(self, wave: torch.Tensor, masks: torch.Tensor | None, offset: float | None = None,
+             noise: torch.Tensor | None = None, roll: int = 0) -> tuple[torch.Tensor, float]:
         """Worker side, one clip [1, L] -> (input, offset). Worker frontend: the spectrogram.
         Device frontend: a view of the waveform's first `samples` samples (no copy: large
         per-clip allocations cost more than the fbank) and the clip's mean, which the device
@@ -85,7 +102,8 @@ class Frontend:
             if self.on_device:
                 return view, 0.0
             lengths = torch.tensor([view.shape[0]])
-            return self.finish(self.fbank(view[None], lengths, torch.zeros(1))[0], masks), 0.0
+            spec = self.fbank(view[None], lengths, torch.zeros(1))[0]
+            return self.finish(spec, masks, noise, roll), 0.0
         window = features.window_samples(self.settings.sample_rate)
         if wave.shape[1] < window:  # kaldi needs one full window
             wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
@@ -94,7 +112,7 @@ class Frontend:
         s, p = self.settings, self.phase
         spec = features.fbank(wave, s.sample_rate, s.num_mel_bins, p.frame_shift_ms)
         spec = features.pad_or_crop_frames(spec, p.fbank_frames)
-        return self.finish(spec, masks), 0.0
+        return self.finish(spec, masks, noise, roll), 0.0
 
     def valid_samples(self, wave: torch.Tensor) -> int:
         """How many of `clip`'s samples are the clip's own (the rest is padding)."""
@@ -104,11 +122,12 @@ class Frontend:
         return min(max(wave.shape[1], window), self.samples)
 
     def batch(self, inputs: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor,
-              masks: torch.Tensor | None) -> torch.Tensor:
+              masks: torch.Tensor | None, noise: torch.Tensor | None = None,
+              roll: torch.Tensor | None = None) -> torch.Tensor:
         """Device side: the model input of a batch already on its device."""
         if not self.on_device:
             return inputs
-        return self.finish(self.fbank(inputs, lengths, offsets), masks)
+        return self.finish(self.fbank(inputs, lengths, offsets), masks, noise, roll)
 
     def fbank(self, inputs: torch.Tensor, lengths: torch.Tensor,
               offsets: torch.Tensor) -> torch.Tensor:
@@ -123,11 +142,17 @@ class Frontend:
         return features.fbank_batch(waves, lengths, s.sample_rate, s.num_mel_bins,
                                     p.frame_shift_ms, p.fbank_frames)
 
-    def finish(self, spec: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
-        """A raw fbank [..., frames, mel] -> normalized, compressed, masked model input."""
+    def finish(self, spec: torch.Tensor, masks: torch.Tensor | None,
+               noise: torch.Tensor | None = None, roll: int | torch.Tensor = 0
+               ) -> torch.Tensor:
+        """A raw fbank [..., frames, mel] -> normalized, compressed, masked model input (a
+        masked cell is the normalized zero: AST masks before it normalizes), then noise and
+        roll, which AST adds after normalizing (src/dataloader.py)."""
         if self.settings.normalize:
             spec = features.normalize(spec, self.settings.mean, self.settings.std)
         spec = self.compression.transform(spec, self.c)
         if masks is not None:
             spec = features.apply_masks(spec, masks, self.mask_value)
+        if noise is not None and noise.numel():
+            spec = features.add_noise(spec, noise, roll)
         return spec

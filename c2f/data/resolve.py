@@ -70,7 +70,8 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
                                  target_length=dataset.target_length)
         log(f"normalization from the training set: mean {mean:.4f}, std {std:.4f}")
     settings = FeatureSettings(dataset.sample_rate, dataset.num_mel_bins, mean, std,
-                               dataset.freqm, dataset.mixup, dataset.on_bad_audio == "skip")
+                               dataset.freqm, dataset.mixup, dataset.on_bad_audio == "skip",
+                               noise=dataset.noise)
     return train, evaluation, settings
 
 
@@ -82,6 +83,7 @@ def _own_settings(dataset: DatasetSpec, own: ModelFeatures) -> FeatureSettings:
                           "of AST's fbank only)")
     mean, std = (dataset.norm_mean, dataset.norm_std) if own.normalize else (0.0, 1.0)
     return FeatureSettings(own.sample_rate, own.num_mel_bins, mean, std, dataset.freqm,
-                           dataset.mixup, dataset.on_bad_audio == "skip", kind=own.kind,
+                           dataset.mixup, dataset.on_bad_audio == "skip", noise=dataset.noise,
+                           kind=own.kind,
                            window=own.window, fmin=own.fmin, fmax=own.fmax,
                            normalize=own.normalize)

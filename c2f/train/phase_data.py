@@ -56,11 +56,13 @@ class PhaseData:
             # asynchronous: one blocking copy per step would make the host wait for the GPU
             # to drain before it launches the next step
             return batch[key].to(self.device, non_blocking=non_blocking)
-        masks = moved("masks") if train else None
+        masks, noise, roll = (moved("masks"), moved("noise"), moved("roll")) if train else \
+            (None, None, None)
         if cached and self.features:
             spec = self.features["train" if train else "eval"].rows(batch["index"])
-            return self.frontend.finish(spec.to(self.device), masks)
-        return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks)
+            return self.frontend.finish(spec.to(self.device), masks, noise, roll)
+        return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks,
+                                   noise, roll)
 
 
 def frontend_on_device(setting: str) -> bool:
