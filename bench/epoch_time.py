@@ -115,6 +115,13 @@ def run_samples_per_s(tree: Path, overrides: list[str], epochs: int) -> float:
     return sum(r["samples"] for r in records) / sum(r["seconds"] for r in records)
 
 
+def model_step_samples_per_s(overrides: list[str], steps: int) -> float:
+    """The model's step alone (bench/model_step.py), in a fresh process like the runs."""
+    done = subprocess.run([sys.executable, "-m", "bench.model_step", *overrides, "--steps",
+                           str(steps)], cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])["samples_per_s"]
+
+
 def loop_against(baselines: list[str], data_dir: Path, rounds: int, steps: int,
                  out: list[str]) -> None:
     trees = {rev: Path(tempfile.mkdtemp(prefix=f"c2f-{rev}-")) for rev in baselines}
@@ -126,11 +133,13 @@ def loop_against(baselines: list[str], data_dir: Path, rounds: int, steps: int,
     variants |= {"this c2f": (ROOT, settings),
                  "this c2f, trainer.precision=bf16": (ROOT, [*settings, "trainer.precision=bf16"]),
                  "this c2f, trainer.compile=true": (ROOT, [*settings, "trainer.compile=true"])}
-    rates = {name: [] for name in variants}
+    ceiling = "the model's step alone: no data, no loop (bench/model_step.py)"
+    rates = {name: [] for name in [*variants, ceiling]}
     try:
         for _ in range(rounds):
             for name, (where, overrides) in variants.items():
                 rates[name].append(run_samples_per_s(where, overrides, epochs=3))
+            rates[ceiling].append(model_step_samples_per_s(DEIT_TINY_512, 2 * steps))
     finally:
         for tree in trees.values():
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
@@ -143,7 +152,8 @@ def loop_against(baselines: list[str], data_dir: Path, rounds: int, steps: int,
         med = statistics.median(values)
         out.append(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} | {med:.1f} | "
                    f"{med / old:.2f}x |")
-    out.append("")
+    out += ["", "The last row is the ceiling of any fp32 loop on this machine: the same model's "
+            "forward, loss, backward and Adam step on one fixed batch.", ""]
 
 
 def main(argv: list[str] | None = None) -> None:
