@@ -219,17 +219,22 @@ def format_recipe(spec: RunSpec) -> str:
     init = m.pretrained or "random"
     if spec.pretrain is not None:
         pre = spec.pretrain
-        return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, then x"
+        return (f"recipe: {o.name} lr {o.lr:g}, {_warmup(o)}, then x"
                 f"{pre.lr_factor:g} when the eval masked-patch accuracy stalls for "
                 f"{pre.lr_patience} evaluations; batch {d.batch_size}; SSAST objective "
                 f"(InfoNCE + 10 x MSE), {pre.masked} of 512 patches masked in clusters "
                 f"(scaled with C); eval and checkpoint every {pre.eval_every} steps on "
                 f"{pre.eval_clips} clips; init {m.pretrained or 'random'}{_switching(spec)}")
-    return (f"recipe: {o.name} lr {o.lr:g}, warmup {o.warmup_steps} steps, "
+    return (f"recipe: {o.name} lr {o.lr:g}, {_warmup(o)}, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
             f"masks {d.freqm}/{d.timem}{', noise' if d.noise else ''}, "
             f"balanced sampler {'on' if d.balanced_sampler else 'off'}"
             f"; average {average}; init {init}{_switching(spec)}")
+
+
+def _warmup(o) -> str:
+    stairs = f" in {o.warmup_stairs} stairs" if o.warmup_stairs and o.warmup_steps else ""
+    return f"warmup {o.warmup_steps} steps{stairs}"
 
 
 def _switching(spec: RunSpec) -> str:

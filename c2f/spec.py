@@ -120,6 +120,8 @@ class OptimSpec:
     weight_decay: float = 5e-7
     betas: tuple[float, float] = (0.95, 0.999)
     warmup_steps: int = 0
+    warmup_stairs: int | None = None  # None: the rate rises at every step; N: in N stairs
+    # from 0, as AST raises it (src/traintest.py: lr * step / 1000 at every 50th step, N = 20)
     scheduler: str = "multistep"  # multistep | constant | cosine | epoch_scales
     scales: tuple[float, ...] | None = None  # epoch_scales: lr factor of each phase epoch (the
     # last repeats), as HTS-AT's LambdaLR
@@ -244,7 +246,7 @@ NON_SEMANTIC = {
 
 # Keys added after runs existed: at these values they are left out of a run's identity, so a
 # run made before the key existed keeps its id, and resumes, under a newer c2f.
-NEUTRAL_DEFAULTS = {"dataset": {"noise": False}}
+NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None}}
 
 
 def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:

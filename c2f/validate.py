@@ -61,6 +61,8 @@ def validate(spec: RunSpec) -> None:
     _check(o.name in ("adam", "adamw"), "optim.name", f"{o.name!r} is not adam|adamw")
     _check(o.scheduler in ("multistep", "constant", "cosine", "epoch_scales"),
            "optim.scheduler", f"{o.scheduler!r} is not multistep|constant|cosine|epoch_scales")
+    _check(o.warmup_stairs is None or o.warmup_stairs >= 1, "optim.warmup_stairs",
+           f"null (every step) or a count >= 1, got {o.warmup_stairs}")
     _check(o.scheduler != "epoch_scales" or bool(o.scales), "optim.scales",
            "epoch_scales needs optim.scales=[...], one factor per epoch (the last repeats)")
     _check(o.lr > 0, "optim.lr", "must be > 0")

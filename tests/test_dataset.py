@@ -9,8 +9,7 @@ from c2f import features
 from c2f.compression import BaseInput, create_compression
 from c2f.data.audio import load_waveform
 from c2f.data.builtin import BuiltinParams, ensure_builtin
-from c2f.data.dataset import (FeatureSettings, SpectrogramDataset, collate_skipping,
-                              item_seed)
+from c2f.data.dataset import FeatureSettings, SpectrogramDataset, collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.manifest import load_manifest
 from c2f.data.stats import compute_stats

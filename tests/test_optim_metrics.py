@@ -18,6 +18,18 @@ def test_warmup_then_multistep_as_in_ast():
     assert [lr_at(spec, 50, epoch, 100) for epoch in range(7)] == [1, 1, .5, .5, .25, .25, .125]
 
 
+def test_warmup_in_stairs_is_asts():
+    """AST's src/traintest.py (and SSAST's traintest_mask.py), transcribed: the rate is set
+    to step / 1000 x lr at every 50th step up to 1000, and is 0 for the first 50 steps."""
+    spec = OptimSpec(lr=2.0, warmup_steps=1000, warmup_stairs=20, scheduler="constant")
+    lr, expected = 2.0, []
+    for global_step in range(1300):
+        if global_step <= 1000 and global_step % 50 == 0:
+            lr = (global_step / 1000) * 2.0
+        expected.append(lr)
+    assert [lr_at(spec, step, 0, 10**6) for step in range(1300)] == pytest.approx(expected)
+
+
 def test_cosine_and_constant():
     cosine = OptimSpec(lr=2.0, scheduler="cosine")
     assert lr_at(cosine, 0, 0, 10) == 2.0

@@ -20,8 +20,8 @@ from tests.conftest import ROOT
 
 # The paper's "setup of the AudioSet training" (§3.2) as VGGSound/VoxCeleb/Kinetics-Sounds use it.
 AST_OPTIM = {"name": "adam", "lr": 1e-5, "weight_decay": 5e-7, "betas": (0.95, 0.999),
-             "warmup_steps": 1000, "scheduler": "multistep", "milestones_start": 2,
-             "milestones_step": 1, "gamma": 0.5}
+             "warmup_steps": 1000, "warmup_stairs": 20, "scheduler": "multistep",
+             "milestones_start": 2, "milestones_step": 1, "gamma": 0.5}
 FEATURES = {"sample_rate": 16000, "num_mel_bins": 128, "frame_shift_ms": 10,
             "target_length": 1024, "freqm": 48, "timem": 192, "batch_size": 12,
             "noise": False}  # AST egs/audioset/run.sh: no --noise (src/run.py default False)

@@ -22,8 +22,9 @@ def test_frontends_and_audio_cache_train_the_same_run(tmp_path, data_dir):
     frontend reading files in two workers, with AST's noise on top: the same run (one id), the
     same numbers up to float rounding."""
     fast, slow = tmp_path / "fast", tmp_path / "slow"
-    run_cli([*TWO_PHASE, "dataset.noise=true"], fast, data_dir)
-    run_cli([*TWO_PHASE, "dataset.noise=true", "trainer.frontend=worker", "trainer.cache_audio=false",
+    noisy = [*TWO_PHASE, "dataset.noise=true"]
+    run_cli(noisy, fast, data_dir)
+    run_cli([*noisy, "trainer.frontend=worker", "trainer.cache_audio=false",
              "trainer.num_workers=2"], slow, data_dir)
     [a], [b] = run_dirs(fast), run_dirs(slow)
     assert a.name == b.name

@@ -117,7 +117,8 @@ def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir, weights):
     assert out.count("(dry run: nothing trained)") == 18
     assert out.count("GFLOPs/sample") == 18
     # the paper's recipe on every job: x0.5 per epoch from epoch 2 (paper §3.2, run16.sh)
-    assert out.count("lr 1e-05, warmup 1000 steps, x0.5 every 1 epoch(s) from epoch 2") == 18
+    recipe = "lr 1e-05, warmup 1000 steps in 20 stairs, x0.5 every 1 epoch(s) from epoch 2"
+    assert out.count(recipe) == 18
     assert run_dirs(runs) == []
 
 

@@ -19,7 +19,6 @@ import torch
 from c2f import features
 from c2f.compression import Compression, PhaseInput
 
-
 NO_NOISE = torch.zeros(0)
 
 

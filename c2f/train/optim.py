@@ -19,7 +19,7 @@ def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
 
 def lr_at(spec: OptimSpec, step: int, epoch: int, total_steps: int) -> float:
     """Learning rate at `step` (0-based, within the phase) of phase epoch `epoch` (0-based)."""
-    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+    warm = _warmup(spec, step)
     if spec.scheduler == "multistep":
         passed = 0 if epoch < spec.milestones_start else \
             1 + (epoch - spec.milestones_start) // spec.milestones_step
@@ -31,6 +31,17 @@ def lr_at(spec: OptimSpec, step: int, epoch: int, total_steps: int) -> float:
     else:
         decay = 1.0
     return spec.lr * warm * decay
+
+
+def _warmup(spec: OptimSpec, step: int) -> float:
+    """The warm-up factor at `step`: (step + 1) / warmup_steps, or with `warmup_stairs` N the
+    stairs of AST and SSAST (src/traintest.py, src/traintest_mask.py: at every step g <= 1000
+    with g % 50 == 0, lr = g / 1000 * lr, so 0 for the first 50 steps of a phase)."""
+    if not spec.warmup_steps:
+        return 1.0
+    if spec.warmup_stairs:
+        return min(1.0, (step * spec.warmup_stairs // spec.warmup_steps) / spec.warmup_stairs)
+    return min(1.0, (step + 1) / spec.warmup_steps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
