@@ -101,7 +101,8 @@ def test_auto_cache_only_when_the_decoded_audio_fits(manifest, tmp_path, monkeyp
     assert should_cache(True, [many], 16000)
 
 
-def test_feature_cache_holds_each_clips_fbank_whatever_asks_first(manifest):
+def test_feature_cache_holds_each_clips_prepared_fbank_whatever_asks_first(manifest):
+    """A pool phase's table holds the normalized, pooled fbank (C times fewer frames)."""
     from c2f.compression import BaseInput, create_compression
     from c2f.data.feature_cache import FeatureCache
     from c2f.data.frontend import FeatureSettings, Frontend
@@ -115,7 +116,8 @@ def test_feature_cache_holds_each_clips_fbank_whatever_asks_first(manifest):
         view, offset = frontend.clip(wave, None)
         lengths = torch.tensor([frontend.valid_samples(wave)])
         return frontend.fbank(view[None], lengths, torch.tensor([offset]))[0]
-    expected = torch.stack([one_clip(w) for w in waves.waves])
+    expected = torch.stack([frontend.prepare(one_clip(w)) for w in waves.waves])
+    assert expected.shape[1:] == (12, 128)
     forward, backward = FeatureCache(waves, frontend), FeatureCache(waves, frontend)
     order = torch.arange(len(waves.waves))
     first, second = forward.rows(order[:3]), backward.rows(order.flip(0))

@@ -1,12 +1,13 @@
-"""Raw fbanks kept in memory, for CPU training on cached audio without mixup.
+"""Prepared fbanks kept in memory, for CPU training on cached audio without mixup.
 
 On a CPU the fbank of a batch costs a fifth of a small model's step, and for the pool and
 patch methods it is made at full resolution in every phase, so it does not shrink with C.
-Without mixup a clip's fbank never changes (masks, normalization and the compression
-transform come after), so it is made once per clip, frame shift and length: lazily, when a
-phase first asks (inside its first timed epoch, so the time is counted), for every clip in
-fixed chunks of the index order (the same values whatever batch first needs them, so a resumed
-run stays bitwise), and shared by the phases that use the same fbank."""
+Without mixup a clip's normalized, compressed fbank never changes (masks and noise come after),
+so it is made once per clip and phase input: lazily, when a phase first asks (inside its first
+timed epoch, so the time is counted), for every clip in fixed chunks of the index order (the
+same values whatever batch first needs them, so a resumed run stays bitwise), and shared by the
+phases that see the same input (a patch phase and full resolution). A pool phase keeps its
+pooled table, so its steps read C times fewer frames and pool nothing."""
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,7 @@ class FeatureCache:
 
     def _build(self) -> torch.Tensor:
         frontend, count = self.frontend, len(self.waves.waves)
-        table = torch.zeros(count, frontend.phase.fbank_frames, frontend.settings.num_mel_bins)
+        table = torch.zeros(count, frontend.phase.model_frames, frontend.settings.num_mel_bins)
         for start in range(0, count, CHUNK):
             rows = [i for i in range(start, min(start + CHUNK, count))
                     if isinstance(self.waves.waves[i], torch.Tensor)]  # bad clips stay zero
@@ -35,17 +36,17 @@ class FeatureCache:
             inputs = pad_sequence([view for view, _ in clips], batch_first=True)
             offsets = torch.tensor([offset for _, offset in clips])
             lengths = torch.tensor([frontend.valid_samples(self.waves.waves[i]) for i in rows])
-            table[rows] = frontend.fbank(inputs, lengths, offsets)
+            table[rows] = frontend.prepare(frontend.fbank(inputs, lengths, offsets))
         return table
 
     def rows(self, indices: torch.Tensor) -> torch.Tensor:
-        """Raw fbanks [B, frames, mel] of the clips with these manifest indices."""
+        """Prepared fbanks [B, model frames, mel] of the clips with these manifest indices."""
         if self.table is None:
             self.table = self._build()
         return self.table[indices]
 
 
 def cache_key(split: str, frontend: Frontend) -> tuple:
-    """Phases whose fbanks are equal share one table."""
+    """Phases whose prepared fbanks are equal share one table (one run: one method)."""
     p = frontend.phase
-    return split, p.frame_shift_ms, p.fbank_frames
+    return split, p.frame_shift_ms, p.fbank_frames, p.model_frames

@@ -144,12 +144,22 @@ class Frontend:
     def finish(self, spec: torch.Tensor, masks: torch.Tensor | None,
                noise: torch.Tensor | None = None, roll: int | torch.Tensor = 0
                ) -> torch.Tensor:
-        """A raw fbank [..., frames, mel] -> normalized, compressed, masked model input (a
-        masked cell is the normalized zero: AST masks before it normalizes), then noise and
-        roll, which AST adds after normalizing (src/dataloader.py)."""
+        """A raw fbank [..., frames, mel] -> the model input: `prepare`, then `augment`."""
+        return self.augment(self.prepare(spec), masks, noise, roll)
+
+    def prepare(self, spec: torch.Tensor) -> torch.Tensor:
+        """A raw fbank [..., frames, mel] -> normalized and compressed: what the feature
+        cache keeps, since without mixup it is the same for a clip in every epoch."""
         if self.settings.normalize:
             spec = features.normalize(spec, self.settings.mean, self.settings.std)
-        spec = self.compression.transform(spec, self.c)
+        return self.compression.transform(spec, self.c)
+
+    def augment(self, spec: torch.Tensor, masks: torch.Tensor | None,
+                noise: torch.Tensor | None = None, roll: int | torch.Tensor = 0
+                ) -> torch.Tensor:
+        """A prepared spectrogram -> masked (a masked cell is the normalized zero: AST masks
+        before it normalizes), then noise and roll, which AST adds after normalizing
+        (src/dataloader.py)."""
         if masks is not None:
             spec = features.apply_masks(spec, masks, self.mask_value)
         if noise is not None and noise.numel():

@@ -60,7 +60,7 @@ class PhaseData:
             (None, None, None)
         if cached and self.features:
             spec = self.features["train" if train else "eval"].rows(batch["index"])
-            return self.frontend.finish(spec.to(self.device), masks, noise, roll)
+            return self.frontend.augment(spec.to(self.device), masks, noise, roll)
         return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks,
                                    noise, roll)
 
