@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     base = base_overrides(data, args)
     report.add(f"Data: {args.clips} noise clips of 10.24 s (16 kHz WAV), decoded once into "
                f"memory (`trainer.cache_audio=true`; with the device frontend c2f then loads "
-               f"in the main process, whatever `trainer.num_workers` says), batch "
+               f"in the main process, whatever `trainer.num_workers` says; without mixup "
+               f"the prepared fbanks then live on the device, `trainer.cache_features=auto`, "
+               f"so a step sends clip indices and masks, not waveforms), batch "
                f"{args.batch}, AST-Base with the dist token, Adam fused=True, device frontend. "
                f"Setup took {report.elapsed:.0f} s.", "")
 

@@ -126,6 +126,33 @@ def test_feature_cache_holds_each_clips_prepared_fbank_whatever_asks_first(manif
     torch.testing.assert_close(second, expected.flip(0), atol=1e-5, rtol=0)
 
 
+def test_a_phase_reading_feature_tables_loads_no_waveform(manifest):
+    """With feature tables a batch carries clip indices and masks, no waveform to copy, and
+    its model input is the one the waveforms give."""
+    from c2f.compression import BaseInput, create_compression
+    from c2f.data.dataset import collate_skipping
+    from c2f.data.frontend import FeatureSettings, Frontend
+    from c2f.spec import TrainerSpec
+    from c2f.train.distributed import World
+    from c2f.train.phase_data import build_phase_data, data_bundle
+
+    settings = FeatureSettings(16000, 128, -8.0, 6.0, freq_mask=24)
+    pool = create_compression("pool_max")
+    frontend = Frontend(settings, pool.phase_input(BaseInput(10.0, 48, (16, 16), 8), 2), pool,
+                        2, on_device=True)
+    bundle = data_bundle(manifest, manifest, settings, TrainerSpec(cache_audio=True), False)
+    data = build_phase_data(frontend, bundle, seed=3, world=World(), device=torch.device("cpu"),
+                            batch_size=4, eval_batch_size=4, num_workers=0, sample_weights=None)
+    assert data.features and not data.train_set.waveforms
+    data.train_keys.set_epoch(0, 1)
+    batch = next(iter(data.train))
+    assert batch["size"] == 4 and batch["input"].numel() == 0
+    full = collate_skipping([data.train_set.item((0, 1, int(i))) for i in batch["index"]])
+    assert full["input"].shape[1] > 0
+    torch.testing.assert_close(data.inputs(batch, train=True),
+                               data.inputs(full, train=True, cached=False), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("key, value", [("trainer.compile", "fastest"),
                                         ("trainer.precision", "fp8"),
                                         ("trainer.frontend", "gpu"),

@@ -55,6 +55,9 @@ class SpectrogramDataset(Dataset):
         # a cached clip's silence flag and (unmixed) mean never change: found once per phase
         self._silent: dict[int, bool] = {}
         self._offset: dict[int, float] = {}
+        # false when the phase reads its inputs from a feature table: items then carry no
+        # waveform, and no batch copies one
+        self.waveforms = True
 
     def __len__(self) -> int:
         return len(self.manifest.clips)
@@ -91,6 +94,10 @@ class SpectrogramDataset(Dataset):
         return mixed, lam * target + (1 - lam) * self.target(other), True
 
     def __getitem__(self, key: int | tuple[int, int, int]):
+        return self.item(key, self.waveforms)
+
+    def item(self, key: int | tuple[int, int, int], waveform: bool = True):
+        """The item of `key`; without `waveform` its input is empty (feature tables)."""
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
         gen = torch.Generator().manual_seed(item_seed(self.seed, phase_index, epoch, index))
         try:
@@ -105,6 +112,8 @@ class SpectrogramDataset(Dataset):
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
         noise, roll = frontend.draw_noise(gen) if self.train else (NO_NOISE, 0)
+        if not waveform:
+            return Item(NO_NOISE, 0, 0.0, masks, target, index, silent, noise, roll)
         constant = self.waves is not None and not mixed
         clip, offset = frontend.clip(wave, masks if self.train else None,
                                      self._offset.get(index) if constant else None, noise, roll)

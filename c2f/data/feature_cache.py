@@ -20,13 +20,17 @@ CHUNK = 64
 
 
 class FeatureCache:
-    def __init__(self, waves: WaveCache, frontend: Frontend):
+    """One split's table, on `device` (on a GPU, batches then never cross from the host)."""
+
+    def __init__(self, waves: WaveCache, frontend: Frontend, device: torch.device | None = None):
         self.waves, self.frontend = waves, frontend
+        self.device = device or torch.device("cpu")
         self.table: torch.Tensor | None = None
 
     def _build(self) -> torch.Tensor:
         frontend, count = self.frontend, len(self.waves.waves)
-        table = torch.zeros(count, frontend.phase.model_frames, frontend.settings.num_mel_bins)
+        table = torch.zeros(count, frontend.phase.model_frames, frontend.settings.num_mel_bins,
+                            device=self.device)
         for start in range(0, count, CHUNK):
             rows = [i for i in range(start, min(start + CHUNK, count))
                     if isinstance(self.waves.waves[i], torch.Tensor)]  # bad clips stay zero
@@ -36,14 +40,20 @@ class FeatureCache:
             inputs = pad_sequence([view for view, _ in clips], batch_first=True)
             offsets = torch.tensor([offset for _, offset in clips])
             lengths = torch.tensor([frontend.valid_samples(self.waves.waves[i]) for i in rows])
-            table[rows] = frontend.prepare(frontend.fbank(inputs, lengths, offsets))
+            fbank = frontend.fbank(inputs.to(self.device), lengths.to(self.device),
+                                   offsets.to(self.device))
+            table[torch.tensor(rows, device=self.device)] = frontend.prepare(fbank)
         return table
 
     def rows(self, indices: torch.Tensor) -> torch.Tensor:
         """Prepared fbanks [B, model frames, mel] of the clips with these manifest indices."""
         if self.table is None:
             self.table = self._build()
-        return self.table[indices]
+        return self.table[indices.to(self.device, non_blocking=True)]
+
+
+def table_bytes(waves: WaveCache, frontend: Frontend) -> int:
+    return len(waves.waves) * frontend.phase.model_frames * frontend.settings.num_mel_bins * 4
 
 
 def cache_key(split: str, frontend: Frontend) -> tuple:

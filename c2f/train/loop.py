@@ -111,7 +111,7 @@ class PhaseLoop:
     def _measure_flops(self, model, data: PhaseData) -> int:
         """FLOPs per sample from one real batch of this phase's shape (not timed)."""
         dataset = data.train_set
-        batch = collate_skipping([dataset[i] for i in range(min(len(dataset), 4))])
+        batch = collate_skipping([dataset.item(i) for i in range(min(len(dataset), 4))])
         if batch["size"] == 0:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
         inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch

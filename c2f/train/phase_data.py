@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from c2f.data.dataset import EpochKeys, SpectrogramDataset, collate_skipping
-from c2f.data.feature_cache import FeatureCache, cache_key
+from c2f.data.feature_cache import FeatureCache, cache_key, table_bytes
 from c2f.data.frontend import FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.data.wave_cache import WaveCache, cache_splits
@@ -73,15 +73,21 @@ def frontend_on_device(setting: str) -> bool:
 
 def feature_tables(setting: bool | str, frontend: Frontend, data: DataBundle,
                    device: torch.device) -> dict[str, FeatureCache] | None:
-    """`trainer.cache_features`: raw fbanks kept per split when the clips are cached, the
-    frontend is on the device and there is no mixup (auto: on CPU, where the fbank costs)."""
-    wanted = setting is True or (setting == "auto" and device.type == "cpu")
-    if not (wanted and data.waves and frontend.on_device and frontend.settings.mixup == 0):
+    """`trainer.cache_features`: prepared fbanks kept per split, on the training device, when
+    the clips are cached, the frontend is on the device and there is no mixup. auto: on CPU,
+    where the fbank costs, and on a GPU when the phase's tables take at most an eighth of its
+    memory: the host then sends clip indices and masks, never a waveform."""
+    if not (setting and data.waves and frontend.on_device and frontend.settings.mixup == 0):
         return None
+    if setting == "auto" and device.type != "cpu":
+        need = sum(table_bytes(waves, frontend) for waves in data.waves.values())
+        if device.type != "cuda" or \
+                need > torch.cuda.get_device_properties(device).total_memory / 8:
+            return None
     tables = {}
     for split, waves in data.waves.items():
         key = cache_key(split, frontend)
-        tables[split] = data.features.setdefault(key, FeatureCache(waves, frontend))
+        tables[split] = data.features.setdefault(key, FeatureCache(waves, frontend, device))
     return tables
 
 
@@ -109,6 +115,8 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
     keys = EpochKeys(order)
     eval_set = dataset("eval", data.eval, False)
     shard = Subset(eval_set, eval_indices(len(eval_set), world))
+    tables = feature_tables(cache_features, frontend, data, device)
+    if tables:
+        train_set.waveforms = eval_set.waveforms = False
     return PhaseData(frontend, train_set, keys, order, loader(train_set, batch_size, keys),
-                     loader(shard, eval_batch_size), device,
-                     feature_tables(cache_features, frontend, data, device))
+                     loader(shard, eval_batch_size), device, tables)
