@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from c2f import __version__
 from c2f.compression import PhaseInput, create_compression
 from c2f.data.dataset import Item, SpectrogramDataset, collate_skipping
-from c2f.data.frontend import NO_NOISE, FeatureSettings, Frontend
+from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.models import build_model
 from c2f.plan import build_plan
@@ -78,7 +78,7 @@ class Trained:
         clip, offset = self.frontend.clip(wave, None)
         length = self.frontend.valid_samples(wave) if self.frontend.on_device else clip.shape[0]
         return Item(clip, length, offset, torch.zeros(4, dtype=torch.int64),
-                    torch.zeros(len(self.class_names)), 0, False, NO_NOISE, 0)
+                    torch.zeros(len(self.class_names)), 0, False, EMPTY, 0)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         def moved(key: str) -> torch.Tensor:

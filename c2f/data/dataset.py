@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 from c2f import features
 from c2f.data.audio import is_silent, load_waveform
 from c2f.data.errors import DataError
-from c2f.data.frontend import NO_NOISE, FeatureSettings, Frontend
+from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.data.wave_cache import WaveCache
 
@@ -111,9 +111,9 @@ class SpectrogramDataset(Dataset):
                             "unusable clips (they are counted and listed)") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
-        noise, roll = frontend.draw_noise(gen) if self.train else (NO_NOISE, 0)
+        noise, roll = frontend.draw_noise(gen) if self.train else (EMPTY, 0)
         if not waveform:
-            return Item(NO_NOISE, 0, 0.0, masks, target, index, silent, noise, roll)
+            return Item(EMPTY, 0, 0.0, masks, target, index, silent, noise, roll)
         constant = self.waves is not None and not mixed
         clip, offset = frontend.clip(wave, masks if self.train else None,
                                      self._offset.get(index) if constant else None, noise, roll)

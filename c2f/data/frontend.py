@@ -19,7 +19,7 @@ import torch
 from c2f import features
 from c2f.compression import Compression, PhaseInput
 
-NO_NOISE = torch.zeros(0)
+EMPTY = torch.zeros(0)  # no noise (dataset.noise off), or no waveform (a feature-table phase)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Frontend:
     def draw_noise(self, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """A training clip's noise and roll, or none (an empty tensor) without `noise`."""
         if not self.settings.noise:
-            return NO_NOISE, 0
+            return EMPTY, 0
         return features.draw_noise(generator, self.phase.model_frames,
                                    self.settings.num_mel_bins, self.max_roll)
 
