@@ -128,7 +128,8 @@ def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, fra
         "name", "pretrained", "require_pretrained", "pretrained_grid")}
     key = cache_key("training flops per sample", architecture, num_classes, num_mel_bins,
                     frames, patch)
-    return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins))
+    return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins,
+                                                          model.batch_mixup))
 
 
 @functools.lru_cache(maxsize=64)
@@ -226,10 +227,19 @@ def format_recipe(spec: RunSpec) -> str:
                 f"(scaled with C); eval and checkpoint every {pre.eval_every} steps on "
                 f"{pre.eval_clips} clips; init {m.pretrained or 'random'}{_switching(spec)}")
     return (f"recipe: {o.name} lr {o.lr:g}, {_warmup(o)}, "
-            f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, mixup {d.mixup:g}, "
+            f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, {_mixup(spec)}, "
             f"masks {d.freqm}/{d.timem}{', noise' if d.noise else ''}, "
             f"balanced sampler {'on' if d.balanced_sampler else 'off'}"
             f"; average {average}; init {init}{_switching(spec)}")
+
+
+def _mixup(spec: RunSpec) -> str:
+    mix = spec.model.batch_mixup
+    if mix is None:
+        return f"mixup {spec.dataset.mixup:g}"
+    loaded = " (2 clips per example)" if mix.pairing == "adjacent" else ""
+    return (f"in-model mixup {mix.pairing}{loaded} Beta({mix.alpha:g}), targets "
+            f"{'mixed' if mix.mix_targets else 'kept'}")
 
 
 def _warmup(o) -> str:

@@ -64,6 +64,16 @@ class ModelFeatures:
 
 
 @dataclass(frozen=True)
+class BatchMixup:
+    """`model.batch_mixup`: mixup inside the model, across the batch, after its bn0 and
+    SpecAugment (PANNs', HTS-AT's; c2f/models/mixup.py), instead of AST's waveform mixup."""
+
+    pairing: str = "adjacent"  # adjacent: clip 2i with 2i+1 (PANNs) | flipped: i with B-1-i
+    alpha: float = 1.0  # lambda ~ Beta(alpha, alpha)
+    mix_targets: bool = True  # targets mixed with the same weights (PANNs) or kept (HTS-AT)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     arch: str = "ast"
@@ -84,6 +94,7 @@ class ModelSpec:
     pool: str = "prefix"  # AST: head on the mean of the prefix tokens (AST's) or of the patch
     # tokens ("tokens", SSAST's ft_avgtok)
     features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
+    batch_mixup: BatchMixup | None = None  # the model's own mixup (CNN14, HTS-AT); None: none
 
 
 @dataclass(frozen=True)
@@ -246,7 +257,8 @@ NON_SEMANTIC = {
 
 # Keys added after runs existed: at these values they are left out of a run's identity, so a
 # run made before the key existed keeps its id, and resumes, under a newer c2f.
-NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None}}
+NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None},
+                    "model": {"batch_mixup": None}}
 
 
 def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:
@@ -292,18 +304,19 @@ def _build(cls, node: Any, key: str):
         raise ConfigError(f"`{key}`: {err}") from None
 
 
-def _build_nested(cls, node: Any, key: str, field: str, inner) -> Any:
-    """`cls` from a mapping, with its `field` (a mapping too, or None) built as `inner`."""
+def _build_nested(cls, node: Any, key: str, **inner) -> Any:
+    """`cls` from a mapping, with each field named in `inner` (a mapping too, or None) built
+    as the dataclass given for it."""
     built = _build(cls, node, key)
-    value = getattr(built, field)
-    if value is None:
-        return built
-    return dataclasses.replace(built, **{field: _build(inner, value, f"{key}.{field}")})
+    nested = {field: _build(inner_cls, getattr(built, field), f"{key}.{field}")
+              for field, inner_cls in inner.items() if getattr(built, field) is not None}
+    return dataclasses.replace(built, **nested)
 
 
 def build_model_spec(node: Any) -> ModelSpec:
-    """ModelSpec with its `features` a (hashable) ModelFeatures; lists are tuples already."""
-    return _build_nested(ModelSpec, node, "model", "features", ModelFeatures)
+    """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses; lists are tuples."""
+    return _build_nested(ModelSpec, node, "model", features=ModelFeatures,
+                         batch_mixup=BatchMixup)
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
@@ -324,8 +337,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
         model=model,
         compression=_build(CompressionSpec, cfg["compression"], "compression"),
-        schedule=_build_nested(ScheduleSpec, cfg["schedule"], "schedule", "switch",
-                               SwitchSpec),
+        schedule=_build_nested(ScheduleSpec, cfg["schedule"], "schedule",
+                               switch=SwitchSpec),
         optim=_build(OptimSpec, cfg["optim"], "optim"),
         average=_build(AverageSpec, cfg["average"], "average"),
         trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),

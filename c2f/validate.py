@@ -41,6 +41,16 @@ def validate(spec: RunSpec) -> None:
                f"need 0 <= fmin < fmax <= sample_rate / 2, got {own.fmin}..{own.fmax}")
         _check(own.window >= 16 and own.num_mel_bins >= 1, "model.features.window",
                "window >= 16 samples and num_mel_bins >= 1")
+    if m.batch_mixup is not None:
+        mix = m.batch_mixup
+        _check(mix.pairing in ("adjacent", "flipped"), "model.batch_mixup.pairing",
+               f"{mix.pairing!r} is not adjacent|flipped")
+        _check(mix.alpha > 0, "model.batch_mixup.alpha", f"must be > 0, got {mix.alpha}")
+        _check(mix.mix_targets or mix.pairing == "flipped", "model.batch_mixup.mix_targets",
+               "adjacent pairs halve the batch, so their targets must be mixed too")
+        _check(d.mixup == 0, "dataset.mixup",
+               f"{d.mixup:g} mixes waveforms, but model.batch_mixup mixes inside the model "
+               "too; choose one (dataset.mixup=0, or model.batch_mixup=null)")
     if spec.pretrain is not None:
         pre = spec.pretrain
         _check(pre.objective == "ssast", "pretrain.objective", f"{pre.objective!r} is not ssast")

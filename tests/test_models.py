@@ -159,18 +159,19 @@ def test_htsat_checkpoint_loads_by_its_lightning_names(tmp_path):
 
 CNN14 = [*(o for o in TINY if not o.startswith("model.")), "model=cnn14_tiny",
          "logger=disabled", "dataset.target_length=128", "compression=pool_avg",
-         "schedule=2phase", "schedule.c=4"]
+         "schedule=2phase", "schedule.c=4", "+model.batch_mixup.pairing=adjacent"]
 HTSAT = [*(o for o in TINY if not o.startswith("model.")), "model=htsat_tiny",
          "logger=disabled", "dataset.target_length=256", "compression=fshift",
-         "schedule=2phase", "schedule.c=4"]
+         "schedule=2phase", "schedule.c=4", "+model.batch_mixup.pairing=flipped",
+         "+model.batch_mixup.alpha=0.5", "+model.batch_mixup.mix_targets=false"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [CNN14, HTSAT], ids=["cnn14-pool_avg", "htsat-fshift"])
 def test_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir, args):
-    """Tiny CNN14 and HTS-AT on the built-in dataset resampled to 32 kHz, 4 -> 1, killed at the
-    phase boundary and resumed: the same metrics as a straight run, to the bit; the coarse
-    phase costs about a quarter of the fine one's FLOPs."""
+    """Tiny CNN14 and HTS-AT on the built-in dataset resampled to 32 kHz, 4 -> 1, each with its
+    in-model mixup, killed at the phase boundary and resumed: the same metrics as a straight
+    run, to the bit; the coarse phase costs about a quarter of the fine one's FLOPs."""
     straight = tmp_path / "straight"
     run_cli(args, straight, data_dir)
     [run] = run_dirs(straight)

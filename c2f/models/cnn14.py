@@ -22,6 +22,7 @@ from torch import nn
 
 from c2f.compression import Compression, PhaseInput
 from c2f.models.augment import drop_stripes
+from c2f.models.mixup import BatchMix
 from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
 
@@ -65,12 +66,14 @@ class Cnn14(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def forward(self, spec: torch.Tensor, mix: BatchMix | None = None) -> torch.Tensor:
         x = spec.unsqueeze(1)  # [B, 1, time, mel]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         if self.training:  # models.py Cnn14: spec_augmenter
             x = drop_stripes(x.clone(), 2, self.time_drop, 2)
             x = drop_stripes(x, 3, self.freq_drop, 2)
+        if self.training and mix is not None:  # models.py Cnn14: do_mixup after SpecAugment
+            x = mix.inputs(x)
         for k in range(6):
             block = getattr(self, f"conv_block{k + 1}")
             x = block(x, (2, 2) if k < 5 else (1, 1))
@@ -87,6 +90,7 @@ class Cnn14Family(ModelFamily):
     """CNN14: time compression of its input (Fshift, average or max pooling), any C."""
 
     compressions = ("none", "fshift", "pool_avg", "pool_max")
+    batch_mixup = True  # PANNs mixes log-mels of batch pairs inside the model (models.py)
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

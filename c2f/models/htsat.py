@@ -32,6 +32,7 @@ from torch import nn
 
 from c2f.compression import Compression, PhaseInput
 from c2f.models.augment import drop_stripes
+from c2f.models.mixup import BatchMix
 from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
 
@@ -243,12 +244,14 @@ class HTSAT(nn.Module):
         x = x.transpose(2, 3).reshape(b, 1, self.mel, self.chunks, self.chunk)
         return x.permute(0, 1, 3, 2, 4).reshape(b, 1, self.chunks * self.mel, self.chunk)
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def forward(self, spec: torch.Tensor, mix: BatchMix | None = None) -> torch.Tensor:
         x = spec[:, :self.chunks * self.chunk].unsqueeze(1)  # [B, 1, time, mel]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         if self.training:  # htsat.py spec_augmenter (torchlibrosa SpecAugmentation)
             x = drop_stripes(x.clone(), 2, self.time_drop, 2)
             x = drop_stripes(x, 3, self.freq_drop, 2)
+        if self.training and mix is not None:  # htsat.py: do_mixup after SpecAugment
+            x = mix.inputs(x)
         x = self.patch_embed(self.fold(x))
         for layer in self.layers:
             x = layer(x)
@@ -267,6 +270,7 @@ class HTSATFamily(ModelFamily):
     """HTS-AT: time compression of its input (Fshift, pooling); C divides the chunk count."""
 
     compressions = ("none", "fshift", "pool_avg", "pool_max")
+    batch_mixup = True  # HTS-AT mixes log-mels with the flipped batch (htsat.py forward)
     moves = "every weight unchanged (windows read the sub-block of their bias tables)"
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,

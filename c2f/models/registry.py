@@ -25,6 +25,7 @@ class ModelFamily:
     compressions: tuple[str, ...] | None = None  # the methods it takes; None: all of them
     moves: str = "nothing"  # what a phase transition moves, in words (plan and docs)
     patches: bool = False  # tokenizes the input into patches (the plan shows grid and tokens)
+    batch_mixup: bool = False  # its forward takes `mix` (c2f/models/mixup.py): model.batch_mixup
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:
@@ -34,6 +35,9 @@ class ModelFamily:
             raise ConfigError(
                 f"`model.arch={self.name}` does not support `compression={compression}` "
                 f"(C = {c}); it takes {', '.join(self.compressions)}")
+        if spec.batch_mixup is not None and not self.batch_mixup:
+            raise ConfigError(f"`model.batch_mixup`: `model.arch={self.name}` does not mix "
+                              "inside the model; remove it (AST mixes waveforms: dataset.mixup)")
 
     def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
               patch: tuple[int, int], c: int = 1) -> nn.Module:

@@ -14,6 +14,9 @@ import torch
 import torch.utils.flop_counter as fc
 from torch.utils.flop_counter import FlopCounterMode
 
+from c2f.models.mixup import draw_batch_mix
+from c2f.spec import BatchMixup
+
 aten = torch.ops.aten
 
 
@@ -38,18 +41,25 @@ for _backward in (aten._scaled_dot_product_flash_attention_for_cpu_backward,
     fc.flop_registry[_backward] = fc.shape_wrapper(_attention_backward)
 
 
-def training_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
-    """FLOPs of forward + backward on `batch` (gradients are zeroed again afterwards)."""
+def training_flops(model: torch.nn.Module, batch: torch.Tensor, **forward) -> int:
+    """FLOPs of forward + backward on `batch` (gradients are zeroed again afterwards);
+    `forward`: keyword arguments of the model's forward (an in-model mixup's `mix`)."""
     counter = FlopCounterMode(display=False)
     with counter:
-        model(batch).float().sum().backward()
+        model(batch, **forward).float().sum().backward()
     model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
 
 
-def predicted_flops_per_sample(model_factory, frames: int, mel: int) -> int:
-    """Training FLOPs of one sample, counted on the meta device (no memory, no compute)."""
+def predicted_flops_per_sample(model_factory, frames: int, mel: int,
+                               mixup: BatchMixup | None = None) -> int:
+    """Training FLOPs per loaded clip, counted on the meta device (no memory, no compute):
+    one clip, or with an in-model mixup two clips and their mixing (adjacent pairs train one
+    example per two clips)."""
+    rows = 1 if mixup is None else 2
     with torch.device("meta"):
         model = model_factory()
-        batch = torch.empty(1, frames, mel)
-    return training_flops(model, batch)
+        batch = torch.empty(rows, frames, mel)
+    if mixup is None:
+        return training_flops(model, batch)
+    return training_flops(model, batch, mix=draw_batch_mix(mixup, rows, 0)) // rows

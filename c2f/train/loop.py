@@ -14,6 +14,7 @@ from c2f.compression import create_compression
 from c2f.data.dataset import balanced_weights, collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.models import build_model, model_family
+from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.track import RunDir, atomic_torch_save
@@ -77,7 +78,9 @@ class PhaseLoop:
                             frontend_on_device(self.spec.trainer.frontend))
         d, t = self.spec.dataset, self.spec.trainer
         return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
-                                device=self.device, batch_size=self.batch_size,
+                                device=self.device,
+                                batch_size=loaded_per_step(self.spec.model.batch_mixup,
+                                                           self.batch_size),
                                 eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
                                 sample_weights=self.sample_weights,
                                 cache_features=t.cache_features)
@@ -99,6 +102,17 @@ class PhaseLoop:
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return classification_loss(self.spec.dataset.loss, logits, target)
 
+    def _mix(self, rows: int, *step: int) -> BatchMix | None:
+        """The in-model mixup of one training step (`model.batch_mixup`), seeded by the step
+        (phase, epoch, index) and this process's rank; None without one."""
+        mixup = self.spec.model.batch_mixup
+        if mixup is None:
+            return None
+        return draw_batch_mix(mixup, rows, item_seed(self.spec.seed, *step, -4, self.world.rank))
+
+    def _forward(self, model, inputs: torch.Tensor, mix: BatchMix | None) -> torch.Tensor:
+        return model(inputs) if mix is None else model(inputs, mix=mix)
+
     def _note(self, batch: dict, split: str) -> int:
         """Remember skipped and silent clips of a batch; returns how many were skipped."""
         for clip in batch["skipped"]:
@@ -115,7 +129,9 @@ class PhaseLoop:
         if batch["size"] == 0:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
         inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch
-        return training_flops(model, inputs) // batch["size"]
+        mix = self._mix(batch["size"], -1, -1, 0)
+        return training_flops(model, inputs, **({} if mix is None else {"mix": mix})) \
+            // batch["size"]
 
     def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
                      state: TrainState) -> dict:
@@ -148,9 +164,10 @@ class PhaseLoop:
             set_lr(optimizer, lr)
             inputs = data.inputs(batch, train=True)
             target = batch["target"].to(self.device, non_blocking=self.device.type == "cuda")
+            mix = self._mix(batch["size"], phase.index, epoch, i)
             with self.precision.autocast():
-                logits = model(inputs)
-            loss = self._loss(logits.float(), target)
+                logits = self._forward(model, inputs, mix)
+            loss = self._loss(logits.float(), target if mix is None else mix.targets(target))
             first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0),
                                     counter, first_bad)
             counter += 1
