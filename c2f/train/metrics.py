@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import norm
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -20,13 +19,24 @@ def multilabel_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, floa
     present = [k for k in range(targets.shape[1]) if 0 < targets[:, k].sum() < len(targets)]
     if not present:
         return {"mAP": float("nan"), "AUC": float("nan"), "d_prime": float("nan")}
+    # imported here: scikit-learn takes a second to import, which every run.py process (and
+    # every test that starts one) would pay even when it never computes a mAP
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     binary = targets[:, present] > 0.5
     scores = logits[:, present]
     ap = average_precision_score(binary, scores, average=None)
     auc = roc_auc_score(binary, scores, average=None)
     mean_auc = float(np.mean(auc))
     return {"mAP": float(np.mean(ap)), "AUC": mean_auc,
-            "d_prime": float(math.sqrt(2.0) * norm.ppf(mean_auc))}
+            "d_prime": math.sqrt(2.0) * normal_quantile(mean_auc)}
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal's inverse CDF (scipy's norm.ppf): +-inf at 1 and 0."""
+    if p >= 1.0 or p <= 0.0:
+        return math.inf if p >= 1.0 else -math.inf
+    return NormalDist().inv_cdf(p)
 
 
 def evaluate_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> dict[str, float]:
