@@ -4,6 +4,8 @@ Before any job starts, every job's config is checked (its typed spec and phase p
 with an impossible config, or without a required file, stops there and names its jobs.
 
 - `LocalLauncher`: Hydra's sequential launcher plus the failure report.
+- `Sweeper`: Hydra's basic sweeper without its own composition of every job to check it (these
+  launchers compose each job once and check more), which took half of a dry run of 44 jobs.
 - `SlurmLauncher` / `SubmititLocalLauncher`: hydra-submitit-launcher, but each job's config is
   composed when the sweep is launched (edits made while jobs wait do not leak into them), a job
   that dies (killed, out of memory, out of requeues) is reported instead of aborting the wait
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import (
@@ -290,6 +293,19 @@ class SubmititLocalLauncher(_SubmititLauncher):
     _EXECUTOR = "local"
 
 
+class Sweeper(BasicSweeper):
+    """Hydra's basic sweeper; a batch is checked by the launcher (`preflight`), not composed
+    one extra time here."""
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        return None
+
+
+@dataclass
+class SweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.c2f_plugins.launchers.Sweeper"
+
+
 @dataclass
 class LocalLauncherConf:
     _target_: str = "hydra_plugins.c2f_plugins.launchers.LocalLauncher"
@@ -310,3 +326,4 @@ class SubmititLocalLauncherConf(LocalQueueConf):
 for _name, _node in (("c2f_local", LocalLauncherConf), ("c2f_slurm", SlurmLauncherConf),
                      ("c2f_submitit_local", SubmititLocalLauncherConf)):
     ConfigStore.instance().store(group="hydra/launcher", name=_name, node=_node, provider="c2f")
+ConfigStore.instance().store(group="hydra/sweeper", name="c2f", node=SweeperConf, provider="c2f")
