@@ -13,7 +13,9 @@ after its bn0 and SpecAugment, as PANNs and HTS-AT train; AST mixes waveforms in
   `training_step`: "AudioSet is not a perfect data so 'adding noise' might be better").
 
 The weights are drawn by the training loop from a seed per step (c2f/train/loop.py), so a run
-does not depend on the worker count and resumes bitwise.
+does not depend on the worker count and resumes bitwise. Under DDP each process mixes its own
+share of the batch with weights of its own, as HTS-AT's four GPUs do (and PANNs trains on
+one), so such a run is not the same as one process, unlike a run without in-model mixup.
 """
 from __future__ import annotations
 
