@@ -15,6 +15,7 @@ import pytest
 import soundfile
 import torch
 import torchaudio.functional as AF
+from omegaconf import OmegaConf
 
 from c2f.data.dataset import balanced_weights
 from c2f.data.manifest import load_manifest, read_label_csv
@@ -260,20 +261,32 @@ def test_audioset_sampler_weights_are_the_runs(prepared):
     assert np.allclose(weights, balanced_weights(manifest).numpy())
 
 
+def miniature_presets(folder: Path) -> list[str]:
+    """A config group `mini` (one option per prepared dataset: its preset, with the class
+    count of the miniature) so that one multirun trains them all in one process."""
+    for name, (preset, classes) in PRESETS.items():
+        fold = "\n  fold: 2" if name == "esc50" else ""
+        (folder / "mini").mkdir(parents=True, exist_ok=True)
+        (folder / "mini" / f"{name}.yaml").write_text(
+            f"# @package _global_\ndefaults:\n  - override /dataset: {preset}\n"
+            f"dataset:\n  num_classes: {classes}{fold}\n")
+    return [f"hydra.searchpath=[file://{folder}]", f"+mini={','.join(PRESETS)}"]
+
+
 @pytest.mark.slow
 def test_every_prepared_dataset_trains_through_its_preset(prepared, tmp_path):
-    """`run.py dataset=<preset> paths.data_dir=<prepared>`: one epoch each, a tiny model."""
+    """`run.py dataset=<preset> paths.data_dir=<prepared>`: one epoch each, a tiny model (one
+    multirun over the presets: one process start instead of six)."""
     data_dir = next(iter(prepared.values()))[1].parent
     tiny = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "dataset.epochs=1",
             "dataset.batch_size=4", "optim.warmup_steps=1", "trainer.progress=false",
             "logger=disabled"]
-    for name, (preset, classes) in PRESETS.items():  # librispeech: tests/test_pretrain.py
-        runs = tmp_path / name
-        extra = ["dataset.fold=2"] if name == "esc50" else []
-        proc = run_cli([f"dataset={preset}", f"dataset.num_classes={classes}", *tiny, *extra],
-                       runs, data_dir)
-        [run] = run_dirs(runs)
-        [record] = [r for r in read_metrics(run) if r.get("kind", "epoch") == "epoch"]
+    runs = tmp_path / "presets"
+    proc = run_cli(["-m", *miniature_presets(tmp_path / "conf"), *tiny], runs, data_dir)
+    trained = {OmegaConf.load(run / "config.yaml").dataset.name: run for run in run_dirs(runs)}
+    for name, (preset, _) in PRESETS.items():  # librispeech: tests/test_pretrain.py
+        [record] = [r for r in read_metrics(trained[preset])
+                    if r.get("kind", "epoch") == "epoch"]
         assert record["epoch"] == 1 and record["samples"] == prepared[name][0].expected[
             {"audioset": "full_train", "esc50": "fold2_train"}.get(name, "train")]
         if name == "kinetics_sounds":  # no published statistics: the prepared ones are used
