@@ -3,6 +3,7 @@
 AST-Base (the paper's model, 128 mel x 1024 frames, 527 classes) through c2f's real phase
 loop with the device frontend and an in-memory audio cache:
 1. the batched fbank on the GPU against kaldi's per-clip fbank (CPU), after normalization;
+   CNN14's and HTS-AT's in-model mixup on the device (bench/gpu_mixup.py, seconds);
 2. training FLOPs counted on the GPU (its attention kernels) against the meta prediction;
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bench.gpu_mixup import mixup_check
 from bench.harness import EpochBench, noise_manifest, scratch_dir
 from c2f.compression import BaseInput, create_compression
 from c2f.data.frontend import FeatureSettings, Frontend
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     report = Report(args.out, argv)
     device = torch.device(args.device)
     fbank_check(report, device)
+    mixup_check(report, device)
 
     folder = scratch_dir()
     data = noise_manifest(folder / "data", args.clips, 10.24, 527)
