@@ -55,9 +55,10 @@ def mixup_check(report, device: torch.device) -> None:
         loss.backward()
         counted = training_flops(model, spec_batch, mix=mix) / ROWS
         predicted = predicted_flops_per_sample(factory, FRAMES, MEL, mixup)
-        rows.append(f"| {name} | {mixup.pairing} | {logits.shape[0]} of {ROWS} | {point:.1e} | "
-                    f"{float(loss):.3f} | {counted / 1e6:.2f} M | {predicted / 1e6:.2f} M | "
-                    f"{'yes' if abs(counted - predicted) <= 1 else 'NO'} |")
+        cells = (name, mixup.pairing, f"{logits.shape[0]} of {ROWS}", f"{point:.1e}",
+                 f"{float(loss):.3f}", f"{counted / 1e6:.2f} M", f"{predicted / 1e6:.2f} M",
+                 "yes" if abs(counted - predicted) <= 1 else "NO")
+        rows.append("| " + " | ".join(cells) + " |")
     report.add("## In-model mixup on the device (CNN14, HTS-AT)", "",
                f"Tiny widths, {ROWS} clips of {FRAMES} frames x {MEL} mel; the mixing point is "
                "compared in float32, the step runs in bf16 autocast.", "", *rows, "")
