@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from c2f.spec_types import describe, field_types, matches
+
 
 class ConfigError(ValueError):
     """An impossible or malformed configuration; the message names the key and the fix."""
@@ -293,8 +295,10 @@ def _build(cls, node: Any, key: str):
             f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
             f"allowed: {', '.join(sorted(fields))}"
         )
-    kwargs = {}
+    kwargs, hints = {}, field_types(cls)
     for name, value in node.items():
+        if not matches(value, hints[name]):
+            raise ConfigError(f"`{key}.{name}`: takes {describe(hints[name])}, got {value!r}")
         if isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

@@ -74,6 +74,30 @@ def test_impossible_configs_fail_before_data_naming_the_key(overrides, key):
         build_plan(spec_for(*overrides))
 
 
+@pytest.mark.parametrize("override, says", [
+    ("optim.lr=abc", "`optim.lr`: takes a number, got 'abc'"),
+    ("dataset.epochs=true", "`dataset.epochs`: takes an integer, got True"),
+    ("dataset.batch_size=1.5", "`dataset.batch_size`: takes an integer, got 1.5"),
+    ("model.patch=[16]", "`model.patch`: takes a list of 2 integers, got [16]"),
+    ("dataset.mixup=[0.5]", "`dataset.mixup`: takes a number, got [0.5]"),
+    ("trainer.threads=two", "`trainer.threads`: takes an integer or null, got 'two'"),
+    ("dataset.noise=1", "`dataset.noise`: takes true or false, got 1"),
+    ("+model.batch_mixup=adjacent", "`model.batch_mixup`: takes a mapping or null"),
+])
+def test_values_of_the_wrong_kind_fail_naming_the_key_and_what_it_takes(override, says):
+    """Not as a TypeError in a later comparison (`'abc' > 0`)."""
+    with pytest.raises(ConfigError) as raised:
+        spec_for(override)
+    assert str(raised.value).startswith(says)
+
+
+def test_integers_stand_for_numbers_and_lists_for_tuples():
+    """Every preset and sweep job passes the same checks (tests/test_configs.py,
+    tests/test_sweeps.py build their specs)."""
+    spec = spec_for("optim.lr=1", "model.patch=[16,16]", "trainer.num_workers=auto")
+    assert spec.optim.lr == 1 and spec.model.patch == (16, 16)
+
+
 def test_predicted_flops_equal_flops_counted_on_a_real_batch():
     def factory():
         return AST(num_mel_bins=64, frames=96, patch=(16, 16), num_classes=5, embed_dim=32,
