@@ -330,6 +330,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     for key in groups:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
+    if not matches(cfg.get("seed", 0), int):
+        raise ConfigError(f"`seed`: takes an integer, got {cfg['seed']!r}")
     from c2f.run_refs import resolve_pretrained  # it raises this module's ConfigError
 
     paths = cfg["paths"]
@@ -347,7 +349,7 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         average=_build(AverageSpec, cfg["average"], "average"),
         trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),
         logger=_build(LoggerSpec, cfg["logger"], "logger"),
-        seed=int(cfg.get("seed", 0)),
+        seed=cfg.get("seed", 0),
         group=str(cfg.get("group", "default")),
         data_dir=Path(paths["data_dir"]).expanduser().absolute(),
         runs_dir=runs_dir,

@@ -83,6 +83,7 @@ def test_impossible_configs_fail_before_data_naming_the_key(overrides, key):
     ("trainer.threads=two", "`trainer.threads`: takes an integer or null, got 'two'"),
     ("dataset.noise=1", "`dataset.noise`: takes true or false, got 1"),
     ("+model.batch_mixup=adjacent", "`model.batch_mixup`: takes a mapping or null"),
+    ("seed=1.5", "`seed`: takes an integer, got 1.5"),
 ])
 def test_values_of_the_wrong_kind_fail_naming_the_key_and_what_it_takes(override, says):
     """Not as a TypeError in a later comparison (`'abc' > 0`)."""
