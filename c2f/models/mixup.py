@@ -26,8 +26,6 @@ import torch
 
 from c2f.spec import BatchMixup
 
-PAIRINGS = ("adjacent", "flipped")
-
 
 @dataclass(frozen=True)
 class BatchMix:

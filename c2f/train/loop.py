@@ -130,8 +130,8 @@ class PhaseLoop:
             raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
         inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch
         mix = self._mix(batch["size"], -1, -1, 0)
-        return training_flops(model, inputs, **({} if mix is None else {"mix": mix})) \
-            // batch["size"]
+        forward = {} if mix is None else {"mix": mix}
+        return training_flops(model, inputs, **forward) // batch["size"]
 
     def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
                      state: TrainState) -> dict:
