@@ -5,7 +5,8 @@ loop with the device frontend and an in-memory audio cache:
 1. the batched fbank on the GPU against kaldi's per-clip fbank (CPU), after normalization;
    CNN14's and HTS-AT's in-model mixup on the device (bench/gpu_mixup.py, seconds);
 2. training FLOPs counted on the GPU (its attention kernels) against the meta prediction;
-   the training step alone, eager and as CUDA graphs, beside one kernel launch (gpu_step.py);
+   the training step alone, eager and as CUDA graphs, beside one kernel launch (gpu_step.py),
+   and the loop with and without CUDA graphs (trainer.cuda_graphs);
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
 5. NCCL DDP on 2 processes, when 2 GPUs exist;
@@ -113,13 +114,18 @@ def trained_check(report: Report, device: torch.device, folder: Path) -> None:
     from c2f.trained import load_trained
 
     runs = folder / "trained" / "runs"
-    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "run.py"),
-                    "logger=disabled", "trainer.progress=false", "trainer.device=cpu",
-                    "dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=4",
-                    "dataset.builtin.clip_seconds=1.28", "dataset.target_length=128",
-                    "dataset.timem=24", "dataset.epochs=2", f"paths.runs_dir={runs}",
-                    f"paths.data_dir={folder / 'trained' / 'data'}",
-                    f"paths.root={folder / 'trained'}"], check=True, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "run.py"), "logger=disabled",
+         "trainer.progress=false", "trainer.device=cpu", "dataset.builtin.train_per_class=4",
+         "dataset.builtin.eval_per_class=4", "dataset.builtin.clip_seconds=1.28",
+         "dataset.target_length=128", "dataset.timem=24", "dataset.epochs=2",
+         f"paths.runs_dir={runs}", f"paths.data_dir={folder / 'trained' / 'data'}",
+         f"paths.root={folder / 'trained'}"], capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        report.add("## 6. A trained model on the device (c2f.trained)", "",
+                   f"Not measured: the CPU training run exited {done.returncode} ({last}).", "")
+        return
     [run] = [p.parent for p in runs.glob("*/*/summary.json")]
     own = default_data(run)
     manifest = load_manifest(own["manifest"], own["labels"])
@@ -193,6 +199,51 @@ def profile_section(report: Report, bench: EpochBench, base: list[str],
                "```", *table.splitlines(), "```", "")
 
 
+def graphs_section(report: Report, bench: EpochBench, base: list[str], budget_s: float) -> None:
+    """The real loop with and without CUDA graphs (trainer.cuda_graphs), C = 1 and fshift C = 4:
+    speed, and the same seeded epochs' training loss (graphs replay the same kernels)."""
+    shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
+    configs = {f"{mode} {shape}": [*base, *overrides, "trainer.precision=bf16",
+                                   f"trainer.cuda_graphs={str(mode == 'graphs').lower()}"]
+               for shape, overrides in shapes.items() for mode in ("eager", "graphs")}
+    runs = interleaved(report, bench, configs, 2, budget_s)
+    rows = ["| input | eager samples/s | graphs samples/s | speed-up | train loss, eager vs "
+            "graphs (first timed epoch) |", "|---|--:|--:|--:|--:|"]
+    for shape in shapes:
+        eager, graphs = runs[f"eager {shape}"], runs[f"graphs {shape}"]
+        rows.append(f"| {shape} | {samples_per_s(eager):.0f} | {samples_per_s(graphs):.0f} | "
+                    f"{samples_per_s(graphs) / samples_per_s(eager):.2f} | "
+                    f"{eager[0]['train_loss']:.6f} vs {graphs[0]['train_loss']:.6f} |")
+    ratios = {mode: samples_per_s(runs[f"{mode} C=1"]) / samples_per_s(runs[f"{mode} fshift C=4"])
+              for mode in ("eager", "graphs")}
+    report.add("## 2c. CUDA graphs in the loop (`trainer.cuda_graphs`), bf16", "", *rows, "",
+               f"fshift C = 4 epoch time ratio: {ratios['eager']:.3f} eager, "
+               f"{ratios['graphs']:.3f} with graphs (FLOPs ratio 0.234).", "")
+
+
+def compile_section(report: Report, bench: EpochBench, base: list[str], batch: int) -> None:
+    """torch.compile (inductor's fused kernels, and CUDA graphs in reduce-overhead mode)
+    against c2f's own CUDA graphs, C = 1 and fshift C = 4; one line per config as it ends."""
+    report.add(f"## 7. torch.compile vs `trainer.cuda_graphs`, bf16, batch {batch}", "",
+               "Each config: a first epoch (compiles or captures), then one timed epoch.", "")
+    shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
+    modes = {"cuda_graphs": [], "compile=reduce-overhead": ["trainer.compile=reduce-overhead"],
+             "compile=default": ["trainer.compile=default"]}
+    for mode, extra in modes.items():
+        rates = {}
+        for shape, overrides in shapes.items():
+            session = bench.session([*base, *overrides, "trainer.precision=bf16", *extra])
+            start = time.perf_counter()
+            session.epoch()
+            first = time.perf_counter() - start
+            rates[shape] = samples_per_s([session.epoch()])
+            report.add(f"- {mode}, {shape}: first epoch {first:.0f} s, then "
+                       f"{rates[shape]:.0f} samples/s")
+            del session
+        ratio = rates["C=1"] / rates["fshift C=4"]
+        report.add(f"- {mode}: fshift C = 4 epoch time ratio {ratio:.3f} (FLOPs ratio 0.234)", "")
+
+
 def precision_section(report: Report, bench: EpochBench, base: list[str],
                       budget_s: float) -> None:
     precisions = {p: [*base, "compression=none", f"trainer.precision={p}"]
@@ -221,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time trainer.compile=reduce-overhead (compiling AST-Base "
                         "takes minutes: past the 5-minute budget)")
+    parser.add_argument("--compile-only", action="store_true", help="after the checks, only "
+                        "the torch.compile section")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -239,10 +292,16 @@ def main(argv: list[str] | None = None) -> None:
                f"in the main process, whatever `trainer.num_workers` says; without mixup "
                f"the prepared fbanks then live on the device, `trainer.cache_features=auto`, "
                f"so a step sends clip indices and masks, not waveforms), batch "
-               f"{args.batch}, AST-Base with the dist token, Adam fused=True, device frontend. "
+               f"{args.batch}, AST-Base with the dist token, Adam fused=True, device frontend, "
+               f"training steps replayed as CUDA graphs on CUDA (`trainer.cuda_graphs=auto`). "
                f"Setup took {report.elapsed:.0f} s.", "")
 
+    if args.compile_only:
+        compile_section(report, bench, base, args.batch)
+        return
     step_section(report, base, device)
+    if device.type == "cuda":
+        graphs_section(report, bench, base, args.budget_s)
     if not args.skip_precision:
         precision_section(report, bench, base, args.budget_s)
 
@@ -290,20 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     if report.elapsed < args.budget_s:
         profile_section(report, bench, base, device)
     if args.compile:
-        runs = interleaved(report, bench, {
-            name: [*base, *overrides, "trainer.precision=bf16",
-                   "trainer.compile=reduce-overhead"]
-            for name, overrides in (("none C=1", ["compression=none"]),
-                                    ("fshift C=4", ["compression=fshift", "schedule.c=4"]))},
-            1, args.budget_s)
-        full, coarse = runs["none C=1"], runs["fshift C=4"]
-        report.add("## 7. `trainer.compile=reduce-overhead` (CUDA graphs), bf16, batch "
-                   f"{args.batch}", "",
-                   f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
-                   f"(fshift C = 4); epoch time ratio "
-                   f"{coarse[0]['seconds'] / full[0]['seconds']:.3f} for a FLOPs ratio of "
-                   f"{coarse[0]['flops'] / full[0]['flops']:.3f} (after a warm-up epoch that "
-                   "compiles).", "")
+        compile_section(report, bench, base, args.batch)
     if report.elapsed < args.budget_s + 60:
         trained_check(report, device, folder)
     report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 processes "

@@ -170,6 +170,7 @@ class TrainerSpec:
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
     cache_features: bool | str = "auto"  # prepared fbanks, no mixup: auto | true | false
     compile: bool | str = False  # torch.compile the training model: false | true | a mode
+    cuda_graphs: bool | str = "auto"  # replay the training step as CUDA graphs: auto|true|false
     wait_for_lock: bool = False  # another process trains this run: wait for it (else leave)
 
 
@@ -246,7 +247,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
                 "precision", "frontend", "cache_audio", "cache_features", "compile",
-                "wait_for_lock"},
+                "cuda_graphs", "wait_for_lock"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
     "model": {"require_pretrained"},

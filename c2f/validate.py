@@ -95,6 +95,15 @@ def validate(spec: RunSpec) -> None:
            f"{t.cache_audio!r} is not auto|true|false")
     _check(t.compile in (True, False, *COMPILE_MODES), "trainer.compile",
            f"{t.compile!r} is not true|false|{'|'.join(COMPILE_MODES)}")
+    _check(t.cuda_graphs in (True, False, "auto"), "trainer.cuda_graphs",
+           f"{t.cuda_graphs!r} is not auto|true|false")
+    if t.cuda_graphs is True:  # the rest (batch norm, several processes) at the first phase
+        _check(t.device != "cpu", "trainer.cuda_graphs",
+               "true needs a CUDA device (trainer.device=cuda or auto); use auto or false")
+        _check(t.compile is False, "trainer.cuda_graphs",
+               "true and trainer.compile both graph the step; choose one")
+        _check(m.batch_mixup is None, "trainer.cuda_graphs",
+               "true cannot graph model.batch_mixup (a new pairing every step); use auto")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
            f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",

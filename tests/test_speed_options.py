@@ -156,7 +156,8 @@ def test_a_phase_reading_feature_tables_loads_no_waveform(manifest):
 @pytest.mark.parametrize("key, value", [("trainer.compile", "fastest"),
                                         ("trainer.precision", "fp8"),
                                         ("trainer.frontend", "gpu"),
-                                        ("trainer.cache_features", "sometimes")])
+                                        ("trainer.cache_features", "sometimes"),
+                                        ("trainer.cuda_graphs", "always")])
 def test_speed_keys_refuse_unknown_values_naming_the_key(key, value):
     from c2f.spec import ConfigError
     from tests.test_plan import spec_for
@@ -171,5 +172,5 @@ def test_speed_keys_do_not_change_the_run_id():
     plain = spec_for()
     fast = spec_for("trainer.compile=reduce-overhead", "trainer.precision=bf16",
                     "trainer.frontend=worker", "trainer.cache_audio=false",
-                    "trainer.cache_features=false")
+                    "trainer.cache_features=false", "trainer.cuda_graphs=false")
     assert fast.run_id == plain.run_id

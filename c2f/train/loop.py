@@ -23,6 +23,7 @@ from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
 from c2f.train.flops import training_flops
+from c2f.train.graphs import GraphedModel, graph_obstacle, use_graphs
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
@@ -86,18 +87,23 @@ class PhaseLoop:
                                 cache_features=t.cache_features)
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What the training step calls: DDP-wrapped when distributed, compiled on request
-        (`trainer.compile`: true, or one of torch.compile's modes)."""
+        """What the training step calls: DDP-wrapped when distributed, replayed as CUDA graphs
+        (`trainer.cuda_graphs`, c2f/train/graphs.py) or compiled on request (`trainer.compile`:
+        true, or one of torch.compile's modes)."""
         if self.world.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             if self.device.type == "cuda":  # batch statistics over all GPUs, as HTS-AT's
                 # main.py trains (sync_batchnorm=True); NCCL only, and a no-op without BN (AST)
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
-        mode = self.spec.trainer.compile
-        if mode is False:
+        t = self.spec.trainer
+        obstacle = graph_obstacle(model, self.device, self.world.active, t.compile is not False,
+                                  self.spec.model.batch_mixup is not None)
+        if use_graphs(t.cuda_graphs, obstacle):
+            return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log)
+        if t.compile is False:
             return model
-        return torch.compile(model, mode=None if mode is True else mode)
+        return torch.compile(model, mode=None if t.compile is True else t.compile)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return classification_loss(self.spec.dataset.loss, logits, target)

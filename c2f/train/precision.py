@@ -38,10 +38,11 @@ class Precision:
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (and fp32 runs) on TF32
             torch.backends.cudnn.allow_tf32 = True
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """The precision's autocast context; `cache=False` for CUDA graph captures."""
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
              parameters, grad_clip: float | None) -> None:

@@ -1,0 +1,91 @@
+"""CUDA graphs for the training step (`trainer.cuda_graphs`).
+
+A coarse phase's step is short: AST-Base at C = 4 (256 frames, batch 48, bf16) has about 15 ms
+of GPU work but ~3,000 kernel launches, and on the machines c2f was measured on the host needs
+25 ms to launch them (bench/results_gpu.md, section 2b). Replaying the forward and the backward
+as two CUDA graphs (`torch.cuda.make_graphed_callables`: no compiler, captured in seconds)
+launches each in one call, so the step costs its GPU time and the phase what its FLOPs say.
+
+Only the training forward is graphed, for the batch shape of the first step of the phase (a
+full batch); a short last batch, in-model mixup and evaluation run the model eagerly. The
+optimizer step stays outside the graphs (fused Adam is a handful of launches).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from c2f.spec import ConfigError
+
+
+def graph_obstacle(model: nn.Module, device: torch.device, distributed: bool,
+                   compiled: bool, batch_mixup: bool) -> str | None:
+    """Why this phase's training step cannot be graphed; None when it can."""
+    if device.type != "cuda":
+        return f"training runs on {device.type}, not on a CUDA device"
+    if distributed:
+        return "DDP overlaps its gradient all-reduce with the backward, which a graph would fix"
+    if compiled:
+        return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
+    if batch_mixup:
+        return "model.batch_mixup mixes inside the model, with a new pairing every step"
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return (f"{type(model).__name__} has batch norm, whose running statistics the "
+                "capture's warm-up steps would move")
+    return None
+
+
+def use_graphs(setting: bool | str, obstacle: str | None) -> bool:
+    """`trainer.cuda_graphs`: auto graphs where it can; true fails naming the obstacle."""
+    if setting is False:
+        return False
+    if obstacle is None:
+        return True
+    if setting is True:
+        raise ConfigError(f"`trainer.cuda_graphs=true`: cannot graph the training step: "
+                          f"{obstacle}; set trainer.cuda_graphs=auto or false")
+    return False
+
+
+class _Forward(nn.Module):
+    """The model behind a module of its own, so that capturing patches this one's forward and
+    leaves the model's (evaluation, FLOPs counting, checkpoints) as it is."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+
+class GraphedModel(nn.Module):
+    """The training model, its step replayed as CUDA graphs captured from the first batch it
+    trains on; any other batch shape runs eagerly. `autocast` makes the precision's context
+    without the autocast cache (which captures do not support)."""
+
+    def __init__(self, model: nn.Module, autocast, log=print):
+        super().__init__()
+        self.step = _Forward(model)
+        self.autocast, self.log = autocast, log
+        self.shape: torch.Size | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        return self.step.model
+
+    def forward(self, inputs: torch.Tensor, mix=None) -> torch.Tensor:
+        if mix is not None or not self.training:
+            return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
+        if self.shape is None:
+            self._capture(inputs)
+        if inputs.shape != self.shape:
+            return self.model(inputs)
+        return self.step(inputs)
+
+    def _capture(self, inputs: torch.Tensor) -> None:
+        self.shape = inputs.shape
+        with self.autocast():
+            torch.cuda.make_graphed_callables(self.step, (inputs.detach().clone(),))
+        self.log(f"cuda graphs: training steps of shape {tuple(inputs.shape)} replay a "
+                 "captured forward and backward")

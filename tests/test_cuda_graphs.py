@@ -1,0 +1,79 @@
+"""`trainer.cuda_graphs` (c2f/train/graphs.py): which training steps may be graphed, what
+`auto` / `true` / `false` do with an obstacle, and the paths that never capture. The capture
+itself needs CUDA: `make bench-gpu` checks it (bench/results_gpu.md, section 2c: speed, and
+the same seeded epoch's loss with and without graphs)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from c2f.models import build_model
+from c2f.plan import build_plan
+from c2f.spec import ConfigError
+from c2f.track import RunDir
+from c2f.tracker import Tracker
+from c2f.train.graphs import GraphedModel, graph_obstacle, use_graphs
+from c2f.train.loop import PhaseLoop
+from tests.test_models import TINY_MODELS
+from tests.test_plan import spec_for
+
+CUDA = torch.device("cuda")  # a device object only: nothing here runs on it
+
+
+def tiny(arch: str) -> torch.nn.Module:
+    return build_model(TINY_MODELS[arch], num_classes=5, num_mel_bins=64, frames=64,
+                       patch=(16, 16))
+
+
+def test_an_ast_step_on_one_cuda_device_can_be_graphed_and_each_obstacle_is_named():
+    ast = tiny("ast")
+    assert graph_obstacle(ast, CUDA, False, False, False) is None
+    assert "cpu" in graph_obstacle(ast, torch.device("cpu"), False, False, False)
+    assert "DDP" in graph_obstacle(ast, CUDA, True, False, False)
+    assert "trainer.compile" in graph_obstacle(ast, CUDA, False, True, False)
+    assert "model.batch_mixup" in graph_obstacle(ast, CUDA, False, False, True)
+    for arch in ("cnn14", "htsat"):  # running statistics would move in the capture's warm-up
+        assert "batch norm" in graph_obstacle(tiny(arch), CUDA, False, False, False)
+
+
+def test_auto_graphs_where_it_can_true_fails_naming_the_obstacle_false_never_graphs():
+    assert use_graphs("auto", None) and use_graphs(True, None)
+    assert not use_graphs(False, None)
+    assert not use_graphs("auto", "DDP overlaps ...")
+    with pytest.raises(ConfigError, match=r"cuda_graphs=true.*no GPU here.*auto or false"):
+        use_graphs(True, "no GPU here")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.device=cpu"], "needs a CUDA device"),
+    (["trainer.device=cuda", "trainer.compile=true"], "choose one"),
+    (["trainer.device=cuda", "model=cnn14_tiny", "+model.batch_mixup.pairing=adjacent"],
+     "model.batch_mixup")])
+def test_cuda_graphs_true_fails_at_plan_time_when_the_config_rules_it_out(overrides, message):
+    with pytest.raises(ConfigError, match=rf"trainer\.cuda_graphs.*{message}"):
+        spec_for("trainer.cuda_graphs=true", *overrides)
+
+
+def test_the_loop_trains_eagerly_on_cpu_under_auto_and_refuses_true(tmp_path):
+    spec = spec_for("trainer.device=cpu")
+    run = RunDir(tmp_path / "run")
+    tracker = Tracker("disabled", "", None, spec.run_id, "", run.path, {})
+    model = tiny("ast")
+    assert PhaseLoop(spec, build_plan(spec), None, run, tracker).trainable(model) is model
+    forced = replace(spec, trainer=replace(spec.trainer, cuda_graphs=True))  # device=auto, no GPU
+    with pytest.raises(ConfigError, match="training runs on cpu"):
+        PhaseLoop(forced, build_plan(forced), None, run, tracker).trainable(model)
+
+
+def test_a_graphed_model_evaluates_eagerly_without_capturing():
+    torch.manual_seed(0)
+    model = tiny("ast")
+    graphed = GraphedModel(model, lambda: torch.autocast("cpu", enabled=False), log=None)
+    assert list(graphed.parameters()) == list(model.parameters())  # the optimizer's and clip's
+    x = torch.randn(3, 64, 64)
+    graphed.eval()
+    assert not model.training
+    torch.testing.assert_close(graphed(x), model(x), rtol=0, atol=0)
+    assert graphed.shape is None  # nothing captured
