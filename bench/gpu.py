@@ -9,19 +9,19 @@ loop with the device frontend and an in-memory audio cache:
    and the loop with and without CUDA graphs (trainer.cuda_graphs);
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
+   at AST's batch of 12; with AST's waveform mixup (no feature tables); a profiled C = 4 epoch;
 5. NCCL DDP on 2 processes, when 2 GPUs exist;
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
-   against the same model on the CPU.
-Sections stop being added when the time budget runs short; the file is rewritten after each.
+   against the same model on the CPU;
+7. with --compile (or only it, --compile-only): torch.compile against c2f's CUDA graphs.
+The loop sections live in bench/gpu_loop.py. Sections stop being added when the time budget
+runs short; the file is rewritten after each.
 
     python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -29,6 +29,17 @@ from pathlib import Path
 
 import torch
 
+from bench.gpu_loop import (
+    Report,
+    compile_section,
+    graphs_section,
+    interleaved,
+    mixup_section,
+    precision_section,
+    profile_section,
+    samples_per_s,
+    sync,
+)
 from bench.gpu_mixup import mixup_check
 from bench.gpu_step import step_section
 from bench.harness import EpochBench, noise_manifest, scratch_dir
@@ -37,32 +48,6 @@ from c2f.data.frontend import FeatureSettings, Frontend
 
 METHODS = ["fshift", "pool_avg", "pool_max", "patch_bl", "patch_pi"]
 AUDIOSET_NORM = ["dataset.norm_mean=-4.2677393", "dataset.norm_std=4.5689974"]  # AST run.py
-
-
-class Report:
-    def __init__(self, out: Path, argv: list[str]):
-        self.out, self.lines, self.start = out, [], time.perf_counter()
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-        self.add("# c2f on one GPU: `make bench-gpu`", "",
-                 f"- command: `{shlex.join([sys.executable, '-m', 'bench.gpu', *argv])}`",
-                 f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat()}",
-                 f"- device: {gpu}; torch {torch.__version__}, python {platform.python_version()}",
-                 "")
-
-    def add(self, *lines: str) -> None:
-        self.lines += lines
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.out.write_text("\n".join(self.lines) + "\n")
-        print("\n".join(lines), flush=True)
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def fbank_check(report: Report, device: torch.device) -> None:
@@ -144,117 +129,6 @@ def base_overrides(data: dict[str, str], args) -> list[str]:
             f"trainer.device={args.device}", f"trainer.num_workers={args.workers}",
             "trainer.progress=false",
             "trainer.cache_audio=true", "logger.mode=disabled", "schedule=baseline"]
-
-
-def interleaved(report: Report, bench: EpochBench, configs: dict[str, list[str]], rounds: int,
-                budget_s: float, count_flops: bool = False) -> dict[str, list[dict]]:
-    """One warm-up epoch per config, then `rounds` rounds of one epoch each (budget allowing).
-    Each epoch's stats carry the plan's FLOPs (and, with count_flops, those counted)."""
-    sessions = {name: bench.session(overrides) for name, overrides in configs.items()}
-    counted = {name: s.counted_flops() for name, s in sessions.items()} if count_flops else {}
-    for session in sessions.values():
-        session.epoch()
-    results: dict[str, list[dict]] = {name: [] for name in configs}
-    for done in range(rounds):
-        if done and report.elapsed > budget_s:  # a section always gets one timed round
-            break
-        for name, session in sessions.items():
-            sync(session.loop.device)
-            results[name].append(session.epoch())
-    for name, session in sessions.items():
-        results[name] = [dict(r, flops=session.flops_per_sample, counted=counted.get(name))
-                         for r in results[name]]
-    del sessions
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return results
-
-
-def samples_per_s(stats: list[dict]) -> float:
-    return statistics.median(r["samples"] / r["seconds"] for r in stats)
-
-
-def profile_section(report: Report, bench: EpochBench, base: list[str],
-                    device: torch.device) -> None:
-    """Where an epoch's time goes: host (CPU) vs device (CUDA) time per op, fshift C = 4."""
-    from torch.profiler import ProfilerActivity, profile
-
-    session = bench.session([*base, "compression=fshift", "schedule.c=4",
-                             "trainer.precision=bf16"])
-    session.epoch()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
-                                           else [])
-    start = time.perf_counter()
-    with profile(activities=activities) as prof:
-        session.epoch()
-        sync(device)
-    wall = time.perf_counter() - start
-    events = prof.key_averages()
-    busy = sum(e.self_device_time_total for e in events) / 1e6 if device.type == "cuda" else 0
-    table = events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48)
-    busy_line = (f"GPU busy {busy:.2f} s ({100 * busy / wall:.0f}%): the rest of the time "
-                 "the GPU waits for the host" if device.type == "cuda" else "no GPU")
-    report.add("## 6. Where a C = 4 epoch goes (torch.profiler, fshift C = 4, bf16)", "",
-               f"wall {wall:.2f} s (profiled); {busy_line}.", "",
-               "```", *table.splitlines(), "```", "")
-
-
-def graphs_section(report: Report, bench: EpochBench, base: list[str], budget_s: float) -> None:
-    """The real loop with and without CUDA graphs (trainer.cuda_graphs), C = 1 and fshift C = 4:
-    speed, and the same seeded epochs' training loss (graphs replay the same kernels)."""
-    shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
-    configs = {f"{mode} {shape}": [*base, *overrides, "trainer.precision=bf16",
-                                   f"trainer.cuda_graphs={str(mode == 'graphs').lower()}"]
-               for shape, overrides in shapes.items() for mode in ("eager", "graphs")}
-    runs = interleaved(report, bench, configs, 2, budget_s)
-    rows = ["| input | eager samples/s | graphs samples/s | speed-up | train loss, eager vs "
-            "graphs (first timed epoch) |", "|---|--:|--:|--:|--:|"]
-    for shape in shapes:
-        eager, graphs = runs[f"eager {shape}"], runs[f"graphs {shape}"]
-        rows.append(f"| {shape} | {samples_per_s(eager):.0f} | {samples_per_s(graphs):.0f} | "
-                    f"{samples_per_s(graphs) / samples_per_s(eager):.2f} | "
-                    f"{eager[0]['train_loss']:.6f} vs {graphs[0]['train_loss']:.6f} |")
-    ratios = {mode: samples_per_s(runs[f"{mode} C=1"]) / samples_per_s(runs[f"{mode} fshift C=4"])
-              for mode in ("eager", "graphs")}
-    report.add("## 2c. CUDA graphs in the loop (`trainer.cuda_graphs`), bf16", "", *rows, "",
-               f"fshift C = 4 epoch time ratio: {ratios['eager']:.3f} eager, "
-               f"{ratios['graphs']:.3f} with graphs (FLOPs ratio 0.234).", "")
-
-
-def compile_section(report: Report, bench: EpochBench, base: list[str], batch: int) -> None:
-    """torch.compile (inductor's fused kernels, and CUDA graphs in reduce-overhead mode)
-    against c2f's own CUDA graphs, C = 1 and fshift C = 4; one line per config as it ends."""
-    report.add(f"## 7. torch.compile vs `trainer.cuda_graphs`, bf16, batch {batch}", "",
-               "Each config: a first epoch (compiles or captures), then one timed epoch.", "")
-    shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
-    modes = {"cuda_graphs": [], "compile=reduce-overhead": ["trainer.compile=reduce-overhead"],
-             "compile=default": ["trainer.compile=default"]}
-    for mode, extra in modes.items():
-        rates = {}
-        for shape, overrides in shapes.items():
-            session = bench.session([*base, *overrides, "trainer.precision=bf16", *extra])
-            start = time.perf_counter()
-            session.epoch()
-            first = time.perf_counter() - start
-            rates[shape] = samples_per_s([session.epoch()])
-            report.add(f"- {mode}, {shape}: first epoch {first:.0f} s, then "
-                       f"{rates[shape]:.0f} samples/s")
-            del session
-        ratio = rates["C=1"] / rates["fshift C=4"]
-        report.add(f"- {mode}: fshift C = 4 epoch time ratio {ratio:.3f} (FLOPs ratio 0.234)", "")
-
-
-def precision_section(report: Report, bench: EpochBench, base: list[str],
-                      budget_s: float) -> None:
-    precisions = {p: [*base, "compression=none", f"trainer.precision={p}"]
-                  for p in ("fp32", "bf16", "fp16")}
-    runs = interleaved(report, bench, precisions, 1, budget_s)
-    rows = ["| precision | samples/s (C = 1) | vs fp32 |", "|---|--:|--:|"]
-    fp32 = samples_per_s(runs["fp32"])
-    for name, stats in runs.items():
-        rate = samples_per_s(stats)
-        rows.append(f"| {name} | {rate:.0f} | {rate / fp32:.2f} |")
-    report.add("## 3. Samples/s per precision, AST-Base at C = 1 (epoch level)", "", *rows, "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
                    f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
                    f"(C = 4); epoch time ratio {statistics.median(ratios):.3f} for a FLOPs ratio "
                    f"of {coarse[0]['flops'] / full[0]['flops']:.3f}.", "")
+    if report.elapsed < args.budget_s:
+        mixup_section(report, bench, base, args.budget_s)
     if report.elapsed < args.budget_s:
         profile_section(report, bench, base, device)
     if args.compile:

@@ -77,3 +77,20 @@ def test_a_graphed_model_evaluates_eagerly_without_capturing():
     assert not model.training
     torch.testing.assert_close(graphed(x), model(x), rtol=0, atol=0)
     assert graphed.shape is None  # nothing captured
+
+
+def test_a_step_that_cannot_be_captured_trains_eagerly_saying_why_unless_strict():
+    """Here the capture fails for want of a GPU; a model with a host sync in its forward fails
+    the same way on one, and must not stop an `auto` run."""
+    torch.manual_seed(0)
+    model, said = tiny("ast"), []
+    graphed = GraphedModel(model, lambda: torch.autocast("cpu", enabled=False), log=said.append)
+    x = torch.randn(3, 64, 64)
+    torch.testing.assert_close(graphed(x), model(x), rtol=0, atol=0)
+    assert graphed.eager and "trains eagerly" in said[0] and "cuda_graphs=false" in said[0]
+    graphed(torch.randn(3, 64, 64)).sum().backward()  # later steps: eager, no second attempt
+    assert len(said) == 1 and model.head[1].weight.grad is not None
+    strict = GraphedModel(tiny("ast"), lambda: torch.autocast("cpu", enabled=False),
+                          strict=True)
+    with pytest.raises(RuntimeError, match="cuda_graphs=true: capturing .* failed"):
+        strict(x)

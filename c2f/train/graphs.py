@@ -4,13 +4,16 @@ A coarse phase's step is short: AST-Base at C = 4 (256 frames, batch 48, bf16) h
 of GPU work but ~3,000 kernel launches, and on the machines c2f was measured on the host needs
 25 ms to launch them (bench/results_gpu.md, section 2b). Replaying the forward and the backward
 as two CUDA graphs (`torch.cuda.make_graphed_callables`: no compiler, captured in seconds)
-launches each in one call, so the step costs its GPU time and the phase what its FLOPs say.
+launches each in one call, so the step costs what the GPU takes for it (AST-Base, H200: a C = 4
+epoch 0.31-0.33 of a full one for 0.234 of its FLOPs, the bare graphed step's own 0.299).
 
 Only the training forward is graphed, for the batch shape of the first step of the phase (a
 full batch); a short last batch, in-model mixup and evaluation run the model eagerly. The
 optimizer step stays outside the graphs (fused Adam is a handful of launches).
 """
 from __future__ import annotations
+
+import gc
 
 import torch
 from torch import nn
@@ -62,13 +65,16 @@ class _Forward(nn.Module):
 class GraphedModel(nn.Module):
     """The training model, its step replayed as CUDA graphs captured from the first batch it
     trains on; any other batch shape runs eagerly. `autocast` makes the precision's context
-    without the autocast cache (which captures do not support)."""
+    without the autocast cache (which captures do not support). A model that cannot be
+    captured (a host sync or data-dependent shapes in its forward) trains eagerly, saying why,
+    unless `strict` (trainer.cuda_graphs=true)."""
 
-    def __init__(self, model: nn.Module, autocast, log=print):
+    def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False):
         super().__init__()
         self.step = _Forward(model)
-        self.autocast, self.log = autocast, log
+        self.autocast, self.log, self.strict = autocast, log, strict
         self.shape: torch.Size | None = None
+        self.eager = False  # the capture failed
 
     @property
     def model(self) -> nn.Module:
@@ -79,13 +85,24 @@ class GraphedModel(nn.Module):
             return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
         if self.shape is None:
             self._capture(inputs)
-        if inputs.shape != self.shape:
+        if self.eager or inputs.shape != self.shape:
             return self.model(inputs)
         return self.step(inputs)
 
     def _capture(self, inputs: torch.Tensor) -> None:
         self.shape = inputs.shape
-        with self.autocast():
-            torch.cuda.make_graphed_callables(self.step, (inputs.detach().clone(),))
+        gc.collect()  # an earlier phase's graphs (a patched forward is a reference cycle)
+        try:
+            with self.autocast():
+                torch.cuda.make_graphed_callables(self.step, (inputs.detach().clone(),))
+        except (RuntimeError, AssertionError) as err:
+            if self.strict:
+                raise RuntimeError(f"trainer.cuda_graphs=true: capturing "
+                                   f"{type(self.model).__name__}'s step failed: {err}") from err
+            self.eager = True
+            self.log(f"cuda graphs: capturing {type(self.model).__name__}'s training step "
+                     f"failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                     "this phase trains eagerly (trainer.cuda_graphs=false skips the attempt)")
+            return
         self.log(f"cuda graphs: training steps of shape {tuple(inputs.shape)} replay a "
                  "captured forward and backward")

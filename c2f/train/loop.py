@@ -100,7 +100,8 @@ class PhaseLoop:
         obstacle = graph_obstacle(model, self.device, self.world.active, t.compile is not False,
                                   self.spec.model.batch_mixup is not None)
         if use_graphs(t.cuda_graphs, obstacle):
-            return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log)
+            return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log,
+                                strict=t.cuda_graphs is True)
         if t.compile is False:
             return model
         return torch.compile(model, mode=None if t.compile is True else t.compile)
