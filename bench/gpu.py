@@ -10,7 +10,7 @@ loop with the device frontend and an in-memory audio cache:
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
    at AST's batch of 12; with AST's waveform mixup (no feature tables); a profiled C = 4 epoch;
-5. NCCL DDP on 2 processes, when 2 GPUs exist;
+5. NCCL DDP on 2 processes against 1, when 2 GPUs exist (gpu_ddp.py: run.py via torchrun);
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
    against the same model on the CPU;
 7. with --compile (or only it, --compile-only): torch.compile against c2f's CUDA graphs.
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from bench.gpu_ddp import ddp_section
 from bench.gpu_loop import (
     Report,
     compile_section,
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                         "takes minutes: past the 5-minute budget)")
     parser.add_argument("--compile-only", action="store_true", help="after the checks, only "
                         "the torch.compile section")
+    parser.add_argument("--ddp", action="store_true", help="with --device cpu: smoke-test the "
+                        "DDP section on 2 gloo processes (on CUDA it runs when 2 GPUs exist)")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -228,9 +231,11 @@ def main(argv: list[str] | None = None) -> None:
         compile_section(report, bench, base, args.batch)
     if report.elapsed < args.budget_s + 60:
         trained_check(report, device, folder)
-    report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 processes "
-               "needs 2; not measured." if torch.cuda.device_count() < 2 else
-               "2+ GPUs: run `torchrun --nproc_per_node 2 run.py trainer.device=cuda ...`", "")
+    if torch.cuda.device_count() >= 2 or (args.ddp and device.type == "cpu"):
+        ddp_section(report, base, folder, device.type)
+    else:
+        report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
+                   "processes needs 2; not measured.", "")
     report.add(f"Total: {report.elapsed:.0f} s.")
 
 
