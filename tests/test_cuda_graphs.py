@@ -94,3 +94,14 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_saying_why_unless_strict(
                           strict=True)
     with pytest.raises(RuntimeError, match="cuda_graphs=true: capturing .* failed"):
         strict(x)
+
+
+def test_graphs_are_captured_from_a_full_batch_not_from_a_short_first_one():
+    """A first batch that lost a bad clip must not fix the graphs' shape for the whole phase."""
+    said = []
+    graphed = GraphedModel(tiny("ast"), lambda: torch.autocast("cpu", enabled=False),
+                           log=said.append, rows=4)
+    graphed(torch.randn(3, 64, 64))
+    assert graphed.shape is None and not said  # no capture tried
+    graphed(torch.randn(4, 64, 64))
+    assert graphed.shape == (4, 64, 64) and len(said) == 1  # tried (and, here, fell back)

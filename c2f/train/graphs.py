@@ -7,8 +7,8 @@ as two CUDA graphs (`torch.cuda.make_graphed_callables`: no compiler, captured i
 launches each in one call, so the step costs what the GPU takes for it (AST-Base, H200: a C = 4
 epoch 0.31-0.33 of a full one for 0.234 of its FLOPs, the bare graphed step's own 0.299).
 
-Only the training forward is graphed, for the batch shape of the first step of the phase (a
-full batch); a short last batch, in-model mixup and evaluation run the model eagerly. The
+Only the training forward is graphed, for the shape of the phase's first full batch; a short
+batch (the last, or one that lost a bad clip), in-model mixup and evaluation run eagerly. The
 optimizer step stays outside the graphs (fused Adam is a handful of launches).
 """
 from __future__ import annotations
@@ -63,16 +63,18 @@ class _Forward(nn.Module):
 
 
 class GraphedModel(nn.Module):
-    """The training model, its step replayed as CUDA graphs captured from the first batch it
-    trains on; any other batch shape runs eagerly. `autocast` makes the precision's context
-    without the autocast cache (which captures do not support). A model that cannot be
+    """The training model, its step replayed as CUDA graphs captured from the first batch of
+    `rows` clips it trains on (any, when None); any other batch shape runs eagerly.
+    `autocast` makes the precision's context without the autocast cache (which captures do
+    not support). A model that cannot be
     captured (a host sync or data-dependent shapes in its forward) trains eagerly, saying why,
     unless `strict` (trainer.cuda_graphs=true)."""
 
-    def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False):
+    def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False,
+                 rows: int | None = None):
         super().__init__()
         self.step = _Forward(model)
-        self.autocast, self.log, self.strict = autocast, log, strict
+        self.autocast, self.log, self.strict, self.rows = autocast, log, strict, rows
         self.shape: torch.Size | None = None
         self.eager = False  # the capture failed
 
@@ -83,7 +85,7 @@ class GraphedModel(nn.Module):
     def forward(self, inputs: torch.Tensor, mix=None) -> torch.Tensor:
         if mix is not None or not self.training:
             return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
-        if self.shape is None:
+        if self.shape is None and self.rows in (None, len(inputs)):
             self._capture(inputs)
         if self.eager or inputs.shape != self.shape:
             return self.model(inputs)

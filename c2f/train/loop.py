@@ -101,7 +101,7 @@ class PhaseLoop:
                                   self.spec.model.batch_mixup is not None)
         if use_graphs(t.cuda_graphs, obstacle):
             return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log,
-                                strict=t.cuda_graphs is True)
+                                strict=t.cuda_graphs is True, rows=self.batch_size)
         if t.compile is False:
             return model
         return torch.compile(model, mode=None if t.compile is True else t.compile)
