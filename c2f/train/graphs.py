@@ -66,9 +66,8 @@ class GraphedModel(nn.Module):
     """The training model, its step replayed as CUDA graphs captured from the first batch of
     `rows` clips it trains on (any, when None); any other batch shape runs eagerly.
     `autocast` makes the precision's context without the autocast cache (which captures do
-    not support). A model that cannot be
-    captured (a host sync or data-dependent shapes in its forward) trains eagerly, saying why,
-    unless `strict` (trainer.cuda_graphs=true)."""
+    not support). A model that cannot be captured (a host sync or data-dependent shapes in
+    its forward) trains eagerly, saying why, unless `strict` (trainer.cuda_graphs=true)."""
 
     def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False,
                  rows: int | None = None):
