@@ -67,7 +67,8 @@ class GraphedModel(nn.Module):
     `rows` clips it trains on (any, when None); any other batch shape runs eagerly.
     `autocast` makes the precision's context without the autocast cache (which captures do
     not support). A model that cannot be captured (a host sync or data-dependent shapes in
-    its forward) trains eagerly, saying why, unless `strict` (trainer.cuda_graphs=true)."""
+    its forward, or too little memory for the capture) trains eagerly, saying why, unless
+    `strict` (trainer.cuda_graphs=true)."""
 
     def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False,
                  rows: int | None = None):
@@ -101,6 +102,8 @@ class GraphedModel(nn.Module):
                 raise RuntimeError(f"trainer.cuda_graphs=true: capturing "
                                    f"{type(self.model).__name__}'s step failed: {err}") from err
             self.eager = True
+            gc.collect()  # an out-of-memory capture leaves its pool to free for eager steps
+            torch.cuda.empty_cache()
             self.log(f"cuda graphs: capturing {type(self.model).__name__}'s training step "
                      f"failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                      "this phase trains eagerly (trainer.cuda_graphs=false skips the attempt)")
