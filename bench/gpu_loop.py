@@ -43,14 +43,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def warm_up(session) -> float | None:
+    """The first epoch of a session; on CUDA, the GiB it needed at its peak beyond what was
+    allocated before it (the model, its optimizer and, with graphs, their pools stay)."""
+    if session.loop.device.type != "cuda":
+        session.epoch()
+        return None
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    session.epoch()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**30
+
+
 def interleaved(report: Report, bench: EpochBench, configs: dict[str, list[str]], rounds: int,
                 budget_s: float, count_flops: bool = False) -> dict[str, list[dict]]:
     """One warm-up epoch per config, then `rounds` rounds of one epoch each (budget allowing).
     Each epoch's stats carry the plan's FLOPs (and, with count_flops, those counted)."""
     sessions = {name: bench.session(overrides) for name, overrides in configs.items()}
     counted = {name: s.counted_flops() for name, s in sessions.items()} if count_flops else {}
-    for session in sessions.values():
-        session.epoch()
+    peaks = {name: warm_up(session) for name, session in sessions.items()}
     results: dict[str, list[dict]] = {name: [] for name in configs}
     for done in range(rounds):
         if done and report.elapsed > budget_s:  # a section always gets one timed round
@@ -59,8 +72,8 @@ def interleaved(report: Report, bench: EpochBench, configs: dict[str, list[str]]
             sync(session.loop.device)
             results[name].append(session.epoch())
     for name, session in sessions.items():
-        results[name] = [dict(r, flops=session.flops_per_sample, counted=counted.get(name))
-                         for r in results[name]]
+        results[name] = [dict(r, flops=session.flops_per_sample, counted=counted.get(name),
+                              peak_gib=peaks[name]) for r in results[name]]
     del sessions
     gc.collect()  # graphed sessions are reference cycles; their graphs hold device memory
     if torch.cuda.is_available():
@@ -106,12 +119,15 @@ def graphs_section(report: Report, bench: EpochBench, base: list[str], budget_s:
                for shape, overrides in shapes.items() for mode in ("eager", "graphs")}
     runs = interleaved(report, bench, configs, 2, budget_s)
     rows = ["| input | eager samples/s | graphs samples/s | speed-up | train loss, eager vs "
-            "graphs (first timed epoch) |", "|---|--:|--:|--:|--:|"]
+            "graphs (first timed epoch) | first epoch's peak GiB, eager vs graphs |",
+            "|---|--:|--:|--:|--:|--:|"]
     for shape in shapes:
         eager, graphs = runs[f"eager {shape}"], runs[f"graphs {shape}"]
+        peaks = " vs ".join("-" if r[0]["peak_gib"] is None else f"{r[0]['peak_gib']:.1f}"
+                            for r in (eager, graphs))
         rows.append(f"| {shape} | {samples_per_s(eager):.0f} | {samples_per_s(graphs):.0f} | "
                     f"{samples_per_s(graphs) / samples_per_s(eager):.2f} | "
-                    f"{eager[0]['train_loss']:.6f} vs {graphs[0]['train_loss']:.6f} |")
+                    f"{eager[0]['train_loss']:.6f} vs {graphs[0]['train_loss']:.6f} | {peaks} |")
     ratios = {mode: samples_per_s(runs[f"{mode} C=1"]) / samples_per_s(runs[f"{mode} fshift C=4"])
               for mode in ("eager", "graphs")}
     report.add("## 2c. CUDA graphs in the loop (`trainer.cuda_graphs`), bf16", "", *rows, "",
