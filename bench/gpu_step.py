@@ -37,9 +37,8 @@ def launch_us(device: torch.device, launches: int = 2000) -> float:
     return 1e6 * (time.perf_counter() - start) / launches
 
 
-def step_ms(overrides: list[str], frames: int, device: torch.device, graphed: bool,
-            steps: int = 20) -> float:
-    """Milliseconds per training step of the run's model at `frames` frames."""
+def _training_step(overrides: list[str], frames: int, device: torch.device, graphed: bool):
+    """One training step of the run's model at `frames` frames, on a batch that never changes."""
     spec = compose_spec(overrides)
     d = spec.dataset
     torch.manual_seed(0)
@@ -64,11 +63,50 @@ def step_ms(overrides: list[str], frames: int, device: torch.device, graphed: bo
     for _ in range(3):
         step()
     _sync(device)
+    return step
+
+
+def step_ms(overrides: list[str], frames: int, device: torch.device, graphed: bool,
+            steps: int = 20) -> float:
+    """Milliseconds per training step of the run's model at `frames` frames."""
+    step = _training_step(overrides, frames, device, graphed)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     _sync(device)
     return 1e3 * (time.perf_counter() - start) / steps
+
+
+def op_ms(overrides: list[str], frames: int, device: torch.device, steps: int = 5) -> dict:
+    """Milliseconds per eager step spent in each op on the device (on CPU: its own time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = _training_step(overrides, frames, device, False)
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+        _sync(device)
+    from torch.autograd import DeviceType
+
+    # ops only (device_type CPU): a kernel's own row would count its time a second time
+    return {e.key: (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e3 / steps
+            for e in prof.key_averages() if e.device_type == DeviceType.CPU}
+
+
+def op_rows(overrides: list[str], device: torch.device, top: int = 14) -> list[str]:
+    """Where a step's device time goes at 1024 and 256 frames, op by op: the ops whose time
+    shrinks less than the FLOPs (0.234) are what keeps a C = 4 epoch above its FLOPs ratio."""
+    full, coarse = op_ms(overrides, 1024, device), op_ms(overrides, 256, device)
+    rows = ["| op | ms/step at 1024 | ms/step at 256 | ratio | excess at 256 over 0.234 x "
+            "(ms) |", "|---|--:|--:|--:|--:|"]
+    names = sorted(full, key=lambda k: coarse.get(k, 0) - 0.234 * full[k], reverse=True)
+    for name in [*names[:top], "all ops"]:
+        a = sum(full.values()) if name == "all ops" else full[name]
+        b = sum(coarse.values()) if name == "all ops" else coarse.get(name, 0.0)
+        rows.append(f"| {name[:60]} | {a:.2f} | {b:.2f} | {b / a if a else 0:.3f} | "
+                    f"{b - 0.234 * a:+.2f} |")
+    return rows
 
 
 def step_section(report, base: list[str], device: torch.device) -> None:
@@ -84,4 +122,7 @@ def step_section(report, base: list[str], device: torch.device) -> None:
             torch.cuda.empty_cache()
     report.add("## 2b. The training step alone (AST-Base, bf16, no data, no loop)", "",
                f"One kernel launch costs the host {launch:.1f} us here. Same batch every step; "
-               "fused Adam; the FLOPs ratio of 256 to 1024 frames is 0.234.", "", *rows, "")
+               "fused Adam; the FLOPs ratio of 256 to 1024 frames is 0.234.", "", *rows, "",
+               "Eager steps profiled op by op (torch.profiler, "
+               f"{'device' if device.type == 'cuda' else 'CPU'} time), the ops furthest above "
+               "the FLOPs ratio first:", "", *op_rows(base, device), "")
