@@ -32,7 +32,7 @@ def graph_obstacle(model: nn.Module, device: torch.device, distributed: bool,
         return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
     if batch_mixup:
         return "model.batch_mixup mixes inside the model, with a new pairing every step"
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if any(getattr(m, "track_running_stats", False) for m in model.modules()):  # BN, IN
         return (f"{type(model).__name__} has batch norm, whose running statistics the "
                 "capture's warm-up steps would move")
     return None
