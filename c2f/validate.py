@@ -104,6 +104,8 @@ def validate(spec: RunSpec) -> None:
                "true and trainer.compile both graph the step; choose one")
         _check(m.batch_mixup is None, "trainer.cuda_graphs",
                "true cannot graph model.batch_mixup (a new pairing every step); use auto")
+        _check(spec.pretrain is None, "trainer.cuda_graphs",
+               "true: SSAST pretraining (-cn pretrain) trains eagerly; use auto or false")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
            f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",

@@ -16,6 +16,7 @@ from c2f.track import RunDir
 from c2f.tracker import Tracker
 from c2f.train.graphs import GraphedModel, graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
+from tests.conftest import TINY, run_cli
 from tests.test_models import TINY_MODELS
 from tests.test_plan import spec_for
 
@@ -54,6 +55,17 @@ def test_auto_graphs_where_it_can_true_fails_naming_the_obstacle_false_never_gra
 def test_cuda_graphs_true_fails_at_plan_time_when_the_config_rules_it_out(overrides, message):
     with pytest.raises(ConfigError, match=rf"trainer\.cuda_graphs.*{message}"):
         spec_for("trainer.cuda_graphs=true", *overrides)
+
+
+def test_run_py_with_cuda_graphs_true_on_a_cpu_machine_fails_before_any_data(tmp_path):
+    """device=auto finds no GPU here: the job says so before it makes or reads a clip."""
+    data = tmp_path / "data"
+    proc = run_cli([*TINY, "logger=disabled", "trainer.cuda_graphs=true"], tmp_path / "runs",
+                   data, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "trainer.cuda_graphs=true`: cannot graph the training step: training runs on cpu" \
+        in proc.stderr
+    assert not data.exists() and not (tmp_path / "runs").exists()
 
 
 def test_the_loop_trains_eagerly_on_cpu_under_auto_and_refuses_true(tmp_path):

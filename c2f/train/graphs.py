@@ -24,6 +24,17 @@ from c2f.spec import ConfigError
 def graph_obstacle(model: nn.Module, device: torch.device, distributed: bool,
                    compiled: bool, batch_mixup: bool) -> str | None:
     """Why this phase's training step cannot be graphed; None when it can."""
+    obstacle = setup_obstacle(device, distributed, compiled, batch_mixup)
+    if obstacle is None and any(getattr(m, "track_running_stats", False)
+                                for m in model.modules()):  # batch (or instance) norm
+        return (f"{type(model).__name__} has batch norm, whose running statistics the "
+                "capture's warm-up steps would move")
+    return obstacle
+
+
+def setup_obstacle(device: torch.device, distributed: bool, compiled: bool,
+                   batch_mixup: bool) -> str | None:
+    """What rules graphs out before any model is built (a job checks it before its data)."""
     if device.type != "cuda":
         return f"training runs on {device.type}, not on a CUDA device"
     if distributed:
@@ -32,9 +43,6 @@ def graph_obstacle(model: nn.Module, device: torch.device, distributed: bool,
         return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
     if batch_mixup:
         return "model.batch_mixup mixes inside the model, with a new pairing every step"
-    if any(getattr(m, "track_running_stats", False) for m in model.modules()):  # BN, IN
-        return (f"{type(model).__name__} has batch norm, whose running statistics the "
-                "capture's warm-up steps would move")
     return None
 
 
