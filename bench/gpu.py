@@ -9,7 +9,8 @@ loop with the device frontend and an in-memory audio cache:
    and the loop with and without CUDA graphs (trainer.cuda_graphs);
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
-   at AST's batch of 12; with AST's waveform mixup (no feature tables); a profiled C = 4 epoch;
+   at AST's batch of 12; with AST's waveform mixup (no feature tables); evaluation's time;
+   a profiled C = 4 epoch;
 5. NCCL DDP on 2 processes against 1, when 2 GPUs exist (gpu_ddp.py: run.py via torchrun);
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
    against the same model on the CPU;
@@ -33,6 +34,7 @@ from bench.gpu_ddp import ddp_section
 from bench.gpu_loop import (
     Report,
     compile_section,
+    eval_section,
     graphs_section,
     interleaved,
     mixup_section,
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                    f"of {coarse[0]['flops'] / full[0]['flops']:.3f}.", "")
     if report.elapsed < args.budget_s:
         mixup_section(report, bench, base, args.budget_s)
+    if report.elapsed < args.budget_s:
+        eval_section(report, bench, base)
     if report.elapsed < args.budget_s:
         profile_section(report, bench, base, device)
     if args.compile:

@@ -191,6 +191,31 @@ def compile_section(report: Report, bench: EpochBench, base: list[str], batch: i
                        "0.234)", "")
 
 
+def eval_section(report: Report, bench: EpochBench, base: list[str]) -> None:
+    """Evaluation after each epoch, beside the epoch's training, at C = 1 and fshift C = 4.
+    Evaluation runs eagerly (graphs replay training steps only): if its coarse passes are
+    bound by launches, a coarse epoch's wall time saves less than its training does."""
+    rows = ["| input | train epoch (s) | evaluation (s) | eval batch |", "|---|--:|--:|--:|"]
+    seconds = {}
+    for name, overrides in (("C=1", ["compression=none"]),
+                            ("fshift C=4", ["compression=fshift", "schedule.c=4"])):
+        session = bench.session([*base, *overrides, "trainer.precision=bf16"])
+        session.epoch()
+        train = session.epoch()["seconds"]
+        session.evaluate()
+        sync(session.loop.device)
+        start = time.perf_counter()
+        session.evaluate()
+        sync(session.loop.device)
+        seconds[name] = time.perf_counter() - start
+        rows.append(f"| {name} | {train:.2f} | {seconds[name]:.2f} | "
+                    f"{session.loop.spec.dataset.eval_batch_size} |")
+        del session
+    report.add("## 4d. Evaluation beside training (eager forward passes, bf16)", "", *rows, "",
+               f"fshift C = 4 evaluation takes {seconds['fshift C=4'] / seconds['C=1']:.3f} of a "
+               "full one (forward FLOPs ratio about 0.23).", "")
+
+
 def mixup_section(report: Report, bench: EpochBench, base: list[str], budget_s: float) -> None:
     """AST's AudioSet recipe mixes waveforms (dataset.mixup=0.5, ast egs/audioset/run.sh), so
     its batches carry waveforms and are fbanked every step, never read from feature tables:

@@ -56,6 +56,10 @@ class Session:
         """Counted on a real batch on the session's device (FlopCounterMode), as a run does."""
         return self.loop._measure_flops(self.base_model, self.data)
 
+    def evaluate(self) -> dict:
+        """One evaluation pass over the eval set, as the run makes after each epoch."""
+        return self.loop._evaluate(self.base_model, self.data)
+
     def epoch(self) -> dict:
         phase = self.loop.plan.phases[0]
         stats = self.loop._train_epoch(phase, self.epochs, self.model, self.optimizer,
