@@ -97,7 +97,7 @@ def validate(spec: RunSpec) -> None:
            f"{t.compile!r} is not true|false|{'|'.join(COMPILE_MODES)}")
     _check(t.cuda_graphs in (True, False, "auto"), "trainer.cuda_graphs",
            f"{t.cuda_graphs!r} is not auto|true|false")
-    if t.cuda_graphs is True:  # the rest (batch norm, several processes) at the first phase
+    if t.cuda_graphs is True:  # no GPU or DDP: at job start (job.py); batch norm: at a phase
         _check(t.device != "cpu", "trainer.cuda_graphs",
                "true needs a CUDA device (trainer.device=cuda or auto); use auto or false")
         _check(t.compile is False, "trainer.cuda_graphs",
