@@ -45,6 +45,7 @@ class Session:
     optimizer: object
     data: object
     state: TrainState
+    evaluable: object = None  # what evaluation calls (graphed where the loop graphs it)
     epochs: int = 0
 
     @property
@@ -58,7 +59,7 @@ class Session:
 
     def evaluate(self) -> dict:
         """One evaluation pass over the eval set, as the run makes after each epoch."""
-        return self.loop._evaluate(self.base_model, self.data)
+        return self.loop._evaluate(self.evaluable or self.base_model, self.data)
 
     def epoch(self) -> dict:
         phase = self.loop.plan.phases[0]
@@ -94,7 +95,8 @@ class EpochBench:
         phase = plan.phases[0]
         model, optimizer = loop._enter_phase(phase, None, None)
         trainable = loop.trainable(model)
-        return Session(loop, model, trainable, optimizer, loop._phase_data(phase), TrainState())
+        return Session(loop, model, trainable, optimizer, loop._phase_data(phase), TrainState(),
+                       loop.evaluable(model))
 
 
 def noise_manifest(folder: Path, clips: int, seconds: float, classes: int,

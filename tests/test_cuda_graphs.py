@@ -1,7 +1,8 @@
-"""`trainer.cuda_graphs` (c2f/train/graphs.py): which training steps may be graphed, what
-`auto` / `true` / `false` do with an obstacle, and the paths that never capture. The capture
-itself needs CUDA: `make bench-gpu` checks it (bench/results_gpu.md, section 2c: speed, and
-the same seeded epoch's loss with and without graphs)."""
+"""`trainer.cuda_graphs` (c2f/train/graphs.py): which training steps and evaluation passes may
+be graphed, what `auto` / `true` / `false` do with an obstacle, and the paths that never
+capture. The capture itself needs CUDA: `make bench-gpu` checks it (bench/results_gpu.md,
+section 2c: speed, and the same seeded epoch's loss with and without graphs; section 4d: the
+same weights' eval loss from an eager and a graphed forward)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,7 +15,14 @@ from c2f.plan import build_plan
 from c2f.spec import ConfigError
 from c2f.track import RunDir
 from c2f.tracker import Tracker
-from c2f.train.graphs import GraphedModel, graph_obstacle, use_graphs
+from c2f.train.graphs import (
+    GraphedEval,
+    GraphedModel,
+    eval_obstacle,
+    graph_obstacle,
+    replay_agrees,
+    use_graphs,
+)
 from c2f.train.loop import PhaseLoop
 from tests.conftest import TINY, run_cli
 from tests.test_models import TINY_MODELS
@@ -117,3 +125,50 @@ def test_graphs_are_captured_from_a_full_batch_not_from_a_short_first_one():
     assert graphed.shape is None and not said  # no capture tried
     graphed(torch.randn(4, 64, 64))
     assert graphed.shape == (4, 64, 64) and len(said) == 1  # tried (and, here, fell back)
+
+
+def test_evaluation_may_be_graphed_with_batch_norm_but_not_off_cuda_or_in_ddp():
+    assert eval_obstacle(CUDA, False) is None  # whatever the model: BN reads its statistics
+    assert "cpu" in eval_obstacle(torch.device("cpu"), False)
+    assert "DDP" in eval_obstacle(CUDA, True)
+
+
+def test_the_loop_evaluates_the_model_itself_on_cpu(tmp_path):
+    spec = spec_for("trainer.device=cpu")
+    run = RunDir(tmp_path / "run")
+    tracker = Tracker("disabled", "", None, spec.run_id, "", run.path, {})
+    model = tiny("ast")
+    assert PhaseLoop(spec, build_plan(spec), None, run, tracker).evaluable(model) is model
+
+
+def test_a_replay_must_agree_with_the_eager_forward_of_its_batch():
+    eager = torch.randn(8, 5) * 3
+    assert replay_agrees(eager.clone(), eager)
+    assert replay_agrees(eager.bfloat16(), eager)  # bf16 rounding of the same logits
+    assert not replay_agrees(eager.roll(1, 0), eager)  # another batch's rows
+    assert not replay_agrees(torch.zeros(8, 5), eager)  # a replay that wrote nothing
+    broken = eager.clone()
+    broken[0, 0] = float("nan")
+    assert not replay_agrees(broken, eager)
+
+
+def test_an_evaluation_that_cannot_be_captured_runs_eagerly_saying_why_unless_strict():
+    torch.manual_seed(0)
+    model, said = tiny("cnn14"), []
+    model.eval()
+    graphed = GraphedEval(model, lambda: torch.autocast("cpu", enabled=False), said.append,
+                          rows=3)
+    x = torch.randn(3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    graphed(torch.randn(2, 64, 64))  # a short first batch: no capture tried
+    assert not said and graphed.graph is None and not graphed.eager
+    out = graphed(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert not out.requires_grad
+    assert graphed.eager and "evaluates eagerly" in said[0] and "cuda_graphs=false" in said[0]
+    graphed(x)  # no second attempt
+    assert len(said) == 1
+    strict = GraphedEval(model, lambda: torch.autocast("cpu", enabled=False), strict=True)
+    with pytest.raises(RuntimeError, match="cuda_graphs=true: capturing .*evaluation"):
+        strict(x)

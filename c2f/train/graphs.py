@@ -7,9 +7,12 @@ as two CUDA graphs (`torch.cuda.make_graphed_callables`: no compiler, captured i
 launches each in one call, so the step costs what the GPU takes for it (AST-Base, H200: a C = 4
 epoch 0.31-0.33 of a full one for 0.234 of its FLOPs, the bare graphed step's own 0.299).
 
-Only the training forward is graphed, for the shape of the phase's first full batch; a short
-batch (the last, or one that lost a bad clip), in-model mixup and evaluation run eagerly. The
-optimizer step stays outside the graphs (fused Adam is a handful of launches).
+The training forward and backward are graphed for the shape of the phase's first full batch; a
+short batch (the last, or one that lost a bad clip) and in-model mixup run eagerly. The
+optimizer step stays outside the graphs (fused Adam is a handful of launches). Evaluation's
+forward is graphed on its own (`GraphedEval`): a coarse phase's evaluation is as launch-bound as
+its training, and on ESC-50, Speech Commands or balanced AudioSet the eval set is as large as
+the training set.
 """
 from __future__ import annotations
 
@@ -118,3 +121,82 @@ class GraphedModel(nn.Module):
             return
         self.log(f"cuda graphs: training steps of shape {tuple(inputs.shape)} replay a "
                  "captured forward and backward")
+
+
+def eval_obstacle(device: torch.device, distributed: bool) -> str | None:
+    """Why evaluation's forward cannot be graphed. Batch norm is no obstacle there (evaluation
+    reads the running statistics in place), nor in-model mixup (evaluation never mixes)."""
+    return setup_obstacle(device, distributed, compiled=False, batch_mixup=False)
+
+
+def replay_agrees(replayed: torch.Tensor, eager: torch.Tensor, tolerance: float = 1e-2) -> bool:
+    """A captured forward's output against the eager one of the same batch: equal up to
+    `tolerance` of the outputs' scale (the same kernels; bf16 rounding at most)."""
+    scale = float(eager.float().abs().max()) + 1e-6
+    return bool(torch.isfinite(replayed).all()) and \
+        float((replayed.float() - eager.float()).abs().max()) <= tolerance * scale
+
+
+class GraphedEval(nn.Module):
+    """Evaluation's no-grad forward replayed as one CUDA graph, captured from the first batch
+    of `rows` clips; other shapes (the last, short batch) run eagerly. The graph reads the
+    model's parameters and buffers where they live, and the optimizer, weight averaging and
+    checkpoint loading all write them in place, so one capture serves the whole phase.
+
+    Before it is used, the replay of the capture batch is checked against an eager forward of
+    the same batch; a capture that fails or disagrees evaluates eagerly, saying why, unless
+    `strict` (trainer.cuda_graphs=true)."""
+
+    def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False,
+                 rows: int | None = None):
+        super().__init__()
+        self.model = model
+        self.autocast, self.log, self.strict, self.rows = autocast, log, strict, rows
+        self.graph = self.static_in = self.static_out = None
+        self.eager = False  # the capture failed or disagreed
+
+    @torch.no_grad()
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.graph is None and not self.eager and self.rows in (None, len(inputs)):
+            self._capture(inputs)
+        if self.graph is None or inputs.shape != self.static_in.shape:
+            return self.model(inputs)
+        self.static_in.copy_(inputs)
+        self.graph.replay()
+        return self.static_out.clone()  # the next replay overwrites the graph's output
+
+    def _capture(self, inputs: torch.Tensor) -> None:
+        name = type(self.model).__name__
+        try:
+            self.static_in = inputs.detach().clone()
+            side = torch.cuda.Stream()  # warm-up off the main stream, as capture needs
+            side.wait_stream(torch.cuda.current_stream())
+            with self.autocast():
+                with torch.cuda.stream(side):
+                    for _ in range(2):  # cuBLAS handles, lazy initialization
+                        eager = self.model(self.static_in)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: a loader's pin-memory thread may allocate during the capture
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    self.static_out = self.model(self.static_in)
+            graph.replay()
+            if not replay_agrees(self.static_out, eager):
+                raise RuntimeError("its replay disagrees with the eager forward of the same "
+                                   "batch")
+        except (RuntimeError, AssertionError) as err:
+            if self.strict:
+                raise RuntimeError(f"trainer.cuda_graphs=true: capturing {name}'s evaluation "
+                                   f"forward failed: {err}") from err
+            self.eager, self.graph = True, None
+            self.static_in = self.static_out = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.log(f"cuda graphs: capturing {name}'s evaluation forward failed "
+                     f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); this "
+                     "phase evaluates eagerly (trainer.cuda_graphs=false skips the attempt)")
+            return
+        self.graph = graph
+        self.log(f"cuda graphs: evaluation batches of shape {tuple(inputs.shape)} replay a "
+                 "captured forward")

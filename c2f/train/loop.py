@@ -23,7 +23,7 @@ from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
 from c2f.train.flops import training_flops
-from c2f.train.graphs import GraphedModel, graph_obstacle, use_graphs
+from c2f.train.graphs import GraphedEval, GraphedModel, eval_obstacle, graph_obstacle, use_graphs
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
@@ -105,6 +105,15 @@ class PhaseLoop:
         if t.compile is False:
             return model
         return torch.compile(model, mode=None if t.compile is True else t.compile)
+
+    def evaluable(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What evaluation calls: the model, its no-grad forward replayed as a CUDA graph where
+        `trainer.cuda_graphs` graphs (c2f/train/graphs.py)."""
+        t = self.spec.trainer
+        if not use_graphs(t.cuda_graphs, eval_obstacle(self.device, self.world.active)):
+            return model
+        return GraphedEval(model, lambda: self.precision.autocast(cache=False), self.log,
+                           strict=t.cuda_graphs is True, rows=self.spec.dataset.eval_batch_size)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return classification_loss(self.spec.dataset.loss, logits, target)
@@ -218,11 +227,14 @@ class PhaseLoop:
             if batch["size"]:
                 with self.precision.autocast():
                     out = model(data.inputs(batch, train=False))
-                logits.append(out.float().cpu())
+                # kept on the device: a copy to the host per batch would make the host wait
+                # for each batch's forward before it launches the next
+                logits.append(out.float())
                 targets.append(batch["target"])
         classes = self.spec.dataset.num_classes
         empty = np.zeros((0, classes), np.float32)
-        logits_np = all_gather(torch.cat(logits).numpy() if logits else empty, self.world)
+        logits_np = all_gather(torch.cat(logits).cpu().numpy() if logits else empty,
+                               self.world)
         targets_np = all_gather(torch.cat(targets).numpy() if targets else empty, self.world)
         if not len(logits_np):
             raise RuntimeError("no usable clip in the eval set")
@@ -279,7 +291,7 @@ class PhaseLoop:
             self.log(f"note: all-silent clips so far: {counts['train']} training, "
                      f"{counts['eval']} eval (silence is valid audio: kept)")
 
-    def _average(self, records: list[dict], state: TrainState, phase: Phase, model,
+    def _average(self, records: list[dict], state: TrainState, phase: Phase, model, evaluable,
                  data: PhaseData) -> None:
         """Evaluate the averaged model once and record it; a resumed run finds it done."""
         if not self.averager.enabled or average_record(records) is not None:
@@ -291,7 +303,8 @@ class PhaseLoop:
             return
         model.load_state_dict(averaged)
         epochs = self.averager.averaged_epochs()
-        record = averaged_record(self.spec, phase, state, epochs, self._evaluate(model, data))
+        record = averaged_record(self.spec, phase, state, epochs,
+                                 self._evaluate(evaluable, data))
         records.append(record)
         if self.world.is_main:
             atomic_torch_save(averaged, self.run_dir.ckpt_dir / "average.pt")
@@ -332,7 +345,7 @@ class PhaseLoop:
         state = loaded.state if loaded else TrainState()
         self.averager.load_state_dict(loaded.average if loaded else None)
         records = [r for r in self.run_dir.read_metrics() if r["epoch"] <= state.epoch]
-        model = data = phase = None
+        model = evaluable = data = phase = None
         epochs_bar = tqdm(total=sum(p.epochs for p in self.plan.phases), initial=state.epoch,
                           desc="epochs", disable=not (self.spec.trainer.progress
                                                       and self.world.is_main))
@@ -343,14 +356,14 @@ class PhaseLoop:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
             phase = self._adapted(phase, state)
             loaded = None
-            trainable = self.trainable(model)
+            trainable, evaluable = self.trainable(model), self.evaluable(model)
             data = self._phase_data(phase)
             if phase.index not in state.flops_per_sample:
                 state.flops_per_sample[phase.index] = self._measure_flops(model, data)
             for epoch in range(state.phase_epochs_done, phase.epochs):
                 silent_before = sum(len(ids) for ids in self.silent.values())
                 stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
-                scores = self._evaluate(model, data)
+                scores = self._evaluate(evaluable, data)
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
@@ -362,7 +375,7 @@ class PhaseLoop:
                 if phase.index in state.switches:
                     break
         epochs_bar.close()
-        self._average(records, state, phase, model, data)
+        self._average(records, state, phase, model, evaluable, data)
         for part in gather_objects(self.skipped, self.world):
             self.skipped.update(part)
         for split in self.silent:
