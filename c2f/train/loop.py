@@ -107,8 +107,8 @@ class PhaseLoop:
         return torch.compile(model, mode=None if t.compile is True else t.compile)
 
     def evaluable(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What evaluation calls: the model, its no-grad forward replayed as a CUDA graph where
-        `trainer.cuda_graphs` graphs (c2f/train/graphs.py)."""
+        """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph
+        where `trainer.cuda_graphs` allows (c2f/train/graphs.py)."""
         t = self.spec.trainer
         if not use_graphs(t.cuda_graphs, eval_obstacle(self.device, self.world.active)):
             return model
