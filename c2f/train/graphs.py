@@ -169,9 +169,9 @@ class GraphedEval(nn.Module):
         name = type(self.model).__name__
         try:
             self.static_in = inputs.detach().clone()
-            side = torch.cuda.Stream()  # warm-up off the main stream, as capture needs
-            side.wait_stream(torch.cuda.current_stream())
-            with self.autocast():
+            with torch.cuda.device(inputs.device), self.autocast():
+                side = torch.cuda.Stream()  # warm-up off the main stream, as capture needs
+                side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
                     for _ in range(2):  # cuBLAS handles, lazy initialization
                         eager = self.model(self.static_in)
@@ -180,11 +180,11 @@ class GraphedEval(nn.Module):
                 # thread_local: a loader's pin-memory thread may allocate during the capture
                 with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     self.static_out = self.model(self.static_in)
-            graph.replay()
+                graph.replay()
             if not replay_agrees(self.static_out, eager):
                 raise RuntimeError("its replay disagrees with the eager forward of the same "
                                    "batch")
-        except (RuntimeError, AssertionError) as err:
+        except (RuntimeError, AssertionError, ValueError) as err:  # ValueError: not a CUDA input
             if self.strict:
                 raise RuntimeError(f"trainer.cuda_graphs=true: capturing {name}'s evaluation "
                                    f"forward failed: {err}") from err
