@@ -14,11 +14,13 @@ loop with the device frontend and an in-memory audio cache:
 5. NCCL DDP on 2 processes against 1, when 2 GPUs exist (gpu_ddp.py: run.py via torchrun);
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
    against the same model on the CPU;
-7. with --compile (or only it, --compile-only): torch.compile against c2f's CUDA graphs.
+7. with --compile: torch.compile against c2f's CUDA graphs.
 The loop sections live in bench/gpu_loop.py. Sections stop being added when the time budget
-runs short; the file is rewritten after each.
+runs short; the file is rewritten after each. `--only` names the sections to run (after the
+checks of 1), so a short GPU session can spend its minutes on what is not yet measured.
 
     python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
+        [--only step,graphs,precision,methods,batch12,mixup,eval,profile,compile,trained,ddp]
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ from c2f.compression import BaseInput, create_compression
 from c2f.data.frontend import FeatureSettings, Frontend
 
 METHODS = ["fshift", "pool_avg", "pool_max", "patch_bl", "patch_pi"]
+SECTIONS = ["step", "graphs", "precision", "methods", "batch12", "mixup", "eval", "profile",
+            "compile", "trained", "ddp"]
 AUDIOSET_NORM = ["dataset.norm_mean=-4.2677393", "dataset.norm_std=4.5689974"]  # AST run.py
 
 
@@ -149,12 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time trainer.compile=reduce-overhead (compiling AST-Base "
                         "takes minutes: past the 5-minute budget)")
-    parser.add_argument("--compile-only", action="store_true", help="after the checks, only "
-                        "the torch.compile section")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None,
+                        help=f"comma-separated sections to run after the checks: "
+                        f"{','.join(SECTIONS)} (default: all but compile, unless --compile)")
     parser.add_argument("--ddp", action="store_true", help="with --device cpu: smoke-test the "
                         "DDP section on 2 gloo processes (on CUDA it runs when 2 GPUs exist)")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
+    if args.only is not None and not args.only <= set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {','.join(sorted(args.only - set(SECTIONS)))}"
+                     f"; choose from {','.join(SECTIONS)}")
+    run = args.only or set(SECTIONS) - ({"compile"} if not args.compile else set())
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("make bench-gpu needs a CUDA device; on CPU run `make bench`")
     report = Report(args.out, argv)
@@ -175,15 +184,38 @@ def main(argv: list[str] | None = None) -> None:
                f"training steps replayed as CUDA graphs on CUDA (`trainer.cuda_graphs=auto`). "
                f"Setup took {report.elapsed:.0f} s.", "")
 
-    if args.compile_only:
-        compile_section(report, bench, base, args.batch)
-        return
-    step_section(report, base, device)
-    if device.type == "cuda":
+    if "step" in run:
+        step_section(report, base, device)
+    if "graphs" in run and device.type == "cuda":
         graphs_section(report, bench, base, args.budget_s)
-    if not args.skip_precision:
+    if "precision" in run and not args.skip_precision:
         precision_section(report, bench, base, args.budget_s)
+    if "methods" in run:
+        methods_section(report, bench, base, args)
+    if "batch12" in run and report.elapsed < args.budget_s:
+        batch12_section(report, bench, base_overrides(
+            data, argparse.Namespace(**{**vars(args), "batch": 12})), args.budget_s)
+    if "mixup" in run and report.elapsed < args.budget_s:
+        mixup_section(report, bench, base, args.budget_s)
+    if "eval" in run and report.elapsed < args.budget_s:
+        eval_section(report, bench, base)
+    if "profile" in run and report.elapsed < args.budget_s:
+        profile_section(report, bench, base, device)
+    if "compile" in run:
+        compile_section(report, bench, base, args.batch)
+    if "trained" in run and report.elapsed < args.budget_s + 60:
+        trained_check(report, device, folder)
+    if "ddp" in run:
+        if torch.cuda.device_count() >= 2 or (args.ddp and device.type == "cpu"):
+            ddp_section(report, base, folder, device.type)
+        else:
+            report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
+                       "processes needs 2; not measured.", "")
+    report.add(f"Total: {report.elapsed:.0f} s.")
 
+
+def methods_section(report: Report, bench: EpochBench, base: list[str], args) -> None:
+    """Sections 2 and 4: FLOPs counted vs predicted, and epoch time vs FLOPs, per method."""
     configs = {"none C=1": [*base, "compression=none", "trainer.precision=bf16"]}
     for method in args.methods.split(","):
         for c in (2, 4):
@@ -213,34 +245,20 @@ def main(argv: list[str] | None = None) -> None:
     report.add("## 4. Epoch time ratio vs FLOPs ratio per method (bf16, device frontend)", "",
                f"{len(full)} timed round(s) after a warm-up epoch; an epoch = {args.clips} clips, "
                "evaluation excluded; ratios paired within a round.", "", *rows, "")
-    small = base_overrides(data, argparse.Namespace(**{**vars(args), "batch": 12}))
-    if report.elapsed < args.budget_s:
-        runs = interleaved(report, bench, {
-            "none C=1": [*small, "compression=none", "trainer.precision=bf16"],
-            "fshift C=4": [*small, "compression=fshift", "schedule.c=4",
-                           "trainer.precision=bf16"]}, 2, args.budget_s)
-        full, coarse = runs["none C=1"], runs["fshift C=4"]
-        ratios = [r["seconds"] / f["seconds"] for r, f in zip(coarse, full)]
-        report.add("## 4b. AST's batch size (12): fshift C = 4 vs C = 1, bf16", "",
-                   f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
-                   f"(C = 4); epoch time ratio {statistics.median(ratios):.3f} for a FLOPs ratio "
-                   f"of {coarse[0]['flops'] / full[0]['flops']:.3f}.", "")
-    if report.elapsed < args.budget_s:
-        mixup_section(report, bench, base, args.budget_s)
-    if report.elapsed < args.budget_s:
-        eval_section(report, bench, base)
-    if report.elapsed < args.budget_s:
-        profile_section(report, bench, base, device)
-    if args.compile:
-        compile_section(report, bench, base, args.batch)
-    if report.elapsed < args.budget_s + 60:
-        trained_check(report, device, folder)
-    if torch.cuda.device_count() >= 2 or (args.ddp and device.type == "cpu"):
-        ddp_section(report, base, folder, device.type)
-    else:
-        report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
-                   "processes needs 2; not measured.", "")
-    report.add(f"Total: {report.elapsed:.0f} s.")
+
+
+def batch12_section(report: Report, bench: EpochBench, small: list[str], budget_s: float) -> None:
+    """Section 4b: AST's own batch size, fshift C = 4 against C = 1."""
+    runs = interleaved(report, bench, {
+        "none C=1": [*small, "compression=none", "trainer.precision=bf16"],
+        "fshift C=4": [*small, "compression=fshift", "schedule.c=4",
+                       "trainer.precision=bf16"]}, 2, budget_s)
+    full, coarse = runs["none C=1"], runs["fshift C=4"]
+    ratios = [r["seconds"] / f["seconds"] for r, f in zip(coarse, full)]
+    report.add("## 4b. AST's batch size (12): fshift C = 4 vs C = 1, bf16", "",
+               f"samples/s {samples_per_s(full):.0f} (C = 1), {samples_per_s(coarse):.0f} "
+               f"(C = 4); epoch time ratio {statistics.median(ratios):.3f} for a FLOPs ratio "
+               f"of {coarse[0]['flops'] / full[0]['flops']:.3f}.", "")
 
 
 if __name__ == "__main__":
