@@ -5,6 +5,7 @@ section 2c: speed, and the same seeded epoch's loss with and without graphs; sec
 same weights' eval loss from an eager and a graphed forward)."""
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ from c2f.tracker import Tracker
 from c2f.train.graphs import (
     GraphedEval,
     GraphedModel,
+    draws_off_device,
     eval_obstacle,
     graph_obstacle,
     replay_agrees,
@@ -172,3 +174,34 @@ def test_an_evaluation_that_cannot_be_captured_runs_eagerly_saying_why_unless_st
     strict = GraphedEval(model, lambda: torch.autocast("cpu", enabled=False), strict=True)
     with pytest.raises(RuntimeError, match="cuda_graphs=true: capturing .*evaluation"):
         strict(x)
+
+
+class _PythonRandomBand(torch.nn.Module):
+    """A forward that zeroes a band drawn from Python's `random`, off any torch generator."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = random.randrange(x.shape[1] - 8)
+        return x.clone().index_fill_(1, torch.arange(start, start + 8), 0.0).sum(2)
+
+
+def test_forwards_whose_random_draws_a_graph_would_freeze_are_found():
+    """On CUDA the check resets the GPU's generator between two forwards; here the CPU's
+    stands in for it where a model draws on the device (dropout), and a generator that is not
+    reset stands in where it draws on the host (CNN14's DropStripes on torch's CPU generator,
+    Python's random)."""
+    device_rng = (torch.get_rng_state, torch.set_rng_state)
+    not_the_device = (lambda: None, lambda state: None)
+    x = torch.randn(4, 64, 64)
+    dropout = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Flatten(),
+                                  torch.nn.Linear(4096, 3))
+    assert not draws_off_device(dropout.train(), x, device_rng)
+    cnn14 = tiny("cnn14").train()
+    assert draws_off_device(cnn14, x, not_the_device)  # its stripes: the CPU generator
+    assert not draws_off_device(cnn14.eval(), x, not_the_device)  # no stripes in evaluation
+    assert draws_off_device(_PythonRandomBand(), x, device_rng)
+    assert not draws_off_device(tiny("ast").train(), x, not_the_device)  # AST draws nothing
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    draws_off_device(cnn14.train(), x, device_rng)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)  # generator untouched

@@ -61,6 +61,31 @@ def use_graphs(setting: bool | str, obstacle: str | None) -> bool:
     return False
 
 
+def replay_agrees(replayed: torch.Tensor, eager: torch.Tensor, tolerance: float = 1e-2) -> bool:
+    """A captured forward's output against the eager one of the same batch: equal up to
+    `tolerance` of the outputs' scale (the same kernels; bf16 rounding at most)."""
+    scale = float(eager.float().abs().max()) + 1e-6
+    return bool(torch.isfinite(replayed).all()) and \
+        float((replayed.float() - eager.float()).abs().max()) <= tolerance * scale
+
+
+def draws_off_device(forward, inputs: torch.Tensor, rng_state=None) -> bool:
+    """Whether a training forward draws random numbers that a CUDA graph would freeze. Two
+    forwards of one batch from one device-generator state (`rng_state`: its get and set) agree
+    unless some draw came from elsewhere (torch's CPU generator, Python's `random`, NumPy, as
+    torchlibrosa's DropStripes draws): a graph would replay those draws unchanged at every
+    step. Dropout draws on the device generator, which graphs advance at each replay. The
+    generators are left as they were."""
+    get, put = rng_state or (torch.cuda.get_rng_state, torch.cuda.set_rng_state)
+    state = get()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the CPU generator comes back
+        first = forward(inputs)
+        put(state)
+        second = forward(inputs)
+    put(state)
+    return not replay_agrees(second, first, tolerance=1e-3)
+
+
 class _Forward(nn.Module):
     """The model behind a module of its own, so that capturing patches this one's forward and
     leaves the model's (evaluation, FLOPs counting, checkpoints) as it is."""
@@ -78,8 +103,8 @@ class GraphedModel(nn.Module):
     `rows` clips it trains on (any, when None); any other batch shape runs eagerly.
     `autocast` makes the precision's context without the autocast cache (which captures do
     not support). A model that cannot be captured (a host sync or data-dependent shapes in
-    its forward, or too little memory for the capture) trains eagerly, saying why, unless
-    `strict` (trainer.cuda_graphs=true)."""
+    its forward, random draws off the GPU that a graph would freeze, or too little memory for
+    the capture) trains eagerly, saying why, unless `strict` (trainer.cuda_graphs=true)."""
 
     def __init__(self, model: nn.Module, autocast, log=print, strict: bool = False,
                  rows: int | None = None):
@@ -107,6 +132,10 @@ class GraphedModel(nn.Module):
         gc.collect()  # an earlier phase's graphs (a patched forward is a reference cycle)
         try:
             with self.autocast():
+                if draws_off_device(self.step, inputs):
+                    raise RuntimeError("its forward draws random numbers off the GPU (torch's "
+                                       "CPU generator, Python's random or NumPy), which a graph "
+                                       "would replay unchanged at every step")
                 torch.cuda.make_graphed_callables(self.step, (inputs.detach().clone(),))
         except (RuntimeError, AssertionError) as err:
             if self.strict:
@@ -127,14 +156,6 @@ def eval_obstacle(device: torch.device, distributed: bool) -> str | None:
     """Why evaluation's forward cannot be graphed. Batch norm is no obstacle there (evaluation
     reads the running statistics in place), nor in-model mixup (evaluation never mixes)."""
     return setup_obstacle(device, distributed, compiled=False, batch_mixup=False)
-
-
-def replay_agrees(replayed: torch.Tensor, eager: torch.Tensor, tolerance: float = 1e-2) -> bool:
-    """A captured forward's output against the eager one of the same batch: equal up to
-    `tolerance` of the outputs' scale (the same kernels; bf16 rounding at most)."""
-    scale = float(eager.float().abs().max()) + 1e-6
-    return bool(torch.isfinite(replayed).all()) and \
-        float((replayed.float() - eager.float()).abs().max()) <= tolerance * scale
 
 
 class GraphedEval(nn.Module):
