@@ -129,10 +129,11 @@ def test_graphs_are_captured_from_a_full_batch_not_from_a_short_first_one():
     assert graphed.shape == (4, 64, 64) and len(said) == 1  # tried (and, here, fell back)
 
 
-def test_evaluation_may_be_graphed_with_batch_norm_but_not_off_cuda_or_in_ddp():
-    assert eval_obstacle(CUDA, False) is None  # whatever the model: BN reads its statistics
-    assert "cpu" in eval_obstacle(torch.device("cpu"), False)
-    assert "DDP" in eval_obstacle(CUDA, True)
+def test_evaluation_may_be_graphed_with_batch_norm_but_not_off_cuda_in_ddp_or_compiled():
+    assert eval_obstacle(CUDA, False, False) is None  # whatever the model: BN reads its stats
+    assert "cpu" in eval_obstacle(torch.device("cpu"), False, False)
+    assert "DDP" in eval_obstacle(CUDA, True, False)
+    assert "trainer.compile" in eval_obstacle(CUDA, False, True)
 
 
 def test_the_loop_evaluates_the_model_itself_on_cpu(tmp_path):

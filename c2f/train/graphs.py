@@ -152,10 +152,11 @@ class GraphedModel(nn.Module):
                  "captured forward and backward")
 
 
-def eval_obstacle(device: torch.device, distributed: bool) -> str | None:
+def eval_obstacle(device: torch.device, distributed: bool, compiled: bool) -> str | None:
     """Why evaluation's forward cannot be graphed. Batch norm is no obstacle there (evaluation
-    reads the running statistics in place), nor in-model mixup (evaluation never mixes)."""
-    return setup_obstacle(device, distributed, compiled=False, batch_mixup=False)
+    reads the running statistics in place), nor in-model mixup (evaluation never mixes); a
+    compiled run keeps to torch.compile's own graphs."""
+    return setup_obstacle(device, distributed, compiled, batch_mixup=False)
 
 
 class GraphedEval(nn.Module):

@@ -110,7 +110,8 @@ class PhaseLoop:
         """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph
         where `trainer.cuda_graphs` allows (c2f/train/graphs.py)."""
         t = self.spec.trainer
-        if not use_graphs(t.cuda_graphs, eval_obstacle(self.device, self.world.active)):
+        obstacle = eval_obstacle(self.device, self.world.active, t.compile is not False)
+        if not use_graphs(t.cuda_graphs, obstacle):
             return model
         return GraphedEval(model, lambda: self.precision.autocast(cache=False), self.log,
                            strict=t.cuda_graphs is True, rows=self.spec.dataset.eval_batch_size)
