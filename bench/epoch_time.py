@@ -5,7 +5,9 @@
    and on the DeiT-tiny / 512-frame setting of issue 9; interleaved rounds.
 2. Frontend throughput in clips/s on one core: per clip in a worker (kaldi) against batched
    on the device, from decoded audio.
-3. Samples/s of this loop against earlier commits' (`--baselines`: 3d6a4ab, c2f when issue 9
+3. AST's waveform mixup mixed on the host against on the device -> `--mixup-out`
+   (bench/results_mixup.md; `--mixup-only` runs just that).
+4. Samples/s of this loop against earlier commits' (`--baselines`: 3d6a4ab, c2f when issue 9
    was filed, and d8e4ac6, just before the speed work), all run as `run.py` subprocesses at
    identical settings, interleaved; and this loop with `trainer.precision=bf16` and with
    `trainer.compile=true` -> `--loop-out` (bench/results_loop.md).
@@ -77,6 +79,40 @@ def epoch_ratios(bench: EpochBench, base: list[str], rounds: int, out: list[str]
         out.append(f"| {name} | {flops:.3f} | {rate:.1f} | {ratio:.3f} [{min(ratios):.3f}-"
                    f"{max(ratios):.3f}] | {ratio / flops:.2f} |")
     out.append("")
+
+
+def mixup_paths(bench: EpochBench, base: list[str], rounds: int, out: list[str]) -> None:
+    """AST's waveform mixup (dataset.mixup=0.5) mixed by the host, clip by clip, against the
+    clips kept on the training device and mixed there as a batch (trainer.cache_features=true,
+    c2f/data/device_waves.py), interleaved; and an evaluation pass reading waveforms against
+    one reading feature tables (which a mixup recipe now keeps for evaluation)."""
+    mixed = [*base, "dataset.mixup=0.5"]
+    shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
+    paths = {"host mix": "false", "device mix": "true"}
+    sessions = {f"{shape}, {path}": bench.session([*mixed, *overrides,
+                                                   f"trainer.cache_features={setting}"])
+                for shape, overrides in shapes.items() for path, setting in paths.items()}
+    for session in sessions.values():
+        session.epoch()
+    stats = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            stats[name].append(session.epoch())
+    out += ["| config | samples/s | epoch time ratio vs C = 1 (same path) | train loss, first "
+            "timed epoch | evaluation pass (s) |", "|---|--:|--:|--:|--:|"]
+    for name, session in sessions.items():
+        shape, path = name.split(", ")
+        full = stats[f"C=1, {path}"]
+        ratio = statistics.median(r["seconds"] / f["seconds"] for r, f in zip(stats[name], full))
+        session.evaluate()
+        start = time.perf_counter()
+        session.evaluate()
+        rate = statistics.median(r["samples"] / r["seconds"] for r in stats[name])
+        out.append(f"| {name} | {rate:.1f} | {ratio:.3f} | {stats[name][0]['train_loss']:.6f} | "
+                   f"{time.perf_counter() - start:.2f} |")
+    out += ["", "Host mix: evaluation fbanks each clip every pass (`cache_features=false`); device "
+            "mix: evaluation reads a table (as `auto` does on CPU, where it mixes on the host).",
+            ""]
 
 
 def frontend_throughput(bench: EpochBench, base: list[str], out: list[str]) -> None:
@@ -168,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch, loop comparison")
     parser.add_argument("--quick", action="store_true", help="one round, no loop comparison")
+    parser.add_argument("--mixup-out", type=Path, default=ROOT / "bench" / "results_mixup.md")
+    parser.add_argument("--mixup-only", action="store_true",
+                        help="only the waveform-mixup comparison (make run default)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     data_dir = ROOT / "data"
@@ -176,6 +215,15 @@ def main(argv: list[str] | None = None) -> None:
               f"- date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; CPU: {cpu_model()}, "
               f"{len(os.sched_getaffinity(0))} usable CPUs, torch {torch.__version__}", ""]
     rounds = 1 if args.quick else args.rounds
+    if not args.loop_only:
+        mixup = ["# AST's waveform mixup on CPU: host vs device mixing", "", *header,
+                 "## make run default (ast_tiny, 256 frames, batch 32), dataset.mixup=0.5", "",
+                 f"One warm-up epoch per config, then {rounds} interleaved round(s).", ""]
+        mixup_paths(bench, [*PRESETS["make_run"][1], *common(data_dir)], rounds, mixup)
+        args.mixup_out.write_text("\n".join(mixup) + "\n")
+        print("\n".join(mixup))
+    if args.mixup_only:
+        return
     if not (args.quick or args.skip_loop):
         loop = ["# This loop against earlier ones (CPU)", "", *header]
         loop_against(args.baselines.split(","), data_dir, rounds, args.steps, loop)

@@ -228,24 +228,32 @@ def eval_section(report: Report, bench: EpochBench, base: list[str]) -> None:
 
 def mixup_section(report: Report, bench: EpochBench, base: list[str], budget_s: float) -> None:
     """AST's AudioSet recipe mixes waveforms (dataset.mixup=0.5, ast egs/audioset/run.sh), so
-    its batches carry waveforms and are fbanked every step, never read from feature tables:
-    what that costs beside the same runs without mixup, C = 1 and fshift C = 4."""
+    its training fbanks are made every step, never read from feature tables: with the clips
+    kept on the GPU and mixed there (`trainer.cache_features=auto`, c2f/data/device_waves.py)
+    and mixed by the host, which sends the waveforms (`false`), beside the same runs without
+    mixup (feature tables), C = 1 and fshift C = 4."""
     shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
-    configs = {f"{shape} mixup={p}": [*base, *overrides, "trainer.precision=bf16",
-                                      f"dataset.mixup={p}"]
-               for shape, overrides in shapes.items() for p in (0.0, 0.5)}
+    modes = {"none": ["dataset.mixup=0.0"], "device": ["dataset.mixup=0.5"],
+             "host": ["dataset.mixup=0.5", "trainer.cache_features=false"]}
+    configs = {f"{shape} {mode}": [*base, *overrides, "trainer.precision=bf16", *extra]
+               for shape, overrides in shapes.items() for mode, extra in modes.items()}
     runs = interleaved(report, bench, configs, 2, budget_s)
     rate = {name: samples_per_s(stats) for name, stats in runs.items()}
-    rows = ["| input | samples/s, no mixup (feature tables) | samples/s, mixup 0.5 (waveforms) "
-            "| mixup / none |", "|---|--:|--:|--:|"]
+    rows = ["| input | samples/s, no mixup (feature tables) | mixup 0.5 mixed on the GPU | "
+            "mixup 0.5 mixed by the host | GPU mix / host mix | train loss, GPU vs host mix |",
+            "|---|--:|--:|--:|--:|--:|"]
     for shape in shapes:
-        none, mixed = rate[f"{shape} mixup=0.0"], rate[f"{shape} mixup=0.5"]
-        rows.append(f"| {shape} | {none:.0f} | {mixed:.0f} | {mixed / none:.2f} |")
-    ratio = rate["C=1 mixup=0.5"] / rate["fshift C=4 mixup=0.5"]
+        none, device, host = (rate[f"{shape} {mode}"] for mode in modes)
+        losses = " vs ".join(f"{runs[f'{shape} {mode}'][0]['train_loss']:.6f}"
+                             for mode in ("device", "host"))
+        rows.append(f"| {shape} | {none:.0f} | {device:.0f} | {host:.0f} | {device / host:.2f} "
+                    f"| {losses} |")
+    ratio = {mode: rate[f"C=1 {mode}"] / rate[f"fshift C=4 {mode}"] for mode in modes}
     report.add("## 4c. Waveform mixup (AST's AudioSet recipe), bf16, CUDA graphs on a GPU", "",
                *rows, "",
-               f"With mixup, fshift C = 4 epochs take {ratio:.3f} of a full one (FLOPs ratio "
-               "0.234).", "")
+               f"fshift C = 4 epochs take {ratio['none']:.3f} of a full one without mixup, "
+               f"{ratio['device']:.3f} with mixup on the GPU, {ratio['host']:.3f} with mixup by "
+               "the host (FLOPs ratio 0.234).", "")
 
 
 def precision_section(report: Report, bench: EpochBench, base: list[str],

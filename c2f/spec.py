@@ -168,7 +168,7 @@ class TrainerSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (c2f/train/precision.py)
     frontend: str = "auto"  # auto | device | worker: where fbank + SpecAugment run
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
-    cache_features: bool | str = "auto"  # prepared fbanks, no mixup: auto | true | false
+    cache_features: bool | str = "auto"  # fbank tables; mixup clips on the device: auto|true|false
     compile: bool | str = False  # torch.compile the training model: false | true | a mode
     cuda_graphs: bool | str = "auto"  # replay the training step as CUDA graphs: auto|true|false
     wait_for_lock: bool = False  # another process trains this run: wait for it (else leave)

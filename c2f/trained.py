@@ -78,7 +78,7 @@ class Trained:
         clip, offset = self.frontend.clip(wave, None)
         length = self.frontend.valid_samples(wave) if self.frontend.on_device else clip.shape[0]
         return Item(clip, length, offset, torch.zeros(4, dtype=torch.int64),
-                    torch.zeros(len(self.class_names)), 0, False, EMPTY, 0)
+                    torch.zeros(len(self.class_names)), 0, False, EMPTY, 0, 0, 1.0)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         def moved(key: str) -> torch.Tensor:

@@ -33,14 +33,14 @@ def dataset(manifest, method: str, c: int, train: bool = False, **settings):
 
 
 def test_fshift_item_is_normalized_kaldi_fbank_at_c_times_the_shift(manifest):
-    spec, frames, offset, masks, target, index, silent, noise, roll = dataset(
+    spec, frames, offset, masks, target, index, silent, noise, roll, partner, lam = dataset(
         manifest, "fshift", 4)[0]
     wave = load_waveform(manifest.clips[0].path)
     expected = features.pad_or_crop_frames(features.fbank(wave, 16000, 128, 40.0), 32)
     torch.testing.assert_close(spec, (expected + 8.0) / 12.0)
     assert target.sum() == 1 and target.shape == (11,)
     assert index == 0 and not silent and frames == 32 and offset == 0 and not masks.any()
-    assert noise.numel() == 0 and roll == 0
+    assert noise.numel() == 0 and roll == 0 and partner == 0 and lam == 1.0  # unmixed
 
 
 def test_pool_item_is_the_pooled_full_resolution_item(manifest):

@@ -18,12 +18,13 @@ TWO_PHASE = [*TINY, "logger=disabled", "compression=pool_avg", "schedule=2phase"
 
 @pytest.mark.slow
 def test_frontends_and_audio_cache_train_the_same_run(tmp_path, data_dir):
-    """Device frontend + cached audio and fbanks (the default) against the per-clip worker
-    frontend reading files in two workers, with AST's noise on top: the same run (one id), the
-    same numbers up to float rounding."""
+    """Device frontend + cached audio, AST's waveform mixup done on the device and evaluation
+    fbanks read from tables, against the per-clip worker frontend reading and mixing files in
+    two workers, with AST's noise on top: the same run (one id), the same numbers up to float
+    rounding."""
     fast, slow = tmp_path / "fast", tmp_path / "slow"
-    noisy = [*TWO_PHASE, "dataset.noise=true"]
-    run_cli(noisy, fast, data_dir)
+    noisy = [*TWO_PHASE, "dataset.noise=true", "dataset.mixup=0.5"]
+    run_cli([*noisy, "trainer.cache_features=true"], fast, data_dir)
     run_cli([*noisy, "trainer.frontend=worker", "trainer.cache_audio=false",
              "trainer.num_workers=2"], slow, data_dir)
     [a], [b] = run_dirs(fast), run_dirs(slow)

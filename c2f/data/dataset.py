@@ -38,6 +38,8 @@ class Item(NamedTuple):
     silent: bool  # the clip is digital silence (valid audio, counted in the run log)
     noise: torch.Tensor  # AST's --noise [frames, mel] (features.draw_noise); empty when off
     roll: int  # and its roll along time, in frames
+    partner: int  # the clip mixed in (waveform mixup), or the clip itself when unmixed
+    lam: float  # the first clip's weight in the mix; 1.0 when unmixed
 
 
 class SpectrogramDataset(Dataset):
@@ -55,8 +57,8 @@ class SpectrogramDataset(Dataset):
         # a cached clip's silence flag and (unmixed) mean never change: found once per phase
         self._silent: dict[int, bool] = {}
         self._offset: dict[int, float] = {}
-        # false when the phase reads its inputs from a feature table: items then carry no
-        # waveform, and no batch copies one
+        # false when the phase reads its inputs from a feature table or mixes clips kept on
+        # the device: items then carry no waveform, and no batch copies one
         self.waveforms = True
 
     def __len__(self) -> int:
@@ -79,31 +81,34 @@ class SpectrogramDataset(Dataset):
             self._silent[index] = is_silent(wave)
         return self._silent[index]
 
-    def _mixup(self, index: int, wave: torch.Tensor, gen: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(waveform, target, mixed): with probability `mixup`, this clip mixed with another."""
+    def _mixup(self, index: int, gen: torch.Generator) -> tuple[int, float, torch.Tensor]:
+        """(partner, lam, target): with probability `mixup`, this clip mixed with another
+        (whose audio must be usable) with weight lam; else (index, 1.0, its own target)."""
         target = self.target(index)
         if not (self.train and self.settings.mixup > 0):
-            return wave, target, False
+            return index, 1.0, target
         if float(torch.rand((), generator=gen)) >= self.settings.mixup:
-            return wave, target, False
+            return index, 1.0, target
         other = int(torch.randint(0, len(self), (), generator=gen))
-        other_wave = self._wave(other)
+        self._wave(other)  # a bad partner fails (or is skipped) here, on either path
         lam = features.mixup_weight(gen)
-        mixed = features.mix_waves(wave, other_wave, lam)
-        return mixed, lam * target + (1 - lam) * self.target(other), True
+        return other, lam, lam * target + (1 - lam) * self.target(other)
 
     def __getitem__(self, key: int | tuple[int, int, int]):
         return self.item(key, self.waveforms)
 
     def item(self, key: int | tuple[int, int, int], waveform: bool = True):
-        """The item of `key`; without `waveform` its input is empty (feature tables)."""
+        """The item of `key`; without `waveform` its input is empty (feature tables, or clips
+        mixed on the device from `partner` and `lam`)."""
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
         gen = torch.Generator().manual_seed(item_seed(self.seed, phase_index, epoch, index))
         try:
             wave = self._wave(index)
             silent = self._is_silent(index, wave)
-            wave, target, mixed = self._mixup(index, wave, gen)
+            partner, lam, target = self._mixup(index, gen)
+            mixed = partner != index or lam != 1.0
+            if mixed and waveform:
+                wave = features.mix_waves(wave, self._wave(partner), lam)
         except DataError as err:
             if self.settings.skip_bad:
                 return SkippedClip(str(self.manifest.clips[index].path), str(err))
@@ -113,14 +118,15 @@ class SpectrogramDataset(Dataset):
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
         noise, roll = frontend.draw_noise(gen) if self.train else (EMPTY, 0)
         if not waveform:
-            return Item(EMPTY, 0, 0.0, masks, target, index, silent, noise, roll)
+            return Item(EMPTY, 0, 0.0, masks, target, index, silent, noise, roll, partner, lam)
         constant = self.waves is not None and not mixed
         clip, offset = frontend.clip(wave, masks if self.train else None,
                                      self._offset.get(index) if constant else None, noise, roll)
         if constant:
             self._offset[index] = offset
         length = frontend.valid_samples(wave) if frontend.on_device else clip.shape[0]
-        return Item(clip, length, offset, masks, target, index, silent, noise, roll)
+        return Item(clip, length, offset, masks, target, index, silent, noise, roll, partner,
+                    lam)
 
 
 class EpochKeys(Sampler):

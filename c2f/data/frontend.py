@@ -67,6 +67,11 @@ class Frontend:
         return features.samples_for_frames(p.fbank_frames, s.sample_rate, p.frame_shift_ms)
 
     @property
+    def window_samples(self) -> int:
+        """kaldi's window (25 ms) in samples: the shortest clip it takes."""
+        return features.window_samples(self.settings.sample_rate)
+
+    @property
     def mask_value(self) -> float:
         """AST masks the raw fbank, then normalizes: a masked cell is the normalized zero."""
         if not self.settings.normalize:
@@ -103,7 +108,7 @@ class Frontend:
             lengths = torch.tensor([view.shape[0]])
             spec = self.fbank(view[None], lengths, torch.zeros(1))[0]
             return self.finish(spec, masks, noise, roll), 0.0
-        window = features.window_samples(self.settings.sample_rate)
+        window = self.window_samples
         if wave.shape[1] < window:  # kaldi needs one full window
             wave = torch.nn.functional.pad(wave, (0, window - wave.shape[1]))
         if self.on_device:
@@ -117,8 +122,7 @@ class Frontend:
         """How many of `clip`'s samples are the clip's own (the rest is padding)."""
         if self.logmel:
             return min(wave.shape[1], self.samples)
-        window = features.window_samples(self.settings.sample_rate)
-        return min(max(wave.shape[1], window), self.samples)
+        return min(max(wave.shape[1], self.window_samples), self.samples)
 
     def batch(self, inputs: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor,
               masks: torch.Tensor | None, noise: torch.Tensor | None = None,

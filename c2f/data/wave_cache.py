@@ -52,6 +52,11 @@ class WaveCache:
         return wave
 
 
+def wave_bytes(waves: WaveCache) -> int:
+    """Memory the decoded clips take (bad clips none)."""
+    return sum(w.numel() for w in waves.waves if isinstance(w, torch.Tensor)) * BYTES_PER_SAMPLE
+
+
 def estimated_bytes(manifest: Manifest, sample_rate: int, probe: int = 32) -> int:
     """Memory the decoded manifest would take, from the headers of up to `probe` clips."""
     clips = manifest.clips

@@ -8,10 +8,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from c2f.data.dataset import EpochKeys, SpectrogramDataset, collate_skipping
+from c2f.data.device_waves import DeviceWaves
 from c2f.data.feature_cache import FeatureCache, cache_key, table_bytes
 from c2f.data.frontend import FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
-from c2f.data.wave_cache import WaveCache, cache_splits
+from c2f.data.wave_cache import WaveCache, cache_splits, wave_bytes
 from c2f.spec import TrainerSpec
 from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
 
@@ -25,6 +26,7 @@ class DataBundle:
     settings: FeatureSettings
     waves: dict[str, WaveCache] | None = None  # decoded clips per split, when cached
     features: dict[tuple, FeatureCache] = field(default_factory=dict)  # shared by phases
+    device_waves: dict[str, DeviceWaves] = field(default_factory=dict)  # shared by phases
 
 
 def data_bundle(train: Manifest, evaluation: Manifest, settings: FeatureSettings,
@@ -47,9 +49,11 @@ class PhaseData:
     eval: DataLoader
     device: torch.device
     features: dict[str, FeatureCache] | None = None  # per split, when fbanks are cached
+    mixing: DeviceWaves | None = None  # training clips on the device, mixed there
 
     def inputs(self, batch: dict, train: bool, cached: bool = True) -> torch.Tensor:
-        """The model input of a batch, on the device (the device frontend runs here)."""
+        """The model input of a batch, on the device (the device frontend runs here). Without
+        `cached` it is made from the batch's own waveforms, whatever the phase keeps."""
         non_blocking = self.device.type == "cuda"
 
         def moved(key: str) -> torch.Tensor:
@@ -58,9 +62,14 @@ class PhaseData:
             return batch[key].to(self.device, non_blocking=non_blocking)
         masks, noise, roll = (moved("masks"), moved("noise"), moved("roll")) if train else \
             (None, None, None)
-        if cached and self.features:
-            spec = self.features["train" if train else "eval"].rows(batch["index"])
+        table = (self.features or {}).get("train" if train else "eval") if cached else None
+        if table is not None:
+            spec = table.rows(batch["index"])
             return self.frontend.augment(spec.to(self.device), masks, noise, roll)
+        if cached and train and self.mixing is not None:
+            waves = self.mixing.mixed(self.frontend, batch["index"], batch["partner"],
+                                      batch["lam"])
+            return self.frontend.batch(*waves, masks, noise, roll)
         return self.frontend.batch(moved("input"), moved("length"), moved("offset"), masks,
                                    noise, roll)
 
@@ -71,24 +80,35 @@ def frontend_on_device(setting: str) -> bool:
     return setting in ("auto", "device")
 
 
-def feature_tables(setting: bool | str, frontend: Frontend, data: DataBundle,
-                   device: torch.device) -> dict[str, FeatureCache] | None:
-    """`trainer.cache_features`: prepared fbanks kept per split, on the training device, when
-    the clips are cached, the frontend is on the device and there is no mixup. auto: on CPU,
-    where the fbank costs, and on a GPU when the phase's tables take at most an eighth of its
-    memory: the host then sends clip indices and masks, never a waveform."""
-    if not (setting and data.waves and frontend.on_device and frontend.settings.mixup == 0):
-        return None
+def device_inputs(setting: bool | str, frontend: Frontend, data: DataBundle,
+                  device: torch.device) -> tuple[dict[str, FeatureCache], DeviceWaves | None]:
+    """`trainer.cache_features`: what a phase keeps on the training device when the clips are
+    cached and the frontend is on the device. A split whose fbanks never change (evaluation;
+    training without waveform mixup) keeps its prepared fbanks; with waveform mixup the
+    training clips themselves are kept and mixed there (c2f/data/device_waves.py). The host
+    then sends clip indices, mix draws and masks, never a waveform. auto: tables on CPU, where
+    the fbank costs, and on a GPU when they take at most an eighth of its memory; mixing on a
+    GPU when the clips fit in that eighth too (on CPU the host's own mixing is faster:
+    bench/results_epoch.md)."""
+    if not (setting and data.waves and frontend.on_device):
+        return {}, None
+    mixup = frontend.settings.mixup > 0
+    splits = [split for split in data.waves if not (mixup and split == "train")]
+    mixing = mixup and (setting is True or device.type == "cuda")
     if setting == "auto" and device.type != "cpu":
-        need = sum(table_bytes(waves, frontend) for waves in data.waves.values())
-        if device.type != "cuda" or \
-                need > torch.cuda.get_device_properties(device).total_memory / 8:
-            return None
-    tables = {}
-    for split, waves in data.waves.items():
-        key = cache_key(split, frontend)
-        tables[split] = data.features.setdefault(key, FeatureCache(waves, frontend, device))
-    return tables
+        if device.type != "cuda":
+            return {}, None
+        budget = torch.cuda.get_device_properties(device).total_memory / 8
+        need = sum(table_bytes(data.waves[split], frontend) for split in splits)
+        if need > budget:
+            return {}, None
+        mixing = mixing and need + wave_bytes(data.waves["train"]) <= budget
+    tables = {split: data.features.setdefault(cache_key(split, frontend),
+                                              FeatureCache(data.waves[split], frontend, device))
+              for split in splits}
+    if mixing and "train" not in data.device_waves:  # built once, shared by the phases
+        data.device_waves["train"] = DeviceWaves(data.waves["train"], device)
+    return tables, data.device_waves["train"] if mixing else None
 
 
 def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: World,
@@ -115,8 +135,8 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
     keys = EpochKeys(order)
     eval_set = dataset("eval", data.eval, False)
     shard = Subset(eval_set, eval_indices(len(eval_set), world))
-    tables = feature_tables(cache_features, frontend, data, device)
-    if tables:
-        train_set.waveforms = eval_set.waveforms = False
+    tables, mixing = device_inputs(cache_features, frontend, data, device)
+    train_set.waveforms = "train" not in tables and mixing is None
+    eval_set.waveforms = "eval" not in tables
     return PhaseData(frontend, train_set, keys, order, loader(train_set, batch_size, keys),
-                     loader(shard, eval_batch_size), device, tables)
+                     loader(shard, eval_batch_size), device, tables or None, mixing)
