@@ -78,12 +78,13 @@ def test_run_py_with_cuda_graphs_true_on_a_cpu_machine_fails_before_any_data(tmp
     assert not data.exists() and not (tmp_path / "runs").exists()
 
 
-def test_the_loop_trains_eagerly_on_cpu_under_auto_and_refuses_true(tmp_path):
+def test_the_loop_trains_and_evaluates_eagerly_on_cpu_under_auto_and_refuses_true(tmp_path):
     spec = spec_for("trainer.device=cpu")
     run = RunDir(tmp_path / "run")
     tracker = Tracker("disabled", "", None, spec.run_id, "", run.path, {})
     model = tiny("ast")
-    assert PhaseLoop(spec, build_plan(spec), None, run, tracker).trainable(model) is model
+    loop = PhaseLoop(spec, build_plan(spec), None, run, tracker)
+    assert loop.trainable(model) is model and loop.evaluable(model) is model
     forced = replace(spec, trainer=replace(spec.trainer, cuda_graphs=True))  # device=auto, no GPU
     with pytest.raises(ConfigError, match="training runs on cpu"):
         PhaseLoop(forced, build_plan(forced), None, run, tracker).trainable(model)
@@ -134,14 +135,6 @@ def test_evaluation_may_be_graphed_with_batch_norm_but_not_off_cuda_in_ddp_or_co
     assert "cpu" in eval_obstacle(torch.device("cpu"), False, False)
     assert "DDP" in eval_obstacle(CUDA, True, False)
     assert "trainer.compile" in eval_obstacle(CUDA, False, True)
-
-
-def test_the_loop_evaluates_the_model_itself_on_cpu(tmp_path):
-    spec = spec_for("trainer.device=cpu")
-    run = RunDir(tmp_path / "run")
-    tracker = Tracker("disabled", "", None, spec.run_id, "", run.path, {})
-    model = tiny("ast")
-    assert PhaseLoop(spec, build_plan(spec), None, run, tracker).evaluable(model) is model
 
 
 def test_a_replay_must_agree_with_the_eager_forward_of_its_batch():
