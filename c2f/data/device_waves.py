@@ -40,10 +40,6 @@ class DeviceWaves:
             self.flat[start:start + len(clip)] = clip.to(device)
         self.device = device
 
-    @property
-    def bytes(self) -> int:
-        return self.flat.numel() * self.flat.element_size()
-
     def _rows(self, index: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first `samples` samples of each clip [B, samples], zero after its end, and the
         clips' lengths."""
