@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                f"memory (`trainer.cache_audio=true`; with the device frontend c2f then loads "
                f"in the main process, whatever `trainer.num_workers` says; without mixup "
                f"the prepared fbanks then live on the device, `trainer.cache_features=auto`, "
-               f"so a step sends clip indices and masks, not waveforms), batch "
+               f"and with waveform mixup the clips, mixed there, so a step sends clip "
+               f"indices, mix draws and masks, not waveforms), batch "
                f"{args.batch}, AST-Base with the dist token, Adam fused=True, device frontend, "
                f"training steps replayed as CUDA graphs on CUDA (`trainer.cuda_graphs=auto`). "
                f"Setup took {report.elapsed:.0f} s.", "")
