@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,32 @@ def test_config_drift_is_reported_not_mixed(tmp_path, data_dir):
     assert "written by another version of c2f" in proc.stderr
     assert "optim.gamma (stored 0.5, now 0.7)" in proc.stderr
     assert len(read_metrics(run)) == 1  # nothing mixed in
+
+
+def test_a_preemption_signal_is_handled_once_and_its_requeue_outlives_a_second_one():
+    """SLURM can send its warning signal twice; the second must neither re-enter submitit's
+    handler nor kill the `scontrol requeue` child it runs (tests/test_slurm_load.py met both)."""
+    from hydra_plugins.c2f_plugins.launchers import handle_preemption_once
+
+    check = ("import signal; print(*(signal.getsignal(s) == signal.SIG_IGN "
+             "for s in (signal.SIGUSR2, signal.SIGTERM)))")
+    seen = []
+
+    def submitit_handler(signum, frame):  # stands in for checkpoint_and_try_requeue
+        os.kill(os.getpid(), signal.SIGUSR2)  # the doubled warning, mid-handling
+        child = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+        seen.append(child.stdout.split())  # what `scontrol requeue` would inherit
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGUSR2, submitit_handler)
+        handle_preemption_once()
+        os.kill(os.getpid(), signal.SIGUSR2)
+        for _ in range(100):  # the handler runs in this thread, between bytecodes
+            if seen:
+                break
+            subprocess.run(["true"])
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert seen == [["True", "True"]]

@@ -202,9 +202,11 @@ def handle_preemption_once() -> None:
         handling = True
         # submitit requeues with `scontrol requeue`, a child process; the requeue itself sends
         # TERM to the job's processes, which killed scontrol before it exited on a busy
-        # controller (CalledProcessError: the job was requeued but reported failed). Ignored
-        # here, TERM stays ignored in that child; this process only logged it anyway.
+        # controller (CalledProcessError: the job was requeued but reported failed), and so
+        # did the doubled warning signal arriving while scontrol ran. Ignored here, both stay
+        # ignored in that child; this process only logged TERM and drops the doubled signal.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(number, signal.SIG_IGN)
         handler(number, frame)
 
     once.c2f_once = True
