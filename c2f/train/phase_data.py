@@ -89,7 +89,7 @@ def device_inputs(setting: bool | str, frontend: Frontend, data: DataBundle,
     then sends clip indices, mix draws and masks, never a waveform. auto: tables on CPU, where
     the fbank costs, and on a GPU when they take at most an eighth of its memory; mixing on a
     GPU when the clips fit in that eighth too (on CPU the host's own mixing is faster:
-    bench/results_epoch.md)."""
+    bench/results_mixup.md)."""
     if not (setting and data.waves and frontend.on_device):
         return {}, None
     mixup = frontend.settings.mixup > 0
