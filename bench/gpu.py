@@ -3,14 +3,15 @@
 AST-Base (the paper's model, 128 mel x 1024 frames, 527 classes) through c2f's real phase
 loop with the device frontend and an in-memory audio cache:
 1. the batched fbank on the GPU against kaldi's per-clip fbank (CPU), after normalization;
-   CNN14's and HTS-AT's in-model mixup on the device (bench/gpu_mixup.py, seconds);
+   CNN14's and HTS-AT's in-model mixup on the device, eager and as CUDA graphs
+   (bench/gpu_mixup.py, seconds);
 2. training FLOPs counted on the GPU (its attention kernels) against the meta prediction;
    the training step alone, eager and as CUDA graphs, beside one kernel launch (gpu_step.py),
    and the loop with and without CUDA graphs (trainer.cuda_graphs);
 3. samples/s per precision (fp32 = TF32, bf16, fp16 + GradScaler) at C = 1;
 4. per method at C = 2, 4: epoch time ratio against the FLOPs ratio (bf16), interleaved rounds;
    at AST's batch of 12; with AST's waveform mixup (no feature tables); evaluation's time;
-   a profiled C = 4 epoch;
+   CNN14 and HTS-AT as their presets train, eager and as CUDA graphs; a profiled C = 4 epoch;
 5. NCCL DDP on 2 processes against 1, when 2 GPUs exist (gpu_ddp.py: run.py via torchrun);
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
    against the same model on the CPU;
@@ -20,7 +21,7 @@ runs short; the file is rewritten after each. `--only` names the sections to run
 checks of 1), so a short GPU session can spend its minutes on what is not yet measured.
 
     python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
-        [--only step,graphs,precision,methods,batch12,mixup,eval,profile,compile,trained,ddp]
+        [--only step,graphs,precision,methods,batch12,mixup,eval,models,profile,compile,trained,ddp]
 """
 from __future__ import annotations
 
@@ -40,20 +41,21 @@ from bench.gpu_loop import (
     graphs_section,
     interleaved,
     mixup_section,
+    models_section,
     precision_section,
     profile_section,
     samples_per_s,
     sync,
 )
-from bench.gpu_mixup import mixup_check
+from bench.gpu_mixup import graphed_mixup_check, mixup_check
 from bench.gpu_step import step_section
 from bench.harness import EpochBench, noise_manifest, scratch_dir
 from c2f.compression import BaseInput, create_compression
 from c2f.data.frontend import FeatureSettings, Frontend
 
 METHODS = ["fshift", "pool_avg", "pool_max", "patch_bl", "patch_pi"]
-SECTIONS = ["step", "graphs", "precision", "methods", "batch12", "mixup", "eval", "profile",
-            "compile", "trained", "ddp"]
+SECTIONS = ["step", "graphs", "precision", "methods", "batch12", "mixup", "eval", "models",
+            "profile", "compile", "trained", "ddp"]
 AUDIOSET_NORM = ["dataset.norm_mean=-4.2677393", "dataset.norm_std=4.5689974"]  # AST run.py
 
 
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ast_base", help="ast_tiny for a CPU smoke test")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--bn-models", default="cnn14,htsat", help="section models: presets "
+                        "with batch norm (cnn14_tiny,htsat_tiny for a CPU smoke test)")
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--compile", action="store_true",
                         help="also time trainer.compile=reduce-overhead (compiling AST-Base "
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     fbank_check(report, device)
     mixup_check(report, device)
+    if device.type == "cuda":
+        graphed_mixup_check(report, device)
 
     folder = scratch_dir()
     data = noise_manifest(folder / "data", args.clips, 10.24, 527)
@@ -200,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         mixup_section(report, bench, base, args.budget_s)
     if "eval" in run and report.elapsed < args.budget_s:
         eval_section(report, bench, base)
+    if "models" in run and report.elapsed < args.budget_s:
+        models_section(report, bench, base, args.budget_s, tuple(args.bn_models.split(",")))
     if "profile" in run and report.elapsed < args.budget_s:
         profile_section(report, bench, base, device)
     if "compile" in run:

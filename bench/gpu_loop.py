@@ -72,8 +72,10 @@ def interleaved(report: Report, bench: EpochBench, configs: dict[str, list[str]]
             sync(session.loop.device)
             results[name].append(session.epoch())
     for name, session in sessions.items():
+        graphed = getattr(session.model, "shape", None) is not None \
+            and not getattr(session.model, "eager", True)  # a GraphedModel that captured
         results[name] = [dict(r, flops=session.flops_per_sample, counted=counted.get(name),
-                              peak_gib=peaks[name]) for r in results[name]]
+                              peak_gib=peaks[name], graphed=graphed) for r in results[name]]
     del sessions
     gc.collect()  # graphed sessions are reference cycles; their graphs hold device memory
     if torch.cuda.is_available():
@@ -254,6 +256,43 @@ def mixup_section(report: Report, bench: EpochBench, base: list[str], budget_s: 
                f"fshift C = 4 epochs take {ratio['none']:.3f} of a full one without mixup, "
                f"{ratio['device']:.3f} with mixup on the GPU, {ratio['host']:.3f} with mixup by "
                "the host (FLOPs ratio 0.234).", "")
+
+
+def models_section(report: Report, bench: EpochBench, base: list[str], budget_s: float,
+                   models: tuple[str, ...] = ("cnn14", "htsat")) -> None:
+    """CNN14 and HTS-AT as their presets train (batch norm, DropStripes and in-model mixup
+    inside the model; conf/model/cnn14.yaml, htsat.yaml), eager and replayed as CUDA graphs,
+    at C = 1 and pool_avg C = 4 (Table 1's "Pool2" for CNN14): speed, whether the capture
+    held, and the first timed epoch's loss each way."""
+    kept = [o for o in base if not o.startswith(("model=", "dataset.timem=", "dataset.freqm=",
+                                                 "dataset.batch_size="))]
+    shapes = {"C=1": ["compression=none"], "pool_avg C=4": ["compression=pool_avg",
+                                                           "schedule.c=4"]}
+    rows = ["| model | input | eager samples/s | graphs samples/s | speed-up | captured | "
+            "train loss, eager vs graphs |", "|---|---|--:|--:|--:|---|--:|"]
+    ratios, modes = [], {"eager": "false", "graphs": "auto"}  # auto: what users get
+    for arch in models:  # presets: their target_length and batch (conf/model/<arch>.yaml)
+        if report.elapsed > budget_s:
+            break
+        configs = {f"{mode} {shape}": [*kept, f"model={arch}", "dataset.timem=0",
+                                       "dataset.freqm=0", *overrides,
+                                       "trainer.precision=bf16",
+                                       f"trainer.cuda_graphs={modes[mode]}"]
+                   for shape, overrides in shapes.items() for mode in modes}
+        runs = interleaved(report, bench, configs, 2, budget_s)
+        for shape in shapes:
+            eager, graphs = runs[f"eager {shape}"], runs[f"graphs {shape}"]
+            rows.append(f"| {arch} | {shape} | {samples_per_s(eager):.0f} | "
+                        f"{samples_per_s(graphs):.0f} | "
+                        f"{samples_per_s(graphs) / samples_per_s(eager):.2f} | "
+                        f"{'yes' if graphs[0]['graphed'] else 'NO'} | "
+                        f"{eager[0]['train_loss']:.6f} vs {graphs[0]['train_loss']:.6f} |")
+        for mode in ("eager", "graphs"):
+            full, coarse = runs[f"{mode} C=1"], runs[f"{mode} pool_avg C=4"]
+            ratios.append(f"{arch} {mode} {samples_per_s(full) / samples_per_s(coarse):.3f} "
+                          f"(FLOPs {coarse[0]['flops'] / full[0]['flops']:.3f})")
+    report.add("## 4e. CNN14 and HTS-AT (their presets), eager vs CUDA graphs, bf16", "",
+               *rows, "", "pool_avg C = 4 epoch time ratio: " + "; ".join(ratios) + ".", "")
 
 
 def precision_section(report: Report, bench: EpochBench, base: list[str],

@@ -97,13 +97,11 @@ def validate(spec: RunSpec) -> None:
            f"{t.compile!r} is not true|false|{'|'.join(COMPILE_MODES)}")
     _check(t.cuda_graphs in (True, False, "auto"), "trainer.cuda_graphs",
            f"{t.cuda_graphs!r} is not auto|true|false")
-    if t.cuda_graphs is True:  # no GPU or DDP: at job start (job.py); batch norm: at a phase
+    if t.cuda_graphs is True:  # no GPU or DDP: at job start (job.py); a failed capture: at a phase
         _check(t.device != "cpu", "trainer.cuda_graphs",
                "true needs a CUDA device (trainer.device=cuda or auto); use auto or false")
         _check(t.compile is False, "trainer.cuda_graphs",
                "true and trainer.compile both graph the step; choose one")
-        _check(m.batch_mixup is None, "trainer.cuda_graphs",
-               "true cannot graph model.batch_mixup (a new pairing every step); use auto")
         _check(spec.pretrain is None, "trainer.cuda_graphs",
                "true: SSAST pretraining (-cn pretrain) trains eagerly; use auto or false")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",

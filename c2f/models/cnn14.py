@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput
-from c2f.models.augment import drop_stripes
+from c2f.models.augment import spec_augmentation
 from c2f.models.mixup import BatchMix
 from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
@@ -70,8 +70,7 @@ class Cnn14(nn.Module):
         x = spec.unsqueeze(1)  # [B, 1, time, mel]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         if self.training:  # models.py Cnn14: spec_augmenter
-            x = drop_stripes(x.clone(), 2, self.time_drop, 2)
-            x = drop_stripes(x, 3, self.freq_drop, 2)
+            x = spec_augmentation(x, self.time_drop, self.freq_drop)
         if self.training and mix is not None:  # models.py Cnn14: do_mixup after SpecAugment
             x = mix.inputs(x)
         for k in range(6):

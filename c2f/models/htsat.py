@@ -31,7 +31,7 @@ from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput
-from c2f.models.augment import drop_stripes
+from c2f.models.augment import spec_augmentation
 from c2f.models.mixup import BatchMix
 from c2f.models.registry import ModelFamily, load_by_names, register_model
 from c2f.spec import ConfigError, ModelSpec
@@ -248,8 +248,7 @@ class HTSAT(nn.Module):
         x = spec[:, :self.chunks * self.chunk].unsqueeze(1)  # [B, 1, time, mel]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         if self.training:  # htsat.py spec_augmenter (torchlibrosa SpecAugmentation)
-            x = drop_stripes(x.clone(), 2, self.time_drop, 2)
-            x = drop_stripes(x, 3, self.freq_drop, 2)
+            x = spec_augmentation(x, self.time_drop, self.freq_drop)
         if self.training and mix is not None:  # htsat.py: do_mixup after SpecAugment
             x = mix.inputs(x)
         x = self.patch_embed(self.fold(x))

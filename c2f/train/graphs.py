@@ -8,7 +8,9 @@ launches each in one call, so the step costs what the GPU takes for it (AST-Base
 epoch 0.31-0.33 of a full one for 0.234 of its FLOPs, the bare graphed step's own 0.299).
 
 The training forward and backward are graphed for the shape of the phase's first full batch; a
-short batch (the last, or one that lost a bad clip) and in-model mixup run eagerly. The
+short batch (the last, or one that lost a bad clip) runs eagerly. Batch norm (CNN14, HTS-AT)
+and in-model mixup are graphed too: the running statistics update inside the graph, and each
+step's mixing weights are an input of it. The
 optimizer step stays outside the graphs (fused Adam is a handful of launches). Evaluation's
 forward is graphed on its own (`GraphedEval`): a coarse phase's evaluation is as launch-bound as
 its training, and on ESC-50, Speech Commands or balanced AudioSet the eval set is as large as
@@ -17,35 +19,26 @@ the training set.
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from torch import nn
 
+from c2f.models.mixup import BatchMix
 from c2f.spec import ConfigError
 
 
-def graph_obstacle(model: nn.Module, device: torch.device, distributed: bool,
-                   compiled: bool, batch_mixup: bool) -> str | None:
-    """Why this phase's training step cannot be graphed; None when it can."""
-    obstacle = setup_obstacle(device, distributed, compiled, batch_mixup)
-    if obstacle is None and any(getattr(m, "track_running_stats", False)
-                                for m in model.modules()):  # batch (or instance) norm
-        return (f"{type(model).__name__} has batch norm, whose running statistics the "
-                "capture's warm-up steps would move")
-    return obstacle
-
-
-def setup_obstacle(device: torch.device, distributed: bool, compiled: bool,
-                   batch_mixup: bool) -> str | None:
-    """What rules graphs out before any model is built (a job checks it before its data)."""
+def graph_obstacle(device: torch.device, distributed: bool, compiled: bool) -> str | None:
+    """Why a phase's training step (or evaluation's forward) cannot be graphed; None when it
+    can. What only a capture can tell (a host sync in the forward, random draws off the GPU,
+    too little memory) makes that phase eager, saying why (GraphedModel, GraphedEval)."""
     if device.type != "cuda":
         return f"training runs on {device.type}, not on a CUDA device"
     if distributed:
         return "DDP overlaps its gradient all-reduce with the backward, which a graph would fix"
     if compiled:
         return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
-    if batch_mixup:
-        return "model.batch_mixup mixes inside the model, with a new pairing every step"
     return None
 
 
@@ -69,41 +62,76 @@ def replay_agrees(replayed: torch.Tensor, eager: torch.Tensor, tolerance: float 
         float((replayed.float() - eager.float()).abs().max()) <= tolerance * scale
 
 
-def draws_off_device(forward, inputs: torch.Tensor, rng_state=None) -> bool:
+def device_rng(device: torch.device):
+    """The get and set of `device`'s default generator."""
+    if device.type == "cuda":
+        return (lambda: torch.cuda.get_rng_state(device),
+                lambda state: torch.cuda.set_rng_state(state, device))
+    return torch.get_rng_state, torch.set_rng_state
+
+
+def draws_off_device(forward, inputs, rng_state=None) -> bool:
     """Whether a training forward draws random numbers that a CUDA graph would freeze. Two
-    forwards of one batch from one device-generator state (`rng_state`: its get and set) agree
-    unless some draw came from elsewhere (torch's CPU generator, Python's `random`, NumPy, as
-    torchlibrosa's DropStripes draws): a graph would replay those draws unchanged at every
-    step. Dropout draws on the device generator, which graphs advance at each replay. The two
+    forwards of one batch (`inputs`: a tensor or a tuple of the forward's arguments) from one
+    state of the inputs' device's generator (`rng_state`: its get and set, to override)
+    agree unless some draw came from elsewhere (torch's CPU generator, Python's `random`,
+    NumPy): a graph would replay those draws unchanged at every step. Dropout and c2f's
+    DropStripes draw on the device generator, which graphs advance at each replay. The two
     run in float32 (autocast off), where the same kernels agree to far below the 1e-5 that
     tells them apart, and a changed mask moves the output far more. The generators are left
-    as they were."""
-    get, put = rng_state or (torch.cuda.get_rng_state, torch.cuda.set_rng_state)
+    as they were (batch norm's running statistics are not: see `buffers_kept`)."""
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    get, put = rng_state or device_rng(args[0].device)
     state = get()
     with torch.no_grad(), torch.random.fork_rng(devices=[]), \
-            torch.autocast(inputs.device.type, enabled=False):  # the CPU generator comes back
-        first = forward(inputs)
+            torch.autocast(args[0].device.type, enabled=False):  # the CPU generator comes back
+        first = forward(*args)
         put(state)
-        second = forward(inputs)
+        second = forward(*args)
     put(state)
     return not replay_agrees(second, first, tolerance=1e-5)
 
 
+@contextmanager
+def buffers_kept(model: nn.Module):
+    """Every buffer of `model` written back, in place, as it was on entry: batch norm's
+    running statistics, which the capture's checks and warm-up steps would otherwise move by
+    steps that never happened (a graph's replays update them in place, as eager steps do)."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
 class _Forward(nn.Module):
     """The model behind a module of its own, so that capturing patches this one's forward and
-    leaves the model's (evaluation, FLOPs counting, checkpoints) as it is."""
+    leaves the model's (evaluation, FLOPs counting, checkpoints) as it is. With in-model
+    mixup (`model.batch_mixup`) the step's weights are a second input of the graph, and its
+    pairing (fixed for a run) is kept here."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.mixing: BatchMix | None = None  # the pairing and target rule of a mixed step
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs)
+    def forward(self, inputs: torch.Tensor, lam: torch.Tensor | None = None) -> torch.Tensor:
+        if lam is None:
+            return self.model(inputs)
+        return self.model(inputs, mix=replace(self.mixing, lam=lam))
+
+
+def _pairing(mix: BatchMix | None) -> str | None:
+    return None if mix is None else mix.pairing
 
 
 class GraphedModel(nn.Module):
     """The training model, its step replayed as CUDA graphs captured from the first batch of
-    `rows` clips it trains on (any, when None); any other batch shape runs eagerly.
+    `rows` clips it trains on (any, when None); any other batch shape runs eagerly. In-model
+    mixup's weights of each step are copied into the graph (their pairing is fixed), and
+    batch norm updates its running statistics in the graph as it does eagerly.
     `autocast` makes the precision's context without the autocast cache (which captures do
     not support). A model that cannot be captured (a host sync or data-dependent shapes in
     its forward, random draws off the GPU that a graph would freeze, or too little memory for
@@ -121,25 +149,29 @@ class GraphedModel(nn.Module):
     def model(self) -> nn.Module:
         return self.step.model
 
-    def forward(self, inputs: torch.Tensor, mix=None) -> torch.Tensor:
-        if mix is not None or not self.training:
-            return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
-        if self.shape is None and self.rows in (None, len(inputs)):
-            self._capture(inputs)
-        if self.eager or inputs.shape != self.shape:
+    def forward(self, inputs: torch.Tensor, mix: BatchMix | None = None) -> torch.Tensor:
+        if not self.training:
             return self.model(inputs)
-        return self.step(inputs)
+        args = (inputs,) if mix is None else \
+            (inputs, mix.lam.to(inputs.device, torch.float32, non_blocking=True))
+        if self.shape is None and self.rows in (None, len(inputs)):
+            self._capture(args, mix)
+        if self.eager or inputs.shape != self.shape or _pairing(mix) != _pairing(self.step.mixing):
+            return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
+        return self.step(*args)
 
-    def _capture(self, inputs: torch.Tensor) -> None:
-        self.shape = inputs.shape
+    def _capture(self, args: tuple[torch.Tensor, ...], mix: BatchMix | None) -> None:
+        self.shape = args[0].shape
+        self.step.mixing = mix
         gc.collect()  # an earlier phase's graphs (a patched forward is a reference cycle)
         try:
-            with self.autocast():
-                if draws_off_device(self.step, inputs):
+            with self.autocast(), buffers_kept(self.model):
+                if draws_off_device(self.step, args):
                     raise RuntimeError("its forward draws random numbers off the GPU (torch's "
                                        "CPU generator, Python's random or NumPy), which a graph "
                                        "would replay unchanged at every step")
-                torch.cuda.make_graphed_callables(self.step, (inputs.detach().clone(),))
+                torch.cuda.make_graphed_callables(
+                    self.step, tuple(a.detach().clone() for a in args))
         except (RuntimeError, AssertionError) as err:
             if self.strict:
                 raise RuntimeError(f"trainer.cuda_graphs=true: capturing "
@@ -151,15 +183,9 @@ class GraphedModel(nn.Module):
                      f"failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                      "this phase trains eagerly (trainer.cuda_graphs=false skips the attempt)")
             return
-        self.log(f"cuda graphs: training steps of shape {tuple(inputs.shape)} replay a "
+        mixed = "" if mix is None else f", mixed in the model ({mix.pairing} pairs),"
+        self.log(f"cuda graphs: training steps of shape {tuple(self.shape)}{mixed} replay a "
                  "captured forward and backward")
-
-
-def eval_obstacle(device: torch.device, distributed: bool, compiled: bool) -> str | None:
-    """Why evaluation's forward cannot be graphed. Batch norm is no obstacle there (evaluation
-    reads the running statistics in place), nor in-model mixup (evaluation never mixes); a
-    compiled run keeps to torch.compile's own graphs."""
-    return setup_obstacle(device, distributed, compiled, batch_mixup=False)
 
 
 class GraphedEval(nn.Module):

@@ -14,7 +14,7 @@ from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
-from c2f.train.graphs import setup_obstacle, use_graphs
+from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import Diverged, PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
@@ -134,9 +134,9 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
         raise ConfigError(f"`dataset.batch_size`={spec.dataset.batch_size} does not split over "
                           f"{world.size} processes; use a multiple of {world.size}")
     if spec.pretrain is None:  # trainer.cuda_graphs=true on this machine: before any data
-        use_graphs(spec.trainer.cuda_graphs, setup_obstacle(
+        use_graphs(spec.trainer.cuda_graphs, graph_obstacle(
             device_for(world, spec.trainer.device), world.active,
-            spec.trainer.compile is not False, spec.model.batch_mixup is not None))
+            spec.trainer.compile is not False))
     if not world.is_main:
         echo = _quiet
     if world.is_main:

@@ -23,7 +23,7 @@ from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
 from c2f.train.flops import training_flops
-from c2f.train.graphs import GraphedEval, GraphedModel, eval_obstacle, graph_obstacle, use_graphs
+from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
@@ -97,11 +97,11 @@ class PhaseLoop:
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
         t = self.spec.trainer
-        obstacle = graph_obstacle(model, self.device, self.world.active, t.compile is not False,
-                                  self.spec.model.batch_mixup is not None)
+        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False)
         if use_graphs(t.cuda_graphs, obstacle):
             return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log,
-                                strict=t.cuda_graphs is True, rows=self.batch_size)
+                                strict=t.cuda_graphs is True,
+                                rows=loaded_per_step(self.spec.model.batch_mixup, self.batch_size))
         if t.compile is False:
             return model
         return torch.compile(model, mode=None if t.compile is True else t.compile)
@@ -110,7 +110,7 @@ class PhaseLoop:
         """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph
         where `trainer.cuda_graphs` allows (c2f/train/graphs.py)."""
         t = self.spec.trainer
-        obstacle = eval_obstacle(self.device, self.world.active, t.compile is not False)
+        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False)
         if not use_graphs(t.cuda_graphs, obstacle):
             return model
         return GraphedEval(model, lambda: self.precision.autocast(cache=False), self.log,
