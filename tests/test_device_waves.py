@@ -22,14 +22,16 @@ SECONDS = (0.015, 0.2, 0.3, 0.75, 1.1, 0.45)
 BASE = BaseInput(frame_shift_ms=10.0, target_length=48, patch=(16, 16), time_mask=8)
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
+@pytest.fixture(scope="module", params=["FLOAT", "PCM_16"])
+def manifest(tmp_path_factory, request):
+    """Float WAVs (kept as float32) or 16-bit ones (kept as int16, on the device too)."""
     folder = tmp_path_factory.mktemp("clips")
     rng = np.random.default_rng(0)
     entries = []
     for i, seconds in enumerate(SECONDS):
         wave = rng.standard_normal(int(seconds * 16000)) * 0.1 + 0.05 * (i - 2)  # DC offsets
-        soundfile.write(folder / f"{i}.wav", wave.astype(np.float32), 16000, subtype="FLOAT")
+        soundfile.write(folder / f"{i}.wav", wave.astype(np.float32), 16000,
+                        subtype=request.param)
         entries.append({"wav": str(folder / f"{i}.wav"),
                         "labels": ("/m/dog", "/m/cat", "/m/car")[i % 3]})
     path = write_manifest(folder, {"data": entries})
@@ -52,6 +54,8 @@ def test_clips_mixed_on_the_device_give_the_input_the_host_mix_gives(manifest, m
     settings = FeatureSettings(16000, 128, -8.0, 6.0, freq_mask=24, mixup=0.7, noise=True)
     data = phase_data(manifest, method, c, settings)
     assert data.mixing is not None and "train" not in data.features
+    pcm16 = soundfile.info(str(manifest.clips[0].path)).subtype == "PCM_16"
+    assert data.mixing.flat.dtype == (torch.int16 if pcm16 else torch.float32)
     assert not data.train_set.waveforms and not data.eval.dataset.dataset.waveforms
     mixed = 0
     for epoch in range(3):

@@ -9,7 +9,7 @@ import torch
 from c2f.data.builtin import BuiltinParams, ensure_builtin
 from c2f.data.errors import DataError
 from c2f.data.manifest import Clip, Manifest, load_manifest
-from c2f.data.wave_cache import WaveCache, should_cache
+from c2f.data.wave_cache import WaveCache, estimated_bytes, should_cache, wave_bytes
 from c2f.train.precision import Precision
 from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
 
@@ -91,6 +91,37 @@ def test_cache_holds_the_decoded_clips_and_keeps_bad_ones_for_later(manifest, tm
         cache.get(3)  # raised when the clip is used, as without a cache (skip or fail)
 
 
+def test_16_bit_clips_are_kept_in_half_the_memory_and_read_back_bit_for_bit(manifest, tmp_path):
+    """Mono 16-bit PCM at the run's rate (WAV or FLAC, as `make prepare` writes) is kept as
+    int16; a resampled, downmixed or float clip is kept as decoded (float32). Either way the
+    cache returns what decoding the file returns, to the bit."""
+    from c2f.data.audio import load_waveform
+
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal((8000, 2)) * 3000).astype(np.int16)
+    files = {"mono16.wav": (pcm[:, 0], 16000, "PCM_16", torch.int16),
+             "mono16.flac": (pcm[:, 1], 16000, "PCM_16", torch.int16),
+             "rate8k.wav": (pcm[:, 0], 8000, "PCM_16", torch.float32),  # resampled to 16 kHz
+             "stereo16.wav": (pcm, 16000, "PCM_16", torch.float32),  # the channels' mean
+             "float.wav": (pcm[:, 0] / 32768 + 1e-5, 16000, "FLOAT", torch.float32)}
+    clips = []
+    for i, (name, (data, rate, subtype, _)) in enumerate(files.items()):
+        soundfile.write(tmp_path / name, data, rate, subtype=subtype)
+        clips.append(Clip(tmp_path / name, (0,), i))
+    cache = WaveCache(Manifest(manifest.path, clips, manifest.class_names), 16000)
+    for i, (name, (*_, dtype)) in enumerate(files.items()):
+        assert cache.stored[i].dtype == dtype, name
+        got = cache.get(i)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, load_waveform(tmp_path / name), rtol=0, atol=0)
+    sizes = [cache.stored[i].numel() for i in range(len(files))]
+    assert wave_bytes(cache) == 2 * sum(sizes[:2]) + 4 * sum(sizes[2:])
+    one = Manifest(manifest.path, clips[:1] * 10, manifest.class_names)
+    assert estimated_bytes(one, 16000) == 10 * 8000 * 2
+    resampled = Manifest(manifest.path, clips[2:3] * 10, manifest.class_names)
+    assert estimated_bytes(resampled, 16000) == 10 * 16000 * 4
+
+
 def test_auto_cache_only_when_the_decoded_audio_fits(manifest, tmp_path, monkeypatch):
     assert should_cache("auto", [manifest], 16000)
     assert not should_cache(False, [manifest], 16000)
@@ -117,10 +148,10 @@ def test_feature_cache_holds_each_clips_prepared_fbank_whatever_asks_first(manif
         view, offset = frontend.clip(wave, None)
         lengths = torch.tensor([frontend.valid_samples(wave)])
         return frontend.fbank(view[None], lengths, torch.tensor([offset]))[0]
-    expected = torch.stack([frontend.prepare(one_clip(w)) for w in waves.waves])
+    expected = torch.stack([frontend.prepare(one_clip(waves.get(i))) for i in range(len(waves))])
     assert expected.shape[1:] == (12, 128)
     forward, backward = FeatureCache(waves, frontend), FeatureCache(waves, frontend)
-    order = torch.arange(len(waves.waves))
+    order = torch.arange(len(waves))
     first, second = forward.rows(order[:3]), backward.rows(order.flip(0))
     torch.testing.assert_close(first, expected[:3], atol=1e-5, rtol=0)
     assert torch.equal(backward.table, forward.table)  # built the same way, bitwise

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from c2f.data.frontend import Frontend
-from c2f.data.wave_cache import WaveCache
+from c2f.data.wave_cache import WaveCache, unpacked
 
 
 class DeviceWaves:
@@ -28,16 +28,20 @@ class DeviceWaves:
     host never draws it: its item fails or is skipped before)."""
 
     def __init__(self, waves: WaveCache, device: torch.device):
-        clips = [w[0] if isinstance(w, torch.Tensor) else torch.zeros(0) for w in waves.waves]
+        clips = [w[0] if isinstance(w, torch.Tensor) else torch.zeros(0, dtype=torch.int16)
+                 for w in waves.stored]
         lengths = torch.tensor([len(c) for c in clips])
         self.starts = (torch.cumsum(lengths, 0) - lengths).to(device)
         self.lengths = lengths.to(device)
         # each clip's mean over all its samples, as mix_waves takes it (float32, on the host)
-        self.means = torch.tensor([float(c.mean()) if len(c) else 0.0 for c in clips],
+        self.means = torch.tensor([float(unpacked(c).mean()) if len(c) else 0.0 for c in clips],
                                   device=device)
-        self.flat = torch.empty(int(lengths.sum()), device=device)
+        # 16-bit PCM clips stay int16 on the device (half the memory), unless some clip is not
+        pcm16 = all(c.dtype == torch.int16 for c in clips)
+        self.flat = torch.empty(int(lengths.sum()), device=device,
+                                dtype=torch.int16 if pcm16 else torch.float32)
         for clip, start in zip(clips, self.starts.tolist()):  # no second copy on the host
-            self.flat[start:start + len(clip)] = clip.to(device)
+            self.flat[start:start + len(clip)] = (clip if pcm16 else unpacked(clip)).to(device)
         self.device = device
 
     def _rows(self, index: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +51,7 @@ class DeviceWaves:
         offsets = torch.arange(samples, device=self.device)
         valid = offsets < lengths[:, None]
         where = torch.where(valid, self.starts[index][:, None] + offsets, 0)
-        return self.flat[where] * valid, lengths
+        return unpacked(self.flat[where]) * valid, lengths
 
     def mixed(self, frontend: Frontend, index: torch.Tensor, partner: torch.Tensor,
               lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

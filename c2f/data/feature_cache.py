@@ -28,18 +28,19 @@ class FeatureCache:
         self.table: torch.Tensor | None = None
 
     def _build(self) -> torch.Tensor:
-        frontend, count = self.frontend, len(self.waves.waves)
+        frontend, count = self.frontend, len(self.waves)
         table = torch.zeros(count, frontend.phase.model_frames, frontend.settings.num_mel_bins,
                             device=self.device)
         for start in range(0, count, CHUNK):
             rows = [i for i in range(start, min(start + CHUNK, count))
-                    if isinstance(self.waves.waves[i], torch.Tensor)]  # bad clips stay zero
+                    if self.waves.good(i)]  # bad clips stay zero
             if not rows:
                 continue
-            clips = [frontend.clip(self.waves.waves[i], None) for i in rows]
+            waves = [self.waves.get(i) for i in rows]
+            clips = [frontend.clip(wave, None) for wave in waves]
             inputs = pad_sequence([view for view, _ in clips], batch_first=True)
             offsets = torch.tensor([offset for _, offset in clips])
-            lengths = torch.tensor([frontend.valid_samples(self.waves.waves[i]) for i in rows])
+            lengths = torch.tensor([frontend.valid_samples(wave) for wave in waves])
             fbank = frontend.fbank(inputs.to(self.device), lengths.to(self.device),
                                    offsets.to(self.device))
             table[torch.tensor(rows, device=self.device)] = frontend.prepare(fbank)
@@ -53,7 +54,7 @@ class FeatureCache:
 
 
 def table_bytes(waves: WaveCache, frontend: Frontend) -> int:
-    return len(waves.waves) * frontend.phase.model_frames * frontend.settings.num_mel_bins * 4
+    return len(waves) * frontend.phase.model_frames * frontend.settings.num_mel_bins * 4
 
 
 def cache_key(split: str, frontend: Frontend) -> tuple:

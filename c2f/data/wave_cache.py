@@ -2,7 +2,12 @@
 
 Decoding is the largest per-clip cost left in the workers once the fbank runs on the device;
 a dataset that fits in memory is decoded once (in parallel, by a loader's workers) and every
-later epoch and phase reads the tensors. Workers forked afterwards share them copy-on-write."""
+later epoch and phase reads the tensors. Workers forked afterwards share them copy-on-write.
+
+A clip that decodes to 16-bit PCM values exactly (a 16-bit WAV or FLAC at the run's rate and
+mono, as `make prepare` and the built-in dataset write them) is kept as int16, half the
+memory, and read back as the same float32 samples bit for bit (k / 32768 is exact in both
+directions); any other clip (resampled, downmixed, 24-bit, compressed) is kept as decoded."""
 from __future__ import annotations
 
 import os
@@ -16,7 +21,7 @@ from c2f.data.audio import load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import Manifest
 
-BYTES_PER_SAMPLE = 4  # float32
+PCM_SCALE = 32768  # 16-bit PCM sample k decodes to k / 32768 (libsndfile's float scale)
 AUTO_LIMIT_FRACTION = 0.125  # `auto` caches when the estimate is under this share of RAM
 AUTO_LIMIT_BYTES = 4 << 30
 
@@ -30,9 +35,23 @@ class _Decode(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor | DataError:
         try:
-            return load_waveform(self.manifest.clips[index].path, self.sample_rate)
+            return packed(load_waveform(self.manifest.clips[index].path, self.sample_rate))
         except DataError as err:  # kept, and raised when the clip is asked for
             return err
+
+
+def packed(wave: torch.Tensor) -> torch.Tensor:
+    """`wave` as int16 when its samples are 16-bit PCM values exactly, else as it is."""
+    scaled = wave * PCM_SCALE
+    if scaled.numel() and torch.equal(scaled, scaled.round()) \
+            and -PCM_SCALE <= float(scaled.min()) and float(scaled.max()) < PCM_SCALE:
+        return scaled.to(torch.int16)
+    return wave
+
+
+def unpacked(wave: torch.Tensor) -> torch.Tensor:
+    """The float32 samples of a stored clip (int16 ones scaled back, exactly)."""
+    return wave.float() / PCM_SCALE if wave.dtype == torch.int16 else wave
 
 
 class WaveCache:
@@ -42,19 +61,27 @@ class WaveCache:
                  progress: bool = False):
         loader = DataLoader(_Decode(manifest, sample_rate), batch_size=None,
                             num_workers=workers, collate_fn=lambda x: x)
-        self.waves = list(tqdm(loader, total=len(manifest.clips), disable=not progress,
-                               desc="caching audio", leave=False))
+        # int16 or float32 [1, L] per clip (`packed`), or the clip's DataError
+        self.stored = list(tqdm(loader, total=len(manifest.clips), disable=not progress,
+                                desc="caching audio", leave=False))
+
+    def __len__(self) -> int:
+        return len(self.stored)
 
     def get(self, index: int) -> torch.Tensor:
-        wave = self.waves[index]
+        """Clip `index` as decoded (float32 [1, L]); a bad clip raises its DataError."""
+        wave = self.stored[index]
         if isinstance(wave, DataError):
             raise wave
-        return wave
+        return unpacked(wave)
+
+    def good(self, index: int) -> bool:
+        return not isinstance(self.stored[index], DataError)
 
 
 def wave_bytes(waves: WaveCache) -> int:
     """Memory the decoded clips take (bad clips none)."""
-    return sum(w.numel() for w in waves.waves if isinstance(w, torch.Tensor)) * BYTES_PER_SAMPLE
+    return sum(w.numel() * w.element_size() for w in waves.stored if isinstance(w, torch.Tensor))
 
 
 def estimated_bytes(manifest: Manifest, sample_rate: int, probe: int = 32) -> int:
@@ -63,16 +90,17 @@ def estimated_bytes(manifest: Manifest, sample_rate: int, probe: int = 32) -> in
     if not clips:
         return 0
     step = max(1, len(clips) // probe)
-    seconds = []
+    sizes = []  # bytes per clip: int16 for mono 16-bit PCM at the rate (`packed`), else float32
     for clip in clips[::step][:probe]:
         try:
             info = soundfile.info(str(clip.path))
-            seconds.append(info.frames / info.samplerate)
         except (soundfile.LibsndfileError, RuntimeError, OSError):
             continue  # bad clips are reported when they are read
-    if not seconds:
+        pcm16 = info.subtype == "PCM_16" and info.channels == 1 and info.samplerate == sample_rate
+        sizes.append(info.frames / info.samplerate * sample_rate * (2 if pcm16 else 4))
+    if not sizes:
         return 0
-    return int(sum(seconds) / len(seconds) * sample_rate * BYTES_PER_SAMPLE * len(clips))
+    return int(sum(sizes) / len(sizes) * len(clips))
 
 
 def memory_bytes() -> int:
