@@ -74,11 +74,18 @@ class SpectrogramDataset(Dataset):
             return self.waves.get(index)
         return load_waveform(self.manifest.clips[index].path, self.settings.sample_rate)
 
-    def _is_silent(self, index: int, wave: torch.Tensor) -> bool:
+    def _usable(self, index: int) -> None:
+        """Raises the DataError of an unusable clip (a cached one without copying it)."""
+        if self.waves is None or not self.waves.good(index):
+            self._wave(index)
+
+    def _is_silent(self, index: int, wave: torch.Tensor | None) -> bool:
+        """Whether the clip is silent; a cached clip's flag is found once (from `wave`, or
+        from the cache when the item carries no waveform)."""
         if self.waves is None:
             return is_silent(wave)
         if index not in self._silent:
-            self._silent[index] = is_silent(wave)
+            self._silent[index] = is_silent(self.waves.get(index) if wave is None else wave)
         return self._silent[index]
 
     def _mixup(self, index: int, gen: torch.Generator) -> tuple[int, float, torch.Tensor]:
@@ -90,7 +97,7 @@ class SpectrogramDataset(Dataset):
         if float(torch.rand((), generator=gen)) >= self.settings.mixup:
             return index, 1.0, target
         other = int(torch.randint(0, len(self), (), generator=gen))
-        self._wave(other)  # a bad partner fails (or is skipped) here, on either path
+        self._usable(other)  # a bad partner fails (or is skipped) here, on either path
         lam = features.mixup_weight(gen)
         return other, lam, lam * target + (1 - lam) * self.target(other)
 
@@ -103,7 +110,10 @@ class SpectrogramDataset(Dataset):
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
         gen = torch.Generator().manual_seed(item_seed(self.seed, phase_index, epoch, index))
         try:
-            wave = self._wave(index)
+            # a cached clip whose input comes from a table or the device is not copied
+            wave = self._wave(index) if waveform or self.waves is None else None
+            if wave is None:
+                self._usable(index)
             silent = self._is_silent(index, wave)
             partner, lam, target = self._mixup(index, gen)
             mixed = partner != index or lam != 1.0
