@@ -11,9 +11,9 @@ The training forward and backward are graphed for the shape of the phase's first
 short batch (the last, or one that lost a bad clip) runs eagerly. Batch norm (CNN14, HTS-AT)
 and in-model mixup are graphed too: the running statistics update inside the graph, and each
 step's mixing weights are an input of it. The optimizer step stays outside the graphs (fused
-Adam is a handful of launches). Evaluation's forward is graphed on its own (`GraphedEval`): a coarse phase's evaluation is as launch-bound as
-its training, and on ESC-50, Speech Commands or balanced AudioSet the eval set is as large as
-the training set.
+Adam is a handful of launches). Evaluation's forward is graphed on its own (`GraphedEval`): a
+coarse phase's evaluation is as launch-bound as its training, and on ESC-50, Speech Commands or
+balanced AudioSet the eval set is as large as the training set.
 """
 from __future__ import annotations
 
