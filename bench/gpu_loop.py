@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.harness import EpochBench
+from c2f.train.graphs import GraphedModel
 
 
 class Report:
@@ -72,8 +73,8 @@ def interleaved(report: Report, bench: EpochBench, configs: dict[str, list[str]]
             sync(session.loop.device)
             results[name].append(session.epoch())
     for name, session in sessions.items():
-        graphed = getattr(session.model, "shape", None) is not None \
-            and not getattr(session.model, "eager", True)  # a GraphedModel that captured
+        graphed = isinstance(session.model, GraphedModel) and session.model.shape is not None \
+            and not session.model.eager  # its capture held
         results[name] = [dict(r, flops=session.flops_per_sample, counted=counted.get(name),
                               peak_gib=peaks[name], graphed=graphed) for r in results[name]]
     del sessions
@@ -151,8 +152,6 @@ def graphs_section(report: Report, bench: EpochBench, base: list[str], budget_s:
 def graphed_compiled(session):
     """c2f's CUDA graphs around a `default`-compiled model (bench only: the loop refuses the
     pair): inductor's fused kernels, launched once per step."""
-    from c2f.train.graphs import GraphedModel
-
     session.model = GraphedModel(session.model, lambda: torch.autocast(
         "cuda", dtype=torch.bfloat16, cache_enabled=False), log=lambda *a: None)
     return session.model

@@ -110,9 +110,10 @@ class SpectrogramDataset(Dataset):
         phase_index, epoch, index = key if isinstance(key, tuple) else (0, 0, key)
         gen = torch.Generator().manual_seed(item_seed(self.seed, phase_index, epoch, index))
         try:
-            # a cached clip whose input comes from a table or the device is not copied
-            wave = self._wave(index) if waveform or self.waves is None else None
-            if wave is None:
+            if waveform or self.waves is None:
+                wave = self._wave(index)
+            else:  # a cached clip read from a table or mixed on the device: not copied
+                wave = None
                 self._usable(index)
             silent = self._is_silent(index, wave)
             partner, lam, target = self._mixup(index, gen)

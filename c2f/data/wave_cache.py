@@ -43,10 +43,11 @@ class _Decode(Dataset):
 def packed(wave: torch.Tensor) -> torch.Tensor:
     """`wave` as int16 when its samples are 16-bit PCM values exactly, else as it is."""
     scaled = wave * PCM_SCALE
-    if scaled.numel() and torch.equal(scaled, scaled.round()) \
-            and -PCM_SCALE <= float(scaled.min()) and float(scaled.max()) < PCM_SCALE:
-        return scaled.to(torch.int16)
-    return wave
+    if not scaled.numel() or not torch.equal(scaled, scaled.round()):
+        return wave
+    low, high = torch.aminmax(scaled)
+    return scaled.to(torch.int16) if -PCM_SCALE <= float(low) and float(high) < PCM_SCALE \
+        else wave
 
 
 def unpacked(wave: torch.Tensor) -> torch.Tensor:
