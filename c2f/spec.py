@@ -298,6 +298,10 @@ def _build(cls, node: Any, key: str):
         )
     kwargs, hints = {}, field_types(cls)
     for name, value in node.items():
+        if value == "???":  # OmegaConf's mandatory value, left unset
+            raise ConfigError(f"`{key}.{name}` has no value: give it on the command line "
+                              f"({key}.{name}=...; data made by `python -m c2f.data.prepare` "
+                              "lists what it needs in its prepared.json, run_overrides)")
         if not matches(value, hints[name]):
             raise ConfigError(f"`{key}.{name}`: takes {describe(hints[name])}, got {value!r}")
         if isinstance(value, list):

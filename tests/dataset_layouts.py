@@ -306,6 +306,28 @@ def librispeech(root: Path) -> Layout:
                   problem="19-198.trans.txt:5: ")
 
 
+OWN_CLASSES = {"piano": 0, "violin": 1, "trumpet": 2}
+OWN_FILES = (("a.wav", 44100, True), ("b.mp3", 22050, False), ("c.flac", 48000, False),
+             ("sub/d.ogg", 16000, True))  # name under the class folder, rate, stereo
+
+
+def folder(root: Path) -> Layout:
+    """Your own data: one folder per class (any container, rate and channel count, a nested
+    folder), a corrupt file, and a recording left outside every class folder."""
+    src = root / "my_sounds"
+    for name, label in OWN_CLASSES.items():
+        for n, (file, rate, stereo) in enumerate(OWN_FILES):
+            seconds = 2.0 + 0.5 * n
+            write_media(src / name / file, phrase(label, seconds, rate, 700 + 10 * label + n),
+                        rate, stereo=stereo)
+    corrupt(src / "violin" / "e.wav")
+    write_media(src / "notes.wav", phrase(0, 1.0, 16000, 799), 16000)
+    # 4 or 5 clips a class: one of each held out for evaluation (by path hash: violin/e, the
+    # corrupt one, stays in train)
+    return Layout(src=src, expected={"train": 9, "eval": 3}, classes=3, missing=0,
+                  problem="notes.wav: not inside a class folder")
+
+
 LAYOUTS = {"audioset": audioset, "vggsound": vggsound, "voxceleb1": voxceleb1,
            "kinetics_sounds": kinetics_sounds, "esc50": esc50,
-           "speechcommands": speechcommands, "librispeech": librispeech}
+           "speechcommands": speechcommands, "librispeech": librispeech, "folder": folder}

@@ -15,7 +15,7 @@ CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 # Options that need user input (their ??? keys) or pair with a multi-phase schedule.
-NEEDS_USER_INPUT = {("dataset", "manifest")}
+NEEDS_USER_INPUT = {("dataset", "manifest"): "train_manifest", ("dataset", "folder"): "num_classes"}
 PAIRS = {"schedule": ["compression=fshift"], "experiment": []}
 
 
@@ -37,7 +37,10 @@ def test_every_option_composes(group, option):
         extra = ["schedule=2phase"]
     cfg = compose_with(f"{prefix}{group}={option}", *extra)
     if (group, option) in NEEDS_USER_INPUT:
-        assert OmegaConf.is_missing(cfg.dataset, "train_manifest")
+        missing = NEEDS_USER_INPUT[group, option]
+        assert OmegaConf.is_missing(cfg.dataset, missing)
+        with pytest.raises(ConfigError, match=f"`dataset.{missing}` has no value: give it"):
+            build_spec(OmegaConf.to_container(cfg, resolve=True))
         return
     spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
     if spec.model.require_pretrained:  # weights only the user has: the plan says which

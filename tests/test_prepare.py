@@ -26,7 +26,8 @@ from tests import dataset_layouts
 from tests.conftest import ROOT, read_metrics, run_cli, run_dirs
 
 FIXED_SECONDS = {"audioset": 10.0, "vggsound": 10.0, "kinetics_sounds": 10.0}
-# the preset each prepared dataset trains through, and the overrides a miniature needs
+# the preset each prepared dataset trains through, and the overrides a miniature needs (the
+# folder preset: tests/test_prepare_folder.py trains on the command its preparation prints)
 PRESETS = {"audioset": ("audioset_full", 4), "vggsound": ("vggsound", 3),
            "voxceleb1": ("voxceleb1", 3), "kinetics_sounds": ("kinetics_sounds", 4),
            "esc50": ("esc50", 50), "speechcommands": ("speechcommands", 35)}
@@ -73,7 +74,7 @@ def test_preparation_counts_labels_audio_and_reports(prepared, name):
     assert "cannot decode" in failed
     [problem] = lines(out / "problems.txt")
     assert problem.startswith(layout.problem)
-    assert "converted" in stdout and "missing 1, failed 1" in stdout
+    assert "converted" in stdout and f"missing {layout.missing}, failed 1" in stdout
     for manifest_name, count in layout.expected.items():
         manifest = load_manifest(out / f"{manifest_name}.json", out / "class_labels_indices.csv")
         assert len(manifest.clips) == count

@@ -1,5 +1,6 @@
 """`python -m c2f.data.prepare NAME --src DIR`: the paper's datasets (and ESC-50, Speech
-Commands) from what their publishers hand out, into manifests the dataset presets read.
+Commands) from what their publishers hand out, and your own recordings (`folder`: class folders
+or a CSV list), into manifests the dataset presets read.
 
 One file per dataset registers itself with `@register_dataset`; `engine.prepare` converts the
 clips (PyAV, 16 kHz mono FLAC, in parallel, resumable) and writes the manifests, labels,
@@ -8,6 +9,7 @@ statistics and reports.
 from c2f.data.prepare import (  # noqa: F401  (each module registers its dataset)
     audioset,
     esc50,
+    folder,
     kinetics_sounds,
     librispeech,
     speechcommands,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -43,8 +44,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--lists", type=Path, nargs="+", default=[],
                          help=f"the publisher's lists, if not under --src: {recipe.lists_help}")
         sub.add_argument("--out", type=Path,
-                         help=f"output folder (default: $C2F_ROOT/data/{name}, the preset's "
-                              "${paths.data_dir}/" + name + ")")
+                         help=recipe.out_help or f"output folder (default: $C2F_ROOT/data/"
+                         f"{name}, the preset's " "${paths.data_dir}/" + name + ")")
         sub.add_argument("--workers", type=int, default=default_workers(),
                          help="decoding processes (default: the CPUs this process may use, "
                               "less one; a SLURM allocation's, not the node's)")
@@ -78,24 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("error: --workers must be >= 1", file=sys.stderr)
         return 2
-    out = args.out or Path(os.environ.get("C2F_ROOT", ".")) / "data" / args.dataset
+    recipe = recipe_cls(args.src, args.lists, args)
+    args.out = out = args.out or Path(os.environ.get("C2F_ROOT", ".")) / "data" / \
+        recipe.default_out_name()
     options = Options(out=out, workers=args.workers, fmt=args.format,
                       max_missing=args.max_missing, max_failed=args.max_failed,
                       stats=not args.no_stats, progress=not args.no_progress)
     try:
-        summary = prepare(recipe_cls(args.src, args.lists, args), options)
+        summary = prepare(recipe, options)
     except ListError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if summary.ok:
-        classes = summary.classes
-        extra = "" if classes == recipe_cls.expected_classes else \
-            f" dataset.num_classes={classes}"
-        if extra:
+        classes, expected = summary.classes, recipe_cls.expected_classes
+        if expected and classes != expected:
             print(f"NOTE: {classes} classes, the {recipe_cls.preset} preset expects "
-                  f"{recipe_cls.expected_classes}: add{extra} to run.py")
-        print(f"prepared {args.dataset} in {out}; train with: python run.py "
-              f"dataset={recipe_cls.preset} paths.data_dir={out.parent}{extra}")
+                  f"{expected}: add dataset.num_classes={classes} to run.py")
+        overrides = " ".join(shlex.quote(o) for o in recipe.run_overrides(out, classes))
+        print(f"prepared {args.dataset} in {out}; train with: python run.py {overrides}")
     return 0 if summary.ok else 1
 
 

@@ -163,7 +163,7 @@ def _sha256(path: Path) -> str:
 
 
 def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path],
-                log) -> dict[str, dict]:
+                frames: int, log) -> dict[str, dict]:
     """Normalization statistics of each training manifest, cached in out/stats where the
     dataset presets find them (c2f.data.stats.cached_stats)."""
     from c2f.data.manifest import load_manifest
@@ -175,7 +175,7 @@ def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path
             continue
         manifest = load_manifest(written[name], options.out / LABELS_CSV)
         settings = dict(sample_rate=options.sample_rate, num_mel_bins=128, frame_shift_ms=10.0,
-                        target_length=recipe.target_length)
+                        target_length=frames)
         mean, std = cached_stats(options.out / STATS_DIR, manifest, **settings)
         log(f"normalization statistics of {name}: mean {mean:.7f}, std {std:.7f}")
         found[name] = {"mean": mean, "std": std, **settings}
@@ -186,8 +186,8 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     """Prepare `recipe`'s dataset into `options.out`; see the module docstring."""
     started = time.time()
     out = options.out
+    listing: Listing = recipe.read()  # refuses unusable lists before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    listing: Listing = recipe.read()
     summary = Summary(problems=list(listing.problems), classes=len(listing.classes))
     entries = _unique(listing.entries, summary.problems)
     summary.listed = len(entries)
@@ -229,9 +229,12 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         _write_if_changed(written[name], _manifest_json(chosen, options.fmt))
         counts = Counter(names[mid] for e in chosen for mid in e.labels)
         per_class[name] = dict(sorted(counts.items()))
-    extras = recipe.extra_outputs(out, {n: [e for e in usable if e.split in s]
-                                        for n, s in recipe.manifests.items() if n in written})
-    stats = _statistics(recipe, options, written, log) if options.stats and written else {}
+    chosen = {n: [e for e in usable if e.split in s] for n, s in recipe.manifests.items()
+              if n in written}
+    extras = recipe.extra_outputs(out, chosen)
+    frames = recipe.target_frames(out, chosen, options.fmt, log)
+    stats = _statistics(recipe, options, written, frames, log) \
+        if options.stats and written else {}
 
     total = max(1, summary.listed)
     if not written:
@@ -260,7 +263,8 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         "manifests": {name: {"clips": summary.manifests[name], "file": f"{name}.json",
                              "per_class": per_class.get(name, {})}
                       for name in recipe.manifests},
-        "extra_files": [p.name for p in extras], "statistics": stats,
+        "extra_files": [p.name for p in extras], "target_length": frames, "statistics": stats,
+        "run_overrides": recipe.run_overrides(out, len(listing.classes)),
         "ok": summary.ok, "errors": summary.reasons,
     }
     atomic_write_text(out / "prepared.json", json.dumps(report, indent=1) + "\n")

@@ -61,6 +61,7 @@ class DatasetRecipe:
     manifests: dict[str, tuple[str, ...]] = {}  # manifest name -> splits it holds
     train_manifests: tuple[str, ...] = ("train",)  # normalization statistics are computed here
     lists_help: str = ""               # the publisher's files, for --help and errors
+    out_help: str = ""                 # --help of --out when not data/<name>
 
     def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
         self.src, self.lists, self.args = src, lists, args
@@ -91,6 +92,24 @@ class DatasetRecipe:
     def extra_outputs(self, out: Path, manifests: dict[str, list[Entry]]) -> list[Path]:
         """Files beyond manifests and labels (AudioSet's sampler weights); paths written."""
         return []
+
+    def default_out_name(self) -> str:
+        """The folder under data/ that --out defaults to (the preset's)."""
+        return self.name
+
+    def target_frames(self, out: Path, manifests: dict[str, list[Entry]], fmt: str,
+                      log=print) -> int:
+        """The preset's input length in frames, once the clips are converted (the statistics
+        are computed at it)."""
+        return self.target_length
+
+    def run_overrides(self, out: Path, classes: int) -> list[str]:
+        """The run.py overrides that train on this preparation: printed at the end and kept in
+        prepared.json."""
+        found = [f"dataset={self.preset}", f"paths.data_dir={out.parent}"]
+        if classes != self.expected_classes:
+            found.append(f"dataset.num_classes={classes}")
+        return found
 
 
 def register_dataset(cls: type[DatasetRecipe]) -> type[DatasetRecipe]:

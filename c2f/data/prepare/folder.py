@@ -1,0 +1,238 @@
+"""Your own data: a folder of recordings, one subfolder per class, or a CSV list of them.
+
+Three layouts under `--src`, any container and sample rate:
+
+- `<class>/.../<clip>.<ext>`: one label per clip, its top folder's name. The evaluation split is
+  drawn from each class (`--eval-fraction`, 10% by default) by a hash of the clip's path, so the
+  same files always give the same split, whatever order the file system lists them in.
+- `<split>/<class>/.../<clip>.<ext>` when a top folder is named `train`: the splits are the top
+  folders (`train`, and `eval`, `test`, `val`, ...), one manifest each.
+- `--lists clips.csv` with a header naming a file column (`file`, `filename`, `path`, `wav`,
+  `audio`), a label column (`label`, `labels`, `class`, `category`; several labels in one cell,
+  separated by `;`, `|` or `,`, make a multi-label dataset) and optionally `split`. Paths are
+  relative to `--src` or absolute.
+
+Clips keep their length. The model's input length (`dataset.target_length`) is chosen from the
+training clips: 95% of them fit, rounded up to a multiple of 128 frames (1 s -> 128, 5 s -> 512,
+10 s -> 1024, AST's lengths for Speech Commands, ESC-50 and AudioSet) and at most 1024 unless
+`--target-length` says otherwise. The command that trains on it is printed at the end and kept
+in prepared.json (`run_overrides`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import re
+from pathlib import Path
+
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    ListError,
+    Listing,
+    csv_rows,
+    numbered_mids,
+    register_dataset,
+)
+from c2f.data.prepare.sources import AUDIO_SUFFIXES, Found, audio_files
+
+TRAIN_NAMES = ("train", "training")
+EVAL_NAMES = ("eval", "test", "val", "valid", "validation", "dev")  # the first present is scored
+FILE_COLUMNS = ("file", "filename", "path", "wav", "audio")
+LABEL_COLUMNS = ("label", "labels", "class", "category")
+LABEL_SEPARATORS = re.compile(r"[;|,]")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a Hydra override value without quoting
+FRAME_STEP = 128   # AST's input lengths: 128 (Speech Commands), 512 (ESC-50), 1024 (AudioSet)
+MAX_FRAMES = 1024  # AST egs/audioset/run.sh audio_length=1024: 10 s; longer only if asked
+TIME_MASK_PER_FRAME = 192 / 1024  # AST egs/audioset/run.sh timem=192 of 1024 frames (run_esc:
+#                                   96 of 512, the same share)
+
+
+def kaldi_frames(samples: int, sample_rate: int = 16000) -> int:
+    """Frames of kaldi's fbank (25 ms windows every 10 ms, snip_edges) over `samples`."""
+    window, shift = sample_rate * 25 // 1000, sample_rate // 100
+    return 0 if samples < window else 1 + (samples - window) // shift
+
+
+def fitting_frames(frames: list[int], share: float = 0.95) -> int:
+    """Frames that `share` of the clips fit in, rounded up to a multiple of FRAME_STEP."""
+    ordered = sorted(frames)
+    at = ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+    return max(FRAME_STEP, math.ceil(at / FRAME_STEP) * FRAME_STEP)
+
+
+def _rank(key: str) -> str:
+    """A clip's place in the split draw: a hash of its path, not the file system's order."""
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+@register_dataset
+class Folder(DatasetRecipe):
+    name = "folder"
+    preset = "folder"
+    description = ("your own data: class folders (optionally under split folders) or a CSV "
+                   "list; the split, the input length and the run command are worked out")
+    duration = None       # clips keep their length; the input length is chosen from them
+    target_length = 1024  # replaced by target_frames() once the clips are converted
+    train_manifests = ("train",)
+    lists_help = "a CSV with a header: file,labels[,split] (optional; else class folders)"
+    out_help = ("output folder (default: $C2F_ROOT/data/<the --src folder's name>); its name "
+                "is the run's dataset.name")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--eval-fraction", type=float, default=0.1,
+                            help="share of each class held out for evaluation when the layout "
+                                 "names no split (default 0.1)")
+        parser.add_argument("--target-length", type=int,
+                            help="model input frames (10 ms each; default: what 95%% of the "
+                                 "training clips fit, a multiple of 128, at most 1024)")
+
+    def default_out_name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.src.resolve().name) or self.name
+
+    def read(self) -> Listing:
+        args = self.args
+        if not 0 < args.eval_fraction < 1:
+            raise ListError(f"--eval-fraction {args.eval_fraction}: give a share between 0 "
+                            "and 1 (0.1 holds out a tenth of each class)")
+        if args.target_length is not None and args.target_length < 16:
+            raise ListError(f"--target-length {args.target_length}: give at least 16 frames")
+        out = Path(args.out)
+        if not SAFE_NAME.match(out.name):
+            raise ListError(f"--out {out}: the dataset is named by its folder, and "
+                            f"{out.name!r} has characters a run.py override cannot take; use "
+                            "letters, digits, '_', '.' or '-' (e.g. --out data/my_sounds)")
+        listing = self._from_csv(self.lists[0]) if self.lists else self._from_folders()
+        if not listing.classes:
+            raise ListError(f"{self.src}: no class found; put each class's recordings in a "
+                            "folder of its own (<src>/<class>/*.wav) or pass --lists clips.csv "
+                            "(file,labels[,split])")
+        splits = sorted({e.split for e in listing.entries})
+        if not any(s != "train" for s in splits):
+            listing.entries[:] = self._draw_eval(listing.entries, args.eval_fraction)
+            if not any(e.split == "eval" for e in listing.entries):
+                raise ListError(f"{self.src}: no class has two clips, so none can be held out "
+                                "for evaluation; add recordings or an eval/ folder beside "
+                                "train/")
+            splits = ["eval", "train"]
+        if "train" not in splits:
+            raise ListError(f"{self.src}: no training split among {', '.join(splits)}; name "
+                            "one folder (or the split column's value) 'train'")
+        self.manifests = {split: (split,) for split in splits}
+        self.eval_split = next((s for s in EVAL_NAMES if s in splits),
+                               next(s for s in splits if s != "train"))
+        self.multilabel = any(len(e.labels) > 1 for e in listing.entries)
+        return listing
+
+    def _from_folders(self) -> Listing:
+        files = [path.relative_to(self.src) for path in audio_files(self.src)]
+        tops = {p.parts[0].lower() for p in files if len(p.parts) > 1}
+        by_split = any(name in tops for name in TRAIN_NAMES)
+        depth = 2 if by_split else 1  # folders above the class folder's files
+        entries, problems, names = [], [], set()
+        for relative in files:
+            if len(relative.parts) <= depth:
+                where = "/".join(relative.parts[:-1]) or "."
+                problems.append(f"{relative}: not inside a class folder ({where}/<class>/); "
+                                "left out")
+                continue
+            split = relative.parts[0].lower() if by_split else "train"
+            split = "train" if split in TRAIN_NAMES else split
+            label = relative.parts[depth - 1]
+            names.add(label)
+            key = relative.with_suffix("").as_posix()
+            entries.append(Entry(key=key, labels=(label,), split=split, where=str(relative),
+                                 ident=str(relative), found=Found(self.src / relative, True)))
+        return self._numbered(sorted(names), entries, problems, [])
+
+    def _from_csv(self, path: Path) -> Listing:
+        rows = csv_rows(path)
+        number, header = next(rows, (0, []))
+        columns = {cell.lower(): i for i, cell in enumerate(header)}
+        file_at = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
+        label_at = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+        if file_at is None or label_at is None:
+            raise ListError(f"{path}:{number or 1}: the header must name a file column "
+                            f"({', '.join(FILE_COLUMNS)}) and a label column "
+                            f"({', '.join(LABEL_COLUMNS)}); it is {','.join(header)!r}")
+        split_at = columns.get("split")
+        entries, problems, names = [], [], set()
+        root = self.src.resolve()
+        for number, cells in rows:
+            where = f"{path.name}:{number}"
+            cells = cells + [""] * (len(header) - len(cells))
+            labels = tuple(dict.fromkeys(
+                x.strip() for x in LABEL_SEPARATORS.split(cells[label_at]) if x.strip()))
+            if not cells[file_at] or not labels:
+                problems.append(f"{where}: a row needs a file and at least one label; left out")
+                continue
+            source = Path(cells[file_at])
+            source = source if source.is_absolute() else self.src / source
+            try:
+                key = source.resolve().relative_to(root).with_suffix("").as_posix()
+            except ValueError:  # outside --src: keep the name, made unique by the full path
+                key = f"outside/{_rank(str(source))[:8]}_{source.stem}"
+            split = cells[split_at].strip().lower() if split_at is not None else "train"
+            split = "train" if split in TRAIN_NAMES or not split else split
+            names.update(labels)
+            found = Found(source, True) if source.is_file() and \
+                source.suffix.lower() in AUDIO_SUFFIXES else None
+            entries.append(Entry(key=key, labels=labels, split=split, where=where,
+                                 ident=cells[file_at], found=found))
+        return self._numbered(sorted(names), entries, problems, [path])
+
+    @staticmethod
+    def _numbered(names: list[str], entries: list[Entry], problems: list[str],
+                  sources: list[Path]) -> Listing:
+        """Classes in name order with numbered mids (`/m/own000`, ...), entries relabelled."""
+        classes = numbered_mids("own", names)
+        mid = {name: m for m, name in classes}
+        entries = [Entry(key=e.key, labels=tuple(mid[x] for x in e.labels), split=e.split,
+                         where=e.where, ident=e.ident, found=e.found) for e in entries]
+        return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
+
+    @staticmethod
+    def _draw_eval(entries: list[Entry], fraction: float) -> list[Entry]:
+        """Hold out `fraction` of each class (by first label) for evaluation, by path hash; a
+        class of two or more clips gives at least one and keeps at least one."""
+        by_class: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_class.setdefault(entry.labels[0], []).append(entry)
+        held = set()
+        for group in by_class.values():
+            count = min(len(group) - 1, max(1, round(fraction * len(group))))
+            held.update(e.key for e in sorted(group, key=lambda e: _rank(e.key))[:count])
+        return [Entry(key=e.key, labels=e.labels, split="eval" if e.key in held else "train",
+                      where=e.where, ident=e.ident, found=e.found) for e in entries]
+
+    def target_frames(self, out: Path, manifests: dict[str, list[Entry]], fmt: str,
+                      log=print) -> int:
+        import soundfile
+
+        if self.args.target_length is not None:
+            self.target_length = self.args.target_length
+            return self.target_length
+        frames = [kaldi_frames(soundfile.info(str(out / "audio" / f"{e.key}.{fmt}")).frames)
+                  for e in manifests.get("train", [])]
+        if not frames:
+            return self.target_length
+        fit = fitting_frames(frames)
+        self.target_length = min(fit, MAX_FRAMES)
+        log(f"input length: {self.target_length} frames ({self.target_length / 100:g} s); 95% "
+            f"of the training clips fit in {fit} frames"
+            + (f", capped at {MAX_FRAMES} (pass --target-length {fit} for all of them)"
+               if fit > MAX_FRAMES else ""))
+        return self.target_length
+
+    def run_overrides(self, out: Path, classes: int) -> list[str]:
+        found = [f"dataset={self.preset}", f"dataset.name={out.name}",
+                 f"paths.data_dir={out.parent}", f"dataset.num_classes={classes}",
+                 f"dataset.target_length={self.target_length}",
+                 f"dataset.timem={round(self.target_length * TIME_MASK_PER_FRAME)}"]
+        if self.eval_split != "eval":
+            found.append(f"dataset.eval_manifest={out / self.eval_split}.json")
+        if self.multilabel:  # AST egs/audioset/run.sh: multi-label AudioSet trains with BCE, mAP
+            found += ["dataset.multilabel=true", "dataset.metric=mAP", "dataset.loss=bce"]
+        return found

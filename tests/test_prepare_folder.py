@@ -1,0 +1,174 @@
+"""`python -m c2f.data.prepare folder`: your own recordings (class folders, split folders or a
+CSV list) become manifests, a held-out split, an input length and the run.py command that
+trains on them. The common checks (counts, reports, 16 kHz mono FLAC, statistics) run in
+tests/test_prepare.py over the `folder` miniature."""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from c2f.data.manifest import load_manifest, read_label_csv
+from c2f.data.prepare.__main__ import main
+from c2f.data.prepare.folder import fitting_frames, kaldi_frames
+from tests import dataset_layouts
+from tests.conftest import read_metrics, run_cli, run_dirs
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> Path:
+    """The `folder` miniature: piano, violin, trumpet folders (wav 44.1 kHz stereo, mp3, flac
+    48 kHz, ogg in a subfolder), a corrupt file, a stray recording."""
+    return dataset_layouts.folder(tmp_path_factory.mktemp("own")).src
+
+
+def prepare(src: Path, out: Path, *extra: str) -> int:
+    return main(["folder", "--src", str(src), "--out", str(out), "--workers", "1",
+                 "--no-progress", *extra])
+
+
+def splits(out: Path) -> dict[str, str]:
+    """Clip -> the manifest holding it."""
+    found = {}
+    for manifest in out.glob("*.json"):
+        if manifest.name != "prepared.json":
+            for entry in json.loads(manifest.read_text())["data"]:
+                found[entry["wav"]] = manifest.stem
+    return found
+
+
+def printed_overrides(stdout: str) -> list[str]:
+    [line] = [x for x in stdout.splitlines() if "train with: python run.py " in x]
+    return shlex.split(line.split("train with: python run.py ", 1)[1])
+
+
+@pytest.mark.slow
+def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
+    """What a user does: prepare, then paste the printed command (plus a schedule and a tiny
+    model); the run reads the prepared statistics and trains at the chosen input length."""
+    out = tmp_path / "data" / "my_sounds"
+    assert prepare(downloads, out) == 0
+    overrides = printed_overrides(capsys.readouterr().out)
+    report = json.loads((out / "prepared.json").read_text())
+    assert overrides == report["run_overrides"]
+    # clips of 2-3.5 s: 95% fit in 348 frames, rounded up to a multiple of 128
+    assert report["target_length"] == 384 and "dataset.target_length=384" in overrides
+    assert "dataset.timem=72" in overrides and "dataset.num_classes=3" in overrides
+    assert not any(o.startswith("dataset.multilabel") for o in overrides)
+    assert f"paths.data_dir={out.parent}" in overrides
+    args = [o for o in overrides if not o.startswith("paths.data_dir=")]
+    tiny = ["compression=fshift", "schedule=2phase", "dataset.epochs=4", "dataset.batch_size=4",
+            "model.embed_dim=32", "model.depth=1", "model.num_heads=2", "optim.warmup_steps=1",
+            "trainer.progress=false", "logger=disabled"]
+    proc = run_cli([*args, *tiny], tmp_path / "runs", out.parent)
+    [run] = run_dirs(tmp_path / "runs")
+    stats = report["statistics"]["train"]
+    assert f"mean {stats['mean']:.4f}, std {stats['std']:.4f}" in proc.stdout
+    assert not (out.parent / "stats").exists()  # read beside the manifest, not recomputed
+    plan = json.loads((run / "plan.json").read_text())
+    assert [p["input"]["model_frames"] for p in plan["phases"]] == [96, 384]
+    records = [r for r in read_metrics(run) if r.get("kind", "epoch") == "epoch"]
+    assert [r["samples"] for r in records] == [9] * 4
+    assert {r["dataset"] for r in records} == {"my_sounds"}
+
+
+def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, capsys):
+    """Each class of 2+ clips gives at least one clip and keeps one; the draw depends on the
+    paths only, so a new class or a new order leaves every other clip where it was."""
+    first = tmp_path / "a"
+    assert prepare(downloads, first) == 0
+    drawn = splits(first)
+    per_class: dict[tuple[str, str], int] = {}
+    for wav, split in drawn.items():
+        key = (wav.split("/")[1], split)
+        per_class[key] = per_class.get(key, 0) + 1
+    assert all(per_class[(c, "eval")] == 1 for c in dataset_layouts.OWN_CLASSES)
+    grown = tmp_path / "grown"
+    shutil.copytree(downloads, grown)
+    for n in range(3):
+        dataset_layouts.write_media(grown / "flute" / f"{n}.wav",
+                                    dataset_layouts.phrase(3, 1.0, 16000, n), 16000)
+    assert prepare(grown, tmp_path / "b") == 0
+    again = splits(tmp_path / "b")
+    assert {w: s for w, s in again.items() if "/flute/" not in w} == drawn
+    assert sorted(s for w, s in again.items() if "/flute/" in w) == ["eval", "train", "train"]
+    _, names = read_label_csv(tmp_path / "b" / "class_labels_indices.csv")
+    assert names == ["flute", "piano", "trumpet", "violin"]  # classes in name order
+    assert prepare(downloads, tmp_path / "half", "--eval-fraction", "0.5") == 0
+    # 2 of 4 piano and trumpet clips, 2 of 5 violin ones, one of them the corrupt violin/e
+    assert sorted(splits(tmp_path / "half").values()).count("eval") == 5
+    capsys.readouterr()
+
+
+def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypatch):
+    """`train/<class>/` beside `Test/<class>/`: no draw; the test split is scored. Without
+    --out the data lands in $C2F_ROOT/data/<the source folder's name>."""
+    src = tmp_path / "split"
+    for name in dataset_layouts.OWN_CLASSES:
+        for file in ("a.wav", "b.mp3"):
+            (src / "train" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(downloads / name / file, src / "train" / name / file)
+        (src / "Test" / name).mkdir(parents=True)
+        shutil.copy(downloads / name / "c.flac", src / "Test" / name / "c.flac")
+    out = tmp_path / "data" / "split"
+    monkeypatch.setenv("C2F_ROOT", str(tmp_path))
+    assert main(["folder", "--src", str(src), "--workers", "1", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["prepared.json", "test.json",
+                                                          "train.json"]
+    assert len(load_manifest(out / "test.json", out / "class_labels_indices.csv").clips) == 3
+    overrides = printed_overrides(capsys.readouterr().out)
+    assert f"dataset.eval_manifest={out / 'test'}.json" in overrides
+
+
+def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
+    """file,labels,split rows: several labels in a cell, a listed file that is not there, a
+    row without a label; the run command asks for BCE and mAP."""
+    rows = ["path,labels,split", "piano/a.wav,piano,train", '"violin/b.mp3","violin;piano",train',
+            "trumpet/c.flac,trumpet|violin,TRAIN", "piano/b.mp3,piano,eval",
+            "violin/a.wav,violin,eval", "trumpet/gone.wav,trumpet,train",
+            "trumpet/a.wav,,train"]
+    (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "tags"
+    assert prepare(downloads, out, "--lists", str(tmp_path / "clips.csv")) == 0
+    overrides = printed_overrides(capsys.readouterr().out)
+    assert {"dataset.multilabel=true", "dataset.metric=mAP", "dataset.loss=bce"} <= \
+        set(overrides)
+    train = load_manifest(out / "train.json", out / "class_labels_indices.csv")
+    assert sorted(len(c.label_ids) for c in train.clips) == [1, 2, 2]
+    assert (out / "missing.txt").read_text().startswith("trumpet/gone.wav\tclips.csv:7")
+    assert (out / "problems.txt").read_text().startswith("clips.csv:8: a row needs a file")
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("empty", [], "no class found"),
+    ("one clip a class", [], "no class has two clips"),
+    ("bad out", ["--out", "{tmp}/my sounds"], "has characters a run.py override cannot take"),
+    ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
+    ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
+])
+def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, case, extra,
+                                                message):
+    src = tmp_path / "src"
+    src.mkdir()
+    if case == "one clip a class":
+        (src / "piano").mkdir()
+        shutil.copy(downloads / "piano" / "a.wav", src / "piano" / "a.wav")
+    (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
+    extra = [x.format(tmp=tmp_path) for x in extra]
+    args = ["folder", "--src", str(src), "--workers", "1", "--no-progress", *extra]
+    if "--out" not in extra:
+        args += ["--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "my sounds").exists()
+
+
+def test_input_length_from_clip_lengths():
+    assert kaldi_frames(16000) == 98 and kaldi_frames(160000) == 998 and kaldi_frames(399) == 0
+    assert fitting_frames([98] * 20) == 128            # 1 s clips: Speech Commands' 128
+    assert fitting_frames([498] * 20) == 512           # 5 s: ESC-50's 512
+    assert fitting_frames([998] * 19 + [6000]) == 1024  # one long outlier does not count
+    assert fitting_frames([998] * 10 + [6000] * 10) == 6016
