@@ -19,7 +19,12 @@ LOW_FREQ_HZ = 20.0  # kaldi's default, which AST keeps
 
 def fbank(wave: torch.Tensor, sample_rate: int, num_mel_bins: int,
           frame_shift_ms: float) -> torch.Tensor:
-    """Log-mel filterbank [frames, mel] of one clip [1, L], exactly as AST computes it."""
+    """Log-mel filterbank [frames, mel] of one clip [1, L], exactly as AST computes it. A clip
+    shorter than one 25 ms window (which kaldi refuses) is zero-padded to one, as the frontend
+    pads it."""
+    window = window_samples(sample_rate)
+    if wave.shape[-1] < window:
+        wave = F.pad(wave, (0, window - wave.shape[-1]))
     return kaldi.fbank(wave - wave.mean(), htk_compat=True, sample_frequency=sample_rate,
                        use_energy=False, window_type="hanning", num_mel_bins=num_mel_bins,
                        dither=0.0, frame_length=FRAME_LENGTH_MS, frame_shift=frame_shift_ms)

@@ -1,7 +1,11 @@
 """The spectrogram dataset on real rendered audio: phases, determinism, augmentation, mixup."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+import soundfile
 import torch
 from torch.utils.data import DataLoader
 
@@ -163,6 +167,27 @@ def test_stats_match_the_features_they_describe(manifest):
     mean, std = compute_stats(manifest, target_length=128)
     specs = torch.stack([dataset(manifest, "fshift", 1, mean=0.0, std=0.5)[i].input
                          for i in range(len(manifest.clips))])
+    assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
+    assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
+
+
+def test_stats_of_unusual_clips_match_their_features(tmp_path):
+    """A clip shorter than one fbank window, an 8 kHz stereo one, silence and a long one: the
+    statistics describe what training sees (no clip is refused)."""
+    rng = np.random.default_rng(3)
+    clips = {"5ms.wav": (rng.normal(0, 0.1, 80), 16000),
+             "8k_stereo.wav": (rng.normal(0, 0.1, (16000, 2)), 8000),
+             "silence.wav": (np.zeros(16000), 16000),
+             "long.wav": (rng.normal(0, 0.1, 16000 * 30), 16000)}
+    for name, (samples, rate) in clips.items():
+        soundfile.write(tmp_path / name, samples.astype(np.float32), rate)
+    (tmp_path / "labels.csv").write_text("index,mid,display_name\n0,/m/a,a\n")
+    (tmp_path / "m.json").write_text(json.dumps(
+        {"data": [{"wav": name, "labels": "/m/a"} for name in clips]}))
+    odd = load_manifest(tmp_path / "m.json", tmp_path / "labels.csv")
+    mean, std = compute_stats(odd, target_length=128)
+    specs = torch.stack([dataset(odd, "fshift", 1, mean=0.0, std=0.5)[i].input
+                         for i in range(len(clips))])
     assert mean == pytest.approx(float(specs.mean()), rel=1e-4)
     assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
 

@@ -222,7 +222,7 @@ class Folder(DatasetRecipe):
         self.target_length = min(fit, MAX_FRAMES)
         log(f"input length: {self.target_length} frames ({self.target_length / 100:g} s); 95% "
             f"of the training clips fit in {fit} frames"
-            + (f", capped at {MAX_FRAMES} (pass --target-length {fit} for all of them)"
+            + (f", capped at {MAX_FRAMES} (AST's 10 s; --target-length N sets another)"
                if fit > MAX_FRAMES else ""))
         return self.target_length
 
