@@ -1,6 +1,7 @@
 """Score audio with a trained model: the top classes of each clip.
 
     python -m c2f.predict RUN_DIR a.wav b.flac ...        # a finished run's final weights
+    python -m c2f.predict RUN_DIR recordings/             # every audio or video file under it
     python -m c2f.predict RUN_DIR --manifest eval.json    # every clip of a manifest
     python -m c2f.predict model.pt clip.mp4 --windows     # an exported model; long clips whole
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f.data.audio import load_waveform
+from c2f.data.audio import AUDIO_SUFFIXES, audio_files, load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import manifest_audio
 from c2f.trained import WEIGHTS, Trained, TrainedError, load_trained
@@ -30,7 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m c2f.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a finished run directory or an exported file")
-    parser.add_argument("audio", type=Path, nargs="*", help="audio files to score")
+    parser.add_argument("audio", type=Path, nargs="*",
+                        help="audio files to score; a folder stands for every audio or video "
+                             "file under it")
     parser.add_argument("--manifest", type=Path, help="score every clip of this manifest too")
     parser.add_argument("--top", type=int, default=5, help="classes shown per clip (5)")
     parser.add_argument("--weights", choices=list(WEIGHTS), default="final",
@@ -45,6 +48,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.top < 1:
         parser.error("--top must be at least 1")
     return args
+
+
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """The files to score: each file as given, each folder as the audio and video files under
+    it (sorted); DataError for a folder holding none."""
+    found = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        inside = audio_files(path)
+        if not inside:
+            raise DataError(f"{path}: a folder without audio or video files (looked for "
+                            f"{', '.join(sorted(AUDIO_SUFFIXES))})")
+        found.extend(inside)
+    return found
 
 
 def clip_windows(wave: torch.Tensor, size: int, whole: bool) -> list[torch.Tensor]:
@@ -67,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         trained = load_trained(args.model, args.weights, args.device)
-        files = list(args.audio) + (manifest_audio(args.manifest) if args.manifest else [])
+        files = expand_folders(args.audio) + (manifest_audio(args.manifest) if args.manifest
+                                              else [])
     except (TrainedError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ from c2f.data.synth import Note, Renderer
 PROGRAMS = (0, 40, 56, 73, 19, 24)  # piano, violin, trumpet, flute, organ, guitar
 CONTAINERS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac"), ".m4a": ("ipod", "aac"),
               ".mp4": ("mp4", "aac"), ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus"),
-              ".mp3": ("mp3", "libmp3lame"), ".ogg": ("ogg", "libopus")}
+              ".mp3": ("mp3", "libmp3lame"), ".ogg": ("ogg", "libopus"),
+              ".mov": ("mov", "pcm_s16le")}  # lossless, in a container libsndfile cannot open
 
 
 @functools.lru_cache(maxsize=4)

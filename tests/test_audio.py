@@ -118,6 +118,39 @@ def test_bad_file_raises_naming_path(tmp_path: Path, case: str) -> None:
     assert needle in str(err.value)
 
 
+def test_containers_libsndfile_cannot_open_decode_through_pyav(tmp_path: Path) -> None:
+    """A QuickTime file of 16-bit PCM (as m4a, mp4, webm: no libsndfile format) decodes to the
+    same samples as the WAV, and passes the manifest's header check; a video without sound is
+    refused there, naming why."""
+    import av
+
+    from c2f.data.manifest import check_files, load_manifest
+    from tests.dataset_layouts import write_media
+
+    pcm = np.round(tone(22050, 0.5) * 32768).astype(np.int16)  # exact in both writers
+    soundfile.write(tmp_path / "a.wav", pcm, 22050, subtype="PCM_16")
+    write_media(tmp_path / "a.mov", pcm / np.float32(32768), 22050)
+    torch.testing.assert_close(load_waveform(tmp_path / "a.mov"),
+                               load_waveform(tmp_path / "a.wav"), atol=0, rtol=0)
+    with av.open(str(tmp_path / "mute.mkv"), "w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=5)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        for frame in [av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), "rgb24")] * 3:
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    (tmp_path / "labels.csv").write_text("index,mid,display_name\n0,/m/a,a\n")
+    (tmp_path / "m.json").write_text('{"data": [{"wav": "a.mov", "labels": "/m/a"}, '
+                                     '{"wav": "mute.mkv", "labels": "/m/a"}]}')
+    manifest = load_manifest(tmp_path / "m.json", tmp_path / "labels.csv")
+    kept, bad = check_files(manifest, "skip")
+    assert [c.path.name for c in kept.clips] == ["a.mov"]
+    assert len(bad) == 1 and "mute.mkv" in bad[0] and "no audio stream" in bad[0]
+    with pytest.raises(DataError, match="mute.mkv: cannot decode audio .*no audio stream"):
+        load_waveform(tmp_path / "mute.mkv")
+
+
 def test_truncated_flac_raises(tmp_path: Path) -> None:
     path = tmp_path / "cut.flac"
     noise = 0.01 * np.random.default_rng(0).standard_normal(16000)

@@ -17,6 +17,7 @@ from c2f.data.audio import load_waveform
 from c2f.data.manifest import load_manifest
 from c2f.trained import load_trained
 from tests.conftest import ROOT, TINY, cli_env, read_metrics, run_cli, run_dirs
+from tests.dataset_layouts import write_media
 
 pytestmark = pytest.mark.slow
 ARGS = [*TINY, "compression=fshift", "schedule=2phase", "schedule.c=4", "logger=disabled",
@@ -112,6 +113,31 @@ def test_long_stereo_8khz_clip_is_scored_in_windows(run, eval_set, tmp_path):
     first, parts, _ = score(trained, path, whole=False)
     assert parts == 1 and not np.allclose(first, probabilities)
     assert main([str(run), str(path), "--top", "2"]) == 0
+
+
+def test_a_folder_of_any_containers_is_scored(run, eval_set, tmp_path, capsys):
+    """`predict RUN folder/`: every audio or video file under it, sorted, through PyAV where
+    libsndfile cannot read the container; the same samples score the same in WAV and MOV."""
+    from c2f.predict import main
+
+    clip = load_manifest(eval_set["manifest"], eval_set["labels"]).clips[0].path
+    wave = load_waveform(clip, 16000)[0].numpy()
+    folder = tmp_path / "recordings"
+    (folder / "sub").mkdir(parents=True)
+    soundfile.write(folder / "a.wav", wave, 16000, subtype="PCM_16")
+    write_media(folder / "sub" / "b.mov", wave, 16000)
+    (folder / "notes.txt").write_text("not audio")
+    with pytest.raises(soundfile.LibsndfileError):
+        soundfile.info(str(folder / "sub" / "b.mov"))
+    assert main([str(run), str(folder), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"] for line in lines] == [str(folder / "a.wav"),
+                                                str(folder / "sub" / "b.mov")]
+    assert lines[0]["top"] == lines[1]["top"]
+    (folder / "a.wav").unlink()
+    (folder / "sub" / "b.mov").unlink()
+    assert main([str(run), str(folder)]) == 2
+    assert "a folder without audio or video files" in capsys.readouterr().err
 
 
 def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, tmp_path, capsys):

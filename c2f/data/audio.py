@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from os import PathLike
 from pathlib import Path
@@ -12,6 +13,10 @@ import torch
 import torchaudio.functional as AF
 
 from c2f.data.errors import DataError
+
+# what dataset preparation and predict take from a folder: audio and video containers
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
+                  ".m4v", ".webm", ".mkv", ".mov", ".avi", ".aiff", ".aif"}
 
 # Digital silence is valid audio (AudioSet has many such clips): it loads and is counted.
 SILENCE_PEAK = 1e-8
@@ -31,16 +36,14 @@ def _declared_short(extra_info: str) -> bool:
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Read all frames as float32 [frames, channels], raising DataError for unusable files."""
     if not path.is_file():
-        raise DataError(f"{path}: audio file not found; fix the manifest entry or restore the file")
+        raise DataError(f"{path}: audio file not found; fix its path (the manifest entry or the "
+                        "argument) or restore the file")
     try:
         with soundfile.SoundFile(str(path)) as f:
             header_frames, rate, extra = f.frames, f.samplerate, f.extra_info
             data = f.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as e:
-        raise DataError(
-            f"{path}: cannot decode audio ({e}); the file is corrupt or truncated, "
-            "re-encode or drop it"
-        ) from e
+        return _decode_container(path, e)
     if _declared_short(extra) or data.shape[0] < header_frames:
         raise DataError(
             f"{path}: truncated audio (header declares more data than the file holds, "
@@ -51,6 +54,19 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise DataError(f"{path}: audio contains NaN or Inf samples; re-encode it or drop it")
     return data, rate
+
+
+def _decode_container(path: Path, unread: Exception) -> tuple[np.ndarray, int]:
+    """What libsndfile does not read (m4a, mp4, webm, mkv, ...) through PyAV, mono
+    [frames, 1]; DataError naming both readers' reasons when PyAV fails too."""
+    from c2f.data.container import DecodeError, decode  # PyAV: loaded only when needed
+
+    try:
+        mono, rate = decode(path)
+    except DecodeError as err:
+        raise DataError(f"{path}: cannot decode audio ({unread}; PyAV: {err}); the file is "
+                        "corrupt or truncated, re-encode or drop it") from None
+    return mono[:, None], rate
 
 
 def load_waveform(path: str | PathLike[str], sample_rate: int = 16000) -> torch.Tensor:
@@ -74,3 +90,13 @@ def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
     if length >= num_samples:
         return wave[..., :num_samples]
     return torch.nn.functional.pad(wave, (0, num_samples - length))
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every file under `root` whose suffix is an audio or video container, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(folder) / f for f in sorted(files)
+                     if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith("."))
+    return found

@@ -198,7 +198,10 @@ def _problem(clip: Clip) -> str | None:
     try:
         info = soundfile.info(str(clip.path))
     except (soundfile.LibsndfileError, RuntimeError) as e:
-        return f"unreadable audio header ({e})"
+        from c2f.data.container import probe  # m4a, mp4, webm...: PyAV reads them
+
+        reason = probe(clip.path)
+        return None if reason is None else f"unreadable audio header ({e}; PyAV: {reason})"
     if info.frames <= 0:
         return "zero-length audio (0 frames)"
     return None

@@ -26,6 +26,7 @@ import math
 import re
 from pathlib import Path
 
+from c2f.data.audio import AUDIO_SUFFIXES, audio_files
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -35,7 +36,7 @@ from c2f.data.prepare.registry import (
     numbered_mids,
     register_dataset,
 )
-from c2f.data.prepare.sources import AUDIO_SUFFIXES, Found, audio_files
+from c2f.data.prepare.sources import Found
 
 TRAIN_NAMES = ("train", "training")
 EVAL_NAMES = ("eval", "test", "val", "valid", "validation", "dev")  # the first present is scored

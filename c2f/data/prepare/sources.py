@@ -8,13 +8,12 @@ segment is cut at its start time.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
-                  ".m4v", ".webm", ".mkv", ".mov", ".avi", ".aiff", ".aif"}
+from c2f.data.audio import audio_files
+
 YOUTUBE_ID = 11  # YouTube ids are 11 characters of [A-Za-z0-9_-]
 _ID_CHARS = re.compile(r"^[A-Za-z0-9_-]{11}$")
 _TIMES = re.compile(r"^_(\d+(?:\.\d+)?)(?:_(\d+(?:\.\d+)?))?$")
@@ -27,16 +26,6 @@ class Found:
 
     path: Path
     trimmed: bool
-
-
-def audio_files(root: Path) -> list[Path]:
-    """Every file under `root` whose suffix is an audio or video container, sorted."""
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder) / f for f in sorted(files)
-                     if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith("."))
-    return found
 
 
 def parse_youtube_name(stem: str) -> tuple[str, float | None] | None:
