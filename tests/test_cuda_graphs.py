@@ -74,6 +74,19 @@ def test_run_py_with_cuda_graphs_true_on_a_cpu_machine_fails_before_any_data(tmp
     assert not data.exists() and not (tmp_path / "runs").exists()
 
 
+def test_device_cuda_without_a_gpu_fails_before_any_data(tmp_path):
+    """`trainer.device=cuda` where no GPU is visible (none here, or hidden by
+    CUDA_VISIBLE_DEVICES): a ConfigError naming the fix, not a driver traceback after the
+    audio has been cached."""
+    data = tmp_path / "data"
+    proc = run_cli([*TINY, "logger=disabled", "trainer.device=cuda"], tmp_path / "runs", data,
+                   check=False, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "`trainer.device=cuda`: no GPU for local rank 0 here" in proc.stderr
+    assert "trainer.device=auto" in proc.stderr and "Traceback" not in proc.stderr
+    assert not data.exists() and not (tmp_path / "runs").exists()
+
+
 def test_the_loop_trains_and_evaluates_eagerly_on_cpu_under_auto_and_refuses_true(tmp_path):
     spec = spec_for("trainer.device=cpu")
     run = RunDir(tmp_path / "run")

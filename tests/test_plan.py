@@ -74,6 +74,18 @@ def test_impossible_configs_fail_before_data_naming_the_key(overrides, key):
         build_plan(spec_for(*overrides))
 
 
+@pytest.mark.parametrize("method, c, multiple", [("fshift", 32, 512), ("pool_avg", 32, 512),
+                                                ("patch_pi", 32, 512), ("patch_bl", 64, 1024)])
+def test_an_untiled_input_names_the_target_length_that_fits(method, c, multiple):
+    """The fix is the same for every method: T a multiple of the base time patch x C (a patch
+    method's wider patch on T frames, or the base patch on T / C frames)."""
+    with pytest.raises(ConfigError, match=f"a multiple of {multiple} or a smaller schedule.c"):
+        build_plan(spec_for(f"compression={method}", "schedule=2phase", f"schedule.c={c}"))
+    fixed = spec_for(f"compression={method}", "schedule=2phase", f"schedule.c={c}",
+                     f"dataset.target_length={multiple}")
+    assert build_plan(fixed).phases[0].c == c
+
+
 @pytest.mark.parametrize("override, says", [
     ("optim.lr=abc", "`optim.lr`: takes a number, got 'abc'"),
     ("dataset.epochs=true", "`dataset.epochs`: takes an integer, got True"),

@@ -76,7 +76,7 @@ class ASTFamily(ModelFamily):
             raise ConfigError(
                 f"`dataset.target_length`: the model sees {frames} frames, which the time "
                 f"patch {patch_t} does not tile ({where}); pick a target_length that is a "
-                f"multiple of {patch_t * c} or a smaller schedule.c")
+                f"multiple of {spec.patch[1] * c} or a smaller schedule.c")
 
     def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
               patch: tuple[int, int], c: int = 1) -> AST:

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from c2f.spec import ConfigError
+
 
 @dataclass(frozen=True)
 class World:
@@ -43,8 +45,17 @@ def _from_env() -> World:
 
 
 def init_world(device_kind: str) -> World:
-    """Join the process group when launched with several processes; else a world of one."""
+    """Join the process group when launched with several processes; else a world of one.
+    ConfigError, before any data is read, when `trainer.device=cuda` has no GPU to run on."""
     world = _from_env()
+    if device_kind == "cuda" and torch.cuda.device_count() <= world.local_rank:
+        found = torch.cuda.device_count()
+        why = (f"torch {torch.__version__} was built without CUDA" if torch.version.cuda is None
+               else f"{found} CUDA device(s) visible" + ("" if found else
+                                                         " (no driver, or CUDA_VISIBLE_DEVICES)"))
+        raise ConfigError(f"`trainer.device=cuda`: no GPU for local rank {world.local_rank} here "
+                          f"({why}); run on a GPU node, or set trainer.device=auto (the GPU "
+                          "where there is one, else the CPU) or cpu")
     if world.active and not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         dist.init_process_group(backend, rank=world.rank, world_size=world.size)
