@@ -45,6 +45,7 @@ LABEL_COLUMNS = ("label", "labels", "class", "category")
 LABEL_SEPARATORS = re.compile(r"[;|,]")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a Hydra override value without quoting
 FRAME_STEP = 128   # AST's input lengths: 128 (Speech Commands), 512 (ESC-50), 1024 (AudioSet)
+LENGTH_SAMPLE = 4000  # training clips whose lengths choose the input length
 MAX_FRAMES = 1024  # AST egs/audioset/run.sh audio_length=1024: 10 s; longer only if asked
 TIME_MASK_PER_FRAME = 192 / 1024  # AST egs/audioset/run.sh timem=192 of 1024 frames (run_esc:
 #                                   96 of 512, the same share)
@@ -215,8 +216,10 @@ class Folder(DatasetRecipe):
         if self.args.target_length is not None:
             self.target_length = self.args.target_length
             return self.target_length
+        train = manifests.get("train", [])
+        sample = train[::max(1, len(train) // LENGTH_SAMPLE)]  # headers of a few thousand
         frames = [kaldi_frames(soundfile.info(str(out / "audio" / f"{e.key}.{fmt}")).frames)
-                  for e in manifests.get("train", [])]
+                  for e in sample]
         if not frames:
             return self.target_length
         fit = fitting_frames(frames)
