@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 from c2f.data.errors import DataError
 from c2f.data.manifest import load_manifest
@@ -43,11 +43,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def default_data(model: Path) -> dict[str, Path]:
-    """The run's own eval manifest and labels CSV (the built-in dataset is rendered if
-    needed); none for an exported file."""
+    """The run's own eval manifest and labels CSV, as the run recorded them; none for an
+    exported file. A run from before that record has its stored config resolved here (its
+    `${paths.root}` relative to this directory, as run.py resolved it) and the built-in
+    dataset rendered if needed."""
     if not model.is_dir():
         return {}
-    spec = build_spec(yaml.safe_load((model / "config.yaml").read_text()))
+    data = (RunDir(model).read_inference() or {}).get("data")
+    if data:
+        return {"manifest": Path(data["eval_manifest"]), "labels": Path(data["labels_csv"])}
+    config = OmegaConf.load(model / "config.yaml")
+    spec = build_spec(OmegaConf.to_container(config, resolve=True))
     paths = manifest_paths(spec.dataset, spec.data_dir)
     return {"manifest": paths["eval"], "labels": paths["labels"]}
 

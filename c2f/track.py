@@ -86,10 +86,12 @@ class RunDir:
         plan["phases"][-1][unit] = budget - used
         atomic_write_text(path, json.dumps(plan, indent=2))
 
-    def write_inference(self, settings: dict, class_names: list[str]) -> None:
-        """What the trained model needs besides config and weights (c2f.trained reads it)."""
+    def write_inference(self, settings: dict, class_names: list[str],
+                        data: dict[str, str]) -> None:
+        """What the trained model needs besides config and weights (c2f.trained reads it), and
+        the eval manifest and label CSV it was scored on (c2f.evaluate's default)."""
         atomic_write_text(self.inference_path, json.dumps(
-            {"settings": settings, "class_names": list(class_names)}, indent=1))
+            {"settings": settings, "class_names": list(class_names), "data": data}, indent=1))
 
     def read_inference(self) -> dict | None:
         if not self.inference_path.exists():

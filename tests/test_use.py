@@ -4,6 +4,7 @@ stands in for the run directory."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,31 @@ def test_evaluate_reproduces_the_final_and_averaged_metrics(run, eval_set):
     again = trained.evaluate(manifest)
     assert again["acc"] == averaged["acc"]
     assert again["eval_loss"] == pytest.approx(averaged["eval_loss"], rel=1e-6)
+
+
+def test_evaluate_finds_the_runs_eval_set_without_literal_interpolations(run, eval_set,
+                                                                          tmp_path):
+    """The eval set the run recorded; for a run from before that record, its stored config
+    resolved as run.py resolved it (`data_dir: ${.root}/data` is a path, not a folder named
+    "${.root}")."""
+    from c2f.evaluate import default_data
+
+    recorded = json.loads((run / "inference.json").read_text())["data"]
+    assert default_data(run) == {"manifest": eval_set["manifest"], "labels": eval_set["labels"]}
+    assert recorded["eval_manifest"] == str(eval_set["manifest"])
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    inference = json.loads((legacy / "inference.json").read_text())
+    del inference["data"]
+    (legacy / "inference.json").write_text(json.dumps(inference))
+    data_dir = eval_set["manifest"].parent.parent
+    config = re.sub(r"(?m)^  root: .*$", f"  root: {data_dir.parent}",
+                    (legacy / "config.yaml").read_text())
+    config = re.sub(r"(?m)^  data_dir: .*$", f"  data_dir: ${{.root}}/{data_dir.name}", config)
+    assert "data_dir: ${.root}/" in config
+    (legacy / "config.yaml").write_text(config)
+    assert default_data(legacy) == {"manifest": eval_set["manifest"],
+                                    "labels": eval_set["labels"]}
 
 
 def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):

@@ -34,6 +34,7 @@ class Manifest:
     clips: list[Clip]
     class_names: list[str]
     sources: tuple[Path, ...] = ()  # the manifests a joined one was made of (join_manifests)
+    labels: Path | None = None  # the label CSV it was read with
 
     @property
     def num_classes(self) -> int:
@@ -170,7 +171,7 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
     mids, class_names = read_label_csv(csv_path)
     clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled)
              for i, entry in enumerate(_entries(path))]
-    return Manifest(path=path, clips=clips, class_names=class_names)
+    return Manifest(path=path, clips=clips, class_names=class_names, labels=csv_path)
 
 
 def manifest_audio(json_path: str | PathLike[str]) -> list[Path]:

@@ -165,7 +165,9 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> d
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
         run.create(config_yaml, plan.to_dict())
-        run.write_inference(dataclasses.asdict(settings), train.class_names)
+        run.write_inference(dataclasses.asdict(settings), train.class_names,
+                            {"eval_manifest": str(evaluation.path),
+                             "labels_csv": str(evaluation.labels)})
     mode = spec.logger.mode if world.is_main else "disabled"
     metric = "acc" if spec.pretrain is not None else spec.dataset.metric
     tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
