@@ -145,6 +145,7 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
 @pytest.mark.parametrize("case, extra, message", [
     ("empty", [], "no class found"),
     ("one clip a class", [], "no class has two clips"),
+    ("one class", [], "one class found ('recordings'), and a classifier needs two; if the "),
     ("bad out", ["--out", "{tmp}/my sounds"], "has characters a run.py override cannot take"),
     ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
     ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
@@ -154,8 +155,11 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
     src = tmp_path / "src"
     src.mkdir()
     if case == "one clip a class":
-        (src / "piano").mkdir()
-        shutil.copy(downloads / "piano" / "a.wav", src / "piano" / "a.wav")
+        for name in ("piano", "violin"):
+            (src / name).mkdir()
+            shutil.copy(downloads / name / "a.wav", src / name / "a.wav")
+    if case == "one class":  # --src one level too high
+        shutil.copytree(downloads, src / "recordings")
     (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
     extra = [x.format(tmp=tmp_path) for x in extra]
     args = ["folder", "--src", str(src), "--workers", "1", "--no-progress", *extra]

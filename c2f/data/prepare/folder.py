@@ -111,6 +111,11 @@ class Folder(DatasetRecipe):
             raise ListError(f"{self.src}: no class found; put each class's recordings in a "
                             "folder of its own (<src>/<class>/*.wav) or pass --lists clips.csv "
                             "(file,labels[,split])")
+        if len(listing.classes) == 1:
+            name = listing.classes[0][1]
+            raise ListError(f"{self.src}: one class found ({name!r}), and a classifier needs "
+                            f"two; if the folders inside {name!r} are the classes, pass --src "
+                            f"{self.src / name}")
         splits = sorted({e.split for e in listing.entries})
         if not any(s != "train" for s in splits):
             listing.entries[:] = self._draw_eval(listing.entries, args.eval_fraction)
