@@ -27,6 +27,7 @@ class DatasetSpec:
     train_manifest: str | tuple[str, ...] | None = None  # several: joined (pretraining)
     eval_manifest: str | None = None
     labels_csv: str | None = None
+    prepared: str | None = None  # a prepared folder whose prepared.json fills ??? keys
     builtin: dict = field(default_factory=dict)
     num_classes: int = 11
     multilabel: bool = False
@@ -249,7 +250,7 @@ NON_SEMANTIC = {
                 "precision", "frontend", "cache_audio", "cache_features", "compile",
                 "cuda_graphs", "wait_for_lock"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
-    "dataset": {"train_manifest", "eval_manifest", "labels_csv"},
+    "dataset": {"train_manifest", "eval_manifest", "labels_csv", "prepared"},
     "model": {"require_pretrained"},
     "logger": None,
     "paths": None,

@@ -15,7 +15,8 @@ CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 # Options that need user input (their ??? keys) or pair with a multi-phase schedule.
-NEEDS_USER_INPUT = {("dataset", "manifest"): "train_manifest", ("dataset", "folder"): "num_classes"}
+NEEDS_USER_INPUT = {("dataset", "manifest"): "train_manifest",
+                    ("dataset", "folder"): "eval_manifest"}
 PAIRS = {"schedule": ["compression=fshift"], "experiment": []}
 
 

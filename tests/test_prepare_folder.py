@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from c2f.data.manifest import load_manifest, read_label_csv
 from c2f.data.prepare.__main__ import main
@@ -48,17 +49,19 @@ def printed_overrides(stdout: str) -> list[str]:
 @pytest.mark.slow
 def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
     """What a user does: prepare, then paste the printed command (plus a schedule and a tiny
-    model); the run reads the prepared statistics and trains at the chosen input length."""
+    model). The preset takes the class count, input length and time mask from prepared.json,
+    the run stores them in its config, and it reads the prepared statistics."""
     out = tmp_path / "data" / "my_sounds"
     assert prepare(downloads, out) == 0
     overrides = printed_overrides(capsys.readouterr().out)
     report = json.loads((out / "prepared.json").read_text())
-    assert overrides == report["run_overrides"]
+    assert overrides == report["run_overrides"] == [
+        "dataset=folder", "dataset.name=my_sounds", f"paths.data_dir={out.parent}"]
     # clips of 2-3.5 s: 95% fit in 348 frames, rounded up to a multiple of 128
-    assert report["target_length"] == 384 and "dataset.target_length=384" in overrides
-    assert "dataset.timem=72" in overrides and "dataset.num_classes=3" in overrides
-    assert not any(o.startswith("dataset.multilabel") for o in overrides)
-    assert f"paths.data_dir={out.parent}" in overrides
+    assert report["target_length"] == 384
+    assert report["preset_values"] == {"eval_manifest": "eval.json", "num_classes": 3,
+                                       "target_length": 384, "timem": 72, "multilabel": False,
+                                       "metric": "acc", "loss": "ce"}
     args = [o for o in overrides if not o.startswith("paths.data_dir=")]
     tiny = ["compression=fshift", "schedule=2phase", "dataset.epochs=4", "dataset.batch_size=4",
             "model.embed_dim=32", "model.depth=1", "model.num_heads=2", "optim.warmup_steps=1",
@@ -70,9 +73,21 @@ def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
     assert not (out.parent / "stats").exists()  # read beside the manifest, not recomputed
     plan = json.loads((run / "plan.json").read_text())
     assert [p["input"]["model_frames"] for p in plan["phases"]] == [96, 384]
+    assert plan["phases"][-1]["input"]["time_mask"] == 72
+    stored = OmegaConf.load(run / "config.yaml").dataset
+    assert stored.num_classes == 3 and stored.eval_manifest == str(out / "eval.json")
     records = [r for r in read_metrics(run) if r.get("kind", "epoch") == "epoch"]
     assert [r["samples"] for r in records] == [9] * 4
     assert {r["dataset"] for r in records} == {"my_sounds"}
+    # a value on the command line wins over prepared.json's; a folder never prepared is named
+    again = run_cli([*args, *tiny, "dataset.target_length=256", "trainer.dry_run=true"],
+                    tmp_path / "runs", out.parent)
+    assert "256->256" in again.stdout
+    missing = run_cli(["dataset=folder", "dataset.name=birds", "logger=disabled"],
+                      tmp_path / "runs", out.parent, check=False)
+    assert missing.returncode == 2
+    assert f"`dataset.prepared`={out.parent / 'birds'}: prepared.json not found" in \
+        missing.stderr and "python -m c2f.data.prepare folder" in missing.stderr
 
 
 def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, capsys):
@@ -119,8 +134,9 @@ def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypat
     assert sorted(p.name for p in out.glob("*.json")) == ["prepared.json", "test.json",
                                                           "train.json"]
     assert len(load_manifest(out / "test.json", out / "class_labels_indices.csv").clips) == 3
-    overrides = printed_overrides(capsys.readouterr().out)
-    assert f"dataset.eval_manifest={out / 'test'}.json" in overrides
+    capsys.readouterr()
+    values = json.loads((out / "prepared.json").read_text())["preset_values"]
+    assert values["eval_manifest"] == "test.json"
 
 
 def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
@@ -133,9 +149,9 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "tags"
     assert prepare(downloads, out, "--lists", str(tmp_path / "clips.csv")) == 0
-    overrides = printed_overrides(capsys.readouterr().out)
-    assert {"dataset.multilabel=true", "dataset.metric=mAP", "dataset.loss=bce"} <= \
-        set(overrides)
+    capsys.readouterr()
+    values = json.loads((out / "prepared.json").read_text())["preset_values"]
+    assert (values["multilabel"], values["metric"], values["loss"]) == (True, "mAP", "bce")
     train = load_manifest(out / "train.json", out / "class_labels_indices.csv")
     assert sorted(len(c.label_ids) for c in train.clips) == [1, 2, 2]
     assert (out / "missing.txt").read_text().startswith("trumpet/gone.wav\tclips.csv:7")

@@ -94,6 +94,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
     """Build every job's spec and plan before any job starts; raise naming the jobs that
     cannot run, one paragraph per distinct reason."""
     from c2f.plan import build_plan
+    from c2f.prepared import fill_prepared
     from c2f.spec import ConfigError, build_spec
 
     problems: dict[str, list[str]] = {}
@@ -103,7 +104,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
         with open_dict(task):
             task.pop("hydra", None)
         try:
-            build_plan(build_spec(OmegaConf.to_container(task, resolve=True)))
+            build_plan(build_spec(OmegaConf.to_container(fill_prepared(task), resolve=True)))
         except (ConfigError, OmegaConfBaseException) as err:
             varying = [o for o in filter_overrides(overrides) if o not in shared]
             problems.setdefault(str(err), []).append(f"#{num} {' '.join(varying)}".strip())

@@ -264,6 +264,7 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
                              "per_class": per_class.get(name, {})}
                       for name in recipe.manifests},
         "extra_files": [p.name for p in extras], "target_length": frames, "statistics": stats,
+        "preset_values": recipe.preset_values(out, len(listing.classes)),
         "run_overrides": recipe.run_overrides(out, len(listing.classes)),
         "ok": summary.ok, "errors": summary.reasons,
     }

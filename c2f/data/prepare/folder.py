@@ -15,8 +15,9 @@ Three layouts under `--src`, any container and sample rate:
 Clips keep their length. The model's input length (`dataset.target_length`) is chosen from the
 training clips: 95% of them fit, rounded up to a multiple of 128 frames (1 s -> 128, 5 s -> 512,
 10 s -> 1024, AST's lengths for Speech Commands, ESC-50 and AudioSet) and at most 1024 unless
-`--target-length` says otherwise. The command that trains on it is printed at the end and kept
-in prepared.json (`run_overrides`).
+`--target-length` says otherwise. These values go to prepared.json (`preset_values`), where
+the `folder` preset finds them (c2f/prepared.py); the command that trains on it is printed at
+the end (`run_overrides`).
 """
 from __future__ import annotations
 
@@ -235,13 +236,16 @@ class Folder(DatasetRecipe):
                if fit > MAX_FRAMES else ""))
         return self.target_length
 
+    def preset_values(self, out: Path, classes: int) -> dict:
+        single = {"multilabel": False, "metric": "acc", "loss": "ce"}
+        # AST egs/audioset/run.sh: multi-label AudioSet trains with BCE, scored by mAP
+        several = {"multilabel": True, "metric": "mAP", "loss": "bce"}
+        return {"eval_manifest": f"{self.eval_split}.json", "num_classes": classes,
+                "target_length": self.target_length,
+                "timem": round(self.target_length * TIME_MASK_PER_FRAME),
+                **(several if self.multilabel else single)}
+
     def run_overrides(self, out: Path, classes: int) -> list[str]:
-        found = [f"dataset={self.preset}", f"dataset.name={out.name}",
-                 f"paths.data_dir={out.parent}", f"dataset.num_classes={classes}",
-                 f"dataset.target_length={self.target_length}",
-                 f"dataset.timem={round(self.target_length * TIME_MASK_PER_FRAME)}"]
-        if self.eval_split != "eval":
-            found.append(f"dataset.eval_manifest={out / self.eval_split}.json")
-        if self.multilabel:  # AST egs/audioset/run.sh: multi-label AudioSet trains with BCE, mAP
-            found += ["dataset.multilabel=true", "dataset.metric=mAP", "dataset.loss=bce"]
-        return found
+        """The rest comes from prepared.json (`preset_values`, c2f/prepared.py)."""
+        return [f"dataset={self.preset}", f"dataset.name={out.name}",
+                f"paths.data_dir={out.parent}"]

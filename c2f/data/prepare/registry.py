@@ -103,6 +103,11 @@ class DatasetRecipe:
         are computed at it)."""
         return self.target_length
 
+    def preset_values(self, out: Path, classes: int) -> dict:
+        """Values of the preset's `???` keys, kept in prepared.json (`preset_values`) where
+        c2f.prepared fills them in before a run (the `folder` preset); none by default."""
+        return {}
+
     def run_overrides(self, out: Path, classes: int) -> list[str]:
         """The run.py overrides that train on this preparation: printed at the end and kept in
         prepared.json."""
