@@ -237,8 +237,9 @@ class Folder(DatasetRecipe):
         return self.target_length
 
     def preset_values(self, out: Path, classes: int) -> dict:
+        # AST egs/esc50/run_esc.sh: single-label ESC-50 trains with CE (loss=CE), scored by
+        # accuracy (metrics=acc); egs/audioset/run.sh: multi-label AudioSet with BCE, by mAP
         single = {"multilabel": False, "metric": "acc", "loss": "ce"}
-        # AST egs/audioset/run.sh: multi-label AudioSet trains with BCE, scored by mAP
         several = {"multilabel": True, "metric": "mAP", "loss": "bce"}
         return {"eval_manifest": f"{self.eval_split}.json", "num_classes": classes,
                 "target_length": self.target_length,
