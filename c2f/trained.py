@@ -23,7 +23,7 @@ from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.models import build_model
 from c2f.plan import build_plan
-from c2f.spec import build_model_spec, build_spec
+from c2f.spec import ConfigError, build_model_spec, build_spec
 from c2f.track import RunDir, atomic_torch_save
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.precision import Precision
@@ -145,7 +145,11 @@ def _run_info(path: Path, weights: str) -> dict:
         raise TrainedError(f"weights={weights!r}: choose one of {', '.join(WEIGHTS)}")
     run = RunDir(path)
     config = yaml.safe_load((path / "config.yaml").read_text())
-    spec = build_spec(config)
+    try:
+        spec = build_spec(config)
+    except ConfigError as err:
+        raise TrainedError(f"{path / 'config.yaml'}: {err} (written by another version of "
+                           "c2f? use that version, or export the model with it)") from None
     if spec.pretrain is not None:
         raise TrainedError(f"{path} is a pretraining run: it has no classifier. Fine-tune it "
                            f"first (model.pretrained={path}) and use that run")
@@ -160,7 +164,10 @@ def _run_info(path: Path, weights: str) -> dict:
     if inference is None:
         raise TrainedError(f"{run.inference_path} is missing (the run was trained by a c2f "
                            "older than this command): train it again with this version")
-    phases = build_plan(spec).phases
+    # the weights it started from are in its checkpoint: the plan must not need that file
+    # (moved or deleted since), nor a pretraining run it referred to
+    trained = dataclasses.replace(spec.model, pretrained=None, require_pretrained=False)
+    phases = build_plan(dataclasses.replace(spec, model=trained)).phases
     final = phases[-1]
     model_config = dict(config["model"], pretrained=None, require_pretrained=False)
     return {"model": model_config, "num_classes": spec.dataset.num_classes,

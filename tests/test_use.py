@@ -88,6 +88,24 @@ def test_evaluate_finds_the_runs_eval_set_without_literal_interpolations(run, ev
                                     "labels": eval_set["labels"]}
 
 
+def test_a_run_whose_starting_weights_are_gone_still_predicts(run, eval_set, tmp_path, capsys):
+    """Fine-tuned from a file since moved or deleted: the run's checkpoint holds the weights,
+    so predict, evaluate and export do not need it."""
+    from c2f.predict import main
+
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    config = (moved / "config.yaml").read_text()
+    assert "  pretrained: null\n" in config
+    (moved / "config.yaml").write_text(config.replace(
+        "  pretrained: null\n", f"  pretrained: {tmp_path / 'gone' / 'deit.pth'}\n"))
+    clip = load_manifest(eval_set["manifest"], eval_set["labels"]).clips[0].path
+    assert main([str(run), str(clip), "--json"]) == 0
+    expected = capsys.readouterr().out
+    assert main([str(moved), str(clip), "--json"]) == 0
+    assert capsys.readouterr().out == expected
+
+
 def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):
     out = tmp_path / "model.pt"
     proc = cli("c2f.export", run, "--out", out)
