@@ -24,6 +24,7 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
                     "schedule.c=4", "logger.log_every_steps=2", "logger.tags=[mine]"], runs,
                    data_dir)
     assert "phase" in proc.stdout and "GFLOPs/sample" in proc.stdout  # the plan is printed
+    assert "Warning" not in proc.stderr, proc.stderr  # a user's first run prints no warnings
     [run] = run_dirs(runs)
     records = read_metrics(run)
     assert [(r["phase"], r["C"], r["phase_epoch"]) for r in records] == [

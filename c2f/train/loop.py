@@ -194,7 +194,7 @@ class PhaseLoop:
             self.precision.step(loss, optimizer, model.parameters(), spec.optim.grad_clip)
             samples += batch["size"]
             if self.tracker.wants_step(state.step):
-                self.tracker.log_step({"loss": float(loss), "lr": lr},
+                self.tracker.log_step({"loss": float(loss.detach()), "lr": lr},
                                       state.samples_cum + samples * self.world.size,
                                       phase_start=phase.c if state.step == 0 else None)
             state.step += 1
