@@ -164,6 +164,18 @@ def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):
     assert "no baseline" in capsys.readouterr().out
 
 
+def test_plots_of_runs_without_a_baseline_draw_without_warnings(tmp_path):
+    """A sweep of coarse-to-fine runs whose baseline has not run yet: no bar to label, so no
+    legend (matplotlib warned 'No artists with labels' on stderr)."""
+    import warnings
+
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.2, 0.3, 0.4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([str(tmp_path)]) == 0
+    assert list((tmp_path / "report" / "plots").glob("*.png"))
+
+
 def test_truncated_last_line_is_tolerated_with_a_warning(tmp_path):
     run = make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5], finished=False)
     with (run / "metrics.jsonl").open("a") as handle:

@@ -109,7 +109,8 @@ def bars(cells: list[Cell], path: Path) -> Path:
         ax.set_xticks(range(len(methods)), [label(m, "4-1").rsplit(" ", 1)[0] for m in methods])
         ax.set_title(heading, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(title="schedule", fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # no bar at all without a baseline
+        axes[0].legend(title="schedule", fontsize=8)
     first = cells[0] if cells else None
     if first:
         fig.suptitle(_title(first.dataset, first.model, first.budget))
