@@ -112,6 +112,9 @@ def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, c
     assert sorted(s for w, s in again.items() if "/flute/" in w) == ["eval", "train", "train"]
     _, names = read_label_csv(tmp_path / "b" / "class_labels_indices.csv")
     assert names == ["flute", "piano", "trumpet", "violin"]  # classes in name order
+    inside = grown / "prepared"  # an output folder inside --src: its clips are not a class
+    assert prepare(grown, inside) == 0 and prepare(grown, inside) == 0
+    assert splits(inside) == again
     assert prepare(downloads, tmp_path / "half", "--eval-fraction", "0.5") == 0
     # 2 of 4 piano and trumpet clips, 2 of 5 violin ones, one of them the corrupt violin/e
     assert sorted(splits(tmp_path / "half").values()).count("eval") == 5

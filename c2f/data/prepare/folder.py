@@ -135,7 +135,9 @@ class Folder(DatasetRecipe):
         return listing
 
     def _from_folders(self) -> Listing:
-        files = [path.relative_to(self.src) for path in audio_files(self.src)]
+        out = Path(self.args.out).resolve()  # an output folder inside --src is not data
+        files = [path.relative_to(self.src) for path in audio_files(self.src)
+                 if out not in path.resolve().parents]
         tops = {p.parts[0].lower() for p in files if len(p.parts) > 1}
         by_split = any(name in tops for name in TRAIN_NAMES)
         depth = 2 if by_split else 1  # folders above the class folder's files
