@@ -121,6 +121,50 @@ def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, c
     capsys.readouterr()
 
 
+def test_groups_are_held_out_whole(downloads, tmp_path, capsys):
+    """`--group-by-folder` (`<class>/<session>/<clip>`) and a CSV's `group` column: no group
+    has clips on both sides, and every class still gives and keeps some."""
+    src = tmp_path / "sessions"
+    rows = ["file,label,group"]
+    for name in ("piano", "violin"):
+        for n, file in enumerate(("a.wav", "b.mp3", "c.flac", "sub/d.ogg", "a.wav", "b.mp3")):
+            session = f"s{n // 2}"
+            target = src / name / session / f"{n}{Path(file).suffix}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(downloads / name / file, target)
+            rows.append(f"{target.relative_to(src)},{name},{name}-{session}")
+    (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
+    for extra in (["--group-by-folder"], ["--lists", str(tmp_path / "clips.csv")]):
+        out = tmp_path / f"out{len(extra)}"
+        assert prepare(src, out, "--eval-fraction", "0.3", *extra) == 0
+        sides: dict[str, set[str]] = {}
+        for wav, split in splits(out).items():
+            sides.setdefault(wav.rsplit("/", 1)[0], set()).add(split)  # audio/<class>/<session>
+        assert len(sides) == 6 and all(len(s) == 1 for s in sides.values()), sides
+        for name in ("piano", "violin"):
+            assert {next(iter(s)) for g, s in sides.items() if f"/{name}/" in g} == {
+                "train", "eval"}
+    capsys.readouterr()
+
+
+def test_a_group_spanning_classes_never_takes_a_class_whole():
+    """One group holds the only clips of class b: holding it out would leave b nothing to
+    train on, so it stays, and class a's share comes from other groups."""
+    from c2f.data.prepare.folder import draw_eval
+    from c2f.data.prepare.registry import Entry
+
+    def entry(key: str, label: str) -> Entry:
+        return Entry(key=key, labels=(label,), split="train", where=key, ident=key, found=None)
+
+    entries = [entry("g/1", "a"), entry("g/2", "b"), entry("g/3", "b"),
+               *(entry(f"x{i}", "a") for i in range(8))]
+    groups = {"g/1": "g", "g/2": "g", "g/3": "g"}
+    for fraction in (0.1, 0.5, 0.9):
+        split = {e.key: e.split for e in draw_eval(entries, fraction, groups)}
+        assert {split["g/1"], split["g/2"], split["g/3"]} == {"train"}
+        assert 1 <= sum(s == "eval" for s in split.values()) <= 8
+
+
 def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypatch):
     """`train/<class>/` beside `Test/<class>/`: no draw; the test split is scored. Without
     --out the data lands in $C2F_ROOT/data/<the source folder's name>."""

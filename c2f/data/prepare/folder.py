@@ -5,12 +5,14 @@ Three layouts under `--src`, any container and sample rate:
 - `<class>/.../<clip>.<ext>`: one label per clip, its top folder's name. The evaluation split is
   drawn from each class (`--eval-fraction`, 10% by default) by a hash of the clip's path, so the
   same files always give the same split, whatever order the file system lists them in.
+  `--group-by-folder` keeps the clips of one folder below the class folder (a recording
+  session, a site, a speaker: `<class>/<group>/.../<clip>`) on one side of the split.
 - `<split>/<class>/.../<clip>.<ext>` when a top folder is named `train`: the splits are the top
   folders (`train`, and `eval`, `test`, `val`, ...), one manifest each.
 - `--lists clips.csv` with a header naming a file column (`file`, `filename`, `path`, `wav`,
   `audio`), a label column (`label`, `labels`, `class`, `category`; several labels in one cell,
-  separated by `;`, `|` or `,`, make a multi-label dataset) and optionally `split`. Paths are
-  relative to `--src` or absolute.
+  separated by `;`, `|` or `,`, make a multi-label dataset), optionally `split`, and optionally
+  `group` (clips of one group are held out together). Paths are relative to `--src` or absolute.
 
 Clips keep their length. The model's input length (`dataset.target_length`) is chosen from the
 training clips: 95% of them fit, rounded up to a multiple of 128 frames (1 s -> 128, 5 s -> 512,
@@ -70,6 +72,36 @@ def _rank(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()
 
 
+def draw_eval(entries: list[Entry], fraction: float, groups: dict[str, str]) -> list[Entry]:
+    """Hold out `fraction` of each class's clips (by first label) for evaluation. Groups of
+    clips (`groups`: key -> group; a clip without one is its own) are held out whole: in the
+    order of a hash of their names, a group is held out while one of its classes is short of
+    its share, unless that would leave one of its classes without a training clip. A class of
+    two or more groups thus gives at least one and keeps at least one."""
+    members: dict[str, list[Entry]] = {}
+    for entry in entries:
+        members.setdefault(groups.get(entry.key, entry.key), []).append(entry)
+    total: dict[str, int] = {}
+    for entry in entries:
+        total[entry.labels[0]] = total.get(entry.labels[0], 0) + 1
+    want = {c: min(n - 1, max(1, round(fraction * n))) for c, n in total.items()}
+    held: dict[str, int] = dict.fromkeys(total, 0)
+    out = set()
+    for group in sorted(members, key=_rank):
+        counts: dict[str, int] = {}
+        for entry in members[group]:
+            counts[entry.labels[0]] = counts.get(entry.labels[0], 0) + 1
+        short = any(held[c] < want[c] for c in counts)
+        keeps_train = all(held[c] + n < total[c] for c, n in counts.items())
+        if short and keeps_train:
+            out.add(group)
+            for c, n in counts.items():
+                held[c] += n
+    return [Entry(key=e.key, labels=e.labels,
+                  split="eval" if groups.get(e.key, e.key) in out else "train", where=e.where,
+                  ident=e.ident, found=e.found) for e in entries]
+
+
 @register_dataset
 class Folder(DatasetRecipe):
     name = "folder"
@@ -88,9 +120,16 @@ class Folder(DatasetRecipe):
         parser.add_argument("--eval-fraction", type=float, default=0.1,
                             help="share of each class held out for evaluation when the layout "
                                  "names no split (default 0.1)")
+        parser.add_argument("--group-by-folder", action="store_true",
+                            help="hold out whole folders below the class folder (recording "
+                                 "sessions, sites, speakers), never part of one")
         parser.add_argument("--target-length", type=int,
                             help="model input frames (10 ms each; default: what 95%% of the "
                                  "training clips fit, a multiple of 128, at most 1024)")
+
+    def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
+        super().__init__(src, lists, args)
+        self.groups: dict[str, str] = {}  # clip key -> its group, held out together
 
     def default_out_name(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.src.resolve().name) or self.name
@@ -119,7 +158,7 @@ class Folder(DatasetRecipe):
                             f"{self.src / name}")
         splits = sorted({e.split for e in listing.entries})
         if not any(s != "train" for s in splits):
-            listing.entries[:] = self._draw_eval(listing.entries, args.eval_fraction)
+            listing.entries[:] = draw_eval(listing.entries, args.eval_fraction, self.groups)
             if not any(e.split == "eval" for e in listing.entries):
                 raise ListError(f"{self.src}: no class has two clips, so none can be held out "
                                 "for evaluation; add recordings or an eval/ folder beside "
@@ -153,6 +192,8 @@ class Folder(DatasetRecipe):
             label = relative.parts[depth - 1]
             names.add(label)
             key = relative.with_suffix("").as_posix()
+            if self.args.group_by_folder and len(relative.parts) > depth + 1:
+                self.groups[key] = "/".join(relative.parts[:depth + 1])
             entries.append(Entry(key=key, labels=(label,), split=split, where=str(relative),
                                  ident=str(relative), found=Found(self.src / relative, True)))
         return self._numbered(sorted(names), entries, problems, [])
@@ -167,7 +208,7 @@ class Folder(DatasetRecipe):
             raise ListError(f"{path}:{number or 1}: the header must name a file column "
                             f"({', '.join(FILE_COLUMNS)}) and a label column "
                             f"({', '.join(LABEL_COLUMNS)}); it is {','.join(header)!r}")
-        split_at = columns.get("split")
+        split_at, group_at = columns.get("split"), columns.get("group")
         entries, problems, names = [], [], set()
         root = self.src.resolve()
         for number, cells in rows:
@@ -187,6 +228,8 @@ class Folder(DatasetRecipe):
             split = cells[split_at].strip().lower() if split_at is not None else "train"
             split = "train" if split in TRAIN_NAMES or not split else split
             names.update(labels)
+            if group_at is not None and cells[group_at].strip():
+                self.groups[key] = cells[group_at].strip()
             found = Found(source, True) if source.is_file() and \
                 source.suffix.lower() in AUDIO_SUFFIXES else None
             entries.append(Entry(key=key, labels=labels, split=split, where=where,
@@ -202,20 +245,6 @@ class Folder(DatasetRecipe):
         entries = [Entry(key=e.key, labels=tuple(mid[x] for x in e.labels), split=e.split,
                          where=e.where, ident=e.ident, found=e.found) for e in entries]
         return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
-
-    @staticmethod
-    def _draw_eval(entries: list[Entry], fraction: float) -> list[Entry]:
-        """Hold out `fraction` of each class (by first label) for evaluation, by path hash; a
-        class of two or more clips gives at least one and keeps at least one."""
-        by_class: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_class.setdefault(entry.labels[0], []).append(entry)
-        held = set()
-        for group in by_class.values():
-            count = min(len(group) - 1, max(1, round(fraction * len(group))))
-            held.update(e.key for e in sorted(group, key=lambda e: _rank(e.key))[:count])
-        return [Entry(key=e.key, labels=e.labels, split="eval" if e.key in held else "train",
-                      where=e.where, ident=e.ident, found=e.found) for e in entries]
 
     def target_frames(self, out: Path, manifests: dict[str, list[Entry]], fmt: str,
                       log=print) -> int:
