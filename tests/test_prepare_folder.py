@@ -209,7 +209,8 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     ("empty", [], "no class found"),
     ("one clip a class", [], "no class has two clips"),
     ("one class", [], "one class found ('recordings'), and a classifier needs two; if the "),
-    ("bad out", ["--out", "{tmp}/my sounds"], "has characters a run.py override cannot take"),
+    ("bad out", ["--out", "{tmp}/my sounds"], "is not a name a run.py override reads as text"),
+    ("number out", ["--out", "{tmp}/2024"], "'2024' is not a name a run.py override reads"),
     ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
     ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
 ])
@@ -230,7 +231,7 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
         args += ["--out", str(tmp_path / "out")]
     assert main(args) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "my sounds").exists()
+    assert not any((tmp_path / name).exists() for name in ("out", "my sounds", "2024"))
 
 
 def test_input_length_from_clip_lengths():

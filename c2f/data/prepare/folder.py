@@ -29,6 +29,8 @@ import math
 import re
 from pathlib import Path
 
+import yaml
+
 from c2f.data.audio import AUDIO_SUFFIXES, audio_files
 from c2f.data.prepare.registry import (
     DatasetRecipe,
@@ -132,7 +134,9 @@ class Folder(DatasetRecipe):
         self.groups: dict[str, str] = {}  # clip key -> its group, held out together
 
     def default_out_name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.src.resolve().name) or self.name
+        """The source folder's name, made a safe override value (`2024` -> `folder_2024`)."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.src.resolve().name)
+        return name if name and isinstance(yaml.safe_load(name), str) else f"folder_{name}"
 
     def read(self) -> Listing:
         args = self.args
@@ -142,10 +146,11 @@ class Folder(DatasetRecipe):
         if args.target_length is not None and args.target_length < 16:
             raise ListError(f"--target-length {args.target_length}: give at least 16 frames")
         out = Path(args.out)
-        if not SAFE_NAME.match(out.name):
+        if not SAFE_NAME.match(out.name) or not isinstance(yaml.safe_load(out.name), str):
             raise ListError(f"--out {out}: the dataset is named by its folder, and "
-                            f"{out.name!r} has characters a run.py override cannot take; use "
-                            "letters, digits, '_', '.' or '-' (e.g. --out data/my_sounds)")
+                            f"{out.name!r} is not a name a run.py override reads as text; use "
+                            "letters, digits, '_', '.' or '-', not a number, true or null "
+                            "alone (e.g. --out data/my_sounds)")
         listing = self._from_csv(self.lists[0]) if self.lists else self._from_folders()
         if not listing.classes:
             raise ListError(f"{self.src}: no class found; put each class's recordings in a "
