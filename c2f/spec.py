@@ -301,8 +301,8 @@ def _build(cls, node: Any, key: str):
     for name, value in node.items():
         if value == "???":  # OmegaConf's mandatory value, left unset
             raise ConfigError(f"`{key}.{name}` has no value: give it on the command line "
-                              f"({key}.{name}=...; data made by `python -m c2f.data.prepare` "
-                              "lists what it needs in its prepared.json, run_overrides)")
+                              f"({key}.{name}=...; `python -m c2f.data.prepare` prints the "
+                              "command that trains on the data it makes)")
         if not matches(value, hints[name]):
             raise ConfigError(f"`{key}.{name}`: takes {describe(hints[name])}, got {value!r}")
         if isinstance(value, list):

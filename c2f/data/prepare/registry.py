@@ -104,8 +104,9 @@ class DatasetRecipe:
         return self.target_length
 
     def preset_values(self, out: Path, classes: int) -> dict:
-        """Values of the preset's `???` keys, kept in prepared.json (`preset_values`) where
-        c2f.prepared fills them in before a run (the `folder` preset); none by default."""
+        """Values of the preset's `???` and null keys, kept in prepared.json
+        (`preset_values`), where c2f.prepared fills them in before a run (the `folder`
+        preset); none by default."""
         return {}
 
     def run_overrides(self, out: Path, classes: int) -> list[str]:
