@@ -10,8 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
+from c2f.data.audio import load_waveform
 from c2f.data.manifest import load_manifest, read_label_csv
 from c2f.data.prepare.__main__ import main
 from c2f.data.prepare.folder import fitting_frames, kaldi_frames
@@ -163,6 +165,34 @@ def test_a_group_spanning_classes_never_takes_a_class_whole():
         split = {e.key: e.split for e in draw_eval(entries, fraction, groups)}
         assert {split["g/1"], split["g/2"], split["g/3"]} == {"train"}
         assert 1 <= sum(s == "eval" for s in split.values()) <= 8
+
+
+def test_clips_already_in_the_output_format_are_linked_not_copied(tmp_path, capsys):
+    """16 kHz mono 16-bit FLAC (LibriSpeech's format) is hard-linked into audio/: no second
+    copy, and it survives the download's deletion; anything else (another rate, 24-bit, a
+    truncated file) is converted as before."""
+    import numpy as np
+    import soundfile
+
+    src = tmp_path / "src"
+    wave = (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    for name, rate, subtype in (("a/plain.flac", 16000, "PCM_16"), ("a/rate.flac", 22050,
+                                "PCM_16"), ("b/deep.flac", 16000, "PCM_24"),
+                                ("b/plain.flac", 16000, "PCM_16")):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(src / name, wave, rate, subtype=subtype)
+    cut = (src / "b" / "plain.flac").read_bytes()
+    (src / "b" / "cut.flac").write_bytes(cut[: len(cut) // 2])
+    out = tmp_path / "out"
+    assert prepare(src, out) == 0
+    linked = {p.relative_to(out / "audio").as_posix() for p in (out / "audio").rglob("*.flac")
+              if p.stat().st_ino == (src / p.relative_to(out / "audio")).stat().st_ino}
+    assert linked == {"a/plain.flac", "b/plain.flac"}
+    (src / "a" / "plain.flac").unlink()
+    torch.testing.assert_close(load_waveform(out / "audio" / "a" / "plain.flac"),
+                               load_waveform(out / "audio" / "b" / "plain.flac"))
+    assert soundfile.info(str(out / "audio" / "b" / "deep.flac")).subtype == "PCM_16"
+    capsys.readouterr()
 
 
 def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypatch):

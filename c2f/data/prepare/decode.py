@@ -15,7 +15,8 @@ import torchaudio.functional as AF
 
 from c2f.data.container import DecodeError, Segment, decode
 
-__all__ = ["DecodeError", "Segment", "decode", "fit", "write_atomic", "remove_partials"]
+__all__ = ["DecodeError", "Segment", "decode", "fit", "link_atomic", "write_atomic",
+           "remove_partials"]
 
 FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
 TMP_MARK = ".partial-"  # temporary outputs: `.<name>.partial-<pid>`, removed or renamed
@@ -46,6 +47,36 @@ def write_atomic(path: Path, wave: np.ndarray, sample_rate: int, fmt: str) -> No
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def link_atomic(source: Path, path: Path, sample_rate: int, fmt: str) -> bool:
+    """Hard-link `source` as `path` when it already is what conversion would write (the same
+    container, `sample_rate`, mono, 16-bit, every frame readable), so a folder of 16 kHz mono
+    FLAC (LibriSpeech) takes no second copy; False, leaving nothing behind, when it is not or
+    the file system cannot link (another device), and the clip is converted instead. A hard
+    link keeps the clip usable after the download is deleted, as a converted one is."""
+    from c2f.data.audio import load_waveform
+    from c2f.data.errors import DataError
+
+    container, subtype = FORMATS[fmt]
+    try:
+        info = soundfile.info(str(source))
+        if (info.format, info.subtype, info.channels, info.samplerate) != (
+                container, subtype, 1, sample_rate):
+            return False
+        load_waveform(source, sample_rate)  # truncated, empty, NaN: converting says why
+    except (soundfile.LibsndfileError, RuntimeError, OSError, DataError):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 def remove_partials(folder: Path) -> int:

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from c2f.data.prepare.decode import DecodeError, Segment, decode, fit, remove_partials, write_atomic
+from c2f.data.prepare.decode import (
+    DecodeError,
+    Segment,
+    decode,
+    fit,
+    link_atomic,
+    remove_partials,
+    write_atomic,
+)
 from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing
 from c2f.track import atomic_write_text
 
@@ -62,8 +70,12 @@ def output_path(out: Path, entry: Entry, fmt: str) -> Path:
 
 
 def convert_task(task: tuple) -> str | None:
-    """Decode, resample, cut and write one clip (in a worker); None or the failure reason."""
+    """Decode, resample, cut and write one clip (in a worker), or hard-link a whole source
+    that already is such a clip; None or the failure reason."""
     source, target, start, duration, sample_rate, fmt = task
+    if duration is None and start == 0 and link_atomic(Path(source), Path(target),
+                                                       sample_rate, fmt):
+        return None
     try:
         samples, rate = decode(Path(source), Segment(start, duration))
         write_atomic(Path(target), fit(samples, rate, sample_rate, duration), sample_rate, fmt)
