@@ -151,6 +151,21 @@ def test_containers_libsndfile_cannot_open_decode_through_pyav(tmp_path: Path) -
         load_waveform(tmp_path / "mute.mkv")
 
 
+def test_a_folder_walk_follows_links_once(tmp_path: Path) -> None:
+    """A link to a folder is followed; a link back up (a cycle) is not walked forever."""
+    from c2f.data.audio import audio_files
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for path in (tmp_path / "a" / "x.wav", tmp_path / "elsewhere" / "y.flac"):
+        soundfile.write(path, tone(16000, 0.1), 16000)
+    (tmp_path / "a" / "deep" / "up").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "other").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "a" / "notes.txt").write_text("not audio")
+    found = audio_files(tmp_path / "a")
+    assert [p.relative_to(tmp_path / "a").as_posix() for p in found] == ["x.wav", "other/y.flac"]
+
+
 def test_truncated_flac_raises(tmp_path: Path) -> None:
     path = tmp_path / "cut.flac"
     noise = 0.01 * np.random.default_rng(0).standard_normal(16000)

@@ -93,9 +93,15 @@ def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
 
 
 def audio_files(root: Path) -> list[Path]:
-    """Every file under `root` whose suffix is an audio or video container, sorted."""
-    found = []
+    """Every file under `root` whose suffix is an audio or video container, sorted. Linked
+    folders are followed, each once (a link to a folder above does not loop)."""
+    found, seen = [], set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(folder) / f for f in sorted(files)
                      if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith("."))
