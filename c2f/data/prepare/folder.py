@@ -4,7 +4,8 @@ Three layouts under `--src`, any container and sample rate:
 
 - `<class>/.../<clip>.<ext>`: one label per clip, its top folder's name. The evaluation split is
   drawn from each class (`--eval-fraction`, 10% by default) by a hash of the clip's path, so the
-  same files always give the same split, whatever order the file system lists them in.
+  same files always give the same split, whatever order the file system lists them in, and a
+  new class moves no clip of the others.
   `--group-by-folder` keeps the clips of one folder below the class folder (a recording
   session, a site, a speaker: `<class>/<group>/.../<clip>`) on one side of the split.
 - `<split>/<class>/.../<clip>.<ext>` when a top folder is named `train`: the splits are the top
