@@ -4,11 +4,13 @@
     python -m c2f.predict RUN_DIR recordings/             # every audio or video file under it
     python -m c2f.predict RUN_DIR --manifest eval.json    # every clip of a manifest
     python -m c2f.predict model.pt clip.mp4 --windows     # an exported model; long clips whole
+    python -m c2f.predict RUN_DIR night.flac --timeline   # each window's top classes, in time
 
 A clip is decoded (any container PyAV reads), made mono, resampled to the run's rate and cut
 or padded to the model's window, exactly as the run's evaluation did; `--windows` scores a
-longer clip in consecutive windows and averages their probabilities. `--json` writes one
-JSON line per clip instead of the table.
+longer clip in consecutive windows and averages their probabilities; `--timeline` also lists
+each window's top classes with its start and end (what happens when, in a long recording).
+`--json` writes one JSON line per clip instead of the table.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a run's final weights or its averaged model (final)")
     parser.add_argument("--windows", action="store_true",
                         help="score every window of a long clip and average them")
+    parser.add_argument("--timeline", action="store_true",
+                        help="with --windows: each window's top classes, start and end")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", action="store_true", help="one JSON line per clip")
     args = parser.parse_args(argv)
@@ -47,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("give audio files, --manifest, or both")
     if args.top < 1:
         parser.error("--top must be at least 1")
+    args.windows = args.windows or args.timeline
     return args
 
 
@@ -74,12 +79,32 @@ def clip_windows(wave: torch.Tensor, size: int, whole: bool) -> list[torch.Tenso
     return [wave[:, start:start + size] for start in range(0, wave.shape[1], size)]
 
 
-def score(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, int, float]:
-    """(mean probabilities over the clip's windows, windows, seconds of audio)."""
+def window_scores(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, float]:
+    """(probabilities of each of the clip's windows [windows, classes], seconds of audio)."""
     wave = load_waveform(path, trained.sample_rate)
     parts = clip_windows(wave, trained.window_samples, whole)
-    probabilities = trained.probabilities(trained.logits(parts)).mean(dim=0)
-    return probabilities.numpy(), len(parts), wave.shape[1] / trained.sample_rate
+    return trained.probabilities(trained.logits(parts)).numpy(), \
+        wave.shape[1] / trained.sample_rate
+
+
+def score(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, int, float]:
+    """(mean probabilities over the clip's windows, windows, seconds of audio)."""
+    per_window, seconds = window_scores(trained, path, whole)
+    return per_window.mean(axis=0), len(per_window), seconds
+
+
+def ranked(probabilities: np.ndarray, names: list[str], top: int) -> list[tuple[str, float]]:
+    """The `top` classes, highest score first (ties in class order)."""
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    return [(names[i], float(probabilities[i])) for i in order]
+
+
+def timeline(per_window: np.ndarray, window: float, seconds: float, names: list[str],
+             top: int) -> list[dict]:
+    """Each window's start and end (seconds) and top classes."""
+    return [{"start": round(i * window, 3), "end": round(min((i + 1) * window, seconds), 3),
+             "top": [{"class": n, "score": v} for n, v in ranked(probs, names, top)]}
+            for i, probs in enumerate(per_window)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,22 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in files:
         try:
-            probabilities, parts, seconds = score(trained, path, args.windows)
+            per_window, seconds = window_scores(trained, path, args.windows)
         except DataError as err:
             failed += 1
             print(f"error: {err}", file=sys.stderr)
             continue
-        order = np.argsort(-probabilities, kind="stable")[:args.top]
-        top = [(trained.class_names[i], float(probabilities[i])) for i in order]
+        parts, names = len(per_window), trained.class_names
+        top = ranked(per_window.mean(axis=0), names, args.top)
+        steps = timeline(per_window, window, seconds, names, args.top) if args.timeline else []
         if args.json:
             print(json.dumps({"path": str(path), "seconds": round(seconds, 3), "windows": parts,
-                              "top": [{"class": name, "score": value} for name, value in top]}))
+                              "top": [{"class": name, "score": value} for name, value in top],
+                              **({"timeline": steps} if args.timeline else {})}))
             continue
         cut = f", first {window:.2f} s scored (--windows: all of it)" if (
             seconds > window + 1e-6 and parts == 1) else ""
         print(f"\n{path} ({seconds:.2f} s{f', {parts} windows' if parts > 1 else ''}{cut})")
         for name, value in top:
             print(f"  {value:7.4f}  {name}")
+        for step in steps:
+            classes = ", ".join(f"{t['class']} {t['score']:.3f}" for t in step["top"])
+            print(f"  {step['start']:9.2f} - {step['end']:9.2f} s  {classes}")
     if failed:
         print(f"{failed} of {len(files)} file(s) could not be read (see above)", file=sys.stderr)
     return 1 if failed else 0

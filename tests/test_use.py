@@ -159,6 +159,43 @@ def test_long_stereo_8khz_clip_is_scored_in_windows(run, eval_set, tmp_path):
     assert main([str(run), str(path), "--top", "2"]) == 0
 
 
+def test_timeline_lists_each_window_in_time(run, eval_set, tmp_path, capsys):
+    """`--timeline`: one entry per window, back to back from 0 to the clip's end, each with
+    the window's own top classes; their mean is the clip's score."""
+    from c2f.predict import main
+
+    trained = load_trained(run, device="cpu")
+    clips = load_manifest(eval_set["manifest"], eval_set["labels"]).clips
+    first, second = (load_waveform(c.path, 16000)[0].numpy() for c in clips[:2])
+    size = trained.window_samples
+    wave = np.concatenate([np.resize(first, size), np.resize(second, size), first[:size // 2]])
+    soundfile.write(tmp_path / "two.wav", wave, 16000)
+    assert main([str(run), str(tmp_path / "two.wav"), "--timeline", "--json", "--top",
+                 str(len(trained.class_names))]) == 0
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    steps = line["timeline"]
+    window = size / 16000
+    assert line["windows"] == len(steps) == 3
+    assert [(s["start"], s["end"]) for s in steps] == [
+        (0.0, round(window, 3)), (round(window, 3), round(2 * window, 3)),
+        (round(2 * window, 3), round(len(wave) / 16000, 3))]
+    scores = [{t["class"]: t["score"] for t in s["top"]} for s in steps]
+    mean = {t["class"]: t["score"] for t in line["top"]}
+    for name, value in mean.items():
+        assert value == pytest.approx(np.mean([s[name] for s in scores]), abs=1e-6)
+    # the first window is the first clip alone: scored as that clip is on its own
+    alone, _, _ = score_file(trained, tmp_path, np.resize(first, size))
+    assert scores[0] == pytest.approx(alone, abs=1e-5)
+
+
+def score_file(trained, folder, samples):
+    from c2f.predict import score
+
+    soundfile.write(folder / "alone.wav", samples, 16000)
+    probabilities, parts, seconds = score(trained, folder / "alone.wav", whole=True)
+    return dict(zip(trained.class_names, probabilities.tolist())), parts, seconds
+
+
 def test_a_folder_of_any_containers_is_scored(run, eval_set, tmp_path, capsys):
     """`predict RUN folder/`: every audio or video file under it, sorted, through PyAV where
     libsndfile cannot read the container; the same samples score the same in WAV and MOV."""
