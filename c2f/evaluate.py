@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable clips (counted) instead of stopping at the first")
+    parser.add_argument("--per-class", action="store_true",
+                        help="a row per class, worst first: its clips and recall and the class "
+                             "it is most confused with (AP for multi-label runs); --out always "
+                             "holds them")
     parser.add_argument("--out", type=Path, help="write the scores to this JSON file")
     return parser.parse_args(argv)
 
@@ -68,6 +72,17 @@ def run_reference(model: Path, weights: str, manifest: Path, own: Path | None) -
     return "" if value is None else f" (the run's own: {value:.4f})"
 
 
+def print_per_class(rows: list[dict]) -> None:
+    """The per-class rows, worst first (classes without a score last)."""
+    key = "AP" if rows and "AP" in rows[0] else "recall"
+    print(f"\n{key:>7}  {'clips':>6}  class" + ("  (most often predicted instead)"
+                                                 if key == "recall" else ""))
+    for row in sorted(rows, key=lambda r: (r[key] is None, r[key] or 0.0, r["class"])):
+        value = "      -" if row[key] is None else f"{row[key]:7.4f}"
+        other = f"  ({row['confused_with']})" if row.get("confused_with") else ""
+        print(f"{value}  {row['clips']:6d}  {row['class']}{other}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -91,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"{k} {scores[k]:.4f}" for k in ("acc", "mAP", "AUC", "d_prime")
              if k in scores and k != metric]
     print(", ".join([*extra, f"eval loss {scores['eval_loss']:.4f}"]))
+    if args.per_class:
+        print_per_class(scores["per_class"])
     if scores["skipped"]:
         print(f"WARNING: {len(scores['skipped'])} unreadable clip(s) skipped:", file=sys.stderr)
         for path, reason in scores["skipped"][:10]:

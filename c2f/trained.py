@@ -25,7 +25,7 @@ from c2f.models import build_model
 from c2f.plan import build_plan
 from c2f.spec import ConfigError, build_model_spec, build_spec
 from c2f.track import RunDir, atomic_torch_save
-from c2f.train.metrics import classification_loss, evaluate_scores
+from c2f.train.metrics import classification_loss, evaluate_scores, per_class_scores
 from c2f.train.precision import Precision
 
 FORMAT = "c2f-model/1"  # the layout of an exported file
@@ -114,6 +114,8 @@ class Trained:
         return {"metric": self.metric, "value": scores[self.metric], **scores,
                 "eval_loss": float(classification_loss(self.loss, logits_t, targets_t)),
                 "clips": len(logits_t),
+                "per_class": per_class_scores(logits_t.numpy(), targets_t.numpy(),
+                                              self.multilabel, self.class_names),
                 "skipped": [(clip.path, clip.reason) for clip in skipped]}
 
     def export(self, path: Path) -> Path:

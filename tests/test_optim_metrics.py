@@ -55,3 +55,31 @@ def test_multilabel_map_auc_and_d_prime():
     from scipy.stats import norm
 
     assert scores["d_prime"] == pytest.approx(math.sqrt(2) * norm.ppf(0.75))
+
+
+def test_per_class_rows_add_up_to_the_accuracy_and_the_map():
+    from sklearn.metrics import average_precision_score
+
+    from c2f.train.metrics import per_class_scores
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c", "d"]
+    truth = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 0])
+    predicted = np.array([0, 1, 1, 1, 2, 2, 2, 0, 2, 0])  # d has no clip
+    targets = np.eye(4)[truth]
+    logits = np.eye(4)[predicted] + 0.01 * rng.random((10, 4))
+    rows = per_class_scores(logits, targets, False, names)
+    assert [(r["class"], r["clips"], r["right"]) for r in rows] == [
+        ("a", 4, 2), ("b", 2, 1), ("c", 4, 3), ("d", 0, 0)]
+    assert [r["confused_with"] for r in rows] == ["b", "c", "a", None]
+    assert rows[3]["recall"] is None
+    assert sum(r["right"] for r in rows) / 10 == evaluate_scores(logits, targets, False)["acc"]
+    multi = (rng.random((40, 4)) < 0.3).astype(np.float32)
+    multi[:, 3] = 0  # a class never present: no AP, left out of the mAP
+    scores = rng.normal(size=(40, 4)) + multi
+    rows = per_class_scores(scores, multi, True, names)
+    assert rows[3]["AP"] is None and [r["clips"] for r in rows] == multi.sum(0).astype(int).tolist()
+    for k in range(3):
+        assert rows[k]["AP"] == pytest.approx(average_precision_score(multi[:, k], scores[:, k]))
+    assert np.mean([r["AP"] for r in rows[:3]]) == pytest.approx(
+        evaluate_scores(scores, multi, True)["mAP"])

@@ -50,10 +50,16 @@ def test_evaluate_reproduces_the_final_and_averaged_metrics(run, eval_set):
     records = read_metrics(run)
     final = [r for r in records if r["kind"] == "epoch"][-1]
     averaged = [r for r in records if r["kind"] == "average"][0]
-    proc = cli("c2f.evaluate", run, "--out", run.parent / "scores.json")
+    proc = cli("c2f.evaluate", run, "--out", run.parent / "scores.json", "--per-class")
     assert proc.returncode == 0, proc.stderr
     scores = json.loads((run.parent / "scores.json").read_text())
     assert scores["acc"] == final["acc"] and scores["clips"] == 22
+    rows = scores["per_class"]  # the built-in eval set: 2 clips of each of 11 classes
+    assert [r["clips"] for r in rows] == [2] * 11
+    assert sum(r["right"] for r in rows) / 22 == final["acc"]
+    worst = min(rows, key=lambda r: (r["recall"], r["class"]))
+    assert f"{worst['recall']:7.4f}       2  {worst['class']}" in proc.stdout.split(
+        "(most often predicted instead)")[1].splitlines()[1]
     assert scores["eval_loss"] == pytest.approx(final["eval_loss"], rel=1e-6)
     assert f"(the run's own: {final['value']:.4f})" in proc.stdout
     trained = load_trained(run, "average", "cpu")
