@@ -195,6 +195,22 @@ def test_clips_already_in_the_output_format_are_linked_not_copied(tmp_path, caps
     capsys.readouterr()
 
 
+def test_class_balance_is_reported(downloads, tmp_path, capsys):
+    """The training clips' spread over the classes, with the sampler hint when it is 10x or
+    more, and a class that has no training clip named."""
+    src = tmp_path / "skew"
+    for n in range(12):
+        (src / "train" / "piano").mkdir(parents=True, exist_ok=True)
+        shutil.copy(downloads / "piano" / "a.wav", src / "train" / "piano" / f"{n}.wav")
+    for name, folder in (("trumpet", "train"), ("violin", "test"), ("trumpet", "test")):
+        (src / folder / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(downloads / name / "a.wav", src / folder / name / "a.wav")
+    assert prepare(src, tmp_path / "out") == 0
+    said = capsys.readouterr().out
+    assert "WARNING: train.json has no clip of 1 class(es): violin" in said
+    assert "train.json: 1 to 12 clips a class; dataset.balanced_sampler=true" in said
+
+
 def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypatch):
     """`train/<class>/` beside `Test/<class>/`: no draw; the test split is scored. Without
     --out the data lands in $C2F_ROOT/data/<the source folder's name>."""

@@ -194,6 +194,22 @@ def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path
     return found
 
 
+def _class_balance(name: str, counts: Counter, classes: list[str], log) -> None:
+    """How a training manifest's clips spread over the classes: the classes it lacks, named
+    (the model keeps an output for each, never trained towards), and the range per class."""
+    empty = [c for c in classes if not counts.get(c)]
+    if empty:
+        log(f"WARNING: {name}.json has no clip of {len(empty)} class(es): "
+            f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}")
+    present = [counts[c] for c in classes if counts.get(c)]
+    if not present:
+        return
+    low, high = min(present), max(present)
+    uneven = "; dataset.balanced_sampler=true draws the classes evenly (AST's sampler)" \
+        if high >= 10 * low else ""
+    log(f"{name}.json: {low} to {high} clips a class{uneven}")
+
+
 def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     """Prepare `recipe`'s dataset into `options.out`; see the module docstring."""
     started = time.time()
@@ -241,6 +257,8 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         _write_if_changed(written[name], _manifest_json(chosen, options.fmt))
         counts = Counter(names[mid] for e in chosen for mid in e.labels)
         per_class[name] = dict(sorted(counts.items()))
+        if name in recipe.train_manifests and len(names) > 1:
+            _class_balance(name, counts, list(names.values()), log)
     chosen = {n: [e for e in usable if e.split in s] for n, s in recipe.manifests.items()
               if n in written}
     extras = recipe.extra_outputs(out, chosen)
