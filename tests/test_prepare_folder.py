@@ -259,6 +259,7 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     ("number out", ["--out", "{tmp}/2024"], "'2024' is not a name a run.py override reads"),
     ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
     ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
+    ("no rows", ["--lists", "{tmp}/empty.csv"], "empty.csv: no row with a file and a label"),
 ])
 def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, case, extra,
                                                 message):
@@ -271,6 +272,7 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
     if case == "one class":  # --src one level too high
         shutil.copytree(downloads, src / "recordings")
     (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
+    (tmp_path / "empty.csv").write_text("file,label\n")
     extra = [x.format(tmp=tmp_path) for x in extra]
     args = ["folder", "--src", str(src), "--workers", "1", "--no-progress", *extra]
     if "--out" not in extra:

@@ -153,6 +153,9 @@ class Folder(DatasetRecipe):
                             "letters, digits, '_', '.' or '-', not a number, true or null "
                             "alone (e.g. --out data/my_sounds)")
         listing = self._from_csv(self.lists[0]) if self.lists else self._from_folders()
+        if not listing.classes and self.lists:
+            raise ListError(f"{self.lists[0]}: no row with a file and a label; rows are "
+                            "file,labels[,split][,group] under the header")
         if not listing.classes:
             raise ListError(f"{self.src}: no class found; put each class's recordings in a "
                             "folder of its own (<src>/<class>/*.wav) or pass --lists clips.csv "
