@@ -43,6 +43,7 @@ from c2f.data.prepare.registry import (
     register_dataset,
 )
 from c2f.data.prepare.sources import Found
+from c2f.features import shift_samples, window_samples
 
 TRAIN_NAMES = ("train", "training")
 EVAL_NAMES = ("eval", "test", "val", "valid", "validation", "dev")  # the first present is scored
@@ -58,8 +59,8 @@ TIME_MASK_PER_FRAME = 192 / 1024  # AST egs/audioset/run.sh timem=192 of 1024 fr
 
 
 def kaldi_frames(samples: int, sample_rate: int = 16000) -> int:
-    """Frames of kaldi's fbank (25 ms windows every 10 ms, snip_edges) over `samples`."""
-    window, shift = sample_rate * 25 // 1000, sample_rate // 100
+    """Frames of AST's fbank (c2f.features: 25 ms windows every 10 ms, snip_edges)."""
+    window, shift = window_samples(sample_rate), shift_samples(sample_rate, 10.0)
     return 0 if samples < window else 1 + (samples - window) // shift
 
 
