@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from c2f.data.audio import load_waveform
+from c2f.data.audio import audio_files, load_waveform
 from c2f.data.manifest import load_manifest, read_label_csv
 from c2f.data.prepare.__main__ import main
 from c2f.data.prepare.folder import fitting_frames, kaldi_frames
@@ -251,6 +251,47 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     assert (out / "problems.txt").read_text().startswith("clips.csv:8: a row needs a file")
 
 
+def test_a_class_list_fixes_the_outputs_and_leaves_other_classes_out(downloads, tmp_path,
+                                                                     capsys):
+    """`--classes` in either form: its order is the model's output order, a
+    class_labels_indices.csv brings its mids (matched by name or mid), clips of unlisted
+    classes are left out and said so, and a multi-label clip keeps its listed labels."""
+    (tmp_path / "two.txt").write_text("violin\n\npiano\n")
+    out = tmp_path / "two"
+    assert prepare(downloads, out, "--classes", str(tmp_path / "two.txt")) == 0
+    capsys.readouterr()
+    mids, names = read_label_csv(out / "class_labels_indices.csv")
+    assert names == ["violin", "piano"] and mids == {"/m/own000": 0, "/m/own001": 1}
+    clips = {(Path(c.path).relative_to(out / "audio").parts[0], c.label_ids)
+             for split in ("train", "eval")
+             for c in load_manifest(out / f"{split}.json", out / "class_labels_indices.csv").clips}
+    assert clips == {("violin", (0,)), ("piano", (1,))}
+    problems = (out / "problems.txt").read_text()
+    trumpets = len(audio_files(downloads / "trumpet"))
+    assert problems.count("'trumpet' not in --classes") == trumpets > 0
+    assert "clip left out" in problems
+    values = json.loads((out / "prepared.json").read_text())["preset_values"]
+    assert values["num_classes"] == 2
+
+    (tmp_path / "labels.csv").write_text(
+        "index,mid,display_name\n0,/m/07y_7,violin\n1,/m/05r5c,Piano\n")
+    rows = ["file,labels", "piano/a.wav,/m/05r5c", "piano/b.mp3,/m/05r5c",
+            "violin/a.wav,violin;trumpet", "violin/b.mp3,violin", "trumpet/a.wav,trumpet"]
+    (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "mids"
+    assert prepare(downloads, out, "--lists", str(tmp_path / "clips.csv"),
+                   "--classes", str(tmp_path / "labels.csv")) == 0
+    capsys.readouterr()
+    assert read_label_csv(out / "class_labels_indices.csv") == (
+        {"/m/07y_7": 0, "/m/05r5c": 1}, ["violin", "Piano"])
+    labels = sorted(c.label_ids for split in ("train", "eval") for c in
+                    load_manifest(out / f"{split}.json", out / "class_labels_indices.csv").clips)
+    assert labels == [(0,), (0,), (1,), (1,)]
+    problems = (out / "problems.txt").read_text()
+    assert "clips.csv:4: 'trumpet' not in --classes" in problems
+    assert "dropped from the clip" in problems and "clips.csv:6: 'trumpet'" in problems
+
+
 @pytest.mark.parametrize("case, extra, message", [
     ("empty", [], "no class found"),
     ("one clip a class", [], "no class has two clips"),
@@ -260,6 +301,11 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
     ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
     ("no rows", ["--lists", "{tmp}/empty.csv"], "empty.csv: no row with a file and a label"),
+    ("classes: one", ["--classes", "{tmp}/one.txt"], "one.txt: one class listed"),
+    ("classes: twice", ["--classes", "{tmp}/twice.txt"], "'cello' listed more than once"),
+    ("classes: unknown", ["--classes", "{tmp}/other.txt"], "none of its classes has a clip; "
+     "it names classes by folder name or CSV label (or mid), and the clips' classes are "
+     "'piano', 'trumpet', 'violin'"),
 ])
 def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, case, extra,
                                                 message):
@@ -271,6 +317,11 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
             shutil.copy(downloads / name / "a.wav", src / name / "a.wav")
     if case == "one class":  # --src one level too high
         shutil.copytree(downloads, src / "recordings")
+    if case.startswith("classes"):
+        shutil.copytree(downloads, src, dirs_exist_ok=True)
+    (tmp_path / "one.txt").write_text("piano\n")
+    (tmp_path / "twice.txt").write_text("cello\npiano\ncello\n")
+    (tmp_path / "other.txt").write_text("cello\nflute\n")
     (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
     (tmp_path / "empty.csv").write_text("file,label\n")
     extra = [x.format(tmp=tmp_path) for x in extra]

@@ -15,6 +15,10 @@ Three layouts under `--src`, any container and sample rate:
   separated by `;`, `|` or `,`, make a multi-label dataset), optionally `split`, and optionally
   `group` (clips of one group are held out together). Paths are relative to `--src` or absolute.
 
+Classes are numbered in name order (`/m/own000`, ...) unless `--classes` lists them (names,
+or a class_labels_indices.csv with its mids): its order is then the model's output order and
+clips of unlisted classes are left out.
+
 Clips keep their length. The model's input length (`dataset.target_length`) is chosen from the
 training clips: 95% of them fit, rounded up to a multiple of 128 frames (1 s -> 128, 5 s -> 512,
 10 s -> 1024, AST's lengths for Speech Commands, ESC-50 and AudioSet) and at most 1024 unless
@@ -40,6 +44,7 @@ from c2f.data.prepare.registry import (
     Listing,
     csv_rows,
     numbered_mids,
+    read_class_list,
     register_dataset,
 )
 from c2f.data.prepare.sources import Found
@@ -127,6 +132,11 @@ class Folder(DatasetRecipe):
         parser.add_argument("--group-by-folder", action="store_true",
                             help="hold out whole folders below the class folder (recording "
                                  "sessions, sites, speakers), never part of one")
+        parser.add_argument("--classes", type=Path,
+                            help="the classes and their order (the model's outputs): a "
+                                 "class_labels_indices.csv or one name per line; clips of "
+                                 "other classes are left out (default: every class found, "
+                                 "in name order)")
         parser.add_argument("--target-length", type=int,
                             help="model input frames (10 ms each; default: what 95%% of the "
                                  "training clips fit, a multiple of 128, at most 1024)")
@@ -161,6 +171,10 @@ class Folder(DatasetRecipe):
             raise ListError(f"{self.src}: no class found; put each class's recordings in a "
                             "folder of its own (<src>/<class>/*.wav) or pass --lists clips.csv "
                             "(file,labels[,split])")
+        if self.args.classes is not None and len(listing.classes) == 1:
+            raise ListError(f"--classes {self.args.classes}: one class listed, and a "
+                            "classifier needs two; list every class the model should tell "
+                            "apart")
         if len(listing.classes) == 1:
             name = listing.classes[0][1]
             raise ListError(f"{self.src}: one class found ({name!r}), and a classifier needs "
@@ -246,15 +260,34 @@ class Folder(DatasetRecipe):
                                  ident=cells[file_at], found=found))
         return self._numbered(sorted(names), entries, problems, [path])
 
-    @staticmethod
-    def _numbered(names: list[str], entries: list[Entry], problems: list[str],
+    def _numbered(self, names: list[str], entries: list[Entry], problems: list[str],
                   sources: list[Path]) -> Listing:
-        """Classes in name order with numbered mids (`/m/own000`, ...), entries relabelled."""
-        classes = numbered_mids("own", names)
-        mid = {name: m for m, name in classes}
-        entries = [Entry(key=e.key, labels=tuple(mid[x] for x in e.labels), split=e.split,
-                         where=e.where, ident=e.ident, found=e.found) for e in entries]
-        return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
+        """Classes in name order with numbered mids (`/m/own000`, ...), or as `--classes` lists
+        them (its order and mids; clips of other classes left out), entries relabelled."""
+        if self.args.classes is None:
+            classes = numbered_mids("own", names)
+        else:
+            classes = read_class_list(self.args.classes, "own")
+            sources = sources + [self.args.classes]
+        mid = {name: m for m, name in classes} | {m: m for m, _ in classes}  # names or mids
+        kept = []
+        for e in entries:
+            unlisted = [x for x in e.labels if x not in mid]
+            if unlisted:
+                fate = "dropped from the clip" if len(unlisted) < len(e.labels) else \
+                    "clip left out"
+                problems.append(f"{e.where}: {', '.join(map(repr, unlisted))} not in "
+                                f"--classes {self.args.classes}; {fate}")
+            labels = tuple(dict.fromkeys(mid[x] for x in e.labels if x in mid))
+            if labels:
+                kept.append(Entry(key=e.key, labels=labels, split=e.split, where=e.where,
+                                  ident=e.ident, found=e.found))
+        if entries and not kept:
+            found = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+            raise ListError(f"--classes {self.args.classes}: none of its classes has a clip; "
+                            f"it names classes by folder name or CSV label (or mid), and the "
+                            f"clips' classes are {found}")
+        return Listing(classes=classes, entries=kept, problems=problems, sources=sources)
 
     def target_frames(self, out: Path, manifests: dict[str, list[Entry]], fmt: str,
                       log=print) -> int:

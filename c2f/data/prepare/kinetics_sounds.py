@@ -26,6 +26,7 @@ from c2f.data.prepare.registry import (
     Listing,
     csv_rows,
     numbered_mids,
+    read_class_list,
     register_dataset,
 )
 from c2f.data.prepare.sources import YouTubeIndex
@@ -59,18 +60,14 @@ class KineticsSounds(DatasetRecipe):
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--classes", type=Path,
-                            help="text file, one Kinetics class name per line (default: the "
+                            help="text file, one Kinetics class name per line, or a "
+                                 "class_labels_indices.csv (default: the "
                                  "31 Kinetics-Sounds classes of L3)")
 
-    def class_names(self) -> list[str]:
-        if self.args.classes is None:
-            return sorted(KINETICS_SOUNDS)
-        names = [n.strip() for n in self.args.classes.read_text(encoding="utf-8").splitlines()]
-        return [n for n in names if n]
-
     def read(self) -> Listing:
-        names = self.class_names()
-        classes = numbered_mids("kinsd", names)
+        classes = (read_class_list(self.args.classes, "kinsd") if self.args.classes
+                   else numbered_mids("kinsd", sorted(KINETICS_SOUNDS)))
+        names = [name for _, name in classes]
         mid_of = {name: mid for mid, name in classes}
         index = YouTubeIndex(self.src)
         entries, problems, sources, seen = [], [], [], set()

@@ -148,6 +148,29 @@ def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:
     return [(f"/m/{prefix}{i:03d}", name) for i, name in enumerate(names)]
 
 
+def read_class_list(path: Path, prefix: str) -> list[tuple[str, str]]:
+    """(mid, name) in a `--classes` file's order: a class_labels_indices.csv (its mids; AST's
+    format, header `index,mid,display_name`) or a text file of one class name per line
+    (numbered mids `/m/<prefix>000`, ...)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ListError(f"--classes {path}: cannot read it ({err}); give a "
+                        "class_labels_indices.csv or a UTF-8 text file of class names, one "
+                        "per line") from None
+    first = next((line for line in lines if line.strip()), "")
+    if first.replace(" ", "").lower().startswith("index,mid,"):
+        return read_class_csv(path)
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise ListError(f"--classes {path}: no class in it; write one class name per line")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ListError(f"--classes {path}: {', '.join(map(repr, repeated))} listed more "
+                        "than once; list each class once, in the order of the model's outputs")
+    return numbered_mids(prefix, names)
+
+
 def read_class_csv(path: Path) -> list[tuple[str, str]]:
     """(mid, display name) rows of a class_labels_indices.csv, in index order."""
     from c2f.data.errors import DataError

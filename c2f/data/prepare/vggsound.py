@@ -18,7 +18,7 @@ from c2f.data.prepare.registry import (
     Listing,
     csv_rows,
     numbered_mids,
-    read_class_csv,
+    read_class_list,
     register_dataset,
 )
 from c2f.data.prepare.sources import YouTubeIndex
@@ -27,9 +27,9 @@ SPLITS = ("train", "test")
 
 
 def classes_from(names: set[str], classes_csv: Path | None) -> list[tuple[str, str]]:
-    """(mid, name) in the given CSV's order, else alphabetical with AST-style numbered mids."""
+    """(mid, name) in the given file's order, else alphabetical with AST-style numbered mids."""
     if classes_csv is not None:
-        return read_class_csv(classes_csv)
+        return read_class_list(classes_csv, "vggsd")
     return numbered_mids("vggsd", sorted(names))
 
 
@@ -47,8 +47,9 @@ class VGGSound(DatasetRecipe):
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--classes", type=Path,
-                            help="class_labels_indices.csv fixing class order and mids "
-                                 "(default: labels of vggsound.csv, alphabetical)")
+                            help="class_labels_indices.csv (or one name per line) fixing class "
+                                 "order and mids (default: labels of vggsound.csv, "
+                                 "alphabetical)")
 
     def read(self) -> Listing:
         path = self.list_file("vggsound.csv")
