@@ -184,11 +184,32 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
                      spec.dataset.batch_size if spec.pretrain else None)
 
 
+FLOPS_UNITS = ((1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"), (1e3, "kFLOPs"))
+
+
+def flops_unit(values, largest: str = "TFLOPs") -> tuple[float, str]:
+    """The largest unit, `largest` at most (TFLOPs for a run, as the paper counts; GFLOPs per
+    sample), in which every nonzero value shows at least 0.01 with three decimals: a tiny
+    model's run does not read 0.000."""
+    smallest = min((v for v in values if v), default=0)
+    units = FLOPS_UNITS[[u for _, u in FLOPS_UNITS].index(largest):]
+    return next(((scale, unit) for scale, unit in units if smallest >= 0.01 * scale),
+                units[-1] if smallest else units[0])
+
+
+def flops_text(value: float) -> str:
+    """`8.791 TFLOPs`, `12.345 GFLOPs`: in the unit flops_unit picks."""
+    scale, unit = flops_unit([value])
+    return f"{value / scale:.3f} {unit}"
+
+
 def format_plan(plan: PhasePlan) -> str:
     """The plan as a table, printed before training."""
     stepped = any(p.steps is not None for p in plan.phases)
     head = ("phase", "method", "C", "steps" if stepped else "epochs", "frames", "shift ms",
-            "patch", "grid", "tokens", "GFLOPs/sample")
+            "patch", "grid", "tokens")
+    scale, unit = flops_unit((p.flops_per_sample for p in plan.phases), largest="GFLOPs")
+    head = (*head, f"{unit}/sample")
     rows = [head]
     for p in plan.phases:
         rows.append((str(p.index), p.method, str(p.c), str(p.steps if stepped else p.epochs),
@@ -196,15 +217,15 @@ def format_plan(plan: PhasePlan) -> str:
                      f"{p.input.frame_shift_ms:g}",
                      "x".join(map(str, p.input.patch)) if p.grid else "-",
                      "x".join(map(str, p.grid)) if p.grid else "-",
-                     str(p.tokens) if p.grid else "-", f"{p.flops_per_sample / 1e9:.3f}"))
+                     str(p.tokens) if p.grid else "-", f"{p.flops_per_sample / scale:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     total = plan.predicted_flops()
     if total is not None and stepped:
-        lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
+        lines.append(f"predicted training compute: {flops_text(total)} over "
                      f"{sum(p.steps for p in plan.phases)} steps of {plan.batch_size} samples")
     elif total is not None:
-        lines.append(f"predicted training compute: {total / 1e12:.3f} TFLOPs over "
+        lines.append(f"predicted training compute: {flops_text(total)} over "
                      f"{sum(p.epochs for p in plan.phases)} epochs of {plan.train_samples} samples")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ def test_two_processes_match_one(tmp_path, data_dir, ddp_reference):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count("GFLOPs/sample") == 1  # only rank 0 speaks
+    assert proc.stdout.count("FLOPs/sample") == 1  # only rank 0 speaks
     assert_matches_one_process(read_metrics(run_dirs(ddp)[0]), ddp_reference)
 
 

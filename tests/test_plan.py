@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from c2f.models import AST
-from c2f.plan import build_plan
+from c2f.plan import build_plan, flops_text, flops_unit
 from c2f.spec import ConfigError, build_spec
 from c2f.train.flops import predicted_flops_per_sample, training_flops
 from tests.conftest import ROOT
@@ -164,3 +164,14 @@ def test_flops_predictions_are_reused_from_disk_and_never_across_models(monkeypa
     monkeypatch.undo()
     monkeypatch.setenv("C2F_CACHE_DIR", str(tmp_path))
     assert [p.flops_per_sample for p in build_plan(spec).phases] == first
+
+
+def test_flops_print_in_a_unit_that_shows_them():
+    """A run's compute in TFLOPs as the paper counts it, unless that reads 0.000 (a tiny model
+    of your own): then the largest unit that shows every value."""
+    assert flops_text(8.791e12) == "8.791 TFLOPs" and flops_text(0.624e12) == "0.624 TFLOPs"
+    assert flops_text(2.44e8) == "0.244 GFLOPs" and flops_text(0) == "0.000 TFLOPs"
+    assert flops_unit([0.5e12, 2e9]) == (1e9, "GFLOPs")  # the smallest nonzero value decides
+    assert flops_unit([3e11], largest="GFLOPs") == (1e9, "GFLOPs")  # per sample: GFLOPs at most
+    assert flops_unit([3.7e4, 3.7e4], largest="GFLOPs") == (1e6, "MFLOPs")
+    assert flops_unit([3.0], largest="GFLOPs") == (1e3, "kFLOPs")

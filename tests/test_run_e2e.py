@@ -23,7 +23,7 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     proc = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
                     "schedule.c=4", "logger.log_every_steps=2", "logger.tags=[mine]"], runs,
                    data_dir)
-    assert "phase" in proc.stdout and "GFLOPs/sample" in proc.stdout  # the plan is printed
+    assert "phase" in proc.stdout and "FLOPs/sample" in proc.stdout  # the plan is printed
     assert "Warning" not in proc.stderr, proc.stderr  # a user's first run prints no warnings
     [run] = run_dirs(runs)
     records = read_metrics(run)

@@ -151,7 +151,7 @@ def test_two_slurm_tasks_train_one_run_like_one_process(tmp_path, data_dir, slur
     [sweep] = sweep_dirs(runs.parent)
     outs = sorted(sweep.glob(".submitit/*/*_log.out"))
     assert [p.name.split("_")[-2] for p in outs] == ["0", "1"]  # one log per task
-    assert [p.read_text().count("GFLOPs/sample") for p in outs] == [1, 0]  # rank 0 speaks
+    assert [p.read_text().count("FLOPs/sample") for p in outs] == [1, 0]  # rank 0 speaks
     [run] = run_dirs(runs)
     assert_matches_one_process(read_metrics(run), ddp_reference)
 

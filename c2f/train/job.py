@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from c2f.data.resolve import resolve_data
-from c2f.plan import build_plan, format_plan, format_recipe
+from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config
@@ -25,19 +25,21 @@ DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
 
 def format_summary(summary: dict, records: list[dict]) -> str:
     """The end-of-run table: one row per phase, then the headline."""
-    rows = [("phase", "C", "epochs", f"best {summary['metric']}", "TFLOPs", "train s")]
     epochs = epoch_records(records)
-    for phase in sorted({r["phase"] for r in epochs}):
+    phases = sorted({r["phase"] for r in epochs})
+    phase_flops = [sum(r["flops"] for r in epochs if r["phase"] == phase) for phase in phases]
+    scale, unit = flops_unit([*phase_flops, summary["flops"]])
+    rows = [("phase", "C", "epochs", f"best {summary['metric']}", unit, "train s")]
+    for phase, flops in zip(phases, phase_flops):
         mine = [r for r in epochs if r["phase"] == phase]
         rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
-                     f"{max(r['value'] for r in mine):.4f}",
-                     f"{sum(r['flops'] for r in mine) / 1e12:.3f}",
+                     f"{max(r['value'] for r in mine):.4f}", f"{flops / scale:.3f}",
                      f"{sum(r['seconds'] for r in mine):.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     lines.append(f"best {summary['metric']} {summary['best']:.4f} at epoch {summary['best_epoch']}"
                  f" (final {summary['final']:.4f}, chance {summary['chance']:.4f}); "
-                 f"{summary['flops'] / 1e12:.3f} TFLOPs, {summary['seconds']:.1f} s of training")
+                 f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
     averaged = average_record(records)
     if averaged:
         first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
@@ -212,7 +214,7 @@ def _pretrain(spec: RunSpec, plan, data, run: RunDir, tracker: Tracker, echo,
         run.write_summary(summary)
         tracker.summarize(summary)
     echo(f"pretrained {summary['steps']} steps: masked-patch acc {summary['final']:.4f} (best "
-         f"{summary['best']:.4f}); {summary['flops'] / 1e12:.3f} TFLOPs, "
+         f"{summary['best']:.4f}); {flops_text(summary['flops'])}, "
          f"{summary['seconds']:.1f} s; weights in {run.ckpt_dir / 'last.pt'}")
     return summary
 
