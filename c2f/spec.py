@@ -173,6 +173,7 @@ class TrainerSpec:
     compile: bool | str = False  # torch.compile the training model: false | true | a mode
     cuda_graphs: bool | str = "auto"  # replay the training step as CUDA graphs: auto|true|false
     wait_for_lock: bool = False  # another process trains this run: wait for it (else leave)
+    micro_batch: int | None = None  # examples per forward; the batch's gradients accumulate
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
                 "precision", "frontend", "cache_audio", "cache_features", "compile",
-                "cuda_graphs", "wait_for_lock"},
+                "cuda_graphs", "wait_for_lock", "micro_batch"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv", "prepared"},
     "model": {"require_pretrained"},

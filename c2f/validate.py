@@ -104,6 +104,15 @@ def validate(spec: RunSpec) -> None:
                "true and trainer.compile both graph the step; choose one")
         _check(spec.pretrain is None, "trainer.cuda_graphs",
                "true: SSAST pretraining (-cn pretrain) trains eagerly; use auto or false")
+    m = t.micro_batch
+    _check(m is None or m >= 1,
+           "trainer.micro_batch", f"examples per forward: a count >= 1 or null, got {m!r}")
+    if m is not None and m < spec.dataset.batch_size:
+        _check(spec.pretrain is None, "trainer.micro_batch",
+               "SSAST pretraining (-cn pretrain) does not split its steps; leave it null")
+        _check(t.cuda_graphs is not True, "trainer.micro_batch",
+               "micro-batches accumulate gradients outside a graph, and "
+               "trainer.cuda_graphs=true graphs whole steps; use trainer.cuda_graphs=auto")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
            f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",

@@ -13,14 +13,17 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_processes_match_one(tmp_path, data_dir, ddp_reference):
+    """Each process's 5 examples in micro-batches of 2 (trainer.micro_batch: DDP syncs the
+    last only); the SLURM test (tests/test_slurm.py) runs whole batches."""
     ddp = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "run.py"), *DDP_ARGS, f"paths.runs_dir={ddp}", f"paths.data_dir={data_dir}",
-           f"paths.root={tmp_path}"]
+           str(ROOT / "run.py"), *DDP_ARGS, "trainer.micro_batch=2", f"paths.runs_dir={ddp}",
+           f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("FLOPs/sample") == 1  # only rank 0 speaks
+    assert "each step's 5 examples run in 3 parts" in proc.stdout
     assert_matches_one_process(read_metrics(run_dirs(ddp)[0]), ddp_reference)
 
 

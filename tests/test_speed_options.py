@@ -59,7 +59,8 @@ def test_fp16_step_is_skipped_when_scaled_gradients_overflow():
     before = model.weight.detach().clone()
     scale = precision.scaler.get_scale()
     loss = model(torch.full((1, 3), float("inf"))).sum()
-    precision.step(loss, optimizer, model.parameters(), grad_clip=1.0)
+    precision.backward(loss)
+    precision.apply(optimizer, model.parameters(), grad_clip=1.0)
     assert torch.equal(model.weight, before)  # no step on inf gradients
     assert precision.scaler.get_scale() < scale  # and the scale backs off
     with precision.autocast():

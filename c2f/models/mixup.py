@@ -48,6 +48,19 @@ class BatchMix:
             x = torch.cat([x, x[-1:]])
         return x[0::2] * lam + x[1::2] * (1 - lam)
 
+    def output_rows(self, rows: int) -> int:
+        """Examples the model gives for `rows` loaded clips."""
+        return (rows + 1) // 2 if self.pairing == "adjacent" else rows
+
+    def part(self, start: int, stop: int) -> BatchMix:
+        """The mixing of loaded rows start..stop (a micro-batch, c2f/train/step.py): adjacent
+        pairs keep their weights (start is even); flipped clips keep theirs, their partners
+        now within the part."""
+        if self.pairing == "adjacent":
+            assert start % 2 == 0, "a micro-batch of adjacent pairs starts at an even row"
+            return BatchMix(self.pairing, self.lam[start // 2:(stop + 1) // 2], self.mix_targets)
+        return BatchMix(self.pairing, self.lam[start:stop], self.mix_targets)
+
     def targets(self, y: torch.Tensor) -> torch.Tensor:
         """The targets of the mixed batch: mixed as the inputs, or as they are (flipped only)."""
         return self.inputs(y) if self.mix_targets else y

@@ -28,7 +28,8 @@ from c2f.models.mixup import BatchMix
 from c2f.spec import ConfigError
 
 
-def graph_obstacle(device: torch.device, distributed: bool, compiled: bool) -> str | None:
+def graph_obstacle(device: torch.device, distributed: bool, compiled: bool,
+                   split: bool = False) -> str | None:
     """Why a phase's training step (or evaluation's forward) cannot be graphed; None when it
     can. What only a capture can tell (a host sync in the forward, random draws off the GPU,
     too little memory) makes that phase eager, saying why (GraphedModel, GraphedEval)."""
@@ -38,6 +39,8 @@ def graph_obstacle(device: torch.device, distributed: bool, compiled: bool) -> s
         return "DDP overlaps its gradient all-reduce with the backward, which a graph would fix"
     if compiled:
         return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
+    if split:  # a graph's gradient outputs are static buffers, rewritten by the next replay
+        return "trainer.micro_batch splits the step: gradients accumulate outside a graph"
     return None
 
 

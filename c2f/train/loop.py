@@ -29,6 +29,7 @@ from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
+from c2f.train.step import forward_backward, micro_slices, split_note
 from c2f.train.switching import phase_decision
 
 
@@ -63,6 +64,12 @@ class PhaseLoop:
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
         self.precision = Precision(spec.trainer.precision, self.device)
+        # rows a step loads, and at most per forward (trainer.micro_batch, c2f/train/step.py)
+        self.rows = loaded_per_step(spec.model.batch_mixup, self.batch_size)
+        self.micro_rows = loaded_per_step(spec.model.batch_mixup, spec.trainer.micro_batch) \
+            if spec.trainer.micro_batch else None
+        self.split = len(micro_slices(self.rows, self.micro_rows)) > 1
+        self.split_noted = False
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -80,8 +87,7 @@ class PhaseLoop:
         d, t = self.spec.dataset, self.spec.trainer
         return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
                                 device=self.device,
-                                batch_size=loaded_per_step(self.spec.model.batch_mixup,
-                                                           self.batch_size),
+                                batch_size=self.rows,
                                 eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
                                 sample_weights=self.sample_weights,
                                 cache_features=t.cache_features)
@@ -97,11 +103,15 @@ class PhaseLoop:
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=ids)
         t = self.spec.trainer
-        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False)
+        if self.split and not self.split_noted:  # once a run
+            self.log(split_note(model, self.batch_size, t.micro_batch,
+                                self.spec.model.batch_mixup is not None))
+            self.split_noted = True
+        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False,
+                                  self.split)
         if use_graphs(t.cuda_graphs, obstacle):
             return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log,
-                                strict=t.cuda_graphs is True,
-                                rows=loaded_per_step(self.spec.model.batch_mixup, self.batch_size))
+                                strict=t.cuda_graphs is True, rows=self.rows)
         if t.compile is False:
             return model
         return torch.compile(model, mode=None if t.compile is True else t.compile)
@@ -126,9 +136,6 @@ class PhaseLoop:
         if mixup is None:
             return None
         return draw_batch_mix(mixup, rows, item_seed(self.spec.seed, *step, -4, self.world.rank))
-
-    def _forward(self, model, inputs: torch.Tensor, mix: BatchMix | None) -> torch.Tensor:
-        return model(inputs) if mix is None else model(inputs, mix=mix)
 
     def _note(self, batch: dict, split: str) -> int:
         """Remember skipped and silent clips of a batch; returns how many were skipped."""
@@ -182,23 +189,22 @@ class PhaseLoop:
             inputs = data.inputs(batch, train=True)
             target = batch["target"].to(self.device, non_blocking=self.device.type == "cuda")
             mix = self._mix(batch["size"], phase.index, epoch, i)
-            with self.precision.autocast():
-                logits = self._forward(model, inputs, mix)
-            loss = self._loss(logits.float(), target if mix is None else mix.targets(target))
-            first_bad = torch.where(~torch.isfinite(loss.detach()) & (first_bad < 0),
+            optimizer.zero_grad(set_to_none=True)
+            loss = forward_backward(model, inputs, target, mix, self._loss, self.precision,
+                                    self.micro_rows)
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0),
                                     counter, first_bad)
             counter += 1
             if eager or i % 10 == 9:
-                self._check_finite(first_bad, loss.detach(), phase, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            self.precision.step(loss, optimizer, model.parameters(), spec.optim.grad_clip)
+                self._check_finite(first_bad, loss, phase, epoch)
+            self.precision.apply(optimizer, model.parameters(), spec.optim.grad_clip)
             samples += batch["size"]
             if self.tracker.wants_step(state.step):
-                self.tracker.log_step({"loss": float(loss.detach()), "lr": lr},
+                self.tracker.log_step({"loss": float(loss), "lr": lr},
                                       state.samples_cum + samples * self.world.size,
                                       phase_start=phase.c if state.step == 0 else None)
             state.step += 1
-            loss_sum += loss.detach().double() * batch["size"]
+            loss_sum += loss.double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
         seconds = time.perf_counter() - start

@@ -44,17 +44,20 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-             parameters, grad_clip: float | None) -> None:
-        """backward + (clip) + optimizer step; with fp16 the loss is scaled and the step is
-        skipped when the scaled gradients overflow, as GradScaler does."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """Gradients of `loss` into the parameters' .grad (added to what is there, so several
+        micro-batches accumulate); scaled for fp16."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def apply(self, optimizer: torch.optim.Optimizer, parameters,
+              grad_clip: float | None) -> None:
+        """(clip) + optimizer step on the accumulated gradients; with fp16 the step is skipped
+        when the scaled gradients overflow, as GradScaler does."""
         if self.scaler is None:
-            loss.backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
             return
-        self.scaler.scale(loss).backward()
         if grad_clip:
             self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
