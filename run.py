@@ -18,7 +18,7 @@ from c2f.prepared import fill_prepared
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
 from c2f.train.job import run_job
-from c2f.train.loop import Diverged
+from c2f.train.step import Diverged, OutOfMemory
 
 log = logging.getLogger("c2f")
 
@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(3) from None
-        if not isinstance(err, (ConfigError, DataError, RunHeld)):
+        if not isinstance(err, (ConfigError, DataError, RunHeld, OutOfMemory)):
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

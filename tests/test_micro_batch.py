@@ -13,7 +13,14 @@ from c2f.spec import BatchMixup, ConfigError, build_spec, config_hash, semantic_
 from c2f.train.metrics import classification_loss
 from c2f.train.precision import Precision
 from c2f.train.step import forward_backward, micro_slices, split_note
-from tests.conftest import DDP_ARGS, assert_matches_one_process, read_metrics, run_cli, run_dirs
+from tests.conftest import (
+    DDP_ARGS,
+    TINY,
+    assert_matches_one_process,
+    read_metrics,
+    run_cli,
+    run_dirs,
+)
 from tests.test_configs import compose_with
 from tests.test_models import TINY_MODELS
 
@@ -137,3 +144,40 @@ def test_a_run_in_parts_is_the_run(tmp_path, data_dir, ddp_reference):
     assert "each step's 10 examples run in 4 parts" in proc.stdout
     [run] = run_dirs(runs)
     assert_matches_one_process(read_metrics(run), ddp_reference)
+
+
+def test_running_out_of_memory_says_what_to_change_and_the_run_resumes(tmp_path, data_dir,
+                                                                       monkeypatch):
+    """A device out of memory in the fine phase: the error names the phase and the part size
+    to relaunch with; relaunched with it, the run resumes from its checkpoint."""
+    import c2f.train.loop
+    from c2f.track import RunDir
+    from c2f.train.job import run_job
+    from c2f.train.step import OutOfMemory
+
+    overrides = [*TINY, "logger=disabled", "compression=fshift", "schedule=2phase",
+                 "schedule.c=2", "dataset.epochs=2", "dataset.batch_size=8",
+                 f"paths.runs_dir={tmp_path}", f"paths.data_dir={data_dir}"]
+
+    def job(*extra):
+        cfg = compose_with(*overrides, *extra)
+        spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
+        return spec, run_job(spec, OmegaConf.to_yaml(cfg), echo=lambda *a: None)
+
+    real = c2f.train.loop.forward_backward
+
+    def too_big(model, inputs, *args):  # the fine phase's forwards of more than 4 examples
+        if inputs.shape[1] == 128 and min(inputs.shape[0], args[-1] or 8) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, inputs, *args)
+
+    monkeypatch.setattr(c2f.train.loop, "forward_backward", too_big)
+    with pytest.raises(OutOfMemory, match=r"cpu ran out of memory in training at phase 1 "
+                       r"\(C = 1\), with 8 examples per step on this process; the run keeps "
+                       r"its checkpoint \(1 epoch\(s\) done\): relaunch with "
+                       r"trainer.micro_batch=4 \(the same run: it resumes"):
+        job()
+    spec, summary = job("trainer.micro_batch=4")
+    records = RunDir(spec.run_dir).read_metrics()
+    assert [(r["epoch"], r["C"]) for r in records] == [(1, 2), (2, 1)]
+    assert summary["epochs"] == 2

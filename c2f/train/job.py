@@ -15,10 +15,11 @@ from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
 from c2f.train.graphs import graph_obstacle, use_graphs
-from c2f.train.loop import Diverged, PhaseLoop
+from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import average_record, epoch_records, summarize
+from c2f.train.step import Diverged
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
 

@@ -29,21 +29,8 @@ from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
-from c2f.train.step import forward_backward, micro_slices, split_note
+from c2f.train.step import Diverged, OutOfMemory, forward_backward, micro_slices, split_note
 from c2f.train.switching import phase_decision
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite; the message says where and what to change."""
-
-    def __init__(self, where: dict):
-        self.where = where
-        super().__init__(
-            f"the training loss became {where['loss']} at phase {where['phase']} (C = "
-            f"{where['C']}), epoch {where['epoch']}, step {where['step']} of the phase; the run "
-            "stopped there and keeps its last good checkpoint. Relaunching the same config "
-            "would repeat it: lower optim.lr, set optim.grad_clip, or train in "
-            "trainer.precision=bf16 or fp32 instead of fp16")
 
 
 class PhaseLoop:
@@ -369,8 +356,15 @@ class PhaseLoop:
                 state.flops_per_sample[phase.index] = self._measure_flops(model, data)
             for epoch in range(state.phase_epochs_done, phase.epochs):
                 silent_before = sum(len(ids) for ids in self.silent.values())
-                stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
-                scores = self._evaluate(evaluable, data)
+                try:
+                    where = "training"
+                    stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
+                    where = "evaluation"
+                    scores = self._evaluate(evaluable, data)
+                except torch.OutOfMemoryError as err:
+                    raise OutOfMemory(self.device.type, where, phase.index, phase.c,
+                                      self.batch_size, self.spec.trainer.micro_batch,
+                                      state.epoch) from err
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)

@@ -22,6 +22,43 @@ from c2f.models.mixup import BatchMix
 from c2f.train.precision import Precision
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; the message says where and what to change."""
+
+    def __init__(self, where: dict):
+        self.where = where
+        super().__init__(
+            f"the training loss became {where['loss']} at phase {where['phase']} (C = "
+            f"{where['C']}), epoch {where['epoch']}, step {where['step']} of the phase; the run "
+            "stopped there and keeps its last good checkpoint. Relaunching the same config "
+            "would repeat it: lower optim.lr, set optim.grad_clip, or train in "
+            "trainer.precision=bf16 or fp32 instead of fp16")
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory in a step; the message says where and what to change."""
+
+    def __init__(self, device: str, where: str, phase: int, c: int, batch: int,
+                 micro: int | None, epochs_done: int):
+        part = min(batch, micro or batch)
+        if where == "evaluation":
+            fix = ("lower dataset.eval_batch_size (evaluation's batch; a new run id) or "
+                   "free the device")
+        elif part > 1:
+            fix = (f"relaunch with trainer.micro_batch={part // 2} (the same run: it resumes; "
+                   "gradients of the parts add up to the batch's)")
+        else:
+            fix = "even one example per forward does not fit: a smaller model or input, or " \
+                  "a device with more memory"
+        if where == "training" and part > 1 and device == "cuda":
+            fix += ", or trainer.precision=bf16 if the run is in fp32"
+        super().__init__(
+            f"{device} ran out of memory in {where} at phase {phase} (C = {c}), with "
+            f"{batch} examples per step on this process"
+            + (f" in parts of {micro}" if micro and micro < batch else "")
+            + f"; the run keeps its checkpoint ({epochs_done} epoch(s) done): {fix}")
+
+
 def micro_slices(rows: int, micro_rows: int | None) -> list[slice]:
     """The batch's rows in parts of at most `micro_rows` (None: one part)."""
     if not micro_rows or micro_rows >= rows:
