@@ -15,13 +15,15 @@ loop with the device frontend and an in-memory audio cache:
 5. NCCL DDP on 2 processes against 1, when 2 GPUs exist (gpu_ddp.py: run.py via torchrun);
 6. a finished run's model (c2f.trained, as predict/evaluate load it) evaluated on the GPU
    against the same model on the CPU;
-7. with --compile: torch.compile against c2f's CUDA graphs.
+7. with --compile: torch.compile against c2f's CUDA graphs;
+8. peak memory and step time with `trainer.micro_batch` (gpu_memory.py).
 The loop sections live in bench/gpu_loop.py. Sections stop being added when the time budget
 runs short; the file is rewritten after each. `--only` names the sections to run (after the
 checks of 1), so a short GPU session can spend its minutes on what is not yet measured.
 
     python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
-        [--only step,graphs,precision,methods,batch12,mixup,eval,models,profile,compile,trained,ddp]
+        [--only step,graphs,precision,methods,batch12,mixup,eval,models,profile,compile,trained,ddp,
+                memory]
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from bench.gpu_loop import (
     samples_per_s,
     sync,
 )
+from bench.gpu_memory import memory_section
 from bench.gpu_mixup import graphed_mixup_check, mixup_check
 from bench.gpu_step import step_section
 from bench.harness import EpochBench, noise_manifest, scratch_dir
@@ -55,7 +58,7 @@ from c2f.data.frontend import FeatureSettings, Frontend
 
 METHODS = ["fshift", "pool_avg", "pool_max", "patch_bl", "patch_pi"]
 SECTIONS = ["step", "graphs", "precision", "methods", "batch12", "mixup", "eval", "models",
-            "profile", "compile", "trained", "ddp"]
+            "profile", "compile", "trained", "ddp", "memory"]
 AUDIOSET_NORM = ["dataset.norm_mean=-4.2677393", "dataset.norm_std=4.5689974"]  # AST run.py
 
 
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
                        "processes needs 2; not measured.", "")
+    if "memory" in run and report.elapsed < args.budget_s + 60:
+        memory_section(report, base, device, args.batch)
     report.add(f"Total: {report.elapsed:.0f} s.")
 
 
