@@ -174,6 +174,7 @@ class TrainerSpec:
     cuda_graphs: bool | str = "auto"  # replay the training step as CUDA graphs: auto|true|false
     wait_for_lock: bool = False  # another process trains this run: wait for it (else leave)
     micro_batch: int | None = None  # examples per forward; the batch's gradients accumulate
+    checkpoint_minutes: float | None = 30.0  # also checkpoint inside an epoch this often
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
                 "precision", "frontend", "cache_audio", "cache_features", "compile",
-                "cuda_graphs", "wait_for_lock", "micro_batch"},
+                "cuda_graphs", "wait_for_lock", "micro_batch", "checkpoint_minutes"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv", "prepared"},
     "model": {"require_pretrained"},

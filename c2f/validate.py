@@ -113,6 +113,8 @@ def validate(spec: RunSpec) -> None:
         _check(t.cuda_graphs is not True, "trainer.micro_batch",
                "micro-batches accumulate gradients outside a graph, and "
                "trainer.cuda_graphs=true graphs whole steps; use trainer.cuda_graphs=auto")
+    _check(t.checkpoint_minutes is None or t.checkpoint_minutes >= 0,
+           "trainer.checkpoint_minutes", f"minutes >= 0 or null, got {t.checkpoint_minutes!r}")
     _check(t.cache_features in (True, False, "auto"), "trainer.cache_features",
            f"{t.cache_features!r} is not auto|true|false")
     _check(spec.logger.mode in ("offline", "online", "disabled"), "logger.mode",

@@ -148,8 +148,20 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path) -> None:
-    """Start `run.py ARGS` and SIGKILL it once metrics.jsonl has `lines` records."""
+def mid_epoch(runs: Path, epochs: int) -> bool:
+    """Whether the run's last.pt was written inside an epoch (trainer.checkpoint_minutes)
+    after `epochs` epochs."""
+    import torch
+
+    found = list(runs.glob("*/*/ckpt/last.pt"))
+    state = torch.load(found[0], weights_only=True)["state"] if found else {}
+    return bool(state.get("progress")) and state["epoch"] >= epochs
+
+
+def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path,
+                       inside_epoch: bool = False) -> None:
+    """Start `run.py ARGS` and SIGKILL it once metrics.jsonl has `lines` records (and, with
+    `inside_epoch`, once its checkpoint was then written inside the next epoch)."""
     cmd = [sys.executable, str(ROOT / "run.py"), *args,
            f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -158,6 +170,12 @@ def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path) 
     while time.time() < deadline and proc.poll() is None:
         found = list(runs.glob("*/*/metrics.jsonl"))
         if found and len(found[0].read_text().splitlines()) >= lines:
+            if inside_epoch:  # frozen while its checkpoint is read: killed where it was read
+                os.killpg(proc.pid, signal.SIGSTOP)
+                if not mid_epoch(runs, lines):
+                    os.killpg(proc.pid, signal.SIGCONT)
+                    time.sleep(0.01)
+                    continue
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.01)

@@ -167,11 +167,15 @@ HTSAT = [*(o for o in TINY if not o.startswith("model.")), "model=htsat_tiny",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [CNN14, HTSAT], ids=["cnn14-pool_avg", "htsat-fshift"])
-def test_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir, args):
+@pytest.mark.parametrize("args, inside", [(CNN14, True), (HTSAT, False)],
+                         ids=["cnn14-pool_avg", "htsat-fshift"])
+def test_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir, args, inside):
     """Tiny CNN14 and HTS-AT on the built-in dataset resampled to 32 kHz, 4 -> 1, each with its
-    in-model mixup, killed at the phase boundary and resumed: the same metrics as a straight
-    run, to the bit; the coarse phase costs about a quarter of the fine one's FLOPs."""
+    in-model mixup, killed and resumed: the same metrics as a straight run, to the bit; the
+    coarse phase costs about a quarter of the fine one's FLOPs. HTS-AT is killed at the phase
+    boundary; CNN14 inside its third epoch, after a checkpoint there
+    (trainer.checkpoint_minutes=0: every step), so its dropout and SpecAugment, drawn from the
+    global RNG, resume where they were."""
     straight = tmp_path / "straight"
     run_cli(args, straight, data_dir)
     [run] = run_dirs(straight)
@@ -182,7 +186,8 @@ def test_trains_through_run_py_and_resumes_bitwise(tmp_path, data_dir, args):
     ratio = plan["phases"][0]["flops_per_sample"] / plan["phases"][1]["flops_per_sample"]
     assert 0.2 < ratio < 0.3
     resumed = tmp_path / "resumed"
-    kill_after_records(args, 1, resumed, data_dir)
+    kill_after_records([*args, *(["trainer.checkpoint_minutes=0"] if inside else [])],
+                       2 if inside else 1, resumed, data_dir, inside_epoch=inside)
     run_cli(args, resumed, data_dir)
     [again] = run_dirs(resumed)
     same = ("value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr", "C")

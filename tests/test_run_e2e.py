@@ -77,11 +77,12 @@ def check_wandb_log(log, records: list[dict]) -> None:
     assert run.run_group == "default" and run.job_type == "train"
 
 
-@pytest.mark.parametrize("kill_after", [2, 4], ids=["at-phase-boundary", "mid-phase"])
-def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, kill_after):
-    straight = tmp_path / "straight"
-    run_cli([*AVERAGED, "trainer.keep_checkpoints=all"], straight, data_dir)
-    [first] = run_dirs(straight)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data_dir) -> list[dict]:
+    """AVERAGED trained without a stop, every epoch's checkpoint kept; checked here."""
+    runs = tmp_path_factory.mktemp("straight")
+    run_cli([*AVERAGED, "trainer.keep_checkpoints=all"], runs, data_dir)
+    [first] = run_dirs(runs)
     expected = read_metrics(first)
     assert [r["phase"] for r in expected] == [0, 0, 1, 1, 1, 1, 1]
     assert expected[-1]["kind"] == "average" and expected[-1]["averaged_epochs"] == [3, 4, 5, 6]
@@ -94,15 +95,27 @@ def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, 
     summary = json.loads((first / "summary.json").read_text())
     assert summary["average"] == {"mode": "epochs", "epochs": [3, 4, 5, 6],
                                   "value": expected[-1]["value"]}
+    return expected
 
+
+@pytest.mark.parametrize("kill_after, inside", [(2, False), (4, False), (3, True)],
+                         ids=["at-phase-boundary", "mid-phase", "mid-epoch"])
+def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, straight,
+                                                            kill_after, inside):
+    """Killed after an epoch, or inside one after a checkpoint there (every step with
+    trainer.checkpoint_minutes=0): the same metrics, bitwise."""
+    expected = straight
     killed = tmp_path / "killed"
-    kill_after_records(AVERAGED, kill_after, killed, data_dir)
+    kill_after_records([*AVERAGED, *(["trainer.checkpoint_minutes=0"] if inside else [])],
+                       kill_after, killed, data_dir, inside_epoch=inside)
     [run] = run_dirs(killed)
     assert not (run / "summary.json").exists()
     assert len(read_metrics(run)) < len(expected)
     # resumed with two persistent loader workers (real ones: cached clips would load in the
     # main process): the items do not depend on who makes them
-    run_cli([*AVERAGED, "trainer.num_workers=2", "trainer.cache_audio=false"], killed, data_dir)
+    proc = run_cli([*AVERAGED, "trainer.num_workers=2", "trainer.cache_audio=false"], killed,
+                   data_dir)
+    assert ("resuming phase 1's epoch" in proc.stdout) == inside
     resumed = read_metrics(run)
     same = ("kind", "value", "train_loss", "eval_loss", "flops", "flops_cum", "samples", "lr",
             "C", "averaged_epochs")

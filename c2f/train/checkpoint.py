@@ -25,6 +25,8 @@ class TrainState:
     samples_cum: int = 0
     flops_per_sample: dict[int, int] = field(default_factory=dict)  # measured, per phase index
     switches: dict[int, int] = field(default_factory=dict)  # adaptive: phase -> epochs it ran
+    progress: dict = field(default_factory=dict)  # a checkpoint inside an epoch: how far it
+    #                                               got (c2f/train/progress.py); else empty
 
 
 class Checkpoint(NamedTuple):

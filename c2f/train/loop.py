@@ -2,7 +2,6 @@
 record and checkpoint every epoch. Resumes from the run directory by itself."""
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -28,9 +27,10 @@ from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision
+from c2f.train.progress import MidEpoch
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
 from c2f.train.step import Diverged, OutOfMemory, forward_backward, micro_slices, split_note
-from c2f.train.switching import phase_decision
+from c2f.train.switching import adapted_phase, phase_decision
 
 
 class PhaseLoop:
@@ -57,6 +57,7 @@ class PhaseLoop:
             if spec.trainer.micro_batch else None
         self.split = len(micro_slices(self.rows, self.micro_rows)) > 1
         self.split_noted = False
+        self.mid_epoch = MidEpoch(spec.trainer.checkpoint_minutes, self.world, self.device)
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -154,18 +155,23 @@ class PhaseLoop:
             len(data.train), spec.trainer.max_steps_per_epoch)
         total_steps = steps_per_epoch * phase.epochs
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # no sync per step
+        # a resumed epoch: its consumed batches skipped, its sums and RNG states as they were
+        done, loss_sum, samples, skipped, before = self.mid_epoch.restore(state.progress)
+        data.order.skip = done * self.rows
+        if done:
+            self.log(f"resuming phase {phase.index}'s epoch {epoch + 1} after {done} steps")
         # the first step whose loss is not finite, found on the device; the host looks every
         # step on CPU (free there, and before the optimizer applies it) and every 10 on CUDA
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         counter = torch.full((), state.step, dtype=torch.long, device=self.device)
-        eager = self.device.type != "cuda"
-        samples, skipped, lr = 0, 0, 0.0
-        start = time.perf_counter()
-        bar = tqdm(data.train, total=steps_per_epoch, leave=False,
+        eager, lr = self.device.type != "cuda", 0.0
+        start = time.perf_counter() - before
+        bar = tqdm(data.train, total=steps_per_epoch, initial=done, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
                    desc=f"phase {phase.index} C={phase.c} epoch {epoch + 1}/{phase.epochs}")
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(bar, start=done):
+            if done and i == done:
+                self.mid_epoch.restore_rng(state.progress)
             if i >= steps_per_epoch:
                 break
             skipped += self._note(batch, "train")
@@ -194,7 +200,13 @@ class PhaseLoop:
             loss_sum += loss.double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
+            if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
+                self._check_finite(first_bad, loss, phase, epoch)  # never save a bad step
+                state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
+                                                         time.perf_counter() - start)
+                self._checkpoint(state, model, optimizer)
         seconds = time.perf_counter() - start
+        data.order.skip, state.progress = 0, {}
         self._check_finite(first_bad, loss_sum, phase, epoch)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
@@ -271,13 +283,20 @@ class PhaseLoop:
         """Metrics first, then the checkpoint: a crash between the two only repeats an epoch."""
         if self.world.is_main:
             self.run_dir.write_metrics(records)
-            save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer,
-                            keep_all=self.spec.trainer.keep_checkpoints == "all",
-                            average=self.averager.state_dict(),
-                            scaler=self.precision.state_dict())
+        self._checkpoint(state, model, optimizer, self.spec.trainer.keep_checkpoints == "all")
+        if self.world.is_main:
             self.averager.after_checkpoint()
             self.tracker.log(records[-1])
         barrier(self.world)
+
+    def _checkpoint(self, state: TrainState, model, optimizer, keep_all: bool = False) -> None:
+        """last.pt (and epochNNNN.pt with keep_all), by rank 0; at an epoch's end or inside
+        one (`state.progress`, c2f/train/progress.py)."""
+        if self.world.is_main:
+            save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer, keep_all=keep_all,
+                            average=self.averager.state_dict(),
+                            scaler=self.precision.state_dict())
+        self.mid_epoch.restart_clock()
 
     def _note_silent(self, before: int) -> None:
         counts = {split: len(ids) for split, ids in self.silent.items()}
@@ -305,18 +324,6 @@ class PhaseLoop:
             self.run_dir.write_metrics(records)
 
     # -- adaptive switching (schedule=adaptive) -------------------------------------------
-    def _adapted(self, phase: Phase, state: TrainState) -> Phase:
-        """The phase with the epochs it trains: a switched phase the epochs it ran, the final
-        phase of an adaptive run what the earlier phases left of the budget."""
-        if self.spec.schedule.switch is None:
-            return phase
-        if phase.index in state.switches:
-            return dataclasses.replace(phase, epochs=state.switches[phase.index])
-        if phase.index == len(self.plan.phases) - 1:
-            used = state.epoch - state.phase_epochs_done  # epochs of the earlier phases
-            return dataclasses.replace(phase, epochs=self.spec.dataset.epochs - used)
-        return phase
-
     def _decide_switch(self, phase: Phase, records: list[dict], state: TrainState) -> None:
         """After an epoch of a non-final adaptive phase: end the phase if its rule says so;
         the decision goes to the record, the checkpoint's state, plan.json and the log."""
@@ -348,7 +355,7 @@ class PhaseLoop:
             model, optimizer = self._enter_phase(phase, model, resumed)
             if resumed is None:
                 state.phase, state.phase_epochs_done, state.step = phase.index, 0, 0
-            phase = self._adapted(phase, state)
+            phase = adapted_phase(self.spec, self.plan, phase, state)
             loaded = None
             trainable, evaluable = self.trainable(model), self.evaluable(model)
             data = self._phase_data(phase)

@@ -16,8 +16,10 @@ same way.
 """
 from __future__ import annotations
 
-from c2f.plan import PhasePlan
-from c2f.spec import SwitchSpec
+import dataclasses
+
+from c2f.plan import Phase, PhasePlan
+from c2f.spec import RunSpec, SwitchSpec
 
 
 def phase_decision(switch: SwitchSpec | None, plan: PhasePlan, index: int, records: list[dict],
@@ -79,3 +81,17 @@ def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
         return None
     return (f"budget: recent gain {recent:+.4f}/{unit} is below {threshold:.4f}/{unit}, the "
             f"phase's mean gain ({mean:+.4f}/{unit}) at the next phase's cost (x{cost_ratio:.3f})")
+
+
+def adapted_phase(spec: RunSpec, plan: PhasePlan, phase: Phase, state) -> Phase:
+    """The phase with the epochs it trains (`state`: the loop's TrainState): a switched phase
+    the epochs it ran, the final phase of an adaptive run what the earlier phases left of the
+    budget; any other phase as planned."""
+    if spec.schedule.switch is None:
+        return phase
+    if phase.index in state.switches:
+        return dataclasses.replace(phase, epochs=state.switches[phase.index])
+    if phase.index == len(plan.phases) - 1:
+        used = state.epoch - state.phase_epochs_done  # epochs of the earlier phases
+        return dataclasses.replace(phase, epochs=spec.dataset.epochs - used)
+    return phase
