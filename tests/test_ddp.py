@@ -14,10 +14,12 @@ pytestmark = pytest.mark.slow
 
 def test_two_processes_match_one(tmp_path, data_dir, ddp_reference):
     """Each process's 5 examples in micro-batches of 2 (trainer.micro_batch: DDP syncs the
-    last only); the SLURM test (tests/test_slurm.py) runs whole batches."""
+    last only), and a checkpoint after every step inside an epoch (the ranks' sums gathered);
+    the SLURM test (tests/test_slurm.py) runs whole batches, checkpointed at epoch ends."""
     ddp = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "run.py"), *DDP_ARGS, "trainer.micro_batch=2", f"paths.runs_dir={ddp}",
+           str(ROOT / "run.py"), *DDP_ARGS, "trainer.micro_batch=2",
+           "trainer.checkpoint_minutes=0", f"paths.runs_dir={ddp}",
            f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -1,5 +1,6 @@
 """`trainer.micro_batch`: a batch trained in parts whose gradients add up to the whole batch's
-(c2f/train/step.py), the same run at any part size for AST; refused where it cannot work."""
+(c2f/train/step.py), the same run at any part size for AST (through run.py under DDP:
+tests/test_ddp.py); refused where it cannot work."""
 from __future__ import annotations
 
 import pytest
@@ -14,12 +15,7 @@ from c2f.train.metrics import classification_loss
 from c2f.train.precision import Precision
 from c2f.train.step import forward_backward, micro_slices, split_note
 from tests.conftest import (
-    DDP_ARGS,
     TINY,
-    assert_matches_one_process,
-    read_metrics,
-    run_cli,
-    run_dirs,
 )
 from tests.test_configs import compose_with
 from tests.test_models import TINY_MODELS
@@ -134,16 +130,6 @@ def test_the_part_size_is_not_part_of_the_runs_identity():
 def test_a_bad_part_size_is_refused(override, message):
     with pytest.raises(ConfigError, match=message):
         build_spec(OmegaConf.to_container(compose_with(*override.split()), resolve=True))
-
-
-@pytest.mark.slow
-def test_a_run_in_parts_is_the_run(tmp_path, data_dir, ddp_reference):
-    """The same run id, losses to float rounding: the part size is how, not what."""
-    runs = tmp_path / "runs"
-    proc = run_cli([*DDP_ARGS, "trainer.micro_batch=3"], runs, data_dir)
-    assert "each step's 10 examples run in 4 parts" in proc.stdout
-    [run] = run_dirs(runs)
-    assert_matches_one_process(read_metrics(run), ddp_reference)
 
 
 def test_running_out_of_memory_says_what_to_change_and_the_run_resumes(tmp_path, data_dir,

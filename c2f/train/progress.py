@@ -8,7 +8,7 @@ sample and skip counts and seconds (summed over DDP ranks; rank 0 resumes with t
 the global RNG states (dropout and every other draw of the model). A resumed epoch skips the
 consumed batches of the same seeded order and goes on from there, so a run resumed mid-epoch
 ends with the same metrics as one never stopped (bitwise on CPU). Under DDP the ranks agree on
-when: each looks at its clock every EVERY steps and the flags are summed.
+when: each looks at its clock every EVERY steps and the flags are summed (`0`: every step).
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class MidEpoch:
         """Whether to checkpoint after the epoch's step `step` (0-based)."""
         if self.minutes is None:
             return False
+        if self.minutes == 0:  # every step (tests): every rank agrees without asking
+            return True
         if self.world.active and step % EVERY != EVERY - 1:
             return False
         late = time.monotonic() - self.saved >= 60 * self.minutes
