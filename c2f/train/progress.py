@@ -22,6 +22,8 @@ EVERY = 20  # steps between looks at the clock under DDP (one tiny all-reduce ea
 
 
 class MidEpoch:
+    """When the loop checkpoints inside an epoch, what it saves, and how it resumes."""
+
     def __init__(self, minutes: float | None, world: World, device: torch.device):
         self.minutes, self.world, self.device = minutes, world, device
         self.saved = time.monotonic()
