@@ -12,17 +12,13 @@ import time
 
 import torch
 
+from bench.gpu_loop import sync
 from bench.harness import compose_spec
 from c2f.models import build_model
 from c2f.train.metrics import classification_loss
 from c2f.train.optim import make_optimizer
 from c2f.train.precision import Precision
 from c2f.train.step import forward_backward
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def step_cost(overrides: list[str], micro: int | None, device: torch.device,
@@ -45,13 +41,13 @@ def step_cost(overrides: list[str], micro: int | None, device: torch.device,
                          lambda y, t: classification_loss("bce", y, t), precision, micro)
         precision.apply(optimizer, model.parameters(), None)
     step()
-    _sync(device)
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     ms = 1e3 * (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
     return ms, peak  # the model and its optimizer go with this frame
