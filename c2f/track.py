@@ -69,6 +69,11 @@ class RunDir:
             return None
         return json.loads(self.summary_path.read_text())
 
+    def finished_summary(self) -> dict | None:
+        """The summary of a run that finished; None while it has not."""
+        summary = self.read_summary()
+        return summary if summary and summary.get("status") == "finished" else None
+
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
 

@@ -155,8 +155,7 @@ def _run_info(path: Path, weights: str) -> dict:
     if spec.pretrain is not None:
         raise TrainedError(f"{path} is a pretraining run: it has no classifier. Fine-tune it "
                            f"first (model.pretrained={path}) and use that run")
-    summary = run.read_summary()
-    if not summary or summary.get("status") != "finished":
+    if not run.finished_summary():
         done = len(run.read_metrics())
         raise TrainedError(
             f"{path} has not finished ({done} epoch record(s) in metrics.jsonl, no finished "

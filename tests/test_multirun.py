@@ -1,6 +1,8 @@
 """The issue's multirun: three methods x two schedules, locally, in one Hydra process."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import TINY, read_metrics, run_cli, run_dirs
@@ -8,10 +10,11 @@ from tests.conftest import TINY, read_metrics, run_cli, run_dirs
 pytestmark = pytest.mark.slow
 
 
-def test_six_run_multirun(tmp_path, data_dir):
+def test_six_run_multirun_and_a_relaunch_that_runs_only_the_new_one(tmp_path, data_dir):
     runs = tmp_path / "runs"
-    run_cli(["-m", "compression=fshift,pool_avg,patch_pi", "schedule=2phase,3phase",
-             "schedule.c=4", "dataset.epochs=4", *TINY, "logger=disabled"], runs, data_dir)
+    grid = ["-m", "compression=fshift,pool_avg,patch_pi", "schedule=2phase,3phase",
+            "schedule.c=4", "dataset.epochs=4", *TINY, "logger=disabled"]
+    run_cli(grid, runs, data_dir)
     found = {}
     for run in run_dirs(runs):
         records = read_metrics(run)
@@ -21,6 +24,15 @@ def test_six_run_multirun(tmp_path, data_dir):
         (method, schedule): ([4, 1, 1, 1] if schedule == "2phase" else [4, 2, 1, 1])
         for method in ("fshift", "pool_avg", "patch_pi") for schedule in ("2phase", "3phase")
     }
+    before = {run: (run / "metrics.jsonl").stat().st_mtime_ns for run in run_dirs(runs)}
+    grid[1] += ",pool_max"  # one more method: its two runs are the only ones trained
+    out = run_cli(grid, runs, data_dir).stdout
+    assert "6 of 8 run(s) already finished, not started again" in out, out[-3000:]
+    assert "Launching 2 jobs locally" in out
+    listed = re.findall(r"^  #\d+ .*-> (\S+)$", out, re.MULTILINE)
+    assert sorted(listed) == sorted(str(run) for run in before)
+    assert {run: (run / "metrics.jsonl").stat().st_mtime_ns for run in before} == before
+    assert len(run_dirs(runs)) == 8
 
 
 def test_multilabel_builtin_reports_map(tmp_path, data_dir):

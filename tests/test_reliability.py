@@ -72,7 +72,7 @@ def test_unreadable_checkpoints_fall_back_to_the_newest_readable_one(tmp_path, d
     proc = run_cli(args, runs, data_dir)
     assert "unreadable" in proc.stdout and "resuming from" in proc.stdout
     fallback = kept[-2]
-    assert f"{fallback.name} (epoch {int(fallback.stem[5:])})" in proc.stdout
+    assert f"{fallback.name} ({int(fallback.stem[5:])} epoch(s) done)" in proc.stdout
     assert [{k: r[k] for k in SAME} for r in read_metrics(run)] == \
         [{k: r[k] for k in SAME} for r in expected]
 

@@ -85,11 +85,13 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
     for index in FAILING:  # the user removes what blocked them, as the message says
         paths[index].unlink()
     started = time.monotonic()
-    run_cli(args, runs, data_dir, env=slurm)
+    relaunched = run_cli(args, runs, data_dir, env=slurm)
+    output = relaunched.stdout + relaunched.stderr
     relaunch_seconds = time.monotonic() - started
     relaunch = sweep_dirs(runs.parent)[-1]
-    skipped = "".join(job_logs(relaunch, "out")).count("already finished")
-    assert skipped == JOBS - 3  # only the two failed and the killed run trained again
+    skipped = int(re.search(r"(\d+) of \d+ run\(s\) already finished", output).group(1))
+    assert skipped == JOBS - 3  # only the two failed and the killed run were submitted again
+    assert len(job_logs(relaunch, "out")) == 3
     assert all((p / "summary.json").exists() for p in paths)
 
     subprocess.run([sys.executable, "-m", "c2f.report", str(runs)], cwd=ROOT, check=True,

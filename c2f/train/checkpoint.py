@@ -71,8 +71,8 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
             failures.append(f"{path.name}: {type(err).__name__}: {str(err)[:200]}")
             continue
         if failures:
-            log(f"WARNING: checkpoint(s) unreadable ({'; '.join(failures)}); resuming from "
-                f"{path} (epoch {state.epoch})")
+            log(f"WARNING: checkpoint(s) unreadable ({'; '.join(failures)})")
+        log(f"resuming from {path} ({state.epoch} epoch(s) done)")
         state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
         state.switches = {int(k): v for k, v in state.switches.items()}
         return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),

@@ -110,8 +110,8 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
             "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
             "(a new run), or delete that file to retry as it is (for example in another "
             "trainer.precision)")
-    done = run.read_summary()
-    if done and done.get("status") == "finished":
+    done = run.finished_summary()
+    if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{done['best']:.4f}. Delete the folder to train it again.")
         return done

@@ -1,7 +1,9 @@
 """Launchers for c2f sweeps: every job runs to its end, failures are listed with their logs.
 
 Before any job starts, every job's config is checked (its typed spec and phase plan): a sweep
-with an impossible config, or without a required file, stops there and names its jobs.
+with an impossible config, or without a required file, stops there and names its jobs. Jobs
+whose runs already finished are listed and not started again (a relaunched sweep starts only
+what is left, on SLURM without queueing the rest).
 
 - `LocalLauncher`: Hydra's sequential launcher plus the failure report.
 - `Sweeper`: Hydra's basic sweeper without its own composition of every job to check it (these
@@ -90,32 +92,65 @@ class SweepConfigError(CompactHydraException):
     """Jobs of a sweep that cannot run; Hydra prints the message alone, without a traceback."""
 
 
-def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> None:
+def _varying(job_overrides: Sequence[Sequence[str]]) -> list[str]:
+    """Each job's overrides that not every job of the sweep shares, as one string."""
+    shared = set.intersection(*(set(o) for o in job_overrides)) if job_overrides else set()
+    return [" ".join(o for o in filter_overrides(overrides) if o not in shared)
+            for overrides in job_overrides]
+
+
+def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list:
     """Build every job's spec and plan before any job starts; raise naming the jobs that
-    cannot run, one paragraph per distinct reason."""
+    cannot run, one paragraph per distinct reason. Returns the specs."""
     from c2f.plan import build_plan
     from c2f.prepared import fill_prepared
     from c2f.spec import ConfigError, build_spec
 
     problems: dict[str, list[str]] = {}
-    shared = set.intersection(*(set(o) for o in job_overrides)) if job_overrides else set()
-    for num, (config, overrides) in enumerate(zip(configs, job_overrides)):
+    specs = []
+    varying = _varying(job_overrides)
+    for num, config in enumerate(configs):
         task = copy.deepcopy(config)
         with open_dict(task):
             task.pop("hydra", None)
         try:
-            build_plan(build_spec(OmegaConf.to_container(fill_prepared(task), resolve=True)))
+            specs.append(build_spec(OmegaConf.to_container(fill_prepared(task), resolve=True)))
+            build_plan(specs[-1])
         except (ConfigError, OmegaConfBaseException) as err:
-            varying = [o for o in filter_overrides(overrides) if o not in shared]
-            problems.setdefault(str(err), []).append(f"#{num} {' '.join(varying)}".strip())
+            problems.setdefault(str(err), []).append(f"#{num} {varying[num]}".strip())
     if not problems:
-        return
+        return specs
     count = sum(len(jobs) for jobs in problems.values())
     lines = [f"{count} of {len(configs)} job(s) cannot run; nothing was started:"]
     for reason, jobs in problems.items():
         shown = ", ".join(jobs[:4]) + (f" and {len(jobs) - 4} more" if len(jobs) > 4 else "")
         lines += [f"- {reason}", f"  (jobs {shown})"]
     raise SweepConfigError("\n".join(lines))
+
+
+def finished_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
+                  ) -> dict[int, JobReturn]:
+    """The jobs whose runs already finished, as completed returns (the run's best metric, as
+    the task returns it); listed in the log. They are not started again: on SLURM each would
+    wait in the queue and take a node only to say so."""
+    from c2f.track import RunDir
+
+    done = {i: RunDir(spec.run_dir).finished_summary() for i, spec in enumerate(specs)}
+    done = {i: summary for i, summary in done.items() if summary}
+    if not done:
+        return {}
+    varying = _varying(job_overrides)
+    lines = [f"{len(done)} of {len(specs)} run(s) already finished, not started again (delete "
+             "a run's folder to train it anew):"]
+    for shown, index in enumerate(done):
+        if shown == 8:
+            lines.append(f"  and {len(done) - 8} more")
+            break
+        lines.append("  " + " ".join(filter(None, [f"#{index}", varying[index], "->",
+                                                   str(specs[index].run_dir)])))
+    log.info("\n".join(lines))
+    return {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
+                         _return_value=summary["best"]) for i, summary in done.items()}
 
 
 class LocalLauncher(BasicLauncher):
@@ -128,12 +163,15 @@ class LocalLauncher(BasicLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         loader = self.hydra_context.config_loader
         configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
-        preflight(configs, job_overrides)
+        finished = finished_jobs(preflight(configs, job_overrides), job_overrides)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally")
+        log.info(f"Launching {len(job_overrides) - len(finished)} jobs locally")
         returns = []
         for idx, (overrides, config) in enumerate(zip(job_overrides, configs),
                                                   start=initial_job_idx):
+            if idx - initial_job_idx in finished:
+                returns.append(finished[idx - initial_job_idx])
+                continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             with open_dict(config):
                 config.hydra.job.id = idx
@@ -272,19 +310,28 @@ class _SubmititLauncher(BaseSubmititLauncher):
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
             configs.append(self._compose(overrides, num))
-        preflight(configs, job_overrides)
-        executor = self._executor()
-        with code_environment(self._code_root(sweep_dir)):
-            jobs = executor.map_array(self, configs, [Singleton.get_state()] * len(configs))
+        finished = finished_jobs(preflight(configs, job_overrides), job_overrides)
+        todo = [i for i in range(len(configs)) if i not in finished]
+        jobs = {}
+        if todo:
+            executor = self._executor()
+            with code_environment(self._code_root(sweep_dir)):
+                submitted = executor.map_array(self, [configs[i] for i in todo],
+                                               [Singleton.get_state()] * len(todo))
+            jobs = dict(zip(todo, submitted))
         returns = []
-        for job, overrides in zip(jobs, job_overrides):
+        for index, overrides in enumerate(job_overrides):
+            if index in finished:
+                returns.append(finished[index])
+                continue
             try:
-                returns.append(job.results()[0])
+                returns.append(jobs[index].results()[0])
             except UncompletedJobError as err:  # died outside Python: killed, OOM, no requeue left
                 ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
                 ret.return_value = err
                 returns.append(ret)
-        report_failures(returns, [job.paths.stderr for job in jobs])
+        report_failures(returns, [jobs[i].paths.stderr if i in jobs else None
+                                  for i in range(len(returns))])
         return returns
 
 
