@@ -175,7 +175,7 @@ def test_config_drift_is_reported_not_mixed(tmp_path, data_dir):
 def test_a_preemption_signal_is_handled_once_and_its_requeue_outlives_a_second_one():
     """SLURM can send its warning signal twice; the second must neither re-enter submitit's
     handler nor kill the `scontrol requeue` child it runs (tests/test_slurm_load.py met both)."""
-    from hydra_plugins.c2f_plugins.launchers import handle_preemption_once
+    from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 
     check = ("import signal; print(*(signal.getsignal(s) == signal.SIG_IGN "
              "for s in (signal.SIGUSR2, signal.SIGTERM)))")

@@ -1,4 +1,4 @@
-"""Data-parallel training within one job: torchrun or SLURM tasks (submitit's tasks_per_node).
+"""Data-parallel training within one job: torchrun, or submitit's tasks_per_node (SLURM, local).
 
 One process per device; rank 0 alone writes metrics, checkpoints and W&B. The sampler gives
 each rank an interleaved share of one global permutation, so that with a global batch split
@@ -36,7 +36,9 @@ def _from_env() -> World:
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun
         return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                      int(os.environ.get("LOCAL_RANK", 0)))
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SUBMITIT_EXECUTOR" in os.environ:
+    executor = os.environ.get("SUBMITIT_EXECUTOR")  # tasks_per_node of a SLURM or local job
+    tasks = os.environ.get("SUBMITIT_LOCAL_NTASKS" if executor == "local" else "SLURM_NTASKS")
+    if executor and int(tasks or 1) > 1:
         from submitit.helpers import TorchDistributedEnvironment
 
         env = TorchDistributedEnvironment().export()  # sets MASTER_ADDR/PORT, RANK, ...
@@ -72,8 +74,9 @@ def device_for(world: World, requested: str) -> torch.device:
 
 
 def job_cpus() -> int:
-    """CPUs this process may use: the SLURM allocation per task, else the affinity mask."""
-    for key in ("SLURM_CPUS_PER_TASK", "SLURM_JOB_CPUS_PER_NODE"):
+    """CPUs this process may use: its share of a local sweep's machine (C2F_JOB_CPUS, set by
+    `launcher=submitit_local`), the SLURM allocation per task, else the affinity mask."""
+    for key in ("C2F_JOB_CPUS", "SLURM_CPUS_PER_TASK", "SLURM_JOB_CPUS_PER_NODE"):
         value = os.environ.get(key, "").split("(")[0].split(",")[0]
         if value.isdigit() and int(value) > 0:
             return int(value)

@@ -19,7 +19,6 @@ import copy
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -48,6 +47,9 @@ from hydra_plugins.hydra_submitit_launcher.config import (
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+
+from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
+from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -218,40 +220,6 @@ def code_environment(code_root: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def handle_preemption_once() -> None:
-    """Make submitit's preemption/timeout handler ignore the signal while it handles it.
-
-    SLURM can deliver the warning signal twice within milliseconds (a step signal reaches the
-    task and is forwarded by srun); submitit's handler, entered again while it writes its
-    checkpoint pickle, fails ("A temporary saved file already exists") and the job ends
-    instead of being requeued. The first signal checkpoints, requeues and exits; the rest are
-    dropped. The signal is submitit's own (SUBMITIT_PREEMPT_SIGNAL, USR2 by default). Found
-    by tests/test_slurm_load.py."""
-    signum = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
-    handler = signal.getsignal(signum)
-    if not callable(handler) or getattr(handler, "c2f_once", False):
-        return
-    handling = False
-
-    def once(number, frame):
-        nonlocal handling
-        if handling:
-            log.warning(f"{signal.Signals(number).name} again while handling it: ignored")
-            return
-        handling = True
-        # submitit requeues with `scontrol requeue`, a child process; the requeue itself sends
-        # TERM to the job's processes, which killed scontrol before it exited on a busy
-        # controller (CalledProcessError: the job was requeued but reported failed), and so
-        # did the doubled warning signal arriving while scontrol ran. Ignored here, both stay
-        # ignored in that child; this process only logged TERM and drops the doubled signal.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(number, signal.SIG_IGN)
-        handler(number, frame)
-
-    once.c2f_once = True
-    signal.signal(signum, once)
-
-
 class _SubmititLauncher(BaseSubmititLauncher):
     def __init__(self, snapshot: bool = False, **params: Any) -> None:
         super().__init__(**params)
@@ -283,6 +251,10 @@ class _SubmititLauncher(BaseSubmititLauncher):
         executor.update_parameters(**{k if k in shared else f"{self._EXECUTOR}_{k}": v
                                       for k, v in params.items()})
         return executor
+
+    def _submit(self, executor: Any, configs: list[DictConfig]) -> list[Any]:
+        """Every job at once (SLURM queues them: one job array)."""
+        return executor.map_array(self, configs, [Singleton.get_state()] * len(configs))
 
     def _compose(self, overrides: Sequence[str], job_num: int) -> DictConfig:
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
@@ -316,8 +288,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
         if todo:
             executor = self._executor()
             with code_environment(self._code_root(sweep_dir)):
-                submitted = executor.map_array(self, [configs[i] for i in todo],
-                                               [Singleton.get_state()] * len(todo))
+                submitted = self._submit(executor, [configs[i] for i in todo])
             jobs = dict(zip(todo, submitted))
         returns = []
         for index, overrides in enumerate(job_overrides):
@@ -340,7 +311,40 @@ class SlurmLauncher(_SubmititLauncher):
 
 
 class SubmititLocalLauncher(_SubmititLauncher):
+    """Jobs side by side on this machine, each in a slot of its own GPUs (local_slots.py)."""
+
     _EXECUTOR = "local"
+
+    def __init__(self, parallelism: int | None = None,
+                 visible_gpus: Sequence[int] | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.parallelism, self.visible_gpus = parallelism, visible_gpus
+
+    def _executor(self) -> Any:
+        """submitit's LocalExecutor itself: it takes the GPU ids of each job (`visible_gpus`),
+        which its AutoExecutor does not pass on."""
+        import submitit
+
+        params = {k: v for k, v in self.params.items() if v is not None}
+        folder = params.pop("submitit_folder")
+        init = {"max_num_timeout": params.pop("max_num_timeout")
+                } if "max_num_timeout" in params else {}
+        executor = submitit.LocalExecutor(folder=folder, **init)
+        executor.update_parameters(**params)
+        return executor
+
+    def _submit(self, executor: Any, configs: list[DictConfig]) -> list[Any]:
+        try:
+            slots = plan_slots(
+                gpus_per_node=self.params.get("gpus_per_node"), visible_gpus=self.visible_gpus,
+                parallelism=self.parallelism, cpus_per_task=self.params.get("cpus_per_task"),
+                tasks_per_node=self.params.get("tasks_per_node", 1))
+        except ValueError as err:
+            raise SweepConfigError(f"{err}; nothing was started") from None
+        log.info(f"Local sweep: {slots.describe()}")
+        state = Singleton.get_state()
+        return submit_in_slots(executor, lambda config: executor.submit(self, config, state),
+                               configs, slots)
 
 
 class Sweeper(BasicSweeper):
@@ -371,6 +375,8 @@ class SlurmLauncherConf(SlurmQueueConf):
 class SubmititLocalLauncherConf(LocalQueueConf):
     _target_: str = "hydra_plugins.c2f_plugins.launchers.SubmititLocalLauncher"
     snapshot: bool = False
+    parallelism: int | None = None  # jobs at a time; None: one per slot of GPUs (or CPUs)
+    visible_gpus: list[int] | None = None  # the GPUs to share out; None: all visible
 
 
 for _name, _node in (("c2f_local", LocalLauncherConf), ("c2f_slurm", SlurmLauncherConf),

@@ -1,0 +1,103 @@
+"""`launcher=submitit_local`: a sweep side by side on one machine, each job in a slot of its
+own GPUs (or CPUs), never more jobs at a time than slots (hydra_plugins/c2f_plugins/
+local_slots.py). Without GPUs here, the jobs' environments show which GPUs they were given."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hydra_plugins.c2f_plugins.local_slots import machine_cpus, plan_slots
+from tests.conftest import (
+    DDP_ARGS,
+    TINY,
+    assert_matches_one_process,
+    finish,
+    read_metrics,
+    run_dirs,
+    start_cli,
+)
+
+
+def live_jobs(folder: Path) -> dict[int, dict[str, str]]:
+    """submitit's local job controllers under `folder`: pid -> the environment they got."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if "submitit.local._local" not in cmdline or str(folder) not in cmdline:
+                continue
+            pairs = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        env = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+        found[int(proc.name)] = {key: env.get(key, "") for key in
+                                 ("CUDA_VISIBLE_DEVICES", "C2F_JOB_CPUS")}
+    return found
+
+
+@pytest.mark.slow
+def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    launcher = start_cli(["-m", "launcher=submitit_local", "compression=fshift",
+                          "schedule=2phase", "schedule.c=4", "seed=0,1,2", *TINY,
+                          "logger=disabled", "hydra.launcher.visible_gpus=[3,5]"],
+                         runs, data_dir)
+    samples = []
+    while launcher.poll() is None:
+        samples.append(live_jobs(tmp_path))
+        time.sleep(0.02)
+    out = finish(launcher)
+    assert "Local sweep: 2 job(s) at a time (GPU 3, GPU 5), " \
+           f"{max(1, machine_cpus() // 2)} CPU(s) each" in out
+    jobs = {pid: env for sample in samples for pid, env in sample.items()}
+    assert len(jobs) == 3, jobs  # every job seen while it ran
+    assert {env["CUDA_VISIBLE_DEVICES"] for env in jobs.values()} == {"3", "5"}
+    assert {env["C2F_JOB_CPUS"] for env in jobs.values()} == {str(max(1, machine_cpus() // 2))}
+    assert max(len(sample) for sample in samples) == 2  # side by side, never three
+    for sample in samples:  # two jobs at once never share a GPU
+        gpus = [env["CUDA_VISIBLE_DEVICES"] for env in sample.values()]
+        assert len(gpus) == len(set(gpus)), sample
+    assert len(run_dirs(runs)) == 3
+    assert all((run / "summary.json").exists() for run in run_dirs(runs))
+
+
+def test_slots_from_the_machine_and_the_launcher_keys(monkeypatch):
+    cpus = machine_cpus()
+    two_each = plan_slots(gpus_per_node=2, visible_gpus=[0, 1, 2, 3], parallelism=None,
+                          cpus_per_task=None)
+    assert two_each.gpus == [[0, 1], [2, 3]] and two_each.cpus_per_job == max(1, cpus // 2)
+    shared = plan_slots(gpus_per_node=None, visible_gpus=[4, 6], parallelism=5,
+                        cpus_per_task=3)
+    assert shared.gpus == [[4], [6], [4], [6], [4]] and shared.cpus_per_job == 3
+    ddp = plan_slots(gpus_per_node=2, visible_gpus=[0, 1, 2], parallelism=None,
+                     cpus_per_task=None, tasks_per_node=2)
+    assert ddp.gpus == [[0, 1]]  # the third GPU makes no slot of two
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: one CPU per job, all CPUs busy
+    cpu = plan_slots(gpus_per_node=None, visible_gpus=None, parallelism=None,
+                     cpus_per_task=None)
+    assert cpu.gpus == [[]] * cpus and cpu.cpus_per_job == 1
+    assert "CPU" in cpu.describe()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,2")
+    assert plan_slots(gpus_per_node=None, visible_gpus=None, parallelism=None,
+                      cpus_per_task=None).gpus == [[7], [2]]
+    with pytest.raises(ValueError, match=r"gpus_per_node=3, but this machine offers 2 GPU"):
+        plan_slots(gpus_per_node=3, visible_gpus=None, parallelism=None, cpus_per_task=None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5f1c,GPU-77aa")
+    with pytest.raises(ValueError, match=r"hydra.launcher.visible_gpus=\[0,1,...\]"):
+        plan_slots(gpus_per_node=None, visible_gpus=None, parallelism=None, cpus_per_task=None)
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_slots(gpus_per_node=0, visible_gpus=[], parallelism=-1, cpus_per_task=None)
+
+
+@pytest.mark.slow
+def test_a_job_of_two_tasks_trains_one_run_like_one_process(tmp_path, data_dir,
+                                                            ddp_reference):
+    """tasks_per_node=2: DDP (gloo) through submitit's local environment, as on SLURM."""
+    runs = tmp_path / "runs"
+    out = finish(start_cli(["-m", "launcher=submitit_local", *DDP_ARGS,
+                            "hydra.launcher.tasks_per_node=2"], runs, data_dir))
+    assert f"1 job(s) at a time (CPU), {max(1, machine_cpus() // 2)} CPU(s) each" in out
+    [run] = run_dirs(runs)
+    assert_matches_one_process(read_metrics(run), ddp_reference)
