@@ -14,14 +14,14 @@ what is left, on SLURM without queueing the rest).
   for its siblings, and `snapshot=true` runs the jobs from a copy of the code.
 """
 
-import contextlib
 import copy
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.c2f_plugins.environ import job_environ
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 
@@ -152,7 +153,7 @@ def finished_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
                                                    str(specs[index].run_dir)])))
     log.info("\n".join(lines))
     return {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
-                         _return_value=summary["best"]) for i, summary in done.items()}
+                         _return_value=summary.get("best")) for i, summary in done.items()}
 
 
 class LocalLauncher(BasicLauncher):
@@ -199,25 +200,14 @@ def snapshot_code(root: Path, dest: Path) -> Path:
     return dest
 
 
-@contextlib.contextmanager
-def code_environment(code_root: Path) -> Iterator[None]:
+def code_environment(code_root: Path) -> AbstractContextManager[None]:
     """Jobs started inside import c2f, run.py's task and these plugins from `code_root`.
 
     SLURM and submitit's local executor pass this process's environment to the jobs;
     PYTHONSAFEPATH keeps the launch folder (often the repository itself) off their sys.path.
     """
-    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONSAFEPATH")}
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root),
-                                                             saved["PYTHONPATH"]]))
-    os.environ["PYTHONSAFEPATH"] = "1"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    path = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
+    return job_environ({"PYTHONPATH": path, "PYTHONSAFEPATH": "1"})
 
 
 class _SubmititLauncher(BaseSubmititLauncher):

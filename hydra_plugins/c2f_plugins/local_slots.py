@@ -11,12 +11,13 @@ machine's CPUs shared between the slots) as OMP_NUM_THREADS and C2F_JOB_CPUS, wh
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from hydra_plugins.c2f_plugins.environ import job_environ
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,13 @@ def plan_slots(*, gpus_per_node: int | None, visible_gpus: Sequence[int] | None,
     return Slots(gpus=gpus, cpus_per_job=int(per_cpu))
 
 
-@contextlib.contextmanager
-def job_environment(cpus: int) -> Iterator[None]:
-    """Jobs started inside get `cpus` threads (unless OMP_NUM_THREADS is set) and know their
-    CPU count (C2F_JOB_CPUS); submitit's local executor passes this process's environment."""
-    wanted = {"C2F_JOB_CPUS": str(cpus)}
+def job_cpus_environ(cpus: int) -> dict[str, str]:
+    """A job's `cpus` as its thread count (unless OMP_NUM_THREADS is set) and its CPU count
+    (C2F_JOB_CPUS, read by `trainer.num_workers=auto`)."""
+    values = {"C2F_JOB_CPUS": str(cpus)}
     if "OMP_NUM_THREADS" not in os.environ:
-        wanted["OMP_NUM_THREADS"] = str(cpus)
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        values["OMP_NUM_THREADS"] = str(cpus)
+    return values
 
 
 def submit_in_slots(executor: Any, submit: Callable[[Any], Any], items: Sequence[Any],
@@ -108,7 +99,7 @@ def submit_in_slots(executor: Any, submit: Callable[[Any], Any], items: Sequence
         slot = free.pop(0)
         gpus = slots.gpus[slot]
         executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-        with job_environment(slots.cpus_per_job):
+        with job_environ(job_cpus_environ(slots.cpus_per_job)):
             running[slot] = submit(item)
         jobs.append(running[slot])
     return jobs
