@@ -3,6 +3,7 @@ own GPUs (or CPUs), never more jobs at a time than slots (hydra_plugins/c2f_plug
 local_slots.py). Without GPUs here, the jobs' environments show which GPUs they were given."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data
     out = finish(launcher)
     assert "Local sweep: 2 job(s) at a time (GPU 3, GPU 5), " \
            f"{max(1, machine_cpus() // 2)} CPU(s) each" in out
+    started = re.findall(r"started job (\d) of 3 on GPU (\d) \((\d) ended\)", out)
+    assert started[:2] == [("1", "3", "0"), ("2", "5", "0")], out
+    assert started[2][:2] in {("3", "3"), ("3", "5")} and started[2][2] in "12", out
+    assert "sweep: 3 of 3 job(s) ended, 0 running, 0 waiting" in out
     jobs = {pid: env for sample in samples for pid, env in sample.items()}
     assert len(jobs) == 3, jobs  # every job seen while it ran
     assert {env["CUDA_VISIBLE_DEVICES"] for env in jobs.values()} == {"3", "5"}

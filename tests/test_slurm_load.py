@@ -75,6 +75,10 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
     assert listed == {str(FAILING[0]): "ConfigError", str(FAILING[1]): "ConfigError",
                       str(KILLED): "UncompletedJobError"}, report
     assert report.count("cannot write the run directory") == 2
+    progress = re.findall(r"sweep: (\d+) of (\d+) job\(s\) ended, (\d+) running, (\d+) waiting",
+                          output)  # said while the launcher waited
+    assert progress[-1] == (str(JOBS), str(JOBS), "0", "0"), progress
+    assert any(int(running) > 0 for _, _, running, _ in progress), progress
     for logs in re.findall(r"log: (.+)", report):
         assert all(Path(p).exists() for p in logs.split(", ")), logs
     finished = [i for i, p in enumerate(paths) if (p / "summary.json").exists()]

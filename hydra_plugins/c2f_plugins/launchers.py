@@ -51,6 +51,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.c2f_plugins.environ import job_environ
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
+from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -280,6 +281,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
             with code_environment(self._code_root(sweep_dir)):
                 submitted = self._submit(executor, [configs[i] for i in todo])
             jobs = dict(zip(todo, submitted))
+            wait_reporting(jobs)
         returns = []
         for index, overrides in enumerate(job_overrides):
             if index in finished:

@@ -11,6 +11,7 @@ machine's CPUs shared between the slots) as OMP_NUM_THREADS and C2F_JOB_CPUS, wh
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_plugins.c2f_plugins.environ import job_environ
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,4 +105,7 @@ def submit_in_slots(executor: Any, submit: Callable[[Any], Any], items: Sequence
         with job_environ(job_cpus_environ(slots.cpus_per_job)):
             running[slot] = submit(item)
         jobs.append(running[slot])
+        where = f"GPU {','.join(map(str, gpus))}" if gpus else "CPU"
+        log.info(f"started job {len(jobs)} of {len(items)} on {where} "
+                 f"({len(jobs) - len(running)} ended)")
     return jobs
