@@ -16,6 +16,7 @@ from tests.conftest import (
     assert_matches_one_process,
     finish,
     read_metrics,
+    run_cli,
     run_dirs,
     start_cli,
 )
@@ -66,6 +67,15 @@ def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data
         assert len(gpus) == len(set(gpus)), sample
     assert len(run_dirs(runs)) == 3
     assert all((run / "summary.json").exists() for run in run_dirs(runs))
+
+
+def test_a_slurm_sweep_where_there_is_no_slurm_says_what_to_do(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", "launcher=slurm", "seed=0,1", *TINY, "logger=disabled"], runs,
+                   data_dir, env={"PATH": str(tmp_path), "HYDRA_FULL_ERROR": "0"}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "launcher=slurm: no SLURM on this machine (sbatch and srun not on PATH)" in proc.stderr
+    assert "launcher=submitit_local" in proc.stderr and run_dirs(runs) == []
 
 
 def test_slots_from_the_machine_and_the_launcher_keys(monkeypatch):

@@ -81,6 +81,18 @@ def test_impossible_job_stops_the_sweep_before_anything_is_submitted(tmp_path, d
     assert run_dirs(runs) == [] and not list(runs.parent.rglob(".submitit"))
 
 
+def test_a_sweep_sbatch_refuses_says_what_to_change(tmp_path, data_dir, slurm):
+    """The test cluster has no GPUs: sbatch refuses a job array asking for one."""
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", *ON_SLURM, "seed=0,1", "hydra.launcher.gpus_per_node=1"], runs,
+                   data_dir, env={**slurm, "HYDRA_FULL_ERROR": "0"}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "sbatch refused the sweep's job array: sbatch: error: Invalid generic resource" \
+        in proc.stderr
+    assert "Nothing was started" in proc.stderr and "gpus_per_node=1," in proc.stderr
+    assert run_dirs(runs) == []
+
+
 def test_failing_job_is_reported_and_siblings_finish(tmp_path, data_dir, slurm):
     """A job that fails on the node (its SoundFont is missing: only the job can tell)."""
     runs = tmp_path / "runs"

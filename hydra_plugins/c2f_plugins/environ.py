@@ -1,7 +1,12 @@
-"""Environment variables set for the jobs a launcher starts (they inherit its environment)."""
+"""What the jobs a launcher starts inherit from it: environment variables, and the code they
+run (a snapshot taken at launch, `snapshot=true`)."""
 import contextlib
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -17,3 +22,25 @@ def job_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def snapshot_code(root: Path, dest: Path) -> Path:
+    """Copy the repository's files (tracked and untracked, not ignored) to `dest`."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = root / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def code_environment(code_root: Path) -> AbstractContextManager[None]:
+    """Jobs started inside import c2f, run.py's task and these plugins from `code_root`.
+
+    SLURM and submitit's local executor pass this process's environment to the jobs;
+    PYTHONSAFEPATH keeps the launch folder (often the repository itself) off their sys.path.
+    """
+    path = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
+    return job_environ({"PYTHONPATH": path, "PYTHONSAFEPATH": "1"})

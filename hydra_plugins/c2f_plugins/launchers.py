@@ -16,12 +16,9 @@ what is left, on SLURM without queueing the rest).
 
 import copy
 import logging
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +45,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_plugins.c2f_plugins.environ import job_environ
+from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
@@ -189,28 +186,6 @@ class LocalLauncher(BasicLauncher):
         return returns
 
 
-def snapshot_code(root: Path, dest: Path) -> Path:
-    """Copy the repository's files (tracked and untracked, not ignored) to `dest`."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
-                            check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = root / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-def code_environment(code_root: Path) -> AbstractContextManager[None]:
-    """Jobs started inside import c2f, run.py's task and these plugins from `code_root`.
-
-    SLURM and submitit's local executor pass this process's environment to the jobs;
-    PYTHONSAFEPATH keeps the launch folder (often the repository itself) off their sys.path.
-    """
-    path = os.pathsep.join(filter(None, [str(code_root), os.environ.get("PYTHONPATH")]))
-    return job_environ({"PYTHONPATH": path, "PYTHONSAFEPATH": "1"})
-
-
 class _SubmititLauncher(BaseSubmititLauncher):
     def __init__(self, snapshot: bool = False, **params: Any) -> None:
         super().__init__(**params)
@@ -299,7 +274,35 @@ class _SubmititLauncher(BaseSubmititLauncher):
 
 
 class SlurmLauncher(_SubmititLauncher):
+    """One job array on SLURM; where there is no SLURM, or sbatch refuses the array, the sweep
+    stops with what to change (nothing was submitted)."""
+
     _EXECUTOR = "slurm"
+
+    def _executor(self) -> Any:
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            raise SweepConfigError(
+                f"launcher=slurm: no SLURM on this machine ({' and '.join(missing)} not on "
+                "PATH); launch the sweep from a login node of your cluster, or run it here with "
+                "launcher=submitit_local (jobs side by side) or launcher=local; nothing was "
+                "started")
+        return super()._executor()
+
+    def _submit(self, executor: Any, configs: list[DictConfig]) -> list[Any]:
+        from submitit.core.utils import FailedJobError
+
+        try:
+            return super()._submit(executor, configs)
+        except FailedJobError as err:
+            keys = {key: self.params.get(key) for key in (
+                "partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb",
+                "timeout_min")}
+            raise SweepConfigError(
+                f"sbatch refused the sweep's job array: {str(err).strip()}\nNothing was "
+                "started. The job's resources are hydra.launcher's keys (your cluster's in "
+                "conf/launcher/cluster/local.yaml, or on the command line), now: "
+                + ", ".join(f"{key}={value}" for key, value in keys.items())) from None
 
 
 class SubmititLocalLauncher(_SubmititLauncher):
