@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hydra_plugins.c2f_plugins.local_slots import machine_cpus, plan_slots
+from c2f.train.distributed import job_cpus
+from hydra_plugins.c2f_plugins.local_slots import plan_slots
 from tests.conftest import (
     DDP_ARGS,
     TINY,
@@ -52,7 +53,7 @@ def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data
         time.sleep(0.02)
     out = finish(launcher)
     assert "Local sweep: 2 job(s) at a time (GPU 3, GPU 5), " \
-           f"{max(1, machine_cpus() // 2)} CPU(s) each" in out
+           f"{max(1, job_cpus() // 2)} CPU(s) each" in out
     started = re.findall(r"started job (\d) of 3 on GPU (\d) \((\d) ended\)", out)
     assert started[:2] == [("1", "3", "0"), ("2", "5", "0")], out
     assert started[2][:2] in {("3", "3"), ("3", "5")} and started[2][2] in "12", out
@@ -60,7 +61,7 @@ def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data
     jobs = {pid: env for sample in samples for pid, env in sample.items()}
     assert len(jobs) == 3, jobs  # every job seen while it ran
     assert {env["CUDA_VISIBLE_DEVICES"] for env in jobs.values()} == {"3", "5"}
-    assert {env["C2F_JOB_CPUS"] for env in jobs.values()} == {str(max(1, machine_cpus() // 2))}
+    assert {env["C2F_JOB_CPUS"] for env in jobs.values()} == {str(max(1, job_cpus() // 2))}
     assert max(len(sample) for sample in samples) == 2  # side by side, never three
     for sample in samples:  # two jobs at once never share a GPU
         gpus = [env["CUDA_VISIBLE_DEVICES"] for env in sample.values()]
@@ -79,7 +80,7 @@ def test_a_slurm_sweep_where_there_is_no_slurm_says_what_to_do(tmp_path, data_di
 
 
 def test_slots_from_the_machine_and_the_launcher_keys(monkeypatch):
-    cpus = machine_cpus()
+    cpus = job_cpus()
     two_each = plan_slots(gpus_per_node=2, visible_gpus=[0, 1, 2, 3], parallelism=None,
                           cpus_per_task=None)
     assert two_each.gpus == [[0, 1], [2, 3]] and two_each.cpus_per_job == max(1, cpus // 2)
@@ -113,6 +114,6 @@ def test_a_job_of_two_tasks_trains_one_run_like_one_process(tmp_path, data_dir,
     runs = tmp_path / "runs"
     out = finish(start_cli(["-m", "launcher=submitit_local", *DDP_ARGS,
                             "hydra.launcher.tasks_per_node=2"], runs, data_dir))
-    assert f"1 job(s) at a time (CPU), {max(1, machine_cpus() // 2)} CPU(s) each" in out
+    assert f"1 job(s) at a time (CPU), {max(1, job_cpus() // 2)} CPU(s) each" in out
     [run] = run_dirs(runs)
     assert_matches_one_process(read_metrics(run), ddp_reference)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from c2f.train.distributed import job_cpus
 from hydra_plugins.c2f_plugins.environ import job_environ
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ class Slots:
             self.gpus) else "CPU"
         return (f"{len(self.gpus)} job(s) at a time ({where}), {self.cpus_per_job} CPU(s) "
                 "each")
-
-
-def machine_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def visible_gpu_ids() -> list[int]:
@@ -65,7 +62,7 @@ def plan_slots(*, gpus_per_node: int | None, visible_gpus: Sequence[int] | None,
         raise ValueError(f"hydra.launcher.gpus_per_node={per_job}, but this machine offers "
                          f"{len(pool)} GPU(s) ({pool or 'none'}): lower it, or name the GPUs "
                          "with hydra.launcher.visible_gpus")
-    cpus, tasks = machine_cpus(), max(1, int(tasks_per_node))
+    cpus, tasks = job_cpus(), max(1, int(tasks_per_node))  # the launcher's CPUs
     if per_job:
         groups = [pool[i:i + per_job] for i in range(0, len(pool) - per_job + 1, per_job)]
     else:  # CPU jobs: as many as the CPUs hold at cpus_per_task (1) each

@@ -14,7 +14,7 @@ def wait_reporting(jobs: Mapping[int, Any], poll_s: float = 1.0) -> None:
     said = None
     while True:
         ended = [index for index, job in jobs.items() if job.done()]
-        running = sum(jobs[index].state.split()[0] in RUNNING
+        running = sum((jobs[index].state.split() or [""])[0] in RUNNING
                       for index in jobs if index not in ended)
         counts = (len(ended), running, len(jobs) - len(ended) - running)
         if counts != said:
