@@ -131,6 +131,31 @@ class RunLock:
         return (f"pid {info.get('pid')} on host {info.get('host')} (since "
                 f"{info.get('since')})")
 
+    def held_error(self) -> RunHeld:
+        return RunHeld(f"run {self.path.parent} is being trained by {self.holder()}; this "
+                       "process leaves it alone (trainer.wait_for_lock=true waits for it "
+                       "instead)")
+
+    def held_by(self) -> str | None:
+        """Who holds the run now (`holder`), None when no live process does. A probe that
+        never blocks, made only where a holder left its note (a run held now, or one whose
+        holder was killed), so a run that is free and was released cleanly is not touched."""
+        import fcntl
+
+        try:
+            if not self.path.read_text().strip():
+                return None
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder()
+        finally:
+            os.close(fd)  # drops the probe's own lock
+        return None
+
     def acquire(self, wait: bool = False, log=print) -> None:
         import fcntl
         import socket
@@ -142,9 +167,7 @@ class RunLock:
         except BlockingIOError:
             if not wait:
                 os.close(fd)
-                raise RunHeld(f"run {self.path.parent} is being trained by {self.holder()}; "
-                              "this process leaves it alone (trainer.wait_for_lock=true waits "
-                              "for it instead)") from None
+                raise self.held_error() from None
             log(f"run {self.path.parent} is held by {self.holder()}; waiting for it")
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)

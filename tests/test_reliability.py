@@ -48,6 +48,14 @@ def test_nan_loss_stops_at_its_step_keeps_the_last_good_checkpoint_and_is_not_re
     again = run_cli(args, runs, data_dir, check=False)
     assert again.returncode == 2 and "diverged before" in again.stderr
     assert [r["epoch"] for r in read_metrics(run)] == [1]  # nothing was trained again
+    # a sweep relaunch lists it when launched and starts no job for it
+    sweep = run_cli(["-m", *args], runs, data_dir, check=False)
+    text = sweep.stdout + sweep.stderr
+    assert sweep.returncode != 0
+    assert "1 of 1 run(s) diverged before, not started again" in text, text[-3000:]
+    assert f"-> {run / 'diverged.json'}" in text and "Launching 0 jobs locally" in text
+    assert "1 of 1 job(s) failed" in text and "ConfigError: run" in text
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
 
 
 def truncate(path) -> None:
@@ -125,6 +133,24 @@ def test_a_killed_holder_never_blocks_a_relaunch(tmp_path, data_dir):
     assert "being trained by" not in proc.stderr and len(read_metrics(run)) == 4
 
 
+def test_the_lock_probe_sees_a_live_holder_only(tmp_path):
+    """`held_by`, as a relaunched sweep asks it: another open file of this process holds the
+    lock as another process would (flock locks belong to the open file)."""
+    lock = RunLock(tmp_path)
+    assert lock.held_by() is None  # never locked: no lock file
+    lock.acquire()
+    assert lock.held_by() == lock.holder() and f"pid {os.getpid()} on host" in lock.holder()
+    assert RunLock(tmp_path).held_by() == lock.holder()
+    lock.release()
+    assert RunLock(tmp_path).held_by() is None
+    # a killed holder's note stays, its lock does not: not held
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "gone", "since": "then"}))
+    assert RunLock(tmp_path).held_by() is None
+    again = RunLock(tmp_path)
+    again.acquire()  # and the probe left nothing locked
+    again.release()
+
+
 def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
     args = [*TINY, "logger=disabled", "dataset.epochs=2", "schedule=2phase"]
     runs = tmp_path / "runs"
@@ -138,6 +164,10 @@ def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
     finally:
         holder.release()
     text = proc.stdout + proc.stderr
+    # found when the sweep is launched: only the other run is started
+    assert "1 of 2 run(s) are being trained by other processes, not started" in text, text
+    assert f"-> {held} (by pid {os.getpid()} on host" in text
+    assert "Launching 1 jobs locally" in text
     assert "1 run(s) skipped, held by other processes:" in text
     assert "compression=fshift" in text.split("skipped, held")[1].splitlines()[1]
     assert "job(s) failed" not in text

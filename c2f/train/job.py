@@ -100,16 +100,25 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def diverged_before(spec: RunSpec, run: RunDir) -> ConfigError | None:
+    """The error that refuses to train again a run whose loss stopped being finite (the same
+    config would repeat it), None for any other run (and in a dry run)."""
+    diverged = run.path / DIVERGED
+    if spec.trainer.dry_run or not diverged.exists():
+        return None
+    where = json.loads(diverged.read_text())
+    return ConfigError(
+        f"run {spec.run_id} diverged before ({diverged}: {where.get('message', where)}). "
+        "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
+        "(a new run), or delete that file to retry as it is (for example in another "
+        "trainer.precision)")
+
+
 def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     """The summary of a finished run (said so), None otherwise; refuses a diverged run."""
-    diverged = run.path / DIVERGED
-    if diverged.exists() and not spec.trainer.dry_run:
-        where = json.loads(diverged.read_text())
-        raise ConfigError(
-            f"run {spec.run_id} diverged before ({diverged}: {where.get('message', where)}). "
-            "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
-            "(a new run), or delete that file to retry as it is (for example in another "
-            "trainer.precision)")
+    refused = diverged_before(spec, run)
+    if refused is not None:
+        raise refused
     done = run.finished_summary()
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "

@@ -2,8 +2,9 @@
 
 Before any job starts, every job's config is checked (its typed spec and phase plan): a sweep
 with an impossible config, or without a required file, stops there and names its jobs. Jobs
-whose runs already finished are listed and not started again (a relaunched sweep starts only
-what is left, on SLURM without queueing the rest).
+whose runs finished, diverged before or are trained by another process now are listed and not
+started (settled.py: a relaunched sweep starts only what is left, on SLURM without queueing the
+rest).
 
 - `LocalLauncher`: Hydra's sequential launcher plus the failure report.
 - `Sweeper`: Hydra's basic sweeper without its own composition of every job to check it (these
@@ -48,6 +49,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
+from hydra_plugins.c2f_plugins.settled import settled_jobs, varying_overrides
 from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
 
 log = logging.getLogger(__name__)
@@ -93,13 +95,6 @@ class SweepConfigError(CompactHydraException):
     """Jobs of a sweep that cannot run; Hydra prints the message alone, without a traceback."""
 
 
-def _varying(job_overrides: Sequence[Sequence[str]]) -> list[str]:
-    """Each job's overrides that not every job of the sweep shares, as one string."""
-    shared = set.intersection(*(set(o) for o in job_overrides)) if job_overrides else set()
-    return [" ".join(o for o in filter_overrides(overrides) if o not in shared)
-            for overrides in job_overrides]
-
-
 def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list:
     """Build every job's spec and plan before any job starts; raise naming the jobs that
     cannot run, one paragraph per distinct reason. Returns the specs."""
@@ -109,7 +104,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
 
     problems: dict[str, list[str]] = {}
     specs = []
-    varying = _varying(job_overrides)
+    varying = varying_overrides(job_overrides)
     for num, config in enumerate(configs):
         task = copy.deepcopy(config)
         with open_dict(task):
@@ -129,31 +124,6 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
     raise SweepConfigError("\n".join(lines))
 
 
-def finished_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
-                  ) -> dict[int, JobReturn]:
-    """The jobs whose runs already finished, as completed returns (the run's best metric, as
-    the task returns it); listed in the log. They are not started again: on SLURM each would
-    wait in the queue and take a node only to say so."""
-    from c2f.track import RunDir
-
-    done = {i: RunDir(spec.run_dir).finished_summary() for i, spec in enumerate(specs)}
-    done = {i: summary for i, summary in done.items() if summary}
-    if not done:
-        return {}
-    varying = _varying(job_overrides)
-    lines = [f"{len(done)} of {len(specs)} run(s) already finished, not started again (delete "
-             "a run's folder to train it anew):"]
-    for shown, index in enumerate(done):
-        if shown == 8:
-            lines.append(f"  and {len(done) - 8} more")
-            break
-        lines.append("  " + " ".join(filter(None, [f"#{index}", varying[index], "->",
-                                                   str(specs[index].run_dir)])))
-    log.info("\n".join(lines))
-    return {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
-                         _return_value=summary.get("best")) for i, summary in done.items()}
-
-
 class LocalLauncher(BasicLauncher):
     """Hydra's sequential launcher (its `launch`, with each job's config composed once, not
     twice); checks every job first, lists the failed jobs at the end."""
@@ -164,14 +134,14 @@ class LocalLauncher(BasicLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         loader = self.hydra_context.config_loader
         configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
-        finished = finished_jobs(preflight(configs, job_overrides), job_overrides)
+        settled = settled_jobs(preflight(configs, job_overrides), job_overrides)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides) - len(finished)} jobs locally")
+        log.info(f"Launching {len(job_overrides) - len(settled)} jobs locally")
         returns = []
         for idx, (overrides, config) in enumerate(zip(job_overrides, configs),
                                                   start=initial_job_idx):
-            if idx - initial_job_idx in finished:
-                returns.append(finished[idx - initial_job_idx])
+            if idx - initial_job_idx in settled:
+                returns.append(settled[idx - initial_job_idx])
                 continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             with open_dict(config):
@@ -248,8 +218,8 @@ class _SubmititLauncher(BaseSubmititLauncher):
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
             configs.append(self._compose(overrides, num))
-        finished = finished_jobs(preflight(configs, job_overrides), job_overrides)
-        todo = [i for i in range(len(configs)) if i not in finished]
+        settled = settled_jobs(preflight(configs, job_overrides), job_overrides)
+        todo = [i for i in range(len(configs)) if i not in settled]
         jobs = {}
         if todo:
             executor = self._executor()
@@ -259,8 +229,8 @@ class _SubmititLauncher(BaseSubmititLauncher):
             wait_reporting(jobs)
         returns = []
         for index, overrides in enumerate(job_overrides):
-            if index in finished:
-                returns.append(finished[index])
+            if index in settled:
+                returns.append(settled[index])
                 continue
             try:
                 returns.append(jobs[index].results()[0])
