@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -162,6 +163,28 @@ def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):
     assert "## Baselines without other runs" in text and "| Baseline | m | 50.00 |" in text
     assert "## Warnings" in text
     assert "no baseline" in capsys.readouterr().out
+
+
+def test_a_diverged_baseline_is_named_and_its_runs_keep_their_own_best(tmp_path):
+    """The baseline stopped at a NaN loss (diverged.json, as the trainer writes it): its row
+    says unfinished, the warning says why, and a finished coarse-to-fine run still shows its
+    own best (it was rendered as a baseline row, "n/a (unfinished)")."""
+    base = make_run(tmp_path, "base", values=[0.2], budget=4, epochs=(4,), finished=False)
+    (base / "diverged.json").write_text(json.dumps({
+        "phase": 0, "C": 1, "epoch": 2, "step": 6, "loss": "NaN",
+        "message": "the training loss became NaN at phase 0 (C = 1), epoch 2, step 6 of the "
+                   "phase; the run stopped there and keeps its last good checkpoint"}))
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.6, 0.5])
+    runs, warnings = load_runs([tmp_path])
+    assert {r.status for r in runs} == {"diverged", "finished"}
+    assert f"{base}: the training loss became NaN at phase 0 (C = 1), epoch 2, step 6 of " \
+        "the phase (diverged.json), 1/4 epochs" in warnings
+    [outcome] = pair(runs)[1]
+    assert outcome.status == "unfinished baseline" and outcome.best == 0.6
+    [_, row] = table(tmp_path, "3")[1]
+    assert row[:2] == ["Fshift 4→1", "60.00 (unfinished baseline)"], row
+    [_, row] = table(tmp_path, "2")[1]
+    assert row[:4] == ["Fshift 4→1", "unfinished baseline", "n/a", "n/a"], row
 
 
 def test_plots_of_runs_without_a_baseline_draw_without_warnings(tmp_path):

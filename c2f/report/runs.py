@@ -35,6 +35,7 @@ class Run:
     pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
     switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision
     adaptive: str = ""  # schedule=adaptive: the switching rule (plateau, budget); "" if fixed
+    diverged: str | None = None  # why its loss stopped being finite (diverged.json), if it did
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -68,8 +69,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        """finished, or unfinished (running or crashed)."""
-        return "finished" if self.finished else "unfinished"
+        """finished, diverged (stopped at a non-finite loss), or unfinished (running or
+        crashed)."""
+        return "finished" if self.finished else "diverged" if self.diverged else "unfinished"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -114,6 +116,7 @@ def load_run(path: Path) -> Run:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
         plan = _read_json(path / "plan.json")
         summary = _read_json(path / "summary.json")
+        diverged = _read_json(path / "diverged.json")
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ReportError(f"{path}: unreadable run directory ({err})") from err
     warnings: list[str] = []
@@ -127,9 +130,11 @@ def load_run(path: Path) -> Run:
     if pretrain:
         budget = sum(int(p.get("steps") or 0) for p in (plan or {}).get("phases", []))
     finished = bool(summary and summary.get("status") == "finished")
+    why = str(diverged.get("message", diverged)).split(";")[0] if diverged else None
     if not finished:
-        warnings.append(f"{path}: no finished summary.json (running or crashed), "
-                        f"{len(records)}/{budget} epochs")
+        warnings.append(f"{path}: {why} (diverged.json), " if why else
+                        f"{path}: no finished summary.json (running or crashed), ")
+        warnings[-1] += f"{len(records)}/{budget} epochs"
     return Run(path=path, dataset=str(dataset.get("name", "?")),
                model=str(config.get("model", {}).get("name", "?")),
                method=str(config.get("compression", {}).get("name", "?")),
@@ -142,7 +147,8 @@ def load_run(path: Path) -> Run:
                pretrain=pretrain,
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
                switches=list((plan or {}).get("switches", [])),
-               adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")))
+               adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")),
+               diverged=why)
 
 
 def pretrained_from(value: str | None) -> str | None:

@@ -26,7 +26,7 @@ class Outcome:
 
     run: Run
     ref: Reference | None
-    status: str  # reached | not reached | pending | no baseline | baseline unfinished | no data
+    status: str  # reached | not reached | pending | no baseline | unfinished baseline | no data
     # budget: the earliest final-phase epoch with metric >= M_B - tolerance; when never reached,
     # the best final-phase epoch (the earliest of ties), its savings flagged as not reached
     epoch: int | None = None
@@ -76,14 +76,12 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
 
     `tolerance` (a fraction, 0.005 = half a point) lowers the bar of the budget criterion; 0 is
     the paper's "surpasses", ties counted."""
-    if baseline is None:
-        return Outcome(run, None, "no baseline")
-    if not baseline.finished:
-        return Outcome(run, None, "baseline unfinished")
-    ref = reference(baseline)
-    if ref is None:
-        return Outcome(run, None, "no data")
     best, best_averaged = _headline(run)
+    ref = reference(baseline) if baseline is not None and baseline.finished else None
+    if ref is None:  # nothing to compare with: the run's own best is still known
+        status = "no baseline" if baseline is None else "unfinished baseline" \
+            if not baseline.finished else "no data"
+        return Outcome(run, None, status, best=best, best_averaged=best_averaged)
     candidates = [r for r in run.records if r.get("final_phase")]
     if run.average is not None:  # available once the last epoch is done
         candidates.append(run.average)
@@ -129,7 +127,7 @@ def pair(runs: list[Run], tolerance: float = 0.0
             continue
         baseline = baselines.get((run.dataset, run.model, run.budget, *run.replicate))
         outcome = evaluate(run, baseline, tolerance)
-        if outcome.status in ("no baseline", "baseline unfinished"):
+        if outcome.status in ("no baseline", "unfinished baseline"):
             fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "
                             f"seed {run.seed}{fold}, budget {run.budget} epochs")
@@ -165,7 +163,8 @@ class Cell:
     schedule: str
     metric: str
     seeds: int  # seeds of this cell, paired or not
-    status: str  # reached | k/n reached | not reached | pending | no baseline | baseline
+    status: str  # reached | k/n reached | not reached | pending | no baseline | unfinished
+    # baseline | no data; the baseline's own rows: baseline | baseline unfinished
     value: Stat | None = None  # budget metric (or best final-phase one when not reached)
     diff: Stat | None = None
     flops_save: Stat | None = None  # at the budget epoch (the best one when not reached)
@@ -258,14 +257,16 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
         # reached seeds when there are any; else the not-reached seeds, flagged by the status
         shown = [o for o in members if o.status == "reached"] or [
             o for o in members if o.status == "not reached"]
-        judged = [o for o in members if o.best_diff is not None]
+        # convergence: the seeds compared with their baseline; without any, each run's own best
+        judged = [o for o in members if o.best_diff is not None] or [
+            o for o in members if o.best is not None]
         cells.append(Cell(
             dataset, model, budget, method, schedule, metric, len(members), _status(members),
             value=Stat.of([o.metric for o in shown]), diff=Stat.of([o.gap for o in shown]),
             flops_save=Stat.of([o.flops_save for o in shown]),
             time_save=Stat.of([o.time_save for o in shown]),
             best=Stat.of([o.best for o in judged]),
-            best_diff=Stat.of([o.best_diff for o in judged]),
+            best_diff=Stat.of([o.best_diff for o in judged if o.best_diff is not None]),
             averaged=any(o.averaged for o in shown),
             best_averaged=any(o.best_averaged for o in judged)))
     return cells

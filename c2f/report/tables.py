@@ -61,10 +61,12 @@ def metric_text(cell: Cell, criterion: str) -> str:
         return pct(cell.value) + (AVERAGED if cell.averaged else "") + extra + seeds
     if criterion == "convergence":
         if cell.best is None:
-            return cell.status if cell.status in ("no baseline", "baseline unfinished", "no data") \
+            return cell.status if cell.status in ("no baseline", "unfinished baseline", "no data") \
                 else "unfinished" + seeds
         mark = AVERAGED if cell.best_averaged else ""
-        return f"{pct(cell.best)}{mark} ({pct(cell.best_diff, True)})" + seeds
+        # without a finished baseline: the run's own best, and why there is no difference
+        diff = cell.status if cell.best_diff is None else pct(cell.best_diff, True)
+        return f"{pct(cell.best)}{mark} ({diff})" + seeds
     if cell.value is None:
         return cell.status + seeds
     mark = AVERAGED if cell.averaged else ""
