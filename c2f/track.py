@@ -1,6 +1,7 @@
 """The run directory (config, plan, metrics.jsonl, summary, checkpoints) and its lock."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -113,9 +114,15 @@ class RunHeld(RuntimeError):
     """Another live process holds the run directory; the message says which."""
 
 
+# flock's answers on file systems without locks: Lustre mounted without `flock` (ENOSYS),
+# NFS without its lock service (ENOLCK), some network and FUSE file systems (EOPNOTSUPP)
+NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP}
+
+
 class RunLock:
     """An OS lock on a run directory's `.lock` file (flock: it dies with its process, so a
-    killed holder never blocks a relaunch), with the holder's pid, host and start time in it."""
+    killed holder never blocks a relaunch), with the holder's pid, host and start time in it.
+    Where the file system has no locks the run trains unlocked, and says so."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
@@ -152,6 +159,10 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return self.holder()
+        except OSError as err:
+            if err.errno in NO_LOCKS:  # nothing to ask: no process can hold it either
+                return None
+            raise
         finally:
             os.close(fd)  # drops the probe's own lock
         return None
@@ -170,6 +181,14 @@ class RunLock:
                 raise self.held_error() from None
             log(f"run {self.path.parent} is held by {self.holder()}; waiting for it")
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                os.close(fd)
+                raise
+            log(f"warning: the file system of {self.path.parent} has no file locks (flock: "
+                f"{err.strerror}; Lustre without -o flock, NFS without its lock service): "
+                "the run trains unlocked, so two launches of it at once would both train "
+                "it. A paths.runs_dir on a file system with locks protects it")
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())

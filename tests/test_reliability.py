@@ -16,6 +16,8 @@ from c2f.track import RunLock
 from tests.conftest import (
     ROOT,
     TINY,
+    cli_command,
+    cli_env,
     kill_after_records,
     read_metrics,
     run_cli,
@@ -149,6 +151,46 @@ def test_the_lock_probe_sees_a_live_holder_only(tmp_path):
     again = RunLock(tmp_path)
     again.acquire()  # and the probe left nothing locked
     again.release()
+
+
+# What flock answers on Lustre mounted without -o flock, put in the process's fcntl module
+# (no such file system here): the trainer and the sweep's probe must carry on without locks.
+NO_FLOCK = """import errno, fcntl, os, runpy, sys
+def flock(fd, operation):
+    raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+fcntl.flock = flock
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_runs_folder_without_file_locks_trains_unlocked_and_says_so(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    cmd = cli_command([*TINY, "logger=disabled", "dataset.epochs=2"], runs, data_dir)
+    proc = subprocess.run([cmd[0], "-c", NO_FLOCK, *cmd[1:]], cwd=ROOT, capture_output=True,
+                          text=True, env=cli_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = run_dirs(runs)
+    assert f"warning: the file system of {run} has no file locks (flock: Function not " \
+        "implemented; Lustre without -o flock" in proc.stdout
+    assert len(read_metrics(run)) == 2 and (run / "summary.json").exists()
+    assert not (run / ".lock").read_text().strip()  # its note is cleared at the end
+
+
+def test_the_lock_probe_without_file_locks(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "h", "since": "then"}))
+    answer = errno.ENOLCK  # NFS without its lock service
+
+    def flock(fd, operation):
+        raise OSError(answer, os.strerror(answer))
+    monkeypatch.setattr(fcntl, "flock", flock)
+    assert RunLock(tmp_path).held_by() is None  # no process can hold it either
+    answer = errno.EBADF  # anything else is a real error
+    with pytest.raises(OSError):
+        RunLock(tmp_path).held_by()
 
 
 def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
