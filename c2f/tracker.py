@@ -41,17 +41,30 @@ class Tracker:
 
     def __init__(self, mode: str, project: str, entity: str | None, run_id: str, group: str,
                  run_dir: Path, config: dict, tags: tuple[str, ...] = (), metric: str = "acc",
-                 every_steps: int = 20):
+                 every_steps: int = 20, log=print):
         self.run, self.metric, self.every_steps = None, metric, every_steps
         if mode == "disabled":
             return
         import wandb
 
-        self.run = wandb.init(project=project, entity=entity, id=run_id, resume="allow",
+        def start(mode: str):
+            return wandb.init(project=project, entity=entity, id=run_id, resume="allow",
                               mode=mode, dir=str(run_dir), group=group, job_type="train",
                               config=config, tags=run_tags(config, tags),
                               reinit="finish_previous",
                               settings=wandb.Settings(console="off", silent=True))
+        try:
+            self.run = start(mode)
+        except wandb.errors.Error as err:
+            if mode != "online":
+                raise
+            # no key, no network (a compute node), a server that refuses: the training the
+            # job came for goes on, logged where `wandb sync` uploads it from later
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            log(f"warning: W&B online failed ({reason}); logging offline instead: "
+                f"`wandb sync {run_dir / 'wandb'}/offline-run-*` uploads it later "
+                "(logger.mode=offline skips the attempt)")
+            self.run = start("offline")
         self._declare()
 
     def _declare(self) -> None:

@@ -51,6 +51,23 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     assert read_metrics(run) == records
 
 
+def test_wandb_online_without_a_key_logs_offline_and_trains(tmp_path, data_dir):
+    """A compute node without W&B credentials (HOME without .netrc, no WANDB_API_KEY): the
+    real wandb refuses online mode; the job trains anyway and logs offline for `wandb sync`."""
+    runs = tmp_path / "runs"
+    env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_INIT_TIMEOUT": "20"}
+    proc = run_cli([*TINY, "logger=wandb", "logger.mode=online", "dataset.epochs=2"], runs,
+                   data_dir, env=env)
+    [run] = run_dirs(runs)
+    assert "warning: W&B online failed (" in proc.stdout, proc.stdout
+    assert f"logging offline instead: `wandb sync {run / 'wandb'}/offline-run-*`" in proc.stdout
+    records = read_metrics(run)
+    assert len(records) == 2
+    [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
+    assert [h["acc"] for h in wandb_log.history(log) if "acc" in h] == \
+        [r["acc"] for r in records]
+
+
 def check_wandb_log(log, records: list[dict]) -> None:
     """The offline run as W&B will upload it: epochs against three declared x-axes, the
     training loss every 2 steps, a marker at each phase's first step, tags and group."""

@@ -184,7 +184,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> d
     metric = "acc" if spec.pretrain is not None else spec.dataset.metric
     tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
                       run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
-                      metric, spec.logger.log_every_steps)
+                      metric, spec.logger.log_every_steps, log=echo)
     exit_code = 1
     try:
         data = data_bundle(train, evaluation, settings, spec.trainer,
