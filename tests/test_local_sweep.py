@@ -44,7 +44,7 @@ def live_jobs(folder: Path) -> dict[int, dict[str, str]]:
 def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data_dir):
     runs = tmp_path / "runs"
     launcher = start_cli(["-m", "launcher=submitit_local", "compression=fshift",
-                          "schedule=2phase", "schedule.c=4", "seed=0,1,2", *TINY,
+                          "schedule=2phase", "schedule.c=4", "seed=0,1,2,0", *TINY,
                           "logger=disabled", "hydra.launcher.visible_gpus=[3,5]"],
                          runs, data_dir)
     samples = []
@@ -52,6 +52,8 @@ def test_jobs_run_in_slots_of_their_own_gpus_at_most_one_per_slot(tmp_path, data
         samples.append(live_jobs(tmp_path))
         time.sleep(0.02)
     out = finish(launcher)
+    # job #3 is #0 again: one run, trained once, its return given to both
+    assert "1 job(s) are the same run as an earlier job" in out and "  #3 = #0 (" in out
     assert "Local sweep: 2 job(s) at a time (GPU 3, GPU 5), " \
            f"{max(1, job_cpus() // 2)} CPU(s) each" in out
     started = re.findall(r"started job (\d) of 3 on GPU (\d) \((\d) ended\)", out)

@@ -46,3 +46,19 @@ def test_multilabel_builtin_reports_map(tmp_path, data_dir):
         assert record["metric"] == "mAP" and record["value"] == record["mAP"]
         assert 0.0 < record["mAP"] <= 1.0 and 0.0 < record["AUC"] <= 1.0
         assert "d_prime" in record
+
+
+def test_jobs_that_are_one_run_train_once_and_own_groups_tell_them_apart(tmp_path, data_dir):
+    """trainer.precision is not part of a run's identity (same results, other speed): a sweep
+    over it alone is one run, trained once and said so; a group per precision splits it."""
+    runs = tmp_path / "runs"
+    sweep = ["-m", *TINY, "logger=disabled", "dataset.epochs=2", "trainer.precision=fp32,bf16"]
+    out = run_cli(sweep, runs, data_dir).stdout
+    assert "1 job(s) are the same run as an earlier job of this sweep, trained once" in out
+    [run] = run_dirs(runs)
+    assert f"  #1 = #0 (trainer.precision=bf16) -> {run}" in out
+    assert "Launching 1 jobs locally" in out and len(read_metrics(run)) == 2
+    run_cli([*sweep, "group=p-${trainer.precision}"], runs, data_dir)
+    split = {run.parent.name: run for run in run_dirs(runs) if run.parent.name != "default"}
+    assert sorted(split) == ["p-bf16", "p-fp32"]
+    assert all((run / "summary.json").exists() for run in split.values())

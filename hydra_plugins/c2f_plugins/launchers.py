@@ -49,7 +49,12 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
-from hydra_plugins.c2f_plugins.settled import settled_jobs, varying_overrides
+from hydra_plugins.c2f_plugins.settled import (
+    duplicate_jobs,
+    same_return,
+    settled_jobs,
+    varying_overrides,
+)
 from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
 
 log = logging.getLogger(__name__)
@@ -134,14 +139,19 @@ class LocalLauncher(BasicLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         loader = self.hydra_context.config_loader
         configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
-        settled = settled_jobs(preflight(configs, job_overrides), job_overrides)
+        specs = preflight(configs, job_overrides)
+        settled = settled_jobs(specs, job_overrides)
+        same = {i: j for i, j in duplicate_jobs(specs, job_overrides).items() if i not in settled}
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides) - len(settled)} jobs locally")
+        log.info(f"Launching {len(job_overrides) - len(settled) - len(same)} jobs locally")
         returns = []
         for idx, (overrides, config) in enumerate(zip(job_overrides, configs),
                                                   start=initial_job_idx):
             if idx - initial_job_idx in settled:
                 returns.append(settled[idx - initial_job_idx])
+                continue
+            if idx - initial_job_idx in same:
+                returns.append(same_return(returns[same[idx - initial_job_idx]], overrides))
                 continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             with open_dict(config):
@@ -218,8 +228,10 @@ class _SubmititLauncher(BaseSubmititLauncher):
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
             configs.append(self._compose(overrides, num))
-        settled = settled_jobs(preflight(configs, job_overrides), job_overrides)
-        todo = [i for i in range(len(configs)) if i not in settled]
+        specs = preflight(configs, job_overrides)
+        settled = settled_jobs(specs, job_overrides)
+        same = {i: j for i, j in duplicate_jobs(specs, job_overrides).items() if i not in settled}
+        todo = [i for i in range(len(configs)) if i not in settled and i not in same]
         jobs = {}
         if todo:
             executor = self._executor()
@@ -231,6 +243,9 @@ class _SubmititLauncher(BaseSubmititLauncher):
         for index, overrides in enumerate(job_overrides):
             if index in settled:
                 returns.append(settled[index])
+                continue
+            if index in same:
+                returns.append(same_return(returns[same[index]], overrides))
                 continue
             try:
                 returns.append(jobs[index].results()[0])

@@ -33,6 +33,41 @@ def _listed(title: str, rows: dict[int, str], varying: list[str]) -> str:
     return "\n".join(lines)
 
 
+def duplicate_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]) -> dict[int, int]:
+    """Jobs that are the same run as an earlier job of the sweep (their overrides differ only
+    in keys outside a run's identity, `NON_SEMANTIC` in c2f/spec.py: precision, workers,
+    compile, ...), mapped to that job: each run is trained once; listed in the log."""
+    first: dict[str, int] = {}
+    same = {}
+    for index, spec in enumerate(specs):
+        same_as = first.setdefault(str(spec.run_dir), index)
+        if same_as != index:
+            same[index] = same_as
+    if not same:
+        return {}
+    lines = [f"{len(same)} job(s) are the same run as an earlier job of this sweep, trained "
+             "once: their overrides differ only in keys that do not change a run's results, "
+             "so they share its folder (to train each, give each its own folder: for a sweep over "
+             "trainer.precision, add 'group=mine-${trainer.precision}', quoted for the shell):"]
+    for shown, (index, same_as) in enumerate(same.items()):
+        if shown == SHOWN:
+            lines.append(f"  and {len(same) - SHOWN} more")
+            break
+        differ = [o for o in filter_overrides(job_overrides[index])
+                  if o not in set(job_overrides[same_as])]
+        lines.append(f"  #{index} = #{same_as} ({' '.join(differ) or 'the same overrides'}) "
+                     f"-> {specs[index].run_dir}")
+    log.warning("\n".join(lines))
+    return same
+
+
+def same_return(first: JobReturn, overrides: Sequence[str]) -> JobReturn:
+    """A duplicate job's return: its run's, under its own overrides."""
+    return JobReturn(overrides=list(overrides), status=first.status,
+                     _return_value=first._return_value, hydra_cfg=first.hydra_cfg,
+                     working_dir=first.working_dir, task_name=first.task_name)
+
+
 def settled_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
                  ) -> dict[int, JobReturn]:
     """The jobs not to start, by index, with their returns; each kind listed in the log."""
