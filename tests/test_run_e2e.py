@@ -46,8 +46,12 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     check_wandb_log(log, records)
 
     again = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
-                     "schedule.c=4", "logger.log_every_steps=2"], runs, data_dir)
+                     "schedule.c=4", "logger.log_every_steps=2", "trainer.precision=fp32"],
+                    runs, data_dir)
     assert "already finished" in again.stdout
+    # the same run, asked for in another precision: said why it is not trained again
+    assert "Your trainer.precision=fp32 (the run's: auto) is not part of a run's identity" \
+        in again.stdout and "'group=<name>' trains it in a folder of its own" in again.stdout
     assert read_metrics(run) == records
 
 

@@ -122,9 +122,29 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     done = run.finished_summary()
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
-             f"{done['best']:.4f}. Delete the folder to train it again.")
+             f"{done['best']:.4f}. Delete the folder to train it again.{_other_trainer(spec, run)}")
         return done
     return None
+
+
+def _other_trainer(spec: RunSpec, run: RunDir) -> str:
+    """Where the finished run was trained with other trainer settings (precision, compile,
+    ...: outside a run's identity), says so and how to train this one in its own folder."""
+    try:
+        stored = (yaml.safe_load((run.path / "config.yaml").read_text()) or {}).get("trainer")
+    except (OSError, yaml.YAMLError):
+        return ""
+    if not isinstance(stored, dict):
+        return ""
+    now = dataclasses.asdict(spec.trainer)
+    differ = [f"trainer.{key}={now[key]} (the run's: {stored[key]})" for key in sorted(now)
+              if key in stored and key not in ("dry_run", "progress", "wait_for_lock")
+              and stored[key] != now[key]]
+    if not differ:
+        return ""
+    verb = "is" if len(differ) == 1 else "are"
+    return (f" Your {', '.join(differ)} {verb} not part of a run's identity (how a run trains, "
+            "not what it trains); 'group=<name>' trains it in a folder of its own.")
 
 
 def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
