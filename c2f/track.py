@@ -66,9 +66,15 @@ class RunDir:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
     def read_summary(self) -> dict | None:
-        if not self.summary_path.exists():
+        """The summary; None while there is none, or where it is unreadable (cut short on a
+        file system without atomic renames): the run then resumes from its checkpoint, which
+        writes it again."""
+        try:
+            return json.loads(self.summary_path.read_text())
+        except FileNotFoundError:
             return None
-        return json.loads(self.summary_path.read_text())
+        except (OSError, ValueError):
+            return None
 
     def finished_summary(self) -> dict | None:
         """The summary of a run that finished; None while it has not."""

@@ -87,6 +87,23 @@ def test_unreadable_checkpoints_fall_back_to_the_newest_readable_one(tmp_path, d
         [{k: r[k] for k in SAME} for r in expected]
 
 
+def test_an_unreadable_summary_is_written_again_from_the_checkpoint(tmp_path, data_dir):
+    """A finished run's summary.json cut short: a sweep relaunch (whose launcher reads it
+    first) resumes the run, which trains nothing and writes the summary again."""
+    args = [*TINY, "logger=disabled", "dataset.epochs=2"]
+    runs = tmp_path / "runs"
+    run_cli(args, runs, data_dir)
+    [run] = run_dirs(runs)
+    records, summary = read_metrics(run), json.loads((run / "summary.json").read_text())
+    truncate(run / "summary.json")
+    proc = run_cli(["-m", *args], runs, data_dir)
+    assert f"note: {run / 'summary.json'} is unreadable; the run resumes from its checkpoint" \
+        in proc.stdout
+    assert "resuming from" in proc.stdout and "(2 epoch(s) done)" in proc.stdout
+    assert read_metrics(run) == records
+    assert json.loads((run / "summary.json").read_text()) == summary
+
+
 def test_no_readable_checkpoint_says_what_to_do(tmp_path, data_dir):
     runs = tmp_path / "runs"
     kill_after_records(BASE, 2, runs, data_dir)  # epoch 1's checkpoint is written by then

@@ -190,6 +190,9 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
 
 def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> dict:
     """Data, the loop (classification or pretraining), the summary."""
+    if run.summary_path.exists() and run.read_summary() is None:
+        echo(f"note: {run.summary_path} is unreadable; the run resumes from its checkpoint, "
+             "which writes it again")
     train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo,
                                                spec.model_features,
                                                unlabeled=spec.pretrain is not None)
