@@ -32,20 +32,23 @@ from tests.slurm_support import (
 )
 
 pytestmark = pytest.mark.slow
-GRID = ["compression=fshift,pool_avg", "schedule=2phase,3phase", "schedule.c=4"]
+# fshift twice: jobs #4 and #5 are the runs of jobs #0 and #1 again (trained once)
+GRID = ["compression=fshift,pool_avg,fshift", "schedule=2phase,3phase", "schedule.c=4"]
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory, data_dir, slurm) -> tuple[Path, list[str]]:
-    """2 methods x 2 schedules, once, on SLURM."""
+def grid(tmp_path_factory, data_dir, slurm) -> tuple[Path, list[str], str]:
+    """2 methods x 2 schedules, once, on SLURM (and two jobs that repeat runs)."""
     runs = tmp_path_factory.mktemp("grid") / "runs"
     args = ["-m", *ON_SLURM, *GRID]
-    run_cli(args, runs, data_dir, env=slurm)
-    return runs, args
+    proc = run_cli(args, runs, data_dir, env=slurm)
+    return runs, args, proc.stdout + proc.stderr
 
 
 def test_grid_lands_four_finished_runs(grid):
-    runs, _ = grid
+    runs, _, out = grid
+    assert "2 job(s) are the same run as an earlier job of this sweep" in out, out[-3000:]
+    assert re.findall(r"^  #(\d) = #(\d) \(", out, re.MULTILINE) == [("4", "0"), ("5", "1")]
     found = {}
     for run in run_dirs(runs):
         records = read_metrics(run)
@@ -59,15 +62,15 @@ def test_grid_lands_four_finished_runs(grid):
 
 def test_relaunch_submits_nothing(grid, data_dir, slurm):
     """Finished runs are listed by the launcher and never queued: no job, no SLURM array."""
-    runs, args = grid
+    runs, args, _ = grid
     before = {run: (run / "metrics.jsonl").stat().st_mtime_ns for run in run_dirs(runs)}
     proc = run_cli(args, runs, data_dir, env=slurm)
     after = {run: (run / "metrics.jsonl").stat().st_mtime_ns for run in run_dirs(runs)}
     assert after == before and len(after) == 4
     out = proc.stdout + proc.stderr
-    assert "4 of 4 run(s) already finished, not started again" in out, out[-3000:]
+    assert "6 of 6 run(s) already finished, not started again" in out, out[-3000:]
     listed = re.findall(r"^  #\d+ .*-> (\S+)$", out, re.MULTILINE)
-    assert sorted(listed) == sorted(str(run) for run in after)
+    assert len(listed) == 6 and set(listed) == {str(run) for run in after}
     assert len(sweep_dirs(runs.parent)) == 1  # nothing was submitted
 
 

@@ -141,7 +141,7 @@ class LocalLauncher(BasicLauncher):
         configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
         specs = preflight(configs, job_overrides)
         settled = settled_jobs(specs, job_overrides)
-        same = {i: j for i, j in duplicate_jobs(specs, job_overrides).items() if i not in settled}
+        same = duplicate_jobs(specs, job_overrides, settled)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides) - len(settled) - len(same)} jobs locally")
         returns = []
@@ -230,7 +230,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
             configs.append(self._compose(overrides, num))
         specs = preflight(configs, job_overrides)
         settled = settled_jobs(specs, job_overrides)
-        same = {i: j for i, j in duplicate_jobs(specs, job_overrides).items() if i not in settled}
+        same = duplicate_jobs(specs, job_overrides, settled)
         todo = [i for i in range(len(configs)) if i not in settled and i not in same]
         jobs = {}
         if todo:

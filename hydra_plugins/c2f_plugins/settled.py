@@ -7,7 +7,7 @@ say so. They are listed when the sweep is launched and get their return at once 
 completed; diverged: failed, listed with the failures; held: skipped, listed as such)."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
@@ -33,13 +33,17 @@ def _listed(title: str, rows: dict[int, str], varying: list[str]) -> str:
     return "\n".join(lines)
 
 
-def duplicate_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]) -> dict[int, int]:
+def duplicate_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]],
+                   settled: Collection[int] = ()) -> dict[int, int]:
     """Jobs that are the same run as an earlier job of the sweep (their overrides differ only
     in keys outside a run's identity, `NON_SEMANTIC` in c2f/spec.py: precision, workers,
-    compile, ...), mapped to that job: each run is trained once; listed in the log."""
+    compile, ...), mapped to that job: each run is trained once; listed in the log. Settled
+    jobs (`settled_jobs`) have their returns already and are left out."""
     first: dict[str, int] = {}
     same = {}
     for index, spec in enumerate(specs):
+        if index in settled:
+            continue
         same_as = first.setdefault(str(spec.run_dir), index)
         if same_as != index:
             same[index] = same_as
