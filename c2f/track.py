@@ -71,9 +71,7 @@ class RunDir:
         writes it again."""
         try:
             return json.loads(self.summary_path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # absent, or unreadable
             return None
 
     def finished_summary(self) -> dict | None:

@@ -106,7 +106,10 @@ def diverged_before(spec: RunSpec, run: RunDir) -> ConfigError | None:
     diverged = run.path / DIVERGED
     if spec.trainer.dry_run or not diverged.exists():
         return None
-    where = json.loads(diverged.read_text())
+    try:
+        where = json.loads(diverged.read_text())
+    except (OSError, ValueError) as err:  # still a record that it diverged
+        where = {"message": f"unreadable: {err}"}
     return ConfigError(
         f"run {spec.run_id} diverged before ({diverged}: {where.get('message', where)}). "
         "Relaunching the same config would repeat it; change optim.lr or optim.grad_clip "
