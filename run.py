@@ -17,6 +17,7 @@ from c2f.data.errors import DataError
 from c2f.prepared import fill_prepared
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
+from c2f.train.failures import SharedMemoryExhausted
 from c2f.train.job import run_job
 from c2f.train.step import Diverged, OutOfMemory
 
@@ -36,7 +37,8 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(3) from None
-        if not isinstance(err, (ConfigError, DataError, RunHeld, OutOfMemory)):
+        if not isinstance(err, (ConfigError, DataError, RunHeld, OutOfMemory,
+                                SharedMemoryExhausted)):
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -234,6 +234,32 @@ def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
     assert len(trained) == 1 and trained[0] != held
 
 
+def in_small_shm(cmd: list[str], megabytes: int) -> list[str]:
+    """`cmd` in a mount namespace of its own whose /dev/shm holds `megabytes` (a container's
+    small shared memory; the rest of the machine keeps its own)."""
+    return ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={megabytes}m tmpfs /dev/shm '
+            '&& exec "$@"', "sh", *cmd]
+
+
+def test_loader_workers_out_of_shared_memory_say_what_to_change(tmp_path, data_dir):
+    probe = subprocess.run(in_small_shm(["true"], 1), capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    args = [*TINY, "logger=disabled", "dataset.epochs=2", "trainer.frontend=worker",
+            "trainer.cache_audio=false"]  # every batch from the workers, through /dev/shm
+    runs = tmp_path / "runs"
+    proc = subprocess.run(in_small_shm(cli_command([*args, "trainer.num_workers=2"], runs,
+                                                   data_dir), 1),
+                          cwd=ROOT, capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "error: the data loader's 2 worker process(es) ran out of shared memory (/dev/shm: " \
+        in proc.stderr and "Relaunch with trainer.num_workers=0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run_cli([*args, "trainer.num_workers=0"], runs, data_dir)  # as the message says
+    [run] = run_dirs(runs)
+    assert len(read_metrics(run)) == 2 and (run / "summary.json").exists()
+
+
 def test_an_unwritable_runs_folder_is_named_before_training(tmp_path, data_dir):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the runs folder should be")

@@ -21,6 +21,7 @@ from c2f.tracker import Tracker
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
+from c2f.train.failures import explain_failure
 from c2f.train.flops import training_flops
 from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
 from c2f.train.metrics import classification_loss, evaluate_scores
@@ -29,7 +30,7 @@ from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, fronte
 from c2f.train.precision import Precision
 from c2f.train.progress import MidEpoch
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
-from c2f.train.step import Diverged, OutOfMemory, forward_backward, micro_slices, split_note
+from c2f.train.step import Diverged, forward_backward, micro_slices, split_note
 from c2f.train.switching import adapted_phase, phase_decision
 
 
@@ -368,10 +369,12 @@ class PhaseLoop:
                     stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
                     where = "evaluation"
                     scores = self._evaluate(evaluable, data)
-                except torch.OutOfMemoryError as err:
-                    raise OutOfMemory(self.device.type, where, phase.index, phase.c,
-                                      self.batch_size, self.spec.trainer.micro_batch,
-                                      state.epoch) from err
+                except RuntimeError as err:  # out of device or shared memory: what to change
+                    explain_failure(err, device=self.device.type, where=where,
+                                    phase=phase.index, c=phase.c, batch=self.batch_size,
+                                    micro=self.spec.trainer.micro_batch,
+                                    workers=data.train.num_workers, epochs_done=state.epoch)
+                    raise
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
