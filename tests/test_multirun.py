@@ -49,16 +49,19 @@ def test_multilabel_builtin_reports_map(tmp_path, data_dir):
 
 
 def test_jobs_that_are_one_run_train_once_and_own_groups_tell_them_apart(tmp_path, data_dir):
-    """trainer.precision is not part of a run's identity (same results, other speed): a sweep
-    over it alone is one run, trained once and said so; a group per precision splits it."""
+    """trainer.precision is not part of a run's identity (how a run trains, not what): a
+    sweep over it alone is one run, trained once and said so; a group per precision (as the
+    message says) splits it."""
     runs = tmp_path / "runs"
-    sweep = ["-m", *TINY, "logger=disabled", "dataset.epochs=2", "trainer.precision=fp32,bf16"]
+    sweep = ["-m", *TINY, "logger=disabled", "dataset.epochs=1", "trainer.precision=fp32,bf16",
+             "group=one,p-${trainer.precision}"]
     out = run_cli(sweep, runs, data_dir).stdout
     assert "1 job(s) are the same run as an earlier job of this sweep, trained once" in out
-    [run] = run_dirs(runs)
-    assert f"  #1 = #0 (trainer.precision=bf16) -> {run}" in out
-    assert "Launching 1 jobs locally" in out and len(read_metrics(run)) == 2
-    run_cli([*sweep, "group=p-${trainer.precision}"], runs, data_dir)
-    split = {run.parent.name: run for run in run_dirs(runs) if run.parent.name != "default"}
-    assert sorted(split) == ["p-bf16", "p-fp32"]
-    assert all((run / "summary.json").exists() for run in split.values())
+    one = runs / "one"
+    [run] = [run for run in run_dirs(runs) if run.parent == one]
+    assert f"  #2 = #0 (trainer.precision=bf16) -> {run}" in out, out[-3000:]
+    assert "'group=mine-${trainer.precision}'" in out
+    assert "Launching 3 jobs locally" in out and len(read_metrics(run)) == 1
+    split = {run.parent.name for run in run_dirs(runs) if run.parent != one}
+    assert split == {"p-bf16", "p-fp32"}
+    assert all((run / "summary.json").exists() for run in run_dirs(runs))

@@ -87,23 +87,6 @@ def test_unreadable_checkpoints_fall_back_to_the_newest_readable_one(tmp_path, d
         [{k: r[k] for k in SAME} for r in expected]
 
 
-def test_an_unreadable_summary_is_written_again_from_the_checkpoint(tmp_path, data_dir):
-    """A finished run's summary.json cut short: a sweep relaunch (whose launcher reads it
-    first) resumes the run, which trains nothing and writes the summary again."""
-    args = [*TINY, "logger=disabled", "dataset.epochs=2"]
-    runs = tmp_path / "runs"
-    run_cli(args, runs, data_dir)
-    [run] = run_dirs(runs)
-    records, summary = read_metrics(run), json.loads((run / "summary.json").read_text())
-    truncate(run / "summary.json")
-    proc = run_cli(["-m", *args], runs, data_dir)
-    assert f"note: {run / 'summary.json'} is unreadable; the run resumes from its checkpoint" \
-        in proc.stdout
-    assert "resuming from" in proc.stdout and "(2 epoch(s) done)" in proc.stdout
-    assert read_metrics(run) == records
-    assert json.loads((run / "summary.json").read_text()) == summary
-
-
 def test_no_readable_checkpoint_says_what_to_do(tmp_path, data_dir):
     runs = tmp_path / "runs"
     kill_after_records(BASE, 2, runs, data_dir)  # epoch 1's checkpoint is written by then
@@ -181,9 +164,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_a_runs_folder_without_file_locks_trains_unlocked_and_says_so(tmp_path, data_dir):
+def test_a_runs_folder_without_locks_trains_and_a_summary_cut_short_is_written_again(
+        tmp_path, data_dir):
+    """Two mishaps of cluster file systems: no file locks (the run trains unlocked, saying
+    so), and a finished run's summary.json cut short (a sweep relaunch, whose launcher reads
+    it first, resumes the run, which trains nothing and writes the summary again)."""
+    args = [*TINY, "logger=disabled", "dataset.epochs=2"]
     runs = tmp_path / "runs"
-    cmd = cli_command([*TINY, "logger=disabled", "dataset.epochs=2"], runs, data_dir)
+    cmd = cli_command(args, runs, data_dir)
     proc = subprocess.run([cmd[0], "-c", NO_FLOCK, *cmd[1:]], cwd=ROOT, capture_output=True,
                           text=True, env=cli_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -192,6 +180,15 @@ def test_a_runs_folder_without_file_locks_trains_unlocked_and_says_so(tmp_path, 
         "implemented; Lustre without -o flock" in proc.stdout
     assert len(read_metrics(run)) == 2 and (run / "summary.json").exists()
     assert not (run / ".lock").read_text().strip()  # its note is cleared at the end
+
+    records, summary = read_metrics(run), json.loads((run / "summary.json").read_text())
+    truncate(run / "summary.json")
+    proc = run_cli(["-m", *args], runs, data_dir)
+    assert f"note: {run / 'summary.json'} is unreadable; the run resumes from its checkpoint" \
+        in proc.stdout
+    assert "resuming from" in proc.stdout and "(2 epoch(s) done)" in proc.stdout
+    assert read_metrics(run) == records
+    assert json.loads((run / "summary.json").read_text()) == summary
 
 
 def test_the_lock_probe_without_file_locks(tmp_path, monkeypatch):
