@@ -22,15 +22,17 @@ def varying_overrides(job_overrides: Sequence[Sequence[str]]) -> list[str]:
             for overrides in job_overrides]
 
 
-def _listed(title: str, rows: dict[int, str], varying: list[str]) -> str:
-    lines = [title]
-    for shown, index in enumerate(rows):
-        if shown == SHOWN:
-            lines.append(f"  and {len(rows) - SHOWN} more")
-            break
-        lines.append("  " + " ".join(filter(None, [f"#{index}", varying[index], "->",
-                                                   rows[index]])))
+def _listed(title: str, rows: dict[int, str]) -> str:
+    """The title, then "#<job> <row>" for the first SHOWN jobs, then how many more."""
+    lines = [title] + [f"  #{index} {row}" for index, row in list(rows.items())[:SHOWN]]
+    if len(rows) > SHOWN:
+        lines.append(f"  and {len(rows) - SHOWN} more")
     return "\n".join(lines)
+
+
+def _where(varying: str, path: str) -> str:
+    """A job's row: what tells it apart in the sweep, and its run's folder (or file)."""
+    return f"{varying} -> {path}" if varying else f"-> {path}"
 
 
 def duplicate_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]],
@@ -49,19 +51,17 @@ def duplicate_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]],
             same[index] = same_as
     if not same:
         return {}
-    lines = [f"{len(same)} job(s) are the same run as an earlier job of this sweep, trained "
-             "once: their overrides differ only in keys that do not change a run's results, "
-             "so they share its folder (to train each, give each its own folder: for a sweep over "
-             "trainer.precision, add 'group=mine-${trainer.precision}', quoted for the shell):"]
-    for shown, (index, same_as) in enumerate(same.items()):
-        if shown == SHOWN:
-            lines.append(f"  and {len(same) - SHOWN} more")
-            break
+    rows = {}
+    for index, same_as in same.items():
         differ = [o for o in filter_overrides(job_overrides[index])
                   if o not in set(job_overrides[same_as])]
-        lines.append(f"  #{index} = #{same_as} ({' '.join(differ) or 'the same overrides'}) "
-                     f"-> {specs[index].run_dir}")
-    log.warning("\n".join(lines))
+        rows[index] = (f"= #{same_as} ({' '.join(differ) or 'the same overrides'}) -> "
+                       f"{specs[index].run_dir}")
+    log.warning(_listed(
+        f"{len(same)} job(s) are the same run as an earlier job of this sweep, trained once: "
+        "their overrides differ only in keys that do not change a run's results, so they share "
+        "its folder (to train each, give each its own folder: for a sweep over "
+        "trainer.precision, add 'group=mine-${trainer.precision}', quoted for the shell):", rows))
     return same
 
 
@@ -100,16 +100,18 @@ def settled_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
             returns[index] = JobReturn(overrides=overrides, status=JobStatus.FAILED,
                                        _return_value=refused)
     varying, total = varying_overrides(job_overrides), len(specs)
+    finished, diverged, held = ({i: _where(varying[i], path) for i, path in kind.items()}
+                                for kind in (finished, diverged, held))
     if finished:
         log.info(_listed(f"{len(finished)} of {total} run(s) already finished, not started "
-                         "again (delete a run's folder to train it anew):", finished, varying))
+                         "again (delete a run's folder to train it anew):", finished))
     if diverged:
         log.warning(_listed(
             f"{len(diverged)} of {total} run(s) diverged before, not started again (the same "
             "config would diverge again: change optim.lr or optim.grad_clip, or delete the "
-            "run's diverged.json to retry it as it is):", diverged, varying))
+            "run's diverged.json to retry it as it is):", diverged))
     if held:
         log.warning(_listed(f"{len(held)} of {total} run(s) are being trained by other "
                             "processes, not started (trainer.wait_for_lock=true queues them "
-                            "to wait instead):", held, varying))
+                            "to wait instead):", held))
     return returns
