@@ -98,6 +98,9 @@ class ModelSpec:
     # tokens ("tokens", SSAST's ft_avgtok)
     features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
     batch_mixup: BatchMixup | None = None  # the model's own mixup (CNN14, HTS-AT); None: none
+    # a model family's own keys (`model.options: {hidden: 64}`), read as its `options` dataclass
+    # (`ModelFamily.own_options`); frozen as sorted (key, value) pairs, lists as tuples
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,7 @@ NON_SEMANTIC = {
 # Keys added after runs existed: at these values they are left out of a run's identity, so a
 # run made before the key existed keeps its id, and resumes, under a newer c2f.
 NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None},
-                    "model": {"batch_mixup": None}}
+                    "model": {"batch_mixup": None, "options": {}}}
 
 
 def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:
@@ -326,9 +329,32 @@ def _build_nested(cls, node: Any, key: str, **inner) -> Any:
 
 
 def build_model_spec(node: Any) -> ModelSpec:
-    """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses; lists are tuples."""
+    """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses and `options` frozen;
+    lists are tuples."""
+    if isinstance(node, Mapping) and "options" in node:
+        options = node["options"] if node["options"] is not None else {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"`model.options` must be a mapping of the model's own keys "
+                              f"(model.options.<key>=...), got {options!r}")
+        node = {**node, "options": tuple(sorted((str(k), _frozen(v, f"model.options.{k}"))
+                                                for k, v in options.items()))}
     return _build_nested(ModelSpec, node, "model", features=ModelFeatures,
                          batch_mixup=BatchMixup)
+
+
+def _frozen(value: Any, key: str) -> Any:
+    """A config value as a hashable one: lists as tuples; mappings are refused."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item, key) for item in value)
+    if isinstance(value, Mapping):
+        raise ConfigError(f"`{key}`: a model option takes a value or a list, not a mapping")
+    return value
+
+
+def model_options(cls: type, spec: ModelSpec) -> Any:
+    """`model.options` as a model family's dataclass `cls` (defaults filled), naming unknown,
+    missing or mistyped keys."""
+    return _build(cls, dict(spec.options), "model.options")
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:

@@ -20,6 +20,8 @@ def field_types(cls) -> dict[str, Any]:
 def matches(value: Any, hint: Any) -> bool:
     """Whether a resolved config value (lists for tuples, mappings for nested dataclasses) can
     stand for `hint`. Integers pass as floats; booleans pass only as booleans."""
+    if hint is typing.Any:
+        return True
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return any(matches(value, option) for option in args)

@@ -20,7 +20,7 @@ def tokens(method: str, c: int, mel: int = 128) -> int:
 
 
 def test_registry_lists_every_shipped_method():
-    assert set(list_compressions()) == {"none", *METHODS}
+    assert {"none", *METHODS} <= set(list_compressions())  # and a user's new one besides
     with pytest.raises(ValueError, match="unknown compression `foo`.*fshift"):
         create_compression("foo")
 

@@ -35,6 +35,9 @@ class Compression:
     """
 
     name: str = ""
+    # The method changes the patch shape and moves the patch-embedding kernel between phases
+    # (`resize_patch_embed`): only models whose patches can be reshaped take it (AST).
+    reshapes_patches: bool = False
 
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         """Feature and token shapes at compression factor `c`."""

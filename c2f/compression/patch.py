@@ -16,6 +16,8 @@ from c2f.compression.base import BaseInput, Compression, PhaseInput
 
 
 class _WidePatch(Compression):
+    reshapes_patches = True
+
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         freq, time = base.patch
         return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length,

@@ -63,6 +63,7 @@ class ASTFamily(ModelFamily):
 
     moves = "positional table (bilinear on the grid), patch kernel (by the method)"
     patches = True
+    reshapable_patches = True  # rectangular patches, the kernel resized between phases
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

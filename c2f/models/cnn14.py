@@ -88,7 +88,6 @@ class Cnn14(nn.Module):
 class Cnn14Family(ModelFamily):
     """CNN14: time compression of its input (Fshift, average or max pooling), any C."""
 
-    compressions = ("none", "fshift", "pool_avg", "pool_max")
     batch_mixup = True  # PANNs mixes log-mels of batch pairs inside the model (models.py)
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,

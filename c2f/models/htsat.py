@@ -268,7 +268,6 @@ class HTSAT(nn.Module):
 class HTSATFamily(ModelFamily):
     """HTS-AT: time compression of its input (Fshift, pooling); C divides the chunk count."""
 
-    compressions = ("none", "fshift", "pool_avg", "pool_max")
     batch_mixup = True  # HTS-AT mixes log-mels with the flipped batch (htsat.py forward)
     moves = "every weight unchanged (windows read the sub-block of their bias tables)"
 

@@ -9,35 +9,61 @@ imported on first use, so a new model is one file there plus `conf/model/<preset
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from c2f.compression import Compression, PhaseInput
+from c2f.compression import Compression, PhaseInput, create_compression, list_compressions
 from c2f.registry import Registry
-from c2f.spec import ConfigError, ModelSpec
+from c2f.spec import ConfigError, ModelSpec, model_options
 
 
 class ModelFamily:
     """One architecture. Subclasses set `name` (by the decorator) and implement `build`."""
 
     name: str = ""
-    compressions: tuple[str, ...] | None = None  # the methods it takes; None: all of them
+    # takes the methods that reshape its patches (patch_bl, patch_pi); every model takes the
+    # methods that only compress its input features (fshift, pool_avg, pool_max, a new one)
+    reshapable_patches: bool = False
     moves: str = "nothing"  # what a phase transition moves, in words (plan and docs)
     patches: bool = False  # tokenizes the input into patches (the plan shows grid and tokens)
     batch_mixup: bool = False  # its forward takes `mix` (c2f/models/mixup.py): model.batch_mixup
+    # a frozen dataclass of the model's own keys, with defaults (`model.options.<key>` in its
+    # preset or on the command line); `own_options(spec)` reads them; None: it has none
+    options: type | None = None
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:
         """ConfigError when this model cannot take `compression` at C = c or these shapes."""
-        if self.compressions is not None and compression not in self.compressions \
-                and not (compression == "none" and c == 1):
+        if not self.takes(compression):
             raise ConfigError(
                 f"`model.arch={self.name}` does not support `compression={compression}` "
-                f"(C = {c}); it takes {', '.join(self.compressions)}")
+                f"(C = {c}): the method reshapes the patches, and {self.name} takes only "
+                f"methods that compress its input features: {', '.join(self.methods())}")
+        self.own_options(spec)  # names unknown or mistyped keys before anything is built
         if spec.batch_mixup is not None and not self.batch_mixup:
             raise ConfigError(f"`model.batch_mixup`: `model.arch={self.name}` does not mix "
                               "inside the model; remove it (AST mixes waveforms: dataset.mixup)")
+
+    def own_options(self, spec: ModelSpec) -> Any:
+        """`model.options` as this family's `options` dataclass (None when it has none)."""
+        if self.options is None:
+            if spec.options:
+                raise ConfigError(
+                    f"`model.options`: `model.arch={self.name}` has no options of its own, got "
+                    f"{', '.join(key for key, _ in spec.options)}; its settings are model.* "
+                    "keys (`model.embed_dim=...`)")
+            return None
+        return model_options(self.options, spec)
+
+    def takes(self, compression: str) -> bool:
+        """Whether this model trains with the compression method registered as `compression`."""
+        return self.reshapable_patches or not create_compression(compression).reshapes_patches
+
+    def methods(self) -> list[str]:
+        """The registered compression methods this model takes."""
+        return [name for name in list_compressions() if self.takes(name)]
 
     def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
               patch: tuple[int, int], c: int = 1) -> nn.Module:
