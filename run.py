@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from c2f.data.errors import DataError
 from c2f.prepared import fill_prepared
+from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
 from c2f.train.failures import SharedMemoryExhausted
@@ -38,7 +39,7 @@ def main(cfg: DictConfig) -> float | None:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(3) from None
         if not isinstance(err, (ConfigError, DataError, RunHeld, OutOfMemory,
-                                SharedMemoryExhausted)):
+                                SharedMemoryExhausted, PluginError)):
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

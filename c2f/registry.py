@@ -1,9 +1,26 @@
 """A registry of named classes filled by a decorator, whose package's modules are all imported
-on first use: adding a compression method or a model is one new file."""
+on first use: adding a compression method or a model is one new file.
+
+The file may also live in a package of your own: a package that declares a module in the
+`c2f.plugins` entry-point group (`[project.entry-points."c2f.plugins"]` in its pyproject.toml,
+`mine = "my_package.c2f_methods"`) has that module imported with c2f's own, so its `@register`
+and `@register_model` classes are found, and a `conf/` folder beside the module is added to
+Hydra's config search path (`conf/compression/<name>.yaml`, `conf/model/<preset>.yaml`).
+"""
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
+import importlib.util
 import pkgutil
+from pathlib import Path
+
+PLUGIN_GROUP = "c2f.plugins"
+
+
+class PluginError(ImportError):
+    """A declared plugin that cannot be found or imported; the message names its package."""
 
 
 class Registry:
@@ -19,7 +36,8 @@ class Registry:
 
         def wrap(cls: type) -> type:
             if name in self.classes and self.classes[name] is not cls:
-                raise ValueError(f"{self.kind} `{name}` is registered twice")
+                raise ValueError(f"{self.kind} `{name}` is registered twice: by "
+                                 f"{self.classes[name].__module__} and {cls.__module__}")
             cls.name = name
             self.classes[name] = cls
             return cls
@@ -39,4 +57,45 @@ class Registry:
             package = importlib.import_module(self.package)
             for module in pkgutil.iter_modules(package.__path__):
                 importlib.import_module(f"{self.package}.{module.name}")
+            load_plugins()
             self.loaded = True
+
+
+def _plugin_entries() -> list[importlib.metadata.EntryPoint]:
+    return sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name)
+
+
+def _where(entry: importlib.metadata.EntryPoint) -> str:
+    package = entry.dist.name if entry.dist is not None else "an installed package"
+    return (f"c2f plugin {entry.name!r} = {entry.value!r} (entry point of {package}, group "
+            f"{PLUGIN_GROUP})")
+
+
+@functools.cache
+def plugin_folders() -> tuple[Path, ...]:
+    """The folder of each plugin module (its `conf/` and its sources), without importing it."""
+    folders = []
+    for entry in _plugin_entries():
+        try:
+            spec = importlib.util.find_spec(entry.module)
+        except (ImportError, ValueError) as err:
+            raise PluginError(f"{_where(entry)}: {err}; install its package again or "
+                              "uninstall it") from None
+        if spec is None or spec.origin is None:
+            raise PluginError(f"{_where(entry)}: no module {entry.module!r} found; install "
+                              "its package again or uninstall it")
+        folders.append(Path(spec.origin).parent)
+    return tuple(folders)
+
+
+@functools.cache
+def load_plugins() -> tuple[str, ...]:
+    """Import every plugin module (its decorators register its classes); their names."""
+    plugin_folders()  # a missing module fails with its entry point named
+    for entry in _plugin_entries():
+        try:
+            importlib.import_module(entry.module)
+        except Exception as err:
+            raise PluginError(f"{_where(entry)} failed to import: {type(err).__name__}: "
+                              f"{err}") from err
+    return tuple(entry.module for entry in _plugin_entries())

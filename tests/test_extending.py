@@ -1,9 +1,11 @@
 """What a user adds in an afternoon is taken without editing c2f: a compression method that
-only compresses the features trains every model, and a model's own hyperparameters are its
-`model.options`, checked by its family's dataclass before anything is built."""
+only compresses the features trains every model; a model's own hyperparameters are its
+`model.options`, checked by its family's dataclass before anything is built; and both may live
+in a package of the user's own (a `c2f.plugins` entry point, c2f/registry.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import sys
 
 import pytest
 import torch
@@ -12,23 +14,31 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from c2f.compression import _REGISTRY as COMPRESSIONS
-from c2f.compression import Compression, PhaseInput
+from c2f.flops_cache import code_version
 from c2f.models import build_model, model_family
 from c2f.models.registry import _REGISTRY as MODELS
-from c2f.models.registry import ModelFamily
 from c2f.plan import build_plan
+from c2f.registry import PluginError, load_plugins, plugin_folders
 from c2f.spec import ConfigError, build_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
+
+# A user's package: a method that keeps every C-th frame and a model with options of its own.
+PLUGIN = '''
+from dataclasses import dataclass
+
+from torch import nn
+
+from c2f.compression import register
+from c2f.compression.base import Compression, PhaseInput, divide_exactly
+from c2f.models.registry import ModelFamily, register_model
 
 
+@register("every_other_frame")
 class EveryOtherFrame(Compression):
-    """A user's new method: it only compresses the features, as Fshift and pooling do."""
-
-    name = "every_other_frame"
-
     def phase_input(self, base, c):
-        return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length // c,
-                          base.patch, base.time_mask // c)
+        return PhaseInput(base.frame_shift_ms, base.target_length,
+                          divide_exactly(base.target_length, c, self.name), base.patch,
+                          base.time_mask // c)
 
     def transform(self, fbank, c):
         return fbank[..., ::c, :]
@@ -40,10 +50,17 @@ class ConvOptions:
     kernels: tuple[int, ...] = (3,)
 
 
-class ConvFamily(ModelFamily):
-    """A user's new model with hyperparameters that ModelSpec does not know."""
+class OverTime(nn.Module):
+    def __init__(self, body, head):
+        super().__init__()
+        self.body, self.head = body, head
 
-    name = "user_conv"
+    def forward(self, spec):  # [batch, frames, mel]
+        return self.head(self.body(spec.transpose(1, 2)).mean(dim=2))
+
+
+@register_model("user_conv")
+class ConvFamily(ModelFamily):
     options = ConvOptions
 
     def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
@@ -52,16 +69,46 @@ class ConvFamily(ModelFamily):
         for kernel in own.kernels:
             layers += [nn.Conv1d(width, own.hidden, kernel, padding=kernel // 2), nn.ReLU()]
             width = own.hidden
-        return _OverTime(nn.Sequential(*layers), nn.Linear(width, num_classes))
+        return OverTime(nn.Sequential(*layers), nn.Linear(width, num_classes))
+'''
 
 
-class _OverTime(nn.Module):
-    def __init__(self, body: nn.Module, head: nn.Module):
-        super().__init__()
-        self.body, self.head = body, head
+def write_package(site, name: str, module: str, source: str, conf: dict[str, str]) -> None:
+    """An installed package as pip leaves it: its module, a conf/ folder, and a dist-info
+    whose entry point names the module in the `c2f.plugins` group."""
+    (site / name / "conf").mkdir(parents=True)
+    (site / name / "__init__.py").write_text("")
+    (site / name / f"{module}.py").write_text(source)
+    for path, text in conf.items():
+        (site / name / "conf" / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / name / "conf" / path).write_text(text)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[c2f.plugins]\nmine = {name}.{module}\n")
 
-    def forward(self, spec):  # [batch, frames, mel]
-        return self.head(self.body(spec.transpose(1, 2)).mean(dim=2))
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = tmp_path_factory.mktemp("site")
+    write_package(site, "c2f_user", "methods", PLUGIN, {
+        "compression/every_other_frame.yaml": "name: every_other_frame\n",
+        "model/user_conv.yaml": "name: user_conv\narch: user_conv\noptions:\n  hidden: 8\n"})
+    return site
+
+
+@pytest.fixture
+def plugin(site, monkeypatch):
+    """The user's package imported here, its classes registered until the test ends."""
+    for registry in (COMPRESSIONS, MODELS):
+        registry.names()
+        monkeypatch.setattr(registry, "classes", dict(registry.classes))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "c2f_user.methods", raising=False)
+    load_plugins.cache_clear(), plugin_folders.cache_clear()
+    assert load_plugins() == ("c2f_user.methods",)
+    yield importlib.import_module("c2f_user.methods")
+    load_plugins.cache_clear(), plugin_folders.cache_clear()
 
 
 def spec_for(*overrides: str):
@@ -71,8 +118,7 @@ def spec_for(*overrides: str):
 
 
 @pytest.mark.parametrize("arch", ["cnn14", "htsat"])
-def test_a_new_feature_method_is_taken_by_every_model_without_editing_it(arch, monkeypatch):
-    monkeypatch.setitem(COMPRESSIONS.classes, EveryOtherFrame.name, EveryOtherFrame)
+def test_a_new_feature_method_is_taken_by_every_model_without_editing_it(arch, plugin):
     assert model_family(arch).methods() == ["every_other_frame", "fshift", "none", "pool_avg",
                                             "pool_max"]
     plan = build_plan(spec_for(f"model={arch}_tiny", "compression.name=every_other_frame",
@@ -81,11 +127,10 @@ def test_a_new_feature_method_is_taken_by_every_model_without_editing_it(arch, m
         ("every_other_frame", 4, 64), ("every_other_frame", 1, 256)]
 
 
-def test_a_new_model_reads_its_own_options(monkeypatch):
-    monkeypatch.setitem(MODELS.classes, ConvFamily.name, ConvFamily)
+def test_a_new_model_reads_its_own_options(plugin):
     spec = spec_for("model.arch=user_conv", "+model.options.hidden=24",
                     "+model.options.kernels=[5,3]", "compression=fshift", "schedule=2phase")
-    assert ConvFamily().own_options(spec.model) == ConvOptions(hidden=24, kernels=(5, 3))
+    assert plugin.ConvFamily().own_options(spec.model) == plugin.ConvOptions(24, (5, 3))
     plan = build_plan(spec)
     model = build_model(spec.model, num_classes=11, num_mel_bins=128, frames=64, patch=(16, 16))
     assert [tuple(m.weight.shape) for m in model.body if isinstance(m, nn.Conv1d)] == [
@@ -103,8 +148,7 @@ def test_a_new_model_reads_its_own_options(monkeypatch):
     assert spec_for("+model.options={}").run_id == spec_for().run_id
 
 
-def test_model_options_are_checked_before_anything_is_built(monkeypatch):
-    monkeypatch.setitem(MODELS.classes, ConvFamily.name, ConvFamily)
+def test_model_options_are_checked_before_anything_is_built(plugin):
     with pytest.raises(ConfigError, match=r"unknown key\(s\) model.options.hiden; allowed: "
                                           r"hidden, kernels"):
         build_plan(spec_for("model.arch=user_conv", "+model.options.hiden=24"))
@@ -113,3 +157,44 @@ def test_model_options_are_checked_before_anything_is_built(monkeypatch):
     with pytest.raises(ConfigError, match=r"`model.options`: `model.arch=ast` has no options of "
                                           r"its own, got depth; its settings are model.\* keys"):
         build_plan(spec_for("+model.options.depth=2"))
+
+
+def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir):
+    """The user's package installed beside c2f (here: on PYTHONPATH, with its dist-info): its
+    method and model are found by name, with their presets from its conf/ folder."""
+    runs = tmp_path / "runs"
+    tiny = [arg for arg in TINY if not arg.startswith("model.")]
+    proc = run_cli([*tiny, "compression=every_other_frame", "model=user_conv", "schedule=2phase",
+                    "dataset.epochs=2", "logger=disabled"], runs, data_dir,
+                   env={"PYTHONPATH": str(site)})
+    assert "every_other_frame  4" in proc.stdout, proc.stdout
+    [run] = run_dirs(runs)
+    assert [(r["phase"], r["C"]) for r in read_metrics(run)] == [(0, 4), (1, 1)]
+    assert OmegaConf.load(run / "config.yaml").model.options.hidden == 8
+
+
+def test_an_edit_to_a_plugin_keys_the_flops_cache_anew(plugin, site):
+    source = site / "c2f_user" / "methods.py"
+    original = source.read_text()
+    code_version.cache_clear()
+    before = code_version()
+    try:
+        source.write_text(original.replace("hidden: int = 16", "hidden: int = 17"))
+        code_version.cache_clear()
+        assert code_version() != before
+    finally:
+        source.write_text(original)
+        code_version.cache_clear()
+
+
+def test_a_broken_plugin_is_named_with_its_package(tmp_path, monkeypatch):
+    write_package(tmp_path, "c2f_broken", "methods", "import not_installed_anywhere\n", {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugins.cache_clear(), plugin_folders.cache_clear()
+    try:
+        with pytest.raises(PluginError, match=r"c2f plugin 'mine' = 'c2f_broken.methods' "
+                           r"\(entry point of c2f_broken, group c2f.plugins\) failed to import: "
+                           r"ModuleNotFoundError: No module named 'not_installed_anywhere'"):
+            load_plugins()
+    finally:
+        load_plugins.cache_clear(), plugin_folders.cache_clear()

@@ -105,6 +105,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
     cannot run, one paragraph per distinct reason. Returns the specs."""
     from c2f.plan import build_plan
     from c2f.prepared import fill_prepared
+    from c2f.registry import PluginError
     from c2f.spec import ConfigError, build_spec
 
     problems: dict[str, list[str]] = {}
@@ -119,6 +120,8 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
             build_plan(specs[-1])
         except (ConfigError, OmegaConfBaseException) as err:
             problems.setdefault(str(err), []).append(f"#{num} {varying[num]}".strip())
+        except PluginError as err:  # every job's: c2f cannot load its methods and models
+            raise SweepConfigError(f"{err}; nothing was started") from None
     if not problems:
         return specs
     count = sum(len(jobs) for jobs in problems.values())
