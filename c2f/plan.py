@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
 from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model, model_family
+from c2f.registry import plugins_hint
 from c2f.run_refs import resolve_pretrained
 from c2f.spec import (
     ConfigError,
@@ -152,7 +153,7 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     """Build and validate the phase plan; fails before any data is read."""
     if spec.compression.name not in list_compressions():
         raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
-                          f"available: {', '.join(list_compressions())}")
+                          f"available: {', '.join(list_compressions())}{plugins_hint()}")
     resolve_pretrained(spec.model.pretrained, spec.runs_dir)  # says why a run is not usable
     model_family(spec.model.arch).check_pretrained(spec.model)
     factors = phase_factors(spec.schedule)

@@ -61,6 +61,14 @@ class Registry:
             self.loaded = True
 
 
+def plugins_hint() -> str:
+    """What an unknown name may be missing: the plugins there are, or that there are none."""
+    names = [entry.value for entry in _plugin_entries()]
+    found = f"loaded: {', '.join(names)}" if names else "none is installed"
+    return (f" (a method or model of a package of your own needs that package installed in "
+            f"this environment, declared in the {PLUGIN_GROUP} entry-point group; {found})")
+
+
 def _plugin_entries() -> list[importlib.metadata.EntryPoint]:
     return sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput, create_compression, list_compressions
-from c2f.registry import Registry
+from c2f.registry import Registry, plugins_hint
 from c2f.spec import ConfigError, ModelSpec, model_options
 
 
@@ -104,7 +104,7 @@ def model_family(arch: str) -> ModelFamily:
     cls = _REGISTRY.get(arch)
     if cls is None:
         raise ConfigError(f"`model.arch`: unknown model {arch!r}; available: "
-                          f"{', '.join(_REGISTRY.names())}")
+                          f"{', '.join(_REGISTRY.names())}{plugins_hint()}")
     return cls()
 
 
