@@ -23,6 +23,7 @@ from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
 from c2f.models import build_model
 from c2f.plan import build_plan
+from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_model_spec, build_spec
 from c2f.track import RunDir, atomic_torch_save
 from c2f.train.metrics import classification_loss, evaluate_scores, per_class_scores
@@ -168,7 +169,10 @@ def _run_info(path: Path, weights: str) -> dict:
     # the weights it started from are in its checkpoint: the plan must not need that file
     # (moved or deleted since), nor a pretraining run it referred to
     trained = dataclasses.replace(spec.model, pretrained=None, require_pretrained=False)
-    phases = build_plan(dataclasses.replace(spec, model=trained)).phases
+    try:
+        phases = build_plan(dataclasses.replace(spec, model=trained)).phases
+    except (ConfigError, PluginError) as err:
+        raise TrainedError(f"{path}: its model cannot be built here: {err}") from None
     final = phases[-1]
     model_config = dict(config["model"], pretrained=None, require_pretrained=False)
     return {"model": model_config, "num_classes": spec.dataset.num_classes,
@@ -206,9 +210,12 @@ def _from_export(path: Path, device: torch.device) -> Trained:
 
 def _build(info: dict, state_dict: dict, device: torch.device, source: str) -> Trained:
     phase = PhaseInput(**{**info["phase_input"], "patch": tuple(info["phase_input"]["patch"])})
-    model = build_model(build_model_spec(info["model"]), num_classes=info["num_classes"],
-                        num_mel_bins=info["num_mel_bins"], frames=phase.model_frames,
-                        patch=phase.patch, c=info["c"])
+    try:
+        model = build_model(build_model_spec(info["model"]), num_classes=info["num_classes"],
+                            num_mel_bins=info["num_mel_bins"], frames=phase.model_frames,
+                            patch=phase.patch, c=info["c"])
+    except (ConfigError, PluginError) as err:
+        raise TrainedError(f"{source}: its model cannot be built here: {err}") from None
     model.load_state_dict(state_dict)
     settings = FeatureSettings(**info["settings"])
     frontend = Frontend(settings, phase, create_compression(info["compression"]), info["c"],

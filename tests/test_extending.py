@@ -18,6 +18,7 @@ from c2f.flops_cache import code_version
 from c2f.models import build_model, model_family
 from c2f.models.registry import _REGISTRY as MODELS
 from c2f.plan import build_plan
+from c2f.predict import main as predict
 from c2f.registry import PluginError, load_plugins, plugin_folders
 from c2f.spec import ConfigError, build_spec
 from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
@@ -159,9 +160,10 @@ def test_model_options_are_checked_before_anything_is_built(plugin):
         build_plan(spec_for("+model.options.depth=2"))
 
 
-def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir):
+def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir, capsys, request):
     """The user's package installed beside c2f (here: on PYTHONPATH, with its dist-info): its
-    method and model are found by name, with their presets from its conf/ folder."""
+    method and model are found by name, with their presets from its conf/ folder, and the
+    trained model scores audio (c2f.predict) where the package is installed."""
     runs = tmp_path / "runs"
     tiny = [arg for arg in TINY if not arg.startswith("model.")]
     proc = run_cli([*tiny, "compression=every_other_frame", "model=user_conv", "schedule=2phase",
@@ -171,6 +173,13 @@ def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir):
     [run] = run_dirs(runs)
     assert [(r["phase"], r["C"]) for r in read_metrics(run)] == [(0, 4), (1, 1)]
     assert OmegaConf.load(run / "config.yaml").model.options.hidden == 8
+    # its model, used where the package is not installed, then where it is
+    clip = str(next(data_dir.rglob("*.wav")))
+    assert predict([str(run), clip]) == 2
+    assert "its model cannot be built here" in capsys.readouterr().err
+    request.getfixturevalue("plugin")
+    assert predict([str(run), clip, "--top", "2"]) == 0
+    assert "model: " in capsys.readouterr().out
 
 
 def test_an_edit_to_a_plugin_keys_the_flops_cache_anew(plugin, site):
