@@ -5,6 +5,7 @@ in a package of the user's own (a `c2f.plugins` entry point, c2f/registry.py).""
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 import pytest
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from c2f.compression import _REGISTRY as COMPRESSIONS
+from c2f.data.prepare import DATASETS
 from c2f.flops_cache import code_version
 from c2f.models import build_model, model_family
 from c2f.models.registry import _REGISTRY as MODELS
@@ -21,9 +23,10 @@ from c2f.plan import build_plan
 from c2f.predict import main as predict
 from c2f.registry import PluginError, load_plugins, plugin_folders
 from c2f.spec import ConfigError, build_spec
-from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
+from tests.conftest import ROOT, TINY, cli_env, read_metrics, run_cli, run_dirs
 
-# A user's package: a method that keeps every C-th frame and a model with options of its own.
+# A user's package: a method that keeps every C-th frame, a model with options of its own, and
+# a dataset preparation.
 PLUGIN = '''
 from dataclasses import dataclass
 
@@ -31,7 +34,15 @@ from torch import nn
 
 from c2f.compression import register
 from c2f.compression.base import Compression, PhaseInput, divide_exactly
+from c2f.data.prepare.folder import Folder
+from c2f.data.prepare.registry import register_dataset
 from c2f.models.registry import ModelFamily, register_model
+
+
+@register_dataset
+class Birdsong(Folder):
+    name = "birdsong_sites"
+    description = "a user's recordings: folders of sites, each with folders of species"
 
 
 @register("every_other_frame")
@@ -104,12 +115,15 @@ def plugin(site, monkeypatch):
     for registry in (COMPRESSIONS, MODELS):
         registry.names()
         monkeypatch.setattr(registry, "classes", dict(registry.classes))
+    datasets = set(DATASETS)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(sys.modules, "c2f_user.methods", raising=False)
     load_plugins.cache_clear(), plugin_folders.cache_clear()
     assert load_plugins() == ("c2f_user.methods",)
     yield importlib.import_module("c2f_user.methods")
     load_plugins.cache_clear(), plugin_folders.cache_clear()
+    for name in set(DATASETS) - datasets:
+        del DATASETS[name]
 
 
 def spec_for(*overrides: str):
@@ -147,6 +161,14 @@ def test_a_new_model_reads_its_own_options(plugin):
                                    "+model.options.kernels=[5,3]", "compression=fshift",
                                    "schedule=2phase").run_id
     assert spec_for("+model.options={}").run_id == spec_for().run_id
+
+
+def test_a_plugins_dataset_preparation_is_a_prepare_command(site):
+    proc = subprocess.run([sys.executable, "-m", "c2f.data.prepare", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env=cli_env({"PYTHONPATH": str(site)}))
+    assert proc.returncode == 0, proc.stderr
+    assert "birdsong_sites" in proc.stdout and "folders of sites" in proc.stdout
 
 
 def test_model_options_are_checked_before_anything_is_built(plugin):

@@ -33,7 +33,9 @@ def default_workers() -> int:
 def parser() -> argparse.ArgumentParser:
     """One subcommand per registered dataset, each with the shared options and its own."""
     import c2f.data.prepare as package
+    from c2f.registry import load_plugins
 
+    load_plugins()  # a plugin's @register_dataset recipes (c2f/registry.py)
     top = argparse.ArgumentParser(prog="python -m c2f.data.prepare", description=package.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     subs = top.add_subparsers(dest="dataset", required=True, metavar="NAME")
