@@ -89,10 +89,12 @@ def plugin_folders() -> tuple[Path, ...]:
         except (ImportError, ValueError) as err:
             raise PluginError(f"{_where(entry)}: {err}; install its package again or "
                               "uninstall it") from None
-        if spec is None or spec.origin is None:
+        if spec is None:
             raise PluginError(f"{_where(entry)}: no module {entry.module!r} found; install "
                               "its package again or uninstall it")
-        folders.append(Path(spec.origin).parent)
+        locations = list(spec.submodule_search_locations or [])  # a (namespace) package
+        folders.append(Path(locations[0]) if spec.origin is None and locations
+                       else Path(spec.origin).parent)
     return tuple(folders)
 
 
