@@ -108,7 +108,7 @@ def phase_epochs(schedule: ScheduleSpec, budget: int, phases: int) -> list[int]:
 def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
     d, m = spec.dataset, spec.model
     base = BaseInput(d.frame_shift_ms, d.target_length, tuple(m.patch), d.timem)
-    compression = create_compression(spec.compression.name)
+    compression = create_compression(spec.compression.name, spec.compression.options)
     try:
         phase = compression.phase_input(base, c)
     except ValueError as err:

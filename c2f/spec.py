@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c2f.spec_types import describe, field_types, matches
-
-
-class ConfigError(ValueError):
-    """An impossible or malformed configuration; the message names the key and the fix."""
+from c2f.spec_types import (  # noqa: F401  (ConfigError and own_options are c2f.spec's API)
+    ConfigError,
+    build_dataclass,
+    build_nested,
+    matches,
+    own_options,
+    with_frozen_options,
+)
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,15 @@ class ModelSpec:
     features: ModelFeatures | None = None  # the model's own features; None: AST's (dataset's)
     batch_mixup: BatchMixup | None = None  # the model's own mixup (CNN14, HTS-AT); None: none
     # a model family's own keys (`model.options: {hidden: 64}`), read as its `options` dataclass
-    # (`ModelFamily.own_options`); frozen as sorted (key, value) pairs, lists as tuples
+    # (`ModelFamily.own_options`; spec_types.with_frozen_options)
     options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
 class CompressionSpec:
     name: str
+    # a method's own keys (`compression.options: {offset: 1}`), read as its `options` dataclass
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,7 +272,8 @@ NON_SEMANTIC = {
 # Keys added after runs existed: at these values they are left out of a run's identity, so a
 # run made before the key existed keeps its id, and resumes, under a newer c2f.
 NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None},
-                    "model": {"batch_mixup": None, "options": {}}}
+                    "model": {"batch_mixup": None, "options": {}},
+                    "compression": {"options": {}}}
 
 
 def config_hash(semantic: Mapping[str, Any], length: int = 10) -> str:
@@ -291,70 +297,11 @@ def semantic_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
-def _build(cls, node: Any, key: str):
-    """Build dataclass `cls` from a mapping, naming unknown or missing keys."""
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"`{key}` must be a mapping, got {type(node).__name__}: {node!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(node) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
-            f"allowed: {', '.join(sorted(fields))}"
-        )
-    kwargs, hints = {}, field_types(cls)
-    for name, value in node.items():
-        if value == "???":  # OmegaConf's mandatory value, left unset
-            raise ConfigError(f"`{key}.{name}` has no value: give it on the command line "
-                              f"({key}.{name}=...; `python -m c2f.data.prepare` prints the "
-                              "command that trains on the data it makes)")
-        if not matches(value, hints[name]):
-            raise ConfigError(f"`{key}.{name}`: takes {describe(hints[name])}, got {value!r}")
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"`{key}`: {err}") from None
-
-
-def _build_nested(cls, node: Any, key: str, **inner) -> Any:
-    """`cls` from a mapping, with each field named in `inner` (a mapping too, or None) built
-    as the dataclass given for it."""
-    built = _build(cls, node, key)
-    nested = {field: _build(inner_cls, getattr(built, field), f"{key}.{field}")
-              for field, inner_cls in inner.items() if getattr(built, field) is not None}
-    return dataclasses.replace(built, **nested)
-
-
 def build_model_spec(node: Any) -> ModelSpec:
     """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses and `options` frozen;
     lists are tuples."""
-    if isinstance(node, Mapping) and "options" in node:
-        options = node["options"] if node["options"] is not None else {}
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"`model.options` must be a mapping of the model's own keys "
-                              f"(model.options.<key>=...), got {options!r}")
-        node = {**node, "options": tuple(sorted((str(k), _frozen(v, f"model.options.{k}"))
-                                                for k, v in options.items()))}
-    return _build_nested(ModelSpec, node, "model", features=ModelFeatures,
-                         batch_mixup=BatchMixup)
-
-
-def _frozen(value: Any, key: str) -> Any:
-    """A config value as a hashable one: lists as tuples; mappings are refused."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_frozen(item, key) for item in value)
-    if isinstance(value, Mapping):
-        raise ConfigError(f"`{key}`: a model option takes a value or a list, not a mapping")
-    return value
-
-
-def model_options(cls: type, spec: ModelSpec) -> Any:
-    """`model.options` as a model family's dataclass `cls` (defaults filled), naming unknown,
-    missing or mistyped keys."""
-    return _build(cls, dict(spec.options), "model.options")
+    return build_nested(ModelSpec, with_frozen_options(node, "model"), "model",
+                         features=ModelFeatures, batch_mixup=BatchMixup)
 
 
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
@@ -374,21 +321,22 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     model = dataclasses.replace(model, pretrained=resolve_pretrained(model.pretrained, runs_dir,
                                                                      strict=False))
     spec = RunSpec(
-        dataset=_build(DatasetSpec, cfg["dataset"], "dataset"),
+        dataset=build_dataclass(DatasetSpec, cfg["dataset"], "dataset"),
         model=model,
-        compression=_build(CompressionSpec, cfg["compression"], "compression"),
-        schedule=_build_nested(ScheduleSpec, cfg["schedule"], "schedule",
+        compression=build_dataclass(CompressionSpec, with_frozen_options(cfg["compression"],
+                                                                "compression"), "compression"),
+        schedule=build_nested(ScheduleSpec, cfg["schedule"], "schedule",
                                switch=SwitchSpec),
-        optim=_build(OptimSpec, cfg["optim"], "optim"),
-        average=_build(AverageSpec, cfg["average"], "average"),
-        trainer=_build(TrainerSpec, cfg["trainer"], "trainer"),
-        logger=_build(LoggerSpec, cfg["logger"], "logger"),
+        optim=build_dataclass(OptimSpec, cfg["optim"], "optim"),
+        average=build_dataclass(AverageSpec, cfg["average"], "average"),
+        trainer=build_dataclass(TrainerSpec, cfg["trainer"], "trainer"),
+        logger=build_dataclass(LoggerSpec, cfg["logger"], "logger"),
         seed=cfg.get("seed", 0),
         group=str(cfg.get("group", "default")),
         data_dir=Path(paths["data_dir"]).expanduser().absolute(),
         runs_dir=runs_dir,
         semantic=semantic_config(cfg),
-        pretrain=_build(PretrainSpec, cfg["pretrain"], "pretrain") if "pretrain" in cfg
+        pretrain=build_dataclass(PretrainSpec, cfg["pretrain"], "pretrain") if "pretrain" in cfg
         else None,
     )
     from c2f.validate import validate  # checks of single values (c2f/validate.py)

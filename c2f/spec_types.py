@@ -1,6 +1,7 @@
 """Config values checked against the annotations of c2f/spec.py's dataclasses, so that a value
 of the wrong kind (`optim.lr=abc`, `dataset.epochs=true`, `model.patch=[16]`) fails naming its
-key and what the key takes, instead of as a TypeError inside a later check or in training."""
+key and what the key takes, instead of as a TypeError inside a later check or in training; and
+the `options` of a model or method, the keys its own dataclass reads."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,10 @@ import types
 import typing
 from collections.abc import Mapping
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """An impossible or malformed configuration; the message names the key and the fix."""
 
 
 @functools.cache
@@ -57,3 +62,74 @@ def describe(hint: Any) -> str:
         return f"a list of {len(args)} " + " and ".join(
             sorted({describe(a).removeprefix("an ").removeprefix("a ") + "s" for a in args}))
     return NAMES.get(hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
+
+
+def build_dataclass(cls, node: Any, key: str):
+    """Build dataclass `cls` from a mapping, naming unknown or missing keys."""
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"`{key}` must be a mapping, got {type(node).__name__}: {node!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(node) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
+            f"allowed: {', '.join(sorted(fields))}"
+        )
+    kwargs, hints = {}, field_types(cls)
+    for name, value in node.items():
+        if value == "???":  # OmegaConf's mandatory value, left unset
+            raise ConfigError(f"`{key}.{name}` has no value: give it on the command line "
+                              f"({key}.{name}=...; `python -m c2f.data.prepare` prints the "
+                              "command that trains on the data it makes)")
+        if not matches(value, hints[name]):
+            raise ConfigError(f"`{key}.{name}`: takes {describe(hints[name])}, got {value!r}")
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"`{key}`: {err}") from None
+
+
+def build_nested(cls, node: Any, key: str, **inner) -> Any:
+    """`cls` from a mapping, with each field named in `inner` (a mapping too, or None) built
+    as the dataclass given for it."""
+    built = build_dataclass(cls, node, key)
+    nested = {field: build_dataclass(inner_cls, getattr(built, field), f"{key}.{field}")
+              for field, inner_cls in inner.items() if getattr(built, field) is not None}
+    return dataclasses.replace(built, **nested)
+
+
+def with_frozen_options(node: Any, key: str) -> Any:
+    """`node` (a group's mapping) with its `options` mapping frozen for a frozen dataclass:
+    sorted (key, value) pairs, lists as tuples."""
+    if not isinstance(node, Mapping) or "options" not in node:
+        return node
+    options = node["options"] if node["options"] is not None else {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"`{key}.options` must be a mapping of its own keys "
+                          f"({key}.options.<key>=...), got {options!r}")
+    return {**node, "options": tuple(sorted((str(k), _frozen(v, f"{key}.options.{k}"))
+                                            for k, v in options.items()))}
+
+
+def _frozen(value: Any, key: str) -> Any:
+    """A config value as a hashable one: lists as tuples; mappings are refused."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item, key) for item in value)
+    if isinstance(value, Mapping):
+        raise ConfigError(f"`{key}`: an option takes a value or a list, not a mapping")
+    return value
+
+
+def own_options(cls: type | None, options: tuple, key: str, owner: str) -> Any:
+    """`options` (frozen pairs) as the dataclass `cls` of `owner` (defaults filled), naming
+    unknown, missing or mistyped keys; None when `owner` has no options and none are given."""
+    if cls is None:
+        if options:
+            raise ConfigError(f"`{key}.options`: {owner} has no options of its own, got "
+                              f"{', '.join(name for name, _ in options)}; its settings are "
+                              f"{key}.* keys")
+        return None
+    return build_dataclass(cls, dict(options), f"{key}.options")

@@ -178,6 +178,7 @@ def _run_info(path: Path, weights: str) -> dict:
     return {"model": model_config, "num_classes": spec.dataset.num_classes,
             "num_mel_bins": spec.num_mel_bins, "phase_input": dataclasses.asdict(final.input),
             "c": final.c, "compression": spec.compression.name,
+            "compression_options": [list(pair) for pair in spec.compression.options],
             "settings": inference["settings"], "class_names": inference["class_names"],
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
             "loss": spec.dataset.loss, "precision": spec.trainer.precision,
@@ -210,16 +211,18 @@ def _from_export(path: Path, device: torch.device) -> Trained:
 
 def _build(info: dict, state_dict: dict, device: torch.device, source: str) -> Trained:
     phase = PhaseInput(**{**info["phase_input"], "patch": tuple(info["phase_input"]["patch"])})
+    # exports written before compression options had none
+    options = tuple(tuple(pair) for pair in info.get("compression_options", ()))
     try:
         model = build_model(build_model_spec(info["model"]), num_classes=info["num_classes"],
                             num_mel_bins=info["num_mel_bins"], frames=phase.model_frames,
                             patch=phase.patch, c=info["c"])
-    except (ConfigError, PluginError) as err:
+        compression = create_compression(info["compression"], options)
+    except (ValueError, PluginError) as err:  # ConfigError is a ValueError
         raise TrainedError(f"{source}: its model cannot be built here: {err}") from None
     model.load_state_dict(state_dict)
     settings = FeatureSettings(**info["settings"])
-    frontend = Frontend(settings, phase, create_compression(info["compression"]), info["c"],
-                        on_device=True)
+    frontend = Frontend(settings, phase, compression, info["c"], on_device=True)
     return Trained(model.to(device).eval(), frontend, list(info["class_names"]),
                    bool(info["multilabel"]), info["metric"], info["loss"],
                    Precision(info["precision"], device), device, source, info)

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from c2f.compression import _REGISTRY as COMPRESSIONS
+from c2f.compression import create_compression
 from c2f.data.prepare import DATASETS
 from c2f.data.prepare.__main__ import parser as prepare_parser
 from c2f.flops_cache import code_version
@@ -25,8 +26,8 @@ from c2f.registry import PluginError, load_plugins, plugin_folders
 from c2f.spec import ConfigError, build_spec
 from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
 
-# A user's package: a method that keeps every C-th frame, a model with options of its own, and
-# a dataset preparation.
+# A user's package: a method that keeps every C-th frame from an offset (an option of its own), a
+# model with options of its own, and a dataset preparation.
 PLUGIN = '''
 from dataclasses import dataclass
 
@@ -45,15 +46,22 @@ class Birdsong(Folder):
     description = "a user's recordings: folders of sites, each with folders of species"
 
 
-@register("every_other_frame")
-class EveryOtherFrame(Compression):
+@dataclass(frozen=True)
+class StrideOptions:
+    offset: int = 0  # the first frame kept
+
+
+@register("frame_stride")
+class FrameStride(Compression):
+    options = StrideOptions
+
     def phase_input(self, base, c):
         return PhaseInput(base.frame_shift_ms, base.target_length,
                           divide_exactly(base.target_length, c, self.name), base.patch,
                           base.time_mask // c)
 
     def transform(self, fbank, c):
-        return fbank[..., ::c, :]
+        return fbank[..., self.own.offset % c::c, :]
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ def write_package(site, name: str, module: str, source: str, conf: dict[str, str
 def site(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     write_package(site, "c2f_user", "methods", PLUGIN, {
-        "compression/every_other_frame.yaml": "name: every_other_frame\n",
+        "compression/frame_stride.yaml": "name: frame_stride\noptions:\n  offset: 1\n",
         "model/user_conv.yaml": "name: user_conv\narch: user_conv\noptions:\n  hidden: 8\n"})
     return site
 
@@ -141,12 +149,12 @@ def spec_for(*overrides: str):
 
 @pytest.mark.parametrize("arch", ["cnn14", "htsat"])
 def test_a_new_feature_method_is_taken_by_every_model_without_editing_it(arch, plugin):
-    assert model_family(arch).methods() == ["every_other_frame", "fshift", "none", "pool_avg",
+    assert model_family(arch).methods() == ["frame_stride", "fshift", "none", "pool_avg",
                                             "pool_max"]
-    plan = build_plan(spec_for(f"model={arch}_tiny", "compression.name=every_other_frame",
+    plan = build_plan(spec_for(f"model={arch}_tiny", "compression.name=frame_stride",
                                "schedule=2phase"))
     assert [(p.method, p.c, p.input.model_frames) for p in plan.phases] == [
-        ("every_other_frame", 4, 64), ("every_other_frame", 1, 256)]
+        ("frame_stride", 4, 64), ("frame_stride", 1, 256)]
 
 
 def test_a_new_model_reads_its_own_options(plugin):
@@ -168,6 +176,26 @@ def test_a_new_model_reads_its_own_options(plugin):
                                    "+model.options.kernels=[5,3]", "compression=fshift",
                                    "schedule=2phase").run_id
     assert spec_for("+model.options={}").run_id == spec_for().run_id
+
+
+def test_a_new_method_reads_its_own_options(plugin):
+    spec = spec_for("compression.name=frame_stride", "+compression.options.offset=1",
+                    "schedule=2phase")
+    method = create_compression(spec.compression.name, spec.compression.options)
+    assert method.own == plugin.StrideOptions(offset=1)
+    frames = torch.arange(16.0).reshape(1, 16, 1)
+    assert method.transform(frames, 4).flatten().tolist() == [1.0, 5.0, 9.0, 13.0]
+    assert method.transform(frames, 1).flatten().tolist() == list(range(16))
+    assert build_plan(spec).phases[0].input.model_frames == 64
+    assert spec.run_id != spec_for("compression.name=frame_stride", "schedule=2phase").run_id
+    assert spec_for("+compression.options={}").run_id == spec_for().run_id
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) compression.options.ofset; "
+                                          r"allowed: offset"):
+        build_plan(spec_for("compression.name=frame_stride", "+compression.options.ofset=1"))
+    with pytest.raises(ConfigError, match=r"`compression.options`: `compression=fshift` has no "
+                                          r"options of its own, got offset"):
+        build_plan(spec_for("compression=fshift", "+compression.options.offset=1",
+                            "schedule=2phase"))
 
 
 def test_a_plugins_dataset_preparation_is_a_prepare_command(on_path):
@@ -192,13 +220,14 @@ def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir, capsys
     trained model scores audio (c2f.predict) where the package is installed."""
     runs = tmp_path / "runs"
     tiny = [arg for arg in TINY if not arg.startswith("model.")]
-    proc = run_cli([*tiny, "compression=every_other_frame", "model=user_conv", "schedule=2phase",
+    proc = run_cli([*tiny, "compression=frame_stride", "model=user_conv", "schedule=2phase",
                     "dataset.epochs=2", "logger=disabled"], runs, data_dir,
                    env={"PYTHONPATH": str(site)})
-    assert "every_other_frame  4" in proc.stdout, proc.stdout
+    assert "frame_stride  4" in proc.stdout, proc.stdout
     [run] = run_dirs(runs)
     assert [(r["phase"], r["C"]) for r in read_metrics(run)] == [(0, 4), (1, 1)]
-    assert OmegaConf.load(run / "config.yaml").model.options.hidden == 8
+    config = OmegaConf.load(run / "config.yaml")
+    assert (config.model.options.hidden, config.compression.options.offset) == (8, 1)
     # its model, used where the package is not installed, then where it is
     clip = str(next(data_dir.rglob("*.wav")))
     assert predict([str(run), clip]) == 2

@@ -15,12 +15,14 @@ def list_compressions() -> list[str]:
     return _REGISTRY.names()
 
 
-def create_compression(name: str) -> Compression:
+def create_compression(name: str, options: tuple = ()) -> Compression:
+    """The method registered as `name`, with its own `options` (frozen (key, value) pairs:
+    `spec.compression.options`); ConfigError for keys it does not take."""
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ValueError(f"unknown compression `{name}`; available: "
                          f"{', '.join(_REGISTRY.names())}{plugins_hint()}")
-    return cls()
+    return cls(options)
 
 
 __all__ = ["BaseInput", "Compression", "PhaseInput", "register", "create_compression",

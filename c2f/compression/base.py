@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from c2f.spec_types import own_options
+
 
 @dataclass(frozen=True)
 class BaseInput:
@@ -38,6 +40,12 @@ class Compression:
     # The method changes the patch shape and moves the patch-embedding kernel between phases
     # (`resize_patch_embed`): only models whose patches can be reshaped take it (AST).
     reshapes_patches: bool = False
+    # a frozen dataclass of the method's own keys, with defaults (`compression.options.<key>` in
+    # its yaml or on the command line), read as `self.own`; None: it has none
+    options: type | None = None
+
+    def __init__(self, options: tuple = ()):
+        self.own = own_options(self.options, options, "compression", f"`compression={self.name}`")
 
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         """Feature and token shapes at compression factor `c`."""

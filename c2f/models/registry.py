@@ -16,7 +16,7 @@ from torch import nn
 
 from c2f.compression import Compression, PhaseInput, create_compression, list_compressions
 from c2f.registry import Registry, plugins_hint
-from c2f.spec import ConfigError, ModelSpec, model_options
+from c2f.spec import ConfigError, ModelSpec, own_options
 
 
 class ModelFamily:
@@ -48,14 +48,7 @@ class ModelFamily:
 
     def own_options(self, spec: ModelSpec) -> Any:
         """`model.options` as this family's `options` dataclass (None when it has none)."""
-        if self.options is None:
-            if spec.options:
-                raise ConfigError(
-                    f"`model.options`: `model.arch={self.name}` has no options of its own, got "
-                    f"{', '.join(key for key, _ in spec.options)}; its settings are model.* "
-                    "keys (`model.embed_dim=...`)")
-            return None
-        return model_options(self.options, spec)
+        return own_options(self.options, spec.options, "model", f"`model.arch={self.name}`")
 
     def takes(self, compression: str) -> bool:
         """Whether this model trains with the compression method registered as `compression`."""

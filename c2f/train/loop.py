@@ -42,7 +42,7 @@ class PhaseLoop:
         self.spec, self.plan, self.data, self.run_dir, self.tracker, self.log = (
             spec, plan, data, run, tracker, log)
         self.world = world or World()
-        self.compression = create_compression(spec.compression.name)
+        self.compression = create_compression(spec.compression.name, spec.compression.options)
         self.skipped: dict[str, str] = {}
         self.silent: dict[str, set[int]] = {"train": set(), "eval": set()}
         self.device = device_for(self.world, spec.trainer.device)

@@ -72,7 +72,7 @@ class PretrainLoop:
                  tracker: Tracker, log, world: World, device: torch.device):
         self.spec, self.plan, self.data, self.rundir = spec, plan, data, run
         self.tracker, self.log, self.world, self.device = tracker, log, world, device
-        self.compression = create_compression(spec.compression.name)
+        self.compression = create_compression(spec.compression.name, spec.compression.options)
         self.batch_size = spec.dataset.batch_size // world.size
 
     def _model(self, phase: Phase) -> SSASTPretrainer:
