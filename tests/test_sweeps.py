@@ -109,10 +109,14 @@ def test_launcher_does_not_change_the_run():
 
 @pytest.mark.slow
 def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir, weights):
+    """A SLURM sweep's dry run plans every job where it is launched and submits nothing (it
+    would queue one array task per job just to print a plan)."""
     runs = tmp_path / "runs"
-    proc = run_cli(["-m", "-cn", "table4", "trainer.dry_run=true", "logger=disabled", weights],
-                   runs, data_dir)
+    proc = run_cli(["-m", "-cn", "table4", "trainer.dry_run=true", "logger=disabled",
+                    "launcher=slurm", weights], runs, data_dir)
     out = proc.stdout + proc.stderr
+    assert "dry run: 18 job(s) planned here, none submitted (slurm would get partition=" in out
+    assert not list(tmp_path.rglob(".submitit")) and "Submitted" not in out
     pretrained = weights.split("=", 1)[1]  # set on a copy of the jobs composed once
     expected = {build_spec({**job, "model": {**job["model"], "pretrained": pretrained}}).run_id
                 for job in sweep_jobs("table4")}

@@ -50,6 +50,7 @@ from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 from hydra_plugins.c2f_plugins.settled import (
+    dry_run,
     duplicate_jobs,
     same_return,
     settled_jobs,
@@ -156,6 +157,9 @@ class LocalLauncher(BasicLauncher):
             if idx - initial_job_idx in same:
                 returns.append(same_return(returns[same[idx - initial_job_idx]], overrides))
                 continue
+            if specs[idx - initial_job_idx].trainer.dry_run:
+                returns.append(dry_run(specs[idx - initial_job_idx], overrides, idx))
+                continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             with open_dict(config):
                 config.hydra.job.id = idx
@@ -205,6 +209,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
         """Every job at once (SLURM queues them: one job array)."""
         return executor.map_array(self, configs, [Singleton.get_state()] * len(configs))
 
+    def _resources(self) -> str:
+        """What each job asks of the cluster: hydra.launcher's resource keys."""
+        return ", ".join(f"{key}={self.params.get(key)}" for key in (
+            "partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb",
+            "timeout_min"))
+
     def _compose(self, overrides: Sequence[str], job_num: int) -> DictConfig:
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config.hydra.job):
@@ -235,6 +245,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
         settled = settled_jobs(specs, job_overrides)
         same = duplicate_jobs(specs, job_overrides, settled)
         todo = [i for i in range(len(configs)) if i not in settled and i not in same]
+        planned = {i: dry_run(specs[i], job_overrides[i], i + initial_job_idx) for i in todo
+                   if specs[i].trainer.dry_run}
+        if planned:
+            log.info(f"dry run: {len(planned)} job(s) planned here, none submitted "
+                     f"({self._EXECUTOR} would get {self._resources()})")
+        todo = [i for i in todo if i not in planned]
         jobs = {}
         if todo:
             executor = self._executor()
@@ -249,6 +265,9 @@ class _SubmititLauncher(BaseSubmititLauncher):
                 continue
             if index in same:
                 returns.append(same_return(returns[same[index]], overrides))
+                continue
+            if index in planned:
+                returns.append(planned[index])
                 continue
             try:
                 returns.append(jobs[index].results()[0])
@@ -283,14 +302,11 @@ class SlurmLauncher(_SubmititLauncher):
         try:
             return super()._submit(executor, configs)
         except FailedJobError as err:
-            keys = {key: self.params.get(key) for key in (
-                "partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb",
-                "timeout_min")}
             raise SweepConfigError(
                 f"sbatch refused the sweep's job array: {str(err).strip()}\nNothing was "
                 "started. The job's resources are hydra.launcher's keys (your cluster's in "
-                "conf/launcher/cluster/local.yaml, or on the command line), now: "
-                + ", ".join(f"{key}={value}" for key, value in keys.items())) from None
+                f"conf/launcher/cluster/local.yaml, or on the command line), now: "
+                f"{self._resources()}") from None
 
 
 class SubmititLocalLauncher(_SubmititLauncher):

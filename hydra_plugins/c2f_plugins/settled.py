@@ -4,7 +4,11 @@ A relaunched sweep starts only what is left: a run that finished is not trained 
 that diverged before would only diverge again, and a run that another live process trains now
 would only find it held. On SLURM each of them would wait in the queue and take a node only to
 say so. They are listed when the sweep is launched and get their return at once (finished:
-completed; diverged: failed, listed with the failures; held: skipped, listed as such)."""
+completed; diverged: failed, listed with the failures; held: skipped, listed as such).
+
+A dry run's jobs (`trainer.dry_run=true`) print their plans where the sweep is launched, by the
+code of a single run's dry run, and are never submitted: on SLURM a dry run would otherwise
+queue one array task per job just to print a plan."""
 
 import logging
 from collections.abc import Collection, Sequence
@@ -115,3 +119,12 @@ def settled_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
                             "processes, not started (trainer.wait_for_lock=true queues them "
                             "to wait instead):", held))
     return returns
+
+
+def dry_run(spec, overrides: Sequence[str], num: int) -> JobReturn:
+    """Print job `num`'s plan and recipe (c2f/train/job.py's dry run); its return."""
+    from c2f.train.job import run_job
+
+    log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+    run_job(spec, "")
+    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
