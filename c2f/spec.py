@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c2f.spec_types import (  # noqa: F401  (ConfigError and own_options are c2f.spec's API)
+from c2f.spec_types import (  # noqa: F401  (ConfigError stays importable from c2f.spec)
     ConfigError,
     build_dataclass,
     build_nested,
     matches,
-    own_options,
     with_frozen_options,
 )
 

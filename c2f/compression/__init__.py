@@ -15,15 +15,21 @@ def list_compressions() -> list[str]:
     return _REGISTRY.names()
 
 
-def create_compression(name: str, options: tuple = ()) -> Compression:
-    """The method registered as `name`, with its own `options` (frozen (key, value) pairs:
-    `spec.compression.options`); ConfigError for keys it does not take."""
+def compression_class(name: str) -> type[Compression]:
+    """The class registered as `name` (what it is, without building it with options)."""
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ValueError(f"unknown compression `{name}`; available: "
                          f"{', '.join(_REGISTRY.names())}{plugins_hint()}")
-    return cls(options)
+    return cls
 
 
-__all__ = ["BaseInput", "Compression", "PhaseInput", "register", "create_compression",
+def create_compression(name: str, options: tuple = ()) -> Compression:
+    """The method registered as `name`, with its own `options` (frozen (key, value) pairs:
+    `spec.compression.options`); ConfigError for keys it does not take."""
+    return compression_class(name)(options)
+
+
+__all__ = ["BaseInput", "Compression", "PhaseInput", "register", "compression_class",
+           "create_compression",
            "list_compressions"]

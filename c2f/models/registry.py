@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from c2f.compression import Compression, PhaseInput, create_compression, list_compressions
+from c2f.compression import Compression, PhaseInput, compression_class, list_compressions
 from c2f.registry import Registry, plugins_hint
-from c2f.spec import ConfigError, ModelSpec, own_options
+from c2f.spec import ConfigError, ModelSpec
+from c2f.spec_types import own_options
 
 
 class ModelFamily:
@@ -52,7 +53,7 @@ class ModelFamily:
 
     def takes(self, compression: str) -> bool:
         """Whether this model trains with the compression method registered as `compression`."""
-        return self.reshapable_patches or not create_compression(compression).reshapes_patches
+        return self.reshapable_patches or not compression_class(compression).reshapes_patches
 
     def methods(self) -> list[str]:
         """The registered compression methods this model takes."""
