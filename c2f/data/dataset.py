@@ -175,8 +175,16 @@ def collate_skipping(items: list) -> dict:
              "size": len(good)}
     if not good:
         return batch
-    return batch | {name: _column(name, list(values))
-                    for name, values in zip(Item._fields, zip(*good))}
+    batch |= {name: _column(name, list(values)) for name, values in zip(Item._fields, zip(*good))}
+    if get_worker_info() is not None:
+        # every tensor into shared memory here, in the worker's fetch: where /dev/shm is full
+        # that fails as the batch's error, which reaches the main process (failures.py); done
+        # later by the worker's queue feeder thread, it only printed there and the run waited
+        # for the lost batch forever
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and not value.is_shared():
+                value.share_memory_()
+    return batch
 
 
 def _column(name: str, values: list):
