@@ -12,12 +12,14 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
              dataset: str = "ds", model: str = "m", budget: int | None = None,
              flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
              finished: bool = True, metric: str = "acc", average: float | None = None,
-             fold: int | None = None, pretrained: str | None = None) -> Path:
+             fold: int | None = None, pretrained: str | None = None,
+             setting: dict | None = None) -> Path:
     """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
 
     By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
     `epochs` gives the epochs of each phase (default: all but the last phase have one epoch).
     `average` adds the record of a weight-averaged model with that metric, after the last epoch.
+    `setting` adds config keys ({"optim": {"lr": 0.1}}), merged into its groups.
     """
     flops = flops or {c: 100 // c for c in (1, 2, 4, 8)}
     seconds = seconds or {c: 10.0 / c for c in (1, 2, 4, 8)}
@@ -31,6 +33,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
               "compression": {"name": method},
               "schedule": {"name": "custom", "c": phases[0], "phases": list(phases)},
               "seed": seed}
+    for group, keys in (setting or {}).items():
+        config[group] = {**config.get(group, {}), **keys} if isinstance(keys, dict) else keys
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     plan = {"train_samples": 1, "predicted_flops": 0,
             "phases": [{"index": i, "method": method, "c": c, "epochs": n}

@@ -10,8 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from c2f.plan import build_plan
-from c2f.spec import build_spec
+from c2f.plan import build_plan, phase_factors
+from c2f.report.runs import Run, pretrained_from
+from c2f.report.variants import flat_setting, name_variants
+from c2f.spec import build_spec, semantic_config
 from tests.conftest import ROOT, run_cli, run_dirs
 
 SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
@@ -68,6 +70,25 @@ def test_header_gives_command_and_job_count(name):
     assert all(spec.model.require_pretrained == (paper and spec.model.arch == "ast"
                                                  and spec.pretrain is None) for spec in specs)
     assert all(spec.trainer.num_workers == ("auto" if paper else 0) for spec in specs)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_the_report_pairs_a_sweeps_jobs_as_its_rows(name):
+    """No setting but those a table cell names tells a sweep's jobs apart (report/variants.py):
+    a row that set a learning rate of its own would be a variant without a baseline."""
+    runs = []
+    for job in sweep_jobs(name):
+        spec = build_spec(job)
+        runs.append(Run(path=spec.run_dir, dataset=spec.dataset.name, model=spec.model.name,
+                        method=spec.compression.name, seed=spec.seed, budget=spec.dataset.epochs,
+                        phases=tuple(phase_factors(spec.schedule)), metric="", records=[],
+                        finished=True, pretrain=spec.pretrain is not None,
+                        pretrained_from=pretrained_from(job["model"].get("pretrained")),
+                        adaptive=spec.schedule.switch.rule if spec.schedule.switch else "",
+                        setting=flat_setting(semantic_config(job))))
+    name_variants(runs)
+    assert [(r.model, r.method) for r in runs] == [
+        (job["model"]["name"], job["compression"]["name"]) for job in sweep_jobs(name)]
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
+from c2f.report.variants import base_name
+
 # The paper's column order (Tables 2-5); presets map onto these columns.
 PAPER_COLUMNS = ("vggsound", "voxceleb", "kinetics_sounds", "audioset")
 COLUMN_OF_PRESET = {"vggsound": "vggsound", "voxceleb1": "voxceleb", "voxceleb": "voxceleb",
@@ -21,7 +23,9 @@ FAMILIES = {"ast_base": "ast", "ast": "ast", "cnn14": "cnn14", "htsat": "htsat",
 
 
 def model_family(model: str) -> str:
-    """The paper's name of a model preset: ast_base -> ast, htsat_tiny -> htsat, ..."""
+    """The paper's name of a model preset: ast_base -> ast, htsat_tiny -> htsat, ... (with
+    the settings that tell its runs apart, variants.py: ast_base [optim.lr=0.0001] -> ast)"""
+    model = base_name(model)
     if model in FAMILIES:
         return FAMILIES[model]
     return next((f for f in ("cnn14", "htsat", "ssast") if model.startswith(f + "_")), model)
@@ -76,9 +80,10 @@ def load_paper() -> dict[tuple, PaperCell]:
 def paper_cell(paper: dict | None, table: str, criterion: str, dataset: str, model: str,
                method: str, schedule: str) -> PaperCell | None:
     """The paper's number for this table, column, model and row, if it has one. Table 1's
-    "Pool" rows are max pooling (its Pool2->1 is Table 3's Max Pool 2->1 on AudioSet)."""
+    "Pool" rows are max pooling (its Pool2->1 is Table 3's Max Pool 2->1 on AudioSet). A
+    variant of the recipe (a setting named in the model or method, variants.py) has none."""
     column = paper_column(dataset, model)
-    if paper is None or column is None:
+    if paper is None or column is None or base_name(model) != model or base_name(method) != method:
         return None
     if table == "1" and method == "pool_max":
         method = "pool"

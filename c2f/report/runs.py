@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from c2f.report.variants import flat_setting, name_variants
 from c2f.run_refs import config_phases
+from c2f.spec import semantic_config
 
 
 class ReportError(Exception):
@@ -36,6 +38,7 @@ class Run:
     switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision
     adaptive: str = ""  # schedule=adaptive: the switching rule (plateau, budget); "" if fixed
     diverged: str | None = None  # why its loss stopped being finite (diverged.json), if it did
+    setting: dict[str, str] = field(default_factory=dict)  # report/variants.py: flat_setting
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -148,7 +151,7 @@ def load_run(path: Path) -> Run:
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
                switches=list((plan or {}).get("switches", [])),
                adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")),
-               diverged=why)
+               diverged=why, setting=flat_setting(semantic_config(config)))
 
 
 def pretrained_from(value: str | None) -> str | None:
@@ -196,4 +199,5 @@ def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
     if not runs:
         raise ReportError("no run directory found under " + ", ".join(map(str, paths))
                           + " (a run directory holds config.yaml and plan.json)")
+    name_variants(runs)
     return runs, warnings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from c2f.report.paper import PaperCell
 from c2f.report.savings import Cell, Stat
+from c2f.report.variants import base_name
 
 METHODS = {"none": "Baseline", "fshift": "Fshift", "pool_avg": "Avg Pool",
            "pool_max": "Max Pool", "patch_bl": "Patch BL", "patch_pi": "Patch PI"}
@@ -25,8 +26,9 @@ def schedule_phases(schedule: str) -> list[int]:
 
 def label(method: str, schedule: str, arrow: str = "→") -> str:
     """Row label in the paper's words: "Fshift 4→1", "Baseline", "Max Pool C=2", and beyond
-    the paper "Fshift 4→1 (adaptive)"."""
-    name = METHODS.get(method, method)
+    the paper "Fshift 4→1 (adaptive)", "Fshift [compression.options.k=2] 4→1" (variants.py)."""
+    base = base_name(method)
+    name = METHODS.get(base, base) + method[len(base):]
     if schedule == "1" and method == "none":
         return "Baseline"
     if len(schedule_phases(schedule)) == 1:
@@ -40,7 +42,7 @@ def label(method: str, schedule: str, arrow: str = "→") -> str:
 def row_order(method: str, schedule: str) -> tuple:
     """The paper's row order: baseline, single phase, then by phases, family, C, variant."""
     phases = schedule_phases(schedule)
-    family, variant = FAMILY.get(method, (3, 0))
+    family, variant = FAMILY.get(base_name(method), (3, 0))
     kind = 0 if (method == "none" and phases == [1]) else 1 if len(phases) == 1 else len(phases)
     return (kind, family, [-c for c in phases], variant, "~" in schedule, schedule, method)
 

@@ -1,0 +1,82 @@
+"""Runs that one table cell would otherwise mix up: the same dataset, model preset, method,
+schedule, budget and seed, trained with another setting (a learning rate, the model's or the
+method's options, a phase length). The settings that tell them apart are named in the run's
+model label (settings of the model and its training: each gets its own baseline) or method
+label (settings of the method and its schedule), so each is a row of its own instead of a
+"duplicate run" that is dropped."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# Keys a table cell (dataset, model, budget, method, schedule) and its replicate (seed, fold)
+# already name, or that tell apart pretraining and fine-tuning runs (report/savings.py).
+NAMED = {"seed", "dataset.name", "dataset.epochs", "dataset.fold", "model.name",
+         "compression.name", "schedule.name", "schedule.c", "schedule.phases", "schedule.steps",
+         "schedule.switch.rule"}
+METHOD_GROUPS = ("compression.", "schedule.")  # the method's side; the rest is the model's
+ABSENT = "-"  # a key a run's config does not have (a run made by an older c2f)
+
+
+def flat_setting(semantic: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A run's semantic config as {dotted key: value as JSON text}, less the keys in NAMED."""
+    out: dict[str, str] = {}
+    for key, value in semantic.items():
+        name = prefix + str(key)
+        if isinstance(value, Mapping):  # an empty one sets nothing
+            out.update(flat_setting(value, name + "."))
+        elif name not in NAMED:
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+def _differing(runs: list, keys: set[str]) -> list[str]:
+    """The keys among `keys` whose value is not the same in every run."""
+    return sorted(k for k in keys if len({r.setting.get(k, ABSENT) for r in runs}) > 1)
+
+
+def _suffixed(name: str, run, keys: list[str]) -> str:
+    """`name [key=value, ...]`, or `name` when no key tells the run apart."""
+    if not keys:
+        return name
+    shown = ", ".join(f"{k}={_shown(run.setting.get(k, ABSENT))}" for k in keys)
+    return f"{name} [{shown}]"
+
+
+def _shown(value: str) -> str:
+    """JSON text as a Hydra override writes it: strings without quotes."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return parsed if isinstance(parsed, str) else value
+
+
+def base_name(label: str) -> str:
+    """A model or method name without the settings that tell its runs apart."""
+    return label.split(" [", 1)[0]
+
+
+def name_variants(runs: list) -> None:
+    """Add to each run's model and method the settings that tell it apart from the runs it
+    would share a row or a baseline with (in place). Runs that differ in nothing but what the
+    cell names keep their names: a duplicate stays a duplicate."""
+    families: dict[tuple, list] = {}
+    for run in runs:  # pretraining, fine-tuning and plain runs are compared among their kind
+        kind = "pretrain" if run.pretrain else "finetune" if run.pretrained_from else "train"
+        families.setdefault((run.dataset, run.model, kind), []).append(run)
+    for (_, _, kind), members in families.items():
+        keys = {k for r in members for k in r.setting}
+        if kind == "finetune":  # which pretraining it started from is its schedule's business
+            keys.discard("model.pretrained")
+        model_keys = _differing(members, {k for k in keys if not k.startswith(METHOD_GROUPS)})
+        rows: dict[tuple, list] = {}
+        for run in members:
+            if not run.is_baseline:
+                rows.setdefault((run.method, run.schedule), []).append(run)
+        method_keys = {id(run): _differing(row, {k for k in keys if k.startswith(METHOD_GROUPS)})
+                       for row in rows.values() for run in row}
+        for run in members:
+            run.model = _suffixed(run.model, run, model_keys)
+            run.method = _suffixed(run.method, run, method_keys.get(id(run), []))
