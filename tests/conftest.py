@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.scheduling import (  # noqa: F401  (hooks: the slowest test files start first)
+    pytest_collection_modifyitems,
+    pytest_xdist_make_scheduler,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 SLURM_STATE = Path(os.environ.get("C2F_SLURM_STATE", "/tmp/c2f-slurm"))
