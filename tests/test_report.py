@@ -161,8 +161,7 @@ def test_runs_that_differ_in_a_setting_are_rows_of_their_own_not_duplicates(tmp_
     make_run(tmp_path, "b2", values=[0.2, 0.6, 0.4, 0.4], setting={"optim": {"lr": 0.002}})
     for lr in (0.001, 0.002, 0.003):
         for k in (1, 2):
-            make_run(tmp_path, f"c{lr}-{k}", method="fshift", phases=(4, 1),
-                     values=[0, 0.5, 0.6, 0.6],
+            make_run(tmp_path, f"c{lr}-{k}", method="fshift", phases=(4, 1), values=[0, .5, .6, .6],
                      setting={"optim": {"lr": lr}, "compression": {"options": {"k": k}}, **fast})
     make_run(tmp_path, "later", method="fshift", phases=(4, 1), values=[0, 0.1, 0.1, 0.1],
              setting={"optim": {"lr": 0.001}, "compression": {"options": {"k": 1}}})
@@ -252,7 +251,7 @@ def test_outputs_and_the_paper_column(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, f"b{seed}", values=[0.2, 0.3, 0.4, 0.5], dataset="vggsound",
                  model="ast_base", seed=seed)
-        make_run(tmp_path, f"f{seed}", method="fshift", phases=(4, 1), values=[0, 0.5, 0.6, 0.6],
+        make_run(tmp_path, f"f{seed}", method="fshift", phases=(4, 1), values=[0, .5, .6, .6],
                  dataset="vggsound", model="ast_base", seed=seed)
     out = tmp_path / "out"
     assert main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
