@@ -70,13 +70,13 @@ def name_variants(runs: list) -> None:
         keys = {k for r in members for k in r.setting}
         if kind == "finetune":  # which pretraining it started from is its schedule's business
             keys.discard("model.pretrained")
-        model_keys = _differing(members, {k for k in keys if not k.startswith(METHOD_GROUPS)})
+        of_method = {k for k in keys if k.startswith(METHOD_GROUPS)}
+        model_keys = _differing(members, keys - of_method)
         rows: dict[tuple, list] = {}
         for run in members:
             if not run.is_baseline:
                 rows.setdefault((run.method, run.schedule), []).append(run)
-        method_keys = {id(run): _differing(row, {k for k in keys if k.startswith(METHOD_GROUPS)})
-                       for row in rows.values() for run in row}
+        method_keys = {id(run): _differing(row, of_method) for row in rows.values() for run in row}
         for run in members:
             run.model = _suffixed(run.model, run, model_keys)
             run.method = _suffixed(run.method, run, method_keys.get(id(run), []))
