@@ -152,37 +152,6 @@ def test_folds_pair_with_their_own_baseline_and_average_in_one_row(tmp_path):
     assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 325 / 200)) / 2)
 
 
-def test_runs_that_differ_in_a_setting_are_rows_of_their_own_not_duplicates(tmp_path):
-    """One group swept over the learning rate and a method's option: each option is a row of
-    its own, each against the baseline of its learning rate. Settings outside a run's identity
-    (precision, paths) tell nothing apart, and a run that differs in nothing is a duplicate."""
-    fast = {"trainer": {"precision": "bf16"}, "paths": {"runs_dir": "/elsewhere"}}
-    make_run(tmp_path, "b1", values=[0.2, 0.3, 0.4, 0.5], setting={"optim": {"lr": 0.001}})
-    make_run(tmp_path, "b2", values=[0.2, 0.6, 0.4, 0.4], setting={"optim": {"lr": 0.002}})
-    for lr in (0.001, 0.002, 0.003):
-        for k in (1, 2):
-            make_run(tmp_path, f"c{lr}-{k}", method="fshift", phases=(4, 1), values=[0, .5, .6, .6],
-                     setting={"optim": {"lr": lr}, "compression": {"options": {"k": k}}, **fast})
-    make_run(tmp_path, "later", method="fshift", phases=(4, 1), values=[0, 0.1, 0.1, 0.1],
-             setting={"optim": {"lr": 0.001}, "compression": {"options": {"k": 1}}})
-    runs, _ = load_runs([tmp_path])
-    _, outcomes, warnings = pair(runs)
-    assert [w for w in warnings if "duplicate" in w] == [
-        f"duplicate run for ds/m [optim.lr=0.001]/4/fshift [compression.options.k=1]/4-1/0: "
-        f"using {tmp_path / 'group' / 'c0.001-1'}, ignoring {tmp_path / 'group' / 'later'}"]
-    found = {(o.run.model, o.run.method): o for o in outcomes}
-    assert len(found) == 6
-    for k in (1, 2):  # lr 0.001: M_B 0.5 reached at epoch 2 (125 of 400 FLOPs); lr 0.002:
-        # M_B 0.6 at epoch 3 (225 of 200); lr 0.003 has no baseline
-        method = f"fshift [compression.options.k={k}]"
-        assert found[("m [optim.lr=0.001]", method)].flops_save == pytest.approx(1 - 125 / 400)
-        assert found[("m [optim.lr=0.002]", method)].flops_save == pytest.approx(1 - 225 / 200)
-        assert found[("m [optim.lr=0.003]", method)].status == "no baseline"
-    assert label("fshift [compression.options.k=2]", "4-1") == \
-        "Fshift [compression.options.k=2] 4→1"
-    assert any("no baseline for ds/m [optim.lr=0.003]" in w for w in warnings)
-
-
 def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):
     make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
     make_run(tmp_path, "longer", method="fshift", phases=(4, 1), values=[0.1] * 8)

@@ -11,12 +11,14 @@ from c2f.report.paper import load_paper, paper_cell
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
 from c2f.report.tables import label, latex, markdown, write_csv
+from c2f.report.variants import split_label
 
-RUN_FIELDS = ["path", "dataset", "model", "budget", "method", "schedule", "switched", "seed",
-              "fold", "status",
+RUN_FIELDS = ["path", "dataset", "model", "model_setting", "budget", "method", "method_setting",
+              "schedule", "switched", "seed", "fold", "status",
               "epochs", "averaged", "baseline_epoch", "baseline_metric", "budget_status",
               "epoch", "metric", "flops_save", "time_save", "best", "best_diff"]
-CSV_FIELDS = ["table", "criterion", "dataset", "model", "budget", "method", "schedule", "label",
+CSV_FIELDS = ["table", "criterion", "dataset", "model", "model_setting", "budget", "method",
+              "method_setting", "schedule", "label",
               "metric", "seeds", "status", "averaged", "value", "value_std", "diff",
               "flops_save", "flops_save_std", "time_save", "time_save_std", "paper_value",
               "paper_flops_save", "paper_time_save"]
@@ -44,6 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def named(model: str, method: str) -> dict[str, str]:
+    """The model and method columns: the names, and apart from them the settings that tell
+    runs of one name apart (report/variants.py), as `key=value, ...`."""
+    (model, model_setting), (method, method_setting) = split_label(model), split_label(method)
+    return {"model": model, "model_setting": model_setting, "method": method,
+            "method_setting": method_setting}
+
+
 def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
     """One row per run: its status and both criteria against its baseline."""
     def pct(x: float | None) -> str:
@@ -53,9 +63,9 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
     for run in runs:
         outcome = by_path.get(run.path)
         ref = outcome.ref if outcome else reference(run) if run.is_baseline else None
-        row = {"path": str(run.path), "dataset": run.dataset, "model": run.model,
-               "budget": run.budget, "method": run.method, "schedule": run.schedule,
-               "switched": run.switched, "seed": run.seed,
+        row = {"path": str(run.path), "dataset": run.dataset, **named(run.model, run.method),
+               "budget": run.budget, "schedule": run.schedule, "switched": run.switched,
+               "seed": run.seed,
                "fold": "" if run.fold is None else run.fold,
                "status": run.status, "epochs": len(run.records),
                "averaged": "yes" if run.average else "",
@@ -83,7 +93,7 @@ def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
             value = cell.value if budget else cell.best
             out.append({
                 "table": table.key, "criterion": table.criterion, "dataset": cell.dataset,
-                "model": cell.model, "budget": cell.budget, "method": cell.method,
+                **named(cell.model, cell.method), "budget": cell.budget,
                 "schedule": cell.schedule, "label": label(cell.method, cell.schedule, "->"),
                 "metric": cell.metric, "seeds": cell.seeds, "status": cell.status,
                 "averaged": "yes" if (cell.averaged if budget else cell.best_averaged) else "",

@@ -53,9 +53,16 @@ def _shown(value: str) -> str:
     return parsed if isinstance(parsed, str) else value
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """A model or method label as (name, the settings that tell its runs apart): ("m",
+    "optim.lr=0.0001") for "m [optim.lr=0.0001]", ("m", "") for "m"."""
+    name, _, setting = label.partition(" [")
+    return name, setting.removesuffix("]")
+
+
 def base_name(label: str) -> str:
     """A model or method name without the settings that tell its runs apart."""
-    return label.split(" [", 1)[0]
+    return split_label(label)[0]
 
 
 def name_variants(runs: list) -> None:
