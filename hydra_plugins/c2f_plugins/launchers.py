@@ -8,7 +8,8 @@ rest).
 
 - `LocalLauncher`: Hydra's sequential launcher plus the failure report.
 - `Sweeper`: Hydra's basic sweeper without its own composition of every job to check it (these
-  launchers compose each job once and check more), which took half of a dry run of 44 jobs.
+  launchers compose each job once, side by side in forked processes for a big sweep
+  (compose.py), and check more), which took half of a dry run of 44 jobs.
 - `SlurmLauncher` / `SubmititLocalLauncher`: hydra-submitit-launcher, but each job's config is
   composed when the sweep is launched (edits made while jobs wait do not leak into them), a job
   that dies (killed, out of memory, out of requeues) is reported instead of aborting the wait
@@ -46,6 +47,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.c2f_plugins.compose import compose_jobs
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
@@ -141,8 +143,7 @@ class LocalLauncher(BasicLauncher):
                initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        loader = self.hydra_context.config_loader
-        configs = [loader.load_sweep_config(self.config, list(o)) for o in job_overrides]
+        configs = compose_jobs(self.hydra_context.config_loader, self.config, job_overrides)
         specs = preflight(configs, job_overrides)
         settled = settled_jobs(specs, job_overrides)
         same = duplicate_jobs(specs, job_overrides, settled)
@@ -215,12 +216,6 @@ class _SubmititLauncher(BaseSubmititLauncher):
             "partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb",
             "timeout_min"))
 
-    def _compose(self, overrides: Sequence[str], job_num: int) -> DictConfig:
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        with open_dict(config.hydra.job):
-            config.hydra.job.num = job_num
-        return config
-
     def _code_root(self, sweep_dir: Path) -> Path:
         if not self.snapshot:
             return REPO
@@ -237,10 +232,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
-        configs = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-            configs.append(self._compose(overrides, num))
+        configs = compose_jobs(self.hydra_context.config_loader, self.config, job_overrides)
+        for num, config in enumerate(configs, start=initial_job_idx):
+            with open_dict(config.hydra.job):
+                config.hydra.job.num = num
         specs = preflight(configs, job_overrides)
         settled = settled_jobs(specs, job_overrides)
         same = duplicate_jobs(specs, job_overrides, settled)
