@@ -4,6 +4,7 @@ ${now:...} resolved as the launcher's own, and Hydra's own error for a job that 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 
@@ -37,14 +38,15 @@ def resolved(configs) -> list[tuple]:
 def test_forked_composition_is_hydras_one_by_one(monkeypatch):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         loader, master, jobs = sweep("table4")
+        assert composing.processes_for(len(jobs)) == min(2, len(os.sched_getaffinity(0)))
+        jobs = jobs[::2]  # 9 of the 18: 5 in one process, 4 in the other
         launched = master.hydra.sweep.dir  # ${now:...} resolved when the sweep is launched
         time.sleep(1.1)  # the seconds in the folder's name differ from now on
-        assert composing.processes_for(len(jobs)) == 2 or composing.processes_for(16) < 2
         monkeypatch.setattr(composing, "processes_for", lambda jobs: 2)
         forked = resolved(composing.compose_jobs(loader, master, jobs))
         monkeypatch.setattr(composing, "processes_for", lambda jobs: 1)
         one_by_one = resolved(composing.compose_jobs(loader, master, jobs))
-    assert len(forked) == len(jobs) == 18
+    assert len(forked) == len(jobs)
     assert forked == one_by_one
     assert {folder for _, _, folder in forked} == {launched}
     assert [c["hydra"]["overrides"]["task"] for c, _, _ in forked] == [list(j) for j in jobs]
@@ -54,7 +56,8 @@ def test_a_job_that_cannot_be_composed_raises_hydras_error(monkeypatch):
     monkeypatch.setattr(composing, "processes_for", lambda jobs: 2)
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         loader, master, jobs = sweep("table4")
-        jobs[5] = (*jobs[5], "compression=no_such_method")
+        jobs = jobs[:4]
+        jobs[3] = (*jobs[3], "compression=no_such_method")
         with pytest.raises(MissingConfigException, match="no_such_method"):
             composing.compose_jobs(loader, master, jobs)
 
