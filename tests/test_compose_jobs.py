@@ -38,7 +38,6 @@ def resolved(configs) -> list[tuple]:
 def test_forked_composition_is_hydras_one_by_one(monkeypatch):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         loader, master, jobs = sweep("table4")
-        assert composing.processes_for(len(jobs)) == min(2, len(os.sched_getaffinity(0)))
         jobs = jobs[::2]  # 9 of the 18: 5 in one process, 4 in the other
         launched = master.hydra.sweep.dir  # ${now:...} resolved when the sweep is launched
         time.sleep(1.1)  # the seconds in the folder's name differ from now on
@@ -62,8 +61,11 @@ def test_a_job_that_cannot_be_composed_raises_hydras_error(monkeypatch):
             composing.compose_jobs(loader, master, jobs)
 
 
-def test_few_jobs_or_another_thread_compose_in_the_launcher():
-    assert composing.processes_for(composing.JOBS_PER_PROCESS - 1) == 1
+def test_processes_one_per_cpu_and_eight_jobs_none_while_another_thread_runs(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # as in run.py's launcher
+    assert [composing.processes_for(jobs) for jobs in (7, 16, 18, 44, 1000)] == [1, 2, 2, 4, 4]
+    monkeypatch.undo()  # pytest-xdist's own threads run in this process
     stop = threading.Event()
     waiting = threading.Thread(target=stop.wait)
     waiting.start()
