@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from c2f.data.errors import DataError
-from c2f.prepared import fill_prepared
+from c2f.prepared import complete_dataset
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
@@ -28,7 +28,7 @@ log = logging.getLogger("c2f")
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
-        spec = build_spec(OmegaConf.to_container(fill_prepared(cfg), resolve=True))
+        spec = build_spec(OmegaConf.to_container(complete_dataset(cfg), resolve=True))
         summary = run_job(spec, OmegaConf.to_yaml(cfg))
     except Exception as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:

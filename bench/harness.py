@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from c2f.data.resolve import resolve_data
 from c2f.plan import build_plan
-from c2f.prepared import fill_prepared
+from c2f.prepared import complete_dataset
 from c2f.spec import RunSpec, build_spec
 from c2f.track import RunDir
 from c2f.tracker import Tracker
@@ -33,7 +33,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def compose_spec(overrides: list[str]) -> RunSpec:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    return build_spec(OmegaConf.to_container(fill_prepared(cfg), resolve=True))
+    return build_spec(OmegaConf.to_container(complete_dataset(cfg), resolve=True))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from c2f.data.dataset import SKIP_HINT
 from c2f.data.errors import DataError
 from c2f.data.manifest import load_manifest
 from c2f.data.resolve import manifest_paths
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(manifest_path, labels)
         scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
     except (TrainedError, DataError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + str(err).replace(SKIP_HINT, "add --skip-bad to evaluate without "
+                                            "unusable clips (they are counted and listed)"),
+              file=sys.stderr)
         return 2
     metric = scores["metric"]
     reference = run_reference(args.model, args.weights, manifest.path, own.get("manifest"))

@@ -1,4 +1,7 @@
-"""`dataset.prepared`: presets whose values a dataset preparation works out (the `folder`
+"""A config's dataset made complete before it becomes a spec (`complete_dataset`): the values a
+preparation worked out filled in, and the data's digest stamped.
+
+`dataset.prepared`: presets whose values a dataset preparation works out (the `folder`
 preset: class count, input length, time mask, single- or multi-label, the scored split).
 
 `python -m c2f.data.prepare` writes them to `prepared.json` (`preset_values`); before a config
@@ -10,13 +13,45 @@ config.yaml, so a run never reads prepared.json again once it has started.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from c2f.data.identity import data_digest
 from c2f.spec import ConfigError
 
 PATH_KEYS = ("train_manifest", "eval_manifest", "labels_csv")  # relative to the folder
+
+
+def complete_dataset(cfg: DictConfig) -> DictConfig:
+    """`cfg`, in place, ready to become a spec: `dataset.prepared`'s values filled in
+    (`fill_prepared`), then `dataset.digest` set to what its manifests and label CSV hold
+    (c2f/data/identity.py). A missing file raises ConfigError saying how to make it, but in a
+    dry run, which plans before the data exists: there it is said once, and the run's id is
+    the one without its data. A key still `???` is left for the spec to name."""
+    fill_prepared(cfg)
+    dataset = cfg.get("dataset")
+    if dataset is None or any(OmegaConf.is_missing(dataset, key) for key in PATH_KEYS
+                              if key in dataset):
+        return cfg
+    try:
+        digest = data_digest(OmegaConf.to_container(dataset, resolve=True),
+                             OmegaConf.select(cfg, "paths.data_dir", default="data"))
+    except ConfigError as err:
+        if OmegaConf.select(cfg, "trainer.dry_run", default=False) is not True:
+            raise
+        if str(err) not in _SAID:
+            _SAID.add(str(err))
+            print(f"note (dry run): {err}", file=sys.stderr)
+        return cfg
+    if digest is not None:
+        with open_dict(dataset):
+            dataset.digest = digest
+    return cfg
+
+
+_SAID: set[str] = set()  # what a dry run said of missing data, said once per process
 
 
 def fill_prepared(cfg: DictConfig) -> DictConfig:

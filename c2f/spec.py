@@ -51,6 +51,8 @@ class DatasetSpec:
     balanced_sampler: bool = False  # AST's class-balanced sampling with replacement
     metric: str = "acc"  # acc | mAP
     fold: int | None = None  # cross-validation fold (ESC-50: 1-5); the preset's manifests use it
+    digest: str | None = None  # the bytes of its manifests and label CSV (c2f/data/identity.py),
+    # set before the spec is built: part of the run's id, where the paths are not
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,25 @@ def build_model_spec(node: Any) -> ModelSpec:
                          features=ModelFeatures, batch_mixup=BatchMixup)
 
 
+TOP_LEVEL = ("seed", "group", "pretrain", "hydra")  # besides the groups
+
+
+def _check_top_level(cfg: Mapping[str, Any], groups: tuple[str, ...]) -> None:
+    """A top-level key c2f does not read (`+seeed=1`, `+compresion=fshift`) would only change
+    the run's id: refuse it, naming the key it looks like."""
+    known = (*groups, *TOP_LEVEL)
+    unknown = sorted(str(key) for key in cfg if key not in known)
+    if not unknown:
+        return
+    import difflib
+
+    guesses = [f"`{key}` (did you mean `{close[0]}`?)" if (close := difflib.get_close_matches(
+        key, known, n=1)) else f"`{key}`" for key in unknown]
+    raise ConfigError(f"unknown top-level key(s) {', '.join(guesses)}: c2f reads "
+                      f"{', '.join(sorted(known[:-1]))}; a group's keys are set as "
+                      "group.key=value, and `+` adds a key c2f would ignore")
+
+
 def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     """RunSpec from a resolved plain-dict config (OmegaConf.to_container(cfg, resolve=True))."""
     groups = ("dataset", "model", "compression", "schedule", "optim", "average", "trainer",
@@ -310,6 +331,7 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
     for key in groups:
         if key not in cfg:
             raise ConfigError(f"missing config group `{key}`; pick one, e.g. `{key}=...`")
+    _check_top_level(cfg, groups)
     if not matches(cfg.get("seed", 0), int):
         raise ConfigError(f"`seed`: takes an integer, got {cfg['seed']!r}")
     from c2f.run_refs import resolve_pretrained  # it raises this module's ConfigError

@@ -103,6 +103,7 @@ BAD_FILES = {
     "truncated_pcm16": (lambda p: write_truncated(p, "PCM_16"), "truncated"),
     "truncated_float": (lambda p: write_truncated(p, "FLOAT"), "truncated"),
     "empty": (write_empty, "zero-length"),
+    "zero_bytes": (lambda p: (p.write_bytes(b""), p)[1], "empty file (0 bytes)"),
     "nan": (write_nan, "NaN"),
     "inf": (write_inf, "Inf"),
 }

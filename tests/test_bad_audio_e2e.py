@@ -51,9 +51,13 @@ def test_skip_counts_and_lists_bad_clips(tmp_path, data_dir):
     assert "missing.wav" in proc.stdout  # reported up front by the manifest check
     [run] = run_dirs(runs)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["skipped_clips"] == 1
-    listed = (run / "skipped.txt").read_text()
-    assert "nan.wav" in listed and "NaN" in listed
+    # the missing file, dropped by the check before training, is listed with the NaN clip,
+    # which only decoding found
+    assert summary["skipped_clips"] == 2
+    listed = (run / "skipped.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in listed] == [str(tmp_path / "missing.wav"),
+                                                       str(tmp_path / "nan.wav")]
+    assert "file not found (data[44] of" in listed[0] and "NaN" in listed[1]
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped"] == 1 and record["samples"] == 44
 

@@ -204,6 +204,31 @@ def test_stats_command_prints_ready_to_paste_overrides(manifest):
     assert out.strip() == f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}"
 
 
+def test_stats_say_which_clips_they_left_out(manifest, tmp_path, capsys):
+    """An unreadable clip is left out of the statistics, and said: how many, and the first."""
+    from c2f.data.stats import main
+
+    labels = manifest.path.parent / "class_labels_indices.csv"
+    entries = json.loads(manifest.path.read_text())["data"][:3]
+    for entry in entries:
+        entry["wav"] = str(manifest.path.parent / entry["wav"])
+    (tmp_path / "junk.wav").write_bytes(b"RIFF, but not really")
+    bad = [*entries, {"wav": str(tmp_path / "junk.wav"), "labels": entries[0]["labels"]}]
+    for name, data in (("good.json", entries), ("bad.json", bad)):
+        (tmp_path / name).write_text(json.dumps({"data": data}))
+    args = ["--labels", str(labels), "--target-length", "128"]
+    assert main(["--manifest", str(tmp_path / "good.json"), *args]) == 0
+    good = capsys.readouterr()
+    assert main(["--manifest", str(tmp_path / "bad.json"), *args]) == 0
+    said = capsys.readouterr()
+    assert said.out == good.out and good.err == ""
+    assert said.err.startswith(f"WARNING: statistics of {tmp_path / 'bad.json'} leave out 1 "
+                               f"unreadable clip(s) of the 4 sampled; the first: ")
+    assert "junk.wav" in said.err
+    assert main(["--manifest", str(tmp_path / "missing.json"), *args]) == 2
+    assert "manifest not found" in capsys.readouterr().err
+
+
 def test_masked_cells_hold_the_normalized_zero_as_in_ast(manifest):
     """AST masks the raw fbank, then normalizes: a masked cell is (0 - mean) / (2 std)."""
     mean, std = -8.0, 6.0

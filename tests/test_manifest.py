@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def make_mixed_manifest(tmp_path: Path, num_missing: int = 1) -> Path:
     write_wav(tmp_path / "good2.wav")
     soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF....not really a wav file at all")
-    names = ["good1.wav", "empty.wav", "corrupt.wav", "good2.wav"]
+    (tmp_path / "zero.wav").write_bytes(b"")  # an interrupted copy
+    names = ["good1.wav", "empty.wav", "corrupt.wav", "good2.wav", "zero.wav"]
     names += [f"missing{i}.wav" for i in range(num_missing)]
     return write_manifest(tmp_path, {"data": [{"wav": n, "labels": "/m/dog"} for n in names]})
 
@@ -151,10 +153,13 @@ def test_check_files_skip_drops_bad_files_with_reasons(tmp_path: Path) -> None:
     kept, bad = check_files(m, on_bad="skip")
     assert [c.path.name for c in kept.clips] == ["good1.wav", "good2.wav"]
     assert [c.line for c in kept.clips] == [0, 3]
-    assert len(m.clips) == 5  # the input manifest is untouched
-    assert len(bad) == 3
+    assert len(m.clips) == 6  # the input manifest is untouched
+    assert len(bad) == 4
     by_name = {Path(b.split(" ")[0]).name: b for b in bad}
     assert "zero-length" in by_name["empty.wav"]
+    assert by_name["zero.wav"].endswith("empty file (0 bytes)")
+    assert kept.dropped[0] == (str(tmp_path / "empty.wav"), "zero-length audio (0 frames) "
+                               f"(data[1] of {tmp_path / 'train.json'})")
     assert "unreadable" in by_name["corrupt.wav"]
     assert "not found" in by_name["missing0.wav"]
 
@@ -164,10 +169,10 @@ def test_check_files_fail_lists_at_most_ten(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         check_files(m)
     text = str(err.value)
-    assert "14 of 16 audio files are bad" in text
+    assert "15 of 17 audio files are bad" in text
     assert "empty.wav" in text and "corrupt.wav" in text
-    assert "... and 4 more" in text
-    assert text.count("missing") == 8
+    assert "... and 5 more" in text
+    assert text.count("missing") == 7
     assert "dataset.on_bad_audio=skip" in text
 
 
@@ -201,3 +206,27 @@ def test_pretraining_manifests_may_leave_out_labels(tmp_path: Path) -> None:
     bad = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "/m/nope"}]}, "b.json")
     with pytest.raises(DataError, match="unknown label '/m/nope'"):
         load_manifest(bad, csv_path, unlabeled=True)
+
+
+def test_clips_with_several_labels_are_refused_by_single_label_training(tmp_path: Path) -> None:
+    """Trained as single-label (its first class each), a multi-label manifest would quietly
+    lose its other labels: the first such entry is named, and the settings that fit it."""
+    from c2f.data.resolve import resolve_data
+    from c2f.spec import ConfigError, DatasetSpec
+
+    data = [{"wav": "a.wav", "labels": "/m/dog"}, {"wav": "b.wav", "labels": "/m/dog,/m/cat"},
+            {"wav": "c.wav", "labels": "/m/car,/m/cat"}]
+    manifest = write_manifest(tmp_path, {"data": data})
+    dataset = DatasetSpec(name="mine", kind="manifest", train_manifest=str(manifest),
+                          eval_manifest=str(manifest), labels_csv=str(write_csv(tmp_path)),
+                          num_classes=3, norm_mean=0.0, norm_std=1.0)
+    with pytest.raises(ConfigError) as err:
+        resolve_data(dataset, tmp_path)
+    assert str(err.value) == (
+        f"{manifest}: data[1] has 2 labels ('Dog', 'Cat, domestic'), as do 1 more entries, but "
+        "dataset.multilabel=false (one label per clip). For multi-label data add "
+        "dataset.multilabel=true dataset.loss=bce dataset.metric=mAP (AST's AudioSet recipe); "
+        "else give each entry one label")
+    # multi-label training takes them (and goes on to check the audio, which is missing here)
+    with pytest.raises(DataError, match="3 of 3 audio files are bad"):
+        resolve_data(dataclasses.replace(dataset, multilabel=True), tmp_path)

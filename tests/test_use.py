@@ -227,7 +227,8 @@ def test_a_folder_of_any_containers_is_scored(run, eval_set, tmp_path, capsys):
     assert "a folder without audio or video files" in capsys.readouterr().err
 
 
-def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, tmp_path, capsys):
+def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, eval_set, tmp_path,
+                                                                    capsys):
     from c2f.evaluate import main as evaluate
     from c2f.export import main as export
     from c2f.predict import main as predict
@@ -252,6 +253,15 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, tmp_p
     assert "average.pt is missing" in capsys.readouterr().err
     assert predict([str(run), str(tmp_path / "missing.wav")]) == 1
     assert "missing.wav" in capsys.readouterr().err
+    # a clip that cannot be read: evaluate's own flag is the fix it names
+    entries = json.loads(eval_set["manifest"].read_text())["data"][:2]
+    entries[0]["wav"] = str(eval_set["manifest"].parent / entries[0]["wav"])
+    entries[1]["wav"] = str(tmp_path / "junk.pt")
+    (tmp_path / "bad.json").write_text(json.dumps({"data": entries}))
+    assert evaluate([str(run), "--manifest", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert "junk.pt" in err and "add --skip-bad to evaluate without" in err
+    assert "on_bad_audio" not in err
 
 
 def test_predict_piped_into_head_ends_quietly(run, eval_set):

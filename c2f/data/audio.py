@@ -38,6 +38,9 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise DataError(f"{path}: audio file not found; fix its path (the manifest entry or the "
                         "argument) or restore the file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes), no audio; an interrupted copy or "
+                        "download? Copy it again or drop it")
     try:
         with soundfile.SoundFile(str(path)) as f:
             header_frames, rate, extra = f.frames, f.samplerate, f.extra_info

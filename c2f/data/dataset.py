@@ -19,6 +19,10 @@ from c2f.data.wave_cache import WaveCache
 __all__ = ["FeatureSettings", "Item", "SpectrogramDataset", "EpochKeys", "SkippedClip",
            "collate_skipping", "balanced_weights", "item_seed"]
 
+# the fix a bad clip's error ends with (c2f.evaluate words its own --skip-bad instead)
+SKIP_HINT = ("set dataset.on_bad_audio=skip to train without unusable clips (they are counted "
+             "and listed)")
+
 
 def item_seed(*parts: int) -> int:
     """A stable 63-bit seed from integers (seed, phase, epoch, index)."""
@@ -123,8 +127,7 @@ class SpectrogramDataset(Dataset):
         except DataError as err:
             if self.settings.skip_bad:
                 return SkippedClip(str(self.manifest.clips[index].path), str(err))
-            raise DataError(f"{err}; or set dataset.on_bad_audio=skip to train without "
-                            "unusable clips (they are counted and listed)") from None
+            raise DataError(f"{err}; or {SKIP_HINT}") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)
         noise, roll = frontend.draw_noise(gen) if self.train else (EMPTY, 0)

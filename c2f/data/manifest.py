@@ -35,6 +35,9 @@ class Manifest:
     class_names: list[str]
     sources: tuple[Path, ...] = ()  # the manifests a joined one was made of (join_manifests)
     labels: Path | None = None  # the label CSV it was read with
+    # (path, reason) of the clips `check_files` dropped (dataset.on_bad_audio=skip): the run
+    # lists them in skipped.txt with the clips skipped while training
+    dropped: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -189,13 +192,16 @@ def join_manifests(manifests: list[Manifest]) -> Manifest:
         return manifests[0]
     first = manifests[0]
     return Manifest(path=first.path, clips=[c for m in manifests for c in m.clips],
-                    class_names=first.class_names, sources=tuple(m.path for m in manifests))
+                    class_names=first.class_names, sources=tuple(m.path for m in manifests),
+                    labels=first.labels, dropped=tuple(d for m in manifests for d in m.dropped))
 
 
 def _problem(clip: Clip) -> str | None:
     """Why a clip's file is unusable (cheap header check), or None if it looks fine."""
     if not clip.path.is_file():
         return "file not found"
+    if clip.path.stat().st_size == 0:
+        return "empty file (0 bytes)"
     try:
         info = soundfile.info(str(clip.path))
     except (soundfile.LibsndfileError, RuntimeError) as e:
@@ -214,12 +220,14 @@ def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, lis
         raise ValueError(f"on_bad must be one of {ON_BAD_CHOICES}, got {on_bad!r}")
     good: list[Clip] = []
     bad: list[str] = []
+    dropped: list[tuple[str, str]] = []
     for clip in manifest.clips:
         reason = _problem(clip)
         if reason is None:
             good.append(clip)
         else:
             bad.append(f"{clip.path} (data[{clip.line}]): {reason}")
+            dropped.append((str(clip.path), f"{reason} (data[{clip.line}] of {manifest.path})"))
     if bad and on_bad == "fail":
         listed = "\n  ".join(bad[:MAX_LISTED])
         more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
@@ -232,4 +240,4 @@ def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, lis
         raise DataError(
             f"{manifest.path}: all {len(bad)} audio files are bad; nothing left to train on"
         )
-    return replace(manifest, clips=good), bad
+    return replace(manifest, clips=good, dropped=manifest.dropped + tuple(dropped)), bad

@@ -6,7 +6,14 @@ from pathlib import Path
 from c2f.data.builtin import BuiltinParams, ensure_builtin
 from c2f.data.errors import DataError
 from c2f.data.frontend import FeatureSettings
-from c2f.data.manifest import Manifest, check_files, join_manifests, load_manifest
+from c2f.data.identity import data_files, missing_data
+from c2f.data.manifest import (
+    MAX_LISTED,
+    Manifest,
+    check_files,
+    join_manifests,
+    load_manifest,
+)
 from c2f.data.stats import cached_stats
 from c2f.spec import ConfigError, DatasetSpec, ModelFeatures
 
@@ -21,29 +28,40 @@ def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, list[Path]
             raise ConfigError(f"`dataset.builtin`: {err}") from None
         paths = ensure_builtin(data_dir, params)
         return {**paths, "train": [paths["train"]]}
-    train = dataset.train_manifest
-    trains = [train] if isinstance(train, str) else list(train)
-    given = [("train_manifest", t) for t in trains] + [
-        ("eval_manifest", dataset.eval_manifest), ("labels_csv", dataset.labels_csv)]
+    given = data_files(vars(dataset))
     for option, value in given:
         if not Path(value).is_file():
-            raise DataError(
-                f"dataset.{option}={value}: no such file. Make an AST-format manifest "
-                '({"data": [{"wav": "/path/a.wav", "labels": "/m/09x0r"}]}) and a '
-                "class_labels_indices.csv (index,mid,display_name), then point "
-                f"dataset.{option} at it (python -m c2f.data.prepare makes both for the "
-                "paper's datasets)")
-    return {"train": [Path(t) for t in trains], "eval": Path(dataset.eval_manifest),
+            raise DataError(missing_data(option, Path(value), data_dir))
+    return {"train": [Path(value) for option, value in given if option == "train_manifest"],
+            "eval": Path(dataset.eval_manifest),
             "labels": Path(dataset.labels_csv)}
 
 
 def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
     manifest, bad = check_files(manifest, on_bad)
     if bad:
-        log(f"WARNING: skipping {len(bad)} unreadable clip(s) of {manifest.path}:")
-        for line in bad[:10]:
+        log(f"WARNING: skipping {len(bad)} unreadable clip(s) of {manifest.path} (listed in "
+            "the run's skipped.txt):")
+        for line in bad[:MAX_LISTED]:
             log(f"  {line}")
+        if len(bad) > MAX_LISTED:
+            log(f"  ... and {len(bad) - MAX_LISTED} more")
     return manifest
+
+
+def _one_label_each(manifest: Manifest) -> None:
+    """Single-label training (one class per clip, its first) of clips with several labels
+    would quietly train on part of them: refused, naming the first such entry."""
+    several = [clip for clip in manifest.clips if len(clip.label_ids) > 1]
+    if several:
+        clip = several[0]
+        names = ", ".join(repr(manifest.class_names[i]) for i in clip.label_ids)
+        raise ConfigError(
+            f"{manifest.path}: data[{clip.line}] has {len(clip.label_ids)} labels ({names})"
+            + (f", as do {len(several) - 1} more entries" if len(several) > 1 else "")
+            + ", but dataset.multilabel=false (one label "
+            "per clip). For multi-label data add dataset.multilabel=true dataset.loss=bce "
+            "dataset.metric=mAP (AST's AudioSet recipe); else give each entry one label")
 
 
 def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
@@ -52,10 +70,13 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
     is the model's own feature settings (model.features), which replace the dataset's;
     `unlabeled` (pretraining) lets manifest entries leave out their labels."""
     paths = manifest_paths(dataset, data_dir)
-    train = join_manifests([_checked(load_manifest(path, paths["labels"], unlabeled),
-                                     dataset.on_bad_audio, log) for path in paths["train"]])
-    evaluation = _checked(load_manifest(paths["eval"], paths["labels"], unlabeled),
-                          dataset.on_bad_audio, log)
+    trains = [load_manifest(path, paths["labels"], unlabeled) for path in paths["train"]]
+    evaluation = load_manifest(paths["eval"], paths["labels"], unlabeled)
+    if not dataset.multilabel:
+        for manifest in (*trains, evaluation):
+            _one_label_each(manifest)
+    train = join_manifests([_checked(m, dataset.on_bad_audio, log) for m in trains])
+    evaluation = _checked(evaluation, dataset.on_bad_audio, log)
     if train.num_classes != dataset.num_classes:
         raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
                           f"lists {train.num_classes} classes; set dataset.num_classes="
@@ -67,7 +88,7 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
         mean, std = cached_stats(data_dir / "stats", train, sample_rate=dataset.sample_rate,
                                  num_mel_bins=dataset.num_mel_bins,
                                  frame_shift_ms=dataset.frame_shift_ms,
-                                 target_length=dataset.target_length)
+                                 target_length=dataset.target_length, log=log)
         log(f"normalization from the training set: mean {mean:.4f}, std {std:.4f}")
     settings = FeatureSettings(dataset.sample_rate, dataset.num_mel_bins, mean, std,
                                dataset.freqm, dataset.mixup, dataset.on_bad_audio == "skip",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from c2f import features
@@ -18,15 +19,18 @@ from c2f.track import atomic_write_text
 
 def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: int = 128,
                   frame_shift_ms: float = 10.0, target_length: int = 1024,
-                  max_clips: int = 2000) -> tuple[float, float]:
-    """Mean and std over the fbank of up to `max_clips` evenly spaced clips (bad ones skipped)."""
+                  max_clips: int = 2000, log=None) -> tuple[float, float]:
+    """Mean and std over the fbank of up to `max_clips` evenly spaced clips; unreadable ones
+    are left out, and `log` (if given) says how many and the first."""
     clips = manifest.clips
     step = max(1, len(clips) // max_clips)
     total, total_sq, count = 0.0, 0.0, 0
+    bad: list[str] = []
     for clip in clips[::step][:max_clips]:
         try:
             wave = load_waveform(clip.path, sample_rate)
-        except DataError:
+        except DataError as err:
+            bad.append(str(err))
             continue
         spec = features.fbank(wave, sample_rate, num_mel_bins, frame_shift_ms)
         spec = features.pad_or_crop_frames(spec, target_length).double()
@@ -34,7 +38,11 @@ def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: in
         total_sq += float((spec * spec).sum())
         count += spec.numel()
     if count == 0:
-        raise DataError(f"{manifest.path}: no readable clip to compute statistics from")
+        raise DataError(f"{manifest.path}: no readable clip to compute statistics from"
+                        + (f" (the first: {bad[0]})" if bad else ""))
+    if bad and log is not None:
+        log(f"WARNING: statistics of {manifest.path} leave out {len(bad)} unreadable clip(s) "
+            f"of the {len(clips[::step][:max_clips])} sampled; the first: {bad[0]}")
     mean = total / count
     return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
 
@@ -57,7 +65,7 @@ def _stats_key(manifest: Manifest, sample_rate: int, num_mel_bins: int, frame_sh
 
 def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
                  num_mel_bins: int = 128, frame_shift_ms: float = 10.0,
-                 target_length: int = 1024) -> tuple[float, float]:
+                 target_length: int = 1024, log=None) -> tuple[float, float]:
     """compute_stats, cached by manifest content and feature settings: read from the `stats`
     folder beside the manifest (where dataset preparation leaves them) or from `cache_dir`,
     else computed and written to `cache_dir`."""
@@ -67,7 +75,7 @@ def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
             cached = json.loads((folder / name).read_text())
             return cached["mean"], cached["std"]
     mean, std = compute_stats(manifest, sample_rate, num_mel_bins, frame_shift_ms,
-                              target_length)
+                              target_length, log=log)
     # several ranks may race here: each writes whole, the last rename wins
     atomic_write_text(Path(cache_dir) / name, json.dumps(
         {"mean": mean, "std": std, "manifest": str(manifest.path), "sample_rate": sample_rate,
@@ -76,7 +84,7 @@ def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
     return mean, std
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--labels", required=True, help="class_labels_indices.csv")
@@ -84,12 +92,18 @@ def main() -> None:
     parser.add_argument("--mel-bins", type=int, default=128)
     parser.add_argument("--target-length", type=int, default=1024)
     parser.add_argument("--max-clips", type=int, default=2000)
-    args = parser.parse_args()
-    manifest = load_manifest(args.manifest, args.labels)
-    mean, std = compute_stats(manifest, args.sample_rate, args.mel_bins, 10.0,
-                              args.target_length, args.max_clips)
+    args = parser.parse_args(argv)
+    try:
+        manifest = load_manifest(args.manifest, args.labels)
+        mean, std = compute_stats(manifest, args.sample_rate, args.mel_bins, 10.0,
+                                  args.target_length, args.max_clips,
+                                  log=lambda line: print(line, file=sys.stderr))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -220,6 +220,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> d
             exit_code = 0
             return summary
         loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
+        loop.skipped.update(train.dropped + evaluation.dropped)  # found before training
         try:
             records = loop.run()
         except Diverged as err:

@@ -107,7 +107,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
     """Build every job's spec and plan before any job starts; raise naming the jobs that
     cannot run, one paragraph per distinct reason. Returns the specs."""
     from c2f.plan import build_plan
-    from c2f.prepared import fill_prepared
+    from c2f.prepared import complete_dataset
     from c2f.registry import PluginError
     from c2f.spec import ConfigError, build_spec
 
@@ -119,7 +119,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
         with open_dict(task):
             task.pop("hydra", None)
         try:
-            specs.append(build_spec(OmegaConf.to_container(fill_prepared(task), resolve=True)))
+            specs.append(build_spec(OmegaConf.to_container(complete_dataset(task), resolve=True)))
             build_plan(specs[-1])
         except (ConfigError, OmegaConfBaseException) as err:
             problems.setdefault(str(err), []).append(f"#{num} {varying[num]}".strip())

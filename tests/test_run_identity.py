@@ -1,0 +1,101 @@
+"""What names a run: its data (the bytes of its manifests and label CSV), not where they lie;
+and no key that c2f does not read."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from c2f.prepared import complete_dataset
+from c2f.spec import ConfigError, RunSpec, build_spec
+from tests.conftest import ROOT
+
+
+def spec_for(*overrides: str) -> RunSpec:
+    """The spec run.py builds: the config made complete (prepared values, data digest)."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return build_spec(OmegaConf.to_container(complete_dataset(cfg), resolve=True))
+
+
+def prepared_vggsound(data_dir: Path, clips: int = 3) -> Path:
+    """data_dir/vggsound as the preparation writes it: audio listed relative to the folder."""
+    folder = data_dir / "vggsound"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "eval"):
+        data = [{"wav": f"audio/{split}{i}.flac", "labels": f"/m/v{i % 2:03d}"}
+                for i in range(clips)]
+        (folder / f"{split}.json").write_text(json.dumps({"data": data}))
+    (folder / "class_labels_indices.csv").write_text(
+        "index,mid,display_name\n0,/m/v000,dog\n1,/m/v001,cat\n")
+    return folder
+
+
+def vggsound_spec(data_dir: Path, *more: str) -> RunSpec:
+    return spec_for("dataset=vggsound", f"paths.data_dir={data_dir}",
+                    "model.require_pretrained=false", *more)
+
+
+def test_a_runs_data_is_part_of_its_id_where_the_data_lies_is_not(tmp_path):
+    first = tmp_path / "a" / "data"
+    folder = prepared_vggsound(first)
+    original = vggsound_spec(first)
+    assert original.dataset.digest and original.semantic["dataset"]["digest"]
+    # moved elsewhere (another paths.data_dir): the same runs
+    moved = tmp_path / "b" / "data"
+    shutil.copytree(first, moved)
+    assert vggsound_spec(moved).run_id == original.run_id
+    # prepared again with one clip more, or another class list: other runs
+    prepared_vggsound(moved, clips=4)
+    more = vggsound_spec(moved)
+    assert more.run_id != original.run_id and more.dataset.digest != original.dataset.digest
+    shutil.copytree(first, tmp_path / "c" / "data")
+    csv = tmp_path / "c" / "data" / "vggsound" / "class_labels_indices.csv"
+    csv.write_text(csv.read_text().replace("cat", "bird"))
+    assert vggsound_spec(tmp_path / "c" / "data").run_id not in (original.run_id, more.run_id)
+    # the same files named through the manifest preset: the same data, whatever the preset
+    own = spec_for("dataset=manifest", f"dataset.train_manifest={folder / 'train.json'}",
+                   f"dataset.eval_manifest={folder / 'eval.json'}",
+                   f"dataset.labels_csv={folder / 'class_labels_indices.csv'}",
+                   "dataset.num_classes=2")
+    assert own.dataset.digest == original.dataset.digest
+    # the built-in dataset is named by its settings, as before
+    assert spec_for().dataset.digest is None and "digest" not in spec_for().semantic["dataset"]
+
+
+def test_missing_data_stops_a_run_before_it_starts_saying_how_to_prepare_it(tmp_path):
+    """A dry run still plans (without the data, whose digest is then left out of the id)."""
+    data_dir = tmp_path / "data"
+    with pytest.raises(ConfigError) as err:
+        vggsound_spec(data_dir)
+    folder = data_dir / "vggsound"
+    assert str(err.value) == (
+        f"dataset.train_manifest={folder / 'train.json'}: no such file. Prepare vggsound from "
+        f"its download into that folder: python -m c2f.data.prepare vggsound --src "
+        f"YOUR_VGGSOUND_DOWNLOAD --out {folder}. If it is prepared elsewhere, point "
+        f"paths.data_dir (now {data_dir}) at the folder holding vggsound/")
+    assert vggsound_spec(data_dir, "trainer.dry_run=true").dataset.digest is None
+    # a manifest of your own: the format, and the command that makes one
+    own = prepared_vggsound(tmp_path / "own")
+    with pytest.raises(ConfigError, match=r"dataset.eval_manifest=.*/nope.json: no such file. "
+                                          "Make an AST-format manifest"):
+        spec_for("dataset=manifest", f"dataset.train_manifest={own / 'train.json'}",
+                 f"dataset.eval_manifest={tmp_path / 'nope.json'}", "dataset.num_classes=2",
+                 f"dataset.labels_csv={own / 'class_labels_indices.csv'}")
+
+
+@pytest.mark.parametrize("override, says", [
+    ("+seeed=1", "unknown top-level key(s) `seeed` (did you mean `seed`?)"),
+    ("+compresion=fshift", "unknown top-level key(s) `compresion` (did you mean "
+                           "`compression`?)"),
+    ("+colour=red", "unknown top-level key(s) `colour`: c2f reads average, compression"),
+])
+def test_a_top_level_key_c2f_does_not_read_is_refused(override, says):
+    """It would only have changed the run's id."""
+    with pytest.raises(ConfigError) as err:
+        spec_for(override)
+    assert str(err.value).startswith(says)
