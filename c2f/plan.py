@@ -166,6 +166,7 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
         epochs = [0] * len(factors)
     else:
         epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
+        _check_average(spec, epochs)
     phases = []
     for index, (c, n_epochs) in enumerate(zip(factors, epochs)):
         phase_input = _phase_input(spec, c)
@@ -183,6 +184,23 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
                             steps[index]))
     return PhasePlan(tuple(phases), train_samples,
                      spec.dataset.batch_size if spec.pretrain else None)
+
+
+def _check_average(spec: RunSpec, epochs: list[int]) -> None:
+    """Weight averaging whose epochs (global, 1-based, final phase only: c2f/train/averaging.py)
+    fall outside the run would average nothing, which shows only after training."""
+    a = spec.average
+    if a.mode == "none":
+        return
+    last, final_first = sum(epochs), sum(epochs) - epochs[-1] + 1
+    if a.start > last:
+        raise ConfigError(f"`average.start`={a.start} is after the run's last epoch ({last}, "
+                          f"dataset.epochs): nothing would be averaged; set average.start <= "
+                          f"{last}")
+    if a.end is not None and a.end < final_first and spec.schedule.switch is None:
+        raise ConfigError(f"`average.end`={a.end} comes before the final phase, which starts at "
+                          f"epoch {final_first}: only final-phase epochs are averaged; set "
+                          f"average.end >= {final_first} or null (the last epoch)")
 
 
 FLOPS_UNITS = ((1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"), (1e3, "kFLOPs"))

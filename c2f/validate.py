@@ -87,6 +87,9 @@ def validate(spec: RunSpec) -> None:
     _check(w == "auto" or (isinstance(w, int) and w >= 0), "trainer.num_workers",
            f"a count >= 0 or auto, got {w!r}")
     t = spec.trainer
+    _check(t.device in ("auto", "cpu", "cuda"), "trainer.device",
+           f"{t.device!r} is not auto|cpu|cuda (cuda: each process's local-rank GPU; "
+           "CUDA_VISIBLE_DEVICES picks which)")
     _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "trainer.precision",
            f"{t.precision!r} is not auto|fp32|bf16|fp16")
     _check(t.frontend in ("auto", "device", "worker"), "trainer.frontend",

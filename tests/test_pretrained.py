@@ -133,7 +133,7 @@ def test_vit_without_distillation_token_leaves_the_second_prefix_at_init(tmp_pat
 def test_missing_checkpoint_says_nothing_is_downloaded(tmp_path):
     model = AST(num_mel_bins=32, frames=32, patch=(16, 16), num_classes=2, embed_dim=16,
                 depth=1, num_heads=2)
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+    with pytest.raises(ConfigError, match="never downloads"):
         load_pretrained(model, tmp_path / "nope.pth")
 
 
@@ -148,6 +148,48 @@ def test_required_checkpoint_names_the_expected_file_and_how_to_make_it(tmp_path
     assert "never downloads" in text and "model.pretrained=/path/to/" in text
     with pytest.raises(ConfigError, match="no such file"):
         check_pretrained(ModelSpec(name="b", pretrained=str(tmp_path / "missing.pth")))
-    (tmp_path / "deit.pth").write_bytes(b"x")
-    check_pretrained(ModelSpec(name="b", require_pretrained=True,
-                               pretrained=str(tmp_path / "deit.pth")))
+    small = ModelSpec(name="ast_tiny", embed_dim=128, depth=3, num_heads=4,
+                      require_pretrained=True)
+    with pytest.raises(ConfigError) as err:  # no ImageNet model has this shape: not named
+        check_pretrained(small)
+    assert "no ImageNet checkpoint has this model's shape (128 wide, 3 blocks)" in str(err.value)
+    assert "vit_base_patch16_224" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"x", b"index,mid,display_name\n0,/m/0,dog\n",
+                                     "truncated"])
+def test_a_file_that_is_no_checkpoint_fails_before_training_naming_it(tmp_path, content):
+    """A text file, a half-downloaded file: named, with what it should hold; at plan time
+    (check_pretrained, which the dry run calls) and at load time alike."""
+    path = tmp_path / "weights.pth"
+    if content == "truncated":
+        torch.save(_ast(frames=128).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    else:
+        path.write_bytes(content)
+    spec = ModelSpec(name="ast_tiny", embed_dim=192, depth=12, num_heads=3,
+                     pretrained=str(path))
+    for attempt in (lambda: check_pretrained(spec),
+                    lambda: load_pretrained(_ast(frames=128), path)):
+        with pytest.raises(ConfigError) as err:
+            attempt()
+        assert str(err.value).startswith(f"`model.pretrained`={path}: not a PyTorch checkpoint")
+        assert "torch.save(model.state_dict()" in str(err.value)
+
+
+def test_a_checkpoint_of_another_size_fails_naming_both_shapes(tmp_path):
+    """A DeiT-Tiny file (192 wide, 12 blocks) given to a 128-wide, 3-block model: refused at
+    plan time and at load time, instead of a shape error inside the positional table's
+    resampling; the right size passes."""
+    path = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
+               .state_dict(), path)
+    small = ModelSpec(name="ast_tiny", embed_dim=128, depth=3, num_heads=4, pretrained=str(path))
+    with pytest.raises(ConfigError, match="a ViT 192 wide with 12 blocks, but this model is "
+                                          "128 wide with 3 blocks"):
+        check_pretrained(small)
+    with pytest.raises(ConfigError, match="192 wide with 12 blocks"):
+        load_pretrained(AST(num_mel_bins=128, frames=128, patch=(16, 16), num_classes=5,
+                            embed_dim=128, depth=3, num_heads=4), path)
+    check_pretrained(ModelSpec(name="deit_tiny", embed_dim=192, depth=12, num_heads=3,
+                               dist_token=True, pretrained=str(path)))

@@ -214,6 +214,11 @@ def test_unusable_input_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert main([str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
+    make_run(tmp_path, "b0", values=[0.5])  # readable runs, an output folder that cannot be made
+    (tmp_path / "file").write_text("")
+    assert main([str(tmp_path), "--out", str(tmp_path / "file" / "report"), "--no-plots"]) == 2
+    assert f"cannot write the report to {tmp_path / 'file' / 'report'}" in \
+        capsys.readouterr().err
 
 
 def test_outputs_and_the_paper_column(tmp_path):

@@ -17,6 +17,7 @@ from timm.layers import resample_patch_embed
 
 from c2f.models.ast import AST
 from c2f.models.transfer import PATCH_KEY, POS_KEY, resample_pos_embed
+from c2f.models.weights_file import read_state_dict
 from c2f.spec import ConfigError, ModelSpec
 
 # AST's AudioSet checkpoints (audioset_10_10_0.4593.pth, ...): 16x16 patches with stride 10
@@ -46,14 +47,20 @@ def _expected(model: ModelSpec) -> str:
 
 def check_pretrained(model: ModelSpec) -> None:
     """Fail before training when a required checkpoint is missing or names no file."""
-    name = (expected_checkpoints(model) or ["vit_base_patch16_224"])[0]
+    names = expected_checkpoints(model)
+    name = names[0] if names else "deit_base_distilled_patch16_384"
     how = ("c2f never downloads weights; on a machine with internet access run\n"
            "  python -c \"import timm, torch; torch.save(timm.create_model("
-           f"'{name}', pretrained=True).state_dict(), '{name}.pth')\"\n")
+           f"'{name}', pretrained=True).state_dict(), '{name}.pth')\"\n") if names else (
+        f"no ImageNet checkpoint has this model's shape ({model.embed_dim} wide, {model.depth} "
+        "blocks): the paper's is model=ast_base, from timm's deit_base_distilled_patch16_384; ")
     if model.pretrained:
-        if not Path(model.pretrained).expanduser().is_file():
+        path = Path(model.pretrained).expanduser()
+        if not path.is_file():
             raise ConfigError(f"`model.pretrained`={model.pretrained}: no such file. Expected "
                               f"{_expected(model)} state dict there; {how}or fix the path.")
+        _check_width(read_state_dict(path, ("state_dict", "model"), WHAT), path,
+                     model.embed_dim, model.depth)
         return
     if model.require_pretrained and model.name.startswith("ssast"):
         raise ConfigError(
@@ -142,6 +149,33 @@ def _fit_pos_embed(pos: torch.Tensor, prefix: int, old_grid: tuple[int, int], mo
     return torch.cat([own, table], dim=1)
 
 
+WHAT = "a timm ViT/DeiT, AST, SSAST or c2f state dict"
+
+
+def checkpoint_shape(state: dict[str, torch.Tensor]) -> tuple[int | None, int]:
+    """(width, blocks) of a ViT state dict by its key names (timm's, AST's, SSAST's, c2f's);
+    width None when it has no positional table."""
+    names = [_canonical_key(k) for k in state]
+    blocks = {name.split(".")[2] for name in names if name.startswith("vit.blocks.")}
+    pos = next((v for k, v in state.items() if _canonical_key(k) == POS_KEY), None)
+    return (None if pos is None else int(pos.shape[-1])), len(blocks)
+
+
+def _check_width(state: dict[str, torch.Tensor], path: Path, width: int, depth: int) -> None:
+    """A checkpoint of another width (a ViT-Base file for a small model) or with more blocks
+    than the model fails naming both shapes; one with fewer blocks would leave the rest at
+    init, and fails too."""
+    have, blocks = checkpoint_shape(state)
+    if have is None or (have, blocks) == (width, depth):
+        return
+    raise ConfigError(
+        f"`model.pretrained`={path}: a ViT {have} wide with {blocks} blocks, but this model is "
+        f"{width} wide with {depth} blocks. Pick the model of its size (model=ast_base for "
+        "DeiT-Base and AST's checkpoints; model.embed_dim, model.depth and model.num_heads "
+        "for others, e.g. 192, 12 and 3 for DeiT-Tiny), or train from random weights (leave "
+        "model.pretrained out)")
+
+
 def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | None = None,
                     resize_patch: Callable | None = None) -> list[str]:
     """Load a timm ViT/DeiT, AST or c2f checkpoint into `model`; returns the keys left at init.
@@ -151,13 +185,11 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
     size is left at init."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"model.pretrained={path}: no such file. c2f never downloads weights: save a "
+        raise ConfigError(
+            f"`model.pretrained`={path}: no such file. c2f never downloads weights: save a "
             "timm or AST checkpoint locally and point model.pretrained at it")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("state_dict", "model"):
-        if isinstance(raw, dict) and wrapper in raw and isinstance(raw[wrapper], dict):
-            raw = raw[wrapper]
+    raw = read_state_dict(path, ("state_dict", "model"), WHAT)
+    _check_width(raw, path, model.vit.pos_embed.shape[-1], len(model.vit.blocks))
     c2f = _is_c2f(raw)
     state = {_canonical_key(k): v for k, v in raw.items()}
     target = model.state_dict()
@@ -175,5 +207,8 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
         grid = _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
         state[POS_KEY] = _fit_pos_embed(pos, prefix, grid, model, c2f)
     usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
+    if not any(k.startswith("vit.blocks.") for k in usable):
+        raise ConfigError(f"`model.pretrained`={path}: none of its transformer blocks fit this "
+                          f"model; expected {WHAT}")
     model.load_state_dict(usable, strict=False)
     return sorted(set(target) - set(usable))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput, compression_class, list_compressions
@@ -108,11 +107,9 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
     from the first of `wrappers` present ({"model": ...}, {"state_dict": ...}), `prefixes` are
     stripped from its keys, tensors of another shape are skipped; the names left at init.
     ConfigError when no parameter matches (`expected`: the names it should have)."""
-    raw = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-    for wrapper in wrappers:
-        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
-            raw = raw[wrapper]
-            break
+    from c2f.models.weights_file import read_state_dict
+
+    raw = read_state_dict(path, wrappers, expected)
     state = {}
     for key, value in raw.items():
         for prefix in prefixes:

@@ -144,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"c2f.report: error: {err}", file=sys.stderr)
         return 2
     out = args.out or args.run_dirs[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("ok")
+        (out / ".write-test").unlink()
+    except OSError as err:
+        print(f"c2f.report: error: cannot write the report to {out} ({err.strerror or err}); "
+              "give --out a writable folder", file=sys.stderr)
+        return 2
     tolerance = args.tolerance / 100  # metric points -> the fraction the runs record
     _, outcomes, pair_warnings = pair(runs, tolerance)
     warnings += pair_warnings
