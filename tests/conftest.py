@@ -16,6 +16,7 @@ from tests.scheduling import (  # noqa: F401  (hooks: the slowest test files sta
     pytest_collection_modifyitems,
     pytest_xdist_make_scheduler,
 )
+from tests.warm_python import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
@@ -120,10 +121,10 @@ def cli_env(env: dict | None = None) -> dict:
 
 def run_cli(args: list[str], runs_dir: Path, data_dir: Path, *, check: bool = True,
             env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python run.py ARGS` in a subprocess, as a user types it."""
+    """`python run.py ARGS` in a process of its own, as a user types it (forked from a warm
+    interpreter: tests/warm_python.py)."""
     cmd = cli_command(args, runs_dir, data_dir)
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=cli_env(env),
-                          timeout=900)
+    proc = run_python(cmd[1:], ROOT, cli_env(env), timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

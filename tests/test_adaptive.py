@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
 from c2f.spec import SwitchSpec
 from c2f.train.switching import switch_reason
-from tests.conftest import ROOT, TINY, kill_after_records, read_metrics, run_cli, run_dirs
+from tests.conftest import ROOT, TINY, cli_env, kill_after_records, read_metrics, run_cli, run_dirs
+from tests.warm_python import run_python
 
 ADAPTIVE = [*TINY, "logger=disabled", "compression=fshift", "schedule=adaptive",
             "schedule.c=4", "dataset.epochs=10"]
@@ -92,9 +91,8 @@ def test_the_report_gives_adaptive_runs_their_own_rows_and_says_where_they_switc
     run, _ = straight
     fixed = tmp_path / "runs"
     run_cli([*ADAPTIVE, "schedule=2phase"], fixed, data_dir)
-    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(fixed), str(run.parent),
-                           "--no-plots", "--out", str(tmp_path / "report")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_python(["-m", "c2f.report", str(fixed), str(run.parent), "--no-plots", "--out",
+                       str(tmp_path / "report")], ROOT, cli_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = {r["schedule"]: r for r in csv.DictReader((tmp_path / "report" / "runs.csv").open())}
     decision = next(r["switch"] for r in read_metrics(run) if "switch" in r)

@@ -23,7 +23,8 @@ from c2f.data.prepare import DATASETS
 from c2f.data.prepare.decode import DecodeError, Segment, decode
 from c2f.data.prepare.sources import parse_youtube_name
 from tests import dataset_layouts
-from tests.conftest import ROOT, read_metrics, run_cli, run_dirs
+from tests.conftest import ROOT, cli_env, read_metrics, run_cli, run_dirs
+from tests.warm_python import run_python
 
 FIXED_SECONDS = {"audioset": 10.0, "vggsound": 10.0, "kinetics_sounds": 10.0}
 # the preset each prepared dataset trains through, and the overrides a miniature needs (the
@@ -37,7 +38,7 @@ def prepare(name: str, layout: dataset_layouts.Layout, out: Path, *extra: str,
             check: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "c2f.data.prepare", name, "--src", str(layout.src),
            "--out", str(out), "--workers", "2", "--no-progress", *layout.args, *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_python(cmd[1:], ROOT, cli_env(), timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

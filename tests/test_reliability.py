@@ -24,6 +24,7 @@ from tests.conftest import (
     run_dirs,
     start_cli,
 )
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 BASE = [*TINY, "logger=disabled", "dataset.epochs=5"]  # room after each kill point
@@ -263,7 +264,7 @@ def test_an_unwritable_runs_folder_is_named_before_training(tmp_path, data_dir):
     cmd = [sys.executable, str(ROOT / "run.py"), *TINY, "logger=disabled",
            f"paths.runs_dir={blocker / 'runs'}", f"paths.data_dir={data_dir}",
            f"paths.root={tmp_path}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_python(cmd[1:], ROOT, cli_env(), timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert f"cannot write the run directory {blocker / 'runs'}" in proc.stderr
     assert "paths.runs_dir" in proc.stderr

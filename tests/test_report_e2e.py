@@ -4,13 +4,13 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, cli_env, run_cli
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 SWEEP = [["compression=none", "schedule=baseline", "schedule.c=1"],
@@ -24,8 +24,7 @@ def report(tmp_path_factory, data_dir) -> Path:
     runs = tmp_path_factory.mktemp("sweep") / "runs"
     for args in SWEEP:
         run_cli(["-m", *TINY, *args, "group=tiny"], runs, data_dir)
-    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(runs)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = run_python(["-m", "c2f.report", str(runs)], ROOT, cli_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "5 runs, 5 cells" in proc.stdout
     return runs / "report"
@@ -104,14 +103,12 @@ def test_wandb_report_run_offline_holds_every_table_and_plot(report, tmp_path):
     """`--wandb` without W&B credentials: an offline report run that `wandb sync` uploads,
     read back from its transaction log, with one W&B Table per table CSV and every plot."""
     import json
-    import os
 
     from tests import wandb_log
 
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "c2f.report", str(report.parent), "--out",
-                           str(out), "--wandb"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    proc = run_python(["-m", "c2f.report", str(report.parent), "--out", str(out), "--wandb"],
+                      ROOT, cli_env({"WANDB_MODE": "offline"}), timeout=300)
     assert proc.returncode == 0, proc.stderr
     [log] = out.glob("wandb/offline-run-*/run-*.wandb")
     assert f"wandb sync {log.parent}" in proc.stdout

@@ -19,6 +19,7 @@ from c2f.data.manifest import load_manifest
 from c2f.trained import load_trained
 from tests.conftest import ROOT, TINY, cli_env, read_metrics, run_cli, run_dirs
 from tests.dataset_layouts import write_media
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.slow
 ARGS = [*TINY, "compression=fshift", "schedule=2phase", "schedule.c=4", "logger=disabled",
@@ -42,8 +43,7 @@ def eval_set(run) -> dict:
 
 
 def cli(module: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env=cli_env(), timeout=300)
+    return run_python(["-m", module, *map(str, args)], ROOT, cli_env(), timeout=300)
 
 
 def test_evaluate_reproduces_the_final_and_averaged_metrics(run, eval_set):
