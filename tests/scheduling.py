@@ -13,11 +13,12 @@ from collections import Counter
 import pytest
 
 # Seconds each took in a full run on 2 cores (`pytest -n 2 --dist loadfile --durations=0`),
-# slowest first: test_slurm.py ~300 + test_slurm_load.py ~105, test_reliability.py ~200,
-# test_prepare.py ~120, test_sweeps.py ~120, test_pretrain.py ~90, test_models.py ~80,
-# test_local_sweep.py ~75.
-SLOWEST_FILES = ("test_slurm.py", "test_slurm_load.py", "test_reliability.py", "test_prepare.py",
-                 "test_sweeps.py", "test_pretrain.py", "test_models.py", "test_local_sweep.py")
+# slowest first: test_slurm.py ~295 + test_slurm_load.py ~120, test_reliability.py ~120,
+# test_sweeps.py ~95, test_local_sweep.py ~75, test_prepare.py ~70, test_models.py ~60,
+# test_pretrain.py ~55 (the CLI tests' commands forked from a warm interpreter:
+# tests/warm_python.py).
+SLOWEST_FILES = ("test_slurm.py", "test_slurm_load.py", "test_reliability.py", "test_sweeps.py",
+                 "test_local_sweep.py", "test_prepare.py", "test_models.py", "test_pretrain.py")
 SLURM_UNIT = "tests/test_slurm"  # the scope of both SLURM files
 
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from c2f.prepared import complete_dataset
 from c2f.spec import ConfigError, RunSpec, build_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 def spec_for(*overrides: str) -> RunSpec:
@@ -99,3 +99,18 @@ def test_a_top_level_key_c2f_does_not_read_is_refused(override, says):
     with pytest.raises(ConfigError) as err:
         spec_for(override)
     assert str(err.value).startswith(says)
+
+
+def test_a_sweep_without_its_data_starts_no_job_and_says_how_to_prepare_each(tmp_path):
+    """Through the real CLI: the launcher's check before any job names each missing dataset
+    once, with its preparation command."""
+    data_dir = tmp_path / "data"
+    proc = run_cli(["-m", "dataset=vggsound,voxceleb1", "model.require_pretrained=false",
+                    "logger=disabled"], tmp_path / "runs", data_dir, check=False,
+                   env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 1 and "2 of 2 job(s) cannot run; nothing was started" in \
+        proc.stderr
+    for name in ("vggsound", "voxceleb1"):
+        assert f"python -m c2f.data.prepare {name} --src YOUR_{name.upper()}_DOWNLOAD --out " \
+               f"{data_dir / name}" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
