@@ -29,6 +29,18 @@ def validate(spec: RunSpec) -> None:
     _check(d.epochs >= 1, "dataset.epochs", f"must be >= 1, got {d.epochs}")
     _check(d.batch_size >= 1, "dataset.batch_size", f"must be >= 1, got {d.batch_size}")
     _check(d.target_length >= 1, "dataset.target_length", "must be >= 1")
+    _check(d.eval_batch_size >= 1, "dataset.eval_batch_size",
+           f"must be >= 1, got {d.eval_batch_size}")
+    _check(d.sample_rate >= 1000, "dataset.sample_rate",
+           f"in Hz (AST's data is 16000; other rates are resampled to it), got {d.sample_rate}")
+    _check(d.num_mel_bins >= 1, "dataset.num_mel_bins", f"must be >= 1, got {d.num_mel_bins}")
+    _check(d.frame_shift_ms > 0, "dataset.frame_shift_ms", f"must be > 0, got {d.frame_shift_ms}")
+    bins, of = ((m.features.num_mel_bins, "model.features.num_mel_bins") if m.features
+                else (d.num_mel_bins, "dataset.num_mel_bins"))
+    _check(0 <= d.freqm <= bins, "dataset.freqm",
+           f"a mask width in mel bins, 0..{bins} ({of}), got {d.freqm}")
+    _check(0 <= d.timem <= d.target_length, "dataset.timem",
+           f"a mask width in frames, 0..{d.target_length} (dataset.target_length), got {d.timem}")
     _check((d.norm_mean is None) == (d.norm_std is None), "dataset.norm_std",
            "give both norm_mean and norm_std, or neither (computed from the training set)")
     _check(d.norm_std is None or d.norm_std > 0, "dataset.norm_std", "must be > 0")
@@ -63,6 +75,12 @@ def validate(spec: RunSpec) -> None:
                "SSAST pretrains an AST with cls and distillation tokens (model.dist_token=true)")
     _check(d.fold is None or (isinstance(d.fold, int) and d.fold >= 1), "dataset.fold",
            f"a fold number >= 1 (ESC-50: 1-5), got {d.fold!r}")
+    _check(min(m.embed_dim, m.depth, m.num_heads) >= 1, "model.depth",
+           f"embed_dim, depth and num_heads must be >= 1, got {m.embed_dim}, {m.depth}, "
+           f"{m.num_heads}")
+    _check(m.mlp_ratio > 0 and 0 <= m.drop_path < 1, "model.drop_path",
+           f"need mlp_ratio > 0 and 0 <= drop_path < 1, got {m.mlp_ratio}, {m.drop_path}")
+    _check(spec.seed >= 0, "seed", f"must be >= 0, got {spec.seed}")
     _check(len(m.patch) == 2 and min(m.patch) >= 1, "model.patch",
            f"need [freq, time] >= 1, got {m.patch}")
     _check(m.pool in ("prefix", "tokens"), "model.pool", f"{m.pool!r} is not prefix|tokens")
@@ -76,6 +94,12 @@ def validate(spec: RunSpec) -> None:
     _check(o.scheduler != "epoch_scales" or bool(o.scales), "optim.scales",
            "epoch_scales needs optim.scales=[...], one factor per epoch (the last repeats)")
     _check(o.lr > 0, "optim.lr", "must be > 0")
+    _check(o.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
+    _check(o.weight_decay >= 0 and o.eps > 0, "optim.weight_decay",
+           f"need weight_decay >= 0 and eps > 0, got {o.weight_decay}, {o.eps}")
+    _check(all(0 <= b < 1 for b in o.betas), "optim.betas", f"each in [0, 1), got {o.betas}")
+    _check(o.gamma > 0 and o.milestones_step >= 1, "optim.gamma",
+           f"need gamma > 0 and milestones_step >= 1, got {o.gamma}, {o.milestones_step}")
     _check(0 < s.initial_fraction < 1, "schedule.initial_fraction", "must be in (0, 1)")
     a = spec.average
     _check(a.mode in ("none", "epochs", "top_k"), "average.mode",

@@ -70,6 +70,12 @@ def test_ast_base_flop_ratios_match_the_design_note():
     (["average=epochs", "compression=fshift", "schedule=2phase", "average.start=1",
       "average.end=2"], "average.end`=2 comes before the final phase, which starts at epoch 4"),
     (["trainer.device=gpu"], "trainer.device"),
+    (["dataset.eval_batch_size=0"], "dataset.eval_batch_size"),  # else found after an epoch
+    (["dataset.freqm=200"], "dataset.freqm`: a mask width in mel bins, 0..128"),
+    (["model=cnn14_tiny", "dataset.freqm=100"], "in mel bins, 0..64"),  # its own mel bins
+    (["model.num_heads=0"], "model.depth"),
+    (["optim.warmup_steps=-5"], "optim.warmup_steps"),
+    (["seed=-1"], "seed"),
     (["model.pretrained=/no/such/deit.pth"], "model.pretrained"),
     (["model.require_pretrained=true"], "model.pretrained"),
 ])
