@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         if manifest_path is None or labels is None:
             raise TrainedError("an exported model carries no dataset: give --manifest and "
                                "--labels")
+        gone = [str(p) for p, given in ((manifest_path, args.manifest), (labels, args.labels))
+                if given is None and not Path(p).is_file()]
+        if gone:
+            raise TrainedError(f"the run's own eval data is no longer where it trained "
+                               f"({', '.join(gone)}; moved?): give --manifest and --labels")
         manifest = load_manifest(manifest_path, labels)
         scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
     except (TrainedError, DataError, ConfigError) as err:

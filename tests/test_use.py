@@ -262,6 +262,16 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, eval_
     err = capsys.readouterr().err
     assert "junk.pt" in err and "add --skip-bad to evaluate without" in err
     assert "on_bad_audio" not in err
+    # the run's eval data moved away since it trained: the flags that name it now
+    moved = tmp_path / "moved_data"
+    shutil.copytree(run, moved)
+    info = json.loads((moved / "inference.json").read_text())
+    info["data"]["eval_manifest"] = str(tmp_path / "gone" / "eval.json")
+    (moved / "inference.json").write_text(json.dumps(info))
+    assert evaluate([str(moved)]) == 2
+    assert "the run's own eval data is no longer where it trained (" \
+        f"{tmp_path / 'gone' / 'eval.json'}; moved?): give --manifest and --labels" in \
+        capsys.readouterr().err
 
 
 def test_predict_piped_into_head_ends_quietly(run, eval_set):
