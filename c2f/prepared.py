@@ -56,7 +56,8 @@ _SAID: set[str] = set()  # what a dry run said of missing data, said once per pr
 
 def fill_prepared(cfg: DictConfig) -> DictConfig:
     """Fill `cfg.dataset`'s `???` and null keys from `<dataset.prepared>/prepared.json`, in place;
-    returns `cfg`. A config without `dataset.prepared` is left as it is."""
+    returns `cfg`. A config without `dataset.prepared` is left as it is. A target_length given
+    on the command line takes the prepared time mask at its share of the prepared length."""
     dataset = cfg.get("dataset")
     if dataset is None or not dataset.get("prepared"):
         return cfg
@@ -71,8 +72,15 @@ def fill_prepared(cfg: DictConfig) -> DictConfig:
             f"`dataset.prepared`={folder}: {report.name} {why}. Prepare the data there first "
             f"(python -m c2f.data.prepare folder --src YOUR_RECORDINGS --out {folder}), or "
             "check dataset.name and paths.data_dir") from None
+    given = {key for key in values
+             if not OmegaConf.is_missing(dataset, key) and dataset.get(key) is not None}
     with open_dict(dataset):
         for key, value in values.items():
-            if OmegaConf.is_missing(dataset, key) or dataset.get(key) is None:
+            if key not in given:
                 dataset[key] = str(folder / value) if key in PATH_KEYS else value
+        if "target_length" in given and "timem" not in given and values.get("timem") \
+                and values.get("target_length"):
+            # the time mask keeps its share of the input (AST's 192 of 1024) at another length
+            dataset.timem = round(values["timem"] * dataset.target_length
+                                  / values["target_length"])
     return cfg

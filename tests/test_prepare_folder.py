@@ -85,6 +85,7 @@ def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
     again = run_cli([*args, *tiny, "dataset.target_length=256", "trainer.dry_run=true"],
                     tmp_path / "runs", out.parent)
     assert "256->256" in again.stdout
+    assert "masks 48/48" in again.stdout  # the time mask keeps its share: 72 of 384 frames
     missing = run_cli(["dataset=folder", "dataset.name=birds", "logger=disabled"],
                       tmp_path / "runs", out.parent, check=False)
     assert missing.returncode == 2
