@@ -132,9 +132,9 @@ class WarmPython:
 
     def __init__(self, env: dict):
         self.env = {**env, "OMP_NUM_THREADS": "1"}  # no thread pools forked half-made
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # unbuffered: `_reply` waits on the pipe itself
             [sys.executable, "-c", SERVER, str(ROOT), ",".join(PRELOAD)], cwd=ROOT,
-            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 
     def fits(self, env: dict) -> bool:
         """Whether a command with `env` may run here: its imports would be the same."""
@@ -148,13 +148,17 @@ class WarmPython:
             out, err = Path(folder) / "stdout", Path(folder) / "stderr"
             request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out),
                        "stderr": str(err)}
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            pid = json.loads(self.proc.stdout.readline())["pid"]
+            data = memoryview((json.dumps(request) + "\n").encode())
+            while data:  # an unbuffered pipe may take part of it
+                data = data[self.proc.stdin.write(data):]
+            pid = _reply(self.proc, 60)["pid"]
             try:
-                code = _reply(self.proc, timeout)
+                code = _reply(self.proc, timeout)["code"]
             except TimeoutError:
-                os.killpg(pid, 9)
+                try:
+                    os.killpg(pid, 9)
+                except ProcessLookupError:
+                    pass
                 _reply(self.proc, 60)
                 raise subprocess.TimeoutExpired([sys.executable, *argv], timeout) from None
             return subprocess.CompletedProcess([sys.executable, *argv], code,
@@ -162,18 +166,22 @@ class WarmPython:
                                                err.read_text(errors="replace"))
 
 
-def _reply(proc: subprocess.Popen, timeout: float) -> int:
-    """The exit code the server reports, waiting at most `timeout` seconds."""
+def _reply(proc: subprocess.Popen, timeout: float) -> dict:
+    """The server's next JSON line, waiting at most `timeout` seconds for it."""
     import selectors
+    import time
 
+    line, deadline = b"", time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise TimeoutError
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError("the warm interpreter ended")
-    return json.loads(line)["code"]
+        while not line.endswith(b"\n"):
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError
+            byte = proc.stdout.read(1)
+            if not byte:
+                raise RuntimeError("the warm interpreter ended")
+            line += byte
+    return json.loads(line)
 
 
 _SERVER: WarmPython | None = None
