@@ -41,7 +41,7 @@ def test_fail_fast_names_the_missing_file(tmp_path, data_dir):
                    tmp_path / "runs", data_dir, check=False)
     assert proc.returncode == 2
     assert "missing.wav" in proc.stderr and "on_bad" in proc.stderr
-    assert not run_dirs(tmp_path / "runs")  # nothing trained, nothing half-written
+    assert not (tmp_path / "runs").exists()  # nothing trained, not even an empty run folder
 
 
 def test_skip_counts_and_lists_bad_clips(tmp_path, data_dir):

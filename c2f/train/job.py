@@ -174,11 +174,19 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
             spec.trainer.compile is not False))
     if not world.is_main:
         echo = _quiet
+    lock, held = RunLock(run.path), None
+    # a run another process trains is left before its data is read (a header check of every
+    # clip); data that cannot be used fails before the run has a folder
+    holder = lock.held_by() if world.is_main and not spec.trainer.wait_for_lock else None
+    if all_sum([1 if holder else 0], world)[0]:
+        raise lock.held_error() if holder else RunHeld(f"run {run.path} is held by another "
+                                                       "process")
+    if world.is_main:
+        _check_drift(spec, run)
+    resolved = resolve_data(spec.dataset, spec.data_dir, echo, spec.model_features,
+                            unlabeled=spec.pretrain is not None)
     if world.is_main:
         _check_writable(run)
-        _check_drift(spec, run)
-    lock, held = RunLock(run.path), None
-    if world.is_main:
         try:
             lock.acquire(spec.trainer.wait_for_lock, echo)
         except RunHeld as err:
@@ -186,19 +194,20 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     if all_sum([1 if held else 0], world)[0]:  # every rank of this job leaves
         raise held or RunHeld(f"run {run.path} is held by another process")
     try:
-        return _finished(spec, run, echo) or _train(spec, plan, run, world, config_yaml, echo)
+        return _finished(spec, run, echo) or _train(spec, plan, run, world, config_yaml, echo,
+                                                    resolved)
     finally:
         lock.release()
 
 
-def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo) -> dict:
-    """Data, the loop (classification or pretraining), the summary."""
+def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, resolved
+           ) -> dict:
+    """The loop (classification or pretraining) on `resolved` (resolve_data's manifests and
+    feature settings), the summary."""
     if run.summary_path.exists() and run.read_summary() is None:
         echo(f"note: {run.summary_path} is unreadable; the run resumes from its checkpoint, "
              "which writes it again")
-    train, evaluation, settings = resolve_data(spec.dataset, spec.data_dir, echo,
-                                               spec.model_features,
-                                               unlabeled=spec.pretrain is not None)
+    train, evaluation, settings = resolved
     plan = dataclasses.replace(plan, train_samples=len(train.clips))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
