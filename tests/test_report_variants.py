@@ -55,3 +55,22 @@ def test_runs_that_differ_in_a_setting_are_rows_of_their_own_not_duplicates(tmp_
            "optim.lr=0.002" and r["method_setting"] == "compression.options.k=2"]
     assert [(r["model"], r["method"], r["label"]) for r in row] == [
         ("m", "fshift", "Fshift [compression.options.k=2] 4->1")]
+
+
+def test_runs_on_two_versions_of_a_datasets_data_are_said_and_paired_by_version(tmp_path):
+    """A folder prepared again (other manifests, another dataset.digest): each version's
+    runs are rows of their own against that version's baseline, and the report says so."""
+    for digest, best in (("aaaa", 0.5), ("bbbb", 0.6)):
+        data = {"dataset": {"digest": digest}}
+        make_run(tmp_path, f"b-{digest}", values=[0.2, 0.3, 0.4, best], setting=data)
+        make_run(tmp_path, f"f-{digest}", method="fshift", phases=(4, 1),
+                 values=[0, 0.5, 0.6, 0.6], setting=data)
+    runs, warnings = load_runs([tmp_path])
+    assert warnings == ["dataset ds: runs on 2 versions of its data (dataset.digest aaaa, "
+                        "bbbb: its manifests or label CSV changed); each version's runs are "
+                        "rows of their own, paired with that version's baseline"]
+    _, outcomes, _ = pair(runs)
+    assert {o.run.model for o in outcomes} == {"m [dataset.digest=aaaa]",
+                                               "m [dataset.digest=bbbb]"}
+    one = load_runs([tmp_path / "group" / "b-aaaa", tmp_path / "group" / "f-aaaa"])
+    assert one[1] == []  # one version: nothing to say

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from c2f.report.variants import flat_setting, name_variants
+from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
 from c2f.spec import semantic_config
 
@@ -200,4 +200,4 @@ def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
         raise ReportError("no run directory found under " + ", ".join(map(str, paths))
                           + " (a run directory holds config.yaml and plan.json)")
     name_variants(runs)
-    return runs, warnings
+    return runs, warnings + data_versions(runs)

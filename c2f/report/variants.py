@@ -87,3 +87,17 @@ def name_variants(runs: list) -> None:
         for run in members:
             run.model = _suffixed(run.model, run, model_keys)
             run.method = _suffixed(run.method, run, method_keys.get(id(run), []))
+
+
+def data_versions(runs: list) -> list[str]:
+    """A warning for each dataset whose runs trained on more than one version of its data
+    (`dataset.digest`: its manifests or label CSV changed, as a folder prepared again)."""
+    digests: dict[str, set[str]] = {}
+    for run in runs:
+        digest = run.setting.get("dataset.digest")
+        if digest is not None:
+            digests.setdefault(run.dataset, set()).add(_shown(digest))
+    return [f"dataset {name}: runs on {len(found)} versions of its data (dataset.digest "
+            f"{', '.join(sorted(found))}: its manifests or label CSV changed); each version's "
+            "runs are rows of their own, paired with that version's baseline"
+            for name, found in sorted(digests.items()) if len(found) > 1]
