@@ -24,20 +24,24 @@ from tests.conftest import (
 
 
 def live_jobs(folder: Path) -> dict[int, dict[str, str]]:
-    """submitit's local job controllers under `folder`: pid -> the environment they got."""
-    found = {}
+    """submitit's local job controllers under `folder`: pid -> the environment they got. A
+    process forked by one of them (a library's subprocess call, caught between its fork and
+    its exec, still shows the job's command line) is not a job of its own."""
+    found, parents = {}, {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
             if "submitit.local._local" not in cmdline or str(folder) not in cmdline:
                 continue
             pairs = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+            stat = (proc / "stat").read_text()
         except OSError:  # ended meanwhile
             continue
         env = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
         found[int(proc.name)] = {key: env.get(key, "") for key in
                                  ("CUDA_VISIBLE_DEVICES", "C2F_JOB_CPUS")}
-    return found
+        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm)"
+    return {pid: env for pid, env in found.items() if parents[pid] not in found}
 
 
 @pytest.mark.slow
