@@ -22,11 +22,10 @@ def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: in
                   max_clips: int = 2000, log=None) -> tuple[float, float]:
     """Mean and std over the fbank of up to `max_clips` evenly spaced clips; unreadable ones
     are left out, and `log` (if given) says how many and the first."""
-    clips = manifest.clips
-    step = max(1, len(clips) // max_clips)
+    sampled = manifest.clips[::max(1, len(manifest.clips) // max_clips)][:max_clips]
     total, total_sq, count = 0.0, 0.0, 0
     bad: list[str] = []
-    for clip in clips[::step][:max_clips]:
+    for clip in sampled:
         try:
             wave = load_waveform(clip.path, sample_rate)
         except DataError as err:
@@ -42,7 +41,7 @@ def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: in
                         + (f" (the first: {bad[0]})" if bad else ""))
     if bad and log is not None:
         log(f"WARNING: statistics of {manifest.path} leave out {len(bad)} unreadable clip(s) "
-            f"of the {len(clips[::step][:max_clips])} sampled; the first: {bad[0]}")
+            f"of the {len(sampled)} sampled; the first: {bad[0]}")
     mean = total / count
     return mean, max(total_sq / count - mean * mean, 0.0) ** 0.5
 
