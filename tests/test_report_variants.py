@@ -68,9 +68,50 @@ def test_runs_on_two_versions_of_a_datasets_data_are_said_and_paired_by_version(
     runs, warnings = load_runs([tmp_path])
     assert warnings == ["dataset ds: runs on 2 versions of its data (dataset.digest aaaa, "
                         "bbbb: its manifests or label CSV changed); each version's runs are "
-                        "rows of their own, paired with that version's baseline"]
+                        "rows of their own, paired with that version's baseline; `--where "
+                        "dataset.digest=bbbb` reports one version alone"]
     _, outcomes, _ = pair(runs)
     assert {o.run.model for o in outcomes} == {"m [dataset.digest=aaaa]",
                                                "m [dataset.digest=bbbb]"}
     one = load_runs([tmp_path / "group" / "b-aaaa", tmp_path / "group" / "f-aaaa"])
     assert one[1] == []  # one version: nothing to say
+
+
+def test_where_reports_only_the_runs_with_a_setting(tmp_path, capsys):
+    """`--where KEY=VALUE` keeps the runs whose config has that value: one version of a
+    dataset's data, one learning rate (given as 1e-3 for 0.001), and says so in the tables.
+    Keys and values no run has are refused with what the runs do have."""
+    for digest, lr, best in (("aaaa", 0.001, 0.5), ("bbbb", 0.002, 0.6)):
+        data = {"dataset": {"digest": digest}, "optim": {"lr": lr}}
+        make_run(tmp_path, f"b-{digest}", values=[0.2, 0.3, 0.4, best], setting=data)
+        make_run(tmp_path, f"f-{digest}", method="fshift", phases=(4, 1),
+                 values=[0, 0.5, 0.6, 0.6], setting=data)
+    make_run(tmp_path, "unfinished", values=[0.1], setting={"dataset": {"digest": "bbbb"}},
+             finished=False)
+    assert main([str(tmp_path), "--no-plots", "--where", "dataset.digest=aaaa"]) == 0
+    report = tmp_path / "report"
+    runs = list(csv.DictReader((report / "runs.csv").open()))
+    assert sorted((r["path"].rsplit("/", 1)[1], r["model"], r["model_setting"]) for r in runs) \
+        == [("b-aaaa", "m", ""), ("f-aaaa", "m", "")]  # one version: no variant to name
+    tables = (report / "tables.md").read_text()
+    assert "Only the runs with dataset.digest=aaaa (--where)." in tables
+    assert "versions of its data" not in tables and "unfinished" not in tables
+    assert "Only the runs with dataset.digest=aaaa" in (report / "index.html").read_text()
+    assert main([str(tmp_path), "--no-plots", "--where", "optim.lr=1e-3",
+                 "--out", str(tmp_path / "lr")]) == 0
+    runs = list(csv.DictReader((tmp_path / "lr" / "runs.csv").open()))
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in runs) == ["b-aaaa", "f-aaaa"]
+    capsys.readouterr()
+    assert main([str(tmp_path), "--where", "optim.learning_rate=0.001"]) == 2
+    assert "no run has the key optim.learning_rate (did you mean optim.lr?)" in \
+        capsys.readouterr().err
+    assert main([str(tmp_path), "--where", "dataset.digest=cccc"]) == 2
+    assert "no run has that value; the runs have dataset.digest = aaaa, bbbb" in \
+        capsys.readouterr().err
+    assert main([str(tmp_path), "--where", "dataset.digest=aaaa",
+                 "--where", "optim.lr=0.002"]) == 2
+    assert "no run matches every --where dataset.digest=aaaa optim.lr=0.002 at once" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--where", "optim.lr"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from c2f.report.layout import Table, paper_tables
 from c2f.report.paper import load_paper, paper_cell
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, pair, reference
+from c2f.report.select import SelectError, parse_where
 from c2f.report.tables import label, latex, markdown, write_csv
 from c2f.report.variants import split_label
 
@@ -35,6 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "POINTS metric points of its best (0, the default, is the paper's "
                              "'surpasses', ties counted; the paper calls AudioSet's -0.48 "
                              "'a negligible drop')")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="only the runs whose config has this value, e.g. --where "
+                             "optim.lr=0.0001 or --where dataset.digest=3f2a9c0b1d4e "
+                             "(repeatable: every one must hold)")
     parser.add_argument("--no-paper", action="store_true", help="leave out the paper column")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--wandb", action="store_true",
@@ -43,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tolerance < 0:
         parser.error("--tolerance must be >= 0 (metric points)")
+    try:
+        args.where = parse_where(args.where)
+    except SelectError as err:
+        parser.error(str(err))
     return args
 
 
@@ -110,11 +119,13 @@ def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
 
 
 def write_tables(out: Path, tables: list[Table], runs: list[Run], outcomes: list,
-                 paper: dict | None, warnings: list[str]) -> str:
+                 paper: dict | None, warnings: list[str], selection: str) -> str:
     """tables.md, tables.tex, one CSV per table, savings.csv and runs.csv; returns the md."""
     md = ["# Coarse-to-fine savings", "",
           ("Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
            "number of seeds (seeds x folds for cross-validated datasets such as ESC-50)."), ""]
+    if selection:
+        md += [selection, ""]
     tex = []
     for table in tables:
         md += [f"## {table.title}", "", table.caption, "", markdown(table.header, table.rows)]
@@ -139,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     """Read, pair, tabulate, plot; 0 on partial sweeps, 2 on unusable input."""
     args = parse_args(argv)
     try:
-        runs, warnings = load_runs(args.run_dirs)
+        runs, warnings = load_runs(args.run_dirs, args.where)
     except (ReportError, OSError) as err:
         print(f"c2f.report: error: {err}", file=sys.stderr)
         return 2
@@ -158,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = aggregate(runs, tolerance)
     paper = None if args.no_paper else load_paper()
     tables = paper_tables(cells, paper, args.tolerance)
-    text = write_tables(out, tables, runs, outcomes, paper, warnings)
+    selection = ("Only the runs with " + ", ".join(f"{k}={v}" for k, v in args.where.items())
+                 + " (--where)." if args.where else "")
+    text = write_tables(out, tables, runs, outcomes, paper, warnings, selection)
     images: list[Path] = []
     if not args.no_plots:
         from c2f.report.plots import plot_all
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         images = plot_all(runs, cells, out / "plots")
     from c2f.report.dashboard import write_dashboard
 
-    page = write_dashboard(out / "index.html", tables, cells, runs, images, warnings)
+    page = write_dashboard(out / "index.html", tables, cells, runs, images, warnings, selection)
     if args.wandb:
         from c2f.report.publish import publish
 

@@ -94,14 +94,15 @@ def images_html(images: list[Path], runs: list[Run]) -> str:
 
 
 def write_dashboard(path: Path, tables: list[Table], cells: list[Cell], runs: list[Run],
-                    images: list[Path], warnings: list[str]) -> Path:
-    """Write the dashboard; returns its path."""
+                    images: list[Path], warnings: list[str], selection: str = "") -> Path:
+    """Write the dashboard (`selection`: which runs --where kept, said under the title);
+    returns its path."""
     datasets = sorted({c.dataset for c in cells})
     schedules = sorted({c.schedule for c in cells}, key=lambda s: row_order("fshift", s))
     warn = "".join(f'<li class="warn">{_e(w)}</li>' for w in warnings) or "<li>none</li>"
     body = (f"<h1>Coarse-to-fine savings</h1><p>{len(runs)} runs, {len(cells)} cells. "
             "Metrics and savings in percent; ± = std over seeds (and folds); n/r = not reached."
-            f' <span id="status"></span></p>'
+            f' {_e(selection)} <span id="status"></span></p>'
             f'<div class="bar">{_options("dataset", datasets)}{_options("schedule", schedules)}'
             "</div><h2>Budget criterion</h2>" + cell_table(cells, "budget")
             + "<h2>Convergence criterion</h2>" + cell_table(cells, "convergence")

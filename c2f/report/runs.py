@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from c2f.report.select import SelectError, flat_config, select
 from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
 from c2f.spec import semantic_config
@@ -39,6 +40,7 @@ class Run:
     adaptive: str = ""  # schedule=adaptive: the switching rule (plateau, budget); "" if fixed
     diverged: str | None = None  # why its loss stopped being finite (diverged.json), if it did
     setting: dict[str, str] = field(default_factory=dict)  # report/variants.py: flat_setting
+    config: dict = field(default_factory=dict, repr=False)  # the whole config.yaml
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -151,7 +153,7 @@ def load_run(path: Path) -> Run:
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
                switches=list((plan or {}).get("switches", [])),
                adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")),
-               diverged=why, setting=flat_setting(semantic_config(config)))
+               diverged=why, setting=flat_setting(semantic_config(config)), config=config)
 
 
 def pretrained_from(value: str | None) -> str | None:
@@ -185,19 +187,27 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return sorted(found)
 
 
-def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
-    """All runs below `paths` and the warnings met; ReportError when there is none."""
-    runs, warnings = [], []
+def load_runs(paths: list[Path], where: dict[str, str] | None = None
+              ) -> tuple[list[Run], list[str]]:
+    """All runs below `paths` (those whose config matches every KEY=VALUE of `where`:
+    report/select.py) and the warnings met; ReportError when there is none."""
+    runs, unreadable = [], []
     for path in find_run_dirs(paths):
         try:
-            run = load_run(path)
+            runs.append(load_run(path))
         except ReportError as err:
-            warnings.append(str(err))
-            continue
-        runs.append(run)
-        warnings.extend(run.warnings)
+            unreadable.append(str(err))
     if not runs:
         raise ReportError("no run directory found under " + ", ".join(map(str, paths))
                           + " (a run directory holds config.yaml and plan.json)")
+    if where:
+        try:
+            kept = select([flat_config(run.config) for run in runs], where)
+        except SelectError as err:
+            raise ReportError(str(err)) from err
+        runs = [run for run, keep in zip(runs, kept) if keep]
+        if not runs:
+            raise ReportError("no run matches every --where " + " ".join(
+                f"{k}={v}" for k, v in where.items()) + " at once")
     name_variants(runs)
-    return runs, warnings + data_versions(runs)
+    return runs, unreadable + [w for run in runs for w in run.warnings] + data_versions(runs)
