@@ -65,6 +65,11 @@ def fill_prepared(cfg: DictConfig) -> DictConfig:
     report = folder / "prepared.json"
     try:
         values = json.loads(report.read_text())["preset_values"]
+    except PermissionError as err:
+        raise ConfigError(
+            f"`dataset.prepared`={folder}: {report.name} cannot be read by this user "
+            f"({err.strerror}); ask its owner to make the folder readable (chmod -R a+rX "
+            f"{folder}), or prepare a copy of your own") from None
     except (OSError, ValueError, KeyError) as err:
         why = "not found" if isinstance(err, FileNotFoundError) else \
             f"unreadable or from an older c2f ({type(err).__name__}: {err})"

@@ -10,11 +10,27 @@ from pathlib import Path
 from typing import Any
 
 
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the process's umask (0o644 under the
+    usual 022), so manifests and run files on a shared disk are readable by the group."""
+    try:  # Linux says it without changing it (os.umask would, for a moment, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a half."""
+    """Write a file so that readers see the old or the new content, never a half. It gets the
+    mode a plain open() would give (mkstemp's own is 0o600: private to its owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()

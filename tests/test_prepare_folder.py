@@ -5,6 +5,7 @@ tests/test_prepare.py over the `folder` miniature."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -54,7 +55,13 @@ def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
     model). The preset takes the class count, input length and time mask from prepared.json,
     the run stores them in its config, and it reads the prepared statistics."""
     out = tmp_path / "data" / "my_sounds"
-    assert prepare(downloads, out) == 0
+    umask = os.umask(0o022)  # a shared data folder: what it writes, others can read
+    try:
+        assert prepare(downloads, out) == 0
+    finally:
+        os.umask(umask)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in out.rglob("*") if f.is_file()
+            and f.stat().st_mode & 0o777 != 0o644} == {}
     overrides = printed_overrides(capsys.readouterr().out)
     report = json.loads((out / "prepared.json").read_text())
     assert overrides == report["run_overrides"] == [
@@ -340,3 +347,23 @@ def test_input_length_from_clip_lengths():
     assert fitting_frames([498] * 20) == 512           # 5 s: ESC-50's 512
     assert fitting_frames([998] * 19 + [6000]) == 1024  # one long outlier does not count
     assert fitting_frames([998] * 10 + [6000] * 10) == 6016
+
+
+def test_a_prepared_folder_another_user_cannot_read_says_so(tmp_path, monkeypatch):
+    """A lab's shared data folder that this user may not read: the error is about permissions
+    (and names chmod), not "prepare the data there first"."""
+    from c2f.prepared import fill_prepared
+    from c2f.spec import ConfigError
+
+    (tmp_path / "prepared.json").write_text("{}")
+    real = Path.read_text
+
+    def refuse(path, *args, **kwargs):
+        if path.name == "prepared.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ConfigError, match=r"cannot be read by this user \(Permission denied\); "
+                                          r"ask its owner .* \(chmod -R a\+rX "):
+        fill_prepared(OmegaConf.create({"dataset": {"prepared": str(tmp_path)}}))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from c2f.track import RunLock
+from c2f.track import RunLock, atomic_write_text
 from tests.conftest import (
     ROOT,
     TINY,
@@ -312,3 +312,19 @@ def test_a_preemption_signal_is_handled_once_and_its_requeue_outlives_a_second_o
         for number, handler in saved.items():
             signal.signal(number, handler)
     assert seen == [["True", "True"]]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_files_written_whole_get_the_mode_the_umask_gives(tmp_path, umask):
+    """Run files and prepared manifests (written to a temporary name, then renamed) are as
+    readable as a plain open() would make them: a lab's shared runs or data folder is readable
+    by the group, not private to whoever wrote it."""
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+        with open(tmp_path / "plain.txt", "w") as handle:
+            handle.write("a")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "config.yaml").stat().st_mode & 0o777 == 0o666 & ~umask \
+        == (tmp_path / "plain.txt").stat().st_mode & 0o777
