@@ -240,6 +240,28 @@ def test_split_folders_name_the_manifests(downloads, tmp_path, capsys, monkeypat
     assert values["eval_manifest"] == "test.json"
 
 
+def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path, capsys):
+    """ESC-50 has a class called `train`: a `train/` folder of clips is a class, not the
+    training split. `x.mp3` beside `x.flac` are two recordings, both kept."""
+    src = tmp_path / "vehicles"
+    for name, label in (("train", "piano"), ("car", "violin"), ("plane", "trumpet")):
+        (src / name).mkdir(parents=True)
+        for file in ("a.wav", "b.mp3", "c.flac", "d.ogg"):
+            shutil.copy(downloads / label / file.replace("d.ogg", "sub/d.ogg"),
+                        src / name / file)
+    shutil.copy(downloads / "violin" / "b.mp3", src / "car" / "a.mp3")  # beside car/a.wav
+    out = tmp_path / "out"
+    assert prepare(src, out) == 0
+    capsys.readouterr()
+    _, names = read_label_csv(out / "class_labels_indices.csv")
+    assert names == ["car", "plane", "train"]
+    clips = splits(out)
+    assert len(clips) == 13 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac"} <= set(clips)
+    assert "audio/train/b.flac" in clips
+    assert not (out / "problems.txt").exists() or "listed again" not in \
+        (out / "problems.txt").read_text()
+
+
 def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     """file,labels,split rows: several labels in a cell, a listed file that is not there, a
     row without a label; the run command asks for BCE and mAP."""

@@ -8,8 +8,12 @@ Three layouts under `--src`, any container and sample rate:
   new class moves no clip of the others.
   `--group-by-folder` keeps the clips of one folder below the class folder (a recording
   session, a site, a speaker: `<class>/<group>/.../<clip>`) on one side of the split.
-- `<split>/<class>/.../<clip>.<ext>` when a top folder is named `train`: the splits are the top
-  folders (`train`, and `eval`, `test`, `val`, ...), one manifest each.
+- `<split>/<class>/.../<clip>.<ext>` when a top folder named `train` holds class folders: the
+  splits are the top folders (`train`, and `eval`, `test`, `val`, ...), one manifest each. A
+  `train` folder that holds clips itself is a class (ESC-50 has one).
+
+Two recordings of one name in one folder (`x.mp3`, `x.ogg`) are two clips (`x.mp3.flac`,
+`x.ogg.flac`); other clips are converted to `<name>.flac`.
 - `--lists clips.csv` with a header naming a file column (`file`, `filename`, `path`, `wav`,
   `audio`), a label column (`label`, `labels`, `class`, `category`; several labels in one cell,
   separated by `;`, `|` or `,`, make a multi-label dataset), optionally `split`, and optionally
@@ -32,6 +36,7 @@ import argparse
 import hashlib
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -201,9 +206,11 @@ class Folder(DatasetRecipe):
         out = Path(self.args.out).resolve()  # an output folder inside --src is not data
         files = [path.relative_to(self.src) for path in audio_files(self.src)
                  if out not in path.resolve().parents]
-        tops = {p.parts[0].lower() for p in files if len(p.parts) > 1}
-        by_split = any(name in tops for name in TRAIN_NAMES)
+        under_train = [p for p in files if len(p.parts) > 1 and p.parts[0].lower() in TRAIN_NAMES]
+        # train/<class>/<clip>; a class of its own called "train" (ESC-50 has one) holds clips
+        by_split = bool(under_train) and all(len(p.parts) > 2 for p in under_train)
         depth = 2 if by_split else 1  # folders above the class folder's files
+        stems = Counter(p.with_suffix("").as_posix() for p in files)
         entries, problems, names = [], [], set()
         for relative in files:
             if len(relative.parts) <= depth:
@@ -216,6 +223,8 @@ class Folder(DatasetRecipe):
             label = relative.parts[depth - 1]
             names.add(label)
             key = relative.with_suffix("").as_posix()
+            if stems[key] > 1:  # x.mp3 and x.ogg: two recordings, each converted to a clip
+                key = relative.as_posix()
             if self.args.group_by_folder and len(relative.parts) > depth + 1:
                 self.groups[key] = "/".join(relative.parts[:depth + 1])
             entries.append(Entry(key=key, labels=(label,), split=split, where=str(relative),
