@@ -126,8 +126,11 @@ def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, c
     assert prepare(grown, inside) == 0 and prepare(grown, inside) == 0
     assert splits(inside) == again
     assert prepare(downloads, tmp_path / "half", "--eval-fraction", "0.5") == 0
-    # 2 of 4 piano and trumpet clips, 2 of 5 violin ones, one of them the corrupt violin/e
-    assert sorted(splits(tmp_path / "half").values()).count("eval") == 5
+    # 2 of the 4 clips of each class: drawn among the clips that decode, so the corrupt
+    # violin/e (listed, never converted) takes no held-out place
+    half = splits(tmp_path / "half")
+    assert sorted(w.split("/")[1] for w, s in half.items() if s == "eval") == [
+        "piano", "piano", "trumpet", "trumpet", "violin", "violin"]
     capsys.readouterr()
 
 
@@ -201,6 +204,38 @@ def test_clips_already_in_the_output_format_are_linked_not_copied(tmp_path, caps
                                load_waveform(out / "audio" / "b" / "plain.flac"))
     assert soundfile.info(str(out / "audio" / "b" / "deep.flac")).subtype == "PCM_16"
     capsys.readouterr()
+
+
+def test_truncated_and_changed_sources_and_a_class_never_scored(tmp_path, capsys):
+    """A WAV cut short is refused as training would refuse it (not converted to half a clip);
+    a source fixed after its conversion is converted again; a class whose only clip is in
+    training is named as never scored."""
+    import numpy as np
+    import soundfile
+
+    src = tmp_path / "src"
+    wave = (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    for name in ("a/1", "a/2", "a/3", "b/1", "b/2", "b/3", "c/1"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(src / f"{name}.wav", wave, 22050)
+    whole = (src / "a" / "3.wav").read_bytes()
+    (src / "a" / "3.wav").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out"
+    assert prepare(src, out) == 0
+    said = capsys.readouterr().out
+    assert "truncated audio (header declares more data than the file holds)" in \
+        (out / "failed.txt").read_text()
+    assert not (out / "audio" / "a" / "3.flac").exists()
+    assert "WARNING: eval.json has no clip of 1 class(es): c (never scored)" in said
+    (src / "a" / "3.wav").write_bytes(whole)  # fixed: converted now
+    soundfile.write(src / "b" / "1.wav", np.concatenate([wave, wave]), 22050)  # replaced
+    assert prepare(src, out) == 0
+    said = capsys.readouterr().out
+    assert "1 source file(s) changed since they were converted: converting them again" in said
+    twice = np.ceil(2 * 16000 * 16000 / 22050)  # 2 s of 22.05 kHz samples, at 16 kHz
+    assert soundfile.info(str(out / "audio" / "b" / "1.flac")).frames == twice
+    assert soundfile.info(str(out / "audio" / "a" / "3.flac")).frames > 0
+    assert "converted 2, skipped 5 already converted" in said
 
 
 def test_class_balance_is_reported(downloads, tmp_path, capsys):

@@ -33,14 +33,36 @@ def _declared_short(extra_info: str) -> bool:
     return False
 
 
+EMPTY = "empty file (0 bytes), no audio; an interrupted copy or download? Copy it again or drop it"
+TRUNCATED = "truncated audio (header declares more data than the file holds{}); " \
+    "re-download/re-encode it or drop it"
+LOSSLESS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC"}  # frame counts in the header are exact
+
+
+def header_problem(path: Path) -> tuple[str | None, int | None]:
+    """What the file's size and libsndfile's reading of its header say is wrong with it (0
+    bytes, a data chunk cut short), and how many frames a lossless file (WAV, AIFF, FLAC)
+    declares, to hold the decoded count against; (None, None) where libsndfile cannot open it
+    (PyAV decides). Dataset preparation uses it, so it refuses what training would."""
+    if path.stat().st_size == 0:
+        return EMPTY, None
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            declared, extra, kind = f.frames, f.extra_info, f.format
+    except (soundfile.LibsndfileError, RuntimeError):
+        return None, None
+    if _declared_short(extra):
+        return TRUNCATED.format(""), None
+    return None, declared if kind in LOSSLESS else None
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Read all frames as float32 [frames, channels], raising DataError for unusable files."""
     if not path.is_file():
         raise DataError(f"{path}: audio file not found; fix its path (the manifest entry or the "
                         "argument) or restore the file")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes), no audio; an interrupted copy or "
-                        "download? Copy it again or drop it")
+        raise DataError(f"{path}: {EMPTY}")
     try:
         with soundfile.SoundFile(str(path)) as f:
             header_frames, rate, extra = f.frames, f.samplerate, f.extra_info
@@ -48,10 +70,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     except (soundfile.LibsndfileError, RuntimeError) as e:
         return _decode_container(path, e)
     if _declared_short(extra) or data.shape[0] < header_frames:
-        raise DataError(
-            f"{path}: truncated audio (header declares more data than the file holds, "
-            f"{data.shape[0]} frames decodable); re-download/re-encode it or drop it"
-        )
+        raise DataError(f"{path}: " + TRUNCATED.format(f", {data.shape[0]} frames decodable"))
     if data.shape[0] == 0:
         raise DataError(f"{path}: zero-length audio (0 frames); drop it from the manifest")
     if not np.isfinite(data).all():

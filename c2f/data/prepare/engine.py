@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from c2f.data.audio import TRUNCATED, header_problem
 from c2f.data.prepare.decode import (
     DecodeError,
     Segment,
@@ -76,8 +77,13 @@ def convert_task(task: tuple) -> str | None:
     if duration is None and start == 0 and link_atomic(Path(source), Path(target),
                                                        sample_rate, fmt):
         return None
+    problem, declared = header_problem(Path(source))
+    if problem:
+        return problem
     try:
         samples, rate = decode(Path(source), Segment(start, duration))
+        if declared is not None and start == 0 and duration is None and len(samples) < declared:
+            return TRUNCATED.format(f", {len(samples)} of {declared} frames decodable")
         write_atomic(Path(target), fit(samples, rate, sample_rate, duration), sample_rate, fmt)
     except DecodeError as err:
         return str(err)
@@ -194,15 +200,26 @@ def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path
     return found
 
 
-def _class_balance(name: str, counts: Counter, classes: list[str], log) -> None:
-    """How a training manifest's clips spread over the classes: the classes it lacks, named
-    (the model keeps an output for each, never trained towards), and the range per class."""
+def _mtime(path: Path) -> int | None:
+    """A file's modification time in ns, None when there is no such file."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _class_balance(name: str, counts: Counter, classes: list[str], log,
+                   training: bool = True) -> None:
+    """How a manifest's clips spread over the classes: the classes it lacks, named (a training
+    manifest: the model keeps an output for each, never trained towards; an evaluation one:
+    never scored), and for training the range per class."""
     empty = [c for c in classes if not counts.get(c)]
     if empty:
         log(f"WARNING: {name}.json has no clip of {len(empty)} class(es): "
-            f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}")
+            f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
+            + ("" if training else " (never scored)"))
     present = [counts[c] for c in classes if counts.get(c)]
-    if not present:
+    if not present or not training:
         return
     low, high = min(present), max(present)
     uneven = "; dataset.balanced_sampler=true draws the classes evenly (AST's sampler)" \
@@ -222,8 +239,18 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     stale = remove_partials(out / AUDIO_DIR)
     if stale:
         log(f"removed {stale} partial file(s) a stopped run left in {out / AUDIO_DIR}")
-    # a clip converted before counts even when its source has since been deleted
-    converted = {e.key for e in entries if output_path(out, e, options.fmt).exists()}
+    # a clip converted before counts even when its source has since been deleted, and is
+    # converted again when its source changed after it (a file fixed or replaced)
+    converted, changed = set(), 0
+    for entry in entries:
+        stamp = _mtime(output_path(out, entry, options.fmt))
+        if stamp is not None and entry.found is not None and \
+                (_mtime(entry.found.path) or 0) > stamp:
+            changed += 1
+        elif stamp is not None:
+            converted.add(entry.key)
+    if changed:
+        log(f"{changed} source file(s) changed since they were converted: converting them again")
     done = [e for e in entries if e.key in converted]
     todo = [e for e in entries if e.found is not None and e.key not in converted]
     summary.missing = [e for e in entries if e.found is None and e.key not in converted]
@@ -235,8 +262,10 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     by_key = {e.key: e for e in todo}
     summary.failed = [(by_key[key], reason) for key, reason in failures.items()]
     summary.converted = len(todo) - len(failures)
-    usable = [e for e in entries  # in list order, so manifests do not depend on the workers
-              if e.key in converted or (e.found is not None and e.key not in failures)]
+    usable = recipe.final_splits([  # in list order, so manifests do not depend on the workers
+        e for e in entries
+        if e.key in converted or (e.found is not None and e.key not in failures)])
+    split_of = {e.key: e.split for e in usable}
 
     _write_lines(out / "missing.txt", [f"{e.ident}\t{e.where}" for e in summary.missing])
     _write_lines(out / "failed.txt",
@@ -257,8 +286,9 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         _write_if_changed(written[name], _manifest_json(chosen, options.fmt))
         counts = Counter(names[mid] for e in chosen for mid in e.labels)
         per_class[name] = dict(sorted(counts.items()))
-        if name in recipe.train_manifests and len(names) > 1:
-            _class_balance(name, counts, list(names.values()), log)
+        if len(names) > 1:
+            _class_balance(name, counts, list(names.values()), log,
+                           training=name in recipe.train_manifests)
     chosen = {n: [e for e in usable if e.split in s] for n, s in recipe.manifests.items()
               if n in written}
     extras = recipe.extra_outputs(out, chosen)
@@ -287,9 +317,10 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         "failed": len(summary.failed), "problems": len(summary.problems),
         "usable": len(usable), "converted_this_run": summary.converted,
         "skipped_this_run": summary.skipped, "seconds_this_run": round(time.time() - started, 1),
-        "splits": {split: {"listed": sum(e.split == split for e in entries),
+        "splits": {split: {"listed": sum(split_of.get(e.key, e.split) == split
+                                         for e in entries),
                            "usable": sum(e.split == split for e in usable)}
-                   for split in sorted({e.split for e in entries})},
+                   for split in sorted({split_of.get(e.key, e.split) for e in entries})},
         "manifests": {name: {"clips": summary.manifests[name], "file": f"{name}.json",
                              "per_class": per_class.get(name, {})}
                       for name in recipe.manifests},

@@ -186,7 +186,8 @@ class Folder(DatasetRecipe):
                             f"two; if the folders inside {name!r} are the classes, pass --src "
                             f"{self.src / name}")
         splits = sorted({e.split for e in listing.entries})
-        if not any(s != "train" for s in splits):
+        self.drawn = not any(s != "train" for s in splits)
+        if self.drawn:  # drawn again among the clips that decode (final_splits)
             listing.entries[:] = draw_eval(listing.entries, args.eval_fraction, self.groups)
             if not any(e.split == "eval" for e in listing.entries):
                 raise ListError(f"{self.src}: no class has two clips, so none can be held out "
@@ -201,6 +202,13 @@ class Folder(DatasetRecipe):
                                next(s for s in splits if s != "train"))
         self.multilabel = any(len(e.labels) > 1 for e in listing.entries)
         return listing
+
+    def final_splits(self, usable: list[Entry]) -> list[Entry]:
+        """Without split folders or a split column, the held-out clips are drawn among the
+        clips that converted: a clip that fails to decode leaves no class without its share."""
+        if not self.drawn:
+            return usable
+        return draw_eval(usable, self.args.eval_fraction, self.groups)
 
     def _from_folders(self) -> Listing:
         out = Path(self.args.out).resolve()  # an output folder inside --src is not data

@@ -89,6 +89,11 @@ class DatasetRecipe:
                         f"nor among --lists; download it ({self.lists_help}) and pass "
                         f"--lists /path/to/{name}")
 
+    def final_splits(self, usable: list[Entry]) -> list[Entry]:
+        """The usable entries (converted now or before) with their final splits; as listed by
+        default. The `folder` recipe draws its held-out clips here, among those that decoded."""
+        return usable
+
     def extra_outputs(self, out: Path, manifests: dict[str, list[Entry]]) -> list[Path]:
         """Files beyond manifests and labels (AudioSet's sampler weights); paths written."""
         return []
