@@ -125,6 +125,11 @@ def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, c
     inside = grown / "prepared"  # an output folder inside --src: its clips are not a class
     assert prepare(grown, inside) == 0 and prepare(grown, inside) == 0
     assert splits(inside) == again
+    assert "earlier output" not in (inside / "problems.txt").read_text()
+    assert prepare(grown, tmp_path / "c") == 0  # nor is an earlier output, prepared again
+    assert splits(tmp_path / "c") == again      # elsewhere
+    assert "prepared/: an earlier output of c2f.data.prepare (it holds prepared.json); left " \
+        "out" in (tmp_path / "c" / "problems.txt").read_text()
     assert prepare(downloads, tmp_path / "half", "--eval-fraction", "0.5") == 0
     # 2 of the 4 clips of each class: drawn among the clips that decode, so the corrupt
     # violin/e (listed, never converted) takes no held-out place

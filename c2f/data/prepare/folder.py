@@ -116,6 +116,15 @@ def draw_eval(entries: list[Entry], fraction: float, groups: dict[str, str]) -> 
                   ident=e.ident, found=e.found) for e in entries]
 
 
+def _is_output(folder: Path, seen: dict[Path, bool]) -> bool:
+    """Whether `folder` is a dataset c2f.data.prepare wrote (prepared.json beside the labels),
+    looked up once per folder."""
+    if folder not in seen:
+        seen[folder] = (folder / "prepared.json").is_file() and \
+            (folder / "class_labels_indices.csv").is_file()
+    return seen[folder]
+
+
 @register_dataset
 class Folder(DatasetRecipe):
     name = "folder"
@@ -186,6 +195,10 @@ class Folder(DatasetRecipe):
                             f"two; if the folders inside {name!r} are the classes, pass --src "
                             f"{self.src / name}")
         splits = sorted({e.split for e in listing.entries})
+        if "prepared" in splits:
+            raise ListError(f"{self.src}: a split named 'prepared' would be written over "
+                            "prepared.json, the report of this preparation; rename that folder "
+                            "(or the split column's value)")
         self.drawn = not any(s != "train" for s in splits)
         if self.drawn:  # drawn again among the clips that decode (final_splits)
             listing.entries[:] = draw_eval(listing.entries, args.eval_fraction, self.groups)
@@ -211,15 +224,25 @@ class Folder(DatasetRecipe):
         return draw_eval(usable, self.args.eval_fraction, self.groups)
 
     def _from_folders(self) -> Listing:
-        out = Path(self.args.out).resolve()  # an output folder inside --src is not data
-        files = [path.relative_to(self.src) for path in audio_files(self.src)
-                 if out not in path.resolve().parents]
+        out = Path(self.args.out).resolve()  # an output folder inside --src is not data,
+        earlier: dict[Path, bool] = {}  # nor is an earlier one (it holds prepared.json)
+        files, problems = [], []
+        for path in audio_files(self.src):
+            relative = path.relative_to(self.src)
+            if out in path.resolve().parents or any(
+                    _is_output(self.src / Path(*relative.parts[:i]), earlier)
+                    for i in range(1, len(relative.parts))):
+                continue
+            files.append(relative)
+        problems += [f"{folder.relative_to(self.src)}/: an earlier output of c2f.data.prepare "
+                     "(it holds prepared.json); left out" for folder, is_out in earlier.items()
+                     if is_out]
         under_train = [p for p in files if len(p.parts) > 1 and p.parts[0].lower() in TRAIN_NAMES]
         # train/<class>/<clip>; a class of its own called "train" (ESC-50 has one) holds clips
         by_split = bool(under_train) and all(len(p.parts) > 2 for p in under_train)
         depth = 2 if by_split else 1  # folders above the class folder's files
         stems = Counter(p.with_suffix("").as_posix() for p in files)
-        entries, problems, names = [], [], set()
+        entries, names = [], set()
         for relative in files:
             if len(relative.parts) <= depth:
                 where = "/".join(relative.parts[:-1]) or "."
