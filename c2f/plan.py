@@ -12,6 +12,7 @@ from c2f.compression import BaseInput, PhaseInput, create_compression, list_comp
 from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model, model_family
 from c2f.registry import plugins_hint
+from c2f.rehearsal import rehearse
 from c2f.run_refs import resolve_pretrained
 from c2f.spec import (
     ConfigError,
@@ -113,7 +114,7 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
         phase = compression.phase_input(base, c)
     except ValueError as err:
         raise ConfigError(f"`compression={spec.compression.name}` at C = {c}: {err}") from None
-    model_family(m.arch).check(m, spec.compression.name, phase, spec.num_mel_bins, c)
+    model_family(m.arch).validate(m, spec.compression.name, phase, spec.num_mel_bins, c)
     return phase
 
 
@@ -167,9 +168,10 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     else:
         epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
         _check_average(spec, epochs)
+    inputs = [(c, _phase_input(spec, c)) for c in factors]
+    rehearse(spec, inputs)  # each phase's features, model and weight transfer, on meta
     phases = []
-    for index, (c, n_epochs) in enumerate(zip(factors, epochs)):
-        phase_input = _phase_input(spec, c)
+    for index, ((c, phase_input), n_epochs) in enumerate(zip(inputs, epochs)):
         grid = (spec.num_mel_bins // phase_input.patch[0],
                 phase_input.model_frames // phase_input.patch[1]) \
             if model_family(spec.model.arch).patches else None

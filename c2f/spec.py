@@ -300,7 +300,11 @@ def semantic_config(cfg: Mapping[str, Any]) -> dict:
 
 def build_model_spec(node: Any) -> ModelSpec:
     """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses and `options` frozen;
-    lists are tuples."""
+    lists are tuples. A preset must say its architecture: without `arch` it would be an AST."""
+    if isinstance(node, Mapping) and "name" in node and "arch" not in node:
+        raise ConfigError(f"`model.arch` is missing: the model preset {node['name']!r} "
+                          "(conf/model/<preset>.yaml) needs a line `arch: <name>`, the name its "
+                          "family is registered under (@register_model), e.g. `arch: ast`")
     return build_nested(ModelSpec, with_frozen_options(node, "model"), "model",
                          features=ModelFeatures, batch_mixup=BatchMixup)
 

@@ -262,3 +262,87 @@ def test_a_broken_plugin_is_named_with_its_package(tmp_path, monkeypatch):
             load_plugins()
     finally:
         load_plugins.cache_clear(), plugin_folders.cache_clear()
+
+
+@pytest.fixture
+def scratch_registries(monkeypatch):
+    """Methods and models registered by a test, undone after it."""
+    for registry in (COMPRESSIONS, MODELS):
+        registry.names()
+        monkeypatch.setattr(registry, "classes", dict(registry.classes))
+
+
+def test_extension_mistakes_are_found_by_the_plan_not_after_a_phase(scratch_registries):
+    """The plan rehearses every phase on the meta device (c2f/rehearsal.py): a transform that
+    does not give the frames its phase_input promised, a model whose weights depend on the
+    input length without a transfer of its own, a patch method without resize_patch_embed, a
+    forward that does not return logits, and a check that forgets the method pairing are
+    refused with the hook to fix, before any data is read (before, each trained its first phase
+    and then crashed, or trained the "coarse" phase at full resolution)."""
+    from c2f.compression import register
+    from c2f.compression.base import Compression, PhaseInput, divide_exactly
+    from c2f.models.registry import ModelFamily, register_model
+
+    @register("forgot_to_compress")
+    class Forgot(Compression):
+        def phase_input(self, base, c):
+            return PhaseInput(base.frame_shift_ms, base.target_length,
+                              divide_exactly(base.target_length, c, self.name), base.patch,
+                              base.time_mask // c)
+
+    @register("patch_without_resize")
+    class NoResize(Compression):
+        reshapes_patches = True
+
+        def phase_input(self, base, c):
+            return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length,
+                              (base.patch[0], base.patch[1] * c), base.time_mask)
+
+    @register_model("flat_mlp")
+    class FlatMLP(ModelFamily):
+        reshapable_patches = True  # and a check that forgets nothing: validate pairs first
+
+        def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
+            return nn.Sequential(nn.Flatten(), nn.Linear(frames * num_mel_bins, num_classes))
+
+    class TupleOut(nn.Module):
+        def __init__(self, num_classes):
+            super().__init__()
+            self.head = nn.Linear(128, num_classes)
+
+        def forward(self, spec):
+            return self.head(spec.mean(1)), spec
+
+    @register_model("tuple_out")
+    class TupleFamily(ModelFamily):
+        def check(self, spec, compression, phase, num_mel_bins, c):  # no super(): fine
+            pass
+
+        def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
+            return TupleOut(num_classes)
+
+    two = ["schedule=2phase", "model.embed_dim=32", "model.depth=1", "model.num_heads=2"]
+    with pytest.raises(ConfigError, match=r"`compression=forgot_to_compress` at C = 4 \(phase "
+                       r"0\): transform turned features \[2, 256, 128\] into \[2, 256, 128\], "
+                       r"but its phase_input says the model sees 64 frames"):
+        build_plan(spec_for("compression.name=forgot_to_compress", *two))
+    with pytest.raises(ConfigError, match=r"(?s)`model.arch=flat_mlp`: moving phase 0's weights "
+                       r"into phase 1 .*size mismatch.* overrides ModelFamily.transfer"):
+        build_plan(spec_for("model.arch=flat_mlp", "compression=fshift", *two))
+    with pytest.raises(ConfigError, match=r"(?s)`model.arch=ast`: moving phase 0's weights into "
+                       r"phase 1 .*cannot move a patch embedding from \(16, 64\) to \(16, 16\)"
+                       r".* overrides Compression.resize_patch_embed"):
+        build_plan(spec_for("compression.name=patch_without_resize", *two))
+    with pytest.raises(ConfigError, match=r"`model.arch=tuple_out`: forward returns tuple on "
+                       r"phase 0 .*; it must return logits \[batch, 11\]"):
+        build_plan(spec_for("model.arch=tuple_out", "compression=fshift", *two))
+    with pytest.raises(ConfigError, match=r"`model.arch=tuple_out` does not support "
+                       r"`compression=patch_pi`"):  # its check() skips the base's: still paired
+        build_plan(spec_for("model.arch=tuple_out", "compression=patch_pi", *two))
+    assert len(build_plan(spec_for("compression=pool_avg", *two)).phases) == 2  # the real ones
+    with pytest.raises(ConfigError, match=r"`model.arch` is missing: the model preset 'mine' "
+                                          r"\(conf/model/<preset>.yaml\) needs a line `arch:"):
+        spec_for("model.name=mine", "~model.arch")
+    with pytest.raises(ConfigError, match=r"`compression.name` is missing: the compression "
+                                          r"preset \(conf/compression/<option>.yaml"):
+        spec_for("~compression.name")

@@ -67,7 +67,6 @@ class ASTFamily(ModelFamily):
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:
-        super().check(spec, compression, phase, num_mel_bins, c)
         (patch_f, patch_t), frames = phase.patch, phase.model_frames
         where = f"compression={compression}, C = {c}"
         if num_mel_bins % patch_f:

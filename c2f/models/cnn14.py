@@ -92,7 +92,6 @@ class Cnn14Family(ModelFamily):
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:
-        super().check(spec, compression, phase, num_mel_bins, c)
         if spec.features is None:
             raise ConfigError("`model.features`: CNN14 needs its log-mel settings (PANNs': "
                               "conf/model/cnn14.yaml)")

@@ -273,7 +273,6 @@ class HTSATFamily(ModelFamily):
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:
-        super().check(spec, compression, phase, num_mel_bins, c)
         if spec.features is None:
             raise ConfigError("`model.features`: HTS-AT needs its log-mel settings "
                               "(conf/model/htsat.yaml)")

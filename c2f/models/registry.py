@@ -33,9 +33,11 @@ class ModelFamily:
     # preset or on the command line); `own_options(spec)` reads them; None: it has none
     options: type | None = None
 
-    def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
-              c: int) -> None:
-        """ConfigError when this model cannot take `compression` at C = c or these shapes."""
+    def validate(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
+                 c: int) -> None:
+        """ConfigError when this model cannot take `compression` at C = c or these shapes: the
+        checks every family gets (the method pairing, its options, in-model mixup), then the
+        family's own `check`. The plan calls this; a family overrides `check` only."""
         if not self.takes(compression):
             raise ConfigError(
                 f"`model.arch={self.name}` does not support `compression={compression}` "
@@ -45,6 +47,13 @@ class ModelFamily:
         if spec.batch_mixup is not None and not self.batch_mixup:
             raise ConfigError(f"`model.batch_mixup`: `model.arch={self.name}` does not mix "
                               "inside the model; remove it (AST mixes waveforms: dataset.mixup)")
+        self.check(spec, compression, phase, num_mel_bins, c)
+
+    def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
+              c: int) -> None:
+        """The family's own refusals (ConfigError) of shapes or settings it cannot take, such
+        as a patch that does not tile the input; none by default. The pairing with methods
+        and the options are checked before it (`validate`)."""
 
     def own_options(self, spec: ModelSpec) -> Any:
         """`model.options` as this family's `options` dataclass (None when it has none)."""

@@ -6,18 +6,15 @@ One file per dataset registers itself with `@register_dataset`; `engine.prepare`
 clips (PyAV, 16 kHz mono FLAC, in parallel, resumable) and writes the manifests, labels,
 statistics and reports.
 """
-from c2f.data.prepare import (  # noqa: F401  (each module registers its dataset)
-    audioset,
-    esc50,
-    folder,
-    kinetics_sounds,
-    librispeech,
-    speechcommands,
-    vggsound,
-    voxceleb1,
-)
+import importlib
+import pkgutil
+
 from c2f.data.prepare.engine import Options, Summary, prepare
 from c2f.data.prepare.registry import DATASETS, DatasetRecipe, Entry, ListError, Listing
+
+for _module in pkgutil.iter_modules(__path__):  # each registers its dataset: a new one is a file
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["DATASETS", "DatasetRecipe", "Entry", "Listing", "ListError", "Options", "Summary",
            "prepare"]

@@ -124,7 +124,11 @@ class DatasetRecipe:
 
 
 def register_dataset(cls: type[DatasetRecipe]) -> type[DatasetRecipe]:
-    """Class decorator: make `python -m c2f.data.prepare NAME` know the dataset."""
+    """Class decorator: make `python -m c2f.data.prepare NAME` know the dataset (NAME: the
+    class's `name`)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"@register_dataset({cls!r}): write @register_dataset without a name "
+                        "above the class; the name is the class's `name` attribute")
     if not cls.name or cls.name in DATASETS:
         raise ValueError(f"dataset preparation {cls.__name__}: name {cls.name!r} is empty or "
                          "taken")

@@ -1,0 +1,115 @@
+"""A rehearsal of a run's phases before any data is read: what a method's `transform` makes of
+each phase's features, what each phase's model returns, and the weight transfer from phase to
+phase, on the meta device (no memory, no compute; about half a second for AST-Base, and cached
+on disk with the FLOPs predictions, c2f/flops_cache.py).
+
+Without it, a method whose `transform` does not give the frames its `phase_input` promised, a
+model whose parameters depend on the input length but that keeps the default `transfer`, or a
+patch method without `resize_patch_embed`, would pass the plan and fail (or, for a model that
+takes any length, silently train a "coarse" phase at full resolution) only after the first
+phase has trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from c2f.compression import Compression, PhaseInput, create_compression
+from c2f.flops_cache import cache_key, cached
+from c2f.models import build_model, model_family
+from c2f.models.mixup import draw_batch_mix
+from c2f.spec import ConfigError, RunSpec
+
+ROWS = 2  # clips in the rehearsal's batch
+
+
+def rehearse(spec: RunSpec, phases: list[tuple[int, PhaseInput]]) -> None:
+    """ConfigError naming the method or the model, the phase and the hook to fix when one of
+    `phases` ((C, input) in order) would fail or train other than planned."""
+    compression = create_compression(spec.compression.name, spec.compression.options)
+    for index, (c, phase) in enumerate(phases):
+        _check_transform(spec, compression, index, c, phase)
+    if spec.pretrain is not None:  # SSAST's pretrainer moves its weights in its own way
+        return
+    architecture = {k: v for k, v in dataclasses.asdict(spec.model).items() if k not in (
+        "name", "pretrained", "require_pretrained", "pretrained_grid")}
+    key = cache_key("rehearsal", architecture, spec.dataset.num_classes, spec.num_mel_bins,
+                    spec.compression.name, spec.compression.options,
+                    [(c, p.model_frames, p.patch) for c, p in phases])
+    cached(key, lambda: _rehearse_models(spec, compression, phases))
+
+
+def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int,
+                     phase: PhaseInput) -> None:
+    """The method's `transform` turns the phase's features into what `phase_input` says the
+    model sees (on zeros: a transform is cheap, and may use what the meta device lacks)."""
+    mel = spec.num_mel_bins
+    where = f"`compression={spec.compression.name}` at C = {c} (phase {index})"
+    try:
+        out = compression.transform(torch.zeros(ROWS, phase.fbank_frames, mel), c)
+    except Exception as err:  # a plugin's code: any error, named
+        raise ConfigError(f"{where}: transform fails on features [{ROWS}, {phase.fbank_frames}, "
+                          f"{mel}]: {_said(err)}") from None
+    want = (ROWS, phase.model_frames, mel)
+    if tuple(getattr(out, "shape", ())) != want:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"{where}: transform turned features [{ROWS}, {phase.fbank_frames}, "
+                          f"{mel}] into {got}, but its phase_input says the model sees "
+                          f"{phase.model_frames} frames; make transform return [..., "
+                          f"{phase.model_frames}, {mel}] or phase_input say what it returns")
+
+
+def _rehearse_models(spec: RunSpec, compression: Compression,
+                     phases: list[tuple[int, PhaseInput]]) -> int:
+    """Build each phase's model on the meta device, run its forward, move the previous
+    phase's weights into it; 1 when all went well (the value the cache keeps)."""
+    family, mel = model_family(spec.model.arch), spec.num_mel_bins
+    name = f"`model.arch={spec.model.arch}`"
+    previous = None
+    for index, (c, phase) in enumerate(phases):
+        where = (f"phase {index} (compression={spec.compression.name}, C = {c}, input "
+                 f"[{ROWS}, {phase.model_frames}, {mel}])")
+        try:
+            with torch.device("meta"):
+                model = build_model(spec.model, num_classes=spec.dataset.num_classes,
+                                    num_mel_bins=mel, frames=phase.model_frames,
+                                    patch=tuple(phase.patch), c=c)
+                mix = {} if spec.model.batch_mixup is None else {
+                    "mix": draw_batch_mix(spec.model.batch_mixup, ROWS, 0)}
+                out = model(torch.empty(ROWS, phase.model_frames, mel), **mix)
+        except Exception as err:
+            if _meta_limit(err):
+                return 1
+            raise ConfigError(f"{name} fails on {where}: {_said(err)}; refuse "
+                              "such shapes in its check (ModelFamily.check)") from None
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or \
+                out.shape[1] != spec.dataset.num_classes:
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(f"{name}: forward returns {got} on {where}; it must return "
+                              f"logits [batch, {spec.dataset.num_classes}] (dataset.num_classes)")
+        if previous is not None:
+            try:
+                family.transfer(previous, model, compression)
+            except Exception as err:
+                if _meta_limit(err):
+                    return 1
+                raise ConfigError(
+                    f"{name}: moving phase {index - 1}'s weights into {where} fails: "
+                    f"{_said(err)}. A model whose parameters depend on the input "
+                    "length overrides ModelFamily.transfer (as c2f/models/ast.py does); a method "
+                    "that reshapes patches overrides Compression.resize_patch_embed (as "
+                    "c2f/compression/patch.py does)") from None
+        previous = model
+    return 1
+
+
+def _meta_limit(err: Exception) -> bool:
+    """An operation the meta device cannot run (a value read, `.item()`): not the model's
+    fault; the rehearsal stops there and the run goes on."""
+    return isinstance(err, NotImplementedError) or "meta" in str(err).lower()
+
+
+def _said(err: Exception) -> str:
+    """An error on one line: its type and message, without a closing period."""
+    return f"{type(err).__name__}: {' '.join(str(err).split()).rstrip('.')}"
