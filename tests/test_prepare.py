@@ -224,7 +224,7 @@ def test_killed_preparation_leaves_only_whole_files_and_resumes(tmp_path):
 def test_deleted_sources_keep_their_converted_clips(tmp_path):
     """Users delete the downloads after converting; a later run keeps what it made."""
     layout = dataset_layouts.voxceleb1(tmp_path / "downloads")
-    out = tmp_path / "vox"
+    out = tmp_path / "voxceleb1"
     prepare("voxceleb1", layout, out)
     before = json.loads((out / "train.json").read_text())
     for path in (layout.src / "wav" / "id10001").rglob("*.wav"):
@@ -236,7 +236,7 @@ def test_deleted_sources_keep_their_converted_clips(tmp_path):
 
 def test_limits_exit_codes_and_list_errors(tmp_path):
     layout = dataset_layouts.speechcommands(tmp_path / "downloads")
-    out = tmp_path / "sc"
+    out = tmp_path / "speechcommands"
     strict = prepare("speechcommands", layout, out, "--max-missing", "0", check=False)
     assert strict.returncode == 1 and "1 missing clips exceed --max-missing 0" in strict.stdout
     assert json.loads((out / "prepared.json").read_text())["ok"] is False
@@ -244,14 +244,15 @@ def test_limits_exit_codes_and_list_errors(tmp_path):
     lenient = prepare("speechcommands", layout, out, "--max-failed", "10%")
     assert lenient.returncode == 0
     (layout.src / "testing_list.txt").unlink()
-    broken = prepare("speechcommands", layout, tmp_path / "sc2", check=False)
+    broken = prepare("speechcommands", layout, tmp_path / "again" / "speechcommands",
+                     check=False)
     assert broken.returncode == 2
     assert "cannot find testing_list.txt" in broken.stderr and "--lists" in broken.stderr
     empty = dataset_layouts.Layout(src=tmp_path / "empty")
     (empty.src / "meta").mkdir(parents=True)
     (empty.src / "meta" / "esc50.csv").write_text(
         "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,False,1,A\n")
-    nothing = prepare("esc50", empty, tmp_path / "esc", check=False)
+    nothing = prepare("esc50", empty, tmp_path / "esc50", check=False)
     assert nothing.returncode == 1 and "no usable clip" in nothing.stdout
 
 

@@ -429,3 +429,57 @@ def test_a_prepared_folder_another_user_cannot_read_says_so(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match=r"cannot be read by this user \(Permission denied\); "
                                           r"ask its owner .* \(chmod -R a\+rX "):
         fill_prepared(OmegaConf.create({"dataset": {"prepared": str(tmp_path)}}))
+
+
+def test_an_output_folder_that_cannot_take_the_data_is_named_first(downloads, tmp_path, capsys):
+    """--out that is --src, lies under a file, or (for a paper dataset) has a name its preset
+    does not read: refused before any clip is converted, with the folder to give instead."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for argv, said in (
+            (["folder", "--src", str(downloads), "--out", str(downloads)],
+             "the output goes to a folder of its own, not into --src"),
+            (["folder", "--src", str(downloads), "--out", str(blocker / "sounds")],
+             "cannot write there (Not a directory); choose a folder you can write"),
+            (["esc50", "--src", str(downloads), "--out", str(tmp_path / "esc")],
+             f"the esc50 preset reads ${{paths.data_dir}}/esc50/; name the folder esc50 (--out "
+             f"{tmp_path / 'esc50'}) and train with paths.data_dir={tmp_path}")):
+        assert main([*argv, "--workers", "1", "--no-progress"]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "esc").exists() and not list(downloads.rglob("*.flac.partial*"))
+
+
+def test_a_recipes_stray_label_is_refused_and_an_unheld_split_left_out(downloads, tmp_path):
+    """A preparation of one's own (c2f/data/prepare/registry.py) whose entries carry a label
+    its classes lack is refused before anything is converted (it crashed after converting
+    every clip); clips of a split no manifest holds are left out and said."""
+    from c2f.data.prepare import DatasetRecipe, Entry, ListError, Listing, Options
+    from c2f.data.prepare import prepare as run_prepare
+    from c2f.data.prepare.sources import Found
+
+    class Tones(DatasetRecipe):
+        name = preset = "tones"
+        manifests = {"train": ("train",), "eval": ("eval",)}
+
+        def __init__(self, labels, splits):
+            super().__init__(downloads, [], None)
+            self.labels, self.splits = labels, splits
+
+        def read(self):
+            files = sorted(downloads.glob("*/a.wav")) + sorted(downloads.glob("*/b.mp3"))
+            entries = [Entry(key=f"{f.parent.name}_{f.stem}", labels=(self.labels[i % 2],),
+                             split=self.splits[i % 3], where=f"meta.csv:{i + 2}",
+                             ident=f.name, found=Found(f, True)) for i, f in enumerate(files)]
+            return Listing(classes=[("/t/low", "low"), ("/t/high", "high")], entries=entries)
+
+    said: list[str] = []
+    with pytest.raises(ListError, match=r"tones: meta.csv:3 \(a.wav\): label '/t/mid' is not "
+                                        r"among the 2 classes its read\(\) listed"):
+        run_prepare(Tones(["/t/low", "/t/mid"], ["train"] * 3), Options(out=tmp_path / "a"),
+                    said.append)
+    assert not (tmp_path / "a").exists()
+    summary = run_prepare(Tones(["/t/low", "/t/high"], ["train", "eval", "test"]),
+                          Options(out=tmp_path / "b", stats=False, progress=False), said.append)
+    assert "WARNING: 2 listed clip(s) of split(s) test go to no manifest (tones's manifests " \
+        "hold eval, train); left out, not converted" in said
+    assert summary.listed == 4 and len(list((tmp_path / "b" / "audio").glob("*.flac"))) == 4

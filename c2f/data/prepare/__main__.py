@@ -64,6 +64,27 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def out_problem(recipe, src: Path, out: Path) -> str | None:
+    """Why the output folder cannot take the preparation, or None: --src itself, a folder
+    this user cannot write, or (for a paper dataset) a name its preset does not read."""
+    if out.resolve() == src.resolve():
+        return (f"the output goes to a folder of its own, not into --src; e.g. --out "
+                f"data/{recipe.default_out_name()}")
+    want = recipe.default_out_name()
+    if recipe.out_named_by_preset and out.name != want:
+        return (f"the {recipe.preset} preset reads ${{paths.data_dir}}/{want}/; name the folder "
+                f"{want} (--out {out.parent / want}) and train with paths.data_dir={out.parent}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".c2f-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        return (f"cannot write there ({err.strerror or err}); choose a folder you can write "
+                "(it is made if missing)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     recipe_cls = DATASETS[args.dataset]
@@ -84,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     recipe = recipe_cls(args.src, args.lists, args)
     args.out = out = args.out or Path(os.environ.get("C2F_ROOT", ".")) / "data" / \
         recipe.default_out_name()
+    problem = out_problem(recipe, args.src, out)
+    if problem:
+        print(f"error: --out {out}: {problem}", file=sys.stderr)
+        return 2
     options = Options(out=out, workers=args.workers, fmt=args.format,
                       max_missing=args.max_missing, max_failed=args.max_failed,
                       stats=not args.no_stats, progress=not args.no_progress)
@@ -91,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = prepare(recipe, options)
     except ListError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a folder made read-only meanwhile
+        print(f"error: cannot write {err.filename or out} ({err.strerror or err}); the clips "
+              "converted so far are kept: free the space or fix the permissions and run the "
+              "same command again", file=sys.stderr)
         return 2
     if summary.ok:
         classes, expected = summary.classes, recipe_cls.expected_classes

@@ -200,6 +200,27 @@ def _statistics(recipe: DatasetRecipe, options: Options, written: dict[str, Path
     return found
 
 
+def _held(recipe: DatasetRecipe, listing: Listing, log) -> list[Entry]:
+    """The entries a manifest will hold. A label the listing's classes lack is a recipe's
+    mistake, refused before anything is converted; clips of a split no manifest holds are
+    left out, said."""
+    known = dict(listing.classes)
+    for entry in listing.entries:
+        stray = [mid for mid in entry.labels if mid not in known]
+        if stray:
+            raise ListError(f"{recipe.name}: {entry.where} ({entry.ident}): label {stray[0]!r} "
+                            f"is not among the {len(known)} classes its read() listed; every "
+                            "label of an entry must be in Listing.classes")
+    held = {split for splits in recipe.manifests.values() for split in splits}
+    kept = [e for e in listing.entries if e.split in held]
+    if len(kept) < len(listing.entries):
+        splits = sorted({e.split for e in listing.entries} - held)
+        log(f"WARNING: {len(listing.entries) - len(kept)} listed clip(s) of split(s) "
+            f"{', '.join(splits)} go to no manifest ({recipe.name}'s manifests hold "
+            f"{', '.join(sorted(held))}); left out, not converted")
+    return kept
+
+
 def _mtime(path: Path) -> int | None:
     """A file's modification time in ns, None when there is no such file."""
     try:
@@ -232,9 +253,10 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     started = time.time()
     out = options.out
     listing: Listing = recipe.read()  # refuses unusable lists before anything is written
+    entries = _held(recipe, listing, log)
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(problems=list(listing.problems), classes=len(listing.classes))
-    entries = _unique(listing.entries, summary.problems)
+    entries = _unique(entries, summary.problems)
     summary.listed = len(entries)
     stale = remove_partials(out / AUDIO_DIR)
     if stale:

@@ -137,6 +137,7 @@ class Folder(DatasetRecipe):
     lists_help = "a CSV with a header: file,labels[,split] (optional; else class folders)"
     out_help = ("output folder (default: $C2F_ROOT/data/<the --src folder's name>); its name "
                 "is the run's dataset.name")
+    out_named_by_preset = False  # any name: the run's dataset.name
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -62,6 +62,7 @@ class DatasetRecipe:
     train_manifests: tuple[str, ...] = ("train",)  # normalization statistics are computed here
     lists_help: str = ""               # the publisher's files, for --help and errors
     out_help: str = ""                 # --help of --out when not data/<name>
+    out_named_by_preset = True         # --out must be named default_out_name() (the preset's)
 
     def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
         self.src, self.lists, self.args = src, lists, args
