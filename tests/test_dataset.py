@@ -193,15 +193,16 @@ def test_stats_of_unusual_clips_match_their_features(tmp_path):
 
 
 def test_stats_command_prints_ready_to_paste_overrides(manifest):
-    import subprocess
-    import sys
+    from tests.conftest import ROOT, cli_env
+    from tests.warm_python import run_python
 
     labels = manifest.path.parent / "class_labels_indices.csv"
-    out = subprocess.run([sys.executable, "-m", "c2f.data.stats", "--manifest",
-                          str(manifest.path), "--labels", str(labels), "--target-length", "128"],
-                         capture_output=True, text=True, check=True).stdout
+    proc = run_python(["-m", "c2f.data.stats", "--manifest", str(manifest.path), "--labels",
+                       str(labels), "--target-length", "128"], ROOT, cli_env())
+    assert proc.returncode == 0, proc.stderr
     mean, std = compute_stats(manifest, target_length=128)
-    assert out.strip() == f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}"
+    assert proc.stdout.strip() == \
+        f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f} dataset.target_length=128"
 
 
 def test_stats_say_which_clips_they_left_out(manifest, tmp_path, capsys):
@@ -221,10 +222,18 @@ def test_stats_say_which_clips_they_left_out(manifest, tmp_path, capsys):
     good = capsys.readouterr()
     assert main(["--manifest", str(tmp_path / "bad.json"), *args]) == 0
     said = capsys.readouterr()
-    assert said.out == good.out and good.err == ""
+    assert said.out == good.out and good.out.endswith(" dataset.target_length=128\n")
+    assert good.err == "statistics of 3 sampled clip(s) at 128 frames (--target-length); " \
+        "train with the same dataset.target_length\n"
     assert said.err.startswith(f"WARNING: statistics of {tmp_path / 'bad.json'} leave out 1 "
                                f"unreadable clip(s) of the 4 sampled; the first: ")
     assert "junk.wav" in said.err
+    # the statistics count the padding: a prepared folder's manifest gets its prepared length
+    (tmp_path / "prepared.json").write_text(json.dumps({"target_length": 256}))
+    assert main(["--manifest", str(tmp_path / "good.json"), "--labels", str(labels)]) == 0
+    prepared = capsys.readouterr()
+    assert prepared.out.endswith(" dataset.target_length=256\n") and prepared.out != good.out
+    assert f"at 256 frames (prepared.json in {tmp_path})" in prepared.err
     assert main(["--manifest", str(tmp_path / "missing.json"), *args]) == 2
     assert "manifest not found" in capsys.readouterr().err
 

@@ -89,19 +89,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", required=True, help="class_labels_indices.csv")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--mel-bins", type=int, default=128)
-    parser.add_argument("--target-length", type=int, default=1024)
+    parser.add_argument("--target-length", type=int,
+                        help="frames each clip is padded or cut to, as the run's "
+                             "dataset.target_length (the statistics count the padding): default "
+                             "the prepared length (prepared.json beside the manifest), else 1024")
     parser.add_argument("--max-clips", type=int, default=2000)
     args = parser.parse_args(argv)
+    length, source = input_length(Path(args.manifest), args.target_length)
     try:
         manifest = load_manifest(args.manifest, args.labels)
         mean, std = compute_stats(manifest, args.sample_rate, args.mel_bins, 10.0,
-                                  args.target_length, args.max_clips,
+                                  length, args.max_clips,
                                   log=lambda line: print(line, file=sys.stderr))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f}")
+    used = min(len(manifest.clips), args.max_clips)
+    print(f"statistics of {used} sampled clip(s) at {length} frames ({source}); train with "
+          "the same dataset.target_length", file=sys.stderr)
+    print(f"dataset.norm_mean={mean:.7f} dataset.norm_std={std:.7f} "
+          f"dataset.target_length={length}")
     return 0
+
+
+def input_length(manifest: Path, given: int | None) -> tuple[int, str]:
+    """The frames the statistics pad or cut clips to, and where the number comes from."""
+    if given is not None:
+        return given, "--target-length"
+    try:
+        prepared = json.loads((manifest.parent / "prepared.json").read_text())
+        return int(prepared["target_length"]), f"prepared.json in {manifest.parent}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1024, "AST's 10 s; --target-length sets another"
 
 
 if __name__ == "__main__":
