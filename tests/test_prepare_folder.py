@@ -440,7 +440,7 @@ def test_an_output_folder_that_cannot_take_the_data_is_named_first(downloads, tm
             (["folder", "--src", str(downloads), "--out", str(downloads)],
              "the output goes to a folder of its own, not into --src"),
             (["folder", "--src", str(downloads), "--out", str(blocker / "sounds")],
-             "cannot write there (Not a directory); choose a folder you can write"),
+             f"cannot write there (Not a directory: {blocker}); choose a folder you can write"),
             (["esc50", "--src", str(downloads), "--out", str(tmp_path / "esc")],
              f"the esc50 preset reads ${{paths.data_dir}}/esc50/; name the folder esc50 (--out "
              f"{tmp_path / 'esc50'}) and train with paths.data_dir={tmp_path}")):

@@ -74,14 +74,11 @@ def out_problem(recipe, src: Path, out: Path) -> str | None:
     if recipe.out_named_by_preset and out.name != want:
         return (f"the {recipe.preset} preset reads ${{paths.data_dir}}/{want}/; name the folder "
                 f"{want} (--out {out.parent / want}) and train with paths.data_dir={out.parent}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".c2f-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        return (f"cannot write there ({err.strerror or err}); choose a folder you can write "
-                "(it is made if missing)")
+    existing = next(p for p in (out, *out.parents) if p.exists())  # made later, if missing
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "Not a directory" if not existing.is_dir() else "Permission denied"
+        return (f"cannot write there ({why}: {existing}); choose a folder you can write (it is "
+                "made if missing)")
     return None
 
 
