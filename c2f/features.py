@@ -15,6 +15,8 @@ from torchaudio.compliance import kaldi
 FRAME_LENGTH_MS = 25.0
 PREEMPHASIS = 0.97  # kaldi's default, which AST keeps
 LOW_FREQ_HZ = 20.0  # kaldi's default, which AST keeps
+# SpecAugment's time mask as a share of the input, where a preset leaves it to the length:
+TIME_MASK_SHARE = 192 / 1024  # AST egs/audioset/run.sh timem=192 of 1024 (run_esc: 96 of 512)
 
 
 def fbank(wave: torch.Tensor, sample_rate: int, num_mel_bins: int,

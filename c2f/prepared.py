@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from c2f.data.identity import data_digest
+from c2f.features import TIME_MASK_SHARE
 from c2f.spec import ConfigError
 
 PATH_KEYS = ("train_manifest", "eval_manifest", "labels_csv")  # relative to the folder
@@ -26,12 +27,17 @@ PATH_KEYS = ("train_manifest", "eval_manifest", "labels_csv")  # relative to the
 
 def complete_dataset(cfg: DictConfig) -> DictConfig:
     """`cfg`, in place, ready to become a spec: `dataset.prepared`'s values filled in
-    (`fill_prepared`), then `dataset.digest` set to what its manifests and label CSV hold
+    (`fill_prepared`), a time mask left null set to AST's share of the input length, then
+    `dataset.digest` set to what its manifests and label CSV hold
     (c2f/data/identity.py). A missing file raises ConfigError saying how to make it, but in a
     dry run, which plans before the data exists: there it is said once, and the run's id is
     the one without its data. A key still `???` is left for the spec to name."""
     fill_prepared(cfg)
     dataset = cfg.get("dataset")
+    if dataset is not None and "timem" in dataset and dataset.get("timem") is None \
+            and isinstance(dataset.get("target_length"), int):
+        with open_dict(dataset):  # the manifest preset's time mask: AST's share of the input
+            dataset.timem = round(dataset.target_length * TIME_MASK_SHARE)
     if dataset is None or any(OmegaConf.is_missing(dataset, key) for key in PATH_KEYS
                               if key in dataset):
         return cfg

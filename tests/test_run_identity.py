@@ -63,6 +63,14 @@ def test_a_runs_data_is_part_of_its_id_where_the_data_lies_is_not(tmp_path):
                    f"dataset.labels_csv={folder / 'class_labels_indices.csv'}",
                    "dataset.num_classes=2")
     assert own.dataset.digest == original.dataset.digest
+    # its time mask, unless given, is AST's share (192 of 1024) of the input length
+    assert own.dataset.timem == 192
+    files = [f"dataset.train_manifest={folder / 'train.json'}", "dataset.num_classes=2",
+             f"dataset.eval_manifest={folder / 'eval.json'}",
+             f"dataset.labels_csv={folder / 'class_labels_indices.csv'}"]
+    assert spec_for("dataset=manifest", *files, "dataset.target_length=384").dataset.timem == 72
+    assert spec_for("dataset=manifest", *files, "dataset.target_length=384",
+                    "dataset.timem=100").dataset.timem == 100
     # the built-in dataset is named by its settings, as before
     assert spec_for().dataset.digest is None and "digest" not in spec_for().semantic["dataset"]
 

@@ -53,7 +53,7 @@ from c2f.data.prepare.registry import (
     register_dataset,
 )
 from c2f.data.prepare.sources import Found
-from c2f.features import shift_samples, window_samples
+from c2f.features import TIME_MASK_SHARE, shift_samples, window_samples
 
 TRAIN_NAMES = ("train", "training")
 EVAL_NAMES = ("eval", "test", "val", "valid", "validation", "dev")  # the first present is scored
@@ -64,8 +64,6 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a Hydra override value without q
 FRAME_STEP = 128   # AST's input lengths: 128 (Speech Commands), 512 (ESC-50), 1024 (AudioSet)
 LENGTH_SAMPLE = 4000  # training clips whose lengths choose the input length
 MAX_FRAMES = 1024  # AST egs/audioset/run.sh audio_length=1024: 10 s; longer only if asked
-TIME_MASK_PER_FRAME = 192 / 1024  # AST egs/audioset/run.sh timem=192 of 1024 frames (run_esc:
-#                                   96 of 512, the same share)
 
 
 def kaldi_frames(samples: int, sample_rate: int = 16000) -> int:
@@ -358,7 +356,7 @@ class Folder(DatasetRecipe):
         several = {"multilabel": True, "metric": "mAP", "loss": "bce"}
         return {"eval_manifest": f"{self.eval_split}.json", "num_classes": classes,
                 "target_length": self.target_length,
-                "timem": round(self.target_length * TIME_MASK_PER_FRAME),
+                "timem": round(self.target_length * TIME_MASK_SHARE),
                 **(several if self.multilabel else single)}
 
     def run_overrides(self, out: Path, classes: int) -> list[str]:
