@@ -207,7 +207,8 @@ def test_clips_already_in_the_output_format_are_linked_not_copied(tmp_path, caps
     (src / "a" / "plain.flac").unlink()
     torch.testing.assert_close(load_waveform(out / "audio" / "a" / "plain.flac"),
                                load_waveform(out / "audio" / "b" / "plain.flac"))
-    assert soundfile.info(str(out / "audio" / "b" / "deep.flac")).subtype == "PCM_16"
+    # 24 bits stay 24 bits: a quiet recording keeps its detail (16 bits kept 3 levels of it)
+    assert soundfile.info(str(out / "audio" / "b" / "deep.flac")).subtype == "PCM_24"
     capsys.readouterr()
 
 
@@ -241,6 +242,33 @@ def test_truncated_and_changed_sources_and_a_class_never_scored(tmp_path, capsys
     assert soundfile.info(str(out / "audio" / "b" / "1.flac")).frames == twice
     assert soundfile.info(str(out / "audio" / "a" / "3.flac")).frames > 0
     assert "converted 2, skipped 5 already converted" in said
+
+
+def test_sources_of_more_than_16_bits_keep_them_and_cuts_at_full_scale_are_said(tmp_path,
+                                                                              capsys):
+    """A quiet 24-bit recording keeps its detail; a float source peaking beyond full scale is
+    cut to +-1 in FLAC, which the preparation says, and kept as float with --format wav."""
+    import numpy as np
+    import soundfile
+
+    src = tmp_path / "src"
+    quiet = (3e-5 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)  # -90 dBFS
+    hot = (4.0 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    for name, wave, subtype in (("a/quiet.wav", quiet, "PCM_24"), ("a/hot.wav", hot, "FLOAT"),
+                                ("b/x.wav", quiet, "PCM_24"), ("b/y.wav", quiet, "PCM_24")):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(src / name, wave, 16000, subtype=subtype)
+    assert prepare(src, tmp_path / "flac") == 0
+    said = capsys.readouterr().out
+    assert "WARNING: 1 clip(s) go beyond full scale and were cut to +-1 (the loudest, a/hot, " \
+        "peaks at 4.00)" in said
+    kept, _ = soundfile.read(tmp_path / "flac" / "audio" / "a" / "quiet.flac", dtype="float32")
+    assert np.abs(kept - quiet).max() < 1e-6  # 16 bits: errors up to 1.5e-5, half the signal
+    assert np.abs(soundfile.read(tmp_path / "flac" / "audio" / "a" / "hot.flac")[0]).max() <= 1
+    assert prepare(src, tmp_path / "wav", "--format", "wav") == 0
+    assert "beyond full scale" not in capsys.readouterr().out
+    floats, _ = soundfile.read(tmp_path / "wav" / "audio" / "a" / "hot.wav", dtype="float32")
+    assert np.abs(floats - hot).max() < 1e-5
 
 
 def test_class_balance_is_reported(downloads, tmp_path, capsys):

@@ -6,6 +6,7 @@ import os
 import re
 from os import PathLike
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile
@@ -39,21 +40,31 @@ TRUNCATED = "truncated audio (header declares more data than the file holds{}); 
 LOSSLESS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC"}  # frame counts in the header are exact
 
 
-def header_problem(path: Path) -> tuple[str | None, int | None]:
-    """What the file's size and libsndfile's reading of its header say is wrong with it (0
-    bytes, a data chunk cut short), and how many frames a lossless file (WAV, AIFF, FLAC)
-    declares, to hold the decoded count against; (None, None) where libsndfile cannot open it
+SHALLOW = {"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW", "IMA_ADPCM", "MS_ADPCM", "GSM610",
+           "VORBIS", "OPUS", "MPEG_LAYER_III"}  # 16 bits or fewer: 16-bit output loses nothing
+
+
+class Header(NamedTuple):
+    """What libsndfile's reading of a file's header says, before it is decoded."""
+
+    problem: str | None = None  # why it is unusable (0 bytes, a data chunk cut short)
+    frames: int | None = None  # the frames a lossless file (WAV, AIFF, FLAC) declares
+    deep: bool = False  # samples of more than 16 bits (24-bit, float): kept so when converted
+
+
+def read_header(path: Path) -> Header:
+    """The file's header as libsndfile reads it; Header() where libsndfile cannot open it
     (PyAV decides). Dataset preparation uses it, so it refuses what training would."""
     if path.stat().st_size == 0:
-        return EMPTY, None
+        return Header(EMPTY)
     try:
         with soundfile.SoundFile(str(path)) as f:
-            declared, extra, kind = f.frames, f.extra_info, f.format
+            declared, extra, kind, subtype = f.frames, f.extra_info, f.format, f.subtype
     except (soundfile.LibsndfileError, RuntimeError):
-        return None, None
+        return Header()
     if _declared_short(extra):
-        return TRUNCATED.format(""), None
-    return None, declared if kind in LOSSLESS else None
+        return Header(TRUNCATED.format(""))
+    return Header(None, declared if kind in LOSSLESS else None, subtype not in SHALLOW)
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:

@@ -1,7 +1,9 @@
 """Decode any container a user may hold (PyAV, `c2f.data.container`), and write one 16 kHz mono
-clip atomically. Resampling uses `torchaudio.functional.resample`, the same function
+clip atomically: 16-bit, or 24-bit FLAC (float WAV with `--format wav`) for a source of more
+bits. Resampling uses `torchaudio.functional.resample`, the same function
 `c2f.data.audio.load_waveform` uses at training time, so a prepared clip equals what training
-would have made of the original file.
+would have made of the original file, to the output's precision; samples beyond full scale
+(a float source) are cut to +-1 in FLAC and said, and kept in float WAV.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ __all__ = ["DecodeError", "Segment", "decode", "fit", "link_atomic", "write_atom
            "remove_partials"]
 
 FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
+DEEP = {"flac": "PCM_24", "wav": "FLOAT"}  # for sources of more than 16 bits (24-bit, float)
 TMP_MARK = ".partial-"  # temporary outputs: `.<name>.partial-<pid>`, removed or renamed
 
 
@@ -35,18 +38,25 @@ def fit(samples: np.ndarray, rate: int, sample_rate: int,
     return out
 
 
-def write_atomic(path: Path, wave: np.ndarray, sample_rate: int, fmt: str) -> None:
-    """Write 16-bit audio to a temporary name beside `path`, then rename: a reader (or a later
-    run) sees the whole file or nothing."""
+def write_atomic(path: Path, wave: np.ndarray, sample_rate: int, fmt: str,
+                 deep: bool = False) -> float:
+    """Write 16-bit audio (24-bit FLAC or float WAV for a `deep` source) to a temporary name
+    beside `path`, then rename: a reader (or a later run) sees the whole file or nothing.
+    Returns the peak that had to be cut to full scale (0.0 when nothing was): float WAV keeps
+    samples beyond +-1, integer formats cannot."""
     container, subtype = FORMATS[fmt]
+    subtype = DEEP[fmt] if deep else subtype
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    cut = peak if peak > 1.0 and subtype != "FLOAT" else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
-        soundfile.write(str(tmp), np.clip(wave, -1.0, 1.0), sample_rate, format=container,
-                        subtype=subtype)
+        soundfile.write(str(tmp), np.clip(wave, -1.0, 1.0) if cut else wave, sample_rate,
+                        format=container, subtype=subtype)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return cut
 
 
 def link_atomic(source: Path, path: Path, sample_rate: int, fmt: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from c2f.data.audio import TRUNCATED, header_problem
+from c2f.data.audio import TRUNCATED, read_header
 from c2f.data.prepare.decode import (
     DecodeError,
     Segment,
@@ -70,26 +70,27 @@ def output_path(out: Path, entry: Entry, fmt: str) -> Path:
     return out / AUDIO_DIR / f"{entry.key}.{fmt}"
 
 
-def convert_task(task: tuple) -> str | None:
+def convert_task(task: tuple) -> tuple[str | None, float]:
     """Decode, resample, cut and write one clip (in a worker), or hard-link a whole source
-    that already is such a clip; None or the failure reason."""
+    that already is such a clip; (None or the failure reason, the peak cut to full scale)."""
     source, target, start, duration, sample_rate, fmt = task
     if duration is None and start == 0 and link_atomic(Path(source), Path(target),
                                                        sample_rate, fmt):
-        return None
-    problem, declared = header_problem(Path(source))
-    if problem:
-        return problem
+        return None, 0.0
+    header = read_header(Path(source))
+    if header.problem:
+        return header.problem, 0.0
     try:
         samples, rate = decode(Path(source), Segment(start, duration))
-        if declared is not None and start == 0 and duration is None and len(samples) < declared:
-            return TRUNCATED.format(f", {len(samples)} of {declared} frames decodable")
-        write_atomic(Path(target), fit(samples, rate, sample_rate, duration), sample_rate, fmt)
+        whole = start == 0 and duration is None
+        if header.frames is not None and whole and len(samples) < header.frames:
+            return TRUNCATED.format(f", {len(samples)} of {header.frames} frames decodable"), 0.0
+        return None, write_atomic(Path(target), fit(samples, rate, sample_rate, duration),
+                                  sample_rate, fmt, header.deep)
     except DecodeError as err:
-        return str(err)
+        return str(err), 0.0
     except (OSError, RuntimeError, ValueError) as err:  # soundfile or torch on odd input
-        return f"{type(err).__name__}: {err}"
-    return None
+        return f"{type(err).__name__}: {err}", 0.0
 
 
 def _init_worker() -> None:
@@ -99,22 +100,25 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options) -> dict[str, str]:
-    """Convert `todo` (in a process pool when workers > 1); failure reason by entry key."""
+def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
+             ) -> tuple[dict[str, str], dict[str, float]]:
+    """Convert `todo` (in a process pool when workers > 1); failure reason by entry key, and
+    the peak of each clip cut to full scale."""
     tasks = [(str(e.found.path), str(output_path(options.out, e, options.fmt)),
               e.segment(recipe.duration).start, recipe.duration, options.sample_rate,
               options.fmt) for e in todo]
     bar = dict(total=len(tasks), unit="clip", desc=f"converting {recipe.name}",
                disable=not options.progress or not tasks, dynamic_ncols=True)
     if options.workers <= 1 or len(tasks) < 2:
-        results = (convert_task(t) for t in tqdm(tasks, **bar))
-        return {e.key: r for e, r in zip(todo, results) if r is not None}
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
-    with ProcessPoolExecutor(options.workers, mp_context=context,
-                             initializer=_init_worker) as pool:
-        results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
-    return {e.key: r for e, r in zip(todo, results) if r is not None}
+        results = [convert_task(t) for t in tqdm(tasks, **bar)]
+    else:
+        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
+        with ProcessPoolExecutor(options.workers, mp_context=context,
+                                 initializer=_init_worker) as pool:
+            results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
+    return ({e.key: why for e, (why, _) in zip(todo, results) if why is not None},
+            {e.key: cut for e, (_, cut) in zip(todo, results) if cut})
 
 
 def _unique(entries: list[Entry], problems: list[str]) -> list[Entry]:
@@ -280,7 +284,12 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     log(f"{recipe.name}: {len(entries)} clips listed, {len(summary.missing)} without a source "
         f"file under {recipe.src}; {summary.skipped} already converted (skipped), "
         f"{len(todo)} to convert with {options.workers} worker(s)")
-    failures = _convert(todo, recipe, options)
+    failures, clipped = _convert(todo, recipe, options)
+    if clipped:
+        loudest = max(clipped, key=clipped.get)
+        log(f"WARNING: {len(clipped)} clip(s) go beyond full scale and were cut to +-1 (the "
+            f"loudest, {loudest}, peaks at {clipped[loudest]:.2f}); training on them hears the "
+            "clipping: --format wav keeps such float sources as float")
     by_key = {e.key: e for e in todo}
     summary.failed = [(by_key[key], reason) for key, reason in failures.items()]
     summary.converted = len(todo) - len(failures)
@@ -338,6 +347,7 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         "listed": summary.listed, "missing": len(summary.missing),
         "failed": len(summary.failed), "problems": len(summary.problems),
         "usable": len(usable), "converted_this_run": summary.converted,
+        "clipped_this_run": sorted(clipped),
         "skipped_this_run": summary.skipped, "seconds_this_run": round(time.time() - started, 1),
         "splits": {split: {"listed": sum(split_of.get(e.key, e.split) == split
                                          for e in entries),
