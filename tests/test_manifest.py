@@ -230,3 +230,31 @@ def test_clips_with_several_labels_are_refused_by_single_label_training(tmp_path
     # multi-label training takes them (and goes on to check the audio, which is missing here)
     with pytest.raises(DataError, match="3 of 3 audio files are bad"):
         resolve_data(dataclasses.replace(dataset, multilabel=True), tmp_path)
+
+
+def test_clips_longer_than_the_input_are_counted_before_training(tmp_path: Path) -> None:
+    """The model sees the first target_length frames of a clip (AST's crop): a user of long
+    recordings is told how many clips that cuts and the longest, before training starts."""
+    from c2f.data.resolve import resolve_data
+    from c2f.spec import DatasetSpec
+
+    for name, seconds in (("a.wav", 1.0), ("b.wav", 3.0), ("c.wav", 1.28), ("d.wav", 7.5)):
+        write_wav(tmp_path / name, seconds)
+    train = write_manifest(tmp_path, {"data": [{"wav": n, "labels": "/m/dog"}
+                                               for n in ("a.wav", "b.wav", "c.wav")]})
+    evaluation = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "/m/cat"},
+                                                    {"wav": "a.wav", "labels": "/m/dog"}]},
+                                "eval.json")
+    dataset = DatasetSpec(name="mine", kind="manifest", train_manifest=str(train),
+                          eval_manifest=str(evaluation), labels_csv=str(write_csv(tmp_path)),
+                          num_classes=3, norm_mean=0.0, norm_std=1.0, target_length=128)
+    said: list[str] = []
+    train_manifest, _, _ = resolve_data(dataset, tmp_path, log=said.append)
+    assert said == ["note: 1 of 3 training and 1 of 2 eval clip(s) are longer than the input "
+                    "(1.28 s, dataset.target_length=128); the model sees the first 1.28 s of "
+                    "each, as AST crops (the longest: 7.5 s). To use all of them, cut the "
+                    "recordings into clips, or raise dataset.target_length"]
+    assert [c.seconds for c in train_manifest.clips] == [1.0, 3.0, 1.28]
+    said.clear()
+    resolve_data(dataclasses.replace(dataset, target_length=1024), tmp_path, log=said.append)
+    assert said == []

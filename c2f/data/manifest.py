@@ -24,6 +24,7 @@ class Clip:
     path: Path
     label_ids: tuple[int, ...]
     line: int
+    seconds: float | None = None  # its length, from check_files' header check (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -196,35 +197,38 @@ def join_manifests(manifests: list[Manifest]) -> Manifest:
                     labels=first.labels, dropped=tuple(d for m in manifests for d in m.dropped))
 
 
-def _problem(clip: Clip) -> str | None:
-    """Why a clip's file is unusable (cheap header check), or None if it looks fine."""
+def _problem(clip: Clip) -> tuple[str | None, float | None]:
+    """Why a clip's file is unusable (cheap header check), or None if it looks fine; and its
+    length in seconds where the header says it (libsndfile's formats)."""
     if not clip.path.is_file():
-        return "file not found"
+        return "file not found", None
     if clip.path.stat().st_size == 0:
-        return "empty file (0 bytes)"
+        return "empty file (0 bytes)", None
     try:
         info = soundfile.info(str(clip.path))
     except (soundfile.LibsndfileError, RuntimeError) as e:
         from c2f.data.container import probe  # m4a, mp4, webm...: PyAV reads them
 
         reason = probe(clip.path)
-        return None if reason is None else f"unreadable audio header ({e}; PyAV: {reason})"
+        return (None if reason is None else f"unreadable audio header ({e}; PyAV: {reason})",
+                None)
     if info.frames <= 0:
-        return "zero-length audio (0 frames)"
-    return None
+        return "zero-length audio (0 frames)", None
+    return None, info.frames / info.samplerate
 
 
 def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, list[str]]:
-    """Check every clip's file header; fail on bad files or drop them ('skip')."""
+    """Check every clip's file header; fail on bad files or drop them ('skip'). The clips
+    kept carry their length (`Clip.seconds`) where the header says it."""
     if on_bad not in ON_BAD_CHOICES:
         raise ValueError(f"on_bad must be one of {ON_BAD_CHOICES}, got {on_bad!r}")
     good: list[Clip] = []
     bad: list[str] = []
     dropped: list[tuple[str, str]] = []
     for clip in manifest.clips:
-        reason = _problem(clip)
+        reason, seconds = _problem(clip)
         if reason is None:
-            good.append(clip)
+            good.append(Clip(clip.path, clip.label_ids, clip.line, seconds))
         else:
             bad.append(f"{clip.path} (data[{clip.line}]): {reason}")
             dropped.append((str(clip.path), f"{reason} (data[{clip.line}] of {manifest.path})"))

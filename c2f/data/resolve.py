@@ -49,6 +49,23 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
     return manifest
 
 
+def _note_long_clips(dataset: DatasetSpec, manifests: dict[str, Manifest], log) -> None:
+    """Say how many clips are longer than the input: the model sees their start only (AST
+    pads or cuts every clip to target_length), which a user of long recordings should know."""
+    seconds = dataset.target_length * dataset.frame_shift_ms / 1000
+    found = {split: [c.seconds for c in m.clips if (c.seconds or 0) > seconds + 0.05]
+             for split, m in manifests.items()}
+    if not any(found.values()):
+        return
+    counts = " and ".join(f"{len(found[s])} of {len(manifests[s].clips)} {s}"
+                          for s in manifests if found[s])
+    longest = max(x for longs in found.values() for x in longs)
+    log(f"note: {counts} clip(s) are longer than the input ({seconds:.2f} s, "
+        f"dataset.target_length={dataset.target_length}); the model sees the first "
+        f"{seconds:.2f} s of each, as AST crops (the longest: {longest:.1f} s). To use all of "
+        "them, cut the recordings into clips, or raise dataset.target_length")
+
+
 def _one_label_each(manifest: Manifest) -> None:
     """Single-label training (one class per clip, its first) of clips with several labels
     would quietly train on part of them: refused, naming the first such entry."""
@@ -77,6 +94,7 @@ def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
             _one_label_each(manifest)
     train = join_manifests([_checked(m, dataset.on_bad_audio, log) for m in trains])
     evaluation = _checked(evaluation, dataset.on_bad_audio, log)
+    _note_long_clips(dataset, {"training": train, "eval": evaluation}, log)
     if train.num_classes != dataset.num_classes:
         raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
                           f"lists {train.num_classes} classes; set dataset.num_classes="
