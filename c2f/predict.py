@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f.data.audio import AUDIO_SUFFIXES, audio_files, load_waveform
+from c2f.data.audio import AUDIO_SUFFIXES, audio_files, is_silent, load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import manifest_audio
 from c2f.trained import WEIGHTS, Trained, TrainedError, load_trained
@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON line per clip")
     args = parser.parse_args(argv)
     if not args.audio and args.manifest is None:
+        if args.model.suffix.lower() in AUDIO_SUFFIXES:
+            parser.error(f"{args.model} is an audio file; the first argument is the model (a "
+                         "run directory or an exported file): python -m c2f.predict "
+                         "RUN_OR_MODEL AUDIO...")
         parser.error("give audio files, --manifest, or both")
     if args.top < 1:
         parser.error("--top must be at least 1")
@@ -79,17 +83,19 @@ def clip_windows(wave: torch.Tensor, size: int, whole: bool) -> list[torch.Tenso
     return [wave[:, start:start + size] for start in range(0, wave.shape[1], size)]
 
 
-def window_scores(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, float]:
-    """(probabilities of each of the clip's windows [windows, classes], seconds of audio)."""
+def window_scores(trained: Trained, path: Path, whole: bool
+                  ) -> tuple[np.ndarray, float, bool]:
+    """(probabilities of each of the clip's windows [windows, classes], seconds of audio,
+    whether it is all-silent: its scores are the model's answer to nothing)."""
     wave = load_waveform(path, trained.sample_rate)
     parts = clip_windows(wave, trained.window_samples, whole)
     return trained.probabilities(trained.logits(parts)).numpy(), \
-        wave.shape[1] / trained.sample_rate
+        wave.shape[1] / trained.sample_rate, is_silent(wave)
 
 
 def score(trained: Trained, path: Path, whole: bool) -> tuple[np.ndarray, int, float]:
     """(mean probabilities over the clip's windows, windows, seconds of audio)."""
-    per_window, seconds = window_scores(trained, path, whole)
+    per_window, seconds, _ = window_scores(trained, path, whole)
     return per_window.mean(axis=0), len(per_window), seconds
 
 
@@ -123,22 +129,27 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in files:
         try:
-            per_window, seconds = window_scores(trained, path, args.windows)
+            per_window, seconds, silent = window_scores(trained, path, args.windows)
         except DataError as err:
             failed += 1
-            print(f"error: {err}", file=sys.stderr)
+            unknown = path.is_file() and path.suffix.lower() not in AUDIO_SUFFIXES
+            print(f"error: {path}: not an audio file (no decoder reads it)" if unknown
+                  else f"error: {err}", file=sys.stderr)
             continue
         parts, names = len(per_window), trained.class_names
         top = ranked(per_window.mean(axis=0), names, args.top)
         steps = timeline(per_window, window, seconds, names, args.top) if args.timeline else []
         if args.json:
             print(json.dumps({"path": str(path), "seconds": round(seconds, 3), "windows": parts,
+                              "silent": silent,
                               "top": [{"class": name, "score": value} for name, value in top],
                               **({"timeline": steps} if args.timeline else {})}))
             continue
         cut = f", first {window:.2f} s scored (--windows: all of it)" if (
             seconds > window + 1e-6 and parts == 1) else ""
-        print(f"\n{path} ({seconds:.2f} s{f', {parts} windows' if parts > 1 else ''}{cut})")
+        quiet = ", all-silent (mono): the scores say nothing of it" if silent else ""
+        print(f"\n{path} ({seconds:.2f} s{f', {parts} windows' if parts > 1 else ''}{cut}"
+              f"{quiet})")
         for name, value in top:
             print(f"  {value:7.4f}  {name}")
         for step in steps:

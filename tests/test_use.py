@@ -216,11 +216,16 @@ def test_a_folder_of_any_containers_is_scored(run, eval_set, tmp_path, capsys):
     (folder / "notes.txt").write_text("not audio")
     with pytest.raises(soundfile.LibsndfileError):
         soundfile.info(str(folder / "sub" / "b.mov"))
+    soundfile.write(folder / "quiet.wav", np.zeros(16000, np.float32), 16000)
     assert main([str(run), str(folder), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["path"] for line in lines] == [str(folder / "a.wav"),
+    assert [line["path"] for line in lines] == [str(folder / "a.wav"), str(folder / "quiet.wav"),
                                                 str(folder / "sub" / "b.mov")]
-    assert lines[0]["top"] == lines[1]["top"]
+    assert lines[0]["top"] == lines[2]["top"]
+    assert [line["silent"] for line in lines] == [False, True, False]
+    assert main([str(run), str(folder / "quiet.wav")]) == 0  # its scores are said to be moot
+    assert "(1.00 s, all-silent (mono): the scores say nothing of it)" in capsys.readouterr().out
+    (folder / "quiet.wav").unlink()
     (folder / "a.wav").unlink()
     (folder / "sub" / "b.mov").unlink()
     assert main([str(run), str(folder)]) == 2
@@ -253,6 +258,14 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, eval_
     assert "average.pt is missing" in capsys.readouterr().err
     assert predict([str(run), str(tmp_path / "missing.wav")]) == 1
     assert "missing.wav" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not audio")
+    assert predict([str(run), str(tmp_path / "notes.txt")]) == 1
+    assert f"error: {tmp_path / 'notes.txt'}: not an audio file (no decoder reads it)" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the clip where the model goes
+        predict([str(tmp_path / "a.wav")])
+    assert f"{tmp_path / 'a.wav'} is an audio file; the first argument is the model" in \
+        capsys.readouterr().err
     # a clip that cannot be read: evaluate's own flag is the fix it names
     entries = json.loads(eval_set["manifest"].read_text())["data"][:2]
     entries[0]["wav"] = str(eval_set["manifest"].parent / entries[0]["wav"])
