@@ -130,7 +130,7 @@ class ScheduleSpec:
     name: str
     c: int = 1
     phases: tuple[int, ...] | None = None  # explicit C per phase, e.g. (8, 4, 2, 1)
-    initial_fraction: float = 0.25  # each initial phase gets this fraction of the epoch budget
+    initial_fraction: float = 0.25  # the initial phases' share of the epoch budget, split evenly
     final_epochs: int | None = None  # None: the final phase fills the budget
     steps: tuple[int, ...] | None = None  # optimizer steps of each phase (pretraining)
     switch: SwitchSpec | None = None  # adaptive phase lengths (schedule=adaptive)

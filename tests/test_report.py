@@ -107,7 +107,21 @@ def test_three_phases_budget_counts_only_the_final_phase(tmp_path):
     outcome, _ = outcome_of(tmp_path, "patch_pi")
     assert outcome.run.schedule == "4-2-1" and outcome.epoch == 3
     assert outcome.flops_save == pytest.approx(1 - 175 / 400)  # 25 + 50 + 100
+    # convergence: the best of the final phase, the model the run delivers, not a coarse one
+    assert outcome.best == 0.5 and outcome.best_diff == pytest.approx(0.0)
     assert label("patch_pi", "4-2-1") == "Patch PI 4→2→1"
+
+
+def test_a_c1_run_of_another_method_never_replaces_the_baseline(tmp_path):
+    """`-m compression=fshift,none schedule=baseline,2phase` makes two C = 1 runs (fshift at
+    C = 1 is the identity): compression=none is the baseline, the other is said."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "a_fshift_c1", method="fshift", values=[0.2, 0.3, 0.4, 0.9])
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.6])
+    outcome, warnings = outcome_of(tmp_path, "fshift")
+    assert outcome.ref.metric == 0.5 and outcome.status == "reached"
+    assert warnings == [f"{tmp_path / 'group' / 'a_fshift_c1'}: a second C = 1 run for ds/m "
+                        f"seed 0 (method fshift); the baseline is {tmp_path / 'group' / 'base'}"]
 
 
 def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):
@@ -224,19 +238,25 @@ def test_unusable_input_is_an_error(tmp_path, capsys):
 def test_outputs_and_the_paper_column(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, f"b{seed}", values=[0.2, 0.3, 0.4, 0.5], dataset="vggsound",
-                 model="ast_base", seed=seed)
+                 model="ast_base", seed=seed, budget=20)  # the paper's budget (§3.2)
         make_run(tmp_path, f"f{seed}", method="fshift", phases=(4, 1), values=[0, .5, .6, .6],
-                 dataset="vggsound", model="ast_base", seed=seed)
+                 dataset="vggsound", model="ast_base", seed=seed, budget=20)
+        make_run(tmp_path, f"short{seed}", method="fshift", phases=(4, 1), values=[0, .5, .6],
+                 dataset="vggsound", model="ast_base", seed=seed)  # 3 epochs: not the paper's
     out = tmp_path / "out"
     assert main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
     header, rows = table(tmp_path, "2", load_paper(), "ast_base")
-    assert header[-1] == "VGGSound paper" and rows[1][-1] == "49.90 / 58.31 / 55.00"
+    assert header[-1] == "VGGSound @20ep paper" and rows[1][-1] == "49.90 / 58.31 / 55.00"
     assert rows[0][-1] == "49.40"
+    at = header.index("VGGSound @3ep paper")  # a budget the paper did not train: no number
+    assert {row[at] for row in rows} <= {"", "-"}
+    short = [r for r in csv.DictReader((out / "savings.csv").open()) if r["budget"] == "3"]
+    assert short and all(r["paper_value"] == "" for r in short)
     saved = list(csv.DictReader((out / "savings.csv").open()))
     fshift = [r for r in saved if r["method"] == "fshift" and r["criterion"] == "budget"]
     assert fshift[0]["paper_flops_save"] == "58.31" and fshift[0]["seeds"] == "2"
     assert float(fshift[0]["flops_save"]) == pytest.approx(100 * (1 - 125 / 400))
-    assert len(list(csv.DictReader((out / "runs.csv").open()))) == 4
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == 6
     tex = (out / "tables.tex").read_text()
     assert r"Fshift 4$\to$1" in tex and r"\toprule" in tex
     assert (out / "index.html").read_text().count("<tr") > 4
@@ -258,7 +278,8 @@ def test_paper_layout_columns_rows_and_tables(tmp_path):
     tables; every cell the paper has gets its number."""
     for dataset in ("audioset_full", "kinetics_sounds", "voxceleb1", "vggsound"):
         metric = "mAP" if dataset == "audioset_full" else "acc"
-        kw = {"dataset": dataset, "model": "ast_base", "metric": metric}
+        kw = {"dataset": dataset, "model": "ast_base", "metric": metric,
+              "budget": 5 if dataset == "audioset_full" else 20}  # the paper's (§3.2)
         make_run(tmp_path, f"{dataset}-base", values=[0.2, 0.3, 0.4, 0.5], **kw)
         make_run(tmp_path, f"{dataset}-f41", method="fshift", phases=(4, 1),
                  values=[0.1, 0.5, 0.5, 0.5], **kw)
@@ -320,7 +341,7 @@ def test_table1_cnn14_rows_sit_above_ast_with_the_papers_numbers(tmp_path):
 
 
 def test_table6_htsat_rows_with_the_papers_numbers(tmp_path):
-    kw = {"dataset": "vggsound", "metric": "acc", "model": "htsat"}
+    kw = {"dataset": "vggsound", "metric": "acc", "model": "htsat", "budget": 50}
     make_run(tmp_path, "base", values=[0.40, 0.5282, 0.52, 0.51], **kw)  # F_B = 200 at epoch 2
     make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.30, 0.53, 0.52, 0.5],
              **kw)  # reaches at epoch 2: 25 + 100 FLOPs

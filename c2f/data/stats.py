@@ -84,7 +84,8 @@ def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m c2f.data.stats",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--labels", required=True, help="class_labels_indices.csv")
     parser.add_argument("--sample-rate", type=int, default=16000)

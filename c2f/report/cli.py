@@ -98,7 +98,7 @@ def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
         budget = table.criterion == "budget"
         for cell in table.cells:
             found = paper_cell(paper, table.key, table.criterion, cell.dataset, cell.model,
-                               cell.method, cell.schedule)
+                               cell.method, cell.schedule, cell.budget)
             value = cell.value if budget else cell.best
             out.append({
                 "table": table.key, "criterion": table.criterion, "dataset": cell.dataset,

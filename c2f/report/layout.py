@@ -129,7 +129,7 @@ def build_table(key: str, model: str | None, cells: list[Cell], paper: dict | No
 
     def found(cell):
         return paper_cell(paper, key, criterion, cell.dataset, cell.model, cell.method,
-                          cell.schedule)
+                          cell.schedule, cell.budget)
 
     columns = sorted({(c.dataset, c.budget) for c in cells},
                      key=lambda db: (column_order(db[0]), db[1]))

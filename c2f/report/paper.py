@@ -17,6 +17,11 @@ COLUMN_OF_PRESET = {"vggsound": "vggsound", "voxceleb1": "voxceleb", "voxceleb":
 TITLES = {"vggsound": "VGGSound", "voxceleb1": "VoxCeleb", "voxceleb": "VoxCeleb",
           "kinetics_sounds": "Kinetics-Sounds", "audioset_full": "AudioSet",
           "audioset": "AudioSet", "audioset_balanced": "AudioSet-20K"}
+# The paper's epoch budgets (§3.2): AST 5 on AudioSet, 20 on the others; HTS-AT 25 on AudioSet,
+# 50 on VGGSound. A run of another budget gets no paper number beside it. (Table 1's CNN14 and
+# Table 6's SSAST fine-tuning name no budget: not checked.)
+PAPER_BUDGETS = {("ast", "audioset"): 5, ("ast", None): 20, ("htsat", "audioset"): 25,
+                 ("htsat", "vggsound"): 50}
 # Preset names -> the paper's model names (its AST is AST-Base).
 FAMILIES = {"ast_base": "ast", "ast": "ast", "cnn14": "cnn14", "htsat": "htsat",
             "ssast": "ssast"}
@@ -78,12 +83,17 @@ def load_paper() -> dict[tuple, PaperCell]:
 
 
 def paper_cell(paper: dict | None, table: str, criterion: str, dataset: str, model: str,
-               method: str, schedule: str) -> PaperCell | None:
+               method: str, schedule: str, budget: int | None = None) -> PaperCell | None:
     """The paper's number for this table, column, model and row, if it has one. Table 1's
     "Pool" rows are max pooling (its Pool2->1 is Table 3's Max Pool 2->1 on AudioSet). A
-    variant of the recipe (a setting named in the model or method, variants.py) has none."""
+    variant of the recipe (a setting named in the model or method, variants.py) has none, nor
+    has a run of another epoch budget than the paper's (PAPER_BUDGETS)."""
     column = paper_column(dataset, model)
     if paper is None or column is None or base_name(model) != model or base_name(method) != method:
+        return None
+    family = model_family(model)
+    want = PAPER_BUDGETS.get((family, column), PAPER_BUDGETS.get((family, None)))
+    if budget is not None and want is not None and budget != want:
         return None
     if table == "1" and method == "pool_max":
         method = "pool"

@@ -63,12 +63,14 @@ def reference(baseline: Run) -> Reference | None:
 
 
 def _headline(run: Run) -> tuple[float | None, bool]:
-    """A finished run's convergence value: its averaged model, else its best epoch."""
-    if not (run.finished and run.records):
+    """A finished run's convergence value: its averaged model, else its best epoch of the final
+    phase (a coarse phase's model is not the one the run delivers)."""
+    final = [r for r in run.records if r.get("final_phase", True)]
+    if not (run.finished and final):
         return None, False
     if run.average is not None:
         return run.average["value"], True
-    return best_record(run.records)["value"], False
+    return best_record(final)["value"], False
 
 
 def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
@@ -119,8 +121,16 @@ def pair(runs: list[Run], tolerance: float = 0.0
             chosen[key] = kept
         else:
             chosen[key] = run
-    baselines = {(r.dataset, r.model, r.budget, *r.replicate): r
-                 for r in chosen.values() if r.is_baseline}
+    baselines: dict[tuple, Run] = {}
+    for run in sorted((r for r in chosen.values() if r.is_baseline),  # compression=none first
+                      key=lambda r: (r.method.split(" [")[0] != "none", str(r.path))):
+        key = (run.dataset, run.model, run.budget, *run.replicate)
+        if key in baselines:  # C = 1 under another method's name: the same training
+            warnings.append(f"{run.path}: a second C = 1 run for {run.dataset}/{run.model} "
+                            f"seed {run.seed} (method {run.method}); the baseline is "
+                            f"{baselines[key].path}")
+        else:
+            baselines[key] = run
     outcomes = []
     for run in chosen.values():
         if run.is_baseline:

@@ -61,7 +61,10 @@ def select(flats: list[dict[str, Any]], where: Mapping[str, str]) -> list[bool]:
             group = key.split(".")[0] + "."
             near = (difflib.get_close_matches(key, keys, n=3)
                     or [k for k in keys if k.startswith(group)][:12])
-            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            groups = sorted({k.split(".")[0] for k in keys})
+            hint = (f" (did you mean {', '.join(near)}?)" if near else
+                    f"; the runs' keys begin with {', '.join(groups)} (runs.csv and each run's "
+                    "config.yaml list them)")
             raise SelectError(f"--where {key}={wanted}: no run has the key {key}{hint}")
         if not any(same_value(value, wanted) for value in seen):
             values = sorted({json.dumps(v, default=str).strip('"') for v in seen})
