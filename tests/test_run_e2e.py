@@ -60,9 +60,13 @@ def test_wandb_online_without_a_key_logs_offline_and_trains(tmp_path, data_dir):
     real wandb refuses online mode; the job trains anyway and logs offline for `wandb sync`."""
     runs = tmp_path / "runs"
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": "", "WANDB_INIT_TIMEOUT": "20"}
-    proc = run_cli([*TINY, "logger=wandb", "logger.mode=online", "dataset.epochs=2"], runs,
-                   data_dir, env=env)
+    proc = run_cli([*TINY, "logger=wandb", "logger.mode=online", "dataset.epochs=2",
+                    "trainer.max_steps_per_epoch=2"], runs, data_dir, env=env)
     [run] = run_dirs(runs)
+    # the plan's prediction counts the steps the cap leaves: 2 of 4 batches of 11 clips
+    assert "over 2 epochs of 22 samples" in proc.stdout
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["predicted_flops"] == sum(r["flops"] for r in read_metrics(run))
     assert "warning: W&B online failed (" in proc.stdout, proc.stdout
     assert f"logging offline instead: `wandb sync {run / 'wandb'}/offline-run-*`" in proc.stdout
     records = read_metrics(run)

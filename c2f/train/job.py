@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from c2f.data.resolve import resolve_data
+from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
@@ -208,7 +209,11 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         echo(f"note: {run.summary_path} is unreadable; the run resumes from its checkpoint, "
              "which writes it again")
     train, evaluation, settings = resolved
-    plan = dataclasses.replace(plan, train_samples=len(train.clips))
+    samples = len(train.clips)  # per epoch; trainer.max_steps_per_epoch caps them
+    if spec.trainer.max_steps_per_epoch is not None:
+        samples = min(samples, spec.trainer.max_steps_per_epoch
+                      * loaded_per_step(spec.model.batch_mixup, spec.dataset.batch_size))
+    plan = dataclasses.replace(plan, train_samples=samples)
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
         run.create(config_yaml, plan.to_dict())
