@@ -398,6 +398,8 @@ def test_a_class_list_fixes_the_outputs_and_leaves_other_classes_out(downloads, 
     ("number out", ["--out", "{tmp}/2024"], "'2024' is not a name a run.py override reads"),
     ("fraction", ["--eval-fraction", "1.5"], "--eval-fraction 1.5"),
     ("header", ["--lists", "{tmp}/bad.csv"], "the header must name a file column"),
+    ("semicolons", ["--lists", "{tmp}/excel.csv"], "it is 'file;label'; its columns are "
+     "separated by semicolons (';'): save it comma-separated"),
     ("no rows", ["--lists", "{tmp}/empty.csv"], "empty.csv: no row with a file and a label"),
     ("classes: one", ["--classes", "{tmp}/one.txt"], "one.txt: one class listed"),
     ("classes: twice", ["--classes", "{tmp}/twice.txt"], "'cello' listed more than once"),
@@ -421,6 +423,7 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
     (tmp_path / "twice.txt").write_text("cello\npiano\ncello\n")
     (tmp_path / "other.txt").write_text("cello\nflute\n")
     (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
+    (tmp_path / "excel.csv").write_text("file;label\na.wav;piano\n")  # a European Excel's
     (tmp_path / "empty.csv").write_text("file,label\n")
     extra = [x.format(tmp=tmp_path) for x in extra]
     args = ["folder", "--src", str(src), "--workers", "1", "--no-progress", *extra]

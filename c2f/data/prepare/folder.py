@@ -268,9 +268,14 @@ class Folder(DatasetRecipe):
         file_at = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
         label_at = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
         if file_at is None or label_at is None:
+            other = next((f"{name} ({sep!r})" for sep, name in ((";", "semicolons"),
+                                                                   ("\t", "tabs"))
+                          if len(header) == 1 and sep in header[0]), None)
+            hint = (f"; its columns are separated by {other}: save it comma-separated"
+                    if other else "")
             raise ListError(f"{path}:{number or 1}: the header must name a file column "
                             f"({', '.join(FILE_COLUMNS)}) and a label column "
-                            f"({', '.join(LABEL_COLUMNS)}); it is {','.join(header)!r}")
+                            f"({', '.join(LABEL_COLUMNS)}); it is {','.join(header)!r}{hint}")
         split_at, group_at = columns.get("split"), columns.get("group")
         entries, problems, names = [], [], set()
         root = self.src.resolve()
