@@ -318,6 +318,7 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
             shutil.copy(downloads / label / file.replace("d.ogg", "sub/d.ogg"),
                         src / name / file)
     shutil.copy(downloads / "violin" / "b.mp3", src / "car" / "a.mp3")  # beside car/a.wav
+    (src / "plane" / "z_link.wav").symlink_to(src / "plane" / "a.wav")  # one recording
     out = tmp_path / "out"
     assert prepare(src, out) == 0
     capsys.readouterr()
@@ -326,8 +327,9 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
     clips = splits(out)
     assert len(clips) == 13 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac"} <= set(clips)
     assert "audio/train/b.flac" in clips
-    assert not (out / "problems.txt").exists() or "listed again" not in \
-        (out / "problems.txt").read_text()
+    problems = (out / "problems.txt").read_text()
+    assert "listed again" not in problems and "audio/plane/z_link.flac" not in clips
+    assert "plane/z_link.wav: the same file as plane/a.wav (a link); used once" in problems
 
 
 def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):

@@ -225,13 +225,18 @@ class Folder(DatasetRecipe):
     def _from_folders(self) -> Listing:
         out = Path(self.args.out).resolve()  # an output folder inside --src is not data,
         earlier: dict[Path, bool] = {}  # nor is an earlier one (it holds prepared.json)
-        files, problems = [], []
+        files, problems, first = [], [], {}
         for path in audio_files(self.src):
-            relative = path.relative_to(self.src)
-            if out in path.resolve().parents or any(
+            relative, target = path.relative_to(self.src), path.resolve()
+            if out in target.parents or any(
                     _is_output(self.src / Path(*relative.parts[:i]), earlier)
                     for i in range(1, len(relative.parts))):
                 continue
+            if target in first:  # a linked file: one recording, one clip (never on both sides)
+                problems.append(f"{relative}: the same file as {first[target]} (a link); "
+                                "used once")
+                continue
+            first[target] = relative
             files.append(relative)
         problems += [f"{folder.relative_to(self.src)}/: an earlier output of c2f.data.prepare "
                      "(it holds prepared.json); left out" for folder, is_out in earlier.items()
