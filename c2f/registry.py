@@ -56,7 +56,14 @@ class Registry:
         if not self.loaded:
             package = importlib.import_module(self.package)
             for module in pkgutil.iter_modules(package.__path__):
-                importlib.import_module(f"{self.package}.{module.name}")
+                name = f"{self.package}.{module.name}"
+                try:
+                    importlib.import_module(name)
+                except Exception as err:  # a new file's mistake: named, as a plugin's is
+                    where = Path(package.__path__[0]) / f"{module.name}.py"
+                    raise PluginError(f"{self.kind} module {where} failed to import: "
+                                      f"{type(err).__name__}: {err}; fix it or move it out of "
+                                      "the folder (every module there is imported)") from err
             load_plugins()
             self.loaded = True
 

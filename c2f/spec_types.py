@@ -71,9 +71,12 @@ def build_dataclass(cls, node: Any, key: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(node) - set(fields))
     if unknown:
+        nested = key.split(".")[-1] in unknown  # `dataset.dataset`: a preset package mistake
         raise ConfigError(
             f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
             f"allowed: {', '.join(sorted(fields))}"
+            + (f" (a preset that holds a `{key}:` block needs `# @package _global_` as its "
+               "first line, as conf/dataset/esc50.yaml has)" if nested else "")
         )
     required = [f.name for f in fields.values() if f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING and f.name not in node]

@@ -346,3 +346,6 @@ def test_extension_mistakes_are_found_by_the_plan_not_after_a_phase(scratch_regi
     with pytest.raises(ConfigError, match=r"`compression.name` is missing: the compression "
                                           r"preset \(conf/compression/<option>.yaml"):
         spec_for("~compression.name")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) dataset.dataset; .* needs `# "
+                                          r"@package _global_` as its first line"):
+        spec_for("+dataset.dataset.name=tones")  # a preset without its package line
