@@ -45,10 +45,17 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
     check_wandb_log(log, records)
 
+    from c2f.flops_cache import code_version
+
+    assert plan["code_version"] == code_version()  # the code it was planned with
+    (run / "plan.json").write_text(json.dumps(plan | {"code_version": "0ld"}))
     again = run_cli([*TINY, "logger=wandb", "compression=patch_pi", "schedule=2phase",
                      "schedule.c=4", "logger.log_every_steps=2", "trainer.precision=fp32"],
                     runs, data_dir)
     assert "already finished" in again.stdout
+    # the methods' or models' code changed since: its id is its config, so it is said
+    assert "Note: the code of the methods and models changed since this run was planned (0ld, " \
+        f"now {code_version()}): its results are the old code" in again.stdout
     # the same run, asked for in another precision: said why it is not trained again
     assert "Your trainer.precision=fp32 (the run's: auto) is not part of a run's identity" \
         in again.stdout and "'group=<name>' trains it in a folder of its own" in again.stdout

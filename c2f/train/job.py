@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from c2f.data.resolve import resolve_data
+from c2f.flops_cache import code_version
 from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
@@ -126,9 +127,24 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     done = run.finished_summary()
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
-             f"{done['best']:.4f}. Delete the folder to train it again.{_other_trainer(spec, run)}")
+             f"{done['best']:.4f}. Delete the folder to train it again.{_other_trainer(spec, run)}"
+             f"{_code_changed(run, 'its results are the old code')}")
         return done
     return None
+
+
+def _code_changed(run: RunDir, consequence: str) -> str:
+    """A note when the code of c2f's methods and models (or a plugin's: flops_cache's
+    code_version) changed since the run was planned: a run's id is its config, not its code."""
+    try:
+        stored = json.loads((run.path / "plan.json").read_text()).get("code_version")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if stored is None or stored == code_version():
+        return ""
+    return (f" Note: the code of the methods and models changed since this run was planned "
+            f"({stored}, now {code_version()}): {consequence}; 'group=<name>' trains it anew in "
+            "a folder of its own.")
 
 
 def _other_trainer(spec: RunSpec, run: RunDir) -> str:
@@ -216,7 +232,10 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
     plan = dataclasses.replace(plan, train_samples=samples)
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
-        run.create(config_yaml, plan.to_dict())
+        changed = _code_changed(run, "it resumes with the new code")
+        if changed:
+            echo(changed.strip())
+        run.create(config_yaml, plan.to_dict() | {"code_version": code_version()})
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             {"eval_manifest": str(evaluation.path),
                              "labels_csv": str(evaluation.labels)})
