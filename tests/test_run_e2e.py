@@ -42,6 +42,8 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     assert records[0]["flops"] < 0.5 * records[1]["flops"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 4
+    # its best is the final phase's: the model predict, evaluate and export deliver
+    assert summary["best"] == max(r["value"] for r in records if r["final_phase"])
     [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
     check_wandb_log(log, records)
 

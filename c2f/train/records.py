@@ -53,10 +53,13 @@ def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list
 
 def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict,
               silent: dict[str, int]) -> dict:
-    """Headline numbers of a finished run."""
+    """Headline numbers of a finished run. Its best is the final phase's (the model the run
+    delivers: predict, evaluate and export use the last phase's input); each phase's own best is
+    in the per-phase table the run prints."""
     metric = spec.dataset.metric
     epochs = epoch_records(records)
-    best = max(epochs, key=lambda r: (r["value"], -r["epoch"]))
+    final = [r for r in epochs if r.get("final_phase", True)] or epochs
+    best = max(final, key=lambda r: (r["value"], -r["epoch"]))
     last = epochs[-1]
     averaged = average_record(records)
     return {
