@@ -180,7 +180,10 @@ def test_check_files_passes_good_manifest(tmp_path: Path) -> None:
     write_wav(tmp_path / "a.wav")
     doc = {"data": [{"wav": "a.wav", "labels": "/m/car"}]}
     m = load_manifest(write_manifest(tmp_path, doc), write_csv(tmp_path))
-    assert check_files(m) == (m, [])
+    kept, bad = check_files(m)
+    assert bad == [] and [(c.path, c.label_ids) for c in kept.clips] == \
+        [(c.path, c.label_ids) for c in m.clips]
+    assert kept.clips[0].seconds == 0.1  # its length, from the header
 
 
 def test_check_files_rejects_unknown_mode(tmp_path: Path) -> None:
