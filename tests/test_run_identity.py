@@ -116,6 +116,7 @@ def test_a_sweep_without_its_data_starts_no_job_and_says_how_to_prepare_each(tmp
     proc = run_cli(["-m", "dataset=vggsound,voxceleb1", "model.require_pretrained=false",
                     "logger=disabled"], tmp_path / "runs", data_dir, check=False,
                    env={"HYDRA_FULL_ERROR": "0"})
+    assert "HYDRA_FULL_ERROR" not in proc.stderr  # a refusal, not a crash: no stack trace hint
     assert proc.returncode == 1 and "2 of 2 job(s) cannot run; nothing was started" in \
         proc.stderr
     for name in ("vggsound", "voxceleb1"):

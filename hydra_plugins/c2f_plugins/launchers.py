@@ -37,7 +37,6 @@ from hydra.core.utils import (
     run_job,
     setup_globals,
 )
-from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.config import (
     BaseQueueConf,
     LocalQueueConf,
@@ -99,8 +98,10 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | No
     log.error("\n".join(lines))
 
 
-class SweepConfigError(CompactHydraException):
-    """Jobs of a sweep that cannot run; Hydra prints the message alone, without a traceback."""
+class SweepConfigError(SystemExit):
+    """Jobs of a sweep that cannot run: the message alone on stderr, exit status 1 (a
+    SystemExit passes Hydra's error report, which would add a line about a stack trace that
+    there is none of)."""
 
 
 def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list:
