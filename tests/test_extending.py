@@ -322,23 +322,25 @@ def test_extension_mistakes_are_found_by_the_plan_not_after_a_phase(scratch_regi
             return TupleOut(num_classes)
 
     two = ["schedule=2phase", "model.embed_dim=32", "model.depth=1", "model.num_heads=2"]
-    with pytest.raises(ConfigError, match=r"`compression=forgot_to_compress` at C = 4 \(phase "
-                       r"0\): transform turned features \[2, 256, 128\] into \[2, 256, 128\], "
-                       r"but its phase_input says the model sees 64 frames"):
-        build_plan(spec_for("compression.name=forgot_to_compress", *two))
-    with pytest.raises(ConfigError, match=r"(?s)`model.arch=flat_mlp`: moving phase 0's weights "
-                       r"into phase 1 .*size mismatch.* overrides ModelFamily.transfer"):
-        build_plan(spec_for("model.arch=flat_mlp", "compression=fshift", *two))
-    with pytest.raises(ConfigError, match=r"(?s)`model.arch=ast`: moving phase 0's weights into "
-                       r"phase 1 .*cannot move a patch embedding from \(16, 64\) to \(16, 16\)"
-                       r".* overrides Compression.resize_patch_embed"):
-        build_plan(spec_for("compression.name=patch_without_resize", *two))
-    with pytest.raises(ConfigError, match=r"`model.arch=tuple_out`: forward returns tuple on "
-                       r"phase 0 .*; it must return logits \[batch, 11\]"):
-        build_plan(spec_for("model.arch=tuple_out", "compression=fshift", *two))
-    with pytest.raises(ConfigError, match=r"`model.arch=tuple_out` does not support "
-                       r"`compression=patch_pi`"):  # its check() skips the base's: still paired
-        build_plan(spec_for("model.arch=tuple_out", "compression=patch_pi", *two))
+    for overrides, said in (
+            (["compression.name=forgot_to_compress"],
+             r"`compression=forgot_to_compress` at C = 4 \(phase 0\): transform turned features "
+             r"\[2, 256, 128\] into \[2, 256, 128\], but its phase_input says the model sees 64 "
+             r"frames"),
+            (["model.arch=flat_mlp", "compression=fshift"],
+             r"(?s)`model.arch=flat_mlp`: moving phase 0's weights into phase 1 .*size "
+             r"mismatch.* overrides ModelFamily.transfer"),
+            (["compression.name=patch_without_resize"],
+             r"(?s)`model.arch=ast`: moving phase 0's weights into phase 1 .*cannot move a patch "
+             r"embedding from \(16, 64\) to \(16, 16\).* overrides "
+             r"Compression.resize_patch_embed"),
+            (["model.arch=tuple_out", "compression=fshift"],
+             r"`model.arch=tuple_out`: forward returns tuple on phase 0 .*; it must return logits "
+             r"\[batch, 11\]"),
+            (["model.arch=tuple_out", "compression=patch_pi"],  # check() skips the base's
+             r"`model.arch=tuple_out` does not support `compression=patch_pi`")):
+        with pytest.raises(ConfigError, match=said):
+            build_plan(spec_for(*overrides, *two))
     assert len(build_plan(spec_for("compression=pool_avg", *two)).phases) == 2  # the real ones
     with pytest.raises(ConfigError, match=r"`model.arch` is missing: the model preset 'mine' "
                                           r"\(conf/model/<preset>.yaml\) needs a line `arch:"):
