@@ -94,6 +94,18 @@ def test_missing_data_stops_a_run_before_it_starts_saying_how_to_prepare_it(tmp_
         spec_for("dataset=manifest", f"dataset.train_manifest={own / 'train.json'}",
                  f"dataset.eval_manifest={tmp_path / 'nope.json'}", "dataset.num_classes=2",
                  f"dataset.labels_csv={own / 'class_labels_indices.csv'}")
+    # prepared, but a fold it does not have: the files it does have, not "prepare it"
+    esc = data_dir / "esc50"
+    esc.mkdir(parents=True)
+    for name in ("fold1_train.json", "fold1_eval.json", "prepared.json"):
+        (esc / name).write_text("{}")
+    with pytest.raises(ConfigError) as err:
+        spec_for("dataset=esc50", "dataset.fold=6", f"paths.data_dir={data_dir}",
+                 "model.require_pretrained=false")
+    assert str(err.value) == (
+        f"dataset.train_manifest={esc / 'fold6_train.json'}: no such file; {esc} holds "
+        "fold1_eval.json, fold1_train.json: check the setting that names it (dataset.fold, a "
+        "split, the manifest's name)")
 
 
 @pytest.mark.parametrize("override, says", [

@@ -66,6 +66,12 @@ def missing_data(key: str, path: Path, data_dir: Path) -> str:
     path, data_dir = path.absolute(), data_dir.absolute()
     folder = path.parent
     where = f"dataset.{key}={path}: no such file"
+    present = sorted(p.name for p in folder.glob("*.json") if p.name != "prepared.json") \
+        if folder.is_dir() else []
+    if present:  # prepared, but not this file: a fold or split that does not exist
+        return (f"{where}; {folder} holds {', '.join(present[:8])}"
+                f"{' ...' if len(present) > 8 else ''}: check the setting that names it "
+                "(dataset.fold, a split, the manifest's name)")
     if not _preparer(folder.name):
         return (f"{where}. Make an AST-format manifest "
                 '({"data": [{"wav": "/path/a.wav", "labels": "/m/09x0r"}]}) and a '
