@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             per_window, seconds, silent = window_scores(trained, path, args.windows)
         except DataError as err:
             failed += 1
-            unknown = path.is_file() and path.suffix.lower() not in AUDIO_SUFFIXES
+            unknown = path.is_file() and path.suffix.lower() not in AUDIO_SUFFIXES \
+                and "cannot decode audio" in str(err)
             print(f"error: {path}: not an audio file (no decoder reads it)" if unknown
                   else f"error: {err}", file=sys.stderr)
             continue

@@ -60,7 +60,8 @@ class Registry:
                 try:
                     importlib.import_module(name)
                 except Exception as err:  # a new file's mistake: named, as a plugin's is
-                    where = Path(package.__path__[0]) / f"{module.name}.py"
+                    where = Path(package.__path__[0]) / (
+                        module.name if module.ispkg else f"{module.name}.py")
                     raise PluginError(f"{self.kind} module {where} failed to import: "
                                       f"{type(err).__name__}: {err}; fix it or move it out of "
                                       "the folder (every module there is imported)") from err

@@ -32,12 +32,14 @@ def rehearse(spec: RunSpec, phases: list[tuple[int, PhaseInput]]) -> None:
         _check_transform(spec, compression, index, c, phase)
     if spec.pretrain is not None:  # SSAST's pretrainer moves its weights in its own way
         return
-    architecture = {k: v for k, v in dataclasses.asdict(spec.model).items() if k not in (
-        "name", "pretrained", "require_pretrained", "pretrained_grid")}
-    key = cache_key("rehearsal", architecture, spec.dataset.num_classes, spec.num_mel_bins,
+    model = {k: v for k, v in dataclasses.asdict(spec.model).items() if k != "name"}
+    key = cache_key("rehearsal", model, spec.dataset.num_classes, spec.num_mel_bins,
                     spec.compression.name, spec.compression.options,
                     [(c, p.model_frames, p.patch) for c, p in phases])
-    cached(key, lambda: _rehearse_models(spec, compression, phases))
+    try:
+        cached(key, lambda: _rehearse_models(spec, compression, phases))
+    except _MetaLimit:  # not cached: the part rehearsed passed, the rest is not known
+        pass
 
 
 def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int,
@@ -80,7 +82,7 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
                 out = model(torch.empty(ROWS, phase.model_frames, mel), **mix)
         except Exception as err:
             if _meta_limit(err):
-                return 1
+                raise _MetaLimit from err
             raise ConfigError(f"{name} fails on {where}: {_said(err)}; refuse "
                               "such shapes in its check (ModelFamily.check)") from None
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or \
@@ -93,7 +95,7 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
                 family.transfer(previous, model, compression)
             except Exception as err:
                 if _meta_limit(err):
-                    return 1
+                    raise _MetaLimit from err
                 raise ConfigError(
                     f"{name}: moving phase {index - 1}'s weights into {where} fails: "
                     f"{_said(err)}. A model whose parameters depend on the input "
@@ -104,10 +106,19 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
     return 1
 
 
+class _MetaLimit(Exception):
+    """The rehearsal met what the meta device cannot run: it stops there, uncached."""
+
+
+META_WORDS = ("meta tensor", "device meta", "device='meta'", "on meta", "meta device",
+              "'meta'")  # torch's wording when an operation needs values the meta device lacks
+
+
 def _meta_limit(err: Exception) -> bool:
     """An operation the meta device cannot run (a value read, `.item()`): not the model's
     fault; the rehearsal stops there and the run goes on."""
-    return isinstance(err, NotImplementedError) or "meta" in str(err).lower()
+    text = str(err).lower()
+    return isinstance(err, NotImplementedError) or any(word in text for word in META_WORDS)
 
 
 def _said(err: Exception) -> str:

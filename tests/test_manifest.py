@@ -255,7 +255,7 @@ def test_clips_longer_than_the_input_are_counted_before_training(tmp_path: Path)
     train_manifest, _, _ = resolve_data(dataset, tmp_path, log=said.append)
     assert said == ["note: 1 of 3 training and 1 of 2 eval clip(s) are longer than the input "
                     "(1.28 s, dataset.target_length=128); the model sees the first 1.28 s of "
-                    "each, as AST crops (the longest: 7.5 s). To use all of them, cut the "
+                    "each (the longest: 7.5 s). To use all of them, cut the "
                     "recordings into clips, or raise dataset.target_length"]
     assert [c.seconds for c in train_manifest.clips] == [1.0, 3.0, 1.28]
     said.clear()

@@ -214,8 +214,8 @@ def test_clips_already_in_the_output_format_are_linked_not_copied(tmp_path, caps
 
 def test_truncated_and_changed_sources_and_a_class_never_scored(tmp_path, capsys):
     """A WAV cut short is refused as training would refuse it (not converted to half a clip);
-    a source fixed after its conversion is converted again; a class whose only clip is in
-    training is named as never scored."""
+    a source fixed after its conversion (another size) is converted again, a plain copy of the
+    sources is not; a class whose only clip is in training is named as never scored."""
     import numpy as np
     import soundfile
 
@@ -237,11 +237,16 @@ def test_truncated_and_changed_sources_and_a_class_never_scored(tmp_path, capsys
     soundfile.write(src / "b" / "1.wav", np.concatenate([wave, wave]), 22050)  # replaced
     assert prepare(src, out) == 0
     said = capsys.readouterr().out
-    assert "1 source file(s) changed since they were converted: converting them again" in said
+    assert "1 source file(s) changed size since they were converted: converting them again" \
+        in said
     twice = np.ceil(2 * 16000 * 16000 / 22050)  # 2 s of 22.05 kHz samples, at 16 kHz
     assert soundfile.info(str(out / "audio" / "b" / "1.flac")).frames == twice
     assert soundfile.info(str(out / "audio" / "a" / "3.flac")).frames > 0
     assert "converted 2, skipped 5 already converted" in said
+    copied = tmp_path / "copied"  # a plain copy (new modification times, the same files)
+    shutil.copytree(src, copied, copy_function=shutil.copy)
+    assert prepare(copied, out) == 0
+    assert "converted 0, skipped 7 already converted" in capsys.readouterr().out
 
 
 def test_sources_of_more_than_16_bits_keep_them_and_cuts_at_full_scale_are_said(tmp_path,
@@ -258,10 +263,12 @@ def test_sources_of_more_than_16_bits_keep_them_and_cuts_at_full_scale_are_said(
                                 ("b/x.wav", quiet, "PCM_24"), ("b/y.wav", quiet, "PCM_24")):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(src / name, wave, 16000, subtype=subtype)
+    square = np.sign(np.sin(np.arange(44100) * 0.05)) * 0.999  # resampled, it rings past 1:
+    soundfile.write(src / "b" / "square.wav", square, 44100, subtype="PCM_16")  # not said
     assert prepare(src, tmp_path / "flac") == 0
     said = capsys.readouterr().out
-    assert "WARNING: 1 clip(s) go beyond full scale and were cut to +-1 (the loudest, a/hot, " \
-        "peaks at 4.00)" in said
+    assert "WARNING: 1 clip(s) of 24-bit or float sources go beyond full scale and were cut to " \
+        "+-1 (the loudest, a/hot, peaks at 4.00)" in said
     kept, _ = soundfile.read(tmp_path / "flac" / "audio" / "a" / "quiet.flac", dtype="float32")
     assert np.abs(kept - quiet).max() < 1e-6  # 16 bits: errors up to 1.5e-5, half the signal
     assert np.abs(soundfile.read(tmp_path / "flac" / "audio" / "a" / "hot.flac")[0]).max() <= 1
@@ -330,6 +337,31 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
     problems = (out / "problems.txt").read_text()
     assert "listed again" not in problems and "audio/plane/z_link.flac" not in clips
     assert "plane/z_link.wav: the same file as plane/a.wav (a link); used once" in problems
+
+
+def test_a_stray_file_keeps_the_split_layout_and_a_dangling_link_fails_alone(downloads,
+                                                                           tmp_path, capsys):
+    """train/<class>/ beside test/<class>/ with one file directly in train/ stays the split
+    layout (the stray file is said); a link to a file that is gone is one failed clip, not the
+    end of the preparation."""
+    src = tmp_path / "split"
+    for name in ("piano", "violin"):
+        for file in ("a.wav", "b.mp3"):
+            (src / "train" / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(downloads / name / file, src / "train" / name / file)
+        (src / "test" / name).mkdir(parents=True)
+        shutil.copy(downloads / name / "c.flac", src / "test" / name / "c.flac")
+    shutil.copy(downloads / "piano" / "a.wav", src / "train" / "stray.wav")
+    (src / "train" / "piano" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    out = tmp_path / "out"
+    assert prepare(src, out) == 0
+    capsys.readouterr()
+    assert sorted(splits(out).values()) == ["test", "test", "train", "train", "train", "train"]
+    _, names = read_label_csv(out / "class_labels_indices.csv")
+    assert names == ["piano", "violin"]
+    assert "train/stray.wav: not inside a class folder" in (out / "problems.txt").read_text()
+    assert "gone.wav\tcannot read it (No such file or directory)" in \
+        (out / "failed.txt").read_text()
 
 
 def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):

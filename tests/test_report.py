@@ -122,6 +122,15 @@ def test_a_c1_run_of_another_method_never_replaces_the_baseline(tmp_path):
     assert outcome.ref.metric == 0.5 and outcome.status == "reached"
     assert warnings == [f"{tmp_path / 'group' / 'a_fshift_c1'}: a second C = 1 run for ds/m "
                         f"seed 0 (method fshift); the baseline is {tmp_path / 'group' / 'base'}"]
+    # a compression=none run that has not finished gives way to a finished C = 1 run
+    make_run(tmp_path, "base1", values=[0.2], seed=1, finished=False)
+    make_run(tmp_path, "fshift_c1_1", method="fshift", values=[0.2, 0.3, 0.4, 0.7], seed=1)
+    make_run(tmp_path, "c2f1", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.7],
+             seed=1)
+    runs, _ = load_runs([tmp_path])
+    _, outcomes, _ = pair(runs)
+    [seed1] = [o for o in outcomes if o.run.seed == 1 and o.run.method == "fshift"]
+    assert seed1.status == "reached" and seed1.ref.metric == 0.7
 
 
 def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):

@@ -56,8 +56,9 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
                     runs, data_dir)
     assert "already finished" in again.stdout
     # the methods' or models' code changed since: its id is its config, so it is said
-    assert "Note: the code of the methods and models changed since this run was planned (0ld, " \
-        f"now {code_version()}): its results are the old code" in again.stdout
+    assert "Note: the code of the methods and models (c2f's or a plugin's, or the torch and " \
+        f"timm versions) changed since this run was planned (0ld, now {code_version()}): its " \
+        "results are the old code" in again.stdout
     # the same run, asked for in another precision: said why it is not trained again
     assert "Your trainer.precision=fp32 (the run's: auto) is not part of a run's identity" \
         in again.stdout and "'group=<name>' trains it in a folder of its own" in again.stdout

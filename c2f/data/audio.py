@@ -55,8 +55,11 @@ class Header(NamedTuple):
 def read_header(path: Path) -> Header:
     """The file's header as libsndfile reads it; Header() where libsndfile cannot open it
     (PyAV decides). Dataset preparation uses it, so it refuses what training would."""
-    if path.stat().st_size == 0:
-        return Header(EMPTY)
+    try:
+        if path.stat().st_size == 0:
+            return Header(EMPTY)
+    except OSError as err:  # gone since it was listed, a dangling link, no permission
+        return Header(f"cannot read it ({err.strerror or err})")
     try:
         with soundfile.SoundFile(str(path)) as f:
             declared, extra, kind, subtype = f.frames, f.extra_info, f.format, f.subtype

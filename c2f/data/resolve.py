@@ -50,8 +50,10 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
 
 
 def _note_long_clips(dataset: DatasetSpec, manifests: dict[str, Manifest], log) -> None:
-    """Say how many clips are longer than the input: the model sees their start only (AST
-    pads or cuts every clip to target_length), which a user of long recordings should know."""
+    """Say how many clips are longer than the input: the model sees their start only (every
+    clip is padded or cut to target_length), which a user of long recordings should know.
+    Counted where the header check learned a clip's length (libsndfile's formats: WAV, FLAC,
+    OGG, MP3; not m4a or mp4, which only PyAV reads)."""
     seconds = dataset.target_length * dataset.frame_shift_ms / 1000
     found = {split: [c.seconds for c in m.clips if (c.seconds or 0) > seconds + 0.05]
              for split, m in manifests.items()}
@@ -62,7 +64,7 @@ def _note_long_clips(dataset: DatasetSpec, manifests: dict[str, Manifest], log) 
     longest = max(x for longs in found.values() for x in longs)
     log(f"note: {counts} clip(s) are longer than the input ({seconds:.2f} s, "
         f"dataset.target_length={dataset.target_length}); the model sees the first "
-        f"{seconds:.2f} s of each, as AST crops (the longest: {longest:.1f} s). To use all of "
+        f"{seconds:.2f} s of each (the longest: {longest:.1f} s). To use all of "
         "them, cut the recordings into clips, or raise dataset.target_length")
 
 

@@ -120,6 +120,9 @@ def input_length(manifest: Path, given: int | None) -> tuple[int, str]:
     try:
         prepared = json.loads((manifest.parent / "prepared.json").read_text())
         return int(prepared["target_length"]), f"prepared.json in {manifest.parent}"
+    except PermissionError:
+        return 1024, (f"AST's 10 s: {manifest.parent / 'prepared.json'} is not readable by "
+                      "this user; --target-length sets the prepared length")
     except (OSError, ValueError, KeyError, TypeError):
         return 1024, "AST's 10 s; --target-length sets another"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from c2f.epochs import final_phase
 from c2f.report.runs import Run
 
 
@@ -65,7 +66,7 @@ def reference(baseline: Run) -> Reference | None:
 def _headline(run: Run) -> tuple[float | None, bool]:
     """A finished run's convergence value: its averaged model, else its best epoch of the final
     phase (a coarse phase's model is not the one the run delivers)."""
-    final = [r for r in run.records if r.get("final_phase", True)]
+    final = final_phase(run.records)
     if not (run.finished and final):
         return None, False
     if run.average is not None:
@@ -84,7 +85,7 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
         status = "no baseline" if baseline is None else "unfinished baseline" \
             if not baseline.finished else "no data"
         return Outcome(run, None, status, best=best, best_averaged=best_averaged)
-    candidates = [r for r in run.records if r.get("final_phase")]
+    candidates = final_phase(run.records)
     if run.average is not None:  # available once the last epoch is done
         candidates.append(run.average)
 
@@ -122,12 +123,14 @@ def pair(runs: list[Run], tolerance: float = 0.0
         else:
             chosen[key] = run
     baselines: dict[tuple, Run] = {}
-    for run in sorted((r for r in chosen.values() if r.is_baseline),  # compression=none first
-                      key=lambda r: (r.method.split(" [")[0] != "none", str(r.path))):
+    for run in sorted((r for r in chosen.values() if r.is_baseline),  # finished, then
+                      key=lambda r: (not r.finished, r.method.split(" [")[0] != "none",  # none
+                                     -len(r.records), str(r.path))):
         key = (run.dataset, run.model, run.budget, *run.replicate)
         if key in baselines:  # C = 1 under another method's name: the same training
+            fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: a second C = 1 run for {run.dataset}/{run.model} "
-                            f"seed {run.seed} (method {run.method}); the baseline is "
+                            f"seed {run.seed}{fold} (method {run.method}); the baseline is "
                             f"{baselines[key].path}")
         else:
             baselines[key] = run

@@ -45,9 +45,13 @@ def same_value(stored: Any, wanted: str) -> bool:
             return float(stored) == float(wanted)
         except ValueError:
             return False
-    parsed = yaml.safe_load(wanted) if wanted else None
     if isinstance(stored, (list, tuple, bool)) or stored is None:
-        return json.dumps(stored) == json.dumps(parsed)
+        try:
+            parsed = yaml.safe_load(wanted) if wanted else None
+        except yaml.YAMLError:  # not a list, boolean or null: it cannot equal one
+            return False
+        return json.dumps(list(stored) if isinstance(stored, tuple) else stored) == \
+            json.dumps(parsed)
     return str(stored) == wanted
 
 

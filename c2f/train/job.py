@@ -142,9 +142,10 @@ def _code_changed(run: RunDir, consequence: str) -> str:
         return ""
     if stored is None or stored == code_version():
         return ""
-    return (f" Note: the code of the methods and models changed since this run was planned "
-            f"({stored}, now {code_version()}): {consequence}; 'group=<name>' trains it anew in "
-            "a folder of its own.")
+    return (f" Note: the code of the methods and models (c2f's or a plugin's, or the torch and "
+            f"timm versions) changed since this run was planned ({stored}, now "
+            f"{code_version()}): {consequence}; 'group=<name>' trains it anew in a folder of "
+            "its own if that matters.")
 
 
 def _other_trainer(spec: RunSpec, run: RunDir) -> str:

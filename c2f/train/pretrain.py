@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from c2f.compression import create_compression
 from c2f.data.dataset import item_seed
 from c2f.data.frontend import Frontend
+from c2f.epochs import final_phase
 from c2f.models import model_family
 from c2f.models.ssast import SSASTPretrainer, cluster_mask, pretrainer
 from c2f.plan import Phase, PhasePlan
@@ -291,7 +292,7 @@ def pretrain_summary(spec: RunSpec, records: list[dict]) -> dict:
     clips of the final phase (earlier phases mask fewer patches: another task), the compute,
     and where the weights are (for fine-tuning)."""
     last = records[-1]
-    final = [r for r in records if r["final_phase"]]
+    final = final_phase(records)
     return {"run": spec.run_id, "status": "finished", "kind": "pretrain", "metric": "acc",
             "best": max(r["value"] for r in final), "final": last["value"],
             "steps": last["global_step"], "flops": last["flops_cum"],

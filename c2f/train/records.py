@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from c2f.epochs import final_phase
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
@@ -58,7 +59,7 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
     in the per-phase table the run prints."""
     metric = spec.dataset.metric
     epochs = epoch_records(records)
-    final = [r for r in epochs if r.get("final_phase", True)] or epochs
+    final = final_phase(epochs) or epochs
     best = max(final, key=lambda r: (r["value"], -r["epoch"]))
     last = epochs[-1]
     averaged = average_record(records)

@@ -14,7 +14,12 @@ from c2f.data.prepare.registry import DATASETS, DatasetRecipe, Entry, ListError,
 
 for _module in pkgutil.iter_modules(__path__):  # each registers its dataset: a new one is a file
     if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+        try:
+            importlib.import_module(f"{__name__}.{_module.name}")
+        except Exception as _err:  # a new file's mistake, named as a method's or model's is
+            raise ImportError(f"dataset preparation c2f/data/prepare/{_module.name}.py failed "
+                              f"to import: {type(_err).__name__}: {_err}; fix it or move it "
+                              "out of the folder (every module there is imported)") from _err
 
 __all__ = ["DATASETS", "DatasetRecipe", "Entry", "Listing", "ListError", "Options", "Summary",
            "prepare"]

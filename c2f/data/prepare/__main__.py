@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -71,15 +72,28 @@ def out_problem(recipe, src: Path, out: Path) -> str | None:
         return (f"the output goes to a folder of its own, not into --src; e.g. --out "
                 f"data/{recipe.default_out_name()}")
     want = recipe.default_out_name()
-    if recipe.out_named_by_preset and out.name != want:
+    if recipe.out_named_by_preset and out.name != want and not _holds(out, recipe.name):
         return (f"the {recipe.preset} preset reads ${{paths.data_dir}}/{want}/; name the folder "
-                f"{want} (--out {out.parent / want}) and train with paths.data_dir={out.parent}")
-    existing = next(p for p in (out, *out.parents) if p.exists())  # made later, if missing
+                f"{want} (--out {out.parent / want}) and train with paths.data_dir={out.parent} "
+                f"(two versions side by side: --out /data/v2/{want}, paths.data_dir=/data/v2)")
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())  # made later if missing
+    except PermissionError as err:
+        return (f"cannot write there (Permission denied: {err.filename}); choose a folder you "
+                "can write")
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "Not a directory" if not existing.is_dir() else "Permission denied"
         return (f"cannot write there ({why}: {existing}); choose a folder you can write (it is "
                 "made if missing)")
     return None
+
+
+def _holds(out: Path, dataset: str) -> bool:
+    """Whether `out` already holds a preparation of `dataset` (made before the name mattered)."""
+    try:
+        return json.loads((out / "prepared.json").read_text()).get("dataset") == dataset
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     except ListError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a full disk, a folder made read-only meanwhile
-        print(f"error: cannot write {err.filename or out} ({err.strerror or err}); the clips "
-              "converted so far are kept: free the space or fix the permissions and run the "
-              "same command again", file=sys.stderr)
+    except OSError as err:  # a full disk, a folder made unreadable or read-only meanwhile
+        print(f"error: {err.filename or out}: {err.strerror or err}; the clips converted so far "
+              "are kept: fix that (space, permissions) and run the same command again",
+              file=sys.stderr)
         return 2
     if summary.ok:
         classes, expected = summary.classes, recipe_cls.expected_classes

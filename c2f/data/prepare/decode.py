@@ -42,12 +42,14 @@ def write_atomic(path: Path, wave: np.ndarray, sample_rate: int, fmt: str,
                  deep: bool = False) -> float:
     """Write 16-bit audio (24-bit FLAC or float WAV for a `deep` source) to a temporary name
     beside `path`, then rename: a reader (or a later run) sees the whole file or nothing.
-    Returns the peak that had to be cut to full scale (0.0 when nothing was): float WAV keeps
-    samples beyond +-1, integer formats cannot."""
+    Returns the peak of a deep source that had to be cut to full scale (0.0 when nothing was):
+    float WAV keeps samples beyond +-1, integer formats cannot. A 16-bit or lossy source's
+    overshoot (resampling rings, lossy decoders overshoot a little) is cut without a word."""
     container, subtype = FORMATS[fmt]
     subtype = DEEP[fmt] if deep else subtype
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     cut = peak if peak > 1.0 and subtype != "FLOAT" else 0.0
+    cut = cut if deep else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:

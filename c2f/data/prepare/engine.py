@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from c2f.data.audio import TRUNCATED, read_header
+from c2f.data.prepare.converted import already_converted, read_sizes, record_sizes
 from c2f.data.prepare.decode import (
     DecodeError,
     Segment,
@@ -77,10 +78,10 @@ def convert_task(task: tuple) -> tuple[str | None, float]:
     if duration is None and start == 0 and link_atomic(Path(source), Path(target),
                                                        sample_rate, fmt):
         return None, 0.0
-    header = read_header(Path(source))
-    if header.problem:
-        return header.problem, 0.0
     try:
+        header = read_header(Path(source))
+        if header.problem:
+            return header.problem, 0.0
         samples, rate = decode(Path(source), Segment(start, duration))
         whole = start == 0 and duration is None
         if header.frames is not None and whole and len(samples) < header.frames:
@@ -225,14 +226,6 @@ def _held(recipe: DatasetRecipe, listing: Listing, log) -> list[Entry]:
     return kept
 
 
-def _mtime(path: Path) -> int | None:
-    """A file's modification time in ns, None when there is no such file."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
 def _class_balance(name: str, counts: Counter, classes: list[str], log,
                    training: bool = True) -> None:
     """How a manifest's clips spread over the classes: the classes it lacks, named (a training
@@ -265,18 +258,13 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     stale = remove_partials(out / AUDIO_DIR)
     if stale:
         log(f"removed {stale} partial file(s) a stopped run left in {out / AUDIO_DIR}")
-    # a clip converted before counts even when its source has since been deleted, and is
-    # converted again when its source changed after it (a file fixed or replaced)
-    converted, changed = set(), 0
-    for entry in entries:
-        stamp = _mtime(output_path(out, entry, options.fmt))
-        if stamp is not None and entry.found is not None and \
-                (_mtime(entry.found.path) or 0) > stamp:
-            changed += 1
-        elif stamp is not None:
-            converted.add(entry.key)
+    sizes = read_sizes(out / AUDIO_DIR)  # converted.py: what stands, what changed since
+    converted, changed = already_converted(
+        entries, {e.key: output_path(out, e, options.fmt) for e in entries}, sizes,
+        recipe.recheck_sources)
     if changed:
-        log(f"{changed} source file(s) changed since they were converted: converting them again")
+        log(f"{changed} source file(s) changed size since they were converted: converting them "
+            "again")
     done = [e for e in entries if e.key in converted]
     todo = [e for e in entries if e.found is not None and e.key not in converted]
     summary.missing = [e for e in entries if e.found is None and e.key not in converted]
@@ -287,10 +275,12 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     failures, clipped = _convert(todo, recipe, options)
     if clipped:
         loudest = max(clipped, key=clipped.get)
-        log(f"WARNING: {len(clipped)} clip(s) go beyond full scale and were cut to +-1 (the "
-            f"loudest, {loudest}, peaks at {clipped[loudest]:.2f}); training on them hears the "
-            "clipping: --format wav keeps such float sources as float")
+        log(f"WARNING: {len(clipped)} clip(s) of 24-bit or float sources go beyond full scale "
+            f"and were cut to +-1 (the loudest, {loudest}, peaks at {clipped[loudest]:.2f}); "
+            "training on them hears the clipping: --format wav keeps them as float")
     by_key = {e.key: e for e in todo}
+    if recipe.recheck_sources:
+        record_sizes(out / AUDIO_DIR, sizes, [e for e in todo if e.key not in failures])
     summary.failed = [(by_key[key], reason) for key, reason in failures.items()]
     summary.converted = len(todo) - len(failures)
     usable = recipe.final_splits([  # in list order, so manifests do not depend on the workers
@@ -347,7 +337,7 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         "listed": summary.listed, "missing": len(summary.missing),
         "failed": len(summary.failed), "problems": len(summary.problems),
         "usable": len(usable), "converted_this_run": summary.converted,
-        "clipped_this_run": sorted(clipped),
+        "clipped_this_run": len(clipped),
         "skipped_this_run": summary.skipped, "seconds_this_run": round(time.time() - started, 1),
         "splits": {split: {"listed": sum(split_of.get(e.key, e.split) == split
                                          for e in entries),

@@ -136,6 +136,7 @@ class Folder(DatasetRecipe):
     out_help = ("output folder (default: $C2F_ROOT/data/<the --src folder's name>); its name "
                 "is the run's dataset.name")
     out_named_by_preset = False  # any name: the run's dataset.name
+    recheck_sources = True  # recordings fixed and exported again under their names
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -227,23 +228,30 @@ class Folder(DatasetRecipe):
         earlier: dict[Path, bool] = {}  # nor is an earlier one (it holds prepared.json)
         files, problems, first = [], [], {}
         for path in audio_files(self.src):
-            relative, target = path.relative_to(self.src), path.resolve()
-            if out in target.parents or any(
+            relative = path.relative_to(self.src)
+            if out in path.resolve().parents or any(
                     _is_output(self.src / Path(*relative.parts[:i]), earlier)
                     for i in range(1, len(relative.parts))):
                 continue
-            if target in first:  # a linked file: one recording, one clip (never on both sides)
-                problems.append(f"{relative}: the same file as {first[target]} (a link); "
+            try:
+                stat = path.stat()
+                inode = (stat.st_dev, stat.st_ino)
+            except OSError:  # a dangling link: listed, and failed.txt says why
+                inode = relative
+            if inode in first:  # a symbolic or hard link: one recording, one clip
+                problems.append(f"{relative}: the same file as {first[inode]} (a link); "
                                 "used once")
                 continue
-            first[target] = relative
+            first[inode] = relative
             files.append(relative)
         problems += [f"{folder.relative_to(self.src)}/: an earlier output of c2f.data.prepare "
                      "(it holds prepared.json); left out" for folder, is_out in earlier.items()
                      if is_out]
         under_train = [p for p in files if len(p.parts) > 1 and p.parts[0].lower() in TRAIN_NAMES]
-        # train/<class>/<clip>; a class of its own called "train" (ESC-50 has one) holds clips
-        by_split = bool(under_train) and all(len(p.parts) > 2 for p in under_train)
+        # train/<class>/<clip> (train/<class>/<group>/<clip> with --group-by-folder) for most
+        # of its files; a class of its own called "train" (ESC-50 has one) holds clips itself
+        deep = 3 + bool(self.args.group_by_folder)
+        by_split = 2 * sum(len(p.parts) >= deep for p in under_train) > len(under_train)
         depth = 2 if by_split else 1  # folders above the class folder's files
         stems = Counter(p.with_suffix("").as_posix() for p in files)
         entries, names = [], set()

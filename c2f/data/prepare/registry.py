@@ -63,6 +63,7 @@ class DatasetRecipe:
     lists_help: str = ""               # the publisher's files, for --help and errors
     out_help: str = ""                 # --help of --out when not data/<name>
     out_named_by_preset = True         # --out must be named default_out_name() (the preset's)
+    recheck_sources = False            # convert a clip again when its source's size changed
 
     def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
         self.src, self.lists, self.args = src, lists, args
