@@ -325,6 +325,7 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
             shutil.copy(downloads / label / file.replace("d.ogg", "sub/d.ogg"),
                         src / name / file)
     shutil.copy(downloads / "violin" / "b.mp3", src / "car" / "a.mp3")  # beside car/a.wav
+    shutil.copy(downloads / "violin" / "a.wav", src / "car" / "a.mp3.wav")  # and its name
     (src / "plane" / "z_link.wav").symlink_to(src / "plane" / "a.wav")  # one recording
     out = tmp_path / "out"
     assert prepare(src, out) == 0
@@ -332,7 +333,8 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
     _, names = read_label_csv(out / "class_labels_indices.csv")
     assert names == ["car", "plane", "train"]
     clips = splits(out)
-    assert len(clips) == 13 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac"} <= set(clips)
+    assert len(clips) == 14 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac",
+                                 "audio/car/a.mp3.wav.flac"} <= set(clips)
     assert "audio/train/b.flac" in clips
     problems = (out / "problems.txt").read_text()
     assert "listed again" not in problems and "audio/plane/z_link.flac" not in clips

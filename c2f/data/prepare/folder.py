@@ -254,6 +254,8 @@ class Folder(DatasetRecipe):
         by_split = 2 * sum(len(p.parts) >= deep for p in under_train) > len(under_train)
         depth = 2 if by_split else 1  # folders above the class folder's files
         stems = Counter(p.with_suffix("").as_posix() for p in files)
+        # x.mp3 beside x.ogg is keyed "x.mp3", so a file named x.mp3.wav must be too
+        stems.update([p.as_posix() for p in files if stems[p.with_suffix("").as_posix()] > 1])
         entries, names = [], set()
         for relative in files:
             if len(relative.parts) <= depth:
