@@ -240,20 +240,24 @@ def test_clips_longer_than_the_input_are_counted_before_training(tmp_path: Path)
     recordings is told how many clips that cuts and the longest, before training starts."""
     from c2f.data.resolve import resolve_data
     from c2f.spec import DatasetSpec
+    from tests.dataset_layouts import write_media
 
     for name, seconds in (("a.wav", 1.0), ("b.wav", 3.0), ("c.wav", 1.28), ("d.wav", 7.5)):
         write_wav(tmp_path / name, seconds)
+    tone = (0.3 * np.sin(np.arange(5 * 16000) * 0.05)).astype(np.float32)
+    write_media(tmp_path / "e.m4a", tone, 16000)  # its length from PyAV's header
     train = write_manifest(tmp_path, {"data": [{"wav": n, "labels": "/m/dog"}
                                                for n in ("a.wav", "b.wav", "c.wav")]})
     evaluation = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "/m/cat"},
-                                                    {"wav": "a.wav", "labels": "/m/dog"}]},
+                                                    {"wav": "a.wav", "labels": "/m/dog"},
+                                                    {"wav": "e.m4a", "labels": "/m/dog"}]},
                                 "eval.json")
     dataset = DatasetSpec(name="mine", kind="manifest", train_manifest=str(train),
                           eval_manifest=str(evaluation), labels_csv=str(write_csv(tmp_path)),
                           num_classes=3, norm_mean=0.0, norm_std=1.0, target_length=128)
     said: list[str] = []
     train_manifest, _, _ = resolve_data(dataset, tmp_path, log=said.append)
-    assert said == ["note: 1 of 3 training and 1 of 2 eval clip(s) are longer than the input "
+    assert said == ["note: 1 of 3 training and 2 of 3 eval clip(s) are longer than the input "
                     "(1.28 s, dataset.target_length=128); the model sees the first 1.28 s of "
                     "each (the longest: 7.5 s). To use all of them, cut the "
                     "recordings into clips, or raise dataset.target_length"]

@@ -91,13 +91,17 @@ def _read(container, stream, rate: int, segment: Segment) -> tuple[np.ndarray, i
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), held
 
 
-def probe(path: Path) -> str | None:
+def probe(path: Path) -> tuple[str | None, float | None]:
     """Why PyAV finds no audio stream in `path` (it reads the container's header only), or
-    None when it finds one."""
+    None when it finds one; and the audio's length in seconds where the header says it."""
     try:
         with av.open(str(path)) as container:
-            if not container.streams.audio:
-                return "no audio stream (a video without sound?)"
+            streams = container.streams.audio
+            if not streams:
+                return "no audio stream (a video without sound?)", None
+            stream = streams[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return None, float(stream.duration * stream.time_base)
+            return None, None if container.duration is None else container.duration / 1e6
     except (av.FFmpegError, OSError, ValueError, EOFError) as err:
-        return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}"
-    return None
+        return f"{type(err).__name__}: {getattr(err, 'strerror', None) or err}", None

@@ -199,7 +199,7 @@ def join_manifests(manifests: list[Manifest]) -> Manifest:
 
 def _problem(clip: Clip) -> tuple[str | None, float | None]:
     """Why a clip's file is unusable (cheap header check), or None if it looks fine; and its
-    length in seconds where the header says it (libsndfile's formats)."""
+    length in seconds where the header says it (libsndfile's, or PyAV's for m4a, mp4, ...)."""
     if not clip.path.is_file():
         return "file not found", None
     if clip.path.stat().st_size == 0:
@@ -209,9 +209,9 @@ def _problem(clip: Clip) -> tuple[str | None, float | None]:
     except (soundfile.LibsndfileError, RuntimeError) as e:
         from c2f.data.container import probe  # m4a, mp4, webm...: PyAV reads them
 
-        reason = probe(clip.path)
+        reason, seconds = probe(clip.path)
         return (None if reason is None else f"unreadable audio header ({e}; PyAV: {reason})",
-                None)
+                seconds)
     if info.frames <= 0:
         return "zero-length audio (0 frames)", None
     return None, info.frames / info.samplerate

@@ -52,8 +52,8 @@ def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:
 def _note_long_clips(dataset: DatasetSpec, manifests: dict[str, Manifest], log) -> None:
     """Say how many clips are longer than the input: the model sees their start only (every
     clip is padded or cut to target_length), which a user of long recordings should know.
-    Counted where the header check learned a clip's length (libsndfile's formats: WAV, FLAC,
-    OGG, MP3; not m4a or mp4, which only PyAV reads)."""
+    Counted where the header check learned a clip's length (libsndfile's, or PyAV's header for
+    m4a, mp4, webm: a container that does not say is not counted)."""
     seconds = dataset.target_length * dataset.frame_shift_ms / 1000
     found = {split: [c.seconds for c in m.clips if (c.seconds or 0) > seconds + 0.05]
              for split, m in manifests.items()}
