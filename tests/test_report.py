@@ -112,27 +112,6 @@ def test_three_phases_budget_counts_only_the_final_phase(tmp_path):
     assert label("patch_pi", "4-2-1") == "Patch PI 4→2→1"
 
 
-def test_a_c1_run_of_another_method_never_replaces_the_baseline(tmp_path):
-    """`-m compression=fshift,none schedule=baseline,2phase` makes two C = 1 runs (fshift at
-    C = 1 is the identity): compression=none is the baseline, the other is said."""
-    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
-    make_run(tmp_path, "a_fshift_c1", method="fshift", values=[0.2, 0.3, 0.4, 0.9])
-    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.6])
-    outcome, warnings = outcome_of(tmp_path, "fshift")
-    assert outcome.ref.metric == 0.5 and outcome.status == "reached"
-    assert warnings == [f"{tmp_path / 'group' / 'a_fshift_c1'}: a second C = 1 run for ds/m "
-                        f"seed 0 (method fshift); the baseline is {tmp_path / 'group' / 'base'}"]
-    # a compression=none run that has not finished gives way to a finished C = 1 run
-    make_run(tmp_path, "base1", values=[0.2], seed=1, finished=False)
-    make_run(tmp_path, "fshift_c1_1", method="fshift", values=[0.2, 0.3, 0.4, 0.7], seed=1)
-    make_run(tmp_path, "c2f1", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.7],
-             seed=1)
-    runs, _ = load_runs([tmp_path])
-    _, outcomes, _ = pair(runs)
-    [seed1] = [o for o in outcomes if o.run.seed == 1 and o.run.method == "fshift"]
-    assert seed1.status == "reached" and seed1.ref.metric == 0.7
-
-
 def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):
     make_run(tmp_path, "b0", values=[0.2, 0.3, 0.4, 0.5], seed=0)  # F_B 400
     make_run(tmp_path, "b1", values=[0.2, 0.3, 0.6, 0.4], seed=1)  # F_B 300

@@ -118,3 +118,26 @@ def test_where_reports_only_the_runs_with_a_setting(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--where", "optim.lr"])
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_c1_run_of_another_method_never_replaces_the_baseline(tmp_path):
+    """`-m compression=fshift,none schedule=baseline,2phase` makes two C = 1 runs (fshift at
+    C = 1 is the identity): compression=none is the baseline, the other is said."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "a_fshift_c1", method="fshift", values=[0.2, 0.3, 0.4, 0.9])
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.6])
+    runs, _ = load_runs([tmp_path])
+    _, outcomes, warnings = pair(runs)
+    [outcome] = [o for o in outcomes if o.run.method == "fshift"]
+    assert outcome.ref.metric == 0.5 and outcome.status == "reached"
+    assert warnings == [f"{tmp_path / 'group' / 'a_fshift_c1'}: a second C = 1 run for ds/m "
+                        f"seed 0 (method fshift); the baseline is {tmp_path / 'group' / 'base'}"]
+    # a compression=none run that has not finished gives way to a finished C = 1 run
+    make_run(tmp_path, "base1", values=[0.2], seed=1, finished=False)
+    make_run(tmp_path, "fshift_c1_1", method="fshift", values=[0.2, 0.3, 0.4, 0.7], seed=1)
+    make_run(tmp_path, "c2f1", method="fshift", phases=(4, 1), values=[0.1, 0.3, 0.5, 0.7],
+             seed=1)
+    runs, _ = load_runs([tmp_path])
+    _, outcomes, _ = pair(runs)
+    [seed1] = [o for o in outcomes if o.run.seed == 1 and o.run.method == "fshift"]
+    assert seed1.status == "reached" and seed1.ref.metric == 0.7
