@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from c2f.report.select import flat_config
+
 # Keys a table cell (dataset, model, budget, method, schedule) and its replicate (seed, fold)
 # already name, or that tell apart pretraining and fine-tuning runs (report/savings.py).
 NAMED = {"seed", "dataset.name", "dataset.epochs", "dataset.fold", "model.name",
@@ -19,16 +21,11 @@ METHOD_GROUPS = ("compression.", "schedule.")  # the method's side; the rest is 
 ABSENT = "-"  # a key a run's config does not have (a run made by an older c2f)
 
 
-def flat_setting(semantic: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """A run's semantic config as {dotted key: value as JSON text}, less the keys in NAMED."""
-    out: dict[str, str] = {}
-    for key, value in semantic.items():
-        name = prefix + str(key)
-        if isinstance(value, Mapping):  # an empty one sets nothing
-            out.update(flat_setting(value, name + "."))
-        elif name not in NAMED:
-            out[name] = json.dumps(value, sort_keys=True, default=str)
-    return out
+def flat_setting(semantic: Mapping[str, Any]) -> dict[str, str]:
+    """A run's semantic config as {dotted key: value as JSON text}, less the keys in NAMED (an
+    empty mapping sets nothing)."""
+    return {key: json.dumps(value, sort_keys=True, default=str)
+            for key, value in flat_config(semantic).items() if key not in NAMED}
 
 
 def _differing(runs: list, keys: set[str]) -> list[str]:

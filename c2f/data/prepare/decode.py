@@ -48,17 +48,16 @@ def write_atomic(path: Path, wave: np.ndarray, sample_rate: int, fmt: str,
     container, subtype = FORMATS[fmt]
     subtype = DEEP[fmt] if deep else subtype
     peak = float(np.abs(wave).max()) if wave.size else 0.0
-    cut = peak if peak > 1.0 and subtype != "FLOAT" else 0.0
-    cut = cut if deep else 0.0
+    over = peak > 1.0 and subtype != "FLOAT"  # integer samples end at full scale
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
-        soundfile.write(str(tmp), np.clip(wave, -1.0, 1.0) if cut else wave, sample_rate,
+        soundfile.write(str(tmp), np.clip(wave, -1.0, 1.0) if over else wave, sample_rate,
                         format=container, subtype=subtype)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return cut
+    return peak if over and deep else 0.0
 
 
 def link_atomic(source: Path, path: Path, sample_rate: int, fmt: str) -> bool:
