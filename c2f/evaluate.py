@@ -2,11 +2,11 @@
 
     python -m c2f.evaluate RUN_DIR                          # the run's own eval set
     python -m c2f.evaluate RUN_DIR --manifest other.json    # another manifest, the run's labels
-    python -m c2f.evaluate model.pt --manifest m.json --labels class_labels_indices.csv
+    python -m c2f.evaluate model.pt --manifest m.json      # an exported file: its classes
 
 Clips are scored as the run's evaluation scored them (same features, window, precision); the
-manifest's labels are read against the run's labels CSV unless --labels names another with
-the same classes. Prints acc (and mAP, AUC, d' for multi-label runs) and the eval loss;
+manifest's labels are read against the run's labels CSV (an exported file carries its classes)
+unless --labels names another with the same classes. Prints acc (and mAP, AUC, d' for multi-label runs) and the eval loss;
 --out writes them as JSON.
 """
 from __future__ import annotations
@@ -91,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         own = default_data(args.model)
         manifest_path, labels = args.manifest or own.get("manifest"), args.labels or own.get(
             "labels")
-        if manifest_path is None or labels is None:
-            raise TrainedError("an exported model carries no dataset: give --manifest and "
-                               "--labels")
+        carried = trained.export_info.get("class_mids") if labels is None else None
+        if manifest_path is None or (labels is None and carried is None):
+            raise TrainedError("an exported model carries no eval set: give --manifest" + (
+                "" if carried else " and --labels (this export, from an older c2f or a run "
+                "whose label CSV was gone, does not carry its classes' mids)"))
         gone = [str(p) for p, given in ((manifest_path, args.manifest), (labels, args.labels))
-                if given is None and not Path(p).is_file()]
+                if given is None and p is not None and not Path(p).is_file()]
         if gone:
             raise TrainedError(f"the run's own eval data is no longer where it trained "
                                f"({', '.join(gone)}; moved?): give --manifest and --labels")
-        manifest = load_manifest(manifest_path, labels)
+        manifest = load_manifest(manifest_path, labels or args.model, classes=carried and (
+            carried, trained.class_names))
         scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
     except (TrainedError, DataError, ConfigError) as err:
         print("error: " + str(err).replace(SKIP_HINT, "add --skip-bad to evaluate without "

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 from c2f import __version__
 from c2f.compression import PhaseInput, create_compression
 from c2f.data.dataset import Item, SpectrogramDataset, collate_skipping
+from c2f.data.errors import DataError
 from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
-from c2f.data.manifest import Manifest
+from c2f.data.manifest import Manifest, read_label_csv
 from c2f.models import build_model
 from c2f.plan import build_plan
 from c2f.registry import PluginError
@@ -180,9 +181,21 @@ def _run_info(path: Path, weights: str) -> dict:
             "c": final.c, "compression": spec.compression.name,
             "compression_options": [list(pair) for pair in spec.compression.options],
             "settings": inference["settings"], "class_names": inference["class_names"],
+            "class_mids": _class_mids(inference, len(inference["class_names"])),
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
             "loss": spec.dataset.loss, "precision": spec.trainer.precision,
             "run_id": spec.run_id, "weights": weights, "phases": [p.c for p in phases]}
+
+
+def _class_mids(inference: dict, classes: int) -> list[str] | None:
+    """The mids of the run's label CSV in index order, so that an exported model reads a
+    manifest's labels without that CSV; None when the CSV is gone or no longer fits."""
+    csv = (inference.get("data") or {}).get("labels_csv")
+    try:
+        index = read_label_csv(csv)[0] if csv else {}
+    except DataError:
+        return None
+    return sorted(index, key=index.get) if len(index) == classes else None
 
 
 def _run_weights(path: Path, weights: str) -> dict:

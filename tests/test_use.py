@@ -15,7 +15,7 @@ import soundfile
 import torch
 
 from c2f.data.audio import load_waveform
-from c2f.data.manifest import load_manifest
+from c2f.data.manifest import load_manifest, read_label_csv
 from c2f.trained import load_trained
 from tests.conftest import ROOT, TINY, cli_env, read_metrics, run_cli, run_dirs
 from tests.dataset_layouts import write_media
@@ -135,10 +135,32 @@ def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):
             for line, clip in zip(lines, manifest.clips)]
     final = [r for r in read_metrics(run) if r["kind"] == "epoch"][-1]
     assert np.mean(hits) == final["acc"]
-    # and the file evaluates to the same numbers as the run directory
-    proc = cli("c2f.evaluate", out, "--manifest", eval_set["manifest"], "--labels",
-               eval_set["labels"])
-    assert proc.returncode == 0 and f"acc {final['acc']:.4f} on 22 clip(s)" in proc.stdout
+    # and the file evaluates to the same numbers as the run directory, with the classes it
+    # carries (the mids of the run's label CSV, in index order)
+    proc = cli("c2f.evaluate", out, "--manifest", eval_set["manifest"])
+    assert proc.returncode == 0 and f"acc {final['acc']:.4f} on 22 clip(s)" in proc.stdout, \
+        proc.stderr
+    mids = read_label_csv(eval_set["labels"])[0]
+    assert from_file.export_info["class_mids"] == sorted(mids, key=mids.get)
+    # an export without them (an older c2f's) asks for the labels CSV
+    payload = torch.load(out, weights_only=True)
+    del payload["class_mids"]
+    torch.save(payload, tmp_path / "older.pt")
+    proc = cli("c2f.evaluate", tmp_path / "older.pt", "--manifest", eval_set["manifest"])
+    assert proc.returncode == 2 and "give --manifest and --labels (this export" in proc.stderr
+
+
+def test_exported_classes_are_in_index_order_and_absent_without_their_csv(tmp_path):
+    """The carried mids follow the CSV's index column, not its row order; a run whose CSV is
+    gone or no longer fits exports none (evaluate then asks for --labels)."""
+    from c2f.trained import _class_mids
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("index,mid,display_name\n1,/m/b,Bee\n0,/m/a,Ant\n2,/m/c,Cat\n")
+    data = {"data": {"labels_csv": str(csv)}}
+    assert _class_mids(data, 3) == ["/m/a", "/m/b", "/m/c"]
+    assert _class_mids(data, 4) is None
+    assert _class_mids({"data": {"labels_csv": str(tmp_path / "gone.csv")}}, 3) is None
 
 
 def test_long_stereo_8khz_clip_is_scored_in_windows(run, eval_set, tmp_path):

@@ -167,12 +167,18 @@ def _entries(path: Path) -> list:
 
 
 def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str],
-                  unlabeled: bool = False) -> Manifest:
+                  unlabeled: bool = False,
+                  classes: tuple[list[str], list[str]] | None = None) -> Manifest:
     """Load and validate an AST-format manifest against its label CSV (`unlabeled`: entries
-    may leave out "labels", as pretraining data does)."""
+    may leave out "labels", as pretraining data does). `classes` (mids and display names in
+    index order, as an exported model carries them) stand in for the CSV's rows; `labels_csv`
+    then names where they came from, for messages."""
     path = Path(json_path).resolve()
     csv_path = Path(labels_csv).resolve()
-    mids, class_names = read_label_csv(csv_path)
+    if classes is None:
+        mids, class_names = read_label_csv(csv_path)
+    else:
+        mids, class_names = {mid: i for i, mid in enumerate(classes[0])}, list(classes[1])
     clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled)
              for i, entry in enumerate(_entries(path))]
     return Manifest(path=path, clips=clips, class_names=class_names, labels=csv_path)
