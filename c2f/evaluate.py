@@ -6,8 +6,8 @@
 
 Clips are scored as the run's evaluation scored them (same features, window, precision); the
 manifest's labels are read against the run's labels CSV (an exported file carries its classes)
-unless --labels names another with the same classes. Prints acc (and mAP, AUC, d' for multi-label runs) and the eval loss;
---out writes them as JSON.
+unless --labels names another with the same classes. Prints acc (and mAP, AUC, d' for
+multi-label runs) and the eval loss; --out writes them as JSON.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f.data.audio import AUDIO_SUFFIXES, audio_files, is_silent, load_waveform
+from c2f.data.audio import AUDIO_SUFFIXES, audio_files, is_silent, left_out_note, load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import manifest_audio
 from c2f.trained import WEIGHTS, Trained, TrainedError, load_trained
@@ -67,10 +67,13 @@ def expand_folders(paths: list[Path]) -> list[Path]:
         if not path.is_dir():
             found.append(path)
             continue
-        inside = audio_files(path)
+        left_out: list[Path] = []
+        inside = audio_files(path, left_out)
         if not inside:
             raise DataError(f"{path}: a folder without audio or video files (looked for "
                             f"{', '.join(sorted(AUDIO_SUFFIXES))})")
+        if note := left_out_note(left_out):
+            print(f"note: {path}: {note}", file=sys.stderr)
         found.extend(inside)
     return found
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import soundfile
 from omegaconf import OmegaConf
 
 from c2f.data.manifest import read_label_csv
@@ -100,16 +101,23 @@ def test_a_class_named_train_and_two_recordings_of_one_name(downloads, tmp_path,
     shutil.copy(downloads / "violin" / "b.mp3", src / "car" / "a.mp3")  # beside car/a.wav
     shutil.copy(downloads / "violin" / "a.wav", src / "car" / "a.mp3.wav")  # and its name
     (src / "plane" / "z_link.wav").symlink_to(src / "plane" / "a.wav")  # one recording
+    wave, rate = soundfile.read(src / "car" / "c.flac")
+    soundfile.write(src / "car" / "e.caf", wave, rate, format="CAF")  # Apple's container
+    for other in ("car/notes.txt", "plane/cover.jpg", "plane/take2.txt", "train/README"):
+        (src / other).write_text("not audio")
     out = tmp_path / "out"
     assert prepare(src, out) == 0
-    capsys.readouterr()
+    log = capsys.readouterr().out
     _, names = read_label_csv(out / "class_labels_indices.csv")
     assert names == ["car", "plane", "train"]
     clips = splits(out)
-    assert len(clips) == 14 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac",
-                                 "audio/car/a.mp3.wav.flac"} <= set(clips)
+    assert len(clips) == 15 and {"audio/car/a.wav.flac", "audio/car/a.mp3.flac",
+                                 "audio/car/a.mp3.wav.flac", "audio/car/e.flac"} <= set(clips)
     assert "audio/train/b.flac" in clips
     problems = (out / "problems.txt").read_text()
+    # the files that are not audio are counted by suffix, in the log and in problems.txt
+    note = "4 file(s) left out, not audio by their suffix (.txt 2, .jpg 1, (no suffix) 1)"
+    assert note in problems and note in log
     assert "listed again" not in problems and "audio/plane/z_link.flac" not in clips
     assert "plane/z_link.wav: the same file as plane/a.wav (a link); used once" in problems
 

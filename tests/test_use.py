@@ -240,7 +240,9 @@ def test_a_folder_of_any_containers_is_scored(run, eval_set, tmp_path, capsys):
         soundfile.info(str(folder / "sub" / "b.mov"))
     soundfile.write(folder / "quiet.wav", np.zeros(16000, np.float32), 16000)
     assert main([str(run), str(folder), "--json"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    said = capsys.readouterr()
+    lines = [json.loads(line) for line in said.out.splitlines()]
+    assert f"note: {folder}: 1 file(s) left out, not audio by their suffix (.txt 1)" in said.err
     assert [line["path"] for line in lines] == [str(folder / "a.wav"), str(folder / "quiet.wav"),
                                                 str(folder / "sub" / "b.mov")]
     assert lines[0]["top"] == lines[2]["top"]

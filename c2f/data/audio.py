@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from os import PathLike
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +18,8 @@ from c2f.data.errors import DataError
 
 # what dataset preparation and predict take from a folder: audio and video containers
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
-                  ".m4v", ".webm", ".mkv", ".mov", ".avi", ".aiff", ".aif"}
+                  ".m4v", ".webm", ".mkv", ".mka", ".mov", ".avi", ".aiff", ".aif", ".aifc",
+                  ".caf", ".w64", ".au", ".wma", ".wv", ".3gp"}
 
 # Digital silence is valid audio (AudioSet has many such clips): it loads and is counted.
 SILENCE_PEAK = 1e-8
@@ -128,9 +130,10 @@ def pad_or_crop(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(wave, (0, num_samples - length))
 
 
-def audio_files(root: Path) -> list[Path]:
+def audio_files(root: Path, left_out: list[Path] | None = None) -> list[Path]:
     """Every file under `root` whose suffix is an audio or video container, sorted. Linked
-    folders are followed, each once (a link to a folder above does not loop)."""
+    folders are followed, each once (a link to a folder above does not loop). `left_out`
+    gathers the other files (not hidden ones), to say what was not read."""
     found, seen = [], set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         stat = os.stat(folder)
@@ -139,6 +142,21 @@ def audio_files(root: Path) -> list[Path]:
             continue
         seen.add((stat.st_dev, stat.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder) / f for f in sorted(files)
-                     if Path(f).suffix.lower() in AUDIO_SUFFIXES and not f.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            suffix = Path(name).suffix.lower()
+            if suffix in AUDIO_SUFFIXES:
+                found.append(Path(folder) / name)
+            elif left_out is not None:
+                left_out.append(Path(folder) / name)
     return found
+
+
+def left_out_note(left_out: list[Path]) -> str | None:
+    """One line on the files `audio_files` did not take, by suffix, most common first."""
+    if not left_out:
+        return None
+    suffixes = Counter(p.suffix.lower() or "(no suffix)" for p in left_out)
+    kinds = ", ".join(f"{suffix} {n}" for suffix, n in suffixes.most_common())
+    return (f"{len(left_out)} file(s) left out, not audio by their suffix ({kinds}); "
+            f"audio must end in one of {' '.join(sorted(AUDIO_SUFFIXES))} (rename or "
+            "convert any that are audio)")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from c2f.data.audio import AUDIO_SUFFIXES, audio_files
+from c2f.data.audio import AUDIO_SUFFIXES, audio_files, left_out_note
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -223,16 +223,21 @@ class Folder(DatasetRecipe):
             return usable
         return draw_eval(usable, self.args.eval_fraction, self.groups)
 
+    def _in_output(self, path: Path, out: Path, earlier: dict[Path, bool]) -> bool:
+        """Whether a file lies in --out or in an earlier output inside --src."""
+        relative = path.relative_to(self.src)
+        return out in path.resolve().parents or any(
+            _is_output(self.src / Path(*relative.parts[:i]), earlier)
+            for i in range(1, len(relative.parts)))
+
     def _from_folders(self) -> Listing:
         out = Path(self.args.out).resolve()  # an output folder inside --src is not data,
         earlier: dict[Path, bool] = {}  # nor is an earlier one (it holds prepared.json)
-        files, problems, first = [], [], {}
-        for path in audio_files(self.src):
-            relative = path.relative_to(self.src)
-            if out in path.resolve().parents or any(
-                    _is_output(self.src / Path(*relative.parts[:i]), earlier)
-                    for i in range(1, len(relative.parts))):
+        files, problems, first, left_out = [], [], {}, []
+        for path in audio_files(self.src, left_out):
+            if self._in_output(path, out, earlier):
                 continue
+            relative = path.relative_to(self.src)
             try:
                 stat = path.stat()
                 inode = (stat.st_dev, stat.st_ino)
@@ -244,6 +249,8 @@ class Folder(DatasetRecipe):
                 continue
             first[inode] = relative
             files.append(relative)
+        note = left_out_note([p for p in left_out if not self._in_output(p, out, earlier)])
+        problems += [note] if note else []
         problems += [f"{folder.relative_to(self.src)}/: an earlier output of c2f.data.prepare "
                      "(it holds prepared.json); left out" for folder, is_out in earlier.items()
                      if is_out]
