@@ -264,6 +264,18 @@ def test_a_broken_plugin_is_named_with_its_package(tmp_path, monkeypatch):
         load_plugins.cache_clear(), plugin_folders.cache_clear()
 
 
+def test_a_plugin_installed_without_its_conf_folder_is_said(tmp_path, data_dir):
+    """A package installed without its package-data has no conf/: Hydra's "Could not find
+    'compression/frame_stride'" lists the plugin's folder with why."""
+    write_package(tmp_path / "site", "c2f_bare", "methods", PLUGIN, {})
+    (tmp_path / "site" / "c2f_bare" / "conf").rmdir()
+    proc = run_cli(["compression=frame_stride", "trainer.dry_run=true"], tmp_path / "runs",
+                   data_dir, check=False, env={"PYTHONPATH": str(tmp_path / "site")})
+    assert proc.returncode != 0 and "Could not find 'compression/frame_stride'" in proc.stderr
+    assert "provider=c2f-plugin-c2f_bare (no conf/ folder here: install the plugin with its " \
+           "conf/ as package-data)" in proc.stderr, proc.stderr
+
+
 @pytest.fixture
 def scratch_registries(monkeypatch):
     """Methods and models registered by a test, undone after it."""

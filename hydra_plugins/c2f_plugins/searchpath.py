@@ -22,6 +22,9 @@ class C2fSweepsSearchPath(SearchPathPlugin):
         except PluginError:
             return  # said, naming the plugin, when c2f loads its methods and models
         for folder in folders:
-            if (folder / "conf").is_dir():
-                search_path.append(provider=f"c2f-plugin-{folder.name}",
-                                   path=f"file://{folder / 'conf'}")
+            # a folder without conf/ (a package installed without its package-data) is still
+            # listed, so that Hydra's "Could not find 'compression/<name>'" says why
+            missing = "" if (folder / "conf").is_dir() else \
+                " (no conf/ folder here: install the plugin with its conf/ as package-data)"
+            search_path.append(provider=f"c2f-plugin-{folder.name}{missing}",
+                               path=f"file://{folder / 'conf'}")
