@@ -24,6 +24,7 @@ from c2f.data.manifest import load_manifest
 from c2f.data.resolve import manifest_paths
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunDir
+from c2f.train.metrics import json_scores
 from c2f.trained import WEIGHTS, TrainedError, load_trained
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, reason in scores["skipped"][:10]:
             print(f"  {path}: {reason}", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps({**scores, "model": trained.source,
+        args.out.write_text(json.dumps({**json_scores(scores), "model": trained.source,
                                         "manifest": str(manifest.path)}, indent=1))
     return 0
 

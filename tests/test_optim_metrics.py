@@ -83,3 +83,19 @@ def test_per_class_rows_add_up_to_the_accuracy_and_the_map():
         assert rows[k]["AP"] == pytest.approx(average_precision_score(multi[:, k], scores[:, k]))
     assert np.mean([r["AP"] for r in rows[:3]]) == pytest.approx(
         evaluate_scores(scores, multi, True)["mAP"])
+
+
+def test_a_perfect_auc_gives_an_infinite_d_prime_written_as_null():
+    """AST's d' is sqrt(2) norm.ppf(AUC): infinite at AUC 1. The scores keep it; what runs and
+    c2f.evaluate write is strict JSON, where it is null (Python's json would write Infinity,
+    which JSON.parse and other strict readers refuse)."""
+    import json
+
+    from c2f.train.metrics import json_scores
+
+    logits = np.array([[0.9, 0.1], [0.1, 0.8], [0.2, 0.7]])
+    targets = np.array([[1, 0], [0, 1], [0, 1]], dtype=float)
+    scores = evaluate_scores(logits, targets, multilabel=True)
+    assert scores["AUC"] == 1.0 and scores["d_prime"] == math.inf
+    written = json.dumps(json_scores(scores), allow_nan=False)  # strict: raises on inf
+    assert json.loads(written) == {"acc": 1.0, "mAP": 1.0, "AUC": 1.0, "d_prime": None}

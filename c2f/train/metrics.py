@@ -65,6 +65,12 @@ def normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
+def json_scores(scores: dict) -> dict:
+    """Scores as strict JSON holds them: an infinite d' (AUC 1 or 0, where AST's norm.ppf gives
+    +-inf) becomes null, which every JSON reader takes; Python's json would write `Infinity`."""
+    return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in scores.items()}
+
+
 def evaluate_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> dict[str, float]:
     """All metrics for a dataset kind; `acc` is always reported, mAP etc. for multi-label."""
     scores = {"acc": accuracy(logits, targets)}

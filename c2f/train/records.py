@@ -10,6 +10,7 @@ from c2f.epochs import final_phase
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
+from c2f.train.metrics import json_scores
 
 
 def epoch_records(records: list[dict]) -> list[dict]:
@@ -33,7 +34,7 @@ def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, fin
     """The record of one epoch; `state` already counts it."""
     metric = spec.dataset.metric
     return {"kind": "epoch", **_identity(spec, phase, state, final), "phase_epoch": epoch + 1,
-            "metric": metric, "value": scores[metric], **scores,
+            "metric": metric, "value": scores[metric], **json_scores(scores),
             "train_loss": stats["train_loss"], "lr": stats["lr"],
             "flops": flops, "flops_cum": state.flops_cum,
             "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
@@ -47,7 +48,7 @@ def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list
     metric = spec.dataset.metric
     return {"kind": "average", **_identity(spec, phase, state, True),
             "average": spec.average.mode, "averaged_epochs": epochs,
-            "metric": metric, "value": scores[metric], **scores,
+            "metric": metric, "value": scores[metric], **json_scores(scores),
             "flops": 0, "flops_cum": state.flops_cum, "seconds": 0.0,
             "seconds_cum": state.seconds_cum, "samples": 0, "samples_cum": state.samples_cum}
 
