@@ -33,8 +33,10 @@ def expected_checkpoints(model: ModelSpec) -> list[str]:
         return []
     distilled = "_distilled" if model.dist_token else ""
     names = [f"deit_{size}{distilled}_patch16_224"]
-    if size == "base":  # AST's default is base384 (src/run.py: model_size='base384')
-        names.insert(0, f"deit_base{distilled}_patch16_384")
+    if size == "base" and distilled:  # AST's default is base384 (src/run.py: 'base384')
+        names.insert(0, "deit_base_distilled_patch16_384")
+    elif size == "base":  # the FlexiAST scripts' ViT-224 (model=ast_vit224)
+        names.insert(0, "vit_base_patch16_224")
     return names
 
 
