@@ -205,6 +205,8 @@ def _check_average(spec: RunSpec, epochs: list[int]) -> None:
                           f"average.end >= {final_first} or null (the last epoch)")
 
 
+# how the recipe line names dataset.balanced_sampler (c2f/data/sampling.py)
+SAMPLERS = {False: "off", True: "on (AST's weights)", "classes": "on (class by class)"}
 FLOPS_UNITS = ((1e12, "TFLOPs"), (1e9, "GFLOPs"), (1e6, "MFLOPs"), (1e3, "kFLOPs"))
 
 
@@ -271,7 +273,7 @@ def format_recipe(spec: RunSpec) -> str:
     return (f"recipe: {o.name} lr {o.lr:g}, {_warmup(o)}, "
             f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, {_mixup(spec)}, "
             f"masks {d.freqm}/{d.timem}{', noise' if d.noise else ''}, "
-            f"balanced sampler {'on' if d.balanced_sampler else 'off'}"
+            f"balanced sampler {SAMPLERS.get(d.balanced_sampler, d.balanced_sampler)}"
             f"; average {average}; init {init}{_switching(spec)}")
 
 

@@ -48,7 +48,8 @@ class DatasetSpec:
     eval_batch_size: int = 64
     on_bad_audio: str = "fail"  # fail | skip
     loss: str = "ce"  # ce | bce (AST's --loss CE | BCE)
-    balanced_sampler: bool = False  # AST's class-balanced sampling with replacement
+    # false | true (AST's weighted draw) | classes (PANNs' and HTS-AT's): c2f/data/sampling.py
+    balanced_sampler: bool | str = False
     metric: str = "acc"  # acc | mAP
     fold: int | None = None  # cross-validation fold (ESC-50: 1-5); the preset's manifests use it
     digest: str | None = None  # the bytes of its manifests and label CSV (c2f/data/identity.py),

@@ -23,6 +23,10 @@ def validate(spec: RunSpec) -> None:
     _check(d.on_bad_audio in ("fail", "skip"), "dataset.on_bad_audio",
            f"{d.on_bad_audio!r} is not fail|skip")
     _check(d.loss in ("ce", "bce"), "dataset.loss", f"{d.loss!r} is not ce|bce")
+    _check(isinstance(d.balanced_sampler, bool) or d.balanced_sampler == "classes",
+           "dataset.balanced_sampler", f"{d.balanced_sampler!r} is not false|true|classes "
+           "(true: AST's weighted draw; classes: one clip of each class in turn, as PANNs and "
+           "HTS-AT)")
     _check(not (d.multilabel and d.loss == "ce"), "dataset.loss",
            "cross-entropy needs one label per clip, but dataset.multilabel=true; use "
            "dataset.loss=bce")

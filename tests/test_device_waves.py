@@ -45,7 +45,7 @@ def phase_data(manifest, method: str, c: int, settings: FeatureSettings, cache_f
     bundle = data_bundle(manifest, manifest, settings, TrainerSpec(cache_audio=True), False)
     return build_phase_data(frontend, bundle, seed=3, world=World(), device=torch.device("cpu"),
                             batch_size=len(SECONDS), eval_batch_size=4, num_workers=0,
-                            sample_weights=None, cache_features=cache_features)
+                            draw=None, cache_features=cache_features)
 
 
 @pytest.mark.parametrize("method, c", [("fshift", 1), ("fshift", 4), ("pool_avg", 4),

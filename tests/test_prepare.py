@@ -17,11 +17,11 @@ import torch
 import torchaudio.functional as AF
 from omegaconf import OmegaConf
 
-from c2f.data.dataset import balanced_weights
 from c2f.data.manifest import load_manifest, read_label_csv
 from c2f.data.prepare import DATASETS
 from c2f.data.prepare.decode import DecodeError, Segment, decode
 from c2f.data.prepare.sources import parse_youtube_name
+from c2f.data.sampling import balanced_weights
 from tests import dataset_layouts
 from tests.conftest import ROOT, cli_env, read_metrics, run_cli, run_dirs
 from tests.warm_python import run_python

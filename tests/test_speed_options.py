@@ -175,7 +175,7 @@ def test_a_phase_reading_feature_tables_loads_no_waveform(manifest):
                         2, on_device=True)
     bundle = data_bundle(manifest, manifest, settings, TrainerSpec(cache_audio=True), False)
     data = build_phase_data(frontend, bundle, seed=3, world=World(), device=torch.device("cpu"),
-                            batch_size=4, eval_batch_size=4, num_workers=0, sample_weights=None)
+                            batch_size=4, eval_batch_size=4, num_workers=0, draw=None)
     assert data.features and not data.train_set.waveforms
     data.train_keys.set_epoch(0, 1)
     batch = next(iter(data.train))

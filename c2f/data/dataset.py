@@ -5,7 +5,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
@@ -17,7 +16,7 @@ from c2f.data.manifest import Manifest
 from c2f.data.wave_cache import WaveCache
 
 __all__ = ["FeatureSettings", "Item", "SpectrogramDataset", "EpochKeys", "SkippedClip",
-           "collate_skipping", "balanced_weights", "item_seed"]
+           "collate_skipping", "item_seed"]
 
 # the fix a bad clip's error ends with (c2f.evaluate words its own --skip-bad instead)
 SKIP_HINT = ("set dataset.on_bad_audio=skip to train without unusable clips (they are counted "
@@ -224,12 +223,3 @@ def _padded_rows(rows: list[torch.Tensor]) -> torch.Tensor:
         out[i, : row.shape[0]] = row
     return out
 
-
-def balanced_weights(manifest: Manifest) -> torch.Tensor:
-    """AST's balanced sampling (egs/audioset/gen_weight_file.py): class weight
-    1000 / (count + 0.01); a clip's weight is the sum over its labels."""
-    counts = np.zeros(manifest.num_classes)
-    for clip in manifest.clips:
-        counts[list(clip.label_ids)] += 1
-    class_weight = 1000.0 / (counts + 0.01)
-    return torch.tensor([class_weight[list(c.label_ids)].sum() for c in manifest.clips])

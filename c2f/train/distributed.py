@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from c2f.data.sampling import Draw
 from c2f.spec import ConfigError
 
 
@@ -117,11 +118,11 @@ def barrier(world: World) -> None:
 
 
 class ShardedShuffle(Sampler[int]):
-    """This rank's share of a seeded global order: a permutation, or a weighted draw with
-    replacement (balanced sampling). Shares are padded to equal length by wrapping."""
+    """This rank's share of a seeded global order: a permutation, or a balanced draw
+    (c2f/data/sampling.py). Shares are padded to equal length by wrapping."""
 
-    def __init__(self, length: int, seed: int, world: World, weights: torch.Tensor | None = None):
-        self.length, self.seed, self.world, self.weights = length, seed, world, weights
+    def __init__(self, length: int, seed: int, world: World, draw: Draw | None = None):
+        self.length, self.seed, self.world, self.draw = length, seed, world, draw or Draw()
         self.skip = 0  # this rank's items of the pass already consumed (a resumed pass)
 
     def set_seed(self, seed: int) -> None:
@@ -129,11 +130,7 @@ class ShardedShuffle(Sampler[int]):
         self.seed = seed
 
     def _order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed)
-        if self.weights is not None:
-            return torch.multinomial(self.weights, self.length, replacement=True,
-                                     generator=generator).tolist()
-        return torch.randperm(self.length, generator=generator).tolist()
+        return self.draw.order(self.length, torch.Generator().manual_seed(self.seed))
 
     def __iter__(self):
         order = self._order()

@@ -10,8 +10,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from c2f.compression import create_compression
-from c2f.data.dataset import balanced_weights, collate_skipping, item_seed
+from c2f.data.dataset import collate_skipping, item_seed
 from c2f.data.frontend import Frontend
+from c2f.data.sampling import train_draw
 from c2f.models import build_model, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan
@@ -47,8 +48,7 @@ class PhaseLoop:
         self.silent: dict[str, set[int]] = {"train": set(), "eval": set()}
         self.device = device_for(self.world, spec.trainer.device)
         self.batch_size = spec.dataset.batch_size // self.world.size  # the global batch is split
-        self.sample_weights = balanced_weights(data.train) if spec.dataset.balanced_sampler \
-            else None
+        self.draw = train_draw(spec.dataset.balanced_sampler, data.train)
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
         self.precision = Precision(spec.trainer.precision, self.device)
@@ -78,7 +78,7 @@ class PhaseLoop:
                                 device=self.device,
                                 batch_size=self.rows,
                                 eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
-                                sample_weights=self.sample_weights,
+                                draw=self.draw,
                                 cache_features=t.cache_features)
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from c2f.data.device_waves import DeviceWaves
 from c2f.data.feature_cache import FeatureCache, cache_key, table_bytes
 from c2f.data.frontend import FeatureSettings, Frontend
 from c2f.data.manifest import Manifest
+from c2f.data.sampling import Draw
 from c2f.data.wave_cache import WaveCache, cache_splits, wave_bytes
 from c2f.spec import TrainerSpec
 from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
@@ -113,7 +114,7 @@ def device_inputs(setting: bool | str, frontend: Frontend, data: DataBundle,
 
 def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: World,
                      device: torch.device, batch_size: int, eval_batch_size: int,
-                     num_workers: int | str, sample_weights: torch.Tensor | None,
+                     num_workers: int | str, draw: Draw | None,
                      cache_features: bool | str = "auto") -> PhaseData:
     workers = loader_workers(num_workers)
     if data.waves is not None and frontend.on_device:
@@ -131,7 +132,7 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
         return SpectrogramDataset(manifest, frontend, train=train, seed=seed, waves=waves)
 
     train_set = dataset("train", data.train, True)
-    order = ShardedShuffle(len(train_set), 0, world, sample_weights)
+    order = ShardedShuffle(len(train_set), 0, world, draw)
     keys = EpochKeys(order)
     eval_set = dataset("eval", data.eval, False)
     shard = Subset(eval_set, eval_indices(len(eval_set), world))

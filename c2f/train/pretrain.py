@@ -95,7 +95,7 @@ class PretrainLoop:
         return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
                                 device=self.device, batch_size=self.batch_size,
                                 eval_batch_size=self.spec.dataset.eval_batch_size,
-                                num_workers=t.num_workers, sample_weights=None,
+                                num_workers=t.num_workers, draw=None,
                                 cache_features=t.cache_features)
 
     @torch.no_grad()

@@ -103,8 +103,8 @@ class AudioSet(DatasetRecipe):
         """full_train_weight.csv, from the same function the run's balanced sampler uses."""
         if "full_train" not in manifests:
             return []
-        from c2f.data.dataset import balanced_weights
         from c2f.data.manifest import load_manifest
+        from c2f.data.sampling import balanced_weights
 
         manifest = load_manifest(out / "full_train.json", out / "class_labels_indices.csv")
         path = out / "full_train_weight.csv"
