@@ -11,7 +11,7 @@ from c2f.report.layout import paper_tables
 from c2f.report.paper import load_paper
 from c2f.report.publish import headline
 from c2f.report.runs import ReportError, load_runs
-from c2f.report.savings import aggregate, pair
+from c2f.report.savings import aggregate, fold_epochs, pair
 from c2f.report.tables import label
 from tests.report_fixtures import make_pretraining_run, make_run
 
@@ -144,14 +144,26 @@ def test_folds_pair_with_their_own_baseline_and_average_in_one_row(tmp_path):
     _, outcomes, warnings = pair(runs)
     assert not [w for w in warnings if "duplicate" in w or "no baseline" in w]
     by_fold = {o.run.fold: o for o in outcomes}
-    # fold 1 reaches 0.5 at epoch 2 (125/400); fold 2 reaches 0.9 at epoch 4 (325/200 > 1)
-    assert by_fold[1].status == "reached" and by_fold[1].flops_save == pytest.approx(1 - 125 / 400)
+    # AST's get_esc_result.py: the folds at one epoch, the best of their averaged curve. The
+    # baselines' mean curve 0.2, 0.6, 0.5, 0.45 peaks at epoch 2: M_B 0.3 (fold 1) and 0.9
+    # (fold 2), both at F_B 200, where each fold's own best would be 0.5 and 0.9
+    assert by_fold[1].ref.metric == 0.3 and by_fold[2].ref.metric == 0.9
+    # fold 1 reaches 0.3 at epoch 2 (125/200); fold 2 reaches 0.9 at epoch 4 (325/200 > 1)
+    assert by_fold[1].status == "reached" and by_fold[1].flops_save == pytest.approx(1 - 125 / 200)
     assert by_fold[2].status == "reached" and by_fold[2].flops_save == pytest.approx(1 - 325 / 200)
     cells = {(c.method, c.schedule): c for c in aggregate(runs)}
     base, c2f = cells[("none", "1")], cells[("fshift", "4-1")]
-    assert base.seeds == 2 and base.value.mean == pytest.approx((0.5 + 0.9) / 2)
+    assert base.seeds == 2 and base.value.mean == pytest.approx((0.3 + 0.9) / 2)
+    # the coarse-to-fine folds' final-phase mean curve 0.5, 0.6, 0.7 peaks at epoch 4
     assert c2f.seeds == 2 and c2f.best.mean == pytest.approx((0.5 + 0.9) / 2)
-    assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 325 / 200)) / 2)
+    assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 200) + (1 - 325 / 200)) / 2)
+    # a row whose folds disagree at its own bests: scored at the common epoch, not at each best
+    make_run(tmp_path, "p1", method="pool_avg", phases=(4, 1), values=[0, 0.9, 0.6, 0.1], fold=1)
+    make_run(tmp_path, "p2", method="pool_avg", phases=(4, 1), values=[0, 0.1, 0.6, 0.9], fold=2)
+    runs, _ = load_runs([tmp_path])
+    assert fold_epochs(runs)[tmp_path / "group" / "p1"] == 3  # means 0.5, 0.6, 0.5
+    pool = {(c.method, c.schedule): c for c in aggregate(runs)}[("pool_avg", "4-1")]
+    assert pool.best.mean == pytest.approx(0.6)  # each fold's own best would give 0.9
 
 
 def test_missing_baseline_and_other_budget_are_explicit_gaps(tmp_path, capsys):

@@ -33,7 +33,9 @@ class Run:
     finished: bool
     warnings: list[str] = field(default_factory=list)
     average: dict | None = None  # the weight-averaged model's record, when the run has one
-    fold: int | None = None  # cross-validation fold (ESC-50); folds average like seeds
+    # cross-validation fold (ESC-50): folds average like seeds, each scored at the epoch best on
+    # their averaged curve (savings.py fold_epochs)
+    fold: int | None = None
     pretrain: bool = False  # a self-supervised pretraining run (records of kind "pretrain")
     pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
     switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision

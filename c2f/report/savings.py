@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from c2f.epochs import final_phase
 from c2f.report.runs import Run
@@ -54,33 +55,67 @@ def best_record(records: list[dict]) -> dict:
     return max(records, key=lambda r: (r["value"], -r["epoch"]))
 
 
-def reference(baseline: Run) -> Reference | None:
-    """The baseline's reference (its averaged model when it has one), None without epochs."""
+def fold_epochs(runs: list[Run]) -> dict[Path, int]:
+    """AST's rule for cross-validation folds (egs/esc50/get_esc_result.py): the folds of a row
+    are scored at one epoch, the best of their averaged curve, "not the best epoch for each fold
+    (which leads to over-optimistic results)". For each row and seed whose folds (two or more)
+    have all finished without an averaged model: {run path: that epoch}, among the final-phase
+    epochs every fold has, the earliest on ties."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.fold is not None:
+            groups.setdefault((*run.cell, run.seed), []).append(run)
+    chosen = {}
+    for members in groups.values():
+        if len({r.fold for r in members}) < 2 or not all(
+                r.finished and r.average is None for r in members):
+            continue
+        curves = [{r["epoch"]: r["value"] for r in final_phase(run.records)} for run in members]
+        common = sorted(set.intersection(*(set(curve) for curve in curves)))
+        if common:
+            epoch = max(common, key=lambda e: (statistics.fmean(c[e] for c in curves), -e))
+            chosen |= {run.path: epoch for run in members}
+    return chosen
+
+
+def _at(records: list[dict], epoch: int | None) -> dict:
+    """The record of `epoch`, or the best one when no epoch is fixed."""
+    return best_record(records) if epoch is None else next(
+        r for r in records if r["epoch"] == epoch)
+
+
+def reference(baseline: Run, epoch: int | None = None) -> Reference | None:
+    """The baseline's reference (its averaged model when it has one; at `epoch` when its folds
+    are scored at one: fold_epochs), None without epochs."""
     if not baseline.records:
         return None
-    best = baseline.average or best_record(baseline.records)
+    best = baseline.average or _at(baseline.records, epoch)
     return Reference(best["epoch"], best["value"], best["flops_cum"], best["seconds_cum"],
                      baseline.average is not None)
 
 
-def _headline(run: Run) -> tuple[float | None, bool]:
+def _headline(run: Run, epoch: int | None) -> tuple[float | None, bool]:
     """A finished run's convergence value: its averaged model, else its best epoch of the final
-    phase (a coarse phase's model is not the one the run delivers)."""
+    phase (a coarse phase's model is not the one the run delivers), or `epoch` (fold_epochs)."""
     final = final_phase(run.records)
     if not (run.finished and final):
         return None, False
     if run.average is not None:
         return run.average["value"], True
-    return best_record(final)["value"], False
+    return _at(final, epoch)["value"], False
 
 
-def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0) -> Outcome:
+def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
+             epochs: dict[Path, int] | None = None) -> Outcome:
     """Budget and convergence criteria of `run` against `baseline` (same dataset, model, seed).
 
     `tolerance` (a fraction, 0.005 = half a point) lowers the bar of the budget criterion; 0 is
-    the paper's "surpasses", ties counted."""
-    best, best_averaged = _headline(run)
-    ref = reference(baseline) if baseline is not None and baseline.finished else None
+    the paper's "surpasses", ties counted. `epochs`: the one epoch each run of cross-validated
+    folds is scored at (fold_epochs)."""
+    epochs = epochs or {}
+    best, best_averaged = _headline(run, epochs.get(run.path))
+    ref = reference(baseline, epochs.get(baseline.path)) \
+        if baseline is not None and baseline.finished else None
     if ref is None:  # nothing to compare with: the run's own best is still known
         status = "no baseline" if baseline is None else "unfinished baseline" \
             if not baseline.finished else "no data"
@@ -134,12 +169,12 @@ def pair(runs: list[Run], tolerance: float = 0.0
                             f"{baselines[key].path}")
         else:
             baselines[key] = run
-    outcomes = []
+    outcomes, epochs = [], fold_epochs(list(chosen.values()))
     for run in chosen.values():
         if run.is_baseline:
             continue
         baseline = baselines.get((run.dataset, run.model, run.budget, *run.replicate))
-        outcome = evaluate(run, baseline, tolerance)
+        outcome = evaluate(run, baseline, tolerance, epochs)
         if outcome.status in ("no baseline", "unfinished baseline"):
             fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "
@@ -250,6 +285,7 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
     """Every cell: baselines (their M_B) and coarse-to-fine runs (both criteria), and the
     fine-tuning rows of pretrained models (pretraining_cells)."""
     baselines, outcomes, _ = pair(runs, tolerance)
+    epochs = fold_epochs(list(baselines.values()))
     cells = pretraining_cells(runs)
     groups: dict[tuple, list] = {}
     for base in baselines.values():
@@ -259,7 +295,8 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
     for (dataset, model, budget, method, schedule), members in groups.items():
         metric = (members[0] if isinstance(members[0], Run) else members[0].run).metric
         if isinstance(members[0], Run):
-            done = [r for r in (reference(b) for b in members if b.finished) if r is not None]
+            done = [r for r in (reference(b, epochs.get(b.path)) for b in members if b.finished)
+                    if r is not None]
             refs = Stat.of([r.metric for r in done])
             status = "baseline" if len(done) == len(members) else "baseline unfinished"
             averaged = any(r.averaged for r in done)
