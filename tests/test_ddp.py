@@ -38,3 +38,38 @@ def test_auto_workers_use_the_jobs_cpus_less_one(monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
     monkeypatch.delenv("SLURM_JOB_CPUS_PER_NODE", raising=False)
     assert loader_workers("auto") == len(os.sched_getaffinity(0)) - 1
+
+
+def _skip_votes(rank: int, sizes: list[list[int]], out: str) -> None:
+    """One of two gloo processes: whether it skips each step, given its batches' sizes."""
+    import json
+
+    import torch.distributed as dist
+
+    from c2f.train.distributed import World
+
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    world = World(rank, 2)
+    votes = [world.skips(size, may_skip=True) for size in sizes[rank]]
+    dist.destroy_process_group()
+    with open(f"{out}/{rank}.json", "w") as f:
+        json.dump(votes, f)
+
+
+def test_a_step_one_rank_lost_all_its_clips_is_skipped_by_every_rank(tmp_path, monkeypatch):
+    """dataset.on_bad_audio=skip under DDP: a rank whose batch lost every clip skips the step,
+    and so do the others (else they would wait for it in the gradients' all-reduce)."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    sizes = [[0, 3, 2], [4, 3, 0]]
+    mp.spawn(_skip_votes, args=(sizes, str(tmp_path)), nprocs=2)
+    votes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert votes == [[True, False, True]] * 2

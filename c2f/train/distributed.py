@@ -32,6 +32,14 @@ class World:
     def active(self) -> bool:
         return self.size > 1
 
+    def skips(self, size: int, may_skip: bool) -> bool:
+        """Whether a step is skipped: its batch lost all its clips (dataset.on_bad_audio=skip).
+        Under DDP every rank then skips it, so that none waits for the others in the step's
+        collectives (the gradients' all-reduce, synced batch norm)."""
+        if not (self.active and may_skip):
+            return size == 0
+        return all_sum([float(size == 0)], self)[0] > 0
+
 
 def _from_env() -> World:
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun
@@ -47,21 +55,35 @@ def _from_env() -> World:
     return World()
 
 
-def init_world(device_kind: str) -> World:
+def init_world(requested: str) -> World:
     """Join the process group when launched with several processes; else a world of one.
-    ConfigError, before any data is read, when `trainer.device=cuda` has no GPU to run on."""
+    ConfigError, before any data is read, when the device (`trainer.device`, `auto` resolved
+    as device_for does) is a GPU this rank does not have.
+
+    On GPUs each rank binds its own (`set_device`: object gathers and the loader's pinning
+    thread use the current device) and the group has two backends: NCCL for the gradients and
+    other CUDA tensors, gloo for the small host-side sums and object gathers (an NCCL-only
+    group has no CPU backend)."""
     world = _from_env()
-    if device_kind == "cuda" and torch.cuda.device_count() <= world.local_rank:
+    kind = device_for(world, requested).type
+    if kind == "cuda" and torch.cuda.device_count() <= world.local_rank:
         found = torch.cuda.device_count()
         why = (f"torch {torch.__version__} was built without CUDA" if torch.version.cuda is None
                else f"{found} CUDA device(s) visible" + ("" if found else
                                                          " (no driver, or CUDA_VISIBLE_DEVICES)"))
-        raise ConfigError(f"`trainer.device=cuda`: no GPU for local rank {world.local_rank} here "
-                          f"({why}); run on a GPU node, or set trainer.device=auto (the GPU "
-                          "where there is one, else the CPU) or cpu")
+        raise ConfigError(f"`trainer.device={requested}`: no GPU for local rank "
+                          f"{world.local_rank} here ({why}); run on a GPU node with a GPU per "
+                          "task, or set trainer.device=auto (the GPU where there is one, else "
+                          "the CPU) or cpu")
+    if kind == "cuda":
+        torch.cuda.set_device(world.local_rank)
     if world.active and not dist.is_initialized():
-        backend = "nccl" if device_kind == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=world.rank, world_size=world.size)
+        if kind == "cuda":
+            dist.init_process_group("cpu:gloo,cuda:nccl", rank=world.rank,
+                                    world_size=world.size,
+                                    device_id=torch.device("cuda", world.local_rank))
+        else:
+            dist.init_process_group("gloo", rank=world.rank, world_size=world.size)
     return world
 
 

@@ -48,7 +48,8 @@ class PhaseLoop:
         self.silent: dict[str, set[int]] = {"train": set(), "eval": set()}
         self.device = device_for(self.world, spec.trainer.device)
         self.batch_size = spec.dataset.batch_size // self.world.size  # the global batch is split
-        self.draw = train_draw(spec.dataset.balanced_sampler, data.train)
+        sampler = spec.dataset.balanced_sampler  # false: a plain shuffle (draw None)
+        self.draw = train_draw(sampler, data.train) if sampler else None
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
         self.precision = Precision(spec.trainer.precision, self.device)
@@ -176,7 +177,7 @@ class PhaseLoop:
             if i >= steps_per_epoch:
                 break
             skipped += self._note(batch, "train")
-            if batch["size"] == 0:
+            if self.world.skips(batch["size"], spec.dataset.on_bad_audio == "skip"):
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)
@@ -206,6 +207,8 @@ class PhaseLoop:
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
                                                          time.perf_counter() - start)
                 self._checkpoint(state, model, optimizer)
+        if self.device.type == "cuda":  # the epoch's last steps may still be queued
+            torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         data.order.skip, state.progress = 0, {}
         self._check_finite(first_bad, loss_sum, phase, epoch)
@@ -232,10 +235,10 @@ class PhaseLoop:
         for batch in data.eval:
             skipped += self._note(batch, "eval")
             if batch["size"]:
+                inputs = data.inputs(batch, train=False)  # features in float, as training's
                 with self.precision.autocast():
-                    out = model(data.inputs(batch, train=False))
-                # kept on the device: a copy to the host per batch would make the host wait
-                # for each batch's forward before it launches the next
+                    out = model(inputs)
+                # kept on the device: a copy per batch would make the host wait for its forward
                 logits.append(out.float())
                 targets.append(batch["target"])
         classes = self.spec.dataset.num_classes
