@@ -207,3 +207,17 @@ def test_speed_keys_do_not_change_the_run_id():
                     "trainer.frontend=worker", "trainer.cache_audio=false",
                     "trainer.cache_features=false", "trainer.cuda_graphs=false")
     assert fast.run_id == plain.run_id
+
+
+def test_auto_precision_is_bf16_from_ampere_and_fp16_before(monkeypatch):
+    """torch's is_bf16_supported also counts a V100's or T4's emulated bf16; `auto` looks at
+    the compute capability, where bf16 tensor cores start (8: Ampere)."""
+    from c2f.train.precision import resolve
+
+    cuda = torch.device("cuda", 0)
+    for capability, expected in (((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"),
+                                 ((9, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert resolve("auto", cuda) == expected
+    assert resolve("auto", torch.device("cpu")) == "fp32"
+    assert resolve("fp16", torch.device("cpu")) == "fp16"

@@ -58,8 +58,10 @@ class DeviceWaves:
         """A training batch as `Frontend.batch` takes it (inputs [B, samples], valid lengths,
         offsets): clip index[i] mixed with clip partner[i] (itself when unmixed) with weight
         lam[i] (1 when unmixed)."""
-        index, partner = index.to(self.device), partner.to(self.device)
-        lam = lam.to(self.device, torch.float32)[:, None]
+        # non_blocking: a blocking copy waits for the GPU to drain the previous step
+        index = index.to(self.device, non_blocking=True)
+        partner = partner.to(self.device, non_blocking=True)
+        lam = lam.to(self.device, torch.float32, non_blocking=True)[:, None]
         samples = frontend.samples
         first, length = self._rows(index, samples)
         second, other = self._rows(partner, samples)

@@ -37,7 +37,8 @@ class BatchMix:
     mix_targets: bool = True
 
     def _weights(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lam.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        # non_blocking: a blocking copy waits for the GPU to drain the previous step
+        return self.lam.to(x.device, x.dtype, non_blocking=True).view(-1, *([1] * (x.dim() - 1)))
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """[B, ...] -> the mixed batch: [B, ...] (flipped) or [ceil(B / 2), ...] (adjacent)."""

@@ -166,6 +166,11 @@ class GraphedModel(nn.Module):
         self.shape = args[0].shape
         self.step.mixing = mix
         gc.collect()  # an earlier phase's graphs (a patched forward is a reference cycle)
+        # the capture's warm-up steps draw dropout and SpecAugment from the device generator:
+        # put back, a capture draws nothing, so a run resumed (and captured again) mid-phase
+        # draws what the run never stopped drew
+        get_rng, put_rng = device_rng(args[0].device)
+        rng = get_rng()
         try:
             with self.autocast(), buffers_kept(self.model):
                 if draws_off_device(self.step, args):
@@ -185,6 +190,8 @@ class GraphedModel(nn.Module):
                      f"failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                      "this phase trains eagerly (trainer.cuda_graphs=false skips the attempt)")
             return
+        finally:
+            put_rng(rng)
         mixed = "" if mix is None else f", mixed in the model ({mix.pairing} pairs),"
         self.log(f"cuda graphs: training steps of shape {tuple(self.shape)}{mixed} replay a "
                  "captured forward and backward")

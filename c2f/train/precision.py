@@ -2,7 +2,8 @@
 
 AST trains in fp16 autocast with a GradScaler (src/traintest.py, `autocast()` and
 `GradScaler()`); bf16 runs at the same tensor-core speed on Ampere and later and needs no
-scaler. `auto` is bf16 on a CUDA device that supports it (else fp16), fp32 on CPU. The
+scaler. `auto` is bf16 on an Ampere or later GPU, fp16 on an older one (V100, T4), fp32 on
+CPU. The
 precision is not part of a run's identity: a checkpoint resumes under any of them."""
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def resolve(name: str, device: torch.device) -> str:
         return name
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # bf16 tensor cores from Ampere (compute capability 8) on; torch's is_bf16_supported also
+    # counts the emulated bf16 of a V100 or T4, where fp16 (with a scaler) is the fast one
+    return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
 
 
 @dataclass

@@ -34,6 +34,7 @@ from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
+from c2f.train.precision import Precision
 from c2f.train.switching import phase_decision
 
 LAST = "last.pt"
@@ -75,6 +76,8 @@ class PretrainLoop:
         self.tracker, self.log, self.world, self.device = tracker, log, world, device
         self.compression = create_compression(spec.compression.name, spec.compression.options)
         self.batch_size = spec.dataset.batch_size // world.size
+        # SSAST's traintest_mask.py trains under autocast with a GradScaler, as AST does
+        self.precision = Precision(spec.trainer.precision, device)
 
     def _model(self, phase: Phase) -> SSASTPretrainer:
         torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
@@ -109,12 +112,13 @@ class PretrainLoop:
                 break
             if batch["size"] == 0:
                 continue
-            inputs = data.inputs(batch, train=False)
+            inputs = data.inputs(batch, train=False)  # features in float, as training's
             masks = [torch.stack([cluster_mask(torch.Generator().manual_seed(
                 item_seed(self.spec.seed, int(i), which)), model.grid, model.masked,
                 self.spec.pretrain.cluster) for i in batch["index"]]).to(self.device)
                 for which in (-6, -7)]
-            out = model.objective(inputs, *masks)
+            with self.precision.autocast():
+                out = model.objective(inputs, *masks)
             size = batch["size"]
             sums += torch.tensor([float(out["acc"]), float(out["nce"]), float(out["mse"])],
                                  dtype=torch.float64) * size
@@ -140,7 +144,8 @@ class PretrainLoop:
             return
         self.rundir.write_metrics(records)
         atomic_torch_save({"state": asdict(state), "model": model.state_dict(),
-                           "optimizer": optimizer.state_dict()}, self.rundir.ckpt_dir / LAST)
+                           "optimizer": optimizer.state_dict(),
+                           "precision": self.precision.state_dict()}, self.rundir.ckpt_dir / LAST)
 
     def _resume(self) -> tuple[PretrainState, dict | None]:
         path = self.rundir.ckpt_dir / LAST
@@ -197,6 +202,7 @@ class PretrainLoop:
             if payload is not None and phase.index == state.phase:
                 model.load_state_dict(payload["model"])
                 optimizer.load_state_dict(payload["optimizer"])
+                self.precision.load_state_dict(payload.get("precision"))
             elif previous is not None:
                 self._move(previous, model)
             trainable = model
@@ -215,7 +221,8 @@ class PretrainLoop:
     def _train_phase(self, phase: Phase, model: SSASTPretrainer, trainable, optimizer,
                      data: PhaseData, state: PretrainState, records: list[dict]) -> None:
         spec, pre = self.spec, self.spec.pretrain
-        sums = torch.zeros(len(STATS), dtype=torch.float64)
+        # summed on the device, read at evaluations: a read per step would wait for the GPU
+        sums = torch.zeros(len(STATS), dtype=torch.float64, device=self.device)
         samples, start, steps_since = 0, time.perf_counter(), 0
         steps, ended = self._steps(phase, state), False
         model.train()
@@ -234,18 +241,21 @@ class PretrainLoop:
                 lr = lr_at(spec.optim, state.step, 0, steps) * state.lr_scale
                 set_lr(optimizer, lr)
                 inputs = data.inputs(batch, train=True)
-                loss = trainable(inputs, mask_c.to(self.device), mask_g.to(self.device))
+                with self.precision.autocast():
+                    loss = trainable(inputs, mask_c.to(self.device), mask_g.to(self.device))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                self.precision.backward(loss.float())
+                self.precision.apply(optimizer, model.parameters(), spec.optim.grad_clip)
                 last = model.last
-                sums += torch.tensor([float(last[k]) for k in STATS],
-                                     dtype=torch.float64) * batch["size"]
+                sums += torch.stack([torch.as_tensor(last[k], device=self.device).double()
+                                     for k in STATS]) * batch["size"]
                 samples += batch["size"]
                 state.step += 1
                 state.global_step += 1
                 steps_since += 1
                 if state.step % pre.eval_every == 0 or state.step == steps:
+                    if self.device.type == "cuda":  # the last steps may still be queued
+                        torch.cuda.synchronize(self.device)
                     seconds = time.perf_counter() - start
                     record = self._record(phase, model, data, state, sums, samples, seconds,
                                           lr)

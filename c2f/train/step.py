@@ -51,7 +51,10 @@ class OutOfMemory(RuntimeError):
             fix = "even one example per forward does not fit: a smaller model or input, or " \
                   "a device with more memory"
         if where == "training" and part > 1 and device == "cuda":
-            fix += ", or trainer.precision=bf16 if the run is in fp32"
+            fix += (", or trainer.precision=bf16 if the run is in fp32. With CUDA graphs (on by "
+                    "default) a captured step keeps its memory while a short batch (an epoch's "
+                    "last) runs eagerly beside it: trainer.cuda_graphs=false may fit the batch "
+                    "as it is")
         super().__init__(
             f"{device} ran out of memory in {where} at phase {phase} (C = {c}), with "
             f"{batch} examples per step on this process"
