@@ -18,16 +18,18 @@ loop with the device frontend and an in-memory audio cache:
 7. with --compile: torch.compile against c2f's CUDA graphs;
 8. peak memory and step time with `trainer.micro_batch` (gpu_memory.py).
 The loop sections live in bench/gpu_loop.py. Sections stop being added when the time budget
-runs short; the file is rewritten after each. `--only` names the sections to run (after the
+runs short (`main` says which may start when); the file is rewritten after each, and a section
+that fails is said in it while the others run on. `--only` names the sections to run (after the
 checks of 1), so a short GPU session can spend its minutes on what is not yet measured.
 
-    python -m bench.gpu --out bench/results_gpu.md [--budget-s 270] [--clips 2048]
+    python -m bench.gpu --out bench/results_gpu.md [--budget-s 200] [--clips 2048]
         [--only step,graphs,precision,methods,batch12,mixup,eval,models,profile,compile,trained,ddp,
                 memory]
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results_gpu.md"))
-    parser.add_argument("--budget-s", type=float, default=270.0)
+    parser.add_argument("--budget-s", type=float, default=200.0)
     parser.add_argument("--clips", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--workers", type=int, default=6)
@@ -194,38 +196,58 @@ def main(argv: list[str] | None = None) -> None:
                f"training steps replayed as CUDA graphs on CUDA (`trainer.cuda_graphs=auto`). "
                f"Setup took {report.elapsed:.0f} s.", "")
 
-    if "step" in run:
-        step_section(report, base, device)
-    if "graphs" in run and device.type == "cuda":
-        graphs_section(report, bench, base, args.budget_s)
-    if "precision" in run and not args.skip_precision:
-        precision_section(report, bench, base, args.budget_s)
-    if "methods" in run:
-        methods_section(report, bench, base, args)
-    if "batch12" in run and report.elapsed < args.budget_s:
-        batch12_section(report, bench, base_overrides(
-            data, argparse.Namespace(**{**vars(args), "batch": 12})), args.budget_s)
-    if "mixup" in run and report.elapsed < args.budget_s:
-        mixup_section(report, bench, base, args.budget_s)
-    if "eval" in run and report.elapsed < args.budget_s:
-        eval_section(report, bench, base)
-    if "models" in run and report.elapsed < args.budget_s:
-        models_section(report, bench, base, args.budget_s, tuple(args.bn_models.split(",")))
-    if "profile" in run and report.elapsed < args.budget_s:
-        profile_section(report, bench, base, device)
-    if "compile" in run:
-        compile_section(report, bench, base, args.batch)
-    if "trained" in run and report.elapsed < args.budget_s + 60:
-        trained_check(report, device, folder)
-    if "ddp" in run:
-        if torch.cuda.device_count() >= 2 or (args.ddp and device.type == "cpu"):
-            ddp_section(report, base, folder, device.type)
-        else:
-            report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
-                       "processes needs 2; not measured.", "")
-    if "memory" in run and report.elapsed < args.budget_s + 60:
-        memory_section(report, base, device, args.batch)
+    budget = args.budget_s
+    # (name, when it may start, what it runs). When: "always", "budget" (while report.elapsed
+    # is under --budget-s), "late" (up to 60 s past it: short, and measured nowhere else), or
+    # "skip". Each section is isolated: one that fails is said in the report and the next
+    # runs, so a scarce GPU session is not lost to it.
+    sections = [
+        ("step", "always", lambda: step_section(report, base, device)),
+        ("graphs", "always" if device.type == "cuda" else "skip",
+         lambda: graphs_section(report, bench, base, budget)),
+        ("precision", "skip" if args.skip_precision else "always",
+         lambda: precision_section(report, bench, base, budget)),
+        ("methods", "always", lambda: methods_section(report, bench, base, args)),
+        ("batch12", "budget", lambda: batch12_section(report, bench, base_overrides(
+            data, argparse.Namespace(**{**vars(args), "batch": 12})), budget)),
+        ("mixup", "budget", lambda: mixup_section(report, bench, base, budget)),
+        ("eval", "budget", lambda: eval_section(report, bench, base)),
+        ("models", "budget", lambda: models_section(report, bench, base, budget,
+                                                    tuple(args.bn_models.split(",")))),
+        ("profile", "budget", lambda: profile_section(report, bench, base, device)),
+        ("compile", "always", lambda: compile_section(report, bench, base, args.batch)),
+        ("trained", "late", lambda: trained_check(report, device, folder)),
+        ("ddp", "budget", lambda: ddp_or_not(report, base, folder, device, args.ddp)),
+        ("memory", "late", lambda: memory_section(report, base, device, args.batch)),
+    ]
+    limit = {"always": float("inf"), "budget": budget, "late": budget + 60, "skip": -1.0}
+    for name, when, section in sections:
+        if name not in run or when == "skip":
+            continue
+        if report.elapsed > limit[when]:
+            report.add(f"(section {name} not run: {report.elapsed:.0f} s, past --budget-s "
+                       f"{budget:.0f})", "")
+            continue
+        try:
+            section()
+        except Exception as err:  # noqa: BLE001 - said in the report; the next section runs
+            first = str(err).splitlines()[0] if str(err) else ""
+            report.add(f"## Section {name} failed", "", f"`{type(err).__name__}: {first}` "
+                       f"after {report.elapsed:.0f} s; the other sections ran on.", "")
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     report.add(f"Total: {report.elapsed:.0f} s.")
+
+
+def ddp_or_not(report: Report, base: list[str], folder: Path, device: torch.device,
+               cpu_smoke: bool) -> None:
+    """Section 5 where 2 GPUs exist (or 2 gloo processes on request, on CPU)."""
+    if torch.cuda.device_count() >= 2 or (cpu_smoke and device.type == "cpu"):
+        ddp_section(report, base, folder, device.type)
+    else:
+        report.add("## 5. DDP", "", f"{torch.cuda.device_count()} GPU(s): NCCL DDP on 2 "
+                   "processes needs 2; not measured.", "")
 
 
 def methods_section(report: Report, bench: EpochBench, base: list[str], args) -> None:
