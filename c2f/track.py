@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -62,15 +63,26 @@ class RunDir:
         self.inference_path = self.path / "inference.json"  # feature settings, class names
 
     def create(self, config_yaml: str, plan: dict) -> None:
-        """config.yaml and plan.json; a resumed adaptive run keeps the switches it made."""
+        """config.yaml and plan.json; a resumed adaptive run keeps the switches it made, and
+        every run keeps its W&B id (`wandb_id`)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config_yaml)
         path = self.path / "plan.json"
-        made = json.loads(path.read_text()).get("switches", []) if path.exists() else []
-        atomic_write_text(path, json.dumps(plan, indent=2))
+        old = json.loads(path.read_text()) if path.exists() else None
+        made = (old or {}).get("switches", [])
+        # one W&B run per run folder, resumed by its requeues and relaunches: the run's id
+        # alone would join one config's runs in two groups, or a folder deleted and trained
+        # anew, into one W&B run (a folder from before wandb_id keeps the run's id)
+        wandb_id = (old.get("wandb_id", self.path.name) if old is not None
+                    else f"{self.path.name}-{secrets.token_hex(3)}")
+        atomic_write_text(path, json.dumps(plan | {"wandb_id": wandb_id}, indent=2))
         for decision in made:
             unit = _unit(decision)
             self.record_switch(decision, sum(p[unit] or 0 for p in plan["phases"]))
+
+    def wandb_id(self) -> str:
+        """The id of this folder's W&B run (plan.json's `wandb_id`, written by `create`)."""
+        return json.loads((self.path / "plan.json").read_text()).get("wandb_id", self.path.name)
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():

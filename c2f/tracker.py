@@ -37,12 +37,13 @@ def run_tags(config: dict, extra: tuple[str, ...] = ()) -> list[str]:
 
 
 class Tracker:
-    """One W&B run per job, id = run hash, resumable; `finish()` always called by `close`."""
+    """One W&B run per run folder (its `wandb_id`), resumable; `finish()` always called by
+    `close`."""
 
     def __init__(self, mode: str, project: str, entity: str | None, run_id: str, group: str,
                  run_dir: Path, config: dict, tags: tuple[str, ...] = (), metric: str = "acc",
                  every_steps: int = 20, log=print):
-        self.run, self.metric, self.every_steps = None, metric, every_steps
+        self.run, self.metric, self.every_steps, self.log_line = None, metric, every_steps, log
         if mode == "disabled":
             return
         import wandb
@@ -118,6 +119,16 @@ class Tracker:
                     self.run.summary[key if name is None else f"{key}/{name}"] = item
 
     def close(self, exit_code: int = 0) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=exit_code)
-            self.run = None
+        """Finish the W&B run. A W&B that cannot finish (its service already stopped: a SLURM
+        requeue's signal, a job cancelled) is said and passed over, so that the job's own
+        outcome, a requeue (SystemExit) among them, is what its launcher sees; the offline
+        files are kept either way."""
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+        try:
+            run.finish(exit_code=exit_code)
+        except Exception as err:  # noqa: BLE001 - any W&B failure: the training's result stands
+            self.log_line(f"warning: W&B could not finish this run's log ({type(err).__name__}"
+                          f": {str(err).splitlines()[0] if str(err) else ''}); what it logged "
+                          "is in the run's wandb/ folder")

@@ -44,7 +44,8 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     assert summary["status"] == "finished" and summary["epochs"] == 4
     # its best is the final phase's: the model predict, evaluate and export deliver
     assert summary["best"] == max(r["value"] for r in records if r["final_phase"])
-    [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
+    assert plan["wandb_id"].startswith(f"{run.name}-")  # one W&B run per run folder
+    [log] = list(run.glob(f"wandb/offline-run-*/run-{plan['wandb_id']}.wandb"))
     check_wandb_log(log, records)
 
     from c2f.flops_cache import code_version
@@ -81,7 +82,7 @@ def test_wandb_online_without_a_key_logs_offline_and_trains(tmp_path, data_dir):
     assert f"logging offline instead: `wandb sync {run / 'wandb'}/offline-run-*`" in proc.stdout
     records = read_metrics(run)
     assert len(records) == 2
-    [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}.wandb"))
+    [log] = list(run.glob(f"wandb/offline-run-*/run-{run.name}-*.wandb"))
     assert [h["acc"] for h in wandb_log.history(log) if "acc" in h] == \
         [r["acc"] for r in records]
 

@@ -242,7 +242,8 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
                              "labels_csv": str(evaluation.labels)})
     mode = spec.logger.mode if world.is_main else "disabled"
     metric = "acc" if spec.pretrain is not None else spec.dataset.metric
-    tracker = Tracker(mode, spec.logger.project, spec.logger.entity, spec.run_id, spec.group,
+    tracker = Tracker(mode, spec.logger.project, spec.logger.entity,
+                      run.wandb_id() if world.is_main else spec.run_id, spec.group,
                       run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
                       metric, spec.logger.log_every_steps, log=echo)
     exit_code = 1
