@@ -85,6 +85,19 @@ def test_a_slurm_sweep_where_there_is_no_slurm_says_what_to_do(tmp_path, data_di
     assert "launcher=submitit_local" in proc.stderr and run_dirs(runs) == []
 
 
+def test_a_time_limit_shorter_than_slurms_warning_is_refused_at_launch(tmp_path, data_dir):
+    """signal_delay_s (120) before a 1-minute limit: every job would get the requeue signal as
+    it starts. Refused before anything is queued (checked before SLURM is looked for)."""
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", "launcher=slurm", "seed=0,1", *TINY, "logger=disabled",
+                    "hydra.launcher.timeout_min=1"], runs, data_dir,
+                   env={"PATH": str(tmp_path), "HYDRA_FULL_ERROR": "0"}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "hydra.launcher.signal_delay_s=120 (the warning sent that long before the time " \
+           "limit" in proc.stderr and "Give timeout_min above 2" in proc.stderr
+    assert run_dirs(runs) == []
+
+
 def test_slots_from_the_machine_and_the_launcher_keys(monkeypatch):
     cpus = job_cpus()
     two_each = plan_slots(gpus_per_node=2, visible_gpus=[0, 1, 2, 3], parallelism=None,

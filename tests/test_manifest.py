@@ -231,8 +231,24 @@ def test_clips_with_several_labels_are_refused_by_single_label_training(tmp_path
         "dataset.multilabel=true dataset.loss=bce dataset.metric=mAP (AST's AudioSet recipe); "
         "else give each entry one label")
     # multi-label training takes them (and goes on to check the audio, which is missing here)
-    with pytest.raises(DataError, match="3 of 3 audio files are bad"):
+    with pytest.raises(DataError, match="none of its 3 audio files exists"):
         resolve_data(dataclasses.replace(dataset, multilabel=True), tmp_path)
+
+
+def test_a_manifest_whose_audio_is_nowhere_here_asks_about_mounts(tmp_path: Path) -> None:
+    """Every file missing (a data folder not mounted on a compute node): skipping bad clips
+    is no answer, so the message asks where the audio is, naming what of its path exists."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("index,mid,display_name\n0,/m/a,A\n")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"data": [
+        {"wav": f"/scratch/me/audio/{name}.wav", "labels": "/m/a"} for name in "xyz"]}))
+    with pytest.raises(DataError) as err:
+        check_files(load_manifest(manifest, labels), "skip")
+    said = str(err.value)
+    assert "none of its 3 audio files exists on" in said and "/scratch/me/audio/x.wav" in said
+    assert "(they lie under /scratch/me/audio; of that path only / exists here)" in said
+    assert "mounted on this machine" in said and "on_bad_audio" not in said
 
 
 def test_clips_longer_than_the_input_are_counted_before_training(tmp_path: Path) -> None:

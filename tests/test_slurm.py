@@ -58,6 +58,8 @@ def test_grid_lands_four_finished_runs(grid):
                      for method in ("fshift", "pool_avg") for schedule in ("2phase", "3phase")}
     [sweep] = sweep_dirs(runs.parent)
     assert len(list(sweep.glob(".submitit/*_*/*_log.out"))) == 4  # four SLURM array tasks
+    # it ends saying where the runs are and how to report them
+    assert f"runs in {runs / 'default'}; report: python -m c2f.report {runs / 'default'}" in out
 
 
 def test_relaunch_submits_nothing(grid, data_dir, slurm):
@@ -103,7 +105,8 @@ def test_failing_job_is_reported_and_siblings_finish(tmp_path, data_dir, slurm):
                     "dataset.builtin.soundfont=null,/no/such.sf2"],
                    runs, data_dir, env=slurm, check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # the list alone
+    assert re.search(r"sweep: [12] of 2 job\(s\) ended \(1 failed: #1\)", out), out[-3000:]
     report = out[out.index("1 of 2 job(s) failed"):]
     assert "soundfont=/no/such.sf2" in report.splitlines()[1] and "such.sf2" in report
     logs = [Path(p) for p in re.search(r"log: (.+)", report).group(1).split(", ")]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
@@ -223,6 +225,19 @@ def _problem(clip: Clip) -> tuple[str | None, float | None]:
     return None, info.frames / info.samplerate
 
 
+def _none_found(manifest: Manifest) -> str:
+    """None of a manifest's files exists here: a folder not mounted on this node, or a
+    manifest that moved without its audio; skipping clips cannot help."""
+    top = Path(os.path.commonpath([str(c.path.parent) for c in manifest.clips]))
+    there = next((p for p in (top, *top.parents) if p.exists()), None)
+    return (f"{manifest.path}: none of its {len(manifest.clips)} audio files exists on "
+            f"{socket.gethostname()}, e.g. {manifest.clips[0].path} (they lie under {top}"
+            + (f"; of that path only {there} exists here" if there and there != top else "")
+            + "). Is that folder mounted on this machine (a compute node sees other disks "
+            "than a login node), or did the manifest move without its audio? Manifests name "
+            "their audio relative to themselves or absolutely")
+
+
 def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, list[str]]:
     """Check every clip's file header; fail on bad files or drop them ('skip'). The clips
     kept carry their length (`Clip.seconds`) where the header says it."""
@@ -238,6 +253,9 @@ def check_files(manifest: Manifest, on_bad: str = "fail") -> tuple[Manifest, lis
         else:
             bad.append(f"{clip.path} (data[{clip.line}]): {reason}")
             dropped.append((str(clip.path), f"{reason} (data[{clip.line}] of {manifest.path})"))
+    if dropped and all(reason.startswith("file not found") for _, reason in dropped) \
+            and len(dropped) == len(manifest.clips):
+        raise DataError(_none_found(manifest))
     if bad and on_bad == "fail":
         listed = "\n  ".join(bad[:MAX_LISTED])
         more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""

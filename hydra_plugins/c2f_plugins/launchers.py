@@ -14,6 +14,8 @@ rest).
   composed when the sweep is launched (edits made while jobs wait do not leak into them), a job
   that dies (killed, out of memory, out of requeues) is reported instead of aborting the wait
   for its siblings, and `snapshot=true` runs the jobs from a copy of the code.
+
+How a sweep stands while it runs: sweep_progress.py; how it ended: outcome.py.
 """
 
 import copy
@@ -49,6 +51,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.c2f_plugins.compose import compose_jobs
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
+from hydra_plugins.c2f_plugins.outcome import finished_note, report_failures, scheduler_state
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 from hydra_plugins.c2f_plugins.settled import (
     dry_run,
@@ -61,41 +64,6 @@ from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def job_log(ret: JobReturn) -> Path | None:
-    """The job's own log file (Hydra writes it into the job's output folder)."""
-    if ret.hydra_cfg is None:
-        return None
-    hydra = ret.hydra_cfg.hydra
-    path = Path(str(hydra.runtime.output_dir)) / f"{hydra.job.name}.log"
-    return path if path.exists() else None
-
-
-def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Path | None]) -> None:
-    """Log which jobs failed, why, and where their logs are."""
-    failed = [(i, r, x) for i, (r, x) in enumerate(zip(returns, extra_logs))
-              if r.status == JobStatus.FAILED]
-    held = [(i, r) for i, r, _ in failed if type(r._return_value).__name__ == "RunHeld"]
-    if held:  # another process trains these runs: skipped, not failed
-        lines = [f"{len(held)} run(s) skipped, held by other processes:"]
-        for index, ret in held:
-            lines += [f"  #{index}: {' '.join(filter_overrides(ret.overrides or []))}",
-                      f"      {str(ret._return_value).splitlines()[0]}"]
-        log.warning("\n".join(lines))
-    failed = [(i, r, x) for i, r, x in failed if (i, r) not in held]
-    if not failed:
-        return
-    lines = [f"{len(failed)} of {len(returns)} job(s) failed:"]
-    for index, ret, extra in failed:
-        err = ret._return_value
-        message = (str(err).strip().splitlines() or [""])[0]
-        logs = [str(p) for p in (job_log(ret), extra) if p is not None]
-        lines += [f"  #{index}: {' '.join(filter_overrides(ret.overrides or []))}",
-                  f"      {type(err).__name__}: {message}",
-                  f"      log: {', '.join(logs) or 'none written'}"]
-    lines.append("Finished runs are kept; launch the same sweep again to retry only these.")
-    log.error("\n".join(lines))
 
 
 class SweepConfigError(SystemExit):
@@ -171,7 +139,9 @@ class LocalLauncher(BasicLauncher):
                                    job_dir_key="hydra.sweep.dir",
                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        report_failures(returns, [None] * len(returns))
+        report_failures(returns, [()] * len(returns))
+        if len(returns) > len(settled) + len(same) and not specs[0].trainer.dry_run:
+            finished_note(specs, returns)
         return returns
 
 
@@ -211,6 +181,21 @@ class _SubmititLauncher(BaseSubmititLauncher):
         """Every job at once (SLURM queues them: one job array)."""
         return executor.map_array(self, configs, [Singleton.get_state()] * len(configs))
 
+    def _check_time(self) -> None:
+        """A time limit a job can run under: positive, and longer than the warning SLURM
+        sends before it (`signal_delay_s`: the job checkpoints and is requeued on it)."""
+        minutes, delay = self.params.get("timeout_min"), self.params.get("signal_delay_s")
+        if minutes is not None and minutes <= 0:
+            raise SweepConfigError(f"hydra.launcher.timeout_min={minutes}: a job's time limit "
+                                   "in minutes must be above 0; nothing was started")
+        if minutes is not None and delay is not None and delay >= 60 * minutes:
+            raise SweepConfigError(
+                f"hydra.launcher.signal_delay_s={delay} (the warning sent that long before the "
+                f"time limit, on which a job checkpoints and is requeued) is not shorter than "
+                f"timeout_min={minutes} minute(s): every job would get it as it starts and "
+                f"die. Give timeout_min above {delay / 60:g} or a smaller signal_delay_s; "
+                "nothing was started")
+
     def _resources(self) -> str:
         """What each job asks of the cluster: hydra.launcher's resource keys."""
         return ", ".join(f"{key}={self.params.get(key)}" for key in (
@@ -240,6 +225,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
             with open_dict(config.hydra.job):
                 config.hydra.job.num = num
         specs = preflight(configs, job_overrides)
+        self._check_time()
         settled = settled_jobs(specs, job_overrides)
         same = duplicate_jobs(specs, job_overrides, settled)
         todo = [i for i in range(len(configs)) if i not in settled and i not in same]
@@ -273,8 +259,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
                 ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
                 ret.return_value = err
                 returns.append(ret)
-        report_failures(returns, [jobs[i].paths.stderr if i in jobs else None
-                                  for i in range(len(returns))])
+        indices = range(len(returns))
+        report_failures(returns, [(jobs[i].paths.stderr, jobs[i].paths.stdout) if i in jobs
+                                  else () for i in indices],
+                        [scheduler_state(jobs[i]) if i in jobs else "" for i in indices])
+        if jobs:
+            finished_note(specs, returns)
         return returns
 
 

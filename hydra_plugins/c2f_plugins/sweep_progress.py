@@ -1,26 +1,103 @@
 """How a launched sweep stands, said while the launching process waits for it (hours, on a
-busy cluster): a line whenever the count of ended, running or waiting jobs changes."""
+busy cluster): a line whenever the count of ended (and failed), running or waiting jobs
+changes, or why SLURM keeps jobs waiting; and, when the wait is interrupted (Ctrl-C), which
+jobs go on without it."""
 import logging
+import shutil
+import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 RUNNING = ("RUNNING", "COMPLETING")  # SLURM's and submitit's local states of a running job
+# squeue's pending reasons that no amount of waiting clears: the job asks for more than the
+# partition, its nodes or the account may ever give
+NEVER = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints",
+         "InvalidAccount", "InvalidQOS", "AssocMaxJobsLimit", "QOSMaxCpuPerJobLimit",
+         "QOSMaxGRESPerJob", "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit"}
+REASON_EVERY_S = 30.0
+
+
+def _failed(job: Any) -> bool:
+    """Whether an ended job failed (its Hydra job's status, or no result at all)."""
+    try:
+        ret = job.results()[0]
+    except Exception:  # noqa: BLE001 - died outside Python: killed, out of memory
+        return True
+    held = type(getattr(ret, "_return_value", None)).__name__ == "RunHeld"  # trained elsewhere
+    return getattr(getattr(ret, "status", None), "name", "") == "FAILED" and not held
+
+
+def pending_reasons(jobs: Mapping[int, Any], waiting: list[int]) -> dict[str, list[int]]:
+    """squeue's reason for each waiting SLURM job: {reason: [sweep indices]} (none where
+    there is no squeue: a local sweep)."""
+    if not waiting or shutil.which("squeue") is None:
+        return {}
+    ids = {str(jobs[i].job_id): i for i in waiting}
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %r", "-j", ",".join(ids)],
+                             capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    reasons: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        job_id, _, reason = line.strip().partition(" ")
+        if job_id in ids and reason and reason != "None":
+            reasons.setdefault(reason, []).append(ids[job_id])
+    return reasons
+
+
+def _say_reasons(reasons: dict[str, list[int]], jobs: Mapping[int, Any]) -> None:
+    for reason, indices in sorted(reasons.items()):
+        shown = ", ".join(f"#{i}" for i in sorted(indices)[:6])
+        line = f"sweep: {len(indices)} job(s) waiting because of {reason} ({shown})"
+        if reason in NEVER:
+            line += (": SLURM will not start them as asked; lower what they ask "
+                     "(hydra.launcher.cpus_per_task, mem_gb, gpus_per_node, timeout_min) or "
+                     "choose another partition, and `scancel "
+                     f"{' '.join(str(jobs[i].job_id) for i in indices[:6])}` stops them")
+            log.warning(line)
+        else:
+            log.info(line)
 
 
 def wait_reporting(jobs: Mapping[int, Any], poll_s: float = 1.0) -> None:
     """Wait until every submitit job (sweep index -> job) has ended, logging the counts."""
-    said = None
-    while True:
-        ended = [index for index, job in jobs.items() if job.done()]
-        running = sum((jobs[index].state.split() or [""])[0] in RUNNING
-                      for index in jobs if index not in ended)
-        counts = (len(ended), running, len(jobs) - len(ended) - running)
-        if counts != said:
-            log.info(f"sweep: {counts[0]} of {len(jobs)} job(s) ended, {counts[1]} running, "
-                     f"{counts[2]} waiting")
-            said = counts
-        if len(ended) == len(jobs):
-            return
-        time.sleep(poll_s)
+    said, failed, reasons_said, asked = None, {}, None, 0.0
+    try:
+        while True:
+            ended = [index for index, job in jobs.items() if job.done()]
+            for index in ended:
+                if index not in failed:
+                    failed[index] = _failed(jobs[index])
+            states = {index: (jobs[index].state.split() or [""])[0]
+                      for index in jobs if index not in failed}
+            running = sum(state in RUNNING for state in states.values())
+            waiting = [index for index, state in states.items() if state not in RUNNING]
+            bad = sorted(index for index, is_bad in failed.items() if is_bad)
+            counts = (len(ended), len(bad), running, len(waiting))
+            if counts != said:
+                failures = f" ({len(bad)} failed: {', '.join(f'#{i}' for i in bad[:8])})" \
+                    if bad else ""
+                log.info(f"sweep: {counts[0]} of {len(jobs)} job(s) ended{failures}, "
+                         f"{counts[2]} running, {counts[3]} waiting")
+                said = counts
+            if len(ended) == len(jobs):
+                return
+            if waiting and time.monotonic() - asked > REASON_EVERY_S:
+                asked = time.monotonic()
+                reasons = pending_reasons(jobs, waiting)
+                if reasons and reasons != reasons_said:
+                    _say_reasons(reasons, jobs)
+                    reasons_said = reasons
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        going = [index for index, job in jobs.items() if not job.done()]
+        if going:
+            ids = " ".join(str(jobs[i].job_id) for i in going)
+            log.warning(f"interrupted: {len(going)} job(s) go on without this process "
+                        f"(scheduler ids {ids}); `scancel {ids}` stops them on SLURM, and "
+                        "launching the same sweep again waits for them (finished runs are "
+                        "kept)")
+        raise
