@@ -13,13 +13,14 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
              flops: dict[int, int] | None = None, seconds: dict[int, float] | None = None,
              finished: bool = True, metric: str = "acc", average: float | None = None,
              fold: int | None = None, pretrained: str | None = None,
-             setting: dict | None = None) -> Path:
+             setting: dict | None = None, device: str | None = None) -> Path:
     """A run whose epoch e has metric values[e-1]; per-epoch FLOPs/seconds depend on C only.
 
     By default an epoch at C costs 100/C FLOPs and 10/C seconds, so sums are easy by hand.
     `epochs` gives the epochs of each phase (default: all but the last phase have one epoch).
     `average` adds the record of a weight-averaged model with that metric, after the last epoch.
-    `setting` adds config keys ({"optim": {"lr": 0.1}}), merged into its groups.
+    `setting` adds config keys ({"optim": {"lr": 0.1}}), merged into its groups. `device`:
+    the kind of device each epoch record says it ran on.
     """
     flops = flops or {c: 100 // c for c in (1, 2, 4, 8)}
     seconds = seconds or {c: 10.0 / c for c in (1, 2, 4, 8)}
@@ -51,7 +52,8 @@ def make_run(root: Path, name: str, *, values: list[float], phases: tuple[int, .
             "seed": seed,
             "C": c, "phase": phase, "epoch": epoch, "final_phase": phase == len(phases) - 1,
             "metric": metric, "value": value, "flops": flops[c], "flops_cum": f_cum,
-            "seconds": seconds[c], "seconds_cum": s_cum}))
+            "seconds": seconds[c], "seconds_cum": s_cum,
+            **({} if device is None else {"device": device})}))
     if average is not None:
         lines.append(json.dumps({
             "kind": "average", "run": name, "dataset": dataset, "model": model, "seed": seed,

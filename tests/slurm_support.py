@@ -12,7 +12,8 @@ from tests.conftest import TINY
 # a timeout (so a 10-minute limit turns every preemption into a timeout).
 ON_SLURM = ["launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=60", "logger=disabled", *TINY]
-TIMING = ("seconds", "seconds_cum")  # metrics that differ between two runs of one config
+# what differs between two runs of one config: their times, and where they ran
+TIMING = ("seconds", "seconds_cum", "host", "device", "slurm_job")
 
 
 def sweep_dirs(root: Path) -> list[Path]:

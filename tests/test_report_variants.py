@@ -141,3 +141,19 @@ def test_a_c1_run_of_another_method_never_replaces_the_baseline(tmp_path):
     _, outcomes, _ = pair(runs)
     [seed1] = [o for o in outcomes if o.run.seed == 1 and o.run.method == "fshift"]
     assert seed1.status == "reached" and seed1.ref.metric == 0.7
+
+
+def test_time_savings_across_kinds_of_device_are_warned_about(tmp_path):
+    """Each epoch record says the device it ran on: a run whose baseline ran on another kind
+    of device (another GPU model, a CPU with other threads) has time savings that compare
+    machines, and the report says so; the same device is no warning."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5], device="NVIDIA A100")
+    make_run(tmp_path, "same", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5],
+             device="NVIDIA A100")
+    make_run(tmp_path, "other", method="pool_avg", phases=(4, 1), values=[0, 0.5, 0.5, 0.5],
+             device="Tesla V100")
+    runs, _ = load_runs([tmp_path])
+    _, _, warnings = pair(runs)
+    mixed = [w for w in warnings if "time savings compare different machines" in w]
+    assert len(mixed) == 1 and "other: trained on Tesla V100" in mixed[0]
+    assert "on NVIDIA A100" in mixed[0]

@@ -140,6 +140,21 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
     return at(max(candidates, key=lambda r: (r["value"], -r["epoch"])), "not reached")
 
 
+def devices(run: Run) -> set[str]:
+    """The kinds of device its epochs ran on (records written before c2f noted them: none)."""
+    return {r["device"] for r in run.records if r.get("device")}
+
+
+def _other_devices(run: Run, baseline: Run) -> str | None:
+    """A warning when a run's time savings compare epochs on other kinds of device."""
+    mine, theirs = devices(run), devices(baseline)
+    if not mine or not theirs or (mine == theirs and len(mine) == 1):
+        return None
+    return (f"{run.path}: trained on {', '.join(sorted(mine))}, its baseline "
+            f"({baseline.path}) on {', '.join(sorted(theirs))}: its time savings compare "
+            "different machines (its FLOPs savings do not depend on them)")
+
+
 def pair(runs: list[Run], tolerance: float = 0.0
          ) -> tuple[dict[tuple, Run], list[Outcome], list[str]]:
     """Baselines by (dataset, model, budget, seed, fold), the outcome of every other run
@@ -175,6 +190,8 @@ def pair(runs: list[Run], tolerance: float = 0.0
             continue
         baseline = baselines.get((run.dataset, run.model, run.budget, *run.replicate))
         outcome = evaluate(run, baseline, tolerance, epochs)
+        if baseline is not None and (mixed := _other_devices(run, baseline)):
+            warnings.append(mixed)
         if outcome.status in ("no baseline", "unfinished baseline"):
             fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "

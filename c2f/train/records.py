@@ -2,14 +2,21 @@
 summary of a finished run."""
 from __future__ import annotations
 
+import functools
+import os
+import platform
+import socket
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from c2f.epochs import final_phase
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
+from c2f.train.distributed import World, device_for
 from c2f.train.metrics import json_scores
 
 
@@ -21,6 +28,25 @@ def epoch_records(records: list[dict]) -> list[dict]:
 def average_record(records: list[dict]) -> dict | None:
     """The averaged model's record, if the run has one."""
     return next((r for r in records if r.get("kind") == "average"), None)
+
+
+@functools.cache
+def machine(requested: str) -> dict:
+    """Where an epoch ran: the host, the model of the device (rank 0's: the one that writes
+    the records) and the SLURM job. Wall-clock savings mean something only between runs of one
+    kind of device; the report warns when a pair's differ, and a job's log is found by its id."""
+    device = device_for(World(), requested)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        models = [line.split(":", 1)[1].strip() for line in
+                  (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+                  if line.startswith("model name")]
+        name = (models[0] if models else platform.processor() or "CPU") + \
+            f" ({torch.get_num_threads()} threads)"
+    return {"host": socket.gethostname(), "device": name,
+            "slurm_job": os.environ.get("SLURM_JOB_ID")}
 
 
 def _identity(spec: RunSpec, phase: Phase, state: TrainState, final: bool) -> dict:
@@ -39,7 +65,7 @@ def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, fin
             "flops": flops, "flops_cum": state.flops_cum,
             "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
             "samples": stats["samples"], "samples_cum": state.samples_cum,
-            "skipped": stats["skipped"]}
+            "skipped": stats["skipped"], **machine(spec.trainer.device)}
 
 
 def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list[int],
