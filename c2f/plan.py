@@ -156,7 +156,8 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
         raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
                           f"available: {', '.join(list_compressions())}{plugins_hint()}")
     resolve_pretrained(spec.model.pretrained, spec.runs_dir)  # says why a run is not usable
-    model_family(spec.model.arch).check_pretrained(spec.model)
+    if not spec.trainer.dry_run:  # a dry run says it as a note (c2f/train/job.py)
+        model_family(spec.model.arch).check_pretrained(spec.model)
     factors = phase_factors(spec.schedule)
     steps = [None] * len(factors)
     if spec.pretrain is not None:

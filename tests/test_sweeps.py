@@ -142,6 +142,8 @@ def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir, weights):
                     "launcher=slurm", weights], runs, data_dir)
     out = proc.stdout + proc.stderr
     assert "dry run: 18 job(s) planned here, none submitted (slurm would get partition=" in out
+    # the paper's data is not here: its compute cannot be counted, and it says so
+    assert "no job's data is here to count its predicted compute" in out
     assert not list(tmp_path.rglob(".submitit")) and "Submitted" not in out
     pretrained = weights.split("=", 1)[1]  # set on a copy of the jobs composed once
     expected = {build_spec({**job, "model": {**job["model"], "pretrained": pretrained}}).run_id
@@ -158,12 +160,37 @@ def test_dry_run_lists_every_job_and_plan(tmp_path, data_dir, weights):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["table1", "table4"])  # every table's jobs require it (above)
 def test_paper_sweeps_stop_before_any_job_without_pretrained_weights(tmp_path, data_dir, name):
+    """A launch stops before any job (here the paper's data is missing too: test_configs
+    checks the weights alone); a dry run plans every job, with the weights as a note."""
     runs = tmp_path / "runs"
-    proc = run_cli(["-m", "-cn", name, "trainer.dry_run=true", "logger=disabled"], runs,
+    proc = run_cli(["-m", "-cn", name, "logger=disabled"], runs,
                    data_dir, check=False, env={"HYDRA_FULL_ERROR": "0"})
     assert proc.returncode == 1
     jobs = re.search(r"(\d+) jobs", header(name)).group(1)  # the header's count is tested above
     assert f"{jobs} of {jobs} job(s) cannot run; nothing was started" in proc.stderr
-    assert "deit_base_distilled_patch16_384" in proc.stderr and "model.pretrained=" in proc.stderr
     assert "Traceback" not in proc.stderr and "dry run" not in proc.stdout
     assert run_dirs(runs) == []
+    dry = run_cli(["-m", "-cn", name, "trainer.dry_run=true", "logger=disabled"], runs, data_dir)
+    out = dry.stdout + dry.stderr
+    assert out.count("(the dry run goes on; a launch stops here)") == int(jobs)
+    assert "deit_base_distilled_patch16_384" in out and "model.pretrained=" in out
+    assert f"dry run: {jobs} job(s) planned here, none trained" in out
+    assert run_dirs(runs) == []
+
+
+def test_a_dry_run_sums_its_jobs_predicted_compute(tmp_path, data_dir):
+    """Each job's plan says its predicted compute (clips counted without reading audio), and
+    the sweep ends with their sum."""
+    from tests.conftest import TINY
+
+    proc = run_cli(["-m", *TINY, "compression=fshift", "schedule=2phase,3phase",
+                    "trainer.dry_run=true", "logger=disabled"], tmp_path / "runs", data_dir)
+    out = proc.stdout + proc.stderr
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    each = [float(v) * scale[u] for v, u in
+            re.findall(r"predicted training compute: ([\d.]+) (\w)FLOPs over \d+ epochs", out)]
+    value, unit = re.search(r"dry run: predicted training compute ([\d.]+) (\w)FLOPs over 2 "
+                            r"job\(s\)", out).groups()
+    assert len(each) == 2 and each[0] != each[1]
+    assert float(value) * scale[unit] == pytest.approx(sum(each), rel=1e-3)
+    assert run_dirs(tmp_path / "runs") == []

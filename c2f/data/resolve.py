@@ -1,6 +1,8 @@
 """Turn a DatasetSpec into checked manifests and feature settings, before training starts."""
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 from c2f.data.builtin import BuiltinParams, ensure_builtin
@@ -35,6 +37,29 @@ def manifest_paths(dataset: DatasetSpec, data_dir: Path) -> dict[str, list[Path]
     return {"train": [Path(value) for option, value in given if option == "train_manifest"],
             "eval": Path(dataset.eval_manifest),
             "labels": Path(dataset.labels_csv)}
+
+
+def train_clip_count(dataset: DatasetSpec) -> int | None:
+    """The clips of an epoch, counted without reading any audio (a dry run's predicted
+    compute): the built-in dataset's from its settings, a manifest's from its entries; None
+    where a manifest is not here to count."""
+    if dataset.kind == "builtin":
+        try:
+            params = BuiltinParams(**dataset.builtin)
+        except TypeError:
+            return None
+        return params.train_per_class * dataset.num_classes
+    counts = [_entries_in(Path(value)) for option, value in data_files(vars(dataset))
+              if option == "train_manifest"]
+    return None if not counts or None in counts else sum(counts)
+
+
+@functools.cache
+def _entries_in(path: Path) -> int | None:
+    try:
+        return len(json.loads(path.read_text()).get("data", []))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _checked(manifest: Manifest, on_bad: str, log) -> Manifest:

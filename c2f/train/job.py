@@ -8,8 +8,9 @@ import os
 import torch
 import yaml
 
-from c2f.data.resolve import resolve_data
+from c2f.data.resolve import resolve_data, train_clip_count
 from c2f.flops_cache import code_version
+from c2f.models import model_family
 from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
@@ -168,6 +169,15 @@ def _other_trainer(spec: RunSpec, run: RunDir) -> str:
             "not what it trains); 'group=<name>' trains it in a folder of its own.")
 
 
+def _weights_note(spec: RunSpec) -> str:
+    """A dry run's note on pretrained weights a real launch would need and not find."""
+    try:
+        model_family(spec.model.arch).check_pretrained(spec.model)
+    except ConfigError as err:
+        return f"note: {err} (the dry run goes on; a launch stops here)\n"
+    return ""
+
+
 def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     """Train `spec` in its run directory, resuming or skipping as needed; returns the summary.
     One process trains a run at a time: the run directory is locked (track.RunLock)."""
@@ -177,8 +187,9 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     if done:
         return done
     if spec.trainer.dry_run:
+        plan = dataclasses.replace(plan, train_samples=train_clip_count(spec.dataset))
         echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
-             "(dry run: nothing trained)")
+             f"{_weights_note(spec)}(dry run: nothing trained)")
         return None
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)

@@ -55,6 +55,7 @@ from hydra_plugins.c2f_plugins.outcome import finished_note, report_failures, sc
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 from hydra_plugins.c2f_plugins.settled import (
     dry_run,
+    dry_run_total,
     duplicate_jobs,
     same_return,
     settled_jobs,
@@ -117,8 +118,12 @@ class LocalLauncher(BasicLauncher):
         settled = settled_jobs(specs, job_overrides)
         same = duplicate_jobs(specs, job_overrides, settled)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides) - len(settled) - len(same)} jobs locally")
-        returns = []
+        todo = len(job_overrides) - len(settled) - len(same)
+        dry = [i for i, spec in enumerate(specs) if spec.trainer.dry_run
+               and i not in settled and i not in same]
+        log.info(f"dry run: {todo} job(s) planned here, none trained" if dry and len(dry) == todo
+                 else f"Launching {todo - len(dry)} jobs locally")
+        returns, planned = [], []
         for idx, (overrides, config) in enumerate(zip(job_overrides, configs),
                                                   start=initial_job_idx):
             if idx - initial_job_idx in settled:
@@ -129,6 +134,7 @@ class LocalLauncher(BasicLauncher):
                 continue
             if specs[idx - initial_job_idx].trainer.dry_run:
                 returns.append(dry_run(specs[idx - initial_job_idx], overrides, idx))
+                planned.append(returns[-1])
                 continue
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             with open_dict(config):
@@ -139,8 +145,10 @@ class LocalLauncher(BasicLauncher):
                                    job_dir_key="hydra.sweep.dir",
                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        if planned:
+            log.info(f"dry run: {dry_run_total(planned)}")
         report_failures(returns, [()] * len(returns))
-        if len(returns) > len(settled) + len(same) and not specs[0].trainer.dry_run:
+        if todo > len(planned):
             finished_note(specs, returns)
         return returns
 
@@ -233,7 +241,8 @@ class _SubmititLauncher(BaseSubmititLauncher):
                    if specs[i].trainer.dry_run}
         if planned:
             log.info(f"dry run: {len(planned)} job(s) planned here, none submitted "
-                     f"({self._EXECUTOR} would get {self._resources()})")
+                     f"({self._EXECUTOR} would get {self._resources()}); "
+                     f"{dry_run_total(list(planned.values()))}")
         todo = [i for i in todo if i not in planned]
         jobs = {}
         if todo:

@@ -122,9 +122,28 @@ def settled_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
 
 
 def dry_run(spec, overrides: Sequence[str], num: int) -> JobReturn:
-    """Print job `num`'s plan and recipe (c2f/train/job.py's dry run); its return."""
+    """Print job `num`'s plan and recipe (c2f/train/job.py's dry run); its return holds the
+    job's predicted training FLOPs (None where its data is not here to count)."""
+    import dataclasses
+
+    from c2f.data.resolve import train_clip_count
+    from c2f.plan import build_plan
     from c2f.train.job import run_job
 
     log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
     run_job(spec, "")
-    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+    plan = dataclasses.replace(build_plan(spec), train_samples=train_clip_count(spec.dataset))
+    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                     _return_value=plan.predicted_flops())
+
+
+def dry_run_total(planned: Sequence[JobReturn]) -> str:
+    """The sweep's predicted training compute, summed over its dry-run jobs."""
+    from c2f.plan import flops_text
+
+    known = [r._return_value for r in planned if r._return_value is not None]
+    if not known:
+        return "no job's data is here to count its predicted compute"
+    rest = len(planned) - len(known)
+    return (f"predicted training compute {flops_text(sum(known))} over {len(known)} job(s)"
+            + (f"; {rest} more whose data is not here to count" if rest else ""))
