@@ -75,9 +75,11 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
     assert listed == {str(FAILING[0]): "ConfigError", str(FAILING[1]): "ConfigError",
                       str(KILLED): "UncompletedJobError"}, report
     assert report.count("cannot write the run directory") == 2
-    progress = re.findall(r"sweep: (\d+) of (\d+) job\(s\) ended, (\d+) running, (\d+) waiting",
-                          output)  # said while the launcher waited
+    progress = re.findall(r"sweep: (\d+) of (\d+) job\(s\) ended(?: \(\d+ failed: [^)]*\))?, "
+                          r"(\d+) running, (\d+) waiting", output)  # said while it waited
     assert progress[-1] == (str(JOBS), str(JOBS), "0", "0"), progress
+    failed = ", ".join(f"#{i}" for i in sorted((*FAILING, KILLED)))  # counted as they ended
+    assert f"sweep: {JOBS} of {JOBS} job(s) ended (3 failed: {failed})" in output
     assert any(int(running) > 0 for _, _, running, _ in progress), progress
     for logs in re.findall(r"log: (.+)", report):
         assert all(Path(p).exists() for p in logs.split(", ")), logs
