@@ -136,3 +136,28 @@ def test_a_job_of_two_tasks_trains_one_run_like_one_process(tmp_path, data_dir,
     assert f"1 job(s) at a time (CPU), {max(1, job_cpus() // 2)} CPU(s) each" in out
     [run] = run_dirs(runs)
     assert_matches_one_process(read_metrics(run), ddp_reference)
+
+
+def test_hydras_own_submitit_launchers_are_warned_about(caplog):
+    """`hydra/launcher=submitit_slurm` (Hydra's spelling) runs jobs without c2f's checks,
+    skipping, progress and failure report: the sweep says so and names c2f's launcher."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        stock = compose("config", overrides=["hydra/launcher=submitit_slurm"],
+                        return_hydra_config=True)
+        ours = compose("config", overrides=["launcher=slurm"], return_hydra_config=True)
+    callbacks = [instantiate(c) for c in stock.hydra.callbacks.values()]
+    with caplog.at_level("WARNING"):
+        for callback in callbacks:
+            callback.on_multirun_start(config=ours)
+        assert not caplog.records
+        for callback in callbacks:
+            callback.on_multirun_start(config=stock)
+    assert "hydra-submitit-launcher's SlurmLauncher itself" in caplog.text
+    assert "c2f's is `launcher=slurm`" in caplog.text
+    assert OmegaConf.select(ours, "hydra.launcher._target_").startswith("hydra_plugins.c2f")
