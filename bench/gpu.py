@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         ("profile", "budget", lambda: profile_section(report, bench, base, device)),
         ("compile", "always", lambda: compile_section(report, bench, base, args.batch)),
         ("trained", "late", lambda: trained_check(report, device, folder)),
-        ("ddp", "budget", lambda: ddp_or_not(report, base, folder, device, args.ddp)),
+        # always: the only NCCL check, and it runs only where 2 GPUs are
+        ("ddp", "always", lambda: ddp_or_not(report, base, folder, device, args.ddp)),
         ("memory", "late", lambda: memory_section(report, base, device, args.batch)),
     ]
     limit = {"always": float("inf"), "budget": budget, "late": budget + 60, "skip": -1.0}

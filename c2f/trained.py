@@ -181,21 +181,22 @@ def _run_info(path: Path, weights: str) -> dict:
             "c": final.c, "compression": spec.compression.name,
             "compression_options": [list(pair) for pair in spec.compression.options],
             "settings": inference["settings"], "class_names": inference["class_names"],
-            "class_mids": _class_mids(inference, len(inference["class_names"])),
+            "class_mids": _class_mids(inference, inference["class_names"]),
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
             "loss": spec.dataset.loss, "precision": spec.trainer.precision,
             "run_id": spec.run_id, "weights": weights, "phases": [p.c for p in phases]}
 
 
-def _class_mids(inference: dict, classes: int) -> list[str] | None:
+def _class_mids(inference: dict, names: list[str]) -> list[str] | None:
     """The mids of the run's label CSV in index order, so that an exported model reads a
-    manifest's labels without that CSV; None when the CSV is gone or no longer fits."""
+    manifest's labels without that CSV; None when the CSV is gone or no longer the one the
+    run trained with (its display names, in order, are the run's class names)."""
     csv = (inference.get("data") or {}).get("labels_csv")
     try:
-        index = read_label_csv(csv)[0] if csv else {}
+        index, shown = read_label_csv(csv) if csv else ({}, [])
     except DataError:
         return None
-    return sorted(index, key=index.get) if len(index) == classes else None
+    return sorted(index, key=index.get) if shown == list(names) else None
 
 
 def _run_weights(path: Path, weights: str) -> dict:

@@ -152,15 +152,18 @@ def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):
 
 def test_exported_classes_are_in_index_order_and_absent_without_their_csv(tmp_path):
     """The carried mids follow the CSV's index column, not its row order; a run whose CSV is
-    gone or no longer fits exports none (evaluate then asks for --labels)."""
+    gone, or is no longer the one it trained with, exports none (evaluate then asks for
+    --labels)."""
     from c2f.trained import _class_mids
 
     csv = tmp_path / "labels.csv"
     csv.write_text("index,mid,display_name\n1,/m/b,Bee\n0,/m/a,Ant\n2,/m/c,Cat\n")
     data = {"data": {"labels_csv": str(csv)}}
-    assert _class_mids(data, 3) == ["/m/a", "/m/b", "/m/c"]
-    assert _class_mids(data, 4) is None
-    assert _class_mids({"data": {"labels_csv": str(tmp_path / "gone.csv")}}, 3) is None
+    assert _class_mids(data, ["Ant", "Bee", "Cat"]) == ["/m/a", "/m/b", "/m/c"]
+    assert _class_mids(data, ["Ant", "Bee", "Cat", "Dog"]) is None  # another CSV since
+    assert _class_mids(data, ["Bee", "Ant", "Cat"]) is None  # rows reordered since
+    assert _class_mids({"data": {"labels_csv": str(tmp_path / "gone.csv")}},
+                       ["Ant", "Bee", "Cat"]) is None
 
 
 def test_long_stereo_8khz_clip_is_scored_in_windows(run, eval_set, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 from c2f.report.layout import Table, paper_tables
 from c2f.report.paper import load_paper, paper_cell
 from c2f.report.runs import ReportError, Run, load_runs
-from c2f.report.savings import Outcome, aggregate, pair, reference
+from c2f.report.savings import Outcome, aggregate, fold_epochs, pair, reference
 from c2f.report.select import SelectError, parse_where
 from c2f.report.tables import label, latex, markdown, write_csv
 from c2f.report.variants import split_label
@@ -67,11 +67,12 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
     """One row per run: its status and both criteria against its baseline."""
     def pct(x: float | None) -> str:
         return "" if x is None else f"{100 * x:.4f}"
-    by_path = {o.run.path: o for o in outcomes}
+    by_path, epochs = {o.run.path: o for o in outcomes}, fold_epochs(runs)
     rows = []
     for run in runs:
         outcome = by_path.get(run.path)
-        ref = outcome.ref if outcome else reference(run) if run.is_baseline else None
+        ref = outcome.ref if outcome else reference(run, epochs.get(run.path)) \
+            if run.is_baseline else None
         row = {"path": str(run.path), "dataset": run.dataset, **named(run.model, run.method),
                "budget": run.budget, "schedule": run.schedule, "switched": run.switched,
                "seed": run.seed,

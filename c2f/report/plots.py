@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from c2f.report.paper import title
 from c2f.report.runs import Run
-from c2f.report.savings import Cell, reference
+from c2f.report.savings import Cell, fold_epochs, reference
 from c2f.report.tables import label, row_order
 
 
@@ -39,7 +39,8 @@ def curves(runs: list[Run], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     settings = sorted({(r.method, r.schedule) for r in runs}, key=lambda ms: row_order(*ms))
     colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(settings)}
-    refs = [reference(r) for r in runs if r.is_baseline and r.finished]
+    epochs = fold_epochs(runs)  # cross-validated folds: their common epoch
+    refs = [reference(r, epochs.get(r.path)) for r in runs if r.is_baseline and r.finished]
     for ax, key, unit, scale in ((axes[0], "flops_cum", "training TFLOPs (cumulative)", 1e12),
                                  (axes[1], "seconds_cum", "training seconds (cumulative)", 1)):
         labelled = set()

@@ -71,10 +71,11 @@ def init_world(requested: str) -> World:
         why = (f"torch {torch.__version__} was built without CUDA" if torch.version.cuda is None
                else f"{found} CUDA device(s) visible" + ("" if found else
                                                          " (no driver, or CUDA_VISIBLE_DEVICES)"))
+        other = "trainer.device=cpu" if requested == "auto" else \
+            "trainer.device=auto (the GPU where there is one, else the CPU) or cpu"
         raise ConfigError(f"`trainer.device={requested}`: no GPU for local rank "
                           f"{world.local_rank} here ({why}); run on a GPU node with a GPU per "
-                          "task, or set trainer.device=auto (the GPU where there is one, else "
-                          "the CPU) or cpu")
+                          f"task, or set {other}")
     if kind == "cuda":
         torch.cuda.set_device(world.local_rank)
     if world.active and not dist.is_initialized():

@@ -169,6 +169,20 @@ def _other_trainer(spec: RunSpec, run: RunDir) -> str:
             "not what it trains); 'group=<name>' trains it in a folder of its own.")
 
 
+def epoch_samples(spec: RunSpec, clips: int | None) -> int | None:
+    """The samples an epoch trains: its clips, capped by trainer.max_steps_per_epoch."""
+    if clips is None or spec.trainer.max_steps_per_epoch is None:
+        return clips
+    return min(clips, spec.trainer.max_steps_per_epoch
+               * loaded_per_step(spec.model.batch_mixup, spec.dataset.batch_size))
+
+
+def dry_run_plan(spec: RunSpec):
+    """The plan with its predicted compute where the clips can be counted without audio."""
+    return dataclasses.replace(build_plan(spec), train_samples=epoch_samples(
+        spec, train_clip_count(spec.dataset)))
+
+
 def _weights_note(spec: RunSpec) -> str:
     """A dry run's note on pretrained weights a real launch would need and not find."""
     try:
@@ -187,7 +201,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     if done:
         return done
     if spec.trainer.dry_run:
-        plan = dataclasses.replace(plan, train_samples=train_clip_count(spec.dataset))
+        plan = dry_run_plan(spec)
         echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
              f"{_weights_note(spec)}(dry run: nothing trained)")
         return None
@@ -237,11 +251,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         echo(f"note: {run.summary_path} is unreadable; the run resumes from its checkpoint, "
              "which writes it again")
     train, evaluation, settings = resolved
-    samples = len(train.clips)  # per epoch; trainer.max_steps_per_epoch caps them
-    if spec.trainer.max_steps_per_epoch is not None:
-        samples = min(samples, spec.trainer.max_steps_per_epoch
-                      * loaded_per_step(spec.model.batch_mixup, spec.dataset.batch_size))
-    plan = dataclasses.replace(plan, train_samples=samples)
+    plan = dataclasses.replace(plan, train_samples=epoch_samples(spec, len(train.clips)))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
         changed = _code_changed(run, "it resumes with the new code")

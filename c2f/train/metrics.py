@@ -67,8 +67,11 @@ def normal_quantile(p: float) -> float:
 
 def json_scores(scores: dict) -> dict:
     """Scores as strict JSON holds them: an infinite d' (AUC 1 or 0, where AST's norm.ppf gives
-    +-inf) becomes null, which every JSON reader takes; Python's json would write `Infinity`."""
-    return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in scores.items()}
+    +-inf) and the mAP, AUC and d' of an eval set without a class that has both positives and
+    negatives (NaN) become null, which every JSON reader takes; Python's json would write
+    `Infinity` and `NaN`."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in scores.items()}
 
 
 def evaluate_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool) -> dict[str, float]:

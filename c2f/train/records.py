@@ -30,8 +30,14 @@ def average_record(records: list[dict]) -> dict | None:
     return next((r for r in records if r.get("kind") == "average"), None)
 
 
-@functools.cache
 def machine(requested: str) -> dict:
+    """`_machine` for this process's current thread count (a sweep in one process may set
+    `trainer.threads` per job)."""
+    return _machine(requested, torch.get_num_threads())
+
+
+@functools.cache
+def _machine(requested: str, threads: int) -> dict:
     """Where an epoch ran: the host, the model of the device (rank 0's: the one that writes
     the records) and the SLURM job. Wall-clock savings mean something only between runs of one
     kind of device; the report warns when a pair's differ, and a job's log is found by its id."""
@@ -44,7 +50,7 @@ def machine(requested: str) -> dict:
                   (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
                   if line.startswith("model name")]
         name = (models[0] if models else platform.processor() or "CPU") + \
-            f" ({torch.get_num_threads()} threads)"
+            f" ({threads} threads)"
     return {"host": socket.gethostname(), "device": name,
             "slurm_job": os.environ.get("SLURM_JOB_ID")}
 

@@ -14,8 +14,8 @@ RUNNING = ("RUNNING", "COMPLETING")  # SLURM's and submitit's local states of a 
 # squeue's pending reasons that no amount of waiting clears: the job asks for more than the
 # partition, its nodes or the account may ever give
 NEVER = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints",
-         "InvalidAccount", "InvalidQOS", "AssocMaxJobsLimit", "QOSMaxCpuPerJobLimit",
-         "QOSMaxGRESPerJob", "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit"}
+         "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
+         "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit"}
 REASON_EVERY_S = 30.0
 
 
@@ -36,7 +36,8 @@ def pending_reasons(jobs: Mapping[int, Any], waiting: list[int]) -> dict[str, li
         return {}
     ids = {str(jobs[i].job_id): i for i in waiting}
     try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i %r", "-j", ",".join(ids)],
+        # -r: a job array's pending tasks one per line (12345_3), not folded (12345_[0-17])
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %r", "-j", ",".join(ids)],
                              capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
