@@ -177,10 +177,14 @@ def epoch_samples(spec: RunSpec, clips: int | None) -> int | None:
                * loaded_per_step(spec.model.batch_mixup, spec.dataset.batch_size))
 
 
-def dry_run_plan(spec: RunSpec):
-    """The plan with its predicted compute where the clips can be counted without audio."""
-    return dataclasses.replace(build_plan(spec), train_samples=epoch_samples(
+def print_dry_run(spec: RunSpec, plan, echo=print):
+    """Print a dry run's plan and recipe; the plan, with its predicted compute where the
+    clips can be counted without reading audio."""
+    plan = dataclasses.replace(plan, train_samples=epoch_samples(
         spec, train_clip_count(spec.dataset)))
+    echo(f"run {spec.run_id} -> {spec.run_dir}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
+         f"{_weights_note(spec)}(dry run: nothing trained)")
+    return plan
 
 
 def _weights_note(spec: RunSpec) -> str:
@@ -201,9 +205,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     if done:
         return done
     if spec.trainer.dry_run:
-        plan = dry_run_plan(spec)
-        echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}\n"
-             f"{_weights_note(spec)}(dry run: nothing trained)")
+        print_dry_run(spec, plan, echo)
         return None
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)

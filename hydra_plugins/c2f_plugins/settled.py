@@ -124,12 +124,13 @@ def settled_jobs(specs: Sequence, job_overrides: Sequence[Sequence[str]]
 def dry_run(spec, overrides: Sequence[str], num: int) -> JobReturn:
     """Print job `num`'s plan and recipe (c2f/train/job.py's dry run); its return holds the
     job's predicted training FLOPs (None where its data is not here to count)."""
-    from c2f.train.job import dry_run_plan, run_job
+    from c2f.plan import build_plan
+    from c2f.train.job import print_dry_run
 
     log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-    run_job(spec, "")
+    plan = print_dry_run(spec, build_plan(spec))  # finished runs were settled before
     return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
-                     _return_value=dry_run_plan(spec).predicted_flops())
+                     _return_value=plan.predicted_flops())
 
 
 def dry_run_total(planned: Sequence[JobReturn]) -> str:
