@@ -47,4 +47,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code == 1:  # Hydra's exit on a config it could not compose (among others)
+            from c2f.override_hints import unknown_override_hints
+
+            for hint in unknown_override_hints(sys.argv[1:]):
+                print(f"hint: {hint}", file=sys.stderr)
+        raise

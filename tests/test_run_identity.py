@@ -135,3 +135,44 @@ def test_a_sweep_without_its_data_starts_no_job_and_says_how_to_prepare_each(tmp
         assert f"python -m c2f.data.prepare {name} --src YOUR_{name.upper()}_DOWNLOAD --out " \
                f"{data_dir / name}" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp_path):
+    """Hydra's "Key 'cc' is not in struct" (and its advice to append `+schedule.cc`), then
+    c2f's hint with the key meant."""
+    proc = run_cli(["schedule.cc=4", "compression=fshift"], tmp_path / "runs",
+                   tmp_path / "data", check=False)
+    assert proc.returncode == 1 and "Key 'cc' is not in struct" in proc.stderr
+    assert "hint: `schedule.cc`: `cc` is not a key of `schedule`; did you mean `schedule.c`?" \
+        in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["compresion=fshift"], "`compresion` is not a key of the config, nor a config group; "
+                            "did you mean `compression`?"),
+    (["-m", "compression=fshift,pool_avg", "dataset.batch_sise=3,6"],
+     "`batch_sise` is not a key of `dataset`; did you mean `dataset.batch_size`?"),
+    # the group chosen on the command line decides which keys exist
+    (["launcher=slurm", "hydra.launcher.partiton=gpu"],
+     "`partiton` is not a key of `hydra.launcher`; did you mean `hydra.launcher.partition`?"),
+    (["-cn", "table2", "trainer.dry_rn=true"], "did you mean `trainer.dry_run`?"),
+    (["--config-name=builtin", "schedule.initial_fractoin=0.5"],
+     "did you mean `schedule.initial_fraction`?"),
+])
+def test_override_hints_name_the_closest_key_or_group(argv, hint):
+    from c2f.override_hints import unknown_override_hints
+
+    hints = unknown_override_hints(argv)
+    assert len(hints) == 1 and hint in hints[0], hints
+
+
+def test_override_hints_say_nothing_of_keys_that_exist_or_are_appended():
+    from c2f.override_hints import unknown_override_hints
+
+    assert unknown_override_hints(["-m", "compression=fshift,patch_pi", "schedule=3phase",
+                                   "schedule.c=2,4", "+extra.key=1", "~logger",
+                                   "dataset=esc50", "dataset.fold=2"]) == []
+    # a name far from every key: said, with no guess
+    assert unknown_override_hints(["zzzzzz=1"]) == [
+        "`zzzzzz`: `zzzzzz` is not a key of the config, nor a config group"]
