@@ -7,6 +7,7 @@
 """
 import logging
 import sys
+import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -46,13 +47,22 @@ def main(cfg: DictConfig) -> float | None:
     return None if summary is None else summary["best"]
 
 
+def _hint_overrides() -> None:
+    """After Hydra refused the command line: the closest key of each override naming none."""
+    from c2f.override_hints import unknown_override_hints
+
+    for hint in unknown_override_hints(sys.argv[1:]):
+        print(f"hint: {hint}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     try:
         main()
     except SystemExit as stop:
         if stop.code == 1:  # Hydra's exit on a config it could not compose (among others)
-            from c2f.override_hints import unknown_override_hints
-
-            for hint in unknown_override_hints(sys.argv[1:]):
-                print(f"hint: {hint}", file=sys.stderr)
+            _hint_overrides()
         raise
+    except Exception:  # HYDRA_FULL_ERROR=1: Hydra lets its error through
+        traceback.print_exc()
+        _hint_overrides()
+        raise SystemExit(1) from None

@@ -93,3 +93,19 @@ def test_silent_clips_train_evaluate_and_are_counted(tmp_path, data_dir):
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["samples"] == 45  # 44 clips + the silent one
     assert np.isfinite(record["eval_loss"]) and record["eval_loss"] < 1.0  # BCE, not CE (~2.4)
+
+
+def test_a_queued_sweep_checks_a_sample_of_its_audio_before_any_job_starts(tmp_path,
+                                                                           data_dir):
+    """launcher=submitit_local (as launcher=slurm): the NaN clip, last of the manifest and so
+    in the sample, stops both jobs at launch, before either waits for a slot or a node."""
+    runs = tmp_path / "runs"
+    proc = run_cli(["-m", "launcher=submitit_local", "seed=0,1", *ARGS,
+                    *_manifest_dataset(tmp_path, data_dir), "logger=disabled"],
+                   runs, data_dir, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "2 of 2 job(s) cannot run; nothing was started:" in proc.stderr
+    assert f"{tmp_path / 'nan.wav'}: audio contains NaN" in proc.stderr
+    assert "dataset.on_bad_audio=skip" in proc.stderr and "(jobs #0 seed=0, #1 seed=1)" in \
+        proc.stderr
+    assert run_dirs(runs) == [] and "Traceback" not in proc.stderr

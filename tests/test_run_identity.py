@@ -137,12 +137,15 @@ def test_a_sweep_without_its_data_starts_no_job_and_says_how_to_prepare_each(tmp
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
 
 
-def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp_path):
-    """Hydra's "Key 'cc' is not in struct" (and its advice to append `+schedule.cc`), then
-    c2f's hint with the key meant."""
+@pytest.mark.parametrize("full_error", ["0", "1"])
+def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp_path,
+                                                                             full_error):
+    """Hydra's "Could not override 'schedule.cc'" (and its advice to append `+schedule.cc`),
+    then c2f's hint with the key meant; after Hydra's traceback where HYDRA_FULL_ERROR=1."""
     proc = run_cli(["schedule.cc=4", "compression=fshift"], tmp_path / "runs",
-                   tmp_path / "data", check=False)
-    assert proc.returncode == 1 and "Key 'cc' is not in struct" in proc.stderr
+                   tmp_path / "data", check=False, env={"HYDRA_FULL_ERROR": full_error})
+    assert proc.returncode == 1 and "Could not override 'schedule.cc'" in proc.stderr
+    assert ("Traceback" in proc.stderr) == (full_error == "1")
     assert "hint: `schedule.cc`: `cc` is not a key of `schedule`; did you mean `schedule.c`?" \
         in proc.stderr
     assert not (tmp_path / "runs").exists()

@@ -108,24 +108,32 @@ def _one_label_each(manifest: Manifest) -> None:
             "dataset.metric=mAP (AST's AudioSet recipe); else give each entry one label")
 
 
-def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
-                 own: ModelFeatures | None = None, unlabeled: bool = False):
-    """(train manifest, eval manifest, FeatureSettings), all checked before training; `own`
-    is the model's own feature settings (model.features), which replace the dataset's;
-    `unlabeled` (pretraining) lets manifest entries leave out their labels."""
+def labelled_manifests(dataset: DatasetSpec, data_dir: Path,
+                       unlabeled: bool = False) -> tuple[list[Manifest], Manifest]:
+    """(train manifests, eval manifest) parsed against the label CSV and checked against the
+    config (one label per clip unless multi-label, the CSV's class count); no audio read."""
     paths = manifest_paths(dataset, data_dir)
     trains = [load_manifest(path, paths["labels"], unlabeled) for path in paths["train"]]
     evaluation = load_manifest(paths["eval"], paths["labels"], unlabeled)
     if not dataset.multilabel:
         for manifest in (*trains, evaluation):
             _one_label_each(manifest)
+    if trains[0].num_classes != dataset.num_classes:
+        raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
+                          f"lists {trains[0].num_classes} classes; set dataset.num_classes="
+                          f"{trains[0].num_classes}")
+    return trains, evaluation
+
+
+def resolve_data(dataset: DatasetSpec, data_dir: Path, log=print,
+                 own: ModelFeatures | None = None, unlabeled: bool = False):
+    """(train manifest, eval manifest, FeatureSettings), all checked before training; `own`
+    is the model's own feature settings (model.features), which replace the dataset's;
+    `unlabeled` (pretraining) lets manifest entries leave out their labels."""
+    trains, evaluation = labelled_manifests(dataset, data_dir, unlabeled)
     train = join_manifests([_checked(m, dataset.on_bad_audio, log) for m in trains])
     evaluation = _checked(evaluation, dataset.on_bad_audio, log)
     _note_long_clips(dataset, {"training": train, "eval": evaluation}, log)
-    if train.num_classes != dataset.num_classes:
-        raise ConfigError(f"`dataset.num_classes`={dataset.num_classes} but {paths['labels']} "
-                          f"lists {train.num_classes} classes; set dataset.num_classes="
-                          f"{train.num_classes}")
     if own is not None:
         return train, evaluation, _own_settings(dataset, own)
     mean, std = dataset.norm_mean, dataset.norm_std

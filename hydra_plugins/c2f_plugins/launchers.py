@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.c2f_plugins.compose import compose_jobs
+from hydra_plugins.c2f_plugins.data_check import SweepConfigError, check_data, refuse
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.outcome import finished_note, report_failures, scheduler_state
@@ -65,12 +66,6 @@ from hydra_plugins.c2f_plugins.sweep_progress import wait_reporting
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
-
-
-class SweepConfigError(SystemExit):
-    """Jobs of a sweep that cannot run: the message alone on stderr, exit status 1 (a
-    SystemExit passes Hydra's error report, which would add a line about a stack trace that
-    there is none of)."""
 
 
 def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list:
@@ -95,14 +90,8 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
             problems.setdefault(str(err), []).append(f"#{num} {varying[num]}".strip())
         except PluginError as err:  # every job's: c2f cannot load its methods and models
             raise SweepConfigError(f"{err}; nothing was started") from None
-    if not problems:
-        return specs
-    count = sum(len(jobs) for jobs in problems.values())
-    lines = [f"{count} of {len(configs)} job(s) cannot run; nothing was started:"]
-    for reason, jobs in problems.items():
-        shown = ", ".join(jobs[:4]) + (f" and {len(jobs) - 4} more" if len(jobs) > 4 else "")
-        lines += [f"- {reason}", f"  (jobs {shown})"]
-    raise SweepConfigError("\n".join(lines))
+    refuse(problems, len(configs))
+    return specs
 
 
 class LocalLauncher(BasicLauncher):
@@ -244,6 +233,9 @@ class _SubmititLauncher(BaseSubmititLauncher):
                      f"({self._EXECUTOR} would get {self._resources()}); "
                      f"{dry_run_total(list(planned.values()))}")
         todo = [i for i in todo if i not in planned]
+        varying = varying_overrides(job_overrides)
+        check_data(specs, todo, [f"#{i + initial_job_idx} {varying[i]}".strip() for i in
+                                 range(len(specs))])
         jobs = {}
         if todo:
             executor = self._executor()
