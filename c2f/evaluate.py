@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from c2f.data.dataset import SKIP_HINT
 from c2f.data.errors import DataError
+from c2f.data.identity import file_digest
 from c2f.data.manifest import load_manifest
 from c2f.data.resolve import manifest_paths
 from c2f.spec import ConfigError, build_spec
@@ -56,12 +57,23 @@ def default_data(model: Path) -> dict[str, Path]:
     if not model.is_dir():
         return {}
     data = (RunDir(model).read_inference() or {}).get("data")
-    if data:
-        return {"manifest": Path(data["eval_manifest"]), "labels": Path(data["labels_csv"])}
+    if data:  # with its digest and classes' mids where the run recorded them
+        return {"manifest": Path(data["eval_manifest"]), "labels": Path(data["labels_csv"]),
+                **{key: data[key] for key in ("eval_digest", "class_mids") if key in data}}
     config = OmegaConf.load(model / "config.yaml")
     spec = build_spec(OmegaConf.to_container(config, resolve=True))
     paths = manifest_paths(spec.dataset, spec.data_dir)
     return {"manifest": paths["eval"], "labels": paths["labels"]}
+
+
+def changed_since(own: dict) -> str | None:
+    """A warning when the run's eval manifest is not the file it was scored on (a folder
+    prepared again in place), else None."""
+    manifest, recorded = own.get("manifest"), own.get("eval_digest")
+    if recorded is None or file_digest(manifest) == recorded:
+        return None
+    return (f"WARNING: {manifest} changed since the run was scored on it (prepared again?): "
+            "these are not the run's eval clips, so its own number is not shown beside them")
 
 
 def run_reference(model: Path, weights: str, manifest: Path, own: Path | None) -> str:
@@ -90,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trained = load_trained(args.model, args.weights, args.device)
         own = default_data(args.model)
-        manifest_path, labels = args.manifest or own.get("manifest"), args.labels or own.get(
-            "labels")
+        # a run that recorded its classes' mids reads labels by them, not by a CSV that may
+        # have changed since (a folder prepared again with another class)
+        manifest_path = args.manifest or own.get("manifest")
+        labels = args.labels or (None if own.get("class_mids") else own.get("labels"))
         carried = trained.export_info.get("class_mids") if labels is None else None
         if manifest_path is None or (labels is None and carried is None):
             raise TrainedError("an exported model carries no eval set: give --manifest" + (
@@ -104,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                                f"({', '.join(gone)}; moved?): give --manifest and --labels")
         manifest = load_manifest(manifest_path, labels or args.model, classes=carried and (
             carried, trained.class_names))
+        changed = None if args.manifest else changed_since(own)
+        if changed:
+            print(changed, file=sys.stderr)
+            own = {}
         scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
     except (TrainedError, DataError, ConfigError) as err:
         print("error: " + str(err).replace(SKIP_HINT, "add --skip-bad to evaluate without "

@@ -190,7 +190,10 @@ def _run_info(path: Path, weights: str) -> dict:
 def _class_mids(inference: dict, names: list[str]) -> list[str] | None:
     """The mids of the run's label CSV in index order, so that an exported model reads a
     manifest's labels without that CSV; None when the CSV is gone or no longer the one the
-    run trained with (its display names, in order, are the run's class names)."""
+    run trained with (its display names, in order, are the run's class names). A run records
+    them itself (inference.json); one from before that, only its CSV's path."""
+    if (inference.get("data") or {}).get("class_mids"):
+        return list(inference["data"]["class_mids"])
     csv = (inference.get("data") or {}).get("labels_csv")
     try:
         index, shown = read_label_csv(csv) if csv else ({}, [])

@@ -77,7 +77,11 @@ def test_evaluate_finds_the_runs_eval_set_without_literal_interpolations(run, ev
     from c2f.evaluate import default_data
 
     recorded = json.loads((run / "inference.json").read_text())["data"]
-    assert default_data(run) == {"manifest": eval_set["manifest"], "labels": eval_set["labels"]}
+    own = default_data(run)
+    assert (own["manifest"], own["labels"]) == (eval_set["manifest"], eval_set["labels"])
+    assert own["class_mids"] == sorted(read_label_csv(eval_set["labels"])[0],
+                                       key=read_label_csv(eval_set["labels"])[0].get)
+    assert len(own["eval_digest"]) == 40
     assert recorded["eval_manifest"] == str(eval_set["manifest"])
     legacy = tmp_path / "legacy"
     shutil.copytree(run, legacy)
@@ -92,6 +96,34 @@ def test_evaluate_finds_the_runs_eval_set_without_literal_interpolations(run, ev
     (legacy / "config.yaml").write_text(config)
     assert default_data(legacy) == {"manifest": eval_set["manifest"],
                                     "labels": eval_set["labels"]}
+
+
+def test_evaluate_tells_a_folder_prepared_again_from_the_runs_own_eval_set(run, eval_set,
+                                                                          tmp_path):
+    """The run records its eval manifest's digest and its classes' mids: a manifest rewritten
+    in place is scored with a warning and without the run's own number beside it; a label CSV
+    that gained a class since does not stop the run's evaluation."""
+    data = tmp_path / "data"
+    shutil.copytree(eval_set["manifest"].parent, data)
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    inference = json.loads((copy / "inference.json").read_text())
+    inference["data"].update(eval_manifest=str(data / eval_set["manifest"].name),
+                             labels_csv=str(data / eval_set["labels"].name))
+    (copy / "inference.json").write_text(json.dumps(inference))
+    csv = data / eval_set["labels"].name
+    csv.write_text(csv.read_text().rstrip("\n") + "\n11,/m/new,Theremin\n")
+    proc = cli("c2f.evaluate", copy)
+    assert proc.returncode == 0, proc.stderr
+    assert "(the run's own: " in proc.stdout and "WARNING" not in proc.stderr
+    manifest = data / eval_set["manifest"].name
+    entries = json.loads(manifest.read_text())
+    entries["data"] = entries["data"][2:]
+    manifest.write_text(json.dumps(entries))
+    proc = cli("c2f.evaluate", copy)
+    assert proc.returncode == 0, proc.stderr
+    assert f"WARNING: {manifest} changed since the run was scored on it" in proc.stderr
+    assert "on 20 clip(s)" in proc.stdout and "the run's own" not in proc.stdout
 
 
 def test_a_run_whose_starting_weights_are_gone_still_predicts(run, eval_set, tmp_path, capsys):

@@ -8,6 +8,7 @@ import os
 import torch
 import yaml
 
+from c2f.data.identity import eval_data_record
 from c2f.data.resolve import resolve_data, train_clip_count
 from c2f.flops_cache import code_version
 from c2f.models import model_family
@@ -261,8 +262,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
             echo(changed.strip())
         run.create(config_yaml, plan.to_dict() | {"code_version": code_version()})
         run.write_inference(dataclasses.asdict(settings), train.class_names,
-                            {"eval_manifest": str(evaluation.path),
-                             "labels_csv": str(evaluation.labels)})
+                            eval_data_record(evaluation))
     mode = spec.logger.mode if world.is_main else "disabled"
     metric = "acc" if spec.pretrain is not None else spec.dataset.metric
     tracker = Tracker(mode, spec.logger.project, spec.logger.entity,
