@@ -370,10 +370,14 @@ class Folder(DatasetRecipe):
             return self.target_length
         fit = fitting_frames(frames)
         self.target_length = min(fit, MAX_FRAMES)
+        longer = [f for f in frames if f > self.target_length]
         log(f"input length: {self.target_length} frames ({self.target_length / 100:g} s); 95% "
             f"of the training clips fit in {fit} frames"
             + (f", capped at {MAX_FRAMES} (AST's 10 s; --target-length N sets another)"
-               if fit > MAX_FRAMES else ""))
+               if fit > MAX_FRAMES else "")
+            + (f"; {len(longer)} of {len(frames)} are longer (up to {max(longer) / 100:g} s): "
+               f"the model sees the first {self.target_length / 100:g} s of each" if longer
+               else ""))
         return self.target_length
 
     def preset_values(self, out: Path, classes: int) -> dict:
