@@ -159,6 +159,37 @@ def test_feature_cache_holds_each_clips_prepared_fbank_whatever_asks_first(manif
     torch.testing.assert_close(second, expected.flip(0), atol=1e-5, rtol=0)
 
 
+def test_phases_share_a_feature_table_only_where_their_prepared_fbanks_are_equal():
+    """A method that keeps the shape at every C but changes the values (here: a blur in time)
+    gets a table per C, so that its last phase trains on the full-resolution fbank; the patch
+    methods, whose fbank is the same at every C, share one."""
+    from c2f.compression import BaseInput, Compression, PhaseInput, create_compression
+    from c2f.data.feature_cache import cache_key
+    from c2f.data.frontend import FeatureSettings, Frontend
+
+    class Blur(Compression):
+        name = "blur"
+
+        def phase_input(self, base, c):
+            return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length,
+                              base.patch, base.time_mask)
+
+        def transform(self, fbank, c):
+            return fbank.unflatten(-2, (-1, c)).mean(-2, keepdim=True).expand(
+                *fbank.shape[:-2], -1, c, -1).flatten(-3, -2)
+
+    base, settings = BaseInput(10.0, 48, (16, 16), 0), FeatureSettings(16000, 128, -8.0, 6.0)
+
+    def key(method: Compression, c: int) -> tuple:
+        return cache_key("train", Frontend(settings, method.phase_input(base, c), method, c,
+                                           on_device=True))
+    blur = Blur()
+    assert blur.phase_input(base, 4) == blur.phase_input(base, 1)  # the same shapes
+    assert key(blur, 4) != key(blur, 1)
+    patch = create_compression("patch_pi")
+    assert key(patch, 4) == key(patch, 2) == key(patch, 1)
+
+
 def test_a_phase_reading_feature_tables_loads_no_waveform(manifest):
     """With feature tables a batch carries clip indices and masks, no waveform to copy, and
     its model input is the one the waveforms give."""

@@ -55,7 +55,10 @@ class Compression:
                           base.patch, base.time_mask)
 
     def transform(self, fbank: torch.Tensor, c: int) -> torch.Tensor:
-        """Map a normalized fbank [..., frames, mel] to what the model sees (default: as is)."""
+        """Map a normalized fbank [..., frames, mel] to what the model sees (default: as is).
+        A deterministic function without parameters: its result is computed once per clip and
+        kept (the feature tables, c2f/data/feature_cache.py); a learned or random compression
+        belongs in the model."""
         return fbank
 
     def resize_patch_embed(self, weight: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:

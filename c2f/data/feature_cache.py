@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from c2f.compression import Compression
 from c2f.data.frontend import Frontend
 from c2f.data.wave_cache import WaveCache
 
@@ -58,6 +59,10 @@ def table_bytes(waves: WaveCache, frontend: Frontend) -> int:
 
 
 def cache_key(split: str, frontend: Frontend) -> tuple:
-    """Phases whose prepared fbanks are equal share one table (one run: one method)."""
+    """Phases whose prepared fbanks are equal share one table (one run: one method): the same
+    fbank shape, and the same C where the method transforms the fbank (a method may keep the
+    shape at every C and change only the values, e.g. blur in time)."""
     p = frontend.phase
-    return split, p.frame_shift_ms, p.fbank_frames, p.model_frames
+    transforms = type(frontend.compression).transform is not Compression.transform
+    return split, p.frame_shift_ms, p.fbank_frames, p.model_frames, \
+        frontend.c if transforms else None
