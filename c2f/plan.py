@@ -8,10 +8,9 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from c2f.compression import BaseInput, PhaseInput, create_compression, list_compressions
+from c2f.compression import BaseInput, PhaseInput, compression_class, create_compression
 from c2f.flops_cache import cache_key, cached
 from c2f.models import build_model, model_family
-from c2f.registry import plugins_hint
 from c2f.rehearsal import rehearse
 from c2f.run_refs import resolve_pretrained
 from c2f.spec import (
@@ -152,9 +151,11 @@ def _pretrain_flops_per_sample(model: ModelSpec, pretrain: PretrainSpec, num_mel
 
 def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     """Build and validate the phase plan; fails before any data is read."""
-    if spec.compression.name not in list_compressions():
-        raise ConfigError(f"`compression.name`: unknown method {spec.compression.name!r}; "
-                          f"available: {', '.join(list_compressions())}{plugins_hint()}")
+    try:
+        compression_class(spec.compression.name)
+    except ValueError as err:
+        raise ConfigError(f"`compression.name` (the `name:` of the compression yaml): "
+                          f"{err}") from None
     resolve_pretrained(spec.model.pretrained, spec.runs_dir)  # says why a run is not usable
     if not spec.trainer.dry_run:  # a dry run says it as a note (c2f/train/job.py)
         model_family(spec.model.arch).check_pretrained(spec.model)

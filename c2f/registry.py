@@ -9,6 +9,7 @@ Hydra's config search path (`conf/compression/<name>.yaml`, `conf/model/<preset>
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.metadata
@@ -30,6 +31,7 @@ class Registry:
         self.package, self.kind = package, kind
         self.classes: dict[str, type] = {}
         self.loaded = False
+        self.registered_by: dict[Path, list[str]] = {}  # each module of the folder: its names
 
     def register(self, name: str):
         """Class decorator: the class becomes available under `name` (and knows it)."""
@@ -57,16 +59,35 @@ class Registry:
             package = importlib.import_module(self.package)
             for module in pkgutil.iter_modules(package.__path__):
                 name = f"{self.package}.{module.name}"
+                where = Path(package.__path__[0]) / (
+                    module.name if module.ispkg else f"{module.name}.py")
+                before = set(self.classes)
                 try:
                     importlib.import_module(name)
                 except Exception as err:  # a new file's mistake: named, as a plugin's is
-                    where = Path(package.__path__[0]) / (
-                        module.name if module.ispkg else f"{module.name}.py")
                     raise PluginError(f"{self.kind} module {where} failed to import: "
                                       f"{type(err).__name__}: {err}; fix it or move it out of "
                                       "the folder (every module there is imported)") from err
+                self.registered_by[where] = sorted(set(self.classes) - before)
             load_plugins()
             self.loaded = True
+
+    def unknown(self, name: str) -> str:
+        """Why nothing is registered as `name`, for a message: a module of the folder named
+        for it that registers nothing (a forgotten decorator), the closest name, those there
+        are, and where a plugin's would come from."""
+        names = self.names()
+        silent = [path for path, found in self.registered_by.items()
+                  if not found and path.stem == name]
+        near = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        said = f"unknown {self.kind} {name!r}"
+        if silent:
+            said += (f"; {silent[0]} registers nothing: decorate its class with "
+                     f"@{'register_model' if self.kind == 'model' else 'register'}({name!r})")
+        if near:
+            said += f"; did you mean {near[0]!r}?"
+        return said + f" (available: {', '.join(names)})" + (
+            "" if silent or near else plugins_hint())
 
 
 def plugins_hint() -> str:

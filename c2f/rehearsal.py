@@ -54,7 +54,13 @@ def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int
         raise ConfigError(f"{where}: transform fails on features [{ROWS}, {phase.fbank_frames}, "
                           f"{mel}]: {_said(err)}") from None
     want = (ROWS, phase.model_frames, mel)
-    if tuple(getattr(out, "shape", ())) != want:
+    shape = tuple(getattr(out, "shape", ()))
+    if len(shape) == 3 and shape[-1] != mel:
+        raise ConfigError(f"{where}: transform turned features [{ROWS}, {phase.fbank_frames}, "
+                          f"{mel}] into {list(shape)}: it changed the mel axis ({mel} bins, "
+                          "dataset.num_mel_bins), which a compression method keeps; compress "
+                          f"time only (the frames axis, to {phase.model_frames})")
+    if shape != want:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"{where}: transform turned features [{ROWS}, {phase.fbank_frames}, "
                           f"{mel}] into {got}, but its phase_input says the model sees "

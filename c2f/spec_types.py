@@ -82,9 +82,10 @@ def build_dataclass(cls, node: Any, key: str):
                 and f.default_factory is dataclasses.MISSING and f.name not in node]
     if required:
         group, missing = key.split(".")[0], ", ".join(f"`{key}.{r}`" for r in required)
+        under = f" under `{key.split('.', 1)[1]}:`" if "." in key else ""
         raise ConfigError(f"{missing} is missing: the {group} preset (conf/{group}/<option>.yaml,"
-                          f" chosen as {group}=<option>) needs a line `{required[0]}: ...`, or "
-                          f"give {key}.{required[0]}=... on the command line")
+                          f" chosen as {group}=<option>) needs a line `{required[0]}: ...`"
+                          f"{under}, or give {key}.{required[0]}=... on the command line")
     kwargs, hints = {}, field_types(cls)
     for name, value in node.items():
         if value == "???":  # OmegaConf's mandatory value, left unset

@@ -21,8 +21,37 @@ def tokens(method: str, c: int, mel: int = 128) -> int:
 
 def test_registry_lists_every_shipped_method():
     assert {"none", *METHODS} <= set(list_compressions())  # and a user's new one besides
-    with pytest.raises(ValueError, match="unknown compression `foo`.*fshift.*c2f.plugins"):
+    with pytest.raises(ValueError, match="unknown compression 'foo' .available: .*fshift.*"
+                                         "c2f.plugins"):
         create_compression("foo")
+    with pytest.raises(ValueError, match="unknown compression 'fshfit'; did you mean 'fshift'"):
+        create_compression("fshfit")
+
+
+def test_a_module_that_registers_nothing_is_named_with_the_decorator_it_lacks(tmp_path,
+                                                                                monkeypatch):
+    """A new file in the folder whose class lost its decorator: the name asked for is the
+    file's, so the message points at the file, not at plugins."""
+    from c2f.registry import Registry
+
+    package = tmp_path / "scratch_methods"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from c2f.registry import Registry\nREGISTRY = Registry(__name__, 'compression')\n"
+        "register = REGISTRY.register\n")
+    (package / "stride.py").write_text(
+        "from scratch_methods import register\n\n@register('stride')\nclass Stride:\n    pass\n")
+    (package / "blur.py").write_text("class Blur:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import scratch_methods
+
+    registry: Registry = scratch_methods.REGISTRY
+    assert registry.names() == ["stride"]
+    assert registry.unknown("blur") == (
+        f"unknown compression 'blur'; {package / 'blur.py'} registers nothing: decorate its "
+        "class with @register('blur') (available: stride)")
+    assert registry.unknown("strid") == "unknown compression 'strid'; did you mean 'stride'? " \
+        "(available: stride)"
 
 
 @pytest.mark.parametrize("method", METHODS)

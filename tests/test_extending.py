@@ -198,6 +198,21 @@ def test_a_new_method_reads_its_own_options(plugin):
                             "schedule=2phase"))
 
 
+def test_a_required_option_left_out_is_named_with_where_its_line_goes():
+    from dataclasses import dataclass
+
+    from c2f.spec_types import own_options
+
+    @dataclass(frozen=True)
+    class Needs:
+        width: int
+
+    with pytest.raises(ConfigError, match=r"`compression.options.width` is missing: the "
+                                          r"compression preset .* needs a line `width: ...` "
+                                          r"under `options:`, or give compression.options.width"):
+        own_options(Needs, (), "compression", "`compression=wide`")
+
+
 def test_a_plugins_dataset_preparation_is_a_prepare_command(on_path):
     help_text = prepare_parser().format_help()  # `python -m c2f.data.prepare --help`
     assert "birdsong_sites" in help_text and "folders of sites" in help_text
@@ -302,6 +317,11 @@ def test_extension_mistakes_are_found_by_the_plan_not_after_a_phase(scratch_regi
                               divide_exactly(base.target_length, c, self.name), base.patch,
                               base.time_mask // c)
 
+    @register("pools_mel_too")
+    class MelToo(Forgot):
+        def transform(self, fbank, c):
+            return fbank.unflatten(-2, (-1, c)).mean(-2)[..., ::2]
+
     @register("patch_without_resize")
     class NoResize(Compression):
         reshapes_patches = True
@@ -339,6 +359,9 @@ def test_extension_mistakes_are_found_by_the_plan_not_after_a_phase(scratch_regi
              r"`compression=forgot_to_compress` at C = 4 \(phase 0\): transform turned features "
              r"\[2, 256, 128\] into \[2, 256, 128\], but its phase_input says the model sees 64 "
              r"frames"),
+            (["compression.name=pools_mel_too"],
+             r"transform turned features \[2, 256, 128\] into \[2, 64, 64\]: it changed the "
+             r"mel axis \(128 bins, dataset.num_mel_bins\), which a compression method keeps"),
             (["model.arch=flat_mlp", "compression=fshift"],
              r"(?s)`model.arch=flat_mlp`: moving phase 0's weights into phase 1 .*size "
              r"mismatch.* overrides ModelFamily.transfer"),

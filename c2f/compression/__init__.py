@@ -5,7 +5,7 @@ Every module in this folder is imported on first use, so a new method is one new
 from __future__ import annotations
 
 from c2f.compression.base import BaseInput, Compression, PhaseInput
-from c2f.registry import Registry, plugins_hint
+from c2f.registry import Registry
 
 _REGISTRY = Registry("c2f.compression", "compression")
 register = _REGISTRY.register  # class decorator: `compression=<name>`
@@ -19,8 +19,7 @@ def compression_class(name: str) -> type[Compression]:
     """The class registered as `name` (what it is, without building it with options)."""
     cls = _REGISTRY.get(name)
     if cls is None:
-        raise ValueError(f"unknown compression `{name}`; available: "
-                         f"{', '.join(_REGISTRY.names())}{plugins_hint()}")
+        raise ValueError(_REGISTRY.unknown(name))
     return cls
 
 

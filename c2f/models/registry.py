@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from c2f.compression import Compression, PhaseInput, compression_class, list_compressions
-from c2f.registry import Registry, plugins_hint
+from c2f.registry import Registry
 from c2f.spec import ConfigError, ModelSpec
 from c2f.spec_types import own_options
 
@@ -105,8 +105,7 @@ def model_family(arch: str) -> ModelFamily:
     """The family registered as `arch`; ConfigError naming the ones there are."""
     cls = _REGISTRY.get(arch)
     if cls is None:
-        raise ConfigError(f"`model.arch`: unknown model {arch!r}; available: "
-                          f"{', '.join(_REGISTRY.names())}{plugins_hint()}")
+        raise ConfigError(f"`model.arch`: {_REGISTRY.unknown(arch)}")
     return cls()
 
 
