@@ -22,7 +22,7 @@ from c2f.data.dataset import SKIP_HINT
 from c2f.data.errors import DataError
 from c2f.data.identity import file_digest
 from c2f.data.manifest import load_manifest
-from c2f.data.resolve import manifest_paths
+from c2f.data.resolve import manifest_paths, several_labels
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunDir
 from c2f.train.metrics import json_scores
@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                                f"({', '.join(gone)}; moved?): give --manifest and --labels")
         manifest = load_manifest(manifest_path, labels or args.model, classes=carried and (
             carried, trained.class_names))
+        found = None if trained.multilabel else several_labels(manifest)
+        if found:  # scored by one class each, its first: a number that means nothing
+            raise TrainedError(f"{found}, but the model is single-label (trained with "
+                               "dataset.multilabel=false): give a manifest with one label per "
+                               "clip")
         changed = None if args.manifest else changed_since(own)
         if changed:
             print(changed, file=sys.stderr)

@@ -58,6 +58,7 @@ def test_skip_counts_and_lists_bad_clips(tmp_path, data_dir):
     assert [line.split("\t")[0] for line in listed] == [str(tmp_path / "missing.wav"),
                                                        str(tmp_path / "nan.wav")]
     assert "file not found (data[44] of" in listed[0] and "NaN" in listed[1]
+    assert listed[1].endswith(f"(data[45] of {tmp_path / 'train.json'})")  # found decoding
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped"] == 1 and record["samples"] == 44
 

@@ -137,13 +137,16 @@ def test_missing_label_csv(tmp_path: Path) -> None:
 
 
 def make_mixed_manifest(tmp_path: Path, num_missing: int = 1) -> Path:
-    """A manifest with two good WAVs, an empty WAV, a corrupt file and missing files."""
+    """A manifest with two good WAVs, an empty WAV, a corrupt file, a truncated WAV and
+    missing files."""
     write_wav(tmp_path / "good1.wav")
     write_wav(tmp_path / "good2.wav")
     soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF....not really a wav file at all")
     (tmp_path / "zero.wav").write_bytes(b"")  # an interrupted copy
-    names = ["good1.wav", "empty.wav", "corrupt.wav", "good2.wav", "zero.wav"]
+    whole = (tmp_path / "good1.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:len(whole) // 3])  # one stopped part way
+    names = ["good1.wav", "empty.wav", "corrupt.wav", "good2.wav", "zero.wav", "cut.wav"]
     names += [f"missing{i}.wav" for i in range(num_missing)]
     return write_manifest(tmp_path, {"data": [{"wav": n, "labels": "/m/dog"} for n in names]})
 
@@ -153,8 +156,8 @@ def test_check_files_skip_drops_bad_files_with_reasons(tmp_path: Path) -> None:
     kept, bad = check_files(m, on_bad="skip")
     assert [c.path.name for c in kept.clips] == ["good1.wav", "good2.wav"]
     assert [c.line for c in kept.clips] == [0, 3]
-    assert len(m.clips) == 6  # the input manifest is untouched
-    assert len(bad) == 4
+    assert len(m.clips) == 7  # the input manifest is untouched
+    assert len(bad) == 5
     by_name = {Path(b.split(" ")[0]).name: b for b in bad}
     assert "zero-length" in by_name["empty.wav"]
     assert by_name["zero.wav"].endswith("empty file (0 bytes)")
@@ -162,6 +165,7 @@ def test_check_files_skip_drops_bad_files_with_reasons(tmp_path: Path) -> None:
                                f"(data[1] of {tmp_path / 'train.json'})")
     assert "unreadable" in by_name["corrupt.wav"]
     assert "not found" in by_name["missing0.wav"]
+    assert "truncated audio (header declares more data" in by_name["cut.wav"]
 
 
 def test_check_files_fail_lists_at_most_ten(tmp_path: Path) -> None:
@@ -169,10 +173,10 @@ def test_check_files_fail_lists_at_most_ten(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         check_files(m)
     text = str(err.value)
-    assert "15 of 17 audio files are bad" in text
+    assert "16 of 18 audio files are bad" in text
     assert "empty.wav" in text and "corrupt.wav" in text
-    assert "... and 5 more" in text
-    assert text.count("missing") == 7
+    assert "... and 6 more" in text
+    assert text.count("missing") == 6
     assert "dataset.on_bad_audio=skip" in text
 
 

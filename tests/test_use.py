@@ -334,6 +334,16 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, eval_
     err = capsys.readouterr().err
     assert "junk.pt" in err and "add --skip-bad to evaluate without" in err
     assert "on_bad_audio" not in err
+    # a multi-label manifest for a single-label model: not scored by each clip's first label
+    entries = json.loads(eval_set["manifest"].read_text())["data"][:3]
+    for entry in entries:
+        entry["wav"] = str(eval_set["manifest"].parent / entry["wav"])
+    mids = sorted(read_label_csv(eval_set["labels"])[0])
+    entries[1]["labels"] = f"{mids[0]},{mids[1]}"
+    (tmp_path / "multi.json").write_text(json.dumps({"data": entries}))
+    assert evaluate([str(run), "--manifest", str(tmp_path / "multi.json")]) == 2
+    assert f"{tmp_path / 'multi.json'}: data[1] has 2 labels (" in (err := capsys.readouterr(
+        ).err) and "the model is single-label (trained with dataset.multilabel=false)" in err
     # the run's eval data moved away since it trained: the flags that name it now
     moved = tmp_path / "moved_data"
     shutil.copytree(run, moved)

@@ -28,7 +28,7 @@ _SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", r
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the size unset; not a truncation
 
 
-def _declared_short(extra_info: str) -> bool:
+def declared_short(extra_info: str) -> bool:
     """Whether libsndfile's header log says the data chunk holds fewer bytes than declared."""
     for declared, actual in _SHORT_CHUNK.findall(extra_info):
         if int(declared) not in _UNKNOWN_SIZES and int(declared) > int(actual):
@@ -67,7 +67,7 @@ def read_header(path: Path) -> Header:
             declared, extra, kind, subtype = f.frames, f.extra_info, f.format, f.subtype
     except (soundfile.LibsndfileError, RuntimeError):
         return Header()
-    if _declared_short(extra):
+    if declared_short(extra):
         return Header(TRUNCATED.format(""))
     return Header(None, declared if kind in LOSSLESS else None, subtype not in SHALLOW)
 
@@ -85,7 +85,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
             data = f.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as e:
         return _decode_container(path, e)
-    if _declared_short(extra) or data.shape[0] < header_frames:
+    if declared_short(extra) or data.shape[0] < header_frames:
         raise DataError(f"{path}: " + TRUNCATED.format(f", {data.shape[0]} frames decodable"))
     if data.shape[0] == 0:
         raise DataError(f"{path}: zero-length audio (0 frames); drop it from the manifest")

@@ -125,7 +125,9 @@ class SpectrogramDataset(Dataset):
                 wave = features.mix_waves(wave, self._wave(partner), lam)
         except DataError as err:
             if self.settings.skip_bad:
-                return SkippedClip(str(self.manifest.clips[index].path), str(err))
+                clip = self.manifest.clips[index]  # its manifest line, as the check's are
+                return SkippedClip(str(clip.path), f"{err} (data[{clip.line}] of "
+                                                   f"{self.manifest.path})")
             raise DataError(f"{err}; or {SKIP_HINT}") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)

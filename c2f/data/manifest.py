@@ -12,6 +12,7 @@ from pathlib import Path
 
 import soundfile
 
+from c2f.data.audio import TRUNCATED, declared_short
 from c2f.data.errors import DataError
 
 CSV_HEADER = ["index", "mid", "display_name"]
@@ -222,6 +223,8 @@ def _problem(clip: Clip) -> tuple[str | None, float | None]:
                 seconds)
     if info.frames <= 0:
         return "zero-length audio (0 frames)", None
+    if declared_short(info.extra_info):  # an interrupted copy: found here, not mid-training
+        return TRUNCATED.format(""), None
     return None, info.frames / info.samplerate
 
 

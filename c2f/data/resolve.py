@@ -93,17 +93,25 @@ def _note_long_clips(dataset: DatasetSpec, manifests: dict[str, Manifest], log) 
         "them, cut the recordings into clips, or raise dataset.target_length")
 
 
+def several_labels(manifest: Manifest) -> str | None:
+    """The first entry with several labels, and how many more there are, for a message; None
+    when each clip has one label."""
+    several = [clip for clip in manifest.clips if len(clip.label_ids) > 1]
+    if not several:
+        return None
+    clip = several[0]
+    names = ", ".join(repr(manifest.class_names[i]) for i in clip.label_ids)
+    return (f"{manifest.path}: data[{clip.line}] has {len(clip.label_ids)} labels ({names})"
+            + (f", as do {len(several) - 1} more entries" if len(several) > 1 else ""))
+
+
 def _one_label_each(manifest: Manifest) -> None:
     """Single-label training (one class per clip, its first) of clips with several labels
     would quietly train on part of them: refused, naming the first such entry."""
-    several = [clip for clip in manifest.clips if len(clip.label_ids) > 1]
-    if several:
-        clip = several[0]
-        names = ", ".join(repr(manifest.class_names[i]) for i in clip.label_ids)
+    found = several_labels(manifest)
+    if found:
         raise ConfigError(
-            f"{manifest.path}: data[{clip.line}] has {len(clip.label_ids)} labels ({names})"
-            + (f", as do {len(several) - 1} more entries" if len(several) > 1 else "")
-            + ", but dataset.multilabel=false (one label "
+            found + ", but dataset.multilabel=false (one label "
             "per clip). For multi-label data add dataset.multilabel=true dataset.loss=bce "
             "dataset.metric=mAP (AST's AudioSet recipe); else give each entry one label")
 
