@@ -117,6 +117,29 @@ def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
     return phase
 
 
+def _lengths_that_fit(spec: RunSpec, factors: list[int], error: str) -> str:
+    """For an input length that some phase cannot take: the nearest lengths below and above
+    that every phase takes (one answer for all of them, where each phase's error names only its
+    own multiple)."""
+    if "target_length" not in error:
+        return ""
+    length = spec.dataset.target_length
+
+    def fits(frames: int) -> bool:
+        trial = dataclasses.replace(spec, dataset=dataclasses.replace(
+            spec.dataset, target_length=frames))
+        try:
+            return all(_phase_input(trial, c) for c in factors)
+        except ConfigError:
+            return False
+    below = next((t for t in range(length, max(0, length - 2048), -1) if fits(t)), None)
+    above = next((t for t in range(max(length, 1), length + 2048) if fits(t)), None)
+    found = sorted({t for t in (below, above) if t is not None})
+    return "" if not found else (
+        f". Every phase of this schedule (C = {', '.join(map(str, factors))}) takes "
+        f"dataset.target_length={' or '.join(map(str, found))}, the nearest to {length}")
+
+
 @functools.lru_cache(maxsize=256)
 def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, frames: int,
                       patch: tuple[int, int]) -> int:
@@ -170,7 +193,10 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
     else:
         epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
         _check_average(spec, epochs)
-    inputs = [(c, _phase_input(spec, c)) for c in factors]
+    try:
+        inputs = [(c, _phase_input(spec, c)) for c in factors]
+    except ConfigError as err:
+        raise ConfigError(f"{err}{_lengths_that_fit(spec, factors, str(err))}") from None
     rehearse(spec, inputs)  # each phase's features, model and weight transfer, on meta
     phases = []
     for index, ((c, phase_input), n_epochs) in enumerate(zip(inputs, epochs)):

@@ -96,6 +96,25 @@ def test_an_untiled_input_names_the_target_length_that_fits(method, c, multiple)
     assert build_plan(fixed).phases[0].c == c
 
 
+@pytest.mark.parametrize("method, schedule, length, fit", [
+    ("fshift", "2phase", 50, "64"),  # its first error names C = 4's multiple, 4
+    ("fshift", "2phase", 385, "384 or 448"),
+    ("patch_pi", "3phase", 100000, "99968 or 100032"),
+    ("pool_max", "custom", 300, "256 or 384"),  # C = 8, 4, 2, 1: multiples of 8 x 16
+])
+def test_an_input_length_that_some_phase_cannot_take_names_those_that_fit_every_phase(
+        method, schedule, length, fit):
+    """One answer for all phases, where each phase's error names only its own multiple (the
+    user who follows it meets the next phase's)."""
+    with pytest.raises(ConfigError, match=f"takes dataset.target_length={fit}, the nearest to "
+                                          f"{length}$"):
+        build_plan(spec_for(f"compression={method}", f"schedule={schedule}",
+                            f"dataset.target_length={length}"))
+    for each in fit.split(" or "):
+        assert build_plan(spec_for(f"compression={method}", f"schedule={schedule}",
+                                   f"dataset.target_length={each}", "dataset.timem=16"))
+
+
 @pytest.mark.parametrize("override, says", [
     ("optim.lr=abc", "`optim.lr`: takes a number, got 'abc'"),
     ("dataset.epochs=true", "`dataset.epochs`: takes an integer, got True"),
