@@ -211,8 +211,12 @@ def test_pretraining_manifests_may_leave_out_labels(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data\[0\] has no 'labels' key"):
         load_manifest(path, csv_path)
     bad = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "/m/nope"}]}, "b.json")
-    with pytest.raises(DataError, match="unknown label '/m/nope'"):
+    with pytest.raises(DataError, match="unknown label '/m/nope'.*; fix the label or add it"):
         load_manifest(bad, csv_path, unlabeled=True)
+    named = write_manifest(tmp_path, {"data": [{"wav": "d.wav", "labels": "Dog"}]}, "n.json")
+    with pytest.raises(DataError, match="unknown label 'Dog' not in .*; labels are mids: 'Dog' "
+                                        "is the display_name of '/m/dog', so write '/m/dog'"):
+        load_manifest(named, csv_path)
 
 
 def test_clips_with_several_labels_are_refused_by_single_label_training(tmp_path: Path) -> None:

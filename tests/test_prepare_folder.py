@@ -255,7 +255,7 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     rows = ["path,labels,split", "piano/a.wav,piano,train", '"violin/b.mp3","violin;piano",train',
             "trumpet/c.flac,trumpet|violin,TRAIN", "piano/b.mp3,piano,eval",
             "violin/a.wav,violin,eval", "trumpet/gone.wav,trumpet,train",
-            "trumpet/a.wav,,train"]
+            "trumpet/a.wav,,train", "piano/a.wav,piano,train", "piano/b.mp3,violin,eval"]
     (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "tags"
     assert prepare(downloads, out, "--lists", str(tmp_path / "clips.csv")) == 0
@@ -265,7 +265,14 @@ def test_a_csv_list_makes_multilabel_data(downloads, tmp_path, capsys):
     train = load_manifest(out / "train.json", out / "class_labels_indices.csv")
     assert sorted(len(c.label_ids) for c in train.clips) == [1, 2, 2]
     assert (out / "missing.txt").read_text().startswith("trumpet/gone.wav\tclips.csv:7")
-    assert (out / "problems.txt").read_text().startswith("clips.csv:8: a row needs a file")
+    problems = (out / "problems.txt").read_text()
+    assert problems.startswith("clips.csv:8: a row needs a file")
+    # a row again: said, and when its labels disagree, with both (a relabelling appended to a
+    # sheet does not win silently)
+    assert "clips.csv:9: piano/a.wav is listed again (first at clips.csv:2); kept once" in \
+        problems
+    assert "clips.csv:10: piano/b.mp3 is listed again with other labels (/m/own002; first: " \
+        "/m/own000) (first at clips.csv:5); kept once, as first listed" in problems
 
 
 def test_a_class_list_fixes_the_outputs_and_leaves_other_classes_out(downloads, tmp_path,
@@ -325,6 +332,8 @@ def test_a_class_list_fixes_the_outputs_and_leaves_other_classes_out(downloads, 
     ("classes: unknown", ["--classes", "{tmp}/other.txt"], "none of its classes has a clip; "
      "it names classes by folder name or CSV label (or mid), and the clips' classes are "
      "'piano', 'trumpet', 'violin'"),
+    ("classes: typo", ["--classes", "{tmp}/typo.txt"], "typo.txt: no clip has class 'pianos', "
+     "while the clips of 'piano' are left out as not listed: did you mean 'piano'?"),
 ])
 def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, case, extra,
                                                 message):
@@ -341,6 +350,7 @@ def test_unusable_input_is_refused_with_the_fix(downloads, tmp_path, capsys, cas
     (tmp_path / "one.txt").write_text("piano\n")
     (tmp_path / "twice.txt").write_text("cello\npiano\ncello\n")
     (tmp_path / "other.txt").write_text("cello\nflute\n")
+    (tmp_path / "typo.txt").write_text("violin\npianos\n")
     (tmp_path / "bad.csv").write_text("name,tag\na.wav,piano\n")
     (tmp_path / "excel.csv").write_text("file;label\na.wav;piano\n")  # a European Excel's
     (tmp_path / "empty.csv").write_text("file,label\n")

@@ -98,7 +98,7 @@ def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[
 
 
 def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[str, int],
-                 unlabeled: bool = False) -> Clip:
+                 unlabeled: bool = False, names: dict[str, str] | None = None) -> Clip:
     """Validate one manifest entry and turn it into a Clip (`unlabeled`: labels optional, for
     self-supervised pretraining)."""
     if not isinstance(entry, dict):
@@ -126,10 +126,11 @@ def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[s
         )
     for part in parts:
         if part not in mids:
+            named = (names or {}).get(part)
             raise DataError(
                 f"{path}: data[{i}] has unknown label {part!r} not in {csv_path}; "
-                "fix the label or add it to the CSV"
-            )
+                + (f"labels are mids: {part!r} is the display_name of {named!r}, so write "
+                   f"{named!r}" if named else "fix the label or add it to the CSV"))
     ids = tuple(dict.fromkeys(mids[p] for p in parts))
     return Clip(path=_wav_path(wav, path), label_ids=ids, line=i)
 
@@ -182,7 +183,8 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
         mids, class_names = read_label_csv(csv_path)
     else:
         mids, class_names = {mid: i for i, mid in enumerate(classes[0])}, list(classes[1])
-    clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled)
+    names = {class_names[index]: mid for mid, index in mids.items()}  # for messages
+    clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled, names)
              for i, entry in enumerate(_entries(path))]
     return Manifest(path=path, clips=clips, class_names=class_names, labels=csv_path)
 

@@ -126,9 +126,13 @@ def _unique(entries: list[Entry], problems: list[str]) -> list[Entry]:
     """Entries by key, the first of duplicates kept and the others reported."""
     seen: dict[str, Entry] = {}
     for entry in entries:
-        if entry.key in seen:
-            problems.append(f"{entry.where}: {entry.ident} is listed again (first at "
-                            f"{seen[entry.key].where}); kept once")
+        first = seen.get(entry.key)
+        if first is not None:
+            other = "" if set(entry.labels) == set(first.labels) else \
+                f" with other labels ({', '.join(entry.labels)}; first: " \
+                f"{', '.join(first.labels)})"
+            problems.append(f"{entry.where}: {entry.ident} is listed again{other} (first at "
+                            f"{first.where}); kept once, as first listed")
             continue
         seen[entry.key] = entry
     return list(seen.values())

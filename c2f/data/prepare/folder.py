@@ -47,6 +47,7 @@ from c2f.data.prepare.registry import (
     Entry,
     ListError,
     Listing,
+    check_listed_classes,
     csv_rows,
     numbered_mids,
     read_class_list,
@@ -348,11 +349,8 @@ class Folder(DatasetRecipe):
             if labels:
                 kept.append(Entry(key=e.key, labels=labels, split=e.split, where=e.where,
                                   ident=e.ident, found=e.found))
-        if entries and not kept:
-            found = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
-            raise ListError(f"--classes {self.args.classes}: none of its classes has a clip; "
-                            f"it names classes by folder name or CSV label (or mid), and the "
-                            f"clips' classes are {found}")
+        if self.args.classes is not None and entries:
+            check_listed_classes(self.args.classes, classes, kept, names, mid)
         return Listing(classes=classes, entries=kept, problems=problems, sources=sources)
 
     def target_frames(self, out: Path, manifests: dict[str, list[Entry]], fmt: str,

@@ -193,3 +193,26 @@ def read_class_csv(path: Path) -> list[tuple[str, str]]:
         raise ListError(str(err)) from None
     order = sorted(mids, key=mids.get)
     return [(mid, names[mids[mid]]) for mid in order]
+
+
+def check_listed_classes(path: Path, classes: list[tuple[str, str]], kept: list[Entry],
+                         names: list[str], listed: dict[str, str]) -> None:
+    """What `--classes` (at `path`, as `classes`) did to the clips of the classes `names`:
+    none kept is refused; so is a listed name that no clip has, close to a class whose clips
+    it leaves out: a typo (`birds` for the folder `bird`), which would give a model an output
+    no clip trains and drop a class of clips. `listed`: the names and mids it lists."""
+    import difflib
+
+    if not kept:
+        found = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+        raise ListError(f"--classes {path}: none of its classes has a clip; it names classes "
+                        f"by folder name or CSV label (or mid), and the clips' classes are "
+                        f"{found}")
+    used, unlisted = {label for e in kept for label in e.labels}, [
+        n for n in names if n not in listed]
+    for mid, name in classes:
+        near = difflib.get_close_matches(name, unlisted, n=1, cutoff=0.75)
+        if mid not in used and near:
+            raise ListError(f"--classes {path}: no clip has class {name!r}, while the clips "
+                            f"of {near[0]!r} are left out as not listed: did you mean "
+                            f"{near[0]!r}? Fix the list")
