@@ -60,6 +60,18 @@ def complete_dataset(cfg: DictConfig) -> DictConfig:
 _SAID: set[str] = set()  # what a dry run said of missing data, said once per process
 
 
+def _note_resampling(dataset: DictConfig, folder: Path, rate: int | None) -> None:
+    """Training at another rate than the folder was prepared at is allowed (every clip is
+    resampled), and said once: a user who meant "my files are 8 kHz" learns what it does."""
+    wanted = dataset.get("sample_rate")
+    said = (f"note: dataset.sample_rate={wanted} resamples {folder}'s audio, prepared at "
+            f"{rate} Hz" + (f"; the mel filters above {wanted // 2} Hz hear nothing"
+                            if isinstance(wanted, int) and wanted < rate else ""))
+    if rate and isinstance(wanted, int) and wanted != rate and said not in _SAID:
+        _SAID.add(said)
+        print(said, file=sys.stderr)
+
+
 def fill_prepared(cfg: DictConfig) -> DictConfig:
     """Fill `cfg.dataset`'s `???` and null keys from `<dataset.prepared>/prepared.json`, in place;
     returns `cfg`. A config without `dataset.prepared` is left as it is. A target_length given
@@ -70,7 +82,8 @@ def fill_prepared(cfg: DictConfig) -> DictConfig:
     folder = Path(dataset.prepared)
     report = folder / "prepared.json"
     try:
-        values = json.loads(report.read_text())["preset_values"]
+        prepared = json.loads(report.read_text())
+        values = prepared["preset_values"]
     except PermissionError as err:
         raise ConfigError(
             f"`dataset.prepared`={folder}: {report.name} cannot be read by this user "
@@ -79,10 +92,15 @@ def fill_prepared(cfg: DictConfig) -> DictConfig:
     except (OSError, ValueError, KeyError) as err:
         why = "not found" if isinstance(err, FileNotFoundError) else \
             f"unreadable or from an older c2f ({type(err).__name__}: {err})"
+        others = sorted(p.parent.name for p in folder.parent.glob("*/prepared.json")) \
+            if folder.parent.is_dir() else []
         raise ConfigError(
             f"`dataset.prepared`={folder}: {report.name} {why}. Prepare the data there first "
             f"(python -m c2f.data.prepare folder --src YOUR_RECORDINGS --out {folder}), or "
-            "check dataset.name and paths.data_dir") from None
+            "check dataset.name and paths.data_dir"
+            + (f" (prepared in {folder.parent}: {', '.join(others)})" if others else "")) \
+            from None
+    _note_resampling(dataset, folder, prepared.get("sample_rate"))
     given = {key for key in values
              if not OmegaConf.is_missing(dataset, key) and dataset.get(key) is not None}
     with open_dict(dataset):

@@ -216,8 +216,10 @@ def _from_export(path: Path, device: torch.device) -> Trained:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        first = str(err).strip().split(". ")[0].splitlines()[0][:200] if str(err) else ""
         raise TrainedError(f"{path} is not a readable c2f model file ({type(err).__name__}: "
-                           f"{str(err)[:200]})") from None
+                           f"{first}); give a run directory or a file written by python -m "
+                           "c2f.export") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TrainedError(f"{path} is not a file written by python -m c2f.export "
                            f"(format {FORMAT})")

@@ -72,7 +72,7 @@ def test_preparation_counts_labels_audio_and_reports(prepared, name):
     # exactly the planted problems, each named with its list file and line or its path
     assert len(lines(out / "missing.txt")) == layout.missing == report["missing"]
     [failed] = lines(out / "failed.txt")
-    assert "cannot decode" in failed
+    assert "cannot decode" in failed and "export it again or drop it" in failed
     [problem] = lines(out / "problems.txt")
     assert problem.startswith(layout.problem)
     assert "converted" in stdout and f"missing {layout.missing}, failed 1" in stdout

@@ -98,6 +98,12 @@ def test_the_printed_command_trains_coarse_to_fine(downloads, tmp_path, capsys):
     assert missing.returncode == 2
     assert f"`dataset.prepared`={out.parent / 'birds'}: prepared.json not found" in \
         missing.stderr and "python -m c2f.data.prepare folder" in missing.stderr
+    assert f"(prepared in {out.parent}: my_sounds)" in missing.stderr
+    # another rate than the folder's: trained (resampled), and said
+    resampled = run_cli([*args, *tiny, "dataset.sample_rate=8000", "trainer.dry_run=true"],
+                        tmp_path / "runs", out.parent)
+    assert f"note: dataset.sample_rate=8000 resamples {out}'s audio, prepared at 16000 Hz; " \
+        "the mel filters above 4000 Hz hear nothing" in resampled.stderr
 
 
 def test_the_held_out_split_is_drawn_by_path_not_by_order(downloads, tmp_path, capsys):

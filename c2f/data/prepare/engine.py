@@ -88,8 +88,9 @@ def convert_task(task: tuple) -> tuple[str | None, float]:
             return TRUNCATED.format(f", {len(samples)} of {header.frames} frames decodable"), 0.0
         return None, write_atomic(Path(target), fit(samples, rate, sample_rate, duration),
                                   sample_rate, fmt, header.deep)
-    except DecodeError as err:
-        return str(err), 0.0
+    except DecodeError as err:  # say what to do, as the empty and truncated files' reasons do
+        return str(err) + ("; not audio (a renamed document?) or a damaged file: export it "
+                           "again or drop it" if str(err).startswith("cannot decode") else ""), 0.0
     except (OSError, RuntimeError, ValueError) as err:  # soundfile or torch on odd input
         return f"{type(err).__name__}: {err}", 0.0
 
