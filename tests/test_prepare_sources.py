@@ -58,6 +58,13 @@ def test_truncated_and_changed_sources_and_a_class_never_scored(tmp_path, capsys
     shutil.copytree(src, copied, copy_function=shutil.copy)
     assert prepare(copied, out) == 0
     assert "converted 0, skipped 7 already converted" in capsys.readouterr().out
+    # a source overwritten by a broken copy: its earlier clip leaves the manifests, said so
+    good = (copied / "b" / "2.wav").read_bytes()
+    (copied / "b" / "2.wav").write_bytes(good[: len(good) // 3])
+    assert prepare(copied, out) == 0
+    assert f"WARNING: 1 clip(s) converted before fail now that their source changed (e.g. " \
+        f"{copied / 'b' / '2.wav'}: truncated audio" in capsys.readouterr().out
+    assert "b/2.flac" not in (out / "train.json").read_text() + (out / "eval.json").read_text()
 
 
 def test_sources_of_more_than_16_bits_keep_them_and_cuts_at_full_scale_are_said(tmp_path,

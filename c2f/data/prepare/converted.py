@@ -35,18 +35,18 @@ def read_sizes(audio: Path) -> dict[str, int]:
 
 
 def already_converted(entries: list[Entry], outputs: dict[str, Path], sizes: dict[str, int],
-                      recheck: bool) -> tuple[set[str], int]:
-    """(keys whose converted clip stands, how many to convert again because their source
+                      recheck: bool) -> tuple[set[str], set[str]]:
+    """(keys whose converted clip stands, keys to convert again because their source
     changed size). `outputs`: each entry's converted clip; `sizes`: read_sizes, updated in
     place with the size of every standing clip's source that had none recorded."""
-    converted, changed = set(), 0
+    converted, changed = set(), set()
     for entry in entries:
         if not outputs[entry.key].exists():
             continue
         if recheck and entry.found is not None:
             now = _size(entry.found.path)
             if entry.key in sizes and now is not None and now != sizes[entry.key]:
-                changed += 1
+                changed.add(entry.key)
                 continue
             if now is not None:
                 sizes.setdefault(entry.key, now)

@@ -268,8 +268,8 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
         entries, {e.key: output_path(out, e, options.fmt) for e in entries}, sizes,
         recipe.recheck_sources)
     if changed:
-        log(f"{changed} source file(s) changed size since they were converted: converting them "
-            "again")
+        log(f"{len(changed)} source file(s) changed size since they were converted: converting "
+            "them again")
     done = [e for e in entries if e.key in converted]
     todo = [e for e in entries if e.found is not None and e.key not in converted]
     summary.missing = [e for e in entries if e.found is None and e.key not in converted]
@@ -284,6 +284,11 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
             f"and were cut to +-1 (the loudest, {loudest}, peaks at {clipped[loudest]:.2f}); "
             "training on them hears the clipping: --format wav keeps them as float")
     by_key = {e.key: e for e in todo}
+    lost = [key for key in failures if key in changed]
+    if lost:
+        log(f"WARNING: {len(lost)} clip(s) converted before fail now that their source changed "
+            f"(e.g. {by_key[lost[0]].found.path}: {failures[lost[0]]}); they leave the "
+            "manifests: restore their sources and prepare again to keep them")
     if recipe.recheck_sources:
         record_sizes(out / AUDIO_DIR, sizes, [e for e in todo if e.key not in failures])
     summary.failed = [(by_key[key], reason) for key, reason in failures.items()]
