@@ -28,6 +28,12 @@ def test_registry_lists_every_shipped_method():
         create_compression("fshfit")
 
 
+def test_a_baseline_asked_for_a_coarse_phase_says_how_a_baseline_is_trained():
+    with pytest.raises(ValueError, match=r"compression `none` supports only C = 1, got C = 4; "
+                                         r"the baseline is compression=none schedule=baseline"):
+        create_compression("none").phase_input(AST_BASE_INPUT, 4)
+
+
 def test_a_module_that_registers_nothing_is_named_with_the_decorator_it_lacks(tmp_path,
                                                                                 monkeypatch):
     """A new file in the folder whose class lost its decorator: the name asked for is the

@@ -50,7 +50,10 @@ class Compression:
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         """Feature and token shapes at compression factor `c`."""
         if c != 1:
-            raise ValueError(f"compression `{self.name}` supports only C = 1, got C = {c}")
+            raise ValueError(f"compression `{self.name}` supports only C = 1, got C = {c}" + (
+                "; the baseline is compression=none schedule=baseline, a run of its own (or "
+                "+row=baseline beside +row=fshift_4to1, ... in a sweep of rows)"
+                if self.name == "none" else ""))
         return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length,
                           base.patch, base.time_mask)
 

@@ -195,7 +195,10 @@ def pair(runs: list[Run], tolerance: float = 0.0
         if outcome.status in ("no baseline", "unfinished baseline"):
             fold = "" if run.fold is None else f" fold {run.fold}"
             warnings.append(f"{run.path}: {outcome.status} for {run.dataset}/{run.model} "
-                            f"seed {run.seed}{fold}, budget {run.budget} epochs")
+                            f"seed {run.seed}{fold}, budget {run.budget} epochs" + (
+                                "; train it: the command of this run with compression=none "
+                                "schedule=baseline (in a sweep of rows: +row=baseline)"
+                                if outcome.status == "no baseline" else ""))
         outcomes.append(outcome)
     return baselines, outcomes, warnings
 
