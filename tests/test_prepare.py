@@ -307,3 +307,18 @@ def test_every_prepared_dataset_trains_through_its_preset(prepared, tmp_path):
     plan = json.loads((run / "plan.json").read_text())
     assert plan["train_samples"] == 9 + 6  # full_train.json + train960.json
     assert [r["step"] for r in read_metrics(run)] == [4]
+
+
+def test_a_preparation_left_without_its_decorator_is_named_with_it(capsys):
+    from c2f.data.prepare.__main__ import main as prepare_main
+    from c2f.data.prepare.folder import Folder
+
+    class Toy(Folder):  # @register_dataset forgotten
+        name = "toy_sounds"
+
+    assert prepare_main(["toy_sounds", "--src", "."]) == 2
+    said = capsys.readouterr().err
+    assert f"error: dataset 'toy_sounds': class Toy ({__file__}) is not registered; decorate " \
+        "it with @register_dataset (datasets: " in said
+    assert prepare_main(["esc5", "--src", "."]) == 2
+    assert "unknown dataset 'esc5'; did you mean 'esc50'?" in capsys.readouterr().err

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from c2f.data.prepare import DATASETS, ListError, Options, prepare
+from c2f.data.prepare import DATASETS, DatasetRecipe, ListError, Options, prepare
 
 
 def _limit(text: str) -> str:
@@ -96,8 +98,33 @@ def _holds(out: Path, dataset: str) -> bool:
         return False
 
 
+def unknown_dataset(name: str) -> str | None:
+    """What to say of a dataset name no recipe registered: a recipe class of that name left
+    without its decorator, or the closest name; None for a registered name."""
+    if name in DATASETS or name.startswith("-"):
+        return None
+    classes, found = [DatasetRecipe], []
+    while classes:  # every recipe class defined, registered or not
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        found += [cls] if getattr(cls, "name", None) == name else []
+    if found:
+        where = inspect.getsourcefile(found[0]) or found[0].__module__
+        return (f"dataset {name!r}: class {found[0].__name__} ({where}) is not registered; "
+                "decorate it with @register_dataset")
+    near = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.75)
+    return f"unknown dataset {name!r}; did you mean {near[0]!r}?" if near else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    first = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")),
+                 None)
+    said = unknown_dataset(first) if first else None
+    if said:
+        print(f"error: {said} (datasets: {', '.join(DATASETS)})", file=sys.stderr)
+        return 2
+    args = top.parse_args(argv)
     recipe_cls = DATASETS[args.dataset]
     if not args.src.is_dir():
         print(f"error: --src {args.src}: not a folder; point it at the downloaded files",
