@@ -4,15 +4,17 @@ that planning a sweep is instant.
 A prediction runs forward + backward on the meta device (about a second for AST-Base); a paper
 table's sweep repeats a few shapes over many jobs and many launches. Entries are keyed by
 everything that decides the count: the model config and input shape, and the versions of
-torch, timm, c2f's own model, compression, FLOPs and rehearsal code and its plugins' code (a
-hash of their sources), so an edit to any of them never reuses a stale count. The file lives in
-$C2F_CACHE_DIR, else $XDG_CACHE_HOME/c2f (~/.cache/c2f); it is written atomically and losing it
-costs nothing.
+torch, timm and the code concerned (a hash of the sources of c2f's FLOPs and rehearsal code and
+of the method's and model's modules, c2f's or a plugin's, with what they share), so an edit to
+any of them never reuses a stale count, and a new method's file keeps the others' entries.
+The file lives in $C2F_CACHE_DIR, else $XDG_CACHE_HOME/c2f (~/.cache/c2f); it is written
+atomically and losing it costs nothing.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -34,21 +36,43 @@ def cache_file() -> Path:
     return Path(root) / "flops.json"
 
 
+ALL = "*"  # code_version's default: the code of every method and model
+
+
 @functools.cache
-def code_version() -> str:
+def code_version(method: str | None = ALL, arch: str | None = ALL) -> str:
+    """A hash of the code a plan depends on: the torch and timm versions, c2f's FLOPs and
+    rehearsal code, and the modules of the methods and models (c2f's and its plugins'), less
+    those that register only methods and models other than `method` and `arch` (None: none;
+    ALL: every one). A file added or edited for one method or model thus leaves the plans and
+    cached predictions of every other one standing."""
+    from c2f.compression import compression_class, list_compressions
+    from c2f.models import list_models, model_family
+
     digest = hashlib.sha1(f"{torch.__version__} {timm.__version__}".encode())
     sources = sorted(Path(c2f.models.__file__).parent.glob("*.py"))
     sources += sorted(Path(c2f.compression.__file__).parent.glob("*.py"))  # the rehearsal's
     for folder in plugin_folders():  # a plugin's models (c2f/registry.py)
         sources += sorted(folder.rglob("*.py"))
+    files = {name: _source(compression_class(name)) for name in list_compressions()} | {
+        f"arch:{name}": _source(type(model_family(name))) for name in list_models()}
+    own = {files.get(method), files.get(f"arch:{arch}")}
+    others = set() if ALL in (method, arch) else set(files.values()) - own
     rehearsal = Path(__file__).with_name("rehearsal.py")
     for path in [*sources, Path(c2f.train.flops.__file__), rehearsal]:
-        digest.update(path.read_bytes())
+        if path.resolve() not in others:
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def cache_key(*parts) -> str:
-    blob = json.dumps([code_version(), *parts], sort_keys=True, default=str)
+def _source(cls: type) -> Path | None:
+    found = inspect.getsourcefile(cls)
+    return Path(found).resolve() if found else None
+
+
+def cache_key(code: str, *parts) -> str:
+    """The cache's key of `parts` computed by code of version `code` (code_version)."""
+    blob = json.dumps([code, *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

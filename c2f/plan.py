@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass
 
 from c2f.compression import BaseInput, PhaseInput, compression_class, create_compression
-from c2f.flops_cache import cache_key, cached
+from c2f.flops_cache import cache_key, cached, code_version
 from c2f.models import build_model, model_family
 from c2f.rehearsal import rehearse
 from c2f.run_refs import resolve_pretrained
@@ -150,8 +150,8 @@ def _flops_per_sample(model: ModelSpec, num_classes: int, num_mel_bins: int, fra
                            frames=frames, patch=patch)
     architecture = {k: v for k, v in dataclasses.asdict(model).items() if k not in (
         "name", "pretrained", "require_pretrained", "pretrained_grid")}
-    key = cache_key("training flops per sample", architecture, num_classes, num_mel_bins,
-                    frames, patch)
+    key = cache_key(code_version(None, model.arch), "training flops per sample", architecture,
+                    num_classes, num_mel_bins, frames, patch)
     return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins,
                                                           model.batch_mixup))
 
@@ -167,7 +167,7 @@ def _pretrain_flops_per_sample(model: ModelSpec, pretrain: PretrainSpec, num_mel
                           patch=patch)
     architecture = {k: v for k, v in dataclasses.asdict(model).items() if k not in (
         "name", "pretrained", "require_pretrained", "pretrained_grid")}
-    key = cache_key("pretraining flops per sample", architecture,
+    key = cache_key(code_version(None, model.arch), "pretraining flops per sample", architecture,
                     dataclasses.asdict(pretrain), num_mel_bins, frames, patch)
     return cached(key, lambda: predicted_flops_per_sample(factory, frames, num_mel_bins))
 

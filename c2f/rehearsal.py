@@ -16,7 +16,7 @@ import dataclasses
 import torch
 
 from c2f.compression import Compression, PhaseInput, create_compression
-from c2f.flops_cache import cache_key, cached
+from c2f.flops_cache import cache_key, cached, code_version
 from c2f.models import build_model, model_family
 from c2f.models.mixup import draw_batch_mix
 from c2f.spec import ConfigError, RunSpec
@@ -33,7 +33,8 @@ def rehearse(spec: RunSpec, phases: list[tuple[int, PhaseInput]]) -> None:
     if spec.pretrain is not None:  # SSAST's pretrainer moves its weights in its own way
         return
     model = {k: v for k, v in dataclasses.asdict(spec.model).items() if k != "name"}
-    key = cache_key("rehearsal", model, spec.dataset.num_classes, spec.num_mel_bins,
+    key = cache_key(code_version(spec.compression.name, spec.model.arch), "rehearsal", model,
+                    spec.dataset.num_classes, spec.num_mel_bins,
                     spec.compression.name, spec.compression.options,
                     [(c, p.model_frames, p.patch) for c, p in phases])
     try:

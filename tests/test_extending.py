@@ -17,7 +17,7 @@ from c2f.compression import _REGISTRY as COMPRESSIONS
 from c2f.compression import create_compression
 from c2f.data.prepare import DATASETS
 from c2f.data.prepare.__main__ import parser as prepare_parser
-from c2f.flops_cache import code_version
+from c2f.flops_cache import ALL, code_version
 from c2f.models import build_model, model_family
 from c2f.models.registry import _REGISTRY as MODELS
 from c2f.plan import build_plan
@@ -253,14 +253,20 @@ def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir, capsys
 
 
 def test_an_edit_to_a_plugin_keys_the_flops_cache_anew(plugin, site):
+    """Anew for the plugin's method and model (and where every one counts), not for the runs of
+    c2f's own methods and models, whose code did not change."""
     source = site / "c2f_user" / "methods.py"
     original = source.read_text()
+    asked = [(ALL, ALL), ("frame_stride", "ast"), (None, "user_conv"), ("fshift", "ast"),
+             (None, "cnn14")]
     code_version.cache_clear()
-    before = code_version()
+    before = [code_version(*pair) for pair in asked]
     try:
         source.write_text(original.replace("hidden: int = 16", "hidden: int = 17"))
         code_version.cache_clear()
-        assert code_version() != before
+        after = [code_version(*pair) for pair in asked]
+        assert [a != b for a, b in zip(after, before)] == [True, True, True, False, False]
+        assert len(set(before)) == len(asked)  # each its own code
     finally:
         source.write_text(original)
         code_version.cache_clear()

@@ -130,23 +130,30 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{done['best']:.4f}. Delete the folder to train it again.{_other_trainer(spec, run)}"
-             f"{_code_changed(run, 'its results are the old code')}")
+             f"{_code_changed(spec, run, 'its results are the old code')}")
         return done
     return None
 
 
-def _code_changed(run: RunDir, consequence: str) -> str:
-    """A note when the code of c2f's methods and models (or a plugin's: flops_cache's
-    code_version) changed since the run was planned: a run's id is its config, not its code."""
+def _code(spec: RunSpec) -> str:
+    """The version of the code the run's plan depends on: its method's and model's modules and
+    what they share, not another method's or model's (flops_cache.code_version)."""
+    return code_version(spec.compression.name, spec.model.arch)
+
+
+def _code_changed(spec: RunSpec, run: RunDir, consequence: str) -> str:
+    """A note when the code of the run's method or model (or what methods and models share, a
+    plugin's included: flops_cache's code_version) changed since the run was planned: a run's
+    id is its config, not its code."""
     try:
         stored = json.loads((run.path / "plan.json").read_text()).get("code_version")
     except (OSError, ValueError, AttributeError):
         return ""
-    if stored is None or stored == code_version():
+    if stored is None or stored == _code(spec):
         return ""
-    return (f" Note: the code of the methods and models (c2f's or a plugin's, or the torch and "
-            f"timm versions) changed since this run was planned ({stored}, now "
-            f"{code_version()}): {consequence}; 'group=<name>' trains it anew in a folder of "
+    return (f" Note: the code of its method or model (or what they share with others, or the "
+            f"torch and timm versions) changed since this run was planned ({stored}, now "
+            f"{_code(spec)}): {consequence}; 'group=<name>' trains it anew in a folder of "
             "its own if that matters.")
 
 
@@ -257,10 +264,10 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
     plan = dataclasses.replace(plan, train_samples=epoch_samples(spec, len(train.clips)))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
-        changed = _code_changed(run, "it resumes with the new code")
+        changed = _code_changed(spec, run, "it resumes with the new code")
         if changed:
             echo(changed.strip())
-        run.create(config_yaml, plan.to_dict() | {"code_version": code_version()})
+        run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec)})
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
     mode = spec.logger.mode if world.is_main else "disabled"
