@@ -23,6 +23,8 @@ from c2f.models.registry import _REGISTRY as MODELS
 from c2f.plan import build_plan
 from c2f.predict import main as predict
 from c2f.registry import PluginError, load_plugins, plugin_folders
+from c2f.report.runs import load_run
+from c2f.report.tables import label
 from c2f.spec import ConfigError, build_spec
 from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_dirs
 
@@ -53,6 +55,7 @@ class StrideOptions:
 
 @register("frame_stride")
 class FrameStride(Compression):
+    title = "Frame Stride"  # its name in the report
     options = StrideOptions
 
     def phase_input(self, base, c):
@@ -243,6 +246,9 @@ def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir, capsys
     assert [(r["phase"], r["C"]) for r in read_metrics(run)] == [(0, 4), (1, 1)]
     config = OmegaConf.load(run / "config.yaml")
     assert (config.model.options.hidden, config.compression.options.offset) == (8, 1)
+    # the report names the method by its title, where the package is not installed too
+    assert load_run(run).method == "frame_stride"
+    assert label("frame_stride", "4-1") == "Frame Stride 4→1"
     # its model, used where the package is not installed, then where it is
     clip = str(next(data_dir.rglob("*.wav")))
     assert predict([str(run), clip]) == 2
@@ -253,8 +259,7 @@ def test_a_plugin_package_trains_through_run_py(site, tmp_path, data_dir, capsys
 
 
 def test_an_edit_to_a_plugin_keys_the_flops_cache_anew(plugin, site):
-    """Anew for the plugin's method and model (and where every one counts), not for the runs of
-    c2f's own methods and models, whose code did not change."""
+    """Anew for the plugin's method and model (and for ALL), not for c2f's own ones."""
     source = site / "c2f_user" / "methods.py"
     original = source.read_text()
     asked = [(ALL, ALL), ("frame_stride", "ast"), (None, "user_conv"), ("fshift", "ast"),

@@ -37,6 +37,8 @@ class Compression:
     """
 
     name: str = ""
+    # its name in the report's tables, plots and dashboard ("Fshift", "Avg Pool"); None: `name`
+    title: str | None = None
     # The method changes the patch shape and moves the patch-embedding kernel between phases
     # (`resize_patch_embed`): only models whose patches can be reshaped take it (AST).
     reshapes_patches: bool = False

@@ -5,6 +5,8 @@ from c2f.compression.base import BaseInput, Compression, PhaseInput, divide_exac
 
 @register("fshift")
 class FrameShift(Compression):
+    title = "Fshift"  # the paper's name
+
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         frames = divide_exactly(base.target_length, c, "fshift")
         return PhaseInput(base.frame_shift_ms * c, frames, frames, base.patch, base.time_mask // c)

@@ -6,3 +6,5 @@ from c2f.compression.base import Compression
 @register("none")
 class NoCompression(Compression):
     """C = 1 only."""
+
+    title = "Baseline"

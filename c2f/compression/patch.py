@@ -26,6 +26,8 @@ class _WidePatch(Compression):
 
 @register("patch_bl")
 class PatchBilinear(_WidePatch):
+    title = "Patch BL"  # the paper's name
+
     def resize_patch_embed(self, weight: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
         return F.interpolate(weight, size=tuple(new_size), mode="bilinear", align_corners=False,
                              antialias=True)
@@ -33,6 +35,8 @@ class PatchBilinear(_WidePatch):
 
 @register("patch_pi")
 class PatchPI(_WidePatch):
+    title = "Patch PI"
+
     def resize_patch_embed(self, weight: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
         return resample_patch_embed(weight, list(new_size), interpolation="bilinear",
                                     antialias=False)

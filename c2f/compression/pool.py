@@ -26,9 +26,11 @@ class _TimePool(Compression):
 
 @register("pool_avg")
 class AvgPool(_TimePool):
+    title = "Avg Pool"  # the paper's name
     pool = staticmethod(F.avg_pool1d)
 
 
 @register("pool_max")
 class MaxPool(_TimePool):
+    title = "Max Pool"
     pool = staticmethod(F.max_pool1d)

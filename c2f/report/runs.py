@@ -17,6 +17,13 @@ class ReportError(Exception):
     """Unusable input: no run at all, or an unreadable directory."""
 
 
+# A method's name in tables and plots: the title its class declares (Compression.title, kept in
+# each run's plan.json), learned from the runs as they load; the paper's names for runs from
+# before that record.
+TITLES = {"none": "Baseline", "fshift": "Fshift", "pool_avg": "Avg Pool", "pool_max": "Max Pool",
+          "patch_bl": "Patch BL", "patch_pi": "Patch PI"}
+
+
 @dataclass
 class Run:
     """One run directory as the report sees it."""
@@ -43,6 +50,7 @@ class Run:
     diverged: str | None = None  # why its loss stopped being finite (diverged.json), if it did
     setting: dict[str, str] = field(default_factory=dict)  # report/variants.py: flat_setting
     config: dict = field(default_factory=dict, repr=False)  # the whole config.yaml
+
 
     @property
     def replicate(self) -> tuple[int, int | None]:
@@ -133,6 +141,9 @@ def load_run(path: Path) -> Run:
     records = [r for r in records if r.get("kind", "epoch") == ("pretrain" if pretrain
                                                                 else "epoch")]
     dataset = config.get("dataset", {})
+    method = str(config.get("compression", {}).get("name", "?"))
+    if (plan or {}).get("method_title"):
+        TITLES[method] = str(plan["method_title"])
     budget = dataset.get("epochs") or sum(p["epochs"] for p in (plan or {}).get("phases", []))
     if pretrain:
         budget = sum(int(p.get("steps") or 0) for p in (plan or {}).get("phases", []))
@@ -144,7 +155,7 @@ def load_run(path: Path) -> Run:
         warnings[-1] += f"{len(records)}/{budget} epochs"
     return Run(path=path, dataset=str(dataset.get("name", "?")),
                model=str(config.get("model", {}).get("name", "?")),
-               method=str(config.get("compression", {}).get("name", "?")),
+               method=method,
                seed=int(config.get("seed", 0)), budget=int(budget),
                phases=_phases(plan, config, records),
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 from c2f.report.paper import PaperCell
+from c2f.report.runs import TITLES
 from c2f.report.savings import Cell, Stat
 from c2f.report.variants import base_name
 
-METHODS = {"none": "Baseline", "fshift": "Fshift", "pool_avg": "Avg Pool",
-           "pool_max": "Max Pool", "patch_bl": "Patch BL", "patch_pi": "Patch PI"}
 FAMILY = {"fshift": (0, 0), "pool_avg": (1, 0), "pool_max": (1, 1), "patch_bl": (2, 0),
           "patch_pi": (2, 1)}
 AVERAGED = "†"  # marks a value of a weight-averaged model
@@ -28,7 +27,7 @@ def label(method: str, schedule: str, arrow: str = "→") -> str:
     """Row label in the paper's words: "Fshift 4→1", "Baseline", "Max Pool C=2", and beyond
     the paper "Fshift 4→1 (adaptive)", "Fshift [compression.options.k=2] 4→1" (variants.py)."""
     base = base_name(method)
-    name = METHODS.get(base, base) + method[len(base):]
+    name = TITLES.get(base, base) + method[len(base):]
     if schedule == "1" and method == "none":
         return "Baseline"
     if len(schedule_phases(schedule)) == 1:

@@ -8,6 +8,7 @@ import os
 import torch
 import yaml
 
+from c2f.compression import compression_class
 from c2f.data.identity import eval_data_record
 from c2f.data.resolve import resolve_data, train_clip_count
 from c2f.flops_cache import code_version
@@ -267,7 +268,9 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         changed = _code_changed(spec, run, "it resumes with the new code")
         if changed:
             echo(changed.strip())
-        run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec)})
+        title = compression_class(spec.compression.name).title or spec.compression.name
+        run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec),
+                                                  "method_title": title})  # the report's
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
     mode = spec.logger.mode if world.is_main else "disabled"
