@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import tempfile
@@ -47,10 +48,27 @@ def test_report_on_a_real_sweep(report):
     assert len(list((report / "plots").glob("*.svg"))) == 2
 
 
+def _install_chromium() -> None:
+    """As tests/slurm/cluster.sh installs SLURM: Debian's package, where this is root with
+    apt-get (a fresh CI machine); elsewhere nothing."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+               "-o", "DPkg::Lock::Timeout=300", "chromium"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(command, capture_output=True, env=env, timeout=900).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        subprocess.run(command, capture_output=True, env=env, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """The browser binary, or skip with the reason printed."""
+    """The browser binary (installed if missing, where it can be), or skip with the reason
+    printed."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        _install_chromium()
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         reason = "chromium not installed (apt-get install -y --no-install-recommends chromium)"
         print(f"SKIP: {reason}")
