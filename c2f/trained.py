@@ -236,7 +236,10 @@ def _build(info: dict, state_dict: dict, device: torch.device, source: str) -> T
         model = build_model(build_model_spec(info["model"]), num_classes=info["num_classes"],
                             num_mel_bins=info["num_mel_bins"], frames=phase.model_frames,
                             patch=phase.patch, c=info["c"])
-        compression = create_compression(info["compression"], options)
+        # C = 1 is every method's identity (Compression's contract): a model whose last phase
+        # is at C = 1 needs no method's code where it is used
+        compression = create_compression("none") if info["c"] == 1 else \
+            create_compression(info["compression"], options)
     except (ValueError, PluginError) as err:  # ConfigError is a ValueError
         raise TrainedError(f"{source}: its model cannot be built here: {err}") from None
     model.load_state_dict(state_dict)

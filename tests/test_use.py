@@ -155,7 +155,16 @@ def test_export_round_trips_and_predicts_like_the_run(run, eval_set, tmp_path):
     assert from_file.class_names == from_run.class_names
     for part in ("settings", "phase", "c"):
         assert getattr(from_file.frontend, part) == getattr(from_run.frontend, part)
-    assert from_file.frontend.compression.name == from_run.frontend.compression.name == "fshift"
+    assert from_file.export_info["compression"] == "fshift"
+    # C = 1 is every method's identity: the model needs no method's code at C = 1 (a plugin's
+    # method, here one that is not installed, may have trained it)
+    assert from_run.frontend.compression.name == "none"
+    payload = torch.load(out, weights_only=True)
+    torch.save(payload | {"compression": "a_plugins_method"}, tmp_path / "plugin.pt")
+    elsewhere = load_trained(tmp_path / "plugin.pt", device="cpu")
+    waves = [load_waveform(c.path) for c in load_manifest(eval_set["manifest"],
+                                                          eval_set["labels"]).clips[:4]]
+    assert torch.equal(elsewhere.logits(waves), from_run.logits(waves))
     # predict over the eval manifest, from the exported file: its top-1 accuracy is the run's
     proc = cli("c2f.predict", out, "--manifest", eval_set["manifest"], "--json", "--top", "1")
     assert proc.returncode == 0, proc.stderr
