@@ -115,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                 if given is None and p is not None and not Path(p).is_file()]
         if gone:
             raise TrainedError(f"the run's own eval data is no longer where it trained "
-                               f"({', '.join(gone)}; moved?): give --manifest and --labels")
+                               f"({', '.join(gone)}; moved?): give --manifest" +
+                               ("" if carried else " and --labels"))
+        changed = None if args.manifest else changed_since(own)
+        if changed:  # said first: the manifest may now hold classes the model lacks
+            print(changed, file=sys.stderr)
         manifest = load_manifest(manifest_path, labels or args.model, classes=carried and (
             carried, trained.class_names))
         found = None if trained.multilabel else several_labels(manifest)
@@ -123,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             raise TrainedError(f"{found}, but the model is single-label (trained with "
                                "dataset.multilabel=false): give a manifest with one label per "
                                "clip")
-        changed = None if args.manifest else changed_since(own)
         if changed:
-            print(changed, file=sys.stderr)
-            own = {}
+            own = {}  # not the run's eval set: its own number is not shown beside
         scores = trained.evaluate(manifest, args.batch_size, args.skip_bad)
     except (TrainedError, DataError, ConfigError) as err:
         print("error: " + str(err).replace(SKIP_HINT, "add --skip-bad to evaluate without "

@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -54,10 +55,11 @@ def code_version(method: str | None = ALL, arch: str | None = ALL) -> str:
     sources += sorted(Path(c2f.compression.__file__).parent.glob("*.py"))  # the rehearsal's
     for folder in plugin_folders():  # a plugin's models (c2f/registry.py)
         sources += sorted(folder.rglob("*.py"))
-    files = {name: _source(compression_class(name)) for name in list_compressions()} | {
-        f"arch:{name}": _source(type(model_family(name))) for name in list_models()}
-    own = {files.get(method), files.get(f"arch:{arch}")}
-    others = set() if ALL in (method, arch) else set(files.values()) - own
+    classes = {name: compression_class(name) for name in list_compressions()} | {
+        f"arch:{name}": type(model_family(name)) for name in list_models()}
+    own = set().union(*(_uses(classes[key]) for key in (method, f"arch:{arch}")
+                        if key in classes))
+    others = set() if ALL in (method, arch) else {_source(c) for c in classes.values()} - own
     rehearsal = Path(__file__).with_name("rehearsal.py")
     for path in [*sources, Path(c2f.train.flops.__file__), rehearsal]:
         if path.resolve() not in others:
@@ -65,9 +67,25 @@ def code_version(method: str | None = ALL, arch: str | None = ALL) -> str:
     return digest.hexdigest()[:16]
 
 
-def _source(cls: type) -> Path | None:
-    found = inspect.getsourcefile(cls)
+def _source(thing) -> Path | None:
+    try:
+        found = inspect.getsourcefile(thing)
+    except TypeError:  # a builtin
+        return None
     return Path(found).resolve() if found else None
+
+
+def _uses(cls: type) -> set[Path | None]:
+    """The files a registered class's code comes from: its module, its base classes' and what
+    its module imports (a plugin's family built on c2f's AST depends on c2f/models/ast.py)."""
+    module = sys.modules.get(cls.__module__)
+    found = {_source(base) for base in cls.__mro__}
+    for value in vars(module).values() if module is not None else ():
+        if inspect.ismodule(value):
+            found.add(_source(value))
+        elif inspect.isclass(value) or inspect.isfunction(value):
+            found.add(_source(sys.modules.get(getattr(value, "__module__", ""), value)))
+    return found
 
 
 def cache_key(code: str, *parts) -> str:

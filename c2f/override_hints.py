@@ -18,14 +18,14 @@ def split_argv(argv: list[str]) -> tuple[str, list[str]]:
     """(config name, overrides) of run.py's command line; flags and their values dropped."""
     name, overrides, rest = "config", [], list(argv)
     takes_value = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir",
-                   "--experimental-rerun", "-i", "--info"}
+                   "--experimental-rerun", "-c", "--cfg", "-p", "--package"}
     while rest:
         arg = rest.pop(0)
         if arg in ("-cn", "--config-name") and rest:
             name = rest.pop(0)
         elif arg.startswith("--config-name="):
             name = arg.split("=", 1)[1]
-        elif arg in takes_value and rest and arg not in ("-i", "--info"):
+        elif arg in takes_value and rest:
             rest.pop(0)
         elif not arg.startswith("-"):
             overrides.append(arg)

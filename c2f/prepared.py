@@ -62,12 +62,18 @@ _SAID: set[str] = set()  # what a dry run said of missing data, said once per pr
 
 def _note_resampling(dataset: DictConfig, folder: Path, rate: int | None) -> None:
     """Training at another rate than the folder was prepared at is allowed (every clip is
-    resampled), and said once: a user who meant "my files are 8 kHz" learns what it does."""
+    resampled), and said once: a user who meant "my files are 8 kHz" learns what it does. The
+    fbank's mel filters span 20 Hz to the training rate's Nyquist frequency (kaldi's
+    high_freq=0, c2f/features.py)."""
     wanted = dataset.get("sample_rate")
+    if not (isinstance(rate, int) and isinstance(wanted, int)) or wanted == rate:
+        return
     said = (f"note: dataset.sample_rate={wanted} resamples {folder}'s audio, prepared at "
-            f"{rate} Hz" + (f"; the mel filters above {wanted // 2} Hz hear nothing"
-                            if isinstance(wanted, int) and wanted < rate else ""))
-    if rate and isinstance(wanted, int) and wanted != rate and said not in _SAID:
+            f"{rate} Hz; " + (f"what it holds above {wanted // 2} Hz is left out"
+                              if wanted < rate else
+                              f"the mel filters above {rate // 2} Hz hear nothing (the "
+                              "folder holds nothing there)"))
+    if said not in _SAID:
         _SAID.add(said)
         print(said, file=sys.stderr)
 

@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import pkgutil
+import sys
 from pathlib import Path
 
 PLUGIN_GROUP = "c2f.plugins"
@@ -27,11 +28,10 @@ class PluginError(ImportError):
 class Registry:
     """Classes by name for one package (`c2f.compression`, `c2f.models`)."""
 
-    def __init__(self, package: str, kind: str):
-        self.package, self.kind = package, kind
+    def __init__(self, package: str, kind: str, base: type):
+        self.package, self.kind, self.base = package, kind, base  # base: what classes subclass
         self.classes: dict[str, type] = {}
         self.loaded = False
-        self.registered_by: dict[Path, list[str]] = {}  # each module of the folder: its names
 
     def register(self, name: str):
         """Class decorator: the class becomes available under `name` (and knows it)."""
@@ -59,16 +59,14 @@ class Registry:
             package = importlib.import_module(self.package)
             for module in pkgutil.iter_modules(package.__path__):
                 name = f"{self.package}.{module.name}"
-                where = Path(package.__path__[0]) / (
-                    module.name if module.ispkg else f"{module.name}.py")
-                before = set(self.classes)
                 try:
                     importlib.import_module(name)
                 except Exception as err:  # a new file's mistake: named, as a plugin's is
+                    where = Path(package.__path__[0]) / (
+                        module.name if module.ispkg else f"{module.name}.py")
                     raise PluginError(f"{self.kind} module {where} failed to import: "
                                       f"{type(err).__name__}: {err}; fix it or move it out of "
                                       "the folder (every module there is imported)") from err
-                self.registered_by[where] = sorted(set(self.classes) - before)
             load_plugins()
             self.loaded = True
 
@@ -77,17 +75,29 @@ class Registry:
         for it that registers nothing (a forgotten decorator), the closest name, those there
         are, and where a plugin's would come from."""
         names = self.names()
-        silent = [path for path, found in self.registered_by.items()
-                  if not found and path.stem == name]
+        silent = self._unregistered(name)
         near = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
         said = f"unknown {self.kind} {name!r}"
         if silent:
-            said += (f"; {silent[0]} registers nothing: decorate its class with "
+            said += (f"; {silent} defines it but registers nothing: decorate its class with "
                      f"@{'register_model' if self.kind == 'model' else 'register'}({name!r})")
         if near:
             said += f"; did you mean {near[0]!r}?"
         return said + f" (available: {', '.join(names)})" + (
             "" if silent or near else plugins_hint())
+
+    def _unregistered(self, name: str) -> Path | None:
+        """The module of the folder named `name` that defines a subclass of the registry's
+        base but registers nothing (a forgotten decorator); None otherwise (a helper module
+        such as ssast.py or base.py defines none)."""
+        module = sys.modules.get(f"{self.package}.{name}")
+        if module is None or any(cls.__module__ == module.__name__
+                                 for cls in self.classes.values()):
+            return None
+        defined = [value for value in vars(module).values() if isinstance(value, type)
+                   and issubclass(value, self.base) and value is not self.base
+                   and value.__module__ == module.__name__]
+        return Path(module.__file__) if defined else None
 
 
 def plugins_hint() -> str:

@@ -67,6 +67,12 @@ def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int
                           f"{mel}] into {got}, but its phase_input says the model sees "
                           f"{phase.model_frames} frames; make transform return [..., "
                           f"{phase.model_frames}, {mel}] or phase_input say what it returns")
+    probe = torch.randn(ROWS, phase.fbank_frames, mel, generator=torch.Generator().manual_seed(0))
+    if c == 1 and not torch.equal(compression.transform(probe, 1), probe):
+        raise ConfigError(f"{where}: transform changes the features at C = 1, where every "
+                          "method leaves them as they are (the full-resolution phase; a "
+                          "trained model is used without its method's code); return them "
+                          "unchanged when c == 1")
 
 
 def _rehearse_models(spec: RunSpec, compression: Compression,

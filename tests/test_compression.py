@@ -43,21 +43,32 @@ def test_a_module_that_registers_nothing_is_named_with_the_decorator_it_lacks(tm
     package = tmp_path / "scratch_methods"
     package.mkdir()
     (package / "__init__.py").write_text(
-        "from c2f.registry import Registry\nREGISTRY = Registry(__name__, 'compression')\n"
-        "register = REGISTRY.register\n")
+        "from c2f.registry import Registry\n\n\nclass Method:\n    pass\n\n\n"
+        "REGISTRY = Registry(__name__, 'compression', Method)\nregister = REGISTRY.register\n")
     (package / "stride.py").write_text(
-        "from scratch_methods import register\n\n@register('stride')\nclass Stride:\n    pass\n")
-    (package / "blur.py").write_text("class Blur:\n    pass\n")
+        "from scratch_methods import Method, register\n\n\n@register('stride')\n"
+        "class Stride(Method):\n    pass\n")
+    (package / "blur.py").write_text(
+        "from scratch_methods import Method\n\n\nclass Blur(Method):\n    pass\n")
+    (package / "helpers.py").write_text("def smooth(x):\n    return x\n")  # defines no method
     monkeypatch.syspath_prepend(str(tmp_path))
     import scratch_methods
 
     registry: Registry = scratch_methods.REGISTRY
     assert registry.names() == ["stride"]
     assert registry.unknown("blur") == (
-        f"unknown compression 'blur'; {package / 'blur.py'} registers nothing: decorate its "
-        "class with @register('blur') (available: stride)")
+        f"unknown compression 'blur'; {package / 'blur.py'} defines it but registers nothing: "
+        "decorate its class with @register('blur') (available: stride)")
     assert registry.unknown("strid") == "unknown compression 'strid'; did you mean 'stride'? " \
         "(available: stride)"
+    assert "registers nothing" not in registry.unknown("helpers")  # not a method's module
+    # c2f's own helper modules are not blamed either (ssast.py is SSAST's pretrainer, base.py
+    # the methods' base)
+    from c2f.compression import _REGISTRY as METHODS_REGISTRY
+    from c2f.models.registry import _REGISTRY as MODELS_REGISTRY
+
+    assert "registers nothing" not in METHODS_REGISTRY.unknown("base")
+    assert "registers nothing" not in MODELS_REGISTRY.unknown("ssast")
 
 
 @pytest.mark.parametrize("method", METHODS)

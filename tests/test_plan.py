@@ -204,3 +204,41 @@ def test_flops_print_in_a_unit_that_shows_them():
     assert flops_unit([3e11], largest="GFLOPs") == (1e9, "GFLOPs")  # per sample: GFLOPs at most
     assert flops_unit([3.7e4, 3.7e4], largest="GFLOPs") == (1e6, "MFLOPs")
     assert flops_unit([3.0], largest="GFLOPs") == (1e3, "kFLOPs")
+
+
+def test_a_plans_code_version_follows_the_files_its_method_and_model_are_built_on():
+    """A family built on c2f's AST (a plugin's, here one defined in this test) depends on
+    c2f/models/ast.py; HTS-AT's does not, so an edit to AST keeps HTS-AT's cached plans."""
+    from pathlib import Path
+
+    import c2f.models.ast
+    import c2f.models.htsat
+    from c2f.flops_cache import _uses
+    from c2f.models import model_family
+
+    class Wider(type(model_family("ast"))):  # a user's variant of the AST family
+        pass
+
+    ast_file = Path(c2f.models.ast.__file__).resolve()
+    assert ast_file in _uses(Wider) and Path(__file__).resolve() in _uses(Wider)
+    htsat = _uses(type(model_family("htsat")))
+    assert Path(c2f.models.htsat.__file__).resolve() in htsat and ast_file not in htsat
+
+
+def test_a_method_that_changes_the_features_at_c1_is_refused_by_the_plan(monkeypatch):
+    """C = 1 is every method's identity: its full-resolution phase, and a trained model used
+    without the method's code (c2f.trained builds C = 1 with `none`), rely on it."""
+    from c2f.compression import _REGISTRY, register
+    from c2f.compression.pool import AvgPool
+
+    _REGISTRY.names()
+    monkeypatch.setattr(_REGISTRY, "classes", dict(_REGISTRY.classes))
+
+    @register("pool_and_gain")
+    class PoolAndGain(AvgPool):
+        def transform(self, fbank, c):
+            return super().transform(fbank, c) * 2.0
+
+    with pytest.raises(ConfigError, match=r"`compression=pool_and_gain` at C = 1 \(phase 1\): "
+                                          r"transform changes the features at C = 1"):
+        build_plan(spec_for("compression.name=pool_and_gain", "schedule=2phase"))

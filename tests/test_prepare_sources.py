@@ -4,6 +4,7 @@ folder that cannot take the data, and a preparation of one's own with a stray la
 (`python -m c2f.data.prepare folder`, c2f/data/prepare/)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -226,3 +227,26 @@ def test_a_recipes_stray_label_is_refused_and_an_unheld_split_left_out(downloads
     assert "WARNING: 2 listed clip(s) of split(s) test go to no manifest (tones's manifests " \
         "hold eval, train); left out, not converted" in said
     assert summary.listed == 4 and len(list((tmp_path / "b" / "audio").glob("*.flac"))) == 4
+
+
+def test_clips_longer_than_the_input_are_counted_with_what_the_model_sees(tmp_path, capsys):
+    """A recording far longer than the rest sets no input length, and the user learns that
+    only its first seconds are trained on."""
+    import numpy as np
+    import soundfile
+
+    src = tmp_path / "src"
+    wave = (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    for n in range(30):
+        (src / ("a" if n % 2 else "b")).mkdir(parents=True, exist_ok=True)
+        soundfile.write(src / ("a" if n % 2 else "b") / f"{n}.flac", wave, 16000)
+    soundfile.write(src / "a" / "long.flac", np.tile(wave, 30), 16000)
+    out = tmp_path / "out"
+    assert prepare(src, out) == 0
+    said = capsys.readouterr().out
+    [line] = [x for x in said.splitlines() if x.startswith("input length:")]
+    train = json.loads((out / "train.json").read_text())["data"]
+    assert any("long" in entry["wav"] for entry in train)
+    assert line == ("input length: 128 frames (1.28 s); 95% of the training clips fit in 128 "
+                    f"frames; 1 of {len(train)} are longer (up to 29.98 s): the model sees the "
+                    "first 1.28 s of each")

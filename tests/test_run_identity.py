@@ -160,6 +160,7 @@ def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp
     (["launcher=slurm", "hydra.launcher.partiton=gpu"],
      "`partiton` is not a key of `hydra.launcher`; did you mean `hydra.launcher.partition`?"),
     (["-cn", "table2", "trainer.dry_rn=true"], "did you mean `trainer.dry_run`?"),
+    (["--cfg", "job", "schedule.cc=4"], "did you mean `schedule.c`?"),  # a flag's value
     (["--config-name=builtin", "schedule.initial_fractoin=0.5"],
      "did you mean `schedule.initial_fraction`?"),
 ])

@@ -124,6 +124,13 @@ def test_evaluate_tells_a_folder_prepared_again_from_the_runs_own_eval_set(run, 
     assert proc.returncode == 0, proc.stderr
     assert f"WARNING: {manifest} changed since the run was scored on it" in proc.stderr
     assert "on 20 clip(s)" in proc.stdout and "the run's own" not in proc.stdout
+    # prepared again with a class the run never had: said, and the manifest refused
+    entries["data"][0]["labels"] = "/m/new"
+    manifest.write_text(json.dumps(entries))
+    proc = cli("c2f.evaluate", copy)
+    assert proc.returncode == 2 and "changed since the run was scored on it" in proc.stderr
+    assert f"data[0] has label '/m/new', not one of the 11 classes the model of {copy} was " \
+        "trained on; give a manifest of those classes" in proc.stderr
 
 
 def test_a_run_whose_starting_weights_are_gone_still_predicts(run, eval_set, tmp_path, capsys):
@@ -360,9 +367,9 @@ def test_unfinished_runs_and_wrong_inputs_are_refused_with_what_to_do(run, eval_
     info["data"]["eval_manifest"] = str(tmp_path / "gone" / "eval.json")
     (moved / "inference.json").write_text(json.dumps(info))
     assert evaluate([str(moved)]) == 2
+    err = capsys.readouterr().err  # the run carries its classes' mids: no --labels needed
     assert "the run's own eval data is no longer where it trained (" \
-        f"{tmp_path / 'gone' / 'eval.json'}; moved?): give --manifest and --labels" in \
-        capsys.readouterr().err
+        f"{tmp_path / 'gone' / 'eval.json'}; moved?): give --manifest\n" in err
 
 
 def test_predict_piped_into_head_ends_quietly(run, eval_set):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from c2f.compression.base import BaseInput, Compression, PhaseInput
 from c2f.registry import Registry
 
-_REGISTRY = Registry("c2f.compression", "compression")
+_REGISTRY = Registry("c2f.compression", "compression", Compression)
 register = _REGISTRY.register  # class decorator: `compression=<name>`
 
 

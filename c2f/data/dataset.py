@@ -82,6 +82,14 @@ class SpectrogramDataset(Dataset):
         if self.waves is None or not self.waves.good(index):
             self._wave(index)
 
+    def _where(self, index: int, err: DataError) -> str:
+        """A skipped clip's reason with its manifest line, as the check before training gives
+        it: where the error is the clip's own (not its mixup partner's) and its manifest is one
+        (joined manifests number their lines each from 0)."""
+        clip = self.manifest.clips[index]
+        own = str(err).startswith(str(clip.path)) and len(self.manifest.sources) <= 1
+        return f"{err} (data[{clip.line}] of {self.manifest.path})" if own else str(err)
+
     def _is_silent(self, index: int, wave: torch.Tensor | None) -> bool:
         """Whether the clip is silent; a cached clip's flag is found once (from `wave`, or
         from the cache when the item carries no waveform)."""
@@ -125,9 +133,7 @@ class SpectrogramDataset(Dataset):
                 wave = features.mix_waves(wave, self._wave(partner), lam)
         except DataError as err:
             if self.settings.skip_bad:
-                clip = self.manifest.clips[index]  # its manifest line, as the check's are
-                return SkippedClip(str(clip.path), f"{err} (data[{clip.line}] of "
-                                                   f"{self.manifest.path})")
+                return SkippedClip(str(self.manifest.clips[index].path), self._where(index, err))
             raise DataError(f"{err}; or {SKIP_HINT}") from None
         frontend = self.frontend
         masks = frontend.draw_masks(gen) if self.train else torch.zeros(4, dtype=torch.int64)

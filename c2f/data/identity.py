@@ -96,13 +96,12 @@ def _preparer(name: str) -> bool:
 
 def eval_data_record(evaluation) -> dict:
     """What a run records of the eval set it was scored on (inference.json's `data`, read by
-    c2f.evaluate and c2f.export): the manifest and label CSV, their digests (a folder prepared
-    again in place is told apart from the run's own eval set) and the classes' mids in index
-    order (the run's classes, whatever the CSV holds later)."""
+    c2f.evaluate and c2f.export): the manifest and label CSV, the manifest's digest (a folder
+    prepared again in place is told apart from the run's own eval set) and the classes' mids in
+    index order (the run's classes, whatever the CSV holds later)."""
     from c2f.data.manifest import read_label_csv
 
     mids, _ = read_label_csv(evaluation.labels)
     return {"eval_manifest": str(evaluation.path), "labels_csv": str(evaluation.labels),
             "eval_digest": file_digest(Path(evaluation.path)),
-            "labels_digest": file_digest(Path(evaluation.labels)),
             "class_mids": sorted(mids, key=mids.get)}

@@ -98,7 +98,8 @@ def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[
 
 
 def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[str, int],
-                 unlabeled: bool = False, names: dict[str, str] | None = None) -> Clip:
+                 unlabeled: bool = False, names: dict[str, str] | None = None,
+                 model_classes: bool = False) -> Clip:
     """Validate one manifest entry and turn it into a Clip (`unlabeled`: labels optional, for
     self-supervised pretraining)."""
     if not isinstance(entry, dict):
@@ -127,6 +128,10 @@ def _parse_entry(entry: object, i: int, path: Path, csv_path: Path, mids: dict[s
     for part in parts:
         if part not in mids:
             named = (names or {}).get(part)
+            if model_classes:  # a trained model's own classes: nothing to add them to
+                raise DataError(f"{path}: data[{i}] has label {part!r}, not one of the "
+                                f"{len(mids)} classes the model of {csv_path} was trained on; "
+                                "give a manifest of those classes")
             raise DataError(
                 f"{path}: data[{i}] has unknown label {part!r} not in {csv_path}; "
                 + (f"labels are mids: {part!r} is the display_name of {named!r}, so write "
@@ -184,7 +189,7 @@ def load_manifest(json_path: str | PathLike[str], labels_csv: str | PathLike[str
     else:
         mids, class_names = {mid: i for i, mid in enumerate(classes[0])}, list(classes[1])
     names = {class_names[index]: mid for mid, index in mids.items()}  # for messages
-    clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled, names)
+    clips = [_parse_entry(entry, i, path, csv_path, mids, unlabeled, names, classes is not None)
              for i, entry in enumerate(_entries(path))]
     return Manifest(path=path, clips=clips, class_names=class_names, labels=csv_path)
 

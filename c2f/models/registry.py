@@ -93,7 +93,7 @@ class ModelFamily:
         raise ConfigError(f"`model.arch={self.name}` cannot load pretrained weights")
 
 
-_REGISTRY = Registry("c2f.models", "model")
+_REGISTRY = Registry("c2f.models", "model", ModelFamily)
 register_model = _REGISTRY.register  # class decorator: `model.arch=<name>`
 
 

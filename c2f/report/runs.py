@@ -51,7 +51,6 @@ class Run:
     setting: dict[str, str] = field(default_factory=dict)  # report/variants.py: flat_setting
     config: dict = field(default_factory=dict, repr=False)  # the whole config.yaml
 
-
     @property
     def replicate(self) -> tuple[int, int | None]:
         """(seed, fold): what tells apart the runs of one table cell."""

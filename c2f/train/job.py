@@ -150,8 +150,8 @@ def _code_changed(spec: RunSpec, run: RunDir, consequence: str) -> str:
         stored = json.loads((run.path / "plan.json").read_text()).get("code_version")
     except (OSError, ValueError, AttributeError):
         return ""
-    if stored is None or stored == _code(spec):
-        return ""
+    if stored is None or stored in (_code(spec), code_version()):  # code_version(): all of
+        return ""  # it, as plans made before versions per method and model hold
     return (f" Note: the code of its method or model (or what they share with others, or the "
             f"torch and timm versions) changed since this run was planned ({stored}, now "
             f"{_code(spec)}): {consequence}; 'group=<name>' trains it anew in a folder of "

@@ -38,7 +38,10 @@ def check_data(specs: Sequence, indices: Sequence[int], labels: Sequence[str]) -
     problems: dict[str, list[str]] = {}
     for index in indices:
         spec = specs[index]
-        key = (repr(spec.dataset), str(spec.data_dir), spec.pretrain is not None)
+        d = spec.dataset  # what the check reads: a sweep over other keys checks once
+        key = (d.kind, repr(d.builtin), d.train_manifest, d.eval_manifest, d.labels_csv,
+               d.num_classes, d.multilabel, d.sample_rate, d.on_bad_audio, str(spec.data_dir),
+               spec.pretrain is not None)
         if key not in found:
             try:
                 found[key] = check_dataset(spec.dataset, spec.data_dir, spec.pretrain is not None)

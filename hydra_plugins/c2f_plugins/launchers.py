@@ -233,12 +233,12 @@ class _SubmititLauncher(BaseSubmititLauncher):
                      f"({self._EXECUTOR} would get {self._resources()}); "
                      f"{dry_run_total(list(planned.values()))}")
         todo = [i for i in todo if i not in planned]
-        varying = varying_overrides(job_overrides)
-        check_data(specs, todo, [f"#{i + initial_job_idx} {varying[i]}".strip() for i in
-                                 range(len(specs))])
         jobs = {}
         if todo:
-            executor = self._executor()
+            executor = self._executor()  # no SLURM here: said before the data is read
+            varying = varying_overrides(job_overrides)
+            check_data(specs, todo, [f"#{i + initial_job_idx} {varying[i]}".strip() for i in
+                                     range(len(specs))])
             with code_environment(self._code_root(sweep_dir)):
                 submitted = self._submit(executor, [configs[i] for i in todo])
             jobs = dict(zip(todo, submitted))
