@@ -49,9 +49,13 @@ def main(cfg: DictConfig) -> float | None:
 
 def _hint_overrides() -> None:
     """After Hydra refused the command line: the closest key of each override naming none."""
-    from c2f.override_hints import unknown_override_hints
+    try:
+        from c2f.override_hints import unknown_override_hints
 
-    for hint in unknown_override_hints(sys.argv[1:]):
+        hints = unknown_override_hints(sys.argv[1:])
+    except Exception:  # a hint is a help: never a second error over the first
+        return
+    for hint in hints:
         print(f"hint: {hint}", file=sys.stderr)
 
 

@@ -76,15 +76,14 @@ class Registry:
         are, and where a plugin's would come from."""
         names = self.names()
         silent = self._unregistered(name)
-        near = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        near = difflib.get_close_matches(name, names, n=1)
         said = f"unknown {self.kind} {name!r}"
         if silent:
             said += (f"; {silent} defines it but registers nothing: decorate its class with "
                      f"@{'register_model' if self.kind == 'model' else 'register'}({name!r})")
         if near:
             said += f"; did you mean {near[0]!r}?"
-        return said + f" (available: {', '.join(names)})" + (
-            "" if silent or near else plugins_hint())
+        return said + f" (available: {', '.join(names)})" + ("" if silent else plugins_hint())
 
     def _unregistered(self, name: str) -> Path | None:
         """The module of the folder named `name` that defines a subclass of the registry's

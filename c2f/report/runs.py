@@ -20,8 +20,8 @@ class ReportError(Exception):
 # A method's name in tables and plots: the title its class declares (Compression.title, kept in
 # each run's plan.json), learned from the runs as they load; the paper's names for runs from
 # before that record.
-TITLES = {"none": "Baseline", "fshift": "Fshift", "pool_avg": "Avg Pool", "pool_max": "Max Pool",
-          "patch_bl": "Patch BL", "patch_pi": "Patch PI"}
+METHOD_TITLES = {"none": "Baseline", "fshift": "Fshift", "pool_avg": "Avg Pool",
+                 "pool_max": "Max Pool", "patch_bl": "Patch BL", "patch_pi": "Patch PI"}
 
 
 @dataclass
@@ -142,7 +142,7 @@ def load_run(path: Path) -> Run:
     dataset = config.get("dataset", {})
     method = str(config.get("compression", {}).get("name", "?"))
     if (plan or {}).get("method_title"):
-        TITLES[method] = str(plan["method_title"])
+        METHOD_TITLES[method] = str(plan["method_title"])
     budget = dataset.get("epochs") or sum(p["epochs"] for p in (plan or {}).get("phases", []))
     if pretrain:
         budget = sum(int(p.get("steps") or 0) for p in (plan or {}).get("phases", []))

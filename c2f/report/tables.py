@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from c2f.report.paper import PaperCell
-from c2f.report.runs import TITLES
+from c2f.report.runs import METHOD_TITLES
 from c2f.report.savings import Cell, Stat
 from c2f.report.variants import base_name
 
@@ -27,7 +27,7 @@ def label(method: str, schedule: str, arrow: str = "→") -> str:
     """Row label in the paper's words: "Fshift 4→1", "Baseline", "Max Pool C=2", and beyond
     the paper "Fshift 4→1 (adaptive)", "Fshift [compression.options.k=2] 4→1" (variants.py)."""
     base = base_name(method)
-    name = TITLES.get(base, base) + method[len(base):]
+    name = METHOD_TITLES.get(base, base) + method[len(base):]
     if schedule == "1" and method == "none":
         return "Baseline"
     if len(schedule_phases(schedule)) == 1:

@@ -7,6 +7,7 @@ classes; `c2f.data.prepare.engine` does the rest (decoding, manifests, statistic
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,8 +202,6 @@ def check_listed_classes(path: Path, classes: list[tuple[str, str]], kept: list[
     none kept is refused; so is a listed name that no clip has, close to a class whose clips
     it leaves out: a typo (`birds` for the folder `bird`), which would give a model an output
     no clip trains and drop a class of clips. `listed`: the names and mids it lists."""
-    import difflib
-
     if not kept:
         found = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
         raise ListError(f"--classes {path}: none of its classes has a clip; it names classes "
