@@ -125,13 +125,13 @@ def test_seeds_pair_with_their_own_baseline_and_aggregate(tmp_path):
     assert base.seeds == 2 and base.value.mean == pytest.approx(0.55)
     assert base.value.std == pytest.approx(0.0707107, rel=1e-5)
     # seed 0: 125/400 at epoch 2; seed 1: 225/300 at epoch 3; seed 2 has no baseline.
-    assert c2f.seeds == 3 and c2f.status == "2/3 reached"
+    assert c2f.seeds == 3 and c2f.status == "reached, 1 no baseline"
     assert c2f.flops_save.n == 2
     assert c2f.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 225 / 300)) / 2)
     assert c2f.best_diff.mean == pytest.approx(((0.5 - 0.5) + (0.7 - 0.6)) / 2)
     assert any("no baseline" in w and "seed 2" in w for w in warnings)
     [_, row] = table(tmp_path, "2")[1]
-    assert row[1].endswith("[2/3 reached] [n=3]") and "±" in row[2]
+    assert row[1].endswith("[reached, 1 no baseline] [n=2 of 3]") and "±" in row[2]
 
 
 def test_folds_pair_with_their_own_baseline_and_average_in_one_row(tmp_path):

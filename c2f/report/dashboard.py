@@ -86,7 +86,9 @@ def images_html(images: list[Path], runs: list[Run]) -> str:
     """The PNGs inlined as data URIs, tagged with their dataset for the filter."""
     parts = []
     for image in images:
-        dataset = next((r.dataset for r in runs if f"_{r.dataset}_" in image.name), "")
+        # the longest name that fits: `builtin_multilabel`'s plots are not `builtin`'s
+        dataset = max((r.dataset for r in runs if f"_{r.dataset}_" in image.name), key=len,
+                      default="")
         data = base64.b64encode(image.read_bytes()).decode()
         parts.append(f'<figure data-dataset="{_e(dataset)}"><img alt="{_e(image.stem)}" '
                      f'src="data:image/png;base64,{data}"></figure>')
@@ -107,7 +109,8 @@ def write_dashboard(path: Path, tables: list[Table], cells: list[Cell], runs: li
             "</div><h2>Budget criterion</h2>" + cell_table(cells, "budget")
             + "<h2>Convergence criterion</h2>" + cell_table(cells, "convergence")
             + "<h2>Plots</h2>" + images_html(images, runs)
-            + "<h2>The paper's tables</h2>" + paper_tables(tables)
+            + "<h2>Tables in the paper's layout (c2f's numbers, the paper's beside)</h2>"
+            + paper_tables(tables)
             + f"<h2>Warnings</h2><ul>{warn}</ul>")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>c2f savings report</title><style>{STYLE}</style>"

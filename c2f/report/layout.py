@@ -88,7 +88,8 @@ def table_keys(cell: Cell, single_phase: set[tuple]) -> list[str]:
 
 def _caption(criterion: str, tolerance: float, cells: list[Cell]) -> str:
     if criterion == "budget":
-        bar = "ties count" if tolerance == 0 else \
+        bar = "ties count" if tolerance == 0 else "strictly above it: --strict" \
+            if tolerance < 0 else \
             f"or comes within {tolerance:.2f} points of it: --tolerance {tolerance:g}"
         text = ("Budget criterion: the metric at the earliest final-phase epoch that reaches the "
                 f"baseline's best ({bar}), and the training FLOPs and time saved up to it. "

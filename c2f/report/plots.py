@@ -97,13 +97,14 @@ def bars(cells: list[Cell], path: Path) -> Path:
                     ax.text(x, 0.03, "–", transform=ax.get_xaxis_transform(), ha="center",
                             fontsize=8)
                     continue
-                missed = cell.status == "not reached"
+                missed = cell.status.startswith("not reached")
                 ax.bar(x, 100 * stat.mean, width, yerr=100 * stat.std if stat.n > 1 else None,
                        color=plt.cm.tab10(j % 10), hatch="//" if missed else None,
                        alpha=0.55 if missed else 1.0,
                        label=None if schedule in shown else schedule.replace("-", "→"))
-                if missed:
-                    ax.text(x, 100 * stat.mean, "n/r", ha="center", va="bottom", fontsize=7)
+                if missed or "/" in cell.status:  # not reached, or by some seeds: "1/2"
+                    ax.text(x, 100 * stat.mean, "n/r" if missed else cell.status.split()[0],
+                            ha="center", va="bottom", fontsize=7)
                 shown.add(schedule)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xlim(-0.6, len(methods) - 0.4)

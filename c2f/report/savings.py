@@ -109,9 +109,9 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
              epochs: dict[Path, int] | None = None) -> Outcome:
     """Budget and convergence criteria of `run` against `baseline` (same dataset, model, seed).
 
-    `tolerance` (a fraction, 0.005 = half a point) lowers the bar of the budget criterion; 0 is
-    the paper's "surpasses", ties counted. `epochs`: the one epoch each run of cross-validated
-    folds is scored at (fold_epochs)."""
+    `tolerance` (a fraction, 0.005 = half a point) lowers the bar of the budget criterion; 0
+    counts ties (c2f's reading of the paper's "surpasses"); below 0 (`--strict`) they do not.
+    `epochs`: the one epoch each run of cross-validated folds is scored at (fold_epochs)."""
     epochs = epochs or {}
     best, best_averaged = _headline(run, epochs.get(run.path))
     ref = reference(baseline, epochs.get(baseline.path)) \
@@ -132,9 +132,10 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
     for record in candidates:
         if record["value"] >= ref.metric - tolerance:
             return at(record, "reached")
-    if not run.finished:
+    if not run.finished:  # a diverged run never finishes: no verdict will come
         top = max((r["value"] for r in candidates), default=None)
-        return Outcome(run, ref, "pending", metric=top, best=best)
+        return Outcome(run, ref, "diverged" if run.diverged else "pending", metric=top,
+                       best=best)
     if not candidates:
         return Outcome(run, ref, "no data", best=best, best_averaged=best_averaged)
     return at(max(candidates, key=lambda r: (r["value"], -r["epoch"])), "not reached")
@@ -243,18 +244,21 @@ class Cell:
     best_averaged: bool = False  # the convergence value does
 
 
+JUDGED = ("reached", "not reached")  # the seeds a cell's budget numbers average
+
+
 def _status(outcomes: list[Outcome]) -> str:
-    """The cell's budget status from its seeds."""
+    """The cell's budget status from its seeds: over the judged ones "reached", "k/n reached"
+    or "not reached", then how many are not judged and why ("reached, 1 pending"); without a
+    judged seed, the most common reason."""
     counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
-    reached, judged = counts.get("reached", 0), counts.get("reached", 0) + counts.get(
-        "not reached", 0)
-    if reached and reached == len(outcomes):
-        return "reached"
-    if reached:
-        return f"{reached}/{len(outcomes)} reached"
-    if judged:
-        return "not reached"
-    return max(counts, key=counts.get)
+    reached, judged = counts.get("reached", 0), sum(counts.get(s, 0) for s in JUDGED)
+    if not judged:
+        return max(counts, key=counts.get)
+    core = "reached" if reached == judged else "not reached" if not reached else \
+        f"{reached}/{judged} reached"
+    others = sorted((s, n) for s, n in counts.items() if s not in JUDGED)
+    return ", ".join([core, *(f"{n} {s}" for s, n in others)])
 
 
 def pretraining_cells(runs: list[Run]) -> list[Cell]:
@@ -324,9 +328,9 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
                               status, value=refs, best=refs, averaged=averaged,
                               best_averaged=averaged))
             continue
-        # reached seeds when there are any; else the not-reached seeds, flagged by the status
-        shown = [o for o in members if o.status == "reached"] or [
-            o for o in members if o.status == "not reached"]
+        # every judged seed: at its budget epoch, or at its best final-phase one when it did not
+        # reach (the status says how many did); never only the seeds that reached
+        shown = [o for o in members if o.status in JUDGED]
         # convergence: the seeds compared with their baseline; without any, each run's own best
         judged = [o for o in members if o.best_diff is not None] or [
             o for o in members if o.best is not None]

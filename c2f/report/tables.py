@@ -54,9 +54,17 @@ def pct(stat: Stat | None, signed: bool = False) -> str:
     return text + (f"±{100 * stat.std:.2f}" if stat.n > 1 else "")
 
 
+def seeds_text(cell: Cell, stat: Stat | None) -> str:
+    """" [n=3]" for a value of the cell's 3 seeds, " [n=2 of 3]" for one of 2 of them (the
+    others undecided, or without a baseline: the status says why); "" for one seed."""
+    if stat is not None and stat.n != cell.seeds:
+        return f" [n={stat.n} of {cell.seeds}]"
+    return f" [n={cell.seeds}]" if cell.seeds > 1 else ""
+
+
 def metric_text(cell: Cell, criterion: str) -> str:
     """The metric cell: "49.90 (+0.50)", "43.82 (-0.48) n/r", "44.30†", "pending", ..."""
-    seeds = f" [n={cell.seeds}]" if cell.seeds > 1 else ""
+    seeds = seeds_text(cell, cell.best if criterion == "convergence" else cell.value)
     if cell.status.startswith("baseline"):
         extra = "" if cell.status == "baseline" else " (unfinished)"
         return pct(cell.value) + (AVERAGED if cell.averaged else "") + extra + seeds
@@ -72,6 +80,8 @@ def metric_text(cell: Cell, criterion: str) -> str:
         return cell.status + seeds
     mark = AVERAGED if cell.averaged else ""
     flag = {"reached": "", "not reached": f" {NOT_REACHED}"}.get(cell.status, f" [{cell.status}]")
+    flag = f" {NOT_REACHED} [{cell.status[13:]}]" if cell.status.startswith("not reached, ") \
+        else flag
     return f"{pct(cell.value)}{mark} ({pct(cell.diff, True)}){flag}" + seeds
 
 
@@ -82,7 +92,7 @@ def save_text(cell: Cell, stat: Stat | None) -> str:
         return "-"
     if stat is None:
         return "n/a"
-    return pct(stat) + (f" {NOT_REACHED}" if cell.status == "not reached" else "")
+    return pct(stat) + (f" {NOT_REACHED}" if cell.status.startswith("not reached") else "")
 
 
 def paper_text(found: PaperCell | None, criterion: str) -> str:

@@ -1,0 +1,103 @@
+"""A table cell's numbers. Over several seeds they average every seed judged by the budget
+criterion (reached, or not reached and taken at its best final-phase epoch), never only the
+seeds that reached; seeds not judged yet, or never to be, are counted apart and said. Ties
+reach by default; --strict reads the paper's "surpasses" literally."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from c2f.report.cli import main
+from c2f.report.runs import load_runs
+from c2f.report.savings import aggregate, pair
+from tests.report_fixtures import make_run
+from tests.test_report import table
+
+
+def two_seeds(root, second: list[float], finished: bool = True) -> None:
+    """Baselines of seeds 0 and 1 (M_B 0.5 at epoch 4, FLOPs 400) and Fshift 4->1 of both:
+    seed 0 reaches 0.5 at epoch 2 (125 FLOPs), seed 1 gives `second`."""
+    for seed in (0, 1):
+        make_run(root, f"b{seed}", values=[0.2, 0.3, 0.4, 0.5], seed=seed)
+    make_run(root, "c0", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5], seed=0)
+    make_run(root, "c1", method="fshift", phases=(4, 1), values=second, seed=1,
+             finished=finished, budget=4)
+
+
+def fshift_cell(root):
+    cells = {(c.method, c.schedule): c for c in aggregate(load_runs([root])[0])}
+    return cells[("fshift", "4-1")]
+
+
+def test_a_cell_where_one_seed_reached_averages_both_seeds(tmp_path):
+    """Seed 1 never reaches 0.5: its best final-phase epoch (0.4 at epoch 3, 225 of 400 FLOPs)
+    goes into the mean with seed 0's 0.5 (at epoch 2, 125 of 400 FLOPs), not left out."""
+    two_seeds(tmp_path, [0, 0.3, 0.4, 0.35])
+    cell = fshift_cell(tmp_path)
+    assert cell.status == "1/2 reached"
+    assert (cell.value.n, cell.value.mean) == (2, pytest.approx(0.45))
+    assert cell.diff.mean == pytest.approx(-0.05) and cell.diff.std > 0
+    assert cell.flops_save.mean == pytest.approx(((1 - 125 / 400) + (1 - 225 / 400)) / 2)
+    [_, row] = table(tmp_path, "2")[1]
+    assert row[1] == "45.00±7.07 (-5.00±7.07) [1/2 reached] [n=2]"
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    [saved] = [r for r in csv.DictReader((tmp_path / "report" / "savings.csv").open())
+               if r["method"] == "fshift" and r["criterion"] == "budget"]
+    assert (saved["value_n"], saved["value_std"], saved["diff_std"]) == (
+        "2", "7.0711", "7.0711")
+
+
+def test_a_seed_still_running_leaves_the_cell_undecided_and_its_n_says_so(tmp_path):
+    """Seed 1 has not reached yet and is still training: the cell is seed 0's alone, marked
+    as such, with no spread of one value."""
+    two_seeds(tmp_path, [0, 0.3, 0.4], finished=False)
+    cell = fshift_cell(tmp_path)
+    assert cell.status == "reached, 1 pending" and cell.value.n == 1
+    [_, row] = table(tmp_path, "2")[1]
+    assert row[1] == "50.00 (+0.00) [reached, 1 pending] [n=1 of 2]"
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    [saved] = [r for r in csv.DictReader((tmp_path / "report" / "savings.csv").open())
+               if r["method"] == "fshift" and r["criterion"] == "budget"]
+    assert (saved["value_n"], saved["value_std"], saved["seeds"]) == ("1", "", "2")
+
+
+def test_a_diverged_seed_is_not_pending_forever(tmp_path):
+    two_seeds(tmp_path, [0, 0.3, 0.4], finished=False)
+    (tmp_path / "group" / "c1" / "diverged.json").write_text(json.dumps(
+        {"message": "loss is NaN at step 30; lower optim.lr"}))
+    _, outcomes, _ = pair(load_runs([tmp_path])[0])
+    assert {o.run.seed: o.status for o in outcomes} == {0: "reached", 1: "diverged"}
+    assert fshift_cell(tmp_path).status == "reached, 1 diverged"
+
+
+def test_strict_reads_surpasses_literally_ties_do_not_reach(tmp_path, capsys):
+    """Seed 0 ties its baseline's 0.5 at epoch 2: reached by default (ties count), not with
+    --strict, whose caption says so; --strict with --tolerance is refused."""
+    make_run(tmp_path, "b0", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "c0", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5])
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert "(ties count)" in (tmp_path / "report" / "tables.md").read_text()
+    assert main([str(tmp_path), "--no-plots", "--strict"]) == 0
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "strictly above it: --strict" in tables and "50.00 (+0.00) n/r" in tables
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--strict", "--tolerance", "0.5"])
+    assert "--strict and --tolerance ask for opposite things" in capsys.readouterr().err
+
+
+def test_dashboard_files_each_plot_under_its_own_dataset(tmp_path):
+    """`builtin_multilabel` holds `builtin` in its name: its plots are its own, not builtin's."""
+    import re
+
+    for dataset in ("builtin", "builtin_multilabel"):
+        root = tmp_path / dataset
+        make_run(root, "b0", values=[0.2, 0.3, 0.4, 0.5], dataset=dataset)
+        make_run(root, "c0", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5],
+                 dataset=dataset)
+    assert main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    tags = re.findall(r'<figure data-dataset="([^"]*)"><img alt="([^"]*)"', page)
+    assert len(tags) == 4 and all(name.split("_m_")[0].split("_", 1)[1] == dataset
+                                  for dataset, name in tags), tags
