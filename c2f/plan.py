@@ -84,6 +84,11 @@ def phase_factors(schedule: ScheduleSpec) -> list[int]:
                           "2phase, 3phase, adaptive, or give schedule.phases=[C1, C2, ..., 1]")
     if not all(isinstance(c, int) and c >= 1 for c in factors):
         raise ConfigError(f"`{key}`: every C must be an integer >= 1, got {factors}")
+    if len(factors) > 1 and (factors[-1] != 1 or any(a <= b for a, b in zip(factors,
+                                                                             factors[1:]))):
+        raise ConfigError(f"`{key}`: phases go coarse to fine, C falling to 1 at full "
+                          f"resolution (e.g. [8, 4, 2, 1]), got {factors}; one phase at C "
+                          "alone is schedule=baseline schedule.c=C")
     return factors
 
 

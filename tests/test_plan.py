@@ -242,3 +242,14 @@ def test_a_method_that_changes_the_features_at_c1_is_refused_by_the_plan(monkeyp
     with pytest.raises(ConfigError, match=r"`compression=pool_and_gain` at C = 1 \(phase 1\): "
                                           r"transform changes the features at C = 1"):
         build_plan(spec_for("compression.name=pool_and_gain", "schedule=2phase"))
+
+
+@pytest.mark.parametrize("phases", ["[8,4,2]", "[2,4,1]", "[4,1,1]"])
+def test_phases_go_coarse_to_fine_and_end_at_full_resolution(phases):
+    with pytest.raises(ConfigError, match=r"`schedule.phases`: phases go coarse to fine, C "
+                                          r"falling to 1"):
+        build_plan(spec_for("compression=fshift", "schedule=custom",
+                            f"schedule.phases={phases}"))
+    # one phase at C alone (Table 1's Pool2) stays a plan
+    assert build_plan(spec_for("compression=pool_max", "schedule=baseline",
+                               "schedule.c=2")).phases[0].c == 2
