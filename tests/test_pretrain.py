@@ -67,8 +67,10 @@ def test_killed_pretraining_resumes_bitwise(pretrained, tmp_path, data_dir, kill
 
 def test_finetuning_starts_from_the_pretraining_run_by_its_id(pretrained, tmp_path, data_dir):
     runs, run, _ = pretrained
-    args = ["model=ssast_base", f"model.pretrained={run.name}", "model.pretrained_grid=[8,8]",
-            "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+    # no model.pretrained_grid: the preset's [8, 64] (SSAST's own 1024 frames) yields to the
+    # grid the run pretrained at, 8 x 8, from its plan.json
+    args = ["model=ssast_base", f"model.pretrained={run.name}", "model.embed_dim=32",
+            "model.depth=1", "model.num_heads=2",
             "dataset.builtin.train_per_class=4", "dataset.builtin.eval_per_class=2",
             "dataset.builtin.clip_seconds=1.28", "dataset.target_length=128",
             "dataset.epochs=2", "optim.warmup_steps=2", "logger=disabled",

@@ -7,6 +7,7 @@ checkpoints (keys `vit.*`) are resampled bilinearly on the whole grid, as betwee
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -120,20 +121,34 @@ def _is_c2f(raw: dict) -> bool:
                for k in raw)
 
 
+def _recorded_grid(path: Path) -> tuple[int, int] | None:
+    """The token grid a c2f run's checkpoint (RUN/ckpt/last.pt) was trained at: its last
+    phase's, from the run's plan.json; None for another file."""
+    try:
+        grid = json.loads((path.parent.parent / "plan.json").read_text())["phases"][-1]["grid"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return tuple(grid) if isinstance(grid, list) and len(grid) == 2 else None
+
+
 def _old_grid(path: Path, tokens: int, given: tuple[int, int] | None, c2f: bool
               ) -> tuple[int, int]:
+    recorded = _recorded_grid(path) if c2f else None
+    if recorded is not None and recorded[0] * recorded[1] == tokens:
+        return recorded  # a c2f pretraining run's own grid, over a preset's default
     if given is not None:
         if given[0] * given[1] != tokens:
-            raise ValueError(f"{path}: model.pretrained_grid={list(given)} holds "
-                             f"{given[0] * given[1]} tokens, the checkpoint {tokens}")
+            raise ConfigError(f"{path}: model.pretrained_grid={list(given)} holds "
+                              f"{given[0] * given[1]} tokens, the checkpoint {tokens}; give "
+                              "the (freq, time) patch grid it was trained at")
         return tuple(given)
     side = math.isqrt(tokens)
     if side * side == tokens:
         return side, side
     if not c2f and tokens == AST_AUDIOSET_GRID[0] * AST_AUDIOSET_GRID[1]:
         return AST_AUDIOSET_GRID
-    raise ValueError(f"{path}: positional grid of {tokens} tokens is not square; pass its "
-                     "(freq, time) grid as model.pretrained_grid=[F,T]")
+    raise ConfigError(f"{path}: positional grid of {tokens} tokens is not square; pass its "
+                      "(freq, time) grid as model.pretrained_grid=[F,T]")
 
 
 def _fit_pos_embed(pos: torch.Tensor, prefix: int, old_grid: tuple[int, int], model: AST,
