@@ -299,6 +299,16 @@ def semantic_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
+def _with_pretraining_run(semantic: dict, given: Any, resolved: str | None) -> dict:
+    """`model.pretrained=pretrain:<phases>` names whichever pretraining run has those phases
+    now: the run's id joins the run's identity, so that fine-tuning from a new pretraining run
+    is a new run, not "already finished" with the old weights."""
+    if not (isinstance(given, str) and given.startswith("pretrain:") and resolved != given):
+        return semantic
+    run_id = Path(resolved).parents[1].name  # <run>/ckpt/last.pt
+    return {**semantic, "model": {**semantic["model"], "pretrained": f"{given} ({run_id})"}}
+
+
 def build_model_spec(node: Any) -> ModelSpec:
     """ModelSpec with `features` and `batch_mixup` (hashable) dataclasses and `options` frozen;
     lists are tuples. A preset must say its architecture: without `arch` it would be an AST."""
@@ -361,7 +371,8 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         group=str(cfg.get("group", "default")),
         data_dir=Path(paths["data_dir"]).expanduser().absolute(),
         runs_dir=runs_dir,
-        semantic=semantic_config(cfg),
+        semantic=_with_pretraining_run(semantic_config(cfg), cfg["model"].get("pretrained"),
+                                       model.pretrained),
         pretrain=build_dataclass(PretrainSpec, cfg["pretrain"], "pretrain") if "pretrain" in cfg
         else None,
     )

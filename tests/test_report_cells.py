@@ -101,3 +101,36 @@ def test_dashboard_files_each_plot_under_its_own_dataset(tmp_path):
     tags = re.findall(r'<figure data-dataset="([^"]*)"><img alt="([^"]*)"', page)
     assert len(tags) == 4 and all(name.split("_m_")[0].split("_", 1)[1] == dataset
                                   for dataset, name in tags), tags
+
+
+def test_table6_pairs_each_finetuning_row_with_the_pretraining_run_it_loaded(tmp_path):
+    """Beside the pretraining runs the fine-tuning runs loaded, another one-phase pretraining
+    run (a shorter trial): the savings stay those of the two runs loaded (recorded in each
+    fine-tuning run's plan.json), not of whichever shares the phases; a fine-tuning run that
+    recorded none, among two candidates, gets no savings rather than another run's."""
+    from c2f.report.layout import paper_tables
+    from c2f.report.paper import load_paper
+    from tests.report_fixtures import make_pretraining_run
+
+    make_pretraining_run(tmp_path, "pre1", phases=(1,), method="none", flops=1000,
+                         seconds=100.0)
+    make_pretraining_run(tmp_path, "trial1", phases=(1,), method="none", flops=300,
+                         seconds=30.0)
+    make_pretraining_run(tmp_path, "pre41", phases=(4, 1), method="fshift", flops=650,
+                         seconds=70.0)
+    kw = {"dataset": "audioset_balanced", "metric": "mAP", "model": "ssast_base"}
+    for name, source, loaded in (("ft1", "pretrain:1", "pre1"), ("ft41", "pretrain:4-1",
+                                                                  "pre41")):
+        run = make_run(tmp_path, name, values=[0.25, 0.29, 0.30], pretrained=source, **kw)
+        plan = json.loads((run / "plan.json").read_text())
+        (run / "plan.json").write_text(json.dumps(plan | {"pretrained_run": loaded}))
+
+    def fshift_row() -> list[str]:
+        tables = paper_tables(aggregate(load_runs([tmp_path])[0]), load_paper())
+        six = {t.key: t for t in tables}["6"]
+        return next(row for row in six.rows if row[0] == "Fshift 4→1")
+    assert fshift_row()[3:5] == ["35.00", "30.00"]  # 1 - 650/1000, 1 - 70/100
+    plan = json.loads((tmp_path / "group" / "ft1" / "plan.json").read_text())
+    del plan["pretrained_run"]  # a run from before that record: pre1 or trial1?
+    (tmp_path / "group" / "ft1" / "plan.json").write_text(json.dumps(plan))
+    assert fshift_row()[3:5] == ["n/a", "n/a"]

@@ -200,3 +200,19 @@ def test_pretrained_names_a_pretraining_run_by_its_phases(tmp_path):
     assert resolve_pretrained("pretrain:4-1", runs) == str(runs / "paper" / "bbbbbbbbbb" /
                                                             "ckpt" / "last.pt")
     assert resolve_pretrained("pretrain:1", runs).endswith("aaaaaaaaaa/ckpt/last.pt")
+    # the run it resolves to is part of a fine-tuning run's identity: pretraining anew (the
+    # old 4-1 run moved away) makes the same command a new run, not "already finished"
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from c2f.spec import build_spec
+    from tests.conftest import ROOT
+
+    def fine_tuning_id() -> str:
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["model=ssast_base", f"paths.runs_dir={runs}",
+                                               "model.pretrained=pretrain:4-1"])
+        return build_spec(OmegaConf.to_container(cfg, resolve=True)).run_id
+    before = fine_tuning_id()
+    (runs / "paper" / "bbbbbbbbbb").rename(runs / "paper" / "dddddddddd")
+    assert fine_tuning_id() != before

@@ -45,6 +45,7 @@ class Run:
     fold: int | None = None
     pretrain: bool = False  # a self-supervised pretraining run (records of kind "pretrain")
     pretrained_from: str | None = None  # a fine-tuning run: its pretraining run's phases, "4-1"
+    pretrained_run: str | None = None  # and that run's id, where known (pretraining_run_of)
     switches: list[dict] = field(default_factory=list)  # adaptive: each phase's switch decision
     adaptive: str = ""  # schedule=adaptive: the switching rule (plateau, budget); "" if fixed
     diverged: str | None = None  # why its loss stopped being finite (diverged.json), if it did
@@ -163,9 +164,24 @@ def load_run(path: Path) -> Run:
                fold=None if dataset.get("fold") is None else int(dataset["fold"]),
                pretrain=pretrain,
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),
+               pretrained_run=pretraining_run_of(config.get("model", {}).get("pretrained"),
+                                                 plan),
                switches=list((plan or {}).get("switches", [])),
                adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")),
                diverged=why, setting=flat_setting(semantic_config(config)), config=config)
+
+
+def pretraining_run_of(value: str | None, plan: dict | None) -> str | None:
+    """The id of the pretraining run a fine-tuning run loaded: as its plan.json records it, or
+    the run folder its checkpoint path lies in; None when not known (`pretrain:<phases>` in a
+    run from before that record)."""
+    if (plan or {}).get("pretrained_run"):
+        return str(plan["pretrained_run"])
+    if not value or str(value).startswith("pretrain:"):
+        return None
+    path = Path(str(value)).expanduser()
+    return next((folder.name for folder in (path, *path.parents[:2])
+                 if (folder / "config.yaml").is_file()), None)
 
 
 def pretrained_from(value: str | None) -> str | None:

@@ -266,7 +266,20 @@ def pretraining_cells(runs: list[Run]) -> list[Cell]:
     baseline, `pretrain:1`) and coarse to fine, with the savings of the pretraining stage, as
     the paper computes them ("more than a 30% reduction in training FLOPs and time" of the
     pretraining): 1 - the coarse-to-fine pretraining's FLOPs (time) / the baseline's."""
-    pretrainings = {r.schedule: r for r in runs if r.pretrain and r.records}
+    by_id = {r.path.name: r for r in runs if r.pretrain and r.records}
+    by_phases: dict[str, list[Run]] = {}
+    for pretraining in by_id.values():
+        by_phases.setdefault(pretraining.schedule, []).append(pretraining)
+
+    def source_run(members: list[Run], phases: str) -> Run | None:
+        """The pretraining run a row's fine-tuning runs started from: the one they recorded;
+        for runs that did not record it, the only one with those phases; else none (the
+        savings stay n/a rather than come from another pretraining run)."""
+        named = {m.pretrained_run for m in members}
+        if len(named) == 1 and None not in named:
+            return by_id.get(next(iter(named)))
+        found = by_phases.get(phases, [])
+        return found[0] if named == {None} and len(found) == 1 else None
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.pretrained_from is not None:
@@ -277,8 +290,7 @@ def pretraining_cells(runs: list[Run]) -> list[Cell]:
         refs = [r for r in (reference(m) for m in members if m.finished) if r is not None]
         return Stat.of([r.metric for r in refs]), any(r.averaged for r in refs)
 
-    def save(source: str, key: str) -> Stat | None:
-        base, own = pretrainings.get("1"), pretrainings.get(source)
+    def save(base: Run | None, own: Run | None, key: str) -> Stat | None:
         if not (base and own and base.finished and own.finished):
             return None
         return Stat.of([1 - own.records[-1][key] / base.records[-1][key]])
@@ -293,14 +305,19 @@ def pretraining_cells(runs: list[Run]) -> list[Cell]:
                               value=value, best=value, averaged=averaged,
                               best_averaged=averaged))
             continue
-        base, _ = values(groups.get((dataset, model, budget, "1"), []))
+        baseline_runs = groups.get((dataset, model, budget, "1"), [])
+        base, _ = values(baseline_runs)
+        base_run, own_run = source_run(baseline_runs, "1"), source_run(members, source)
         diff = None if base is None or value is None else Stat.of([value.mean - base.mean])
         status = "no baseline" if base is None else "pending" if value is None else \
             "reached" if diff.mean >= 0 else "not reached"
-        method = pretrainings[source].method if source in pretrainings else "?"
+        method = own_run.method if own_run is not None else next(
+            (r.method for r in by_phases.get(source, [])), "?")
         cells.append(Cell(dataset, model, budget, method, source, metric, len(members), status,
-                          value=value, diff=diff, flops_save=save(source, "flops_cum"),
-                          time_save=save(source, "seconds_cum"), best=value, best_diff=diff,
+                          value=value, diff=diff,
+                          flops_save=save(base_run, own_run, "flops_cum"),
+                          time_save=save(base_run, own_run, "seconds_cum"), best=value,
+                          best_diff=diff,
                           averaged=averaged, best_averaged=averaged))
     return cells
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import torch
 import yaml
@@ -134,6 +135,16 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
              f"{_code_changed(spec, run, 'its results are the old code')}")
         return done
     return None
+
+
+def _pretraining_run(spec: RunSpec) -> str | None:
+    """The id of the pretraining run whose checkpoint a fine-tuning run loads (the report pairs
+    Table 6's rows by it); None for weights from elsewhere."""
+    weights = Path(spec.model.pretrained) if spec.model.pretrained else None
+    if weights is None or weights.parent.name != "ckpt" or \
+            not (weights.parents[1] / "plan.json").is_file():
+        return None
+    return weights.parents[1].name
 
 
 def _code(spec: RunSpec) -> str:
@@ -270,7 +281,8 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
             echo(changed.strip())
         title = compression_class(spec.compression.name).title or spec.compression.name
         run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec),
-                                                  "method_title": title})  # the report's
+                                                  "method_title": title,  # the report's
+                                                  "pretrained_run": _pretraining_run(spec)})
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
     mode = spec.logger.mode if world.is_main else "disabled"
