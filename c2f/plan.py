@@ -100,7 +100,9 @@ def phase_epochs(schedule: ScheduleSpec, budget: int, phases: int) -> list[int]:
         return [budget]
     switch = schedule.switch
     fraction = switch.max_fraction if switch else schedule.initial_fraction
-    initial = max(switch.min_epochs if switch else 1, round(fraction * budget / (phases - 1)))
+    initial = max(1, round(fraction * budget / (phases - 1)))
+    if switch:
+        _check_switch(switch, initial, budget, phases)
     final = schedule.final_epochs or budget - initial * (phases - 1)
     if final < 1:
         raise ConfigError(
@@ -108,6 +110,22 @@ def phase_epochs(schedule: ScheduleSpec, budget: int, phases: int) -> list[int]:
             f"after {phases - 1} initial phase(s) of {initial}; raise dataset.epochs or set "
             "schedule.final_epochs")
     return [initial] * (phases - 1) + [final]
+
+
+def _check_switch(switch, cap: int, budget: int, phases: int) -> None:
+    """An adaptive rule that can end a phase before its cap of `cap` epochs: refused when it
+    cannot (the run would be a fixed schedule that says it adapts)."""
+    share = (f"the cap of {cap} epoch(s) an initial phase may train ({switch.max_fraction:g} "
+             f"of {budget} epochs over {phases - 1} initial phase(s))")
+    if switch.min_epochs > cap:
+        raise ConfigError(f"`schedule.switch.min_epochs`={switch.min_epochs} is more than {share}; "
+                          "lower it, or raise schedule.switch.max_fraction or dataset.epochs")
+    earliest = max(switch.min_epochs, switch.patience + 1)  # the rule's first chance to end it
+    if earliest >= cap:
+        raise ConfigError(f"`schedule.switch.patience`={switch.patience}: the {switch.rule} rule "
+                          f"can end a phase after {earliest} epochs at the earliest, which is "
+                          f"not before {share}, so every phase would run its cap; lower "
+                          "patience, or raise schedule.switch.max_fraction or dataset.epochs")
 
 
 def _phase_input(spec: RunSpec, c: int) -> PhaseInput:

@@ -49,6 +49,29 @@ def straight(tmp_path_factory, data_dir):
     return run, proc.stdout
 
 
+@pytest.mark.parametrize("overrides, says", [
+    (["schedule.switch.min_epochs=12"], r"`schedule.switch.min_epochs`=12 is more than the cap "
+                                        r"of 10 epoch\(s\) an initial phase may train"),
+    (["schedule.switch.patience=9"], r"`schedule.switch.patience`=9: the plateau rule can end a "
+                                     r"phase after 10 epochs at the earliest, which is not before"),
+    (["schedule.switch.rule=budget", "schedule.switch.patience=10"], r"the budget rule"),
+])
+def test_an_adaptive_rule_that_could_never_end_a_phase_early_is_refused(overrides, says):
+    """20 epochs, max_fraction 0.5: a cap of 10 for the coarse phase; a rule that cannot end it
+    before then would run a fixed schedule that says it adapts."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from c2f.plan import build_plan
+    from c2f.spec import ConfigError, build_spec
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["compression=fshift", "schedule=adaptive",
+                                           "dataset.epochs=20", *overrides])
+    with pytest.raises(ConfigError, match=says):
+        build_plan(build_spec(OmegaConf.to_container(cfg, resolve=True)))
+
+
 def test_an_adaptive_run_switches_once_and_fills_the_budget(straight):
     run, out = straight
     records = read_metrics(run)
