@@ -311,7 +311,8 @@ def format_recipe(spec: RunSpec) -> str:
                           f"{o.milestones_start}", "cosine": "cosine", "constant": "constant",
              "epoch_scales": f"x{list(o.scales or [])} by epoch"}
     average = "none" if a.mode == "none" else (
-        f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
+        f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else "")
+        + (", final-phase epochs only" if len(phase_factors(spec.schedule)) > 1 else ""))
     init = m.pretrained or "random"
     if spec.pretrain is not None:
         pre = spec.pretrain

@@ -54,13 +54,25 @@ def resolve_pretrained(value: str | None, runs_dir: Path, strict: bool = True) -
         if not found:
             raise ConfigError(f"`model.pretrained`={value}: no file, and no run {value} under "
                               f"{runs_dir}; give a checkpoint file, a run directory or an id")
-        path = found[0]
+        done = [p for p in found if _status(p) == "finished"]  # one config in two groups
+        if len(done) > 1:
+            raise ConfigError(f"`model.pretrained`={value}: finished in {len(done)} groups "
+                              f"({', '.join(map(str, done))}); name the run by its directory")
+        path = (done or found)[0]
     if not path.is_dir():
         return value
-    summary = path / "summary.json"
-    status = json.loads(summary.read_text()).get("status") if summary.exists() else "running"
+    status = _status(path)
     if status != "finished":
         raise ConfigError(f"`model.pretrained`={value}: the run {path} has not finished "
-                          f"(status: {status or 'unknown'}); fine-tune once it has, or point "
-                          "at a checkpoint file")
+                          f"({status}); fine-tune once it has (a run killed meanwhile resumes "
+                          "when its command is launched again), or point at a checkpoint file")
     return str(path / "ckpt" / "last.pt")
+
+
+def _status(run: Path) -> str:
+    """A run folder's summary status; "running or killed" without a summary."""
+    summary = run / "summary.json"
+    try:
+        return json.loads(summary.read_text()).get("status") or "unknown status"
+    except (OSError, ValueError, AttributeError):
+        return "running or killed" if not summary.exists() else "unreadable summary.json"

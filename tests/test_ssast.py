@@ -147,11 +147,18 @@ def test_pretrained_names_a_finished_run_by_path_or_id(tmp_path):
 
     run = tmp_path / "runs" / "pretrain" / "0123456789"
     (run / "ckpt").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="has not finished"):
+    with pytest.raises(ConfigError, match=r"has not finished \(running or killed\)"):
         resolve_pretrained(str(run), tmp_path / "runs")
+    # the same config killed in a group sorted first: the id names the finished run
+    (tmp_path / "runs" / "killed" / "0123456789" / "ckpt").mkdir(parents=True)
     (run / "summary.json").write_text('{"status": "finished"}')
     assert resolve_pretrained("0123456789", tmp_path / "runs") == str(run / "ckpt" / "last.pt")
     assert resolve_pretrained(str(run), tmp_path / "runs") == str(run / "ckpt" / "last.pt")
+    (tmp_path / "runs" / "killed" / "0123456789" / "summary.json").write_text(
+        '{"status": "finished"}')  # finished in two groups: which is meant is not known
+    with pytest.raises(ConfigError, match="finished in 2 groups .*; name the run by its "
+                                          "directory"):
+        resolve_pretrained("0123456789", tmp_path / "runs")
     with pytest.raises(ConfigError, match="no run abcdefabcd"):
         resolve_pretrained("abcdefabcd", tmp_path / "runs")
     assert resolve_pretrained("weights.pth", tmp_path / "runs") == "weights.pth"  # a file name
