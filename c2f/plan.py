@@ -117,9 +117,10 @@ def _check_switch(switch, cap: int, budget: int, phases: int) -> None:
     cannot (the run would be a fixed schedule that says it adapts)."""
     share = (f"the cap of {cap} epoch(s) an initial phase may train ({switch.max_fraction:g} "
              f"of {budget} epochs over {phases - 1} initial phase(s))")
-    if switch.min_epochs > cap:
-        raise ConfigError(f"`schedule.switch.min_epochs`={switch.min_epochs} is more than {share}; "
-                          "lower it, or raise schedule.switch.max_fraction or dataset.epochs")
+    if switch.min_epochs >= cap:
+        raise ConfigError(f"`schedule.switch.min_epochs`={switch.min_epochs} is not less than "
+                          f"{share}, so every phase would run its cap; lower it, or raise "
+                          "schedule.switch.max_fraction or dataset.epochs")
     earliest = max(switch.min_epochs, switch.patience + 1)  # the rule's first chance to end it
     if earliest >= cap:
         raise ConfigError(f"`schedule.switch.patience`={switch.patience}: the {switch.rule} rule "

@@ -44,9 +44,10 @@ def resolve_pretrained(value: str | None, runs_dir: Path, strict: bool = True) -
         if len(found) != 1:
             listed = ", ".join(map(str, found)) or "none"
             raise ConfigError(f"`model.pretrained`={value}: {len(found)} pretraining runs with "
-                              f"those phases under {runs_dir} ({listed}); launch the "
-                              "pretraining first (sweeps/table6_ssast_pretrain.yaml) or name "
-                              "the run by its directory or id")
+                              f"those phases under {runs_dir} ({listed}); " + (
+                                  "name the one meant by its directory" if found else
+                                  "launch the pretraining first (sweeps/table6_ssast_pretrain"
+                                  ".yaml) or name the run by its directory or id"))
         value = str(found[0])
     path = Path(value).expanduser()
     if not path.exists() and re.fullmatch(r"[0-9a-f]{10}", value):

@@ -299,13 +299,21 @@ def semantic_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
-def _with_pretraining_run(semantic: dict, given: Any, resolved: str | None) -> dict:
+def pretraining_run_id(given: Any, resolved: str | None) -> str | None:
+    """The id of the run `model.pretrained=pretrain:<phases>` resolved to; None otherwise."""
+    if not (isinstance(given, str) and given.startswith("pretrain:") and resolved
+            and resolved != given):
+        return None
+    return Path(resolved).parents[1].name  # <run>/ckpt/last.pt
+
+
+def with_pretraining_run(semantic: dict, given: Any, run_id: str | None) -> dict:
     """`model.pretrained=pretrain:<phases>` names whichever pretraining run has those phases
-    now: the run's id joins the run's identity, so that fine-tuning from a new pretraining run
-    is a new run, not "already finished" with the old weights."""
-    if not (isinstance(given, str) and given.startswith("pretrain:") and resolved != given):
+    now: the run's id (`run_id`) joins the run's identity, so that fine-tuning from a new
+    pretraining run is a new run, not "already finished" with the old weights. A run folder's
+    stored config is hashed with the id its plan.json recorded (c2f/train/job.py)."""
+    if run_id is None or not (isinstance(given, str) and given.startswith("pretrain:")):
         return semantic
-    run_id = Path(resolved).parents[1].name  # <run>/ckpt/last.pt
     return {**semantic, "model": {**semantic["model"], "pretrained": f"{given} ({run_id})"}}
 
 
@@ -371,8 +379,9 @@ def build_spec(cfg: Mapping[str, Any]) -> RunSpec:
         group=str(cfg.get("group", "default")),
         data_dir=Path(paths["data_dir"]).expanduser().absolute(),
         runs_dir=runs_dir,
-        semantic=_with_pretraining_run(semantic_config(cfg), cfg["model"].get("pretrained"),
-                                       model.pretrained),
+        semantic=with_pretraining_run(semantic_config(cfg), cfg["model"].get("pretrained"),
+                                      pretraining_run_id(cfg["model"].get("pretrained"),
+                                                         model.pretrained)),
         pretrain=build_dataclass(PretrainSpec, cfg["pretrain"], "pretrain") if "pretrain" in cfg
         else None,
     )

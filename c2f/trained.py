@@ -184,7 +184,7 @@ def _run_info(path: Path, weights: str) -> dict:
             "class_mids": _class_mids(inference, inference["class_names"]),
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
             "loss": spec.dataset.loss, "precision": spec.trainer.precision,
-            "run_id": spec.run_id, "weights": weights, "phases": [p.c for p in phases]}
+            "run_id": path.name, "weights": weights, "phases": [p.c for p in phases]}
 
 
 def _class_mids(inference: dict, names: list[str]) -> list[str] | None:

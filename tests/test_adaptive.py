@@ -50,8 +50,9 @@ def straight(tmp_path_factory, data_dir):
 
 
 @pytest.mark.parametrize("overrides, says", [
-    (["schedule.switch.min_epochs=12"], r"`schedule.switch.min_epochs`=12 is more than the cap "
-                                        r"of 10 epoch\(s\) an initial phase may train"),
+    (["schedule.switch.min_epochs=12"], r"`schedule.switch.min_epochs`=12 is not less than the "
+                                        r"cap of 10 epoch\(s\) an initial phase may train"),
+    (["schedule.switch.min_epochs=10"], r"`schedule.switch.min_epochs`=10 is not less than"),
     (["schedule.switch.patience=9"], r"`schedule.switch.patience`=9: the plateau rule can end a "
                                      r"phase after 10 epochs at the earliest, which is not before"),
     (["schedule.switch.rule=budget", "schedule.switch.patience=10"], r"the budget rule"),

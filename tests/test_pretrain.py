@@ -81,7 +81,8 @@ def test_finetuning_starts_from_the_pretraining_run_by_its_id(pretrained, tmp_pa
     finetuned = [r for r in run_dirs(runs) if r != run]
     assert len(finetuned) == 1 and len(read_metrics(finetuned[0])) == 2
     # the pretraining run it loaded, for the report's Table 6 pairing
-    assert json.loads((finetuned[0] / "plan.json").read_text())["pretrained_run"] == run.name
+    assert json.loads((finetuned[0] / "plan.json").read_text())["pretrained_run"] == \
+        f"{run.parent.name}/{run.name}"
 
 
 # adaptive: the coarse phase ends by the plateau rule after 1 evaluation without a gain (of

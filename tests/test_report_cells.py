@@ -119,8 +119,8 @@ def test_table6_pairs_each_finetuning_row_with_the_pretraining_run_it_loaded(tmp
     make_pretraining_run(tmp_path, "pre41", phases=(4, 1), method="fshift", flops=650,
                          seconds=70.0)
     kw = {"dataset": "audioset_balanced", "metric": "mAP", "model": "ssast_base"}
-    for name, source, loaded in (("ft1", "pretrain:1", "pre1"), ("ft41", "pretrain:4-1",
-                                                                  "pre41")):
+    for name, source, loaded in (("ft1", "pretrain:1", "group/pre1"),
+                                 ("ft41", "pretrain:4-1", "group/pre41")):
         run = make_run(tmp_path, name, values=[0.25, 0.29, 0.30], pretrained=source, **kw)
         plan = json.loads((run / "plan.json").read_text())
         (run / "plan.json").write_text(json.dumps(plan | {"pretrained_run": loaded}))
@@ -130,6 +130,15 @@ def test_table6_pairs_each_finetuning_row_with_the_pretraining_run_it_loaded(tmp
         six = {t.key: t for t in tables}["6"]
         return next(row for row in six.rows if row[0] == "Fshift 4→1")
     assert fshift_row()[3:5] == ["35.00", "30.00"]  # 1 - 650/1000, 1 - 70/100
+    # the same seed fine-tuned again (killed), named by the pretraining run's id, not by
+    # `pretrain:`: one seed of the row, not two (the finished one)
+    again = make_run(tmp_path, "ft41_again", values=[0.2, 0.2], pretrained="pre41", budget=3,
+                     finished=False, **kw)
+    (again / "plan.json").write_text(json.dumps(json.loads((again / "plan.json").read_text())
+                                                | {"pretrained_run": "group/pre41"}))
+    assert {r.path.name: r.pretrained_from for r in load_runs([tmp_path])[0]
+            if r.path.name.startswith("ft41")} == {"ft41": "4-1", "ft41_again": "4-1"}
+    assert fshift_row()[2] == "30.00 (+0.00)"  # ft41's 0.30, not a mean with 0.20 [n=2]
     plan = json.loads((tmp_path / "group" / "ft1" / "plan.json").read_text())
     del plan["pretrained_run"]  # a run from before that record: pre1 or trial1?
     (tmp_path / "group" / "ft1" / "plan.json").write_text(json.dumps(plan))

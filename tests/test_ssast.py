@@ -215,11 +215,21 @@ def test_pretrained_names_a_pretraining_run_by_its_phases(tmp_path):
     from c2f.spec import build_spec
     from tests.conftest import ROOT
 
-    def fine_tuning_id() -> str:
+    def fine_tuning():
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=["model=ssast_base", f"paths.runs_dir={runs}",
                                                "model.pretrained=pretrain:4-1"])
-        return build_spec(OmegaConf.to_container(cfg, resolve=True)).run_id
-    before = fine_tuning_id()
+        return cfg, build_spec(OmegaConf.to_container(cfg, resolve=True))
+    cfg, spec = fine_tuning()
+    # its folder, as a job makes it, is its own on a relaunch (a requeue, a kill): the stored
+    # config hashes to its id with the pretraining run plan.json recorded
+    from c2f.track import RunDir
+    from c2f.train.job import _check_drift, _pretraining_run
+
+    (runs / "paper" / "bbbbbbbbbb" / "plan.json").write_text("{}")
+    assert _pretraining_run(spec) == "paper/bbbbbbbbbb"
+    folder = RunDir(spec.run_dir)
+    folder.create(OmegaConf.to_yaml(cfg), {"pretrained_run": _pretraining_run(spec)})
+    _check_drift(fine_tuning()[1], folder)  # no "written by another version" refusal
     (runs / "paper" / "bbbbbbbbbb").rename(runs / "paper" / "dddddddddd")
-    assert fine_tuning_id() != before
+    assert fine_tuning()[1].run_id != spec.run_id

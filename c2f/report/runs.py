@@ -172,15 +172,15 @@ def load_run(path: Path) -> Run:
 
 
 def pretraining_run_of(value: str | None, plan: dict | None) -> str | None:
-    """The id of the pretraining run a fine-tuning run loaded: as its plan.json records it, or
-    the run folder its checkpoint path lies in; None when not known (`pretrain:<phases>` in a
-    run from before that record)."""
+    """`<group>/<id>` of the pretraining run a fine-tuning run loaded: as its plan.json records
+    it, or the run folder its checkpoint path lies in; None when not known (`pretrain:<phases>`
+    in a run from before that record)."""
     if (plan or {}).get("pretrained_run"):
         return str(plan["pretrained_run"])
     if not value or str(value).startswith("pretrain:"):
         return None
     path = Path(str(value)).expanduser()
-    return next((folder.name for folder in (path, *path.parents[:2])
+    return next((f"{folder.parent.name}/{folder.name}" for folder in (path, *path.parents[:2])
                  if (folder / "config.yaml").is_file()), None)
 
 
@@ -237,5 +237,9 @@ def load_runs(paths: list[Path], where: dict[str, str] | None = None
         if not runs:
             raise ReportError("no run matches every --where " + " ".join(
                 f"{k}={v}" for k, v in where.items()) + " at once")
+    pretrainings = {f"{r.path.parent.name}/{r.path.name}": r for r in runs if r.pretrain}
+    for run in runs:  # named by id or path: its pretraining run's phases, once it is loaded
+        if run.pretrained_from is None and run.pretrained_run in pretrainings:
+            run.pretrained_from = pretrainings[run.pretrained_run].schedule
     name_variants(runs)
     return runs, unreadable + [w for run in runs for w in run.warnings] + data_versions(runs)

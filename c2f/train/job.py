@@ -16,7 +16,7 @@ from c2f.flops_cache import code_version
 from c2f.models import model_family
 from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
-from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config
+from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
@@ -81,7 +81,13 @@ def _check_drift(spec: RunSpec, run: RunDir) -> None:
     stored_path = run.path / "config.yaml"
     if not stored_path.exists():
         return
-    stored = semantic_config(yaml.safe_load(stored_path.read_text()) or {})
+    config = yaml.safe_load(stored_path.read_text()) or {}
+    try:  # the pretraining run a `pretrain:<phases>` fine-tuning run loaded, as it recorded it
+        recorded = json.loads((run.path / "plan.json").read_text()).get("pretrained_run")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    stored = with_pretraining_run(semantic_config(config), (config.get("model") or {}).get(
+        "pretrained"), recorded.split("/")[-1] if recorded else None)
     if config_hash(stored) == spec.run_id:
         return
     now = json.loads(json.dumps(spec.semantic, default=str))
@@ -138,13 +144,13 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
 
 
 def _pretraining_run(spec: RunSpec) -> str | None:
-    """The id of the pretraining run whose checkpoint a fine-tuning run loads (the report pairs
-    Table 6's rows by it); None for weights from elsewhere."""
+    """`<group>/<id>` of the pretraining run whose checkpoint a fine-tuning run loads (the
+    report pairs Table 6's rows by it); None for weights from elsewhere."""
     weights = Path(spec.model.pretrained) if spec.model.pretrained else None
     if weights is None or weights.parent.name != "ckpt" or \
             not (weights.parents[1] / "plan.json").is_file():
         return None
-    return weights.parents[1].name
+    return f"{weights.parents[2].name}/{weights.parents[1].name}"
 
 
 def _code(spec: RunSpec) -> str:
