@@ -250,7 +250,7 @@ JUDGED = ("reached", "not reached")  # the seeds a cell's budget numbers average
 def _status(outcomes: list[Outcome]) -> str:
     """The cell's budget status from its seeds: over the judged ones "reached", "k/n reached"
     or "not reached", then how many are not judged and why ("reached, 1 pending"); without a
-    judged seed, the most common reason."""
+    judged seed, its one reason, or each reason with its count ("1 diverged, 1 pending")."""
     counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
     reached, judged = counts.get("reached", 0), sum(counts.get(s, 0) for s in JUDGED)
     if not judged:  # one reason, or each with its count ("1 diverged, 1 pending")
