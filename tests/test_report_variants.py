@@ -46,6 +46,9 @@ def test_runs_that_differ_in_a_setting_are_rows_of_their_own_not_duplicates(tmp_
         "sweep of rows: +row=baseline)") for w in warnings)
     assert main([str(tmp_path), "--no-plots"]) == 0
     runs_csv = list(csv.DictReader((tmp_path / "report" / "runs.csv").open()))
+    [ignored] = [r for r in runs_csv if r["budget_status"].startswith("ignored")]
+    assert ignored["path"].endswith("later") and ignored["budget_status"] == \
+        "ignored: a duplicate (see the warnings)"
     assert {(r["model"], r["model_setting"], r["method"], r["method_setting"])
             for r in runs_csv if r["method"] == "fshift"} == {
         ("m", f"optim.lr={lr}", "fshift", f"compression.options.k={k}")

@@ -78,6 +78,7 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
     def pct(x: float | None) -> str:
         return "" if x is None else f"{100 * x:.4f}"
     by_path, epochs = {o.run.path: o for o in outcomes}, fold_epochs(runs)
+    used = set(by_path) | {b.path for b in pair(runs)[0].values()}
     rows = []
     for run in runs:
         outcome = by_path.get(run.path)
@@ -91,6 +92,8 @@ def run_rows(runs: list[Run], outcomes: list[Outcome]) -> list[dict]:
                "averaged": "yes" if run.average else "",
                "baseline_epoch": ref.epoch if ref else "",
                "baseline_metric": pct(ref.metric if ref else None)}
+        if run.path not in used and not run.pretrain and run.pretrained_from is None:
+            row["budget_status"] = "ignored: a duplicate (see the warnings)"
         if outcome:
             row |= {"budget_status": outcome.status, "epoch": outcome.epoch or "",
                     "metric": pct(outcome.metric), "flops_save": pct(outcome.flops_save),
