@@ -73,12 +73,17 @@ def test_silent_clips_train_evaluate_and_are_counted(tmp_path, data_dir):
                                                    clip_seconds=1.28))
     silence = tmp_path / "silence.wav"
     soundfile.write(silence, np.zeros(20480, dtype=np.float32), 16000)
+    late = tmp_path / "late.wav"  # a tone after 1.5 s of silence: the model hears 1.28 s
+    soundfile.write(late, np.concatenate([np.zeros(24000), 0.3 * np.sin(np.arange(16000) * 0.1)]
+                                         ).astype(np.float32), 16000)
     manifests = {}
     for split in ("train", "eval"):
         entries = json.loads(paths[split].read_text())["data"]
         for entry in entries:
             entry["wav"] = str((paths[split].parent / entry["wav"]).resolve())
         entries.append({"wav": str(silence), "labels": entries[0]["labels"]})
+        if split == "train":
+            entries.append({"wav": str(late), "labels": entries[0]["labels"]})
         manifests[split] = tmp_path / f"{split}.json"
         manifests[split].write_text(json.dumps({"data": entries}))
     runs = tmp_path / "runs"
@@ -86,13 +91,13 @@ def test_silent_clips_train_evaluate_and_are_counted(tmp_path, data_dir):
                     f"dataset.eval_manifest={manifests['eval']}",
                     f"dataset.labels_csv={paths['labels']}", "dataset.loss=bce",
                     "logger=disabled"], runs, data_dir)
-    assert "1 training and 1 eval clip(s) are all-silent" in proc.stdout
+    assert "2 training and 1 eval clip(s) are silent where the model hears them" in proc.stdout
     [run] = run_dirs(runs)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["silent_clips"] == {"train": 1, "eval": 1} and summary["skipped_clips"] == 0
+    assert summary["silent_clips"] == {"train": 2, "eval": 1} and summary["skipped_clips"] == 0
     assert summary["loss"] == "bce"
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["samples"] == 45  # 44 clips + the silent one
+    assert record["samples"] == 46  # 44 clips + the silent one + the one silent at its start
     assert np.isfinite(record["eval_loss"]) and record["eval_loss"] < 1.0  # BCE, not CE (~2.4)
 
 

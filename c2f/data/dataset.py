@@ -91,12 +91,15 @@ class SpectrogramDataset(Dataset):
         return f"{err} (data[{clip.line}] of {self.manifest.path})" if own else str(err)
 
     def _is_silent(self, index: int, wave: torch.Tensor | None) -> bool:
-        """Whether the clip is silent; a cached clip's flag is found once (from `wave`, or
-        from the cache when the item carries no waveform)."""
+        """Whether the part of the clip the model sees (its first `frontend.samples`: a long
+        recording silent at its start counts) is silent; a cached clip's flag is found once
+        (from `wave`, or from the cache when the item carries no waveform)."""
+        window = self.frontend.samples
         if self.waves is None:
-            return is_silent(wave)
+            return is_silent(wave[..., :window])
         if index not in self._silent:
-            self._silent[index] = is_silent(self.waves.get(index) if wave is None else wave)
+            whole = self.waves.get(index) if wave is None else wave
+            self._silent[index] = is_silent(whole[..., :window])
         return self._silent[index]
 
     def _mixup(self, index: int, gen: torch.Generator) -> tuple[int, float, torch.Tensor]:

@@ -55,7 +55,8 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     silent = summary["silent_clips"]
     if any(silent.values()):
         lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
-                     "all-silent; they were kept (silence is valid audio)")
+                     "silent where the model hears them (all of a short clip, the start of a "
+                     "long one); they were kept (silence is valid audio)")
     if summary["skipped_clips"]:
         lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
                      "see skipped.txt in the run directory")

@@ -305,7 +305,7 @@ class PhaseLoop:
     def _note_silent(self, before: int) -> None:
         counts = {split: len(ids) for split, ids in self.silent.items()}
         if sum(counts.values()) > before:
-            self.log(f"note: all-silent clips so far: {counts['train']} training, "
+            self.log(f"note: silent clips so far (where heard): {counts['train']} training, "
                      f"{counts['eval']} eval (silence is valid audio: kept)")
 
     def _average(self, records: list[dict], state: TrainState, phase: Phase, model, evaluable,
