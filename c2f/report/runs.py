@@ -171,17 +171,27 @@ def load_run(path: Path) -> Run:
                diverged=why, setting=flat_setting(semantic_config(config)), config=config)
 
 
+def run_key(run: Run) -> str:
+    """`<group>/<id>`: how a fine-tuning run's plan.json names its pretraining run."""
+    return f"{run.path.parent.name}/{run.path.name}"
+
+
 def pretraining_run_of(value: str | None, plan: dict | None) -> str | None:
     """`<group>/<id>` of the pretraining run a fine-tuning run loaded: as its plan.json records
     it, or the run folder its checkpoint path lies in; None when not known (`pretrain:<phases>`
     in a run from before that record)."""
     if (plan or {}).get("pretrained_run"):
         return str(plan["pretrained_run"])
+    folder = _run_folder(value)
+    return None if folder is None else f"{folder.parent.name}/{folder.name}"
+
+
+def _run_folder(value: str | None) -> Path | None:
+    """The run folder a `model.pretrained` path lies in (the folder, or its ckpt/ file)."""
     if not value or str(value).startswith("pretrain:"):
         return None
     path = Path(str(value)).expanduser()
-    return next((f"{folder.parent.name}/{folder.name}" for folder in (path, *path.parents[:2])
-                 if (folder / "config.yaml").is_file()), None)
+    return next((f for f in (path, *path.parents[:2]) if (f / "config.yaml").is_file()), None)
 
 
 def pretrained_from(value: str | None) -> str | None:
@@ -191,14 +201,9 @@ def pretrained_from(value: str | None) -> str | None:
         return None
     if str(value).startswith("pretrain:"):
         return str(value).removeprefix("pretrain:")
-    path = Path(str(value)).expanduser()
-    for folder in (path, *path.parents[:2]):
-        config = folder / "config.yaml"
-        if config.is_file():
-            cfg = yaml.safe_load(config.read_text()) or {}
-            if "pretrain" in cfg:
-                return config_phases(cfg)
-    return None
+    folder = _run_folder(value)
+    cfg = (yaml.safe_load((folder / "config.yaml").read_text()) or {}) if folder else {}
+    return config_phases(cfg) if "pretrain" in cfg else None
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
@@ -237,7 +242,7 @@ def load_runs(paths: list[Path], where: dict[str, str] | None = None
         if not runs:
             raise ReportError("no run matches every --where " + " ".join(
                 f"{k}={v}" for k, v in where.items()) + " at once")
-    pretrainings = {f"{r.path.parent.name}/{r.path.name}": r for r in runs if r.pretrain}
+    pretrainings = {run_key(r): r for r in runs if r.pretrain}
     for run in runs:  # named by id or path: its pretraining run's phases, once it is loaded
         if run.pretrained_from is None and run.pretrained_run in pretrainings:
             run.pretrained_from = pretrainings[run.pretrained_run].schedule

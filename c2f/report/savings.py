@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c2f.epochs import final_phase
-from c2f.report.runs import Run
+from c2f.report.runs import Run, run_key
 
 
 @dataclass(frozen=True)
@@ -333,11 +333,6 @@ def _preference(run: Run, pretrainings: dict[str, Run]) -> tuple:
     """Of two fine-tuning runs of one seed: the one whose pretraining run is here, finished,
     then the longer."""
     return (run.pretrained_run in pretrainings, run.finished, len(run.records))
-
-
-def run_key(run: Run) -> str:
-    """`<group>/<id>`: how a fine-tuning run's plan.json names its pretraining run."""
-    return f"{run.path.parent.name}/{run.path.name}"
 
 
 def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
