@@ -7,8 +7,10 @@ import csv
 import pytest
 
 from c2f.report.cli import main
+from c2f.report.layout import paper_tables
+from c2f.report.paper import load_paper
 from c2f.report.runs import load_runs
-from c2f.report.savings import pair
+from c2f.report.savings import aggregate, pair
 from c2f.report.tables import label
 from tests.report_fixtures import make_run
 
@@ -162,3 +164,29 @@ def test_time_savings_across_kinds_of_device_are_warned_about(tmp_path):
     mixed = [w for w in warnings if "time savings compare different machines" in w]
     assert len(mixed) == 1 and "other: trained on Tesla V100" in mixed[0]
     assert "on NVIDIA A100" in mixed[0]
+
+
+def test_a_run_trained_past_the_budget_is_named_and_the_recipe_rows_keep_the_paper(tmp_path):
+    """One longer run (schedule.final_epochs set: the paper's "until convergence" setting)
+    beside the recipe's runs: the longer run is named by its setting, the runs at the
+    baseline's value (final_epochs null: the final phase fills the budget) keep their plain
+    name and with it the paper's column."""
+    recipe = {"schedule": {"final_epochs": None}}
+    for seed in (0, 1):
+        make_run(tmp_path, f"b{seed}", values=[0.2, 0.3, 0.4, 0.5], dataset="vggsound",
+                 model="ast_base", seed=seed, budget=20, setting=recipe)  # paper §3.2
+        make_run(tmp_path, f"f{seed}", method="fshift", phases=(4, 1), values=[0, .5, .6, .6],
+                 dataset="vggsound", model="ast_base", seed=seed, budget=20, setting=recipe)
+    make_run(tmp_path, "long", method="fshift", phases=(4, 1), epochs=(1, 6), budget=20,
+             values=[0, .4, .5, .6, .6, .6, .7], dataset="vggsound", model="ast_base",
+             setting={"schedule": {"final_epochs": 6}})
+    runs, _ = load_runs([tmp_path])
+    _, outcomes, warnings = pair(runs)
+    assert not [w for w in warnings if "duplicate" in w]
+    assert sorted({o.run.method for o in outcomes}) == [
+        "fshift", "fshift [schedule.final_epochs=6]"]
+    cells = aggregate(runs, 0.0)
+    [two] = [t for t in paper_tables(cells, load_paper(), 0.0) if t.key == "2"]
+    rows = {row[0]: row for row in two.rows}
+    assert rows["Fshift 4→1"][-1] == "49.90 / 58.31 / 55.00"  # VGGSound @20ep, paper column
+    assert rows["Fshift [schedule.final_epochs=6] 4→1"][-1] in ("", "-")

@@ -3,7 +3,8 @@ schedule, budget and seed, trained with another setting (a learning rate, the mo
 method's options, a phase length). The settings that tell them apart are named in the run's
 model label (settings of the model and its training: each gets its own baseline) or method
 label (settings of the method and its schedule), so each is a row of its own instead of a
-"duplicate run" that is dropped."""
+"duplicate run" that is dropped. A method setting at the value every baseline of its family
+has (`schedule.final_epochs` null) is the recipe and stays unnamed."""
 from __future__ import annotations
 
 import json
@@ -33,12 +34,25 @@ def _differing(runs: list, keys: set[str]) -> list[str]:
     return sorted(k for k in keys if len({r.setting.get(k, ABSENT) for r in runs}) > 1)
 
 
-def _suffixed(name: str, run, keys: list[str]) -> str:
-    """`name [key=value, ...]`, or `name` when no key tells the run apart."""
+def _suffixed(name: str, run, keys: list[str], recipe: dict[str, str] | None = None) -> str:
+    """`name [key=value, ...]`, or `name` when no key tells the run apart. A key at its value
+    in `recipe` is left out: the run follows the recipe there, the others are named."""
+    recipe = recipe or {}
+    keys = [k for k in keys if k not in recipe or run.setting.get(k, ABSENT) != recipe[k]]
     if not keys:
         return name
     shown = ", ".join(f"{k}={_shown(run.setting.get(k, ABSENT))}" for k in keys)
     return f"{name} [{shown}]"
+
+
+def _baselines_setting(members: list, keys: set[str]) -> dict[str, str]:
+    """The values of `keys` every baseline among `members` shares: the recipe the rows' runs
+    are compared with (schedule.final_epochs null: the final phase fills the budget). A row's
+    run at these values keeps its plain name, and with it the paper's column."""
+    baselines = [run for run in members if run.is_baseline]
+    values = {k: {run.setting.get(k, ABSENT) for run in baselines} for k in keys}
+    return {k: found.pop() for k, found in values.items()
+            if len(found) == 1 and ABSENT not in found}
 
 
 def _shown(value: str) -> str:
@@ -81,9 +95,10 @@ def name_variants(runs: list) -> None:
             if not run.is_baseline:
                 rows.setdefault((run.method, run.schedule), []).append(run)
         method_keys = {id(run): _differing(row, of_method) for row in rows.values() for run in row}
+        recipe = _baselines_setting(members, of_method)
         for run in members:
             run.model = _suffixed(run.model, run, model_keys)
-            run.method = _suffixed(run.method, run, method_keys.get(id(run), []))
+            run.method = _suffixed(run.method, run, method_keys.get(id(run), []), recipe)
 
 
 def data_versions(runs: list) -> list[str]:
