@@ -58,9 +58,15 @@ def test_a_seed_still_running_leaves_the_cell_undecided_and_its_n_says_so(tmp_pa
     [_, row] = table(tmp_path, "2")[1]
     assert row[1] == "50.00 (+0.00) [reached, 1 pending] [n=1 of 2]"
     assert main([str(tmp_path), "--no-plots"]) == 0
-    [saved] = [r for r in csv.DictReader((tmp_path / "report" / "savings.csv").open())
-               if r["method"] == "fshift" and r["criterion"] == "budget"]
-    assert (saved["value_n"], saved["value_std"], saved["seeds"]) == ("1", "", "2")
+    saved = {r["criterion"]: r for r in csv.DictReader(
+        (tmp_path / "report" / "savings.csv").open()) if r["method"] == "fshift"}
+    assert (saved["budget"]["value_n"], saved["budget"]["value_std"],
+            saved["budget"]["seeds"]) == ("1", "", "2")
+    # convergence rows carry their own criterion's status: seed 1's best is not known yet
+    assert (saved["convergence"]["status"], saved["convergence"]["value_n"]) == (
+        "finished, 1 unfinished", "1")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<td>finished, 1 unfinished</td>" in page and "<td>reached, 1 pending</td>" in page
 
 
 def test_a_diverged_seed_is_not_pending_forever(tmp_path):

@@ -119,7 +119,8 @@ def long_rows(tables: list[Table], paper: dict | None) -> list[dict]:
                 "table": table.key, "criterion": table.criterion, "dataset": cell.dataset,
                 **named(cell.model, cell.method), "budget": cell.budget,
                 "schedule": cell.schedule, "label": label(cell.method, cell.schedule, "->"),
-                "metric": cell.metric, "seeds": cell.seeds, "status": cell.status,
+                "metric": cell.metric, "seeds": cell.seeds,
+                "status": cell.status_of(table.criterion),
                 "averaged": "yes" if (cell.averaged if budget else cell.best_averaged) else "",
                 "value": num(value), "value_std": num(value, "std"),
                 "value_n": "" if value is None else value.n,  # of the cell's seeds

@@ -57,7 +57,7 @@ def cell_table(cells: list[Cell], criterion: str) -> str:
     for c in sorted(cells, key=lambda c: (c.dataset, c.model, c.budget,
                                           row_order(c.method, c.schedule))):
         tds = [c.dataset, c.model, c.budget, label(c.method, c.schedule), c.schedule, c.seeds,
-               c.status, metric_text(c, criterion)]
+               c.status_of(criterion), metric_text(c, criterion)]
         if criterion == "budget":
             tds += [save_text(c, c.flops_save), save_text(c, c.time_save)]
         klass = ' class="baseline"' if c.status.startswith("baseline") else ""

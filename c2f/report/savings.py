@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c2f.epochs import final_phase
+from c2f.report.cell_status import JUDGED, best_status, budget_status
 from c2f.report.runs import Run, run_key
 
 
@@ -242,24 +243,11 @@ class Cell:
     best_diff: Stat | None = None
     averaged: bool = False  # the budget value comes from weight-averaged models
     best_averaged: bool = False  # the convergence value does
+    best_status: str = ""  # the convergence criterion's status (cell_status.py); "": `status`
 
-
-JUDGED = ("reached", "not reached")  # the seeds a cell's budget numbers average
-
-
-def _status(outcomes: list[Outcome]) -> str:
-    """The cell's budget status from its seeds: over the judged ones "reached", "k/n reached"
-    or "not reached", then how many are not judged and why ("reached, 1 pending"); without a
-    judged seed, its one reason, or each reason with its count ("1 diverged, 1 pending")."""
-    counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
-    reached, judged = counts.get("reached", 0), sum(counts.get(s, 0) for s in JUDGED)
-    if not judged:  # one reason, or each with its count ("1 diverged, 1 pending")
-        return next(iter(counts)) if len(counts) == 1 else ", ".join(
-            f"{n} {s}" for s, n in sorted(counts.items()))
-    core = "reached" if reached == judged else "not reached" if not reached else \
-        f"{reached}/{judged} reached"
-    others = sorted((s, n) for s, n in counts.items() if s not in JUDGED)
-    return ", ".join([core, *(f"{n} {s}" for s, n in others)])
+    def status_of(self, criterion: str) -> str:
+        """The status of the budget or convergence criterion."""
+        return self.best_status or self.status if criterion == "convergence" else self.status
 
 
 def pretraining_cells(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
@@ -365,12 +353,12 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
         judged = [o for o in members if o.best_diff is not None] or [
             o for o in members if o.best is not None]
         cells.append(Cell(
-            dataset, model, budget, method, schedule, metric, len(members), _status(members),
+            dataset, model, budget, method, schedule, metric, len(members), budget_status(members),
             value=Stat.of([o.metric for o in shown]), diff=Stat.of([o.gap for o in shown]),
             flops_save=Stat.of([o.flops_save for o in shown]),
             time_save=Stat.of([o.time_save for o in shown]),
             best=Stat.of([o.best for o in judged]),
             best_diff=Stat.of([o.best_diff for o in judged if o.best_diff is not None]),
             averaged=any(o.averaged for o in shown),
-            best_averaged=any(o.best_averaged for o in judged)))
+            best_averaged=any(o.best_averaged for o in judged), best_status=best_status(members)))
     return cells
