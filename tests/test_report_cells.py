@@ -149,3 +149,24 @@ def test_table6_pairs_each_finetuning_row_with_the_pretraining_run_it_loaded(tmp
     del plan["pretrained_run"]  # a run from before that record: pre1 or trial1?
     (tmp_path / "group" / "ft1" / "plan.json").write_text(json.dumps(plan))
     assert fshift_row()[3:5] == ["n/a", "n/a"]
+
+
+def test_curves_draw_coarse_phases_apart_from_the_final_phase(tmp_path, monkeypatch):
+    """A coarse phase's metric is a coarse model's: its points are a dotted line up to the
+    final phase's first epoch, the final phase a solid line (labelled), the baseline dashed."""
+    from c2f.report import plots
+
+    make_run(tmp_path, "b0", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "c0", method="fshift", phases=(4, 1), epochs=(2, 2),
+             values=[0.1, 0.2, 0.5, 0.6])
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig))
+    plots.curves(load_runs([tmp_path])[0], tmp_path / "c.png")
+    flops = drawn["fig"].axes[0]
+    lines = [(line.get_linestyle(), list(line.get_xdata()), line.get_label())
+             for line in flops.get_lines()
+             if len(line.get_xdata()) > 1 and line.get_color() != "grey"]  # not M_B's line
+    # FLOPs: 25 per C = 4 epoch, 100 per C = 1 epoch (report_fixtures), in TFLOPs
+    assert [(ls, [round(x * 1e12) for x in xs]) for ls, xs, _ in lines] == [
+        ("--", [100, 200, 300, 400]), (":", [25, 50, 150]), ("-", [150, 250])]
+    assert lines[2][2] == "Fshift 4→1" and lines[1][2].startswith("_")

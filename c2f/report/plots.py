@@ -54,9 +54,14 @@ def curves(runs: list[Run], path: Path) -> Path:
                      else {"color": colors[setting]})
             name = label(*setting) if setting not in labelled else None
             labelled.add(setting)
-            ax.plot(xs, ys, lw=1.4, alpha=0.85, label=name, **style)
             starts = [i for i in range(1, len(run.records))
                       if run.records[i]["phase"] != run.records[i - 1]["phase"]]
+            final = starts[-1] if starts else 0  # coarse phases: dotted, up to the next start
+            # (their metric is a coarse model's, on coarse input: not the run's result)
+            if final:
+                ax.plot(xs[:final + 1], ys[:final + 1], lw=1.1, alpha=0.7,
+                        **{**style, "ls": ":"})
+            ax.plot(xs[final:], ys[final:], lw=1.4, alpha=0.85, label=name, **style)
             ax.plot([xs[i] for i in starts], [ys[i] for i in starts], ls="none", marker="o",
                     mfc="white", mec=style["color"], ms=6)
             if run.average is not None:  # the weight-averaged model, at the cost of its run
@@ -67,8 +72,8 @@ def curves(runs: list[Run], path: Path) -> Path:
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"eval {runs[0].metric} (%)")
-    axes[0].legend(fontsize=8, title="o = phase start, * = averaged model, : = baseline best",
-                   title_fontsize=7)
+    axes[0].legend(fontsize=8, title="o = phase start, dotted = coarse phases\n"
+                   "* = averaged model, thin : = baseline best", title_fontsize=7)
     fig.suptitle(_title(runs[0].dataset, runs[0].model, runs[0].budget))
     fig.tight_layout()
     return _save(fig, path)
