@@ -170,3 +170,24 @@ def test_curves_draw_coarse_phases_apart_from_the_final_phase(tmp_path, monkeypa
     assert [(ls, [round(x * 1e12) for x in xs]) for ls, xs, _ in lines] == [
         ("--", [100, 200, 300, 400]), (":", [25, 50, 150]), ("-", [150, 250])]
     assert lines[2][2] == "Fshift 4→1" and lines[1][2].startswith("_")
+
+
+def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tmp_path):
+    """A baseline whose best epoch is its first of five: every coarse-to-fine run is judged
+    against an early peak, and the report says so (an averaged baseline, whose result is its
+    end, is not). A run whose final-phase epochs took 10 s and 16 s on a loaded machine: its
+    time savings may be noise, and the report names it; steady runs are not named."""
+    make_run(tmp_path, "peak", values=[0.6, 0.3, 0.3, 0.3, 0.3])
+    make_run(tmp_path, "c0", method="fshift", phases=(4, 1), values=[0, .3, .4, .5, .6])
+    make_run(tmp_path, "avg", values=[0.6, 0.3, 0.3, 0.3, 0.3], seed=1, average=0.5)
+    make_run(tmp_path, "c1", method="fshift", phases=(4, 1), values=[0, .3, .4, .5, .6], seed=1)
+    metrics = tmp_path / "group" / "c0" / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    records[3]["seconds"] = 16.0  # the final phase's third epoch: 10, 10, 16, 10 s
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    _, _, warnings = pair(load_runs([tmp_path])[0])
+    early = [w for w in warnings if "early peak" in w]
+    assert len(early) == 1 and early[0].startswith(
+        f"{tmp_path / 'group' / 'peak'}: the baseline's best epoch is 1 of 5")
+    [noisy] = [w for w in warnings if w.startswith("time savings may be noise")]
+    assert "in 1 run(s)" in noisy and f"{tmp_path / 'group' / 'c0'} (60%)" in noisy

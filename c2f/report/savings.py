@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c2f.epochs import final_phase
+from c2f.report.caveats import early_reference, noisy_times
 from c2f.report.cell_status import JUDGED, best_status, budget_status
 from c2f.report.runs import Run, run_key
 
@@ -187,6 +188,10 @@ def pair(runs: list[Run], tolerance: float = 0.0
         else:
             baselines[key] = run
     outcomes, epochs = [], fold_epochs(list(chosen.values()))
+    for base in baselines.values():
+        ref = reference(base, epochs.get(base.path)) if base.finished else None
+        if ref is not None and (early := early_reference(base, ref.epoch, ref.averaged)):
+            warnings.append(early)
     for run in chosen.values():
         if run.is_baseline:
             continue
@@ -202,7 +207,7 @@ def pair(runs: list[Run], tolerance: float = 0.0
                                 "schedule=baseline (in a sweep of rows: +row=baseline)"
                                 if outcome.status == "no baseline" else ""))
         outcomes.append(outcome)
-    return baselines, outcomes, warnings
+    return baselines, outcomes, warnings + noisy_times(list(chosen.values()))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""Warnings about numbers that are right but may mislead: a baseline whose best epoch came
+early (every coarse-to-fine run is judged against that early peak), and time savings from
+epochs whose duration varied within a phase (a shared or throttled machine)."""
+from __future__ import annotations
+
+import statistics
+
+from c2f.report.runs import Run
+
+EARLY = 0.25  # a baseline's best epoch within this share of its epochs is an early peak
+MIN_EPOCHS = 4  # shorter baselines peak where they peak
+SPREAD = 0.3  # (slowest - fastest) / median epoch of a phase, its first epoch left out
+
+
+def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
+    """A warning when a finished baseline's M_B comes from its first epochs (`epoch`, the
+    reference's; an averaged model is the run's end, never early)."""
+    epochs = len(baseline.records)
+    if averaged or epochs < MIN_EPOCHS or epoch > EARLY * epochs:
+        return None
+    return (f"{baseline.path}: the baseline's best epoch is {epoch} of {epochs} (M_B is an "
+            "early peak its metric fell from): every coarse-to-fine run of its cell is judged "
+            "against it, so its savings say little; a lower optim.lr, a longer warmup or a "
+            "larger eval set give a steadier M_B")
+
+
+def phase_spread(run: Run) -> float:
+    """The largest (slowest - fastest) / median epoch time within one of the run's phases,
+    each phase's first epoch left out (it builds the phase's caches); 0 without 3 epochs."""
+    phases: dict[int, list[float]] = {}
+    for record in run.records:
+        phases.setdefault(record["phase"], []).append(record["seconds"])
+    spreads = [(max(times[1:]) - min(times[1:])) / statistics.median(times[1:])
+               for times in phases.values() if len(times) >= 3 and min(times[1:]) > 0]
+    return max(spreads, default=0.0)
+
+
+def noisy_times(runs: list[Run]) -> list[str]:
+    """One warning naming the runs whose epoch times varied by more than SPREAD within a
+    phase: their time savings measure the machine's load as much as the method."""
+    noisy = sorted(((phase_spread(run), str(run.path)) for run in runs), reverse=True)
+    noisy = [(spread, path) for spread, path in noisy if spread > SPREAD]
+    if not noisy:
+        return []
+    worst = ", ".join(f"{path} ({100 * spread:.0f}%)" for spread, path in noisy[:3])
+    more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
+    return [f"time savings may be noise: in {len(noisy)} run(s) the epochs of one phase took "
+            f"times more than {100 * SPREAD:.0f}% apart (slowest - fastest, over the median; "
+            f"each phase's first epoch left out): {worst}{more}; the machine was shared or "
+            "throttled. FLOPs savings do not depend on it; time savings are best measured "
+            "with the runs side by side on one otherwise idle machine (bench/)"]
