@@ -129,6 +129,23 @@ def _check_switch(switch, cap: int, budget: int, phases: int) -> None:
                           "patience, or raise schedule.switch.max_fraction or dataset.epochs")
 
 
+def _check_switch_steps(switch, caps: list[int], eval_every: int) -> None:
+    """The step-based counterpart of _check_switch (SSAST pretraining): a rule counts the
+    evaluations of a phase (every `eval_every` steps and at its cap, the phase's steps), and
+    is refused when none of those before the cap could end it."""
+    earliest = max(switch.min_epochs, switch.patience + 1)  # evaluations, as epochs above
+    for index, cap in enumerate(caps):
+        evaluations = -(-cap // eval_every)  # the last one at the cap
+        if earliest >= evaluations:
+            raise ConfigError(
+                f"`schedule.switch`: the {switch.rule} rule can end a phase after {earliest} "
+                f"evaluations at the earliest (min_epochs={switch.min_epochs}, patience="
+                f"{switch.patience}), and phase {index} (schedule.steps={cap}, an evaluation "
+                f"every pretrain.eval_every={eval_every} steps) has {evaluations}, the last at "
+                "its cap, so it would always run its cap; lower schedule.switch.patience or "
+                "min_epochs, lower pretrain.eval_every, or raise its schedule.steps")
+
+
 def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
     d, m = spec.dataset, spec.model
     base = BaseInput(d.frame_shift_ms, d.target_length, tuple(m.patch), d.timem)
@@ -214,6 +231,8 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
             raise ConfigError(f"`schedule.steps`: {len(steps)} step counts for {len(factors)} "
                               f"phases (C = {factors}); give one per phase")
         epochs = [0] * len(factors)
+        if spec.schedule.switch is not None:
+            _check_switch_steps(spec.schedule.switch, steps[:-1], spec.pretrain.eval_every)
     else:
         epochs = phase_epochs(spec.schedule, spec.dataset.epochs, len(factors))
         _check_average(spec, epochs)

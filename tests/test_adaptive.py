@@ -73,6 +73,35 @@ def test_an_adaptive_rule_that_could_never_end_a_phase_early_is_refused(override
         build_plan(build_spec(OmegaConf.to_container(cfg, resolve=True)))
 
 
+@pytest.mark.parametrize("overrides, refused", [
+    (["schedule.steps=[40,40]", "pretrain.eval_every=20"], True),  # 2 evaluations, patience 2
+    (["schedule.steps=[40,40]", "pretrain.eval_every=10"], False),  # 4: may end at the third
+    (["schedule.steps=[40,40]", "pretrain.eval_every=10", "schedule.switch.min_epochs=4"], True),
+])
+def test_a_step_based_rule_that_could_never_end_a_pretraining_phase_is_refused(overrides,
+                                                                              refused):
+    """SSAST pretraining counts evaluations: a phase of 40 steps evaluated every 20 has two,
+    the last at its cap; patience 2 needs three."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from c2f.plan import build_plan
+    from c2f.spec import ConfigError, build_spec
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("pretrain", overrides=[
+            "dataset=builtin", "dataset.target_length=128", "model.embed_dim=32",
+            "model.depth=1", "model.num_heads=2", "compression=fshift", "schedule=adaptive",
+            "schedule.phases=[4,1]", *overrides])
+    spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
+    if not refused:
+        assert [p.steps for p in build_plan(spec).phases] == [40, 40]
+        return
+    with pytest.raises(ConfigError, match=r"`schedule.switch`: the plateau rule can end a phase "
+                                          r"after \d evaluations at the earliest"):
+        build_plan(spec)
+
+
 def test_an_adaptive_run_switches_once_and_fills_the_budget(straight):
     run, out = straight
     records = read_metrics(run)
