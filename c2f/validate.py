@@ -135,6 +135,9 @@ def validate(spec: RunSpec) -> None:
                "true and trainer.compile both graph the step; choose one")
         _check(spec.pretrain is None, "trainer.cuda_graphs",
                "true: SSAST pretraining (-cn pretrain) trains eagerly; use auto or false")
+    n = t.max_steps_per_epoch
+    _check(n is None or n >= 1, "trainer.max_steps_per_epoch",
+           f"steps of an epoch: a count >= 1 or null (every batch), got {n!r}")
     m = t.micro_batch
     _check(m is None or m >= 1,
            "trainer.micro_batch", f"examples per forward: a count >= 1 or null, got {m!r}")

@@ -58,7 +58,8 @@ def _skip_votes(rank: int, sizes: list[list[int]], out: str) -> None:
 
 def test_a_step_one_rank_lost_all_its_clips_is_skipped_by_every_rank(tmp_path, monkeypatch):
     """dataset.on_bad_audio=skip under DDP: a rank whose batch lost every clip skips the step,
-    and so do the others (else they would wait for it in the gradients' all-reduce)."""
+    and so do the others (else they would wait for it in the gradients' all-reduce); their
+    clips of that step go untrained, and every rank knows how many."""
     import json
     import socket
 
@@ -72,4 +73,5 @@ def test_a_step_one_rank_lost_all_its_clips_is_skipped_by_every_rank(tmp_path, m
     sizes = [[0, 3, 2], [4, 3, 0]]
     mp.spawn(_skip_votes, args=(sizes, str(tmp_path)), nprocs=2)
     votes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
-    assert votes == [[True, False, True]] * 2
+    # a skipped step's good clips on the other rank are counted as untrained
+    assert votes == [[[True, 4], [False, 0], [True, 2]]] * 2

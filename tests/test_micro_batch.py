@@ -124,6 +124,7 @@ def test_the_part_size_is_not_part_of_the_runs_identity():
 @pytest.mark.parametrize("override, message", [
     ("trainer.micro_batch=0", "trainer.micro_batch`: examples per forward: a count >= 1"),
     ("trainer.micro_batch=true", "`trainer.micro_batch`: takes an integer or null, got True"),
+    ("trainer.max_steps_per_epoch=0", "`trainer.max_steps_per_epoch`: steps of an epoch: a count"),
     ("trainer.micro_batch=4 trainer.cuda_graphs=true trainer.device=cuda",
      "trainer.cuda_graphs=true graphs whole steps; use trainer.cuda_graphs=auto"),
 ])

@@ -32,13 +32,16 @@ class World:
     def active(self) -> bool:
         return self.size > 1
 
-    def skips(self, size: int, may_skip: bool) -> bool:
-        """Whether a step is skipped: its batch lost all its clips (dataset.on_bad_audio=skip).
-        Under DDP every rank then skips it, so that none waits for the others in the step's
-        collectives (the gradients' all-reduce, synced batch norm)."""
+    def skips(self, size: int, may_skip: bool) -> tuple[bool, int]:
+        """Whether a step is skipped: its batch lost all its clips (dataset.on_bad_audio=skip),
+        and the good clips the skip leaves untrained, over all ranks. Under DDP every rank
+        skips a step one rank's batch lost, so that none waits for the others in the step's
+        collectives (the gradients' all-reduce, synced batch norm): the other ranks' clips
+        of that step go untrained, and are counted."""
         if not (self.active and may_skip):
-            return size == 0
-        return all_sum([float(size == 0)], self)[0] > 0
+            return size == 0, 0
+        empty, clips = all_sum([float(size == 0), float(size)], self)
+        return empty > 0, int(clips) if empty > 0 else 0
 
 
 def _from_env() -> World:

@@ -60,6 +60,10 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     if summary["skipped_clips"]:
         lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
                      "see skipped.txt in the run directory")
+    if summary.get("untrained_clips"):
+        lines.append(f"WARNING: {summary['untrained_clips']} good clip(s) went untrained: "
+                     "under DDP a step one rank's batch lost entirely (all its clips bad) is "
+                     "skipped on every rank; epoch records count them (`untrained`)")
     return "\n".join(lines)
 
 

@@ -76,11 +76,9 @@ class PhaseLoop:
                             frontend_on_device(self.spec.trainer.frontend))
         d, t = self.spec.dataset, self.spec.trainer
         return build_phase_data(frontend, self.data, seed=self.spec.seed, world=self.world,
-                                device=self.device,
-                                batch_size=self.rows,
+                                device=self.device, batch_size=self.rows,
                                 eval_batch_size=d.eval_batch_size, num_workers=t.num_workers,
-                                draw=self.draw,
-                                cache_features=t.cache_features)
+                                draw=self.draw, cache_features=t.cache_features)
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the training step calls: DDP-wrapped when distributed, replayed as CUDA graphs
@@ -153,11 +151,11 @@ class PhaseLoop:
         torch.manual_seed(item_seed(spec.seed, phase.index, epoch, -1))
         data.order.set_seed(item_seed(spec.seed, phase.index, epoch, -2))
         data.train_keys.set_epoch(phase.index, epoch)
-        steps_per_epoch = len(data.train) if spec.trainer.max_steps_per_epoch is None else min(
-            len(data.train), spec.trainer.max_steps_per_epoch)
+        steps_per_epoch = min(len(data.train), spec.trainer.max_steps_per_epoch or len(data.train))
         total_steps = steps_per_epoch * phase.epochs
         model.train()
-        # a resumed epoch: its consumed batches skipped, its sums and RNG states as they were
+        # a resumed epoch: its consumed batches skipped, its sums and RNG states as they were;
+        # untrained: good clips of steps skipped under DDP (World.skips)
         done, loss_sum, samples, skipped, before = self.mid_epoch.restore(state.progress)
         data.order.skip = done * self.rows
         if done:
@@ -166,7 +164,7 @@ class PhaseLoop:
         # step on CPU (free there, and before the optimizer applies it) and every 10 on CUDA
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         counter = torch.full((), state.step, dtype=torch.long, device=self.device)
-        eager, lr = self.device.type != "cuda", 0.0
+        eager, lr, untrained = self.device.type != "cuda", 0.0, state.progress.get("untrained", 0)
         start = time.perf_counter() - before
         bar = tqdm(data.train, total=steps_per_epoch, initial=done, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
@@ -177,7 +175,9 @@ class PhaseLoop:
             if i >= steps_per_epoch:
                 break
             skipped += self._note(batch, "train")
-            if self.world.skips(batch["size"], spec.dataset.on_bad_audio == "skip"):
+            skip, lost = self.world.skips(batch["size"], spec.dataset.on_bad_audio == "skip")
+            if skip:
+                untrained += lost
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)
@@ -205,7 +205,7 @@ class PhaseLoop:
             if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
                 self._check_finite(first_bad, loss, phase, epoch)  # never save a bad step
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
-                                                         time.perf_counter() - start)
+                                                         time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
         if self.device.type == "cuda":  # the epoch's last steps may still be queued
             torch.cuda.synchronize(self.device)
@@ -214,7 +214,7 @@ class PhaseLoop:
         self._check_finite(first_bad, loss_sum, phase, epoch)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
-                "seconds": seconds, "skipped": int(skipped), "lr": lr}
+                "seconds": seconds, "skipped": int(skipped), "lr": lr, "untrained": untrained}
 
     def _check_finite(self, first_bad: torch.Tensor, loss: torch.Tensor, phase: Phase,
                       epoch: int) -> None:

@@ -44,11 +44,13 @@ class MidEpoch:
         return all_sum([1.0 if late else 0.0], self.world)[0] > 0
 
     def snapshot(self, steps: int, loss_sum: torch.Tensor, samples: int, skipped: int,
-                 seconds: float) -> dict:
-        """The epoch's progress after `steps` batches, summed over ranks (a collective)."""
+                 seconds: float, untrained: int = 0) -> dict:
+        """The epoch's progress after `steps` batches, summed over ranks (a collective;
+        `untrained`, the good clips of steps skipped under DDP, is every rank's already)."""
         loss, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"steps": steps, "loss_sum": loss, "samples": int(samples),
-                "skipped": int(skipped), "seconds": seconds, "rng": torch.get_rng_state(),
+                "skipped": int(skipped), "seconds": seconds, "untrained": untrained,
+                "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device)
                 if self.device.type == "cuda" else None}
 

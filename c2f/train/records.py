@@ -71,7 +71,9 @@ def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, fin
             "flops": flops, "flops_cum": state.flops_cum,
             "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
             "samples": stats["samples"], "samples_cum": state.samples_cum,
-            "skipped": stats["skipped"], **machine(spec.trainer.device)}
+            "skipped": stats["skipped"], **machine(spec.trainer.device),
+            # good clips left untrained by DDP steps another rank's lost batch skipped
+            **({"untrained": stats["untrained"]} if stats.get("untrained") else {})}
 
 
 def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list[int],
@@ -107,6 +109,7 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
             "mode": averaged["average"], "epochs": averaged["averaged_epochs"],
             "value": averaged["value"]},
         "skipped_clips": len(skipped), "silent_clips": silent,
+        "untrained_clips": sum(r.get("untrained", 0) for r in epochs),
         "per_phase": [asdict(p.input) | {"c": p.c, "epochs": p.epochs} for p in plan.phases],
         "chance": float(np.round(1.0 / spec.dataset.num_classes, 4)),
     }
