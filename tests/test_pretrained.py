@@ -100,7 +100,19 @@ def test_ast_audioset_checkpoint_loads_for_fine_tuning(tmp_path):
     torch.testing.assert_close(model.vit.patch_embed.proj.weight,
                                state["module.v.patch_embed.proj.weight"])
     other = _ast(frames=1024, classes=10)  # another label set: the head stays at init
-    assert load_pretrained(other, path) == ["head.1.bias", "head.1.weight"]
+    left = load_pretrained(other, path)
+    assert left == ["head.1.bias", "head.1.weight"]
+    # the file's head is said to be unused, with both shapes, in the run's log line, and
+    # so are the DeiT heads AST's checkpoints carry inside `v` (AST classifies by mlp_head)
+    assert left.unused == {"head.1.weight": "shape [527, 192], this model's [10, 192]",
+                           "head.1.bias": "shape [527], this model's [10]",
+                           **{f"vit.{head}.{p}": "not in this model"
+                              for head in ("head", "head_dist") for p in ("weight", "bias")}}
+    from c2f.models import loaded_note
+    assert loaded_note(str(path), left).startswith(
+        f"loaded {path}; left at init: head.1.bias, head.1.weight; not used from the file: "
+        "head.1.bias (shape [527], this model's [10]), head.1.weight (shape [527, 192], this "
+        "model's [10, 192]), vit.head.bias (not in this model), ")
 
 
 def test_c2f_checkpoint_is_resampled_bilinearly_like_a_phase_transition(tmp_path):

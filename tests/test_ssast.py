@@ -136,6 +136,12 @@ def test_finetuning_loads_ssast_weights_into_ast(tmp_path, layout):
                      embed_dim=64, depth=2, num_heads=2, dist_token=True, pool="tokens")
     left = load_pretrained(classifier, path, old_grid=(8, 8))
     assert left == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
+    # the pretraining heads are named as not used; the encoder's every tensor is taken
+    assert left.unused and not any(key.startswith("vit.") for key in left.unused)
+    one_token = AST(num_mel_bins=128, frames=128, patch=(16, 16), num_classes=11,
+                    embed_dim=64, depth=2, num_heads=2, dist_token=False)
+    dropped = load_pretrained(one_token, path, old_grid=(8, 8)).unused
+    assert dropped["vit.reg_token"] == "not in this model"  # SSAST's second token: said
     source = pretrainer.encoder.vit.state_dict()
     for key, value in classifier.vit.state_dict().items():
         assert torch.equal(value, source[key]), key

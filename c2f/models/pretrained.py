@@ -18,7 +18,7 @@ from timm.layers import resample_patch_embed
 
 from c2f.models.ast import AST
 from c2f.models.transfer import PATCH_KEY, POS_KEY, resample_pos_embed
-from c2f.models.weights_file import read_state_dict
+from c2f.models.weights_file import LeftAtInit, read_state_dict, take_usable
 from c2f.spec import ConfigError, ModelSpec
 
 # AST's AudioSet checkpoints (audioset_10_10_0.4593.pth, ...): 16x16 patches with stride 10
@@ -194,8 +194,9 @@ def _check_width(state: dict[str, torch.Tensor], path: Path, width: int, depth: 
 
 
 def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | None = None,
-                    resize_patch: Callable | None = None) -> list[str]:
-    """Load a timm ViT/DeiT, AST or c2f checkpoint into `model`; returns the keys left at init.
+                    resize_patch: Callable | None = None) -> LeftAtInit:
+    """Load a timm ViT/DeiT, AST or c2f checkpoint into `model`; returns the keys left at init
+    and the file's tensors not used (a reg token this model has no place for, a head).
 
     RGB patch kernels are summed to one channel (AST); a kernel of another size is moved by
     `resize_patch` (the phase's compression method; default PI-resize); a head of another
@@ -209,7 +210,6 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
     _check_width(raw, path, model.vit.pos_embed.shape[-1], len(model.vit.blocks))
     c2f = _is_c2f(raw)
     state = {_canonical_key(k): v for k, v in raw.items()}
-    target = model.state_dict()
     if PATCH_KEY in state:
         kernel = state[PATCH_KEY].sum(dim=1, keepdim=True)
         if tuple(kernel.shape[-2:]) != model.patch:
@@ -223,9 +223,9 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
         prefix = 1 + (0 if reg is None else reg.shape[1])
         grid = _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
         state[POS_KEY] = _fit_pos_embed(pos, prefix, grid, model, c2f)
-    usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
+    usable, left = take_usable(state, model)
     if not any(k.startswith("vit.blocks.") for k in usable):
         raise ConfigError(f"`model.pretrained`={path}: none of its transformer blocks fit this "
                           f"model; expected {WHAT}")
     model.load_state_dict(usable, strict=False)
-    return sorted(set(target) - set(usable))
+    return left

@@ -89,7 +89,8 @@ class ModelFamily:
 
     def load_pretrained(self, model: nn.Module, spec: ModelSpec,
                         compression: Compression) -> list[str]:
-        """Load `spec.pretrained` into `model`; the parameter names left at init."""
+        """Load `spec.pretrained` into `model`; the parameter names left at init (a list, or
+        weights_file.LeftAtInit, which also says which of the file's tensors were not used)."""
         raise ConfigError(f"`model.arch={self.name}` cannot load pretrained weights")
 
 
@@ -113,9 +114,10 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
                   prefixes: tuple[str, ...], expected: str) -> list[str]:
     """Load a checkpoint file into `model` by parameter names: the state dict is unwrapped
     from the first of `wrappers` present ({"model": ...}, {"state_dict": ...}), `prefixes` are
-    stripped from its keys, tensors of another shape are skipped; the names left at init.
+    stripped from its keys, tensors of another shape are skipped; the names left at init (with
+    the file's tensors not used: weights_file.LeftAtInit).
     ConfigError when no parameter matches (`expected`: the names it should have)."""
-    from c2f.models.weights_file import read_state_dict
+    from c2f.models.weights_file import read_state_dict, take_usable
 
     raw = read_state_dict(path, wrappers, expected)
     state = {}
@@ -123,10 +125,9 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
         for prefix in prefixes:
             key = key.removeprefix(prefix)
         state[key] = value
-    target = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in target and v.shape == target[k].shape}
+    usable, left = take_usable(state, model)
     if not usable:
         raise ConfigError(f"`model.pretrained`={path}: no parameter of this model found "
                           f"(expected {expected})")
     model.load_state_dict(usable, strict=False)
-    return sorted(set(target) - set(usable))
+    return left

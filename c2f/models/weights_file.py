@@ -47,3 +47,41 @@ def _read(path: str, size: int, mtime_ns: int, wrappers: tuple[str, ...], expect
         raise ConfigError(f"`model.pretrained`={path}: holds no tensors by name (a "
                           f"{type(raw).__name__}); {how}")
     return tensors
+
+
+class LeftAtInit(list):
+    """What loading a checkpoint left: the model's parameter names left at init, sorted (the
+    list a family's `load_pretrained` returns), and `unused`, the file's tensors the model did
+    not take, by name, each with why (another shape, or no such parameter: a token, a head, a
+    feature extractor's buffer the model does not have)."""
+
+    def __init__(self, left, unused: dict[str, str] | None = None):
+        super().__init__(sorted(left))
+        self.unused = dict(unused or {})
+
+
+def take_usable(state: dict[str, torch.Tensor], model: torch.nn.Module
+                ) -> tuple[dict[str, torch.Tensor], LeftAtInit]:
+    """The tensors of `state` that `model` takes (same name and shape), and what is left."""
+    target = model.state_dict()
+    usable, unused = {}, {}
+    for key, value in state.items():
+        if key not in target:
+            unused[key] = "not in this model"
+        elif value.shape != target[key].shape:
+            unused[key] = f"shape {list(value.shape)}, this model's {list(target[key].shape)}"
+        else:
+            usable[key] = value
+    return usable, LeftAtInit(set(target) - set(usable), unused)
+
+
+def loaded_note(path: str, left: list[str]) -> str:
+    """The log line of a loaded checkpoint: the model's names left at init and the file's
+    tensors not used (a family's own loader may return a plain list: then those alone)."""
+    text = f"loaded {path}; left at init: {', '.join(left) or '-'}"
+    unused = sorted(getattr(left, "unused", {}).items())
+    if unused:
+        shown = ", ".join(f"{key} ({why})" for key, why in unused[:8])
+        more = f" and {len(unused) - 8} more" if len(unused) > 8 else ""
+        text += f"; not used from the file: {shown}{more}"
+    return text

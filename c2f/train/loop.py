@@ -13,7 +13,7 @@ from c2f.compression import create_compression
 from c2f.data.dataset import collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
-from c2f.models import build_model, model_family
+from c2f.models import build_model, loaded_note, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
@@ -267,8 +267,8 @@ class PhaseLoop:
             model_family(self.spec.model.arch).transfer(previous_model, model, self.compression)
         elif self.spec.model.pretrained:
             m = self.spec.model
-            left = model_family(m.arch).load_pretrained(model, m, self.compression)
-            self.log(f"loaded {m.pretrained}; left at init: {', '.join(left) or '-'}")
+            self.log(loaded_note(m.pretrained, model_family(m.arch).load_pretrained(
+                model, m, self.compression)))
         return model, optimizer
 
     def _advance(self, phase: Phase, epoch: int, state: TrainState, stats: dict,
