@@ -119,8 +119,9 @@ AUDIOSET_CLASSES = [("/m/05r5c", "Piano"), ("/m/07y_7", "Violin, fiddle"),
 
 
 def audioset(root: Path) -> Layout:
-    """Segment CSVs as published (3 comment lines, `YTID, start, end, "mids"`), files named
-    whole (`Y<id>.m4a`, `<id>.mp4`) or cut (`<id>_<start>_<end>.flac`)."""
+    """Segment CSVs as published (3 comment lines, `YTID, start, end, "mids"`), files of the
+    whole video (`<id>.m4a`, `<id>.mp4`) or of the segment cut: named with its times
+    (`<id>_<start>_<end>.flac`) or by bare id (PANNs' `Y<id>.wav`, a mirror's `<id>.flac`)."""
     src = root / "audioset"
     csvs = src / "lists"
     _write_csv(csvs / "class_labels_indices.csv", [[i, m, n] for i, (m, n)
@@ -135,10 +136,16 @@ def audioset(root: Path) -> Layout:
             mids = AUDIOSET_CLASSES[label][0] + (",/m/07y_7" if k == 3 else "")
             rows[split].append(f'{ident}, {start:.3f}, {start + 10:.3f}, "{mids}"')
             kind = n % 3
-            if kind == 0:  # whole "video": the phrase sits at the segment
+            if kind == 0:  # whole "video" (yt-dlp -x): the phrase sits at the segment
                 wave = np.concatenate([np.zeros(int(start * 22050), np.float32),
                                        phrase(label, 10.0, 22050, n)])
-                write_media(src / "audio" / f"Y{ident}.m4a", wave, 22050, stereo=True)
+                write_media(src / "audio" / f"{ident}.m4a", wave, 22050, stereo=True)
+            elif n == 4:  # PANNs' downloader: the segment cut, 32 kHz mono, as Y<id>.wav
+                write_media(src / "audio" / f"Y{ident}.wav", phrase(label, 10.0, 32000, n),
+                            32000)
+            elif n == 7:  # a mirror's cut segment named by bare id, 48 kHz stereo
+                write_media(src / "audio" / f"{ident}.flac", phrase(label, 10.0, 48000, n),
+                            48000, stereo=True)
             elif kind == 1:
                 write_media(src / "audio" / f"{ident}_{start:.3f}_{start + 10:.3f}.flac",
                             phrase(label, 10.0, 44100, n), 44100)

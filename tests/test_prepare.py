@@ -114,21 +114,27 @@ def test_label_ids_follow_the_lists(prepared):
     assert words[:4] == ["backward", "follow", "five", "bed"]  # AST's order
 
 
-def test_whole_video_is_cut_at_the_segment_start(prepared):
-    """AudioSet rows whose file is the whole video (`Y<id>.m4a`, `<id>.mp4` with a video
+def test_whole_video_is_cut_at_the_segment_start_and_a_cut_one_is_not(prepared):
+    """AudioSet rows whose file is the whole video (`<id>.m4a`, `<id>.mp4` with a video
     stream) are cut at the row's start: the output is the phrase rendered there, to the
-    sample, not the silence before it."""
-    layout, out, _ = prepared["audioset"]
-    doc = json.loads((out / "balanced_train.json").read_text())["data"]
-    for n in (0, 2):  # kind 0 (m4a, 22.05 kHz, stereo) and kind 2 (mp4, 44.1 kHz)
+    sample, not the silence before it. A file named by bare id that holds the segment already
+    cut (PANNs' `Y<id>.wav`, a mirror's `<id>.flac`; listed at 7 s) is taken from its start,
+    not cut again at 7 s (which kept 3 s of it and padded 7 s of zeros)."""
+    layout, out, stdout = prepared["audioset"]
+    doc = json.loads((out / "full_train.json").read_text())["data"]
+    # n: kind 0 (m4a, 22.05 kHz, stereo), kind 2 (mp4, 44.1 kHz), Y<id>.wav (32 kHz),
+    # <id>.flac (48 kHz stereo)
+    for n, source_rate, scale in ((0, 22050, 0.75), (2, 44100, 1.0), (4, 32000, 1.0),
+                                  (7, 48000, 0.75)):
         wave, rate = soundfile.read(str(out / doc[n]["wav"]), dtype="float32")
-        source_rate = 22050 if n == 0 else 44100
         phrase = dataset_layouts.phrase(n % 3, 10.0, source_rate, n)
         expected = AF.resample(torch.from_numpy(phrase), source_rate, 16000).numpy()
-        expected *= 0.75 if n == 0 else 1.0  # the stereo file holds (x, x/2): mean 0.75 x
+        expected *= scale  # a stereo file holds (x, x/2): mean 0.75 x
         lag = int(np.argmax(np.correlate(wave[:16000], expected[:16000], "full"))) - 15999
-        assert lag == 0
-        assert np.corrcoef(wave, expected)[0, 1] > 0.99
+        assert lag == 0, n
+        assert np.corrcoef(wave, expected)[0, 1] > 0.99, n
+    assert "10 source(s) named by bare YouTube id: 2 read as the segment already cut (no " \
+        "longer than it), 8 as whole videos cut at the list's start" in stdout
 
 
 @pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".mkv", ".mp3", ".ogg", ".flac",

@@ -4,7 +4,8 @@ Lists (research.google.com/audioset/download.html): `balanced_train_segments.csv
 `unbalanced_train_segments.csv`, `eval_segments.csv` (three `#` header lines, then
 `YTID, start_seconds, end_seconds, "mid1,mid2"`), and the 527-class
 `class_labels_indices.csv` (`index,mid,display_name`; AST ships the same file in
-egs/audioset/data/). Audio files are named by YouTube id, cut or whole (see `sources`).
+egs/audioset/data/). Audio files are named by YouTube id, cut or whole (see `sources`); one
+named by bare id is read as cut or whole by its length (`convert`, --bare-id-files).
 
 Writes `balanced_train.json` (AudioSet-20K), `full_train.json` (balanced + unbalanced, ~2M),
 `eval.json`, and `full_train_weight.csv`: the per-clip weights of AST's balanced sampler
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from c2f.data.prepare.convert import add_bare_id_option
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -47,9 +49,10 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
             continue
         ident, start_text, labels_text = cells[0], cells[1], ",".join(cells[3:])
         try:
-            start = float(start_text)
+            start, end = float(start_text), float(cells[2])
         except ValueError:
-            problems.append(f"{where}: start_seconds {start_text!r} is not a number")
+            problems.append(f"{where}: start_seconds {start_text!r} or end_seconds "
+                            f"{cells[2]!r} is not a number")
             continue
         labels = tuple(dict.fromkeys(m.strip() for m in labels_text.split(",") if m.strip()))
         unknown = [m for m in labels if m not in mids]
@@ -59,7 +62,8 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
             continue
         entries.append(Entry(key=f"{ident}_{round(start * 1000)}", labels=labels, split=split,
                              where=where, ident=f"{ident} {start:.3f}",
-                             found=index.find(ident, start), start=start))
+                             found=index.find(ident, start), start=start,
+                             length=end - start if end > start else None))
     return entries
 
 
@@ -77,6 +81,10 @@ class AudioSet(DatasetRecipe):
     lists_help = ("balanced_train_segments.csv, unbalanced_train_segments.csv, "
                   "eval_segments.csv and class_labels_indices.csv from "
                   "research.google.com/audioset/download.html")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        add_bare_id_option(parser)
 
     def read(self) -> Listing:
         labels_csv = self.list_file("class_labels_indices.csv")

@@ -14,17 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from c2f.data.audio import TRUNCATED, read_header
+from c2f.data.prepare.convert import Task, convert_task, init_worker
 from c2f.data.prepare.converted import already_converted, read_sizes, record_sizes
-from c2f.data.prepare.decode import (
-    DecodeError,
-    Segment,
-    decode,
-    fit,
-    link_atomic,
-    remove_partials,
-    write_atomic,
-)
+from c2f.data.prepare.decode import remove_partials
 from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing
 from c2f.track import atomic_write_text
 
@@ -71,44 +63,14 @@ def output_path(out: Path, entry: Entry, fmt: str) -> Path:
     return out / AUDIO_DIR / f"{entry.key}.{fmt}"
 
 
-def convert_task(task: tuple) -> tuple[str | None, float]:
-    """Decode, resample, cut and write one clip (in a worker), or hard-link a whole source
-    that already is such a clip; (None or the failure reason, the peak cut to full scale)."""
-    source, target, start, duration, sample_rate, fmt = task
-    if duration is None and start == 0 and link_atomic(Path(source), Path(target),
-                                                       sample_rate, fmt):
-        return None, 0.0
-    try:
-        header = read_header(Path(source))
-        if header.problem:
-            return header.problem, 0.0
-        samples, rate = decode(Path(source), Segment(start, duration))
-        whole = start == 0 and duration is None
-        if header.frames is not None and whole and len(samples) < header.frames:
-            return TRUNCATED.format(f", {len(samples)} of {header.frames} frames decodable"), 0.0
-        return None, write_atomic(Path(target), fit(samples, rate, sample_rate, duration),
-                                  sample_rate, fmt, header.deep)
-    except DecodeError as err:  # say what to do, as the empty and truncated files' reasons do
-        return str(err) + ("; not audio (a renamed document?) or a damaged file: export it "
-                           "again or drop it" if str(err).startswith("cannot decode") else ""), 0.0
-    except (OSError, RuntimeError, ValueError) as err:  # soundfile or torch on odd input
-        return f"{type(err).__name__}: {err}", 0.0
-
-
-def _init_worker() -> None:
-    """One thread per worker process: parallelism comes from the processes."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
-             ) -> tuple[dict[str, str], dict[str, float]]:
-    """Convert `todo` (in a process pool when workers > 1); failure reason by entry key, and
-    the peak of each clip cut to full scale."""
-    tasks = [(str(e.found.path), str(output_path(options.out, e, options.fmt)),
-              e.segment(recipe.duration).start, recipe.duration, options.sample_rate,
-              options.fmt) for e in todo]
+             ) -> tuple[dict[str, str], dict[str, float], Counter]:
+    """Convert `todo` (in a process pool when workers > 1); failure reason by entry key, the
+    peak of each clip cut to full scale, and how bare-id sources were read (convert.py)."""
+    reading = getattr(recipe.args, "bare_id_files", None) or "auto"
+    tasks = [Task(str(e.found.path), str(output_path(options.out, e, options.fmt)),
+                  e.segment(recipe.duration).start, recipe.duration, options.sample_rate,
+                  options.fmt, None if e.found.trimmed else reading, e.length) for e in todo]
     bar = dict(total=len(tasks), unit="clip", desc=f"converting {recipe.name}",
                disable=not options.progress or not tasks, dynamic_ncols=True)
     if options.workers <= 1 or len(tasks) < 2:
@@ -117,10 +79,11 @@ def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
         with ProcessPoolExecutor(options.workers, mp_context=context,
-                                 initializer=_init_worker) as pool:
+                                 initializer=init_worker) as pool:
             results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
-    return ({e.key: why for e, (why, _) in zip(todo, results) if why is not None},
-            {e.key: cut for e, (_, cut) in zip(todo, results) if cut})
+    return ({e.key: why for e, (why, _, _) in zip(todo, results) if why is not None},
+            {e.key: cut for e, (_, cut, _) in zip(todo, results) if cut},
+            Counter(how for _, _, how in results if how))
 
 
 def _unique(entries: list[Entry], problems: list[str]) -> list[Entry]:
@@ -277,7 +240,12 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     log(f"{recipe.name}: {len(entries)} clips listed, {len(summary.missing)} without a source "
         f"file under {recipe.src}; {summary.skipped} already converted (skipped), "
         f"{len(todo)} to convert with {options.workers} worker(s)")
-    failures, clipped = _convert(todo, recipe, options)
+    failures, clipped, readings = _convert(todo, recipe, options)
+    if readings:
+        log(f"{sum(readings.values())} source(s) named by bare YouTube id: "
+            f"{readings['segment']} read as the segment already cut (no longer than it), "
+            f"{readings['video']} as whole videos cut at the list's start "
+            f"(--bare-id-files {getattr(recipe.args, 'bare_id_files', None) or 'auto'})")
     if clipped:
         loudest = max(clipped, key=clipped.get)
         log(f"WARNING: {len(clipped)} clip(s) of 24-bit or float sources go beyond full scale "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from c2f.data.prepare.convert import add_bare_id_option
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -59,6 +60,7 @@ class KineticsSounds(DatasetRecipe):
 
     @classmethod
     def add_arguments(cls, parser) -> None:
+        add_bare_id_option(parser)
         parser.add_argument("--classes", type=Path,
                             help="text file, one Kinetics class name per line, or a "
                                  "class_labels_indices.csv (default: the "
@@ -93,6 +95,7 @@ class KineticsSounds(DatasetRecipe):
                 entries.append(Entry(key=f"{ident}_{start:06d}_{end:06d}",
                                      labels=(mid_of[label],), split=split, where=where,
                                      ident=f"{ident} {start}", start=float(start),
+                                     length=float(end - start) if end > start else None,
                                      found=index.find(ident, float(start))))
         for name in names:
             if name not in seen:

@@ -32,6 +32,8 @@ class Entry:
     ident: str                    # the clip as the list names it, for missing.txt
     found: Found | None           # None: no source file
     start: float = 0.0            # segment start in the (uncut) source, seconds
+    length: float | None = None   # the listed segment's length (end - start), seconds: a
+    #                               source named by bare id no longer than it is already cut
 
     def segment(self, duration: float | None) -> Segment:
         """The part of the source to keep: from 0 in a cut file, from `start` in a whole one."""

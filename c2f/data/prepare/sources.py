@@ -3,8 +3,9 @@
 Datasets cut from YouTube (AudioSet, VGGSound, Kinetics) arrive under many naming schemes:
 `ID.mp4`, `YID.wav` (AudioSet's "Y" prefix), `ID_30.000_40.000.flac`, `ID_30000.m4a`,
 `ID_000030_000040.mp4` (Kinetics' downloader), `ID_000030.mp4` (VGGSound's release). A name
-that carries times holds the segment already cut; a bare id holds the whole video, and the
-segment is cut at its start time.
+that carries times holds the segment already cut; a bare id (`ID.mp4`, `YID.wav`) holds either
+the whole video (cut at the segment's start) or the segment already cut (PANNs' downloader
+writes it as `YID.wav`): its length decides, when it is converted (`convert.py`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ TOLERANCE_S = 0.5  # a name's start time matches a list's within this
 
 @dataclass(frozen=True)
 class Found:
-    """A source file and whether it holds the segment already cut (its name carries times)."""
+    """A source file and whether its name says it holds the segment already cut (it carries
+    times); False: named by bare id, read as cut or whole by its length (`convert.py`)."""
 
     path: Path
     trimmed: bool

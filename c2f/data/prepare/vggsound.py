@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from c2f.data.prepare.convert import add_bare_id_option
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -46,6 +47,7 @@ class VGGSound(DatasetRecipe):
 
     @classmethod
     def add_arguments(cls, parser) -> None:
+        add_bare_id_option(parser)
         parser.add_argument("--classes", type=Path,
                             help="class_labels_indices.csv (or one name per line) fixing class "
                                  "order and mids (default: labels of vggsound.csv, "

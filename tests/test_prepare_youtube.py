@@ -1,0 +1,81 @@
+"""Sources of the YouTube datasets as users download them: a clip named by bare id that holds
+the segment already cut (PANNs' `Y<id>.wav`) or the whole video, and names c2f cannot read
+(yt-dlp's default `Title [id].ext`); `python -m c2f.data.prepare audioset`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from c2f.data.prepare.__main__ import main
+from tests.dataset_layouts import youtube_id
+
+RATE = 32000  # PANNs' downloader writes 32 kHz mono WAV (utils/dataset.py: -ac 1 -ar 32000)
+
+
+def stepped(seconds: int, rate: int = RATE) -> np.ndarray:
+    """A tone of 200 + 100 s Hz in second s: where a cut was made can be read off the output."""
+    t = np.arange(rate) / rate
+    return np.concatenate([0.3 * np.sin(2 * np.pi * (200 + 100 * s) * t)
+                           for s in range(seconds)]).astype(np.float32)
+
+
+def hz(wave: np.ndarray, second: int, rate: int = 16000) -> float:
+    """The strongest frequency in one second of a clip."""
+    spectrum = np.abs(np.fft.rfft(wave[second * rate:(second + 1) * rate]))
+    return float(np.argmax(spectrum)) * rate / (2 * (spectrum.size - 1))
+
+
+def audioset_src(root: Path, segments: list[tuple[str, float]]) -> Path:
+    """AudioSet's lists for `segments` (id, start), all in the balanced list."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "class_labels_indices.csv").write_text("index,mid,display_name\n0,/m/05r5c,Piano\n")
+    head = "# Segments csv\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    rows = [f'{ident}, {start:.3f}, {start + 10:.3f}, "/m/05r5c"' for ident, start in segments]
+    (root / "balanced_train_segments.csv").write_text(head + "\n".join(rows) + "\n")
+    (root / "eval_segments.csv").write_text(  # eval: one clip without a file
+        head + f'{youtube_id(99)}, 0.000, 10.000, "/m/05r5c"\n')
+    return root
+
+
+def prepare(src: Path, out: Path, *extra: str) -> int:
+    return main(["audioset", "--src", str(src), "--out", str(out / "audioset"), "--workers", "1",
+                 "--no-progress", "--no-stats", *extra])
+
+
+def test_a_bare_id_file_is_read_as_cut_or_whole_by_its_length(tmp_path, capsys):
+    """PANNs' `Y<id>.wav` holds the 10 s segment already cut: listed at 4 s it is taken from
+    its start (not cut again at 4 s); a whole 40 s `<id>.flac` is cut at its start (30 s); a
+    12 s file listed at 30 s fits neither reading and says what to pass; --bare-id-files forces
+    a reading, and a file that does not fit the forced one says so with the fix."""
+    cut, whole, odd = youtube_id(1), youtube_id(2), youtube_id(3)
+    src = audioset_src(tmp_path / "src", [(cut, 4.0), (whole, 30.0), (odd, 30.0)])
+    soundfile.write(src / f"Y{cut}.wav", stepped(10), RATE)
+    soundfile.write(src / f"{whole}.flac", stepped(40, 16000), 16000)
+    soundfile.write(src / f"{odd}.wav", stepped(12), RATE)
+    out = tmp_path / "data"
+    assert prepare(src, out) == 0
+    said = capsys.readouterr().out
+    audio = out / "audioset" / "audio"
+    wave, _ = soundfile.read(audio / f"{cut}_4000.flac")
+    assert [round(hz(wave, s)) for s in (0, 9)] == [200, 1100]  # the source's seconds 0 and 9
+    wave, _ = soundfile.read(audio / f"{whole}_30000.flac")
+    assert [round(hz(wave, s)) for s in (0, 9)] == [3200, 4100]  # seconds 30 and 39
+    assert "1 read as the segment already cut (no longer than it), 1 as whole videos" in said
+    failed = (out / "audioset" / "failed.txt").read_text()
+    assert f"{odd}.wav\tnamed by bare id and 12.00 s long, longer than the 10 s segment" in failed
+    assert "pass --bare-id-files segment" in failed
+    assert prepare(src, out, "--bare-id-files", "segment") == 0  # the 12 s file's first 10 s
+    wave, _ = soundfile.read(audio / f"{odd}_30000.flac")
+    assert [round(hz(wave, s)) for s in (0, 9)] == [200, 1100]
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert prepare(src, again, "--bare-id-files", "video") == 0  # the old reading, forced
+    wave, _ = soundfile.read(again / "audioset" / "audio" / f"{cut}_4000.flac")
+    assert round(hz(wave, 0)) == 600 and np.abs(wave[-16000:]).max() == 0
+    failed = (again / "audioset" / "failed.txt").read_text()
+    assert f"Y{cut}.wav" not in failed
+    assert f"{odd}.wav\tthe file holds 12.00 s of audio, the segment starts at 30.00 s; read " \
+        "as the whole video (--bare-id-files video): if it is the segment already cut, pass " \
+        "--bare-id-files auto" in failed
