@@ -250,3 +250,23 @@ def test_clips_longer_than_the_input_are_counted_with_what_the_model_sees(tmp_pa
     assert line == ("input length: 128 frames (1.28 s); 95% of the training clips fit in 128 "
                     f"frames; 1 of {len(train)} are longer (up to 29.98 s): the model sees the "
                     "first 1.28 s of each")
+
+
+def test_voxceleb1_unzipped_as_its_two_archives_is_found(tmp_path, capsys):
+    """`vox1_dev_wav.zip` and `vox1_test_wav.zip` each hold a top-level `wav/`: unzipped side by
+    side under --src, every utterance is found by `idXXXXX/<video>/<n>.wav`."""
+    import numpy as np
+
+    src, lines = tmp_path / "vox1", []
+    wave = (0.3 * np.sin(np.arange(32000) * 0.05)).astype(np.float32)
+    for archive, split, speaker in (("vox1_dev_wav", 1, "id10001"), ("vox1_dev_wav", 2, "id10002"),
+                                    ("vox1_test_wav", 3, "id10270")):
+        relative = f"{speaker}/1zcIwhmdeo4/00001.wav"
+        (src / archive / "wav" / relative).parent.mkdir(parents=True)
+        soundfile.write(src / archive / "wav" / relative, wave, 16000)
+        lines.append(f"{split} {relative}")
+    (src / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "voxceleb1"
+    assert main(["voxceleb1", "--src", str(src), "--out", str(out), "--workers", "1",
+                 "--no-progress", "--no-stats"]) == 0
+    assert "missing 0, failed 0; manifests: train.json 2, eval.json 1" in capsys.readouterr().out

@@ -78,13 +78,17 @@ class YouTubeIndex:
 
 class PathIndex:
     """Files under a folder by relative path without suffix (`id10001/1zcIwhmdeo4/00001`), so
-    that a list naming `x.wav` finds `x.flac` too."""
+    that a list naming `x.wav` finds `x.flac` too; with `parts`, by the last `parts` parts of
+    the path wherever the file sits below the folder (VoxCeleb1 unzipped as its two archives,
+    `vox1_dev_wav/wav/id10001/...` beside `vox1_test_wav/wav/id10270/...`)."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, parts: int | None = None):
+        self.root, self.parts = root, parts
         self.by_key = {}
         for path in audio_files(root):
             key = path.relative_to(root).with_suffix("").as_posix()
+            if parts is not None:
+                key = "/".join(key.split("/")[-parts:])
             self.by_key.setdefault(key, path)
 
     def __len__(self) -> int:
@@ -92,5 +96,8 @@ class PathIndex:
 
     def find(self, relative: str) -> Found | None:
         """The file at `relative` (any suffix) under the root."""
-        path = self.by_key.get(Path(relative).with_suffix("").as_posix())
+        key = Path(relative).with_suffix("").as_posix()
+        if self.parts is not None:
+            key = "/".join(key.split("/")[-self.parts:])
+        path = self.by_key.get(key)
         return Found(path, trimmed=True) if path else None

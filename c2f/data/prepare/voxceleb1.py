@@ -1,10 +1,12 @@
 """VoxCeleb1 speaker identification (Nagrani et al., 2017/2020) as the paper uses it.
 
 `iden_split.txt` (robots.ox.ac.uk/~vgg/data/voxceleb/) lists `<set> idXXXXX/<video>/<n>.wav`
-per line, set 1 = train, 2 = validation, 3 = test; the audio lies under `wav/` of the download
-(`--src` may point at the folder holding `wav/` or at `wav/` itself). Training uses train +
-validation and evaluation the test set, as the paper's 1,251-speaker identification (§3.1;
-FlexiAST egs/voxceleb/vox_sup_from16.sh trains on train.json and evaluates on test.json).
+per line, set 1 = train, 2 = validation, 3 = test; the audio lies under `wav/` of the download.
+A file is found by its last three path parts wherever it sits under `--src`: the folder holding
+`wav/`, `wav/` itself, or the two archives unzipped side by side (`vox1_dev_wav/wav/...`,
+`vox1_test_wav/wav/...`). Training uses train + validation and evaluation the test set, as the
+paper's 1,251-speaker identification (§3.1; FlexiAST egs/voxceleb/vox_sup_from16.sh trains on
+train.json and evaluates on test.json).
 Utterances keep their length (AST's fbank pads or cuts to 1024 frames). Display names come
 from `vox1_meta.csv` when it is found (its VGGFace1 ID column), else the speaker id.
 """
@@ -42,8 +44,7 @@ class VoxCeleb1(DatasetRecipe):
 
     def read(self) -> Listing:
         path = self.list_file("iden_split.txt")
-        root = self.src / "wav" if (self.src / "wav").is_dir() else self.src
-        index = PathIndex(root)
+        index = PathIndex(self.src, parts=3)  # idXXXXX/<video>/<n>, wherever under --src
         rows, problems = [], []
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
