@@ -177,7 +177,8 @@ def test_decode_refuses_video_without_sound_and_garbage(tmp_path):
     ("--PJHxphWEs_30.000_40.000", ("--PJHxphWEs", 30.0)),
     ("Y-_ab_cd-123_30000", ("-_ab_cd-123", 30000.0)),
     ("abcdefghijk_000030_000040", ("abcdefghijk", 30.0)),
-    ("short", None), ("abcdefghijk_x", None)])
+    ("short", None), ("abcdefghijk_x", None),
+    ("Cat video [--PJHxphWEs]", ("--PJHxphWEs", None)), ("A [b] [abc]", None)])
 def test_youtube_file_names(stem, parsed):
     assert parse_youtube_name(stem) == parsed
 

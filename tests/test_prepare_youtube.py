@@ -79,3 +79,30 @@ def test_a_bare_id_file_is_read_as_cut_or_whole_by_its_length(tmp_path, capsys):
     assert f"{odd}.wav\tthe file holds 12.00 s of audio, the segment starts at 30.00 s; read " \
         "as the whole video (--bare-id-files video): if it is the segment already cut, pass " \
         "--bare-id-files auto" in failed
+
+
+def test_names_of_yt_dlp_are_read_and_other_names_are_counted(tmp_path, capsys):
+    """yt-dlp's default output template, `<title> [<id>].<ext>`, names a clip by its id (read
+    by its length as any bare id); audio files whose names hold no id are counted and named
+    in problems.txt with the names that are read, not dropped without a word."""
+    cut, whole = youtube_id(4), youtube_id(5)
+    src = audioset_src(tmp_path / "src", [(cut, 4.0), (whole, 30.0)])
+    soundfile.write(src / f"Cat video [{cut}].wav", stepped(10), RATE)
+    soundfile.write(src / f"A [b] c - live! [{whole}].flac", stepped(40, 16000), 16000)
+    (src / "other").mkdir()
+    for name in ("my download.wav", "take 2.wav", "x.wav", "y.wav"):
+        soundfile.write(src / "other" / name, stepped(1), RATE)
+    out = tmp_path / "data"
+    assert prepare(src, out) == 0
+    said = capsys.readouterr().out
+    assert "missing 1, failed 0; manifests: balanced_train.json 2" in said  # eval's clip
+    audio = out / "audioset" / "audio"
+    wave, _ = soundfile.read(audio / f"{cut}_4000.flac")
+    assert round(hz(wave, 0)) == 200
+    wave, _ = soundfile.read(audio / f"{whole}_30000.flac")
+    assert round(hz(wave, 0)) == 3200
+    problems = (out / "audioset" / "problems.txt").read_text()
+    assert f"4 audio file(s) under {src} are left out: their names hold no YouTube id " \
+        "('other/my download.wav', 'other/take 2.wav', 'other/x.wav' and 1 more); name them " \
+        "<id>.<ext>, Y<id>.<ext>, <id>_<start>_<end>.<ext>" in problems
+    assert "4 audio file(s) under" in said  # printed with the list problems

@@ -105,6 +105,7 @@ class AudioSet(DatasetRecipe):
                 continue
             sources.append(path)
             entries += segment_entries(path, split, mids, index, problems)
+        problems += index.unread_note()
         return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
 
     def extra_outputs(self, out: Path, manifests: dict[str, list[Entry]]) -> list[Path]:

@@ -102,4 +102,5 @@ class KineticsSounds(DatasetRecipe):
                 files = ", ".join(p.name for p in sources)
                 problems.append(f"class {name!r} has no clip in {files}; check its spelling "
                                 "against the Kinetics-400 class names")
+        problems += index.unread_note()
         return Listing(classes=classes, entries=entries, problems=problems, sources=sources)

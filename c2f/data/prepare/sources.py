@@ -30,8 +30,18 @@ class Found:
     trimmed: bool
 
 
+_BRACKETED = re.compile(r"\[([A-Za-z0-9_-]{11})\]$")  # yt-dlp's default `%(title)s [%(id)s]`
+NAMES_HELP = ("<id>.<ext>, Y<id>.<ext>, <id>_<start>_<end>.<ext>, <id>_<start:06d>.<ext> or "
+              "yt-dlp's '<title> [<id>].<ext>'")
+SHOWN = 3  # file names quoted in a note
+
+
 def parse_youtube_name(stem: str) -> tuple[str, float | None] | None:
-    """(id, start time named in the file or None) from a file stem, or None for other names."""
+    """(id, start time named in the file or None) from a file stem, or None for other names.
+    A stem ending in `[<id>]` (yt-dlp's default output template) is named by bare id."""
+    bracketed = _BRACKETED.search(stem)
+    if bracketed:
+        return bracketed.group(1), None
     for offset in (0, 1) if stem.startswith("Y") else (0,):
         ident, rest = stem[offset:offset + YOUTUBE_ID], stem[offset + YOUTUBE_ID:]
         if not _ID_CHARS.match(ident):
@@ -53,11 +63,25 @@ class YouTubeIndex:
     """Files under a folder by YouTube id; `find(id, start)` picks the one for a segment."""
 
     def __init__(self, root: Path):
+        self.root = root
         self.by_id: dict[str, list[tuple[Path, float | None]]] = {}
+        self.unread: list[Path] = []  # audio files whose names carry no YouTube id
         for path in audio_files(root):
             parsed = parse_youtube_name(path.stem)
             if parsed:
                 self.by_id.setdefault(parsed[0], []).append((path, parsed[1]))
+            else:
+                self.unread.append(path)
+
+    def unread_note(self) -> list[str]:
+        """A problems.txt line counting the audio files left out because their names carry no
+        YouTube id, naming a few and the names that are read; none when there are none."""
+        if not self.unread:
+            return []
+        shown = ", ".join(repr(p.relative_to(self.root).as_posix()) for p in self.unread[:SHOWN])
+        more = f" and {len(self.unread) - SHOWN} more" if len(self.unread) > SHOWN else ""
+        return [f"{len(self.unread)} audio file(s) under {self.root} are left out: their names "
+                f"hold no YouTube id ({shown}{more}); name them {NAMES_HELP}"]
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_id.values())

@@ -80,5 +80,6 @@ class VGGSound(DatasetRecipe):
             entries.append(Entry(key=f"{ident}_{start:06d}", labels=(mid_of[label],),
                                  split=split, where=where, ident=f"{ident} {start}",
                                  found=index.find(ident, float(start)), start=float(start)))
+        problems += index.unread_note()
         sources = [path] + ([self.args.classes] if self.args.classes else [])
         return Listing(classes=classes, entries=entries, problems=problems, sources=sources)
