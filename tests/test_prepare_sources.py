@@ -270,3 +270,44 @@ def test_voxceleb1_unzipped_as_its_two_archives_is_found(tmp_path, capsys):
     assert main(["voxceleb1", "--src", str(src), "--out", str(out), "--workers", "1",
                  "--no-progress", "--no-stats"]) == 0
     assert "missing 0, failed 0; manifests: train.json 2, eval.json 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["2", "1"])
+def test_ctrl_c_says_what_is_kept_and_that_the_same_command_resumes(tmp_path, workers,
+                                                                     capsys):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while converting:
+    one line saying how many clips stand converted and that rerunning continues, exit 130, no
+    traceback, no worker and no partial file left; the rerun converts only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    layout = dataset_layouts.esc50(tmp_path / "downloads", clips=40)
+    out = tmp_path / "esc50"
+    cmd = [sys.executable, "-m", "c2f.data.prepare", "esc50", "--src", str(layout.src),
+           "--out", str(out), "--workers", workers, "--no-progress", "--no-stats"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,  # SIGINT as a terminal sends it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while len(list((out / "audio").glob("*.flac"))) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    [line] = stderr.strip().splitlines()
+    done = len(list((out / "audio").glob("*.flac")))
+    assert 3 <= done < 40, "the interrupt came too late to test anything"
+    assert line == f"interrupted: {done} of 42 listed clips stand converted in {out / 'audio'} " \
+        "and are kept; run the same command again to continue (it converts only the rest)"
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # no worker of the group is left
+        os.killpg(proc.pid, 0)
+    assert not list((out / "audio").glob(".*partial*"))
+    assert main(cmd[3:]) == 0
+    assert f"converted {40 - done}, skipped {done} already converted" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from c2f.data.prepare import DATASETS, DatasetRecipe, ListError, Options, prepare
+from c2f.data.prepare.engine import Interrupted
 
 
 def _limit(text: str) -> str:
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                       stats=not args.no_stats, progress=not args.no_progress)
     try:
         summary = prepare(recipe, options)
+    except KeyboardInterrupt as err:  # Ctrl-C: what stands is kept, the same command resumes
+        done = f"{err.done} of {err.listed} listed clips stand converted in {out / 'audio'} " \
+            "and are kept" if isinstance(err, Interrupted) else "the clips converted so far " \
+            f"in {out / 'audio'} are kept"
+        print(f"interrupted: {done}; run the same command again to continue (it converts only "
+              "the rest)", file=sys.stderr)
+        return 130
     except ListError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

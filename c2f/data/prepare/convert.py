@@ -115,7 +115,12 @@ def convert_task(task: Task) -> tuple[str | None, float, str | None]:
 
 
 def init_worker() -> None:
-    """One thread per worker process: parallelism comes from the processes."""
+    """One thread per worker process: parallelism comes from the processes. Ctrl-C reaches
+    the whole process group: only the main process handles it (it ends the workers), so the
+    workers print no traceback of their own."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)

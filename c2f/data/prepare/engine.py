@@ -63,6 +63,25 @@ def output_path(out: Path, entry: Entry, fmt: str) -> Path:
     return out / AUDIO_DIR / f"{entry.key}.{fmt}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while converting: how many listed clips stand converted (kept) of how many."""
+
+    def __init__(self, done: int, listed: int):
+        super().__init__(done, listed)
+        self.done, self.listed = done, listed
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End a pool at once: queued clips cancelled, the workers' current ones abandoned (their
+    temporary files are removed by the caller), no worker left behind."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+
+
 def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
              ) -> tuple[dict[str, str], dict[str, float], Counter]:
     """Convert `todo` (in a process pool when workers > 1); failure reason by entry key, the
@@ -78,9 +97,14 @@ def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
     else:
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
-        with ProcessPoolExecutor(options.workers, mp_context=context,
-                                 initializer=init_worker) as pool:
+        pool = ProcessPoolExecutor(options.workers, mp_context=context,
+                                   initializer=init_worker)
+        try:  # not `with`: its exit would wait for every queued clip after a Ctrl-C
             results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
+        except BaseException:
+            _stop(pool)
+            raise
+        pool.shutdown()
     return ({e.key: why for e, (why, _, _) in zip(todo, results) if why is not None},
             {e.key: cut for e, (_, cut, _) in zip(todo, results) if cut},
             Counter(how for _, _, how in results if how))
@@ -240,7 +264,12 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     log(f"{recipe.name}: {len(entries)} clips listed, {len(summary.missing)} without a source "
         f"file under {recipe.src}; {summary.skipped} already converted (skipped), "
         f"{len(todo)} to convert with {options.workers} worker(s)")
-    failures, clipped, readings = _convert(todo, recipe, options)
+    try:
+        failures, clipped, readings = _convert(todo, recipe, options)
+    except KeyboardInterrupt:  # what the workers finished stands under its final name
+        remove_partials(out / AUDIO_DIR)
+        made = sum(output_path(out, e, options.fmt).exists() for e in todo)
+        raise Interrupted(len(done) + made, len(entries)) from None
     if readings:
         log(f"{sum(readings.values())} source(s) named by bare YouTube id: "
             f"{readings['segment']} read as the segment already cut (no longer than it), "
@@ -355,5 +384,5 @@ def _print_summary(summary: Summary, out: Path, log) -> None:
         log(f"ERROR: {reason}")
 
 
-__all__ = ["Options", "Summary", "prepare", "output_path", "ListError", "AUDIO_DIR",
+__all__ = ["Options", "Summary", "Interrupted", "prepare", "output_path", "ListError", "AUDIO_DIR",
            "LABELS_CSV"]
