@@ -137,6 +137,13 @@ def test_whole_video_is_cut_at_the_segment_start_and_a_cut_one_is_not(prepared):
         "longer than it), 8 as whole videos cut at the list's start" in stdout
 
 
+def test_audioset_names_the_command_of_both_its_presets(prepared):
+    """balanced_train.json and full_train.json feed audioset_balanced and audioset_full."""
+    stdout = prepared["audioset"][2]
+    assert "train with: python run.py dataset=audioset_balanced paths.data_dir=" in stdout
+    assert "  or with: python run.py dataset=audioset_full paths.data_dir=" in stdout
+
+
 @pytest.mark.parametrize("suffix", [".m4a", ".mp4", ".webm", ".mkv", ".mp3", ".ogg", ".flac",
                                     ".wav"])
 def test_decode_cuts_any_container_to_the_sample(tmp_path, suffix):

@@ -173,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         if expected and classes != expected:
             print(f"NOTE: {classes} classes, the {recipe_cls.preset} preset expects "
                   f"{expected}: add dataset.num_classes={classes} to run.py")
-        overrides = " ".join(shlex.quote(o) for o in recipe.run_overrides(out, classes))
+        found = recipe.run_overrides(out, classes)
+        overrides = " ".join(shlex.quote(o) for o in found)
         print(f"prepared {args.dataset} in {out}; train with: python run.py {overrides}")
+        for other in recipe.other_presets:  # AudioSet: the balanced and the full set
+            alike = [f"dataset={other}" if o.startswith("dataset=") else o for o in found]
+            print(f"  or with: python run.py {' '.join(shlex.quote(o) for o in alike)}")
     return 0 if summary.ok else 1
 
 

@@ -67,6 +67,7 @@ class DatasetRecipe:
     out_help: str = ""                 # --help of --out when not data/<name>
     out_named_by_preset = True         # --out must be named default_out_name() (the preset's)
     recheck_sources = False            # convert a clip again when its source's size changed
+    other_presets: tuple[str, ...] = ()  # more `dataset=` presets reading the same output
 
     def __init__(self, src: Path, lists: list[Path], args: argparse.Namespace):
         self.src, self.lists, self.args = src, lists, args
