@@ -311,3 +311,41 @@ def test_ctrl_c_says_what_is_kept_and_that_the_same_command_resumes(tmp_path, wo
     assert not list((out / "audio").glob(".*partial*"))
     assert main(cmd[3:]) == 0
     assert f"converted {40 - done}, skipped {done} already converted" in capsys.readouterr().out
+
+
+def test_workers_end_with_a_killed_preparation(tmp_path):
+    """kill -9 of the main process (the OOM killer's way) leaves no worker running on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    layout = dataset_layouts.esc50(tmp_path / "downloads", clips=40)
+    out = tmp_path / "esc50"
+    proc = subprocess.Popen([sys.executable, "-m", "c2f.data.prepare", "esc50", "--src",
+                             str(layout.src), "--out", str(out), "--workers", "2",
+                             "--no-progress", "--no-stats"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while len(list((out / "audio").glob("*.flac"))) < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the workers outlived the killed preparation")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

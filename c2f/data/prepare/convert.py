@@ -11,6 +11,7 @@ where both readings agree; a longer one is the whole video, cut at the list's st
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,13 +115,25 @@ def convert_task(task: Task) -> tuple[str | None, float, str | None]:
         return f"{type(err).__name__}: {err}", 0.0, None
 
 
-def init_worker() -> None:
+def init_worker(parent: int | None = None) -> None:
     """One thread per worker process: parallelism comes from the processes. Ctrl-C reaches
     the whole process group: only the main process handles it (it ends the workers), so the
-    workers print no traceback of their own."""
+    workers print no traceback of their own. A worker ends with its `parent` (kill -9, the OOM
+    killer), on Linux, rather than live on orphaned, writing into the output."""
+    import os
     import signal
 
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (linux/prctl.h): 1
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os._exit(0)
     torch.set_num_threads(1)

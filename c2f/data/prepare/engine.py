@@ -98,7 +98,7 @@ def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         chunk = max(1, min(64, len(tasks) // (options.workers * 8)))
         pool = ProcessPoolExecutor(options.workers, mp_context=context,
-                                   initializer=init_worker)
+                                   initializer=init_worker, initargs=(os.getpid(),))
         try:  # not `with`: its exit would wait for every queued clip after a Ctrl-C
             results = list(tqdm(pool.map(convert_task, tasks, chunksize=chunk), **bar))
         except BaseException:
