@@ -349,3 +349,21 @@ def test_workers_end_with_a_killed_preparation(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_renamed_list_is_named_not_passed_over(tmp_path, capsys):
+    """--lists files are matched by their published names: a renamed one is refused, naming
+    the names, rather than ignored for the copy under --src (or said missing)."""
+    layout = dataset_layouts.voxceleb1(tmp_path / "downloads")
+    renamed = tmp_path / "my_vox1_iden_split.txt"
+    renamed.write_text("1 id10001/vid000abcd/00001.wav\n")
+    out = str(tmp_path / "voxceleb1")
+    args = ["voxceleb1", "--src", str(layout.src), "--lists", str(renamed), "--out", out,
+            "--workers", "1", "--no-progress", "--no-stats"]
+    assert main(args) == 2
+    assert f"error: --lists {renamed}: voxceleb1 reads no list of that name (lists are matched " \
+        "by file name: iden_split.txt, vox1_meta.csv); rename it" in capsys.readouterr().err
+    (layout.src / "iden_split.txt").unlink()
+    assert main(args) == 2
+    assert "nor among --lists (--lists are matched by file name, and my_vox1_iden_split.txt is " \
+        "not iden_split.txt: rename the file)" in capsys.readouterr().err

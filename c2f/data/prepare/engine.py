@@ -242,6 +242,8 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     started = time.time()
     out = options.out
     listing: Listing = recipe.read()  # refuses unusable lists before anything is written
+    if recipe.unused_lists():  # a renamed --lists file would else be passed over
+        raise ListError(recipe.unused_lists())
     entries = _held(recipe, listing, log)
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(problems=list(listing.problems), classes=len(listing.classes))

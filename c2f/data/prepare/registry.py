@@ -84,16 +84,32 @@ class DatasetRecipe:
         """A publisher list: given with --lists (matched by file name), else searched under
         --src; ListError naming what was looked for."""
         names = (name, *fallbacks)
+        self.__dict__.setdefault("asked", []).extend(n for n in names if n not in self.asked)
         for path in self.lists:
             if path.name in names:
+                self.__dict__.setdefault("used", set()).add(path)
                 return path
         for candidate in names:
             hits = sorted(self.src.rglob(candidate))
             if hits:
                 return hits[0]
+        other = [p.name for p in self.lists if p.name not in names]
+        given = f" (--lists are matched by file name, and {', '.join(other)} is not " \
+            f"{' or '.join(names)}: rename the file)" if other else ""
         raise ListError(f"{self.name}: cannot find {' or '.join(names)} under {self.src} "
-                        f"nor among --lists; download it ({self.lists_help}) and pass "
+                        f"nor among --lists{given}; download it ({self.lists_help}) and pass "
                         f"--lists /path/to/{name}")
+
+    def unused_lists(self) -> str | None:
+        """Why a --lists file went unread after `read` (its name is none of the lists the
+        recipe looked for, which would else be taken from --src instead), or None."""
+        asked, used = self.__dict__.get("asked", []), self.__dict__.get("used", set())
+        unused = [p for p in self.lists if p not in used]
+        if not asked or not unused:
+            return None  # a recipe that reads --lists itself (folder), or all were read
+        return (f"--lists {unused[0]}: {self.name} reads no list of that name (lists are "
+                f"matched by file name: {', '.join(asked)}); rename it to the list it is, or "
+                "leave it out")
 
     def final_splits(self, usable: list[Entry]) -> list[Entry]:
         """The usable entries (converted now or before) with their final splits; as listed by
