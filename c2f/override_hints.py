@@ -61,6 +61,24 @@ def _missing(cfg, key: str) -> tuple[str, list[str]] | None:
     return None
 
 
+def _quoting_hints(raw: list[str]) -> list[str]:
+    """For each override Hydra's grammar refuses because its value holds `=` (PANNs'
+    `Cnn14_mAP=0.431.pth`, Lightning's `l-epoch=9-mAP=0.470.ckpt`): the quoted form."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, hints = OverridesParser.create(), []
+    for override in raw:
+        key, _, value = override.partition("=")
+        if "=" not in value or value[:1] in "'\"":
+            continue
+        try:
+            parser.parse_overrides([override])
+        except Exception:
+            hints.append(f"`{override}`: Hydra reads the `=` in its value as syntax; quote the "
+                         f"value (and the whole argument for the shell): '{key}=\"{value}\"'")
+    return hints
+
+
 def unknown_override_hints(argv: list[str]) -> list[str]:
     """One line per override of `argv` whose key the composed config lacks, with the closest
     key or config group; [] when every key exists or the config cannot be composed."""
@@ -71,8 +89,8 @@ def unknown_override_hints(argv: list[str]) -> list[str]:
     name, raw = split_argv(argv)
     try:
         parsed = OverridesParser.create().parse_overrides(raw)
-    except Exception:  # a syntax error: Hydra's own message points at it
-        return []
+    except Exception:  # a syntax error: Hydra's own message points at it; a value with `=`
+        return _quoting_hints(raw)  # (a checkpoint's file name) needs quotes, which we say
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

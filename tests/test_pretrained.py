@@ -62,11 +62,13 @@ def test_deit_distilled_checkpoint_lands_on_the_audio_grid_as_ast_places_it(tmp_
     torch.testing.assert_close(model.vit.pos_embed[:, 2:], expected)
 
 
-def test_coarse_phase_grid_cuts_imagenet_time_from_the_middle(tmp_path):
+def test_a_short_clips_grid_cuts_imagenet_time_from_the_middle(tmp_path):
+    """AST's rule for a shorter input (a coarse phase's model is never loaded directly:
+    test_a_coarse_first_phase_gets_the_checkpoint_at_full_resolution_then_resampled)."""
     deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
     path = tmp_path / "deit.pth"
     torch.save(deit.state_dict(), path)
-    model = _ast(frames=128)  # C = 8 on 1024 frames: grid 8 x 8, both cut from 14 x 14
+    model = _ast(frames=128)  # 128 frames: grid 8 x 8, both cut from 14 x 14
     load_pretrained(model, path)
     grid = deit.pos_embed.detach()[:, 2:].reshape(1, 14, 14, 192)
     expected = grid[:, 3:11, 3:11].reshape(1, 64, 192)
@@ -205,3 +207,34 @@ def test_a_checkpoint_of_another_size_fails_naming_both_shapes(tmp_path):
                             embed_dim=128, depth=3, num_heads=4), path)
     check_pretrained(ModelSpec(name="deit_tiny", embed_dim=192, depth=12, num_heads=3,
                                dist_token=True, pretrained=str(path)))
+
+
+def test_a_coarse_first_phase_gets_the_checkpoint_at_full_resolution_then_resampled(tmp_path):
+    """fshift 4 -> 1 on 1024 frames from AST's AudioSet checkpoint (12 x 101 grid): the table
+    is placed on the last phase's 8 x 64 grid by AST's rule, then resampled bilinearly to the
+    coarse 8 x 16 as a phase transition moves it; not cut to the middle 16 of 101 columns,
+    which would read the whole clip as a 1.6 s one. Building the full model leaves the run's
+    RNG where it was."""
+    from c2f.compression import create_compression
+    from c2f.models.transfer import resample_pos_embed
+    from c2f.train.initial_weights import load_initial_weights
+
+    path = tmp_path / "audioset_10_10_0.4593.pth"
+    _ast_audioset_checkpoint(path)
+    spec = ModelSpec(name="ast", pretrained=str(path), embed_dim=192, num_heads=3,
+                     dist_token=True)
+    full = _ast(frames=1024, classes=527)
+    load_pretrained(full, path)
+    expected = resample_pos_embed(full.vit.pos_embed.detach(), (8, 64), (8, 16), 2)
+    coarse, logs = _ast(frames=256, classes=527), []
+    before = torch.get_rng_state()
+    load_initial_weights(coarse, spec, create_compression("fshift"), logs.append,
+                         lambda: _ast(frames=1024, classes=527))
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.testing.assert_close(coarse.vit.pos_embed, expected)
+    torch.testing.assert_close(coarse.head[1].weight, full.head[1].weight)
+    cut = _ast(frames=256, classes=527)
+    load_pretrained(cut, path)  # the checkpoint fitted to the coarse grid directly
+    assert not torch.allclose(cut.vit.pos_embed[:, 2:], coarse.vit.pos_embed[:, 2:])
+    assert logs[0].startswith(f"loaded {path}; left at init: -") and \
+        "placed on the last phase's model at full resolution" in logs[0]

@@ -163,6 +163,10 @@ def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp
     (["--cfg", "job", "schedule.cc=4"], "did you mean `schedule.c`?"),  # a flag's value
     (["--config-name=builtin", "schedule.initial_fractoin=0.5"],
      "did you mean `schedule.initial_fraction`?"),
+    # a checkpoint named with `=` (PANNs' file): Hydra's grammar refuses it; the quoted form
+    (["model=cnn14", "model.pretrained=/ckpt/Cnn14_mAP=0.431.pth"],
+     """quote the value (and the whole argument for the shell): """
+     """'model.pretrained="/ckpt/Cnn14_mAP=0.431.pth"'"""),
 ])
 def test_override_hints_name_the_closest_key_or_group(argv, hint):
     from c2f.override_hints import unknown_override_hints

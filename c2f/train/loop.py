@@ -13,7 +13,7 @@ from c2f.compression import create_compression
 from c2f.data.dataset import collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
-from c2f.models import build_model, loaded_note, model_family
+from c2f.models import build_model, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
@@ -25,6 +25,7 @@ from c2f.train.distributed import World, all_gather, all_sum, barrier, device_fo
 from c2f.train.failures import explain_failure
 from c2f.train.flops import training_flops
 from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
+from c2f.train.initial_weights import load_initial_weights
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
@@ -64,10 +65,8 @@ class PhaseLoop:
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
         torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
-        d = self.spec.dataset
-        model = build_model(self.spec.model, num_classes=d.num_classes,
-                            num_mel_bins=self.spec.num_mel_bins,
-                            frames=phase.input.model_frames,
+        model = build_model(self.spec.model, num_classes=self.spec.dataset.num_classes,
+                            num_mel_bins=self.spec.num_mel_bins, frames=phase.input.model_frames,
                             patch=phase.input.patch, c=phase.c)
         return model.to(self.device)
 
@@ -265,10 +264,10 @@ class PhaseLoop:
             self.precision.load_state_dict(resumed.scaler)
         elif previous_model is not None:
             model_family(self.spec.model.arch).transfer(previous_model, model, self.compression)
-        elif self.spec.model.pretrained:
-            m = self.spec.model
-            self.log(loaded_note(m.pretrained, model_family(m.arch).load_pretrained(
-                model, m, self.compression)))
+        elif self.spec.model.pretrained:  # placed at full resolution, moved to this phase
+            last = self.plan.phases[-1]
+            load_initial_weights(model, self.spec.model, self.compression, self.log,
+                                 None if phase.index == last.index else lambda: self._model(last))
         return model, optimizer
 
     def _advance(self, phase: Phase, epoch: int, state: TrainState, stats: dict,

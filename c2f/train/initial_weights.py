@@ -1,0 +1,34 @@
+"""A run's first weights from `model.pretrained`. The checkpoint is placed on the model of the
+run's last phase, at full resolution, where the official rules for fitting a checkpoint apply
+(AST's `ast_models.py` cuts a positional table for a shorter clip and interpolates it for a
+longer one), and then moved to the first phase's model as a phase transition moves weights
+(AST: the table resampled bilinearly, the kernel by the method). A coarse phase sees the whole
+clip, compressed: fitting the checkpoint to its grid directly would read it as a shorter clip
+and keep only the middle of the table's time axis."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from c2f.compression import Compression
+from c2f.models import loaded_note, model_family
+from c2f.spec import ModelSpec
+
+
+def load_initial_weights(model: nn.Module, spec: ModelSpec, compression: Compression, log,
+                         full_resolution: Callable[[], nn.Module] | None = None) -> None:
+    """Load `spec.pretrained` into `model` (the first phase's). `full_resolution` builds the
+    last phase's model when it is another one: the checkpoint goes there first. Logs what was
+    left at init and what of the file was not used."""
+    family = model_family(spec.arch)
+    if full_resolution is None:
+        log(loaded_note(spec.pretrained, family.load_pretrained(model, spec, compression)))
+        return
+    with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG
+        final = full_resolution()
+    left = family.load_pretrained(final, spec, compression)
+    family.transfer(final, model, compression)
+    log(loaded_note(spec.pretrained, left) + " (placed on the last phase's model at full "
+        "resolution, then moved to this phase's as between phases)")
