@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torchaudio
@@ -105,7 +106,11 @@ def panns_state(model: torch.nn.Module, classes: int) -> dict:
     state["logmel_extractor.melW"] = torch.randn(513, 64)
     state["fc_audioset.weight"] = torch.randn(classes, state["fc1.weight"].shape[0])
     state["fc_audioset.bias"] = torch.randn(classes)
-    return {"iteration": 600000, "model": state}
+    # pytorch/main.py saves {'iteration', 'model', 'sampler'}; its balanced sampler's state
+    # holds numpy arrays (utils/data_generator.py BalancedTrainSampler.state_dict)
+    sampler = {"indexes_per_class": [np.arange(4), np.arange(3)], "queue": [np.int64(2)],
+               "pointers_of_classes": [0, 1]}
+    return {"iteration": 600000, "model": state, "sampler": sampler}
 
 
 def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
@@ -120,6 +125,19 @@ def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
     assert torch.equal(model.state_dict()["conv_block3.conv2.weight"],
                        saved["model"]["conv_block3.conv2.weight"])
     assert torch.equal(model.state_dict()["bn0.running_mean"], saved["model"]["bn0.running_mean"])
+    assert "logmel_extractor.melW" in left.unused  # said in the log, not loaded
+    # the same file for a model of another width: refused, naming shapes and the preset
+    narrow = build_model(replace(spec, channels=(8, 16, 32, 32, 32, 32)), num_classes=5,
+                         num_mel_bins=64, frames=64, patch=(16, 16))
+    with pytest.raises(ConfigError, match=r"a model of another size: \d+ of its tensors have "
+                                          r"this model's names but other shapes \(conv_block1"):
+        model_family("cnn14").load_pretrained(narrow, replace(spec, pretrained=str(path)),
+                                              create_compression("none"))
+    # given to HTS-AT, the file is named for what it is
+    with pytest.raises(ConfigError, match=r"its top-level keys: 'iteration', 'model', 'sampler';"
+                                          r" it looks like PANNs' CNN14"):
+        model_family("htsat").load_pretrained(htsat(128, 1), replace(
+            TINY_MODELS["htsat"], pretrained=str(path)), create_compression("none"))
 
 
 def htsat(frames: int, c: int, classes: int = 5) -> torch.nn.Module:

@@ -170,9 +170,13 @@ def test_required_checkpoint_names_the_expected_file_and_how_to_make_it(tmp_path
     assert "vit_base_patch16_224" not in str(err.value)
 
 
-@pytest.mark.parametrize("content", [b"x", b"index,mid,display_name\n0,/m/0,dog\n",
-                                     "truncated"])
-def test_a_file_that_is_no_checkpoint_fails_before_training_naming_it(tmp_path, content):
+@pytest.mark.parametrize("content, says", [
+    (b"x", "a text file, not a checkpoint: it starts 'x'"),
+    (b"<html><body>404 Not Found</body></html>", "it starts '<html><body>404 Not Found"),
+    (b"\x00\x01binary", "UnpicklingError"),
+    ("truncated", "the file ends before its data does"),  # a reason, not torch's advice
+])
+def test_a_file_that_is_no_checkpoint_fails_before_training_naming_it(tmp_path, content, says):
     """A text file, a half-downloaded file: named, with what it should hold; at plan time
     (check_pretrained, which the dry run calls) and at load time alike."""
     path = tmp_path / "weights.pth"
@@ -188,7 +192,8 @@ def test_a_file_that_is_no_checkpoint_fails_before_training_naming_it(tmp_path, 
         with pytest.raises(ConfigError) as err:
             attempt()
         assert str(err.value).startswith(f"`model.pretrained`={path}: not a PyTorch checkpoint")
-        assert "torch.save(model.state_dict()" in str(err.value)
+        assert says in str(err.value) and "weights_only" not in str(err.value)
+        assert "download it again if it was cut short, or fix model.pretrained" in str(err.value)
 
 
 def test_a_checkpoint_of_another_size_fails_naming_both_shapes(tmp_path):

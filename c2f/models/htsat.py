@@ -301,4 +301,6 @@ class HTSATFamily(ModelFamily):
         `head` are not needed); a TSCAM head of another class count stays at init."""
         return load_by_names(model, spec.pretrained, ("state_dict",),
                              ("module.", "sed_model."), "htsat.py's names: "
-                             "patch_embed.proj.weight, layers.0.blocks.0.attn.qkv.weight, ...")
+                             "patch_embed.proj.weight, layers.0.blocks.0.attn.qkv.weight, ...",
+                             heads=("tscam_conv.", "head."),
+                             preset="model=htsat for the official HTS-AT")

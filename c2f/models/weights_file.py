@@ -3,7 +3,10 @@ names the file and what it should be (a text file, a truncated download, a pickl
 kind), instead of a traceback from inside torch.load."""
 from __future__ import annotations
 
+import errno
 import functools
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -24,19 +27,21 @@ def read_state_dict(path: str | Path, wrappers: tuple[str, ...], expected: str
 @functools.lru_cache(maxsize=4)
 def _read(path: str, size: int, mtime_ns: int, wrappers: tuple[str, ...], expected: str
           ) -> dict[str, torch.Tensor]:
-    how = (f"expected {expected}, saved with torch.save(model.state_dict(), ...); download it "
-           "again if it was cut short, or fix model.pretrained")
+    how = f"expected {expected}; download it again if it was cut short, or fix model.pretrained"
     try:
         try:
-            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:  # files of torch's legacy format cannot be memory-mapped
-            if "mmap" not in str(err):
+            raw = _load(path)
+        except pickle.UnpicklingError as err:
+            if "GLOBAL numpy." not in str(err):
                 raise
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            # PANNs' main.py saves its sampler's numpy arrays beside the model ({'iteration',
+            # 'model', 'sampler'}): numpy's array reconstruction only, never arbitrary code
+            with torch.serialization.safe_globals(_numpy_globals()):
+                raw = _load(path)
     except Exception as err:  # noqa: BLE001  (any unreadable file says the same)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"`model.pretrained`={path}: not a PyTorch checkpoint c2f can read "
-                          f"({type(err).__name__}: {reason[:200]}); {how}") from None
+                          f"({_text_file(path) or f'{type(err).__name__}: {_reason(err)}'}); "
+                          f"{how}") from None
     for wrapper in wrappers:
         if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
             raw = raw[wrapper]
@@ -45,8 +50,77 @@ def _read(path: str, size: int, mtime_ns: int, wrappers: tuple[str, ...], expect
         if isinstance(raw, dict) else {}
     if not tensors:
         raise ConfigError(f"`model.pretrained`={path}: holds no tensors by name (a "
-                          f"{type(raw).__name__}); {how}")
+                          f"{type(raw).__name__}{_layout(raw)}); {how}")
     return tensors
+
+
+def _load(path: str):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise
+    except Exception:  # noqa: BLE001  legacy files cannot be memory-mapped, and a broken file
+        # fails mapping with a bare OSError: read it plainly, which says what is wrong
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _numpy_globals() -> list:
+    """What numpy arrays and scalars unpickle through (under numpy 2's names and numpy 1's)."""
+    import numpy as np
+
+    core = np._core.multiarray
+    found: list = [np.ndarray, np.dtype, core._reconstruct, core.scalar,
+                   (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+                   (core.scalar, "numpy.core.multiarray.scalar")]
+    return found + [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+
+
+# the line of torch's message that says what is wrong with the file (the first one often
+# says only that loading failed, and another advises weights_only=False, which c2f never does)
+TELLING = ("Unsupported global", "invalid load key", "central directory", "PytorchStreamReader",
+           "Ran out of input", "zip archive", "Unsupported operand")
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, EOFError) or (isinstance(err, OSError) and err.errno == errno.EINVAL):
+        # what torch's archive reader says of a zip cut short (the latter on some file systems)
+        return "the file ends before its data does, as a download cut short"
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and "weights_only` set to `False" not in line]
+    telling = [line for line in lines if any(word in line for word in TELLING)]
+    reason = (telling or lines or [type(err).__name__])[0].split(". ")[0]
+    return reason.removeprefix("WeightsUnpickler error: ")[:300]
+
+
+def _text_file(path: str) -> str | None:
+    """`a text file, not a checkpoint (it starts: ...)` for a saved web page or error text."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(80)
+    except OSError:
+        return None
+    if not head or any(b < 9 or 13 < b < 32 for b in head):
+        return None
+    start = head.decode("utf-8", "replace").split("\n")[0][:60]
+    return f"a text file, not a checkpoint: it starts {start!r}, as a saved web page or error does"
+
+
+# the families whose official files a checkpoint's names betray, for a file given to another
+FAMILIES = (("conv_block1.", "PANNs' CNN14 ({'model': ...}; model=cnn14)"),
+            ("layers.0.blocks.", "HTS-AT's ({'state_dict': {'sed_model.*'}}; model=htsat)"),
+            ("v.blocks.", "AST's (module.v.*; model=ast_base)"),
+            ("blocks.0.attn.", "a timm ViT/DeiT (model=ast_base)"))
+
+
+def _layout(raw) -> str:
+    """`; its top-level keys: ...; it looks like ...` for a dict that held no tensor where the
+    model looks: what the file is, to tell a file of another model from a broken one."""
+    if not isinstance(raw, dict) or not raw:
+        return ""
+    keys = ", ".join(repr(k) for k in list(raw)[:6]) + (", ..." if len(raw) > 6 else "")
+    names = [str(k) for v in (raw, *raw.values()) if isinstance(v, dict) for k in v]
+    family = next((what for mark, what in FAMILIES if any(mark in n for n in names)), None)
+    return f"; its top-level keys: {keys}" + (f"; it looks like {family}" if family else "")
 
 
 class LeftAtInit(list):
