@@ -243,3 +243,23 @@ def test_a_coarse_first_phase_gets_the_checkpoint_at_full_resolution_then_resamp
     assert not torch.allclose(cut.vit.pos_embed[:, 2:], coarse.vit.pos_embed[:, 2:])
     assert logs[0].startswith(f"loaded {path}; left at init: -") and \
         "placed on the last phase's model at full resolution" in logs[0]
+
+
+def test_an_ast_grid_of_12_rows_is_suggested_and_kernels_move_whatever_the_method(tmp_path):
+    """AST's ESC-50 checkpoints (stride 10 on 512 frames: 12 x 50 tokens) are not square: the
+    error suggests [12, 50]. A kernel of another size moves by PI-resize when the run's
+    method moves no kernels (fshift), instead of that method's refusal."""
+    from c2f.compression import create_compression
+
+    path = tmp_path / "esc50_ast.pth"
+    state = _ast_audioset_checkpoint(path)
+    state["module.v.pos_embed"] = torch.randn(1, 2 + 12 * 50, 192)
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match=r"model.pretrained_grid=\[F,T\] \(AST's 128 mel bins "
+                                          r"at its stride 10 give 12 rows: \[12,50\]\)"):
+        load_pretrained(_ast(frames=512), path)
+    narrow = AST(num_mel_bins=128, frames=512, patch=(16, 8), num_classes=5, embed_dim=192,
+                 depth=12, num_heads=3, dist_token=True)
+    load_pretrained(narrow, path, old_grid=(12, 50),
+                    resize_patch=create_compression("fshift").resize_patch_embed)
+    assert narrow.vit.patch_embed.proj.weight.shape[-2:] == (16, 8)

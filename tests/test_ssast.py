@@ -147,6 +147,31 @@ def test_finetuning_loads_ssast_weights_into_ast(tmp_path, layout):
         assert torch.equal(value, source[key]), key
 
 
+def test_an_ssast_files_grid_is_read_from_it_and_another_patch_shape_is_refused(tmp_path):
+    """SSAST files record their pretraining input size (p_input_fdim/tdim): the grid comes
+    from it, over a preset's pretrained_grid of the same token count (ssast_base's [8, 64]
+    for a frame model's 1 x 512); a frame model's 128 x 2 kernel is refused for 16 x 16
+    patches, as SSAST's ast_models.py refuses it, naming both shapes."""
+    from c2f.models.pretrained import load_pretrained
+    from c2f.spec import ConfigError
+
+    torch.manual_seed(0)
+    pretrainer = tiny()
+    path = tmp_path / "SSAST-Tiny-Patch.pth"
+    torch.save(official_names(pretrainer), path)
+    classifier = AST(num_mel_bins=128, frames=128, patch=(16, 16), num_classes=11,
+                     embed_dim=64, depth=2, num_heads=2, dist_token=True, pool="tokens")
+    load_pretrained(classifier, path, old_grid=(4, 16))  # 64 tokens too, but not the file's
+    torch.testing.assert_close(classifier.vit.pos_embed, pretrainer.encoder.vit.pos_embed)
+    frame = official_names(pretrainer)
+    frame["module.v.patch_embed.proj.weight"] = torch.randn(64, 1, 128, 2)
+    torch.save(frame, tmp_path / "SSAST-Tiny-Frame.pth")
+    with pytest.raises(ConfigError, match=r"SSAST pretrained it on 128 x 2 patches \(SSAST's "
+                                          r"frame model\), this model has 16 x 16.*"
+                                          r"model.patch=\[128,2\]"):
+        load_pretrained(classifier, tmp_path / "SSAST-Tiny-Frame.pth", old_grid=(8, 8))
+
+
 def test_pretrained_names_a_finished_run_by_path_or_id(tmp_path):
     from c2f.run_refs import resolve_pretrained
     from c2f.spec import ConfigError

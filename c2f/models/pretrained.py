@@ -147,8 +147,10 @@ def _old_grid(path: Path, tokens: int, given: tuple[int, int] | None, c2f: bool
         return side, side
     if not c2f and tokens == AST_AUDIOSET_GRID[0] * AST_AUDIOSET_GRID[1]:
         return AST_AUDIOSET_GRID
+    ast_like = "" if c2f or tokens % 12 else (
+        f" (AST's 128 mel bins at its stride 10 give 12 rows: [12,{tokens // 12}])")
     raise ConfigError(f"{path}: positional grid of {tokens} tokens is not square; pass its "
-                      "(freq, time) grid as model.pretrained_grid=[F,T]")
+                      f"(freq, time) grid as model.pretrained_grid=[F,T]{ast_like}")
 
 
 def _fit_pos_embed(pos: torch.Tensor, prefix: int, old_grid: tuple[int, int], model: AST,
@@ -167,6 +169,37 @@ def _fit_pos_embed(pos: torch.Tensor, prefix: int, old_grid: tuple[int, int], mo
 
 
 WHAT = "a timm ViT/DeiT, AST, SSAST or c2f state dict"
+
+
+def _ssast_grid(state: dict, path: Path, patch: tuple[int, int]) -> tuple[int, int] | None:
+    """An SSAST file's pretraining grid, from the input size it records (`p_input_fdim`,
+    `p_input_tdim`) and its kernel (SSAST pretrains without overlap); None for another file.
+    SSAST fine-tunes with the pretraining patch shape only (its ast_models.py raises "The
+    patch shape of pretraining and fine-tuning is not consistant"): another one is refused."""
+    fdim, tdim = state.get("ssast.p_input_fdim"), state.get("ssast.p_input_tdim")
+    if fdim is None or tdim is None or PATCH_KEY not in state:
+        return None
+    kernel = tuple(state[PATCH_KEY].shape[-2:])
+    if kernel != tuple(patch):
+        frame = " (SSAST's frame model)" if kernel[0] == int(fdim) else ""
+        raise ConfigError(
+            f"`model.pretrained`={path}: SSAST pretrained it on {kernel[0]} x {kernel[1]} "
+            f"patches{frame}, this model has {patch[0]} x {patch[1]}; SSAST fine-tunes with the "
+            f"pretraining patch shape: set model.patch=[{kernel[0]},{kernel[1]}], or use the "
+            "patch model (SSAST-Base-Patch-400.pth) for model=ssast_base")
+    return int(fdim) // kernel[0], int(tdim) // kernel[1]
+
+
+def _resized(kernel: torch.Tensor, patch: tuple[int, int], resize: Callable | None
+             ) -> torch.Tensor:
+    """A checkpoint's kernel of another size on this model's patch: by the run's method where
+    it moves kernels (patch_pi, patch_bl), else by PI-resize (FlexiViT's, timm's)."""
+    if resize is not None:
+        try:
+            return resize(kernel, patch)
+        except ValueError:  # a method that keeps its patches (fshift, pool_*) moves none
+            pass
+    return resample_patch_embed(kernel, list(patch), interpolation="bilinear", antialias=False)
 
 
 def checkpoint_shape(state: dict[str, torch.Tensor]) -> tuple[int | None, int]:
@@ -210,18 +243,17 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
     _check_width(raw, path, model.vit.pos_embed.shape[-1], len(model.vit.blocks))
     c2f = _is_c2f(raw)
     state = {_canonical_key(k): v for k, v in raw.items()}
+    ssast_grid = _ssast_grid(state, path, model.patch)
     if PATCH_KEY in state:
         kernel = state[PATCH_KEY].sum(dim=1, keepdim=True)
         if tuple(kernel.shape[-2:]) != model.patch:
-            kernel = resize_patch(kernel, model.patch) if resize_patch else \
-                resample_patch_embed(kernel, list(model.patch), interpolation="bilinear",
-                                     antialias=False)
+            kernel = _resized(kernel, model.patch, resize_patch)
         state[PATCH_KEY] = kernel
     if POS_KEY in state:
         pos = state[POS_KEY]
         reg = state.get("vit.reg_token")
         prefix = 1 + (0 if reg is None else reg.shape[1])
-        grid = _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
+        grid = ssast_grid or _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
         state[POS_KEY] = _fit_pos_embed(pos, prefix, grid, model, c2f)
     usable, left = take_usable(state, model)
     if not any(k.startswith("vit.blocks.") for k in usable):
