@@ -51,6 +51,10 @@ def test_deit_distilled_checkpoint_lands_on_the_audio_grid_as_ast_places_it(tmp_
     model = _ast(frames=1024)  # grid 8 x 64 from ImageNet's 14 x 14
     left = load_pretrained(model, path)
     assert left == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
+    assert left.adapted == [  # said in the run's log
+        "the 3-channel patch kernel summed to one",
+        "the positional table moved from 14 x 14 to 8 x 64 tokens by AST's rule (each axis cut "
+        "from the middle when smaller, interpolated when larger)"]
     torch.testing.assert_close(model.vit.patch_embed.proj.weight,
                                deit.patch_embed.proj.weight.sum(dim=1, keepdim=True))
     torch.testing.assert_close(model.vit.reg_token, deit.dist_token)

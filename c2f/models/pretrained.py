@@ -244,9 +244,14 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
     c2f = _is_c2f(raw)
     state = {_canonical_key(k): v for k, v in raw.items()}
     ssast_grid = _ssast_grid(state, path, model.patch)
+    adapted = []  # what was changed to fit, for the run's log (weights_file.loaded_note)
     if PATCH_KEY in state:
         kernel = state[PATCH_KEY].sum(dim=1, keepdim=True)
+        if state[PATCH_KEY].shape[1] > 1:
+            adapted.append(f"the {state[PATCH_KEY].shape[1]}-channel patch kernel summed to one")
         if tuple(kernel.shape[-2:]) != model.patch:
+            adapted.append("the patch kernel resized from {} x {} to {} x {}".format(
+                *kernel.shape[-2:], *model.patch))
             kernel = _resized(kernel, model.patch, resize_patch)
         state[PATCH_KEY] = kernel
     if POS_KEY in state:
@@ -255,7 +260,13 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
         prefix = 1 + (0 if reg is None else reg.shape[1])
         grid = ssast_grid or _old_grid(path, pos.shape[1] - prefix, old_grid, c2f)
         state[POS_KEY] = _fit_pos_embed(pos, prefix, grid, model, c2f)
+        if tuple(grid) != tuple(model.grid):
+            how = "resampled bilinearly" if c2f else "by AST's rule (each axis cut from the " \
+                "middle when smaller, interpolated when larger)"
+            adapted.append(f"the positional table moved from {grid[0]} x {grid[1]} to "
+                           f"{model.grid[0]} x {model.grid[1]} tokens {how}")
     usable, left = take_usable(state, model)
+    left.adapted = adapted
     if not any(k.startswith("vit.blocks.") for k in usable):
         raise ConfigError(f"`model.pretrained`={path}: none of its transformer blocks fit this "
                           f"model; expected {WHAT}")

@@ -132,6 +132,7 @@ class LeftAtInit(list):
     def __init__(self, left, unused: dict[str, str] | None = None):
         super().__init__(sorted(left))
         self.unused = dict(unused or {})
+        self.adapted: list[str] = []  # what the loader changed to fit ("the positional ...")
 
 
 def take_usable(state: dict[str, torch.Tensor], model: torch.nn.Module
@@ -158,4 +159,6 @@ def loaded_note(path: str, left: list[str]) -> str:
         shown = ", ".join(f"{key} ({why})" for key, why in unused[:8])
         more = f" and {len(unused) - 8} more" if len(unused) > 8 else ""
         text += f"; not used from the file: {shown}{more}"
+    for change in getattr(left, "adapted", []):
+        text += f"; {change}"
     return text
