@@ -324,6 +324,19 @@ def format_plan(plan: PhasePlan) -> str:
     return "\n".join(lines)
 
 
+def _averaged_epochs(spec: RunSpec) -> str:
+    """The global epochs weight averaging takes: `3..6` where a fixed schedule says where its
+    final phase starts (only final-phase epochs are averaged), else `1..last, final-phase
+    epochs only` (an adaptive schedule, SSAST's steps)."""
+    a, phases = spec.average, len(phase_factors(spec.schedule))
+    if phases == 1 or spec.schedule.switch is not None or spec.pretrain is not None:
+        only = ", final-phase epochs only" if phases > 1 else ""
+        return f"{a.start}..{a.end or 'last'}{only}"
+    epochs = phase_epochs(spec.schedule, spec.dataset.epochs, phases)
+    first = max(a.start, sum(epochs[:-1]) + 1)
+    return f"{first}..{a.end or sum(epochs)} (final-phase epochs)"
+
+
 def format_recipe(spec: RunSpec) -> str:
     """The training recipe in one line, printed with the plan (restarted at every phase)."""
     d, o, a, m = spec.dataset, spec.optim, spec.average, spec.model
@@ -331,8 +344,7 @@ def format_recipe(spec: RunSpec) -> str:
                           f"{o.milestones_start}", "cosine": "cosine", "constant": "constant",
              "epoch_scales": f"x{list(o.scales or [])} by epoch"}
     average = "none" if a.mode == "none" else (
-        f"{a.mode} {a.start}..{a.end or 'last'}" + (f" (k={a.k})" if a.mode == "top_k" else "")
-        + (", final-phase epochs only" if len(phase_factors(spec.schedule)) > 1 else ""))
+        f"{a.mode} {_averaged_epochs(spec)}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
     init = m.pretrained or "random"
     if spec.pretrain is not None:
         pre = spec.pretrain

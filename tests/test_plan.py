@@ -31,6 +31,20 @@ def test_three_phase_shares_thirty_percent():
         (4, 3, (16, 64)), (2, 3, (16, 32)), (1, 14, (16, 16))]
 
 
+@pytest.mark.parametrize("overrides, says", [
+    (["schedule=3phase", "dataset.epochs=6"], "average epochs 3..6 (final-phase epochs)"),
+    (["schedule=3phase", "dataset.epochs=6", "average.start=5"], "average epochs 5..6 (final"),
+    (["schedule=baseline", "dataset.epochs=6"], "average epochs 1..last;"),
+    (["schedule=adaptive", "dataset.epochs=20"], "average epochs 1..last, final-phase epochs only"),
+])
+def test_the_recipe_line_names_the_epochs_averaged(overrides, says):
+    """Only final-phase epochs are averaged: the recipe line names them where the schedule
+    fixes where its final phase starts (SSAST audit 10)."""
+    from c2f.plan import format_recipe
+
+    assert says in format_recipe(spec_for("compression=fshift", "average=epochs", *overrides))
+
+
 def test_explicit_phase_list_and_c8():
     plan = build_plan(spec_for("compression=pool_avg", "schedule=custom",
                                "schedule.phases=[8,4,2,1]", "dataset.epochs=10"))
