@@ -168,9 +168,10 @@ def test_time_savings_across_kinds_of_device_are_warned_about(tmp_path):
 
 def test_a_run_trained_past_the_budget_is_named_and_the_recipe_rows_keep_the_paper(tmp_path):
     """One longer run (schedule.final_epochs set: the paper's "until convergence" setting)
-    beside the recipe's runs: the longer run is named by its setting, the runs at the
-    baseline's value (final_epochs null: the final phase fills the budget) keep their plain
-    name and with it the paper's column."""
+    beside the recipe's runs: the longer run is named by its setting, the runs at their
+    schedule file's value (final_epochs null: the final phase fills the budget) keep their
+    plain name and with it the paper's column. The recipe is the schedule's own: 3phase's
+    initial_fraction is 0.3, not the 0.25 of the baseline's file."""
     recipe = {"schedule": {"final_epochs": None}}
     for seed in (0, 1):
         make_run(tmp_path, f"b{seed}", values=[0.2, 0.3, 0.4, 0.5], dataset="vggsound",
@@ -190,3 +191,9 @@ def test_a_run_trained_past_the_budget_is_named_and_the_recipe_rows_keep_the_pap
     rows = {row[0]: row for row in two.rows}
     assert rows["Fshift 4→1"][-1] == "49.90 / 58.31 / 55.00"  # VGGSound @20ep, paper column
     assert rows["Fshift [schedule.final_epochs=6] 4→1"][-1] in ("", "-")
+    for name, fraction in (("t30", 0.3), ("t25", 0.25)):
+        make_run(tmp_path, name, method="pool_avg", phases=(4, 2, 1), values=[0, .3, .5, .6],
+                 setting={"schedule": {"name": "3phase", "initial_fraction": fraction}})
+    _, outcomes, _ = pair(load_runs([tmp_path])[0])
+    assert sorted(o.run.method for o in outcomes if o.run.method.startswith("pool_avg")) == [
+        "pool_avg", "pool_avg [schedule.initial_fraction=0.25]"]

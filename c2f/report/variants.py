@@ -3,13 +3,17 @@ schedule, budget and seed, trained with another setting (a learning rate, the mo
 method's options, a phase length). The settings that tell them apart are named in the run's
 model label (settings of the model and its training: each gets its own baseline) or method
 label (settings of the method and its schedule), so each is a row of its own instead of a
-"duplicate run" that is dropped. A method setting at the value every baseline of its family
-has (`schedule.final_epochs` null) is the recipe and stays unnamed."""
+"duplicate run" that is dropped. A method setting at the value its schedule's or method's
+config file gives (`schedule.final_epochs` null) is the recipe and stays unnamed."""
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from c2f.report.select import flat_config
 
@@ -45,14 +49,36 @@ def _suffixed(name: str, run, keys: list[str], recipe: dict[str, str] | None = N
     return f"{name} [{shown}]"
 
 
-def _baselines_setting(members: list, keys: set[str]) -> dict[str, str]:
-    """The values of `keys` every baseline among `members` shares: the recipe the rows' runs
-    are compared with (schedule.final_epochs null: the final phase fills the budget). A row's
-    run at these values keeps its plain name, and with it the paper's column."""
-    baselines = [run for run in members if run.is_baseline]
-    values = {k: {run.setting.get(k, ABSENT) for run in baselines} for k in keys}
-    return {k: found.pop() for k, found in values.items()
-            if len(found) == 1 and ABSENT not in found}
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@functools.cache
+def _group_defaults(group: str, option: str) -> dict[str, str]:
+    """The values `conf/<group>/<option>.yaml` sets, as flat_setting writes them; {} for a
+    file c2f does not have (a method from another package) or cannot read."""
+    try:
+        raw = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {f"{group}.{key}": json.dumps(value, sort_keys=True, default=str)
+            for key, value in flat_config(raw).items()
+            if not (isinstance(value, str) and "${" in value)}  # interpolations: unknown here
+
+
+def recipe_setting(run) -> dict[str, str]:
+    """The method settings of `run`'s recipe: what its schedule's and method's config files
+    set (`schedule.final_epochs` null: the final phase fills the budget; 3phase's
+    initial_fraction 0.3). A row's run at these values keeps its plain name, and with it the
+    paper's column."""
+    config = run.config or {}
+    found: dict[str, str] = {}
+    for group in ("schedule", "compression"):
+        option = (config.get(group) or {}).get("name")
+        if isinstance(option, str):
+            found |= _group_defaults(group, option)
+    return found
 
 
 def _shown(value: str) -> str:
@@ -95,10 +121,10 @@ def name_variants(runs: list) -> None:
             if not run.is_baseline:
                 rows.setdefault((run.method, run.schedule), []).append(run)
         method_keys = {id(run): _differing(row, of_method) for row in rows.values() for run in row}
-        recipe = _baselines_setting(members, of_method)
         for run in members:
             run.model = _suffixed(run.model, run, model_keys)
-            run.method = _suffixed(run.method, run, method_keys.get(id(run), []), recipe)
+            run.method = _suffixed(run.method, run, method_keys.get(id(run), []),
+                                   recipe_setting(run))
 
 
 def data_versions(runs: list) -> list[str]:
