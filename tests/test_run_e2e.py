@@ -65,6 +65,11 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     assert "Your trainer.precision=fp32 (the run's: auto) is not part of a run's identity" \
         in again.stdout and "'group=<name>' trains it in a folder of its own" in again.stdout
     assert read_metrics(run) == records
+    # a dry run of the finished run still shows its plan ("plan only" means the plan)
+    plan_only = run_cli([*TINY, "compression=patch_pi", "schedule=2phase", "schedule.c=4",
+                         "trainer.dry_run=true"], runs, data_dir)
+    assert "already finished" in plan_only.stdout and "(dry run: nothing trained)" in \
+        plan_only.stdout and "phase  method  C" in plan_only.stdout
 
 
 def test_wandb_online_without_a_key_logs_offline_and_trains(tmp_path, data_dir):

@@ -233,11 +233,11 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
     run = RunDir(spec.run_dir)
     plan = build_plan(spec)
     done = _finished(spec, run, echo)
-    if done:
-        return done
-    if spec.trainer.dry_run:
+    if spec.trainer.dry_run:  # the plan, whether the run is trained yet or not
         print_dry_run(spec, plan, echo)
         return None
+    if done:
+        return done
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
     world = init_world(spec.trainer.device)
