@@ -69,7 +69,7 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     plan_only = run_cli([*TINY, "compression=patch_pi", "schedule=2phase", "schedule.c=4",
                          "trainer.dry_run=true"], runs, data_dir)
     assert "already finished" in plan_only.stdout and "(dry run: nothing trained)" in \
-        plan_only.stdout and "phase  method  C" in plan_only.stdout
+        plan_only.stdout and "shift ms  patch  grid" in plan_only.stdout
 
 
 def test_wandb_online_without_a_key_logs_offline_and_trains(tmp_path, data_dir):
