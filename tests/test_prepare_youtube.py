@@ -106,3 +106,28 @@ def test_names_of_yt_dlp_are_read_and_other_names_are_counted(tmp_path, capsys):
         "('other/my download.wav', 'other/take 2.wav', 'other/x.wav' and 1 more); name them " \
         "<id>.<ext>, Y<id>.<ext>, <id>_<start>_<end>.<ext>" in problems
     assert "4 audio file(s) under" in said  # printed with the list problems
+
+
+def test_a_clip_listed_for_training_and_for_evaluation_is_kept_for_evaluation(tmp_path,
+                                                                              capsys):
+    """A hand-edited list that names one clip in the balanced training list and in the eval
+    list: the clip is scored, never trained on (a leak would inflate the eval metric), and
+    the report says so."""
+    import json
+
+    shared, own = youtube_id(1), youtube_id(2)
+    src = audioset_src(tmp_path / "src", [(shared, 0.0), (own, 0.0)])
+    head = "# Segments csv\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    (src / "eval_segments.csv").write_text(head + f'{shared}, 0.000, 10.000, "/m/05r5c"\n')
+    for ident in (shared, own):
+        soundfile.write(src / f"Y{ident}.wav", stepped(10), RATE)
+    out = tmp_path / "data"
+    assert prepare(src, out) == 0
+    folder = out / "audioset"
+    listed = {name: [clip["wav"] for clip in json.loads((folder / f"{name}.json").read_text())
+                     ["data"]] for name in ("balanced_train", "eval")}
+    assert [Path(w).stem for w in listed["eval"]] == [f"{shared}_0"]
+    assert [Path(w).stem for w in listed["balanced_train"]] == [f"{own}_0"]
+    problems = (folder / "problems.txt").read_text()
+    assert f"{shared} 0.000 is listed for training and for evaluation" in problems and \
+        "kept for evaluation alone" in problems

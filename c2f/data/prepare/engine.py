@@ -17,6 +17,7 @@ from tqdm import tqdm
 from c2f.data.prepare.convert import Task, convert_task, init_worker
 from c2f.data.prepare.converted import already_converted, read_sizes, record_sizes
 from c2f.data.prepare.decode import remove_partials
+from c2f.data.prepare.duplicates import held_out, unique_entries
 from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing
 from c2f.track import atomic_write_text
 
@@ -108,22 +109,6 @@ def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
     return ({e.key: why for e, (why, _, _) in zip(todo, results) if why is not None},
             {e.key: cut for e, (_, cut, _) in zip(todo, results) if cut},
             Counter(how for _, _, how in results if how))
-
-
-def _unique(entries: list[Entry], problems: list[str]) -> list[Entry]:
-    """Entries by key, the first of duplicates kept and the others reported."""
-    seen: dict[str, Entry] = {}
-    for entry in entries:
-        first = seen.get(entry.key)
-        if first is not None:
-            other = "" if set(entry.labels) == set(first.labels) else \
-                f" with other labels ({', '.join(entry.labels)}; first: " \
-                f"{', '.join(first.labels)})"
-            problems.append(f"{entry.where}: {entry.ident} is listed again{other} (first at "
-                            f"{first.where}); kept once, as first listed")
-            continue
-        seen[entry.key] = entry
-    return list(seen.values())
 
 
 def _limit(text: str | None, count: int, total: int) -> bool:
@@ -247,7 +232,7 @@ def prepare(recipe: DatasetRecipe, options: Options, log=print) -> Summary:
     entries = _held(recipe, listing, log)
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(problems=list(listing.problems), classes=len(listing.classes))
-    entries = _unique(entries, summary.problems)
+    entries = unique_entries(entries, summary.problems, held_out(recipe))
     summary.listed = len(entries)
     stale = remove_partials(out / AUDIO_DIR)
     if stale:
