@@ -170,6 +170,19 @@ def test_curves_draw_coarse_phases_apart_from_the_final_phase(tmp_path, monkeypa
     assert [(ls, [round(x * 1e12) for x in xs]) for ls, xs, _ in lines] == [
         ("--", [100, 200, 300, 400]), (":", [25, 50, 150]), ("-", [150, 250])]
     assert lines[2][2] == "Fshift 4→1" and lines[1][2].startswith("_")
+    # runs not in their final phase yet (a 2-phase run in its coarse phase, a 3-phase run at
+    # C = 2): dotted throughout, their label on the dotted line
+    make_run(tmp_path, "early", method="fshift", phases=(4, 1), epochs=(3, 1), seed=1,
+             values=[0.1, 0.2, 0.3], finished=False)
+    make_run(tmp_path, "mid", method="pool_avg", phases=(4, 2, 1), epochs=(1, 2, 1),
+             values=[0.1, 0.2, 0.3], finished=False)
+    drawn.clear()
+    plots.curves(load_runs([tmp_path])[0], tmp_path / "c.png")
+    styles = {line.get_label(): line.get_linestyle() for line in drawn["fig"].axes[0].get_lines()
+              if not line.get_label().startswith("_")}
+    assert styles["Avg Pool 4→2→1"] == ":"
+    solid = [line for line in drawn["fig"].axes[0].get_lines() if line.get_linestyle() == "-"]
+    assert [round(x * 1e12) for x in solid[0].get_xdata()] == [150, 250]  # c0's C = 1 alone
 
 
 def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tmp_path):

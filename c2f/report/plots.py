@@ -56,12 +56,17 @@ def curves(runs: list[Run], path: Path) -> Path:
             labelled.add(setting)
             starts = [i for i in range(1, len(run.records))
                       if run.records[i]["phase"] != run.records[i - 1]["phase"]]
-            final = starts[-1] if starts else 0  # coarse phases: dotted, up to the next start
-            # (their metric is a coarse model's, on coarse input: not the run's result)
+            # coarse phases dotted, up to the final phase's first epoch (their metric is a
+            # coarse model's, on coarse input: not the run's result); a run not in its final
+            # phase yet is dotted throughout
+            final = next((i for i, r in enumerate(run.records) if r.get("final_phase", True)),
+                         len(run.records))
             if final:
                 ax.plot(xs[:final + 1], ys[:final + 1], lw=1.1, alpha=0.7,
+                        label=name if final == len(run.records) else None,
                         **{**style, "ls": ":"})
-            ax.plot(xs[final:], ys[final:], lw=1.4, alpha=0.85, label=name, **style)
+            if final < len(run.records):
+                ax.plot(xs[final:], ys[final:], lw=1.4, alpha=0.85, label=name, **style)
             ax.plot([xs[i] for i in starts], [ys[i] for i in starts], ls="none", marker="o",
                     mfc="white", mec=style["color"], ms=6)
             if run.average is not None:  # the weight-averaged model, at the cost of its run
