@@ -133,6 +133,11 @@ def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
                                           r"this model's names but other shapes \(conv_block1"):
         model_family("cnn14").load_pretrained(narrow, replace(spec, pretrained=str(path)),
                                               create_compression("none"))
+    # another mel count: only bn0 (a weight per mel bin) differs; it stays at init, said
+    mel128 = build_model(spec, num_classes=5, num_mel_bins=128, frames=64, patch=(16, 16))
+    left = model_family("cnn14").load_pretrained(mel128, replace(spec, pretrained=str(path)),
+                                                 create_compression("none"))
+    assert "bn0.weight" in left and left.unused["bn0.weight"] == "shape [64], this model's [128]"
     # given to HTS-AT, the file is named for what it is
     with pytest.raises(ConfigError, match=r"its top-level keys: 'iteration', 'model', 'sampler';"
                                           r" it looks like PANNs' CNN14"):

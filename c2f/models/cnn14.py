@@ -115,4 +115,5 @@ class Cnn14Family(ModelFamily):
         log-mel extractors' buffers are skipped and a head of another size stays at init."""
         return load_by_names(model, spec.pretrained, ("model",), ("module.",),
                              "PANNs' names: bn0.*, conv_block1.conv1.weight, fc1.*, ...",
-                             heads=("fc_audioset.",), preset="model=cnn14 for PANNs' Cnn14")
+                             heads=("fc_audioset.",), preset="model=cnn14 for PANNs' Cnn14",
+                             inputs=("bn0.",))

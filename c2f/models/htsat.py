@@ -303,4 +303,4 @@ class HTSATFamily(ModelFamily):
                              ("module.", "sed_model."), "htsat.py's names: "
                              "patch_embed.proj.weight, layers.0.blocks.0.attn.qkv.weight, ...",
                              heads=("tscam_conv.", "head."),
-                             preset="model=htsat for the official HTS-AT")
+                             preset="model=htsat for the official HTS-AT", inputs=("bn0.",))

@@ -112,14 +112,16 @@ def model_family(arch: str) -> ModelFamily:
 
 def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
                   prefixes: tuple[str, ...], expected: str, heads: tuple[str, ...] = (),
-                  preset: str = "") -> list[str]:
+                  preset: str = "", inputs: tuple[str, ...] = ()) -> list[str]:
     """Load a checkpoint file into `model` by parameter names: the state dict is unwrapped
     from the first of `wrappers` present ({"model": ...}, {"state_dict": ...}), `prefixes` are
     stripped from its keys, tensors of another shape are skipped; the names left at init (with
     the file's tensors not used: weights_file.LeftAtInit).
     ConfigError when no parameter matches (`expected`: the names it should have), or when one
     outside the classifier (`heads`, name prefixes: a head of another class count stays at
-    init) has another shape: a checkpoint of another size (`preset`: the model it fits)."""
+    init) and the layers sized by the input (`inputs`: CNN14's and HTS-AT's bn0, one weight
+    per mel bin, stays at init for another mel count) has another shape: a checkpoint of
+    another size (`preset`: the model it fits)."""
     from c2f.models.weights_file import read_state_dict, take_usable
 
     raw = read_state_dict(path, wrappers, expected)
@@ -133,7 +135,7 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
         raise ConfigError(f"`model.pretrained`={path}: no parameter of this model found "
                           f"(expected {expected})")
     other = [f"{key} {why}" for key, why in sorted(left.unused.items())
-             if why.startswith("shape") and not key.startswith(heads)]
+             if why.startswith("shape") and not key.startswith(heads + inputs)]
     if other:
         raise ConfigError(
             f"`model.pretrained`={path}: a model of another size: {len(other)} of its tensors "
