@@ -146,6 +146,12 @@ def _check_switch_steps(switch, caps: list[int], eval_every: int) -> None:
                 "min_epochs, lower pretrain.eval_every, or raise its schedule.steps")
 
 
+def at_full_resolution(spec: RunSpec, phase: Phase) -> Phase:
+    """`phase` at C = 1: the run's input uncompressed (a pretrained checkpoint is placed on
+    this model, then moved to a coarse phase's: c2f/train/initial_weights.py)."""
+    return dataclasses.replace(phase, c=1, input=_phase_input(spec, 1))
+
+
 def _phase_input(spec: RunSpec, c: int) -> PhaseInput:
     d, m = spec.dataset, spec.model
     base = BaseInput(d.frame_shift_ms, d.target_length, tuple(m.patch), d.timem)

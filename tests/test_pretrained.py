@@ -246,7 +246,7 @@ def test_a_coarse_first_phase_gets_the_checkpoint_at_full_resolution_then_resamp
     load_pretrained(cut, path)  # the checkpoint fitted to the coarse grid directly
     assert not torch.allclose(cut.vit.pos_embed[:, 2:], coarse.vit.pos_embed[:, 2:])
     assert logs[0].startswith(f"loaded {path}; left at init: -") and \
-        "placed on the last phase's model at full resolution" in logs[0]
+        "placed on the model of the input at full resolution" in logs[0]
 
 
 def test_an_ast_grid_of_12_rows_is_suggested_and_kernels_move_whatever_the_method(tmp_path):
@@ -267,3 +267,18 @@ def test_an_ast_grid_of_12_rows_is_suggested_and_kernels_move_whatever_the_metho
     load_pretrained(narrow, path, old_grid=(12, 50),
                     resize_patch=create_compression("fshift").resize_patch_embed)
     assert narrow.vit.patch_embed.proj.weight.shape[-2:] == (16, 8)
+
+
+def test_a_single_coarse_phase_gets_the_checkpoint_at_full_resolution_too(tmp_path, data_dir):
+    """Table 1's Pool2 (schedule=baseline schedule.c=2) is its own last phase, but coarse:
+    the checkpoint goes through the full-resolution model, through the real CLI."""
+    from tests.conftest import TINY, run_cli
+
+    model = AST(num_mel_bins=128, frames=128, patch=(16, 16), num_classes=5, embed_dim=32,
+                depth=1, num_heads=2)
+    torch.save({"model": model.state_dict()}, tmp_path / "c2f_ast.pth")
+    proc = run_cli([*TINY, "logger=disabled", "compression=pool_max", "schedule=baseline",
+                    "schedule.c=2", "dataset.epochs=1", "trainer.max_steps_per_epoch=1",
+                    f"model.pretrained={tmp_path / 'c2f_ast.pth'}"], tmp_path / "runs", data_dir)
+    assert "(placed on the model of the input at full resolution, then moved to this phase's" \
+        in proc.stdout

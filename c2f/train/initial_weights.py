@@ -1,7 +1,7 @@
 """A run's first weights from `model.pretrained`. The checkpoint is placed on the model of the
-run's last phase, at full resolution, where the official rules for fitting a checkpoint apply
+run's input at full resolution (C = 1), where the official rules for fitting a checkpoint apply
 (AST's `ast_models.py` cuts a positional table for a shorter clip and interpolates it for a
-longer one), and then moved to the first phase's model as a phase transition moves weights
+longer one), and then moved to a coarse first phase's model as a phase transition moves weights
 (AST: the table resampled bilinearly, the kernel by the method). A coarse phase sees the whole
 clip, compressed: fitting the checkpoint to its grid directly would read it as a shorter clip
 and keep only the middle of the table's time axis."""
@@ -20,15 +20,17 @@ from c2f.spec import ModelSpec
 def load_initial_weights(model: nn.Module, spec: ModelSpec, compression: Compression, log,
                          full_resolution: Callable[[], nn.Module] | None = None) -> None:
     """Load `spec.pretrained` into `model` (the first phase's). `full_resolution` builds the
-    last phase's model when it is another one: the checkpoint goes there first. Logs what was
-    left at init and what of the file was not used."""
+    model of the run's input at C = 1 when the first phase is coarse (a 2-phase run's C = 4,
+    Table 1's single phase at C = 2): the checkpoint goes there first. Logs what was left at
+    init, what of the file was not used and what was adapted."""
     family = model_family(spec.arch)
     if full_resolution is None:
         log(loaded_note(spec.pretrained, family.load_pretrained(model, spec, compression)))
         return
-    with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG
-        final = full_resolution()
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        final = full_resolution()  # (building it seeds the RNGs: the run's are restored)
     left = family.load_pretrained(final, spec, compression)
     family.transfer(final, model, compression)
-    log(loaded_note(spec.pretrained, left) + " (placed on the last phase's model at full "
+    log(loaded_note(spec.pretrained, left) + " (placed on the model of the input at full "
         "resolution, then moved to this phase's as between phases)")

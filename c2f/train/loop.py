@@ -15,7 +15,7 @@ from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
 from c2f.models import build_model, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
-from c2f.plan import Phase, PhasePlan
+from c2f.plan import Phase, PhasePlan, at_full_resolution
 from c2f.spec import RunSpec
 from c2f.track import RunDir, atomic_torch_save
 from c2f.tracker import Tracker
@@ -265,9 +265,9 @@ class PhaseLoop:
         elif previous_model is not None:
             model_family(self.spec.model.arch).transfer(previous_model, model, self.compression)
         elif self.spec.model.pretrained:  # placed at full resolution, moved to this phase
-            last = self.plan.phases[-1]
+            full = at_full_resolution(self.spec, phase)
             load_initial_weights(model, self.spec.model, self.compression, self.log,
-                                 None if phase.index == last.index else lambda: self._model(last))
+                                 None if phase.c == 1 else lambda: self._model(full))
         return model, optimizer
 
     def _advance(self, phase: Phase, epoch: int, state: TrainState, stats: dict,
