@@ -68,11 +68,17 @@ def _numpy_globals() -> list:
     """What numpy arrays and scalars unpickle through (under numpy 2's names and numpy 1's)."""
     import numpy as np
 
-    core = np._core.multiarray
-    found: list = [np.ndarray, np.dtype, core._reconstruct, core.scalar,
-                   (core._reconstruct, "numpy.core.multiarray._reconstruct"),
-                   (core.scalar, "numpy.core.multiarray.scalar")]
-    return found + [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    try:  # numpy 2; numpy 1.26 has `numpy._core` only as import stubs
+        from numpy._core import multiarray as core
+    except ImportError:
+        from numpy.core import multiarray as core
+    found: list = [np.ndarray, np.dtype, core._reconstruct, core.scalar]
+    for name in ("_reconstruct", "scalar"):  # the names pickles of either numpy carry
+        found += [(getattr(core, name), f"numpy.{where}.multiarray.{name}")
+                  for where in ("core", "_core")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    return found + [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] \
+        if dtypes is not None else found
 
 
 # the line of torch's message that says what is wrong with the file (the first one often
