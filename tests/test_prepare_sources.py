@@ -366,4 +366,4 @@ def test_a_renamed_list_is_named_not_passed_over(tmp_path, capsys):
     (layout.src / "iden_split.txt").unlink()
     assert main(args) == 2
     assert "nor among --lists (--lists are matched by file name, and my_vox1_iden_split.txt is " \
-        "not iden_split.txt: rename the file)" in capsys.readouterr().err
+        "not iden_split.txt: rename the file that holds it)" in capsys.readouterr().err
