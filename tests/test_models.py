@@ -138,6 +138,14 @@ def test_panns_checkpoint_loads_by_its_key_names(tmp_path):
     left = model_family("cnn14").load_pretrained(mel128, replace(spec, pretrained=str(path)),
                                                  create_compression("none"))
     assert "bn0.weight" in left and left.unused["bn0.weight"] == "shape [64], this model's [128]"
+    # an AST state dict given to CNN14: named for what it is
+    ast_file = tmp_path / "ast.pth"
+    torch.save(build_model(TINY_MODELS["ast"], num_classes=5, num_mel_bins=128, frames=64,
+                           patch=(16, 16)).state_dict(), ast_file)
+    with pytest.raises(ConfigError, match=r"no parameter of this model found .*; it looks like "
+                                          r"c2f's AST"):
+        model_family("cnn14").load_pretrained(model, replace(spec, pretrained=str(ast_file)),
+                                              create_compression("none"))
     # given to HTS-AT, the file is named for what it is
     with pytest.raises(ConfigError, match=r"its top-level keys: 'iteration', 'model', 'sampler';"
                                           r" it looks like PANNs' CNN14"):

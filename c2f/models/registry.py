@@ -122,7 +122,7 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
     init) and the layers sized by the input (`inputs`: CNN14's and HTS-AT's bn0, one weight
     per mel bin, stays at init for another mel count) has another shape: a checkpoint of
     another size (`preset`: the model it fits)."""
-    from c2f.models.weights_file import read_state_dict, take_usable
+    from c2f.models.weights_file import looks_like, read_state_dict, take_usable
 
     raw = read_state_dict(path, wrappers, expected)
     state = {}
@@ -133,7 +133,7 @@ def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],
     usable, left = take_usable(state, model)
     if not usable:
         raise ConfigError(f"`model.pretrained`={path}: no parameter of this model found "
-                          f"(expected {expected})")
+                          f"(expected {expected}){looks_like(raw)}")
     other = [f"{key} {why}" for key, why in sorted(left.unused.items())
              if why.startswith("shape") and not key.startswith(heads + inputs)]
     if other:

@@ -114,6 +114,7 @@ def _text_file(path: str) -> str | None:
 # the families whose official files a checkpoint's names betray, for a file given to another
 FAMILIES = (("conv_block1.", "PANNs' CNN14 ({'model': ...}; model=cnn14)"),
             ("layers.0.blocks.", "HTS-AT's ({'state_dict': {'sed_model.*'}}; model=htsat)"),
+            ("vit.blocks.", "c2f's AST (vit.*; model=ast_base, ast_tiny or ssast_base)"),
             ("v.blocks.", "AST's (module.v.*; model=ast_base)"),
             ("blocks.0.attn.", "a timm ViT/DeiT (model=ast_base)"))
 
@@ -125,8 +126,13 @@ def _layout(raw) -> str:
         return ""
     keys = ", ".join(repr(k) for k in list(raw)[:6]) + (", ..." if len(raw) > 6 else "")
     names = [str(k) for v in (raw, *raw.values()) if isinstance(v, dict) for k in v]
+    return f"; its top-level keys: {keys}{looks_like(names)}"
+
+
+def looks_like(names) -> str:
+    """`; it looks like <family>'s checkpoint` for tensor names of a known family, else ""."""
     family = next((what for mark, what in FAMILIES if any(mark in n for n in names)), None)
-    return f"; its top-level keys: {keys}" + (f"; it looks like {family}" if family else "")
+    return f"; it looks like {family}" if family else ""
 
 
 class LeftAtInit(list):
