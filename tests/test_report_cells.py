@@ -204,3 +204,14 @@ def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tm
         f"{tmp_path / 'group' / 'peak'}: the baseline's best epoch is 1 of 5")
     [noisy] = [w for w in warnings if w.startswith("time savings may be noise")]
     assert "in 1 run(s)" in noisy and f"{tmp_path / 'group' / 'c0'} (60%)" in noisy
+    # a steady warm-up (20, 16, 12, 8 s: a trend) and sub-second epochs are not noise
+    from c2f.report.caveats import phase_spread
+
+    for name, times in (("c1", [10.0, 20.0, 16.0, 12.0, 8.0]), ("avg", [1, 0.1, 0.3, 0.1, 0.3])):
+        path = tmp_path / "group" / name / "metrics.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        for record, seconds in zip(records, times):
+            record["seconds"] = seconds
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    runs = {r.path.name: r for r in load_runs([tmp_path])[0]}
+    assert phase_spread(runs["c1"]) == 0.0 and phase_spread(runs["avg"]) == 0.0

@@ -9,7 +9,8 @@ from c2f.report.runs import Run
 
 EARLY = 0.25  # a baseline's best epoch within this share of its epochs is an early peak
 MIN_EPOCHS = 4  # shorter baselines peak where they peak
-SPREAD = 0.3  # (slowest - fastest) / median epoch of a phase, its first epoch left out
+SPREAD = 0.3  # spread of a phase's epoch times about their trend, over the median epoch
+MIN_SECONDS = 0.5  # a smaller spread in seconds is no evidence of load
 
 
 def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
@@ -25,14 +26,27 @@ def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
 
 
 def phase_spread(run: Run) -> float:
-    """The largest (slowest - fastest) / median epoch time within one of the run's phases,
-    each phase's first epoch left out (it builds the phase's caches); 0 without 3 epochs."""
+    """The largest spread of epoch times within one of the run's phases: (largest - smallest
+    departure from the phase's linear trend) over its median epoch, each phase's first epoch
+    left out (it builds the phase's caches) and a steady warm-up or slow-down being a trend,
+    not noise; spreads under MIN_SECONDS (epochs too short to time) count as none; 0 without
+    3 epochs."""
     phases: dict[int, list[float]] = {}
     for record in run.records:
         phases.setdefault(record["phase"], []).append(record["seconds"])
-    spreads = [(max(times[1:]) - min(times[1:])) / statistics.median(times[1:])
-               for times in phases.values() if len(times) >= 3 and min(times[1:]) > 0]
-    return max(spreads, default=0.0)
+    spreads = [0.0]
+    for times in phases.values():
+        times = times[1:]
+        if len(times) < 3 or min(times) <= 0:
+            continue
+        mean_x, mean_y = (len(times) - 1) / 2, statistics.fmean(times)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(times)) / sum(
+            (x - mean_x) ** 2 for x in range(len(times)))
+        residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in enumerate(times)]
+        width = max(residuals) - min(residuals)
+        if width >= MIN_SECONDS:
+            spreads.append(width / statistics.median(times))
+    return max(spreads)
 
 
 def noisy_times(runs: list[Run]) -> list[str]:
@@ -45,7 +59,7 @@ def noisy_times(runs: list[Run]) -> list[str]:
     worst = ", ".join(f"{path} ({100 * spread:.0f}%)" for spread, path in noisy[:3])
     more = f" and {len(noisy) - 3} more" if len(noisy) > 3 else ""
     return [f"time savings may be noise: in {len(noisy)} run(s) the epochs of one phase took "
-            f"times more than {100 * SPREAD:.0f}% apart (slowest - fastest, over the median; "
-            f"each phase's first epoch left out): {worst}{more}; the machine was shared or "
-            "throttled. FLOPs savings do not depend on it; time savings are best measured "
+            f"times more than {100 * SPREAD:.0f}% apart about their trend (over the median; "
+            f"each phase's first epoch left out): {worst}{more}; a shared or throttled machine "
+            "does that. FLOPs savings do not depend on it; time savings are best measured "
             "with the runs side by side on one otherwise idle machine (bench/)"]
