@@ -73,9 +73,10 @@ def _quoting_hints(raw: list[str]) -> list[str]:
             continue
         try:
             parser.parse_overrides([override])
-        except Exception:
+        except Exception:  # a sweep's values (a,b) are quoted one by one
+            quoted = ",".join(f'"{part}"' for part in value.split(","))
             hints.append(f"`{override}`: Hydra reads the `=` in its value as syntax; quote the "
-                         f"value (and the whole argument for the shell): '{key}=\"{value}\"'")
+                         f"value (and the whole argument for the shell): '{key}={quoted}'")
     return hints
 
 

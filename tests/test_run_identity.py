@@ -167,6 +167,8 @@ def test_an_override_naming_no_key_gets_the_closest_one_through_the_real_cli(tmp
     (["model=cnn14", "model.pretrained=/ckpt/Cnn14_mAP=0.431.pth"],
      """quote the value (and the whole argument for the shell): """
      """'model.pretrained="/ckpt/Cnn14_mAP=0.431.pth"'"""),
+    (["-m", "model=cnn14", "model.pretrained=/c/a=1.pth,/c/b.pth"],  # a sweep: each value
+     """'model.pretrained="/c/a=1.pth","/c/b.pth"'"""),
 ])
 def test_override_hints_name_the_closest_key_or_group(argv, hint):
     from c2f.override_hints import unknown_override_hints
