@@ -27,7 +27,9 @@ def best_status(outcomes: list) -> str:
     def reason(o) -> str:
         if o.best_diff is not None:
             return "finished"
-        if o.status in ("no baseline", "unfinished baseline", "no data", "diverged"):
+        if o.run.diverged:  # (a diverged run may have reached before: still no best)
+            return "diverged"
+        if o.status in ("no baseline", "unfinished baseline", "no data"):
             return o.status
         return "unfinished"
     counts: dict[str, int] = {}

@@ -69,12 +69,13 @@ def metric_text(cell: Cell, criterion: str) -> str:
         extra = "" if cell.status == "baseline" else " (unfinished)"
         return pct(cell.value) + (AVERAGED if cell.averaged else "") + extra + seeds
     if criterion == "convergence":
+        status = cell.status_of(criterion)  # finished, or why no seed's best is known
         if cell.best is None:
-            return cell.status if cell.status in ("no baseline", "unfinished baseline", "no data") \
-                else "unfinished" + seeds
+            return status + ("" if status in ("no baseline", "unfinished baseline", "no data")
+                             else seeds)
         mark = AVERAGED if cell.best_averaged else ""
         # without a finished baseline: the run's own best, and why there is no difference
-        diff = cell.status if cell.best_diff is None else pct(cell.best_diff, True)
+        diff = status if cell.best_diff is None else pct(cell.best_diff, True)
         return f"{pct(cell.best)}{mark} ({diff})" + seeds
     if cell.value is None:
         return cell.status + seeds
