@@ -75,3 +75,32 @@ def test_a_step_one_rank_lost_all_its_clips_is_skipped_by_every_rank(tmp_path, m
     votes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
     # a skipped step's good clips on the other rank are counted as untrained
     assert votes == [[[True, 4], [False, 0], [True, 2]]] * 2
+
+
+def test_untrained_clips_reach_the_summary_and_its_warning():
+    """The epochs' `untrained` counts (good clips of DDP steps skipped for another rank's
+    lost batch) add up in the run's summary, which warns; epochs without any carry no key."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from c2f.plan import build_plan
+    from c2f.spec import build_spec
+    from c2f.train.job import format_summary
+    from c2f.train.records import summarize
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["compression=fshift", "schedule=2phase"])
+    spec = build_spec(OmegaConf.to_container(cfg, resolve=True))
+    plan = build_plan(spec)
+    records = [{"kind": "epoch", "phase": p, "C": c, "epoch": e, "final_phase": p == 1,
+                "value": 0.1 * e, "flops": 10, "flops_cum": 10 * e, "seconds": 1.0,
+                "seconds_cum": float(e), **({"untrained": n} if n else {})}
+               for e, (p, c, n) in enumerate([(0, 4, 3), (1, 1, 0), (1, 1, 2)], 1)]
+    summary = summarize(spec, plan, records, {}, {"train": 0, "eval": 0})
+    assert summary["untrained_clips"] == 5
+    assert "WARNING: 5 good clip(s) went untrained: under DDP a step one rank's batch lost " \
+        "entirely (all its clips bad) is skipped on every rank" in format_summary(summary, records)
+    quiet = [{k: v for k, v in r.items() if k != "untrained"} for r in records]
+    assert "untrained" not in format_summary(summarize(spec, plan, quiet, {}, {"train": 0,
+                                                                             "eval": 0}), quiet)
