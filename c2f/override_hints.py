@@ -61,9 +61,10 @@ def _missing(cfg, key: str) -> tuple[str, list[str]] | None:
     return None
 
 
-def _quoting_hints(raw: list[str]) -> list[str]:
+def _quoting_hints(raw: list[str], sweep: bool) -> list[str]:
     """For each override Hydra's grammar refuses because its value holds `=` (PANNs'
-    `Cnn14_mAP=0.431.pth`, Lightning's `l-epoch=9-mAP=0.470.ckpt`): the quoted form."""
+    `Cnn14_mAP=0.431.pth`, Lightning's `l-epoch=9-mAP=0.470.ckpt`): the quoted form; in a
+    sweep (`sweep`: -m), a list of values a,b quoted one by one."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser, hints = OverridesParser.create(), []
@@ -74,7 +75,8 @@ def _quoting_hints(raw: list[str]) -> list[str]:
         try:
             parser.parse_overrides([override])
         except Exception:  # a sweep's values (a,b) are quoted one by one
-            quoted = ",".join(f'"{part}"' for part in value.split(","))
+            parts = value.split(",") if sweep and "(" not in value else [value]
+            quoted = ",".join(f'"{part}"' for part in parts)
             hints.append(f"`{override}`: Hydra reads the `=` in its value as syntax; quote the "
                          f"value (and the whole argument for the shell): '{key}={quoted}'")
     return hints
@@ -91,7 +93,8 @@ def unknown_override_hints(argv: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(raw)
     except Exception:  # a syntax error: Hydra's own message points at it; a value with `=`
-        return _quoting_hints(raw)  # (a checkpoint's file name) needs quotes, which we say
+        return _quoting_hints(raw, any(a in ("-m", "--multirun") for a in argv))  # (a
+        # checkpoint's file name) needs quotes, which we say
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

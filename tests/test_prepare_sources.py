@@ -365,5 +365,6 @@ def test_a_renamed_list_is_named_not_passed_over(tmp_path, capsys):
         "by file name: iden_split.txt, vox1_meta.csv); rename it" in capsys.readouterr().err
     (layout.src / "iden_split.txt").unlink()
     assert main(args) == 2
-    assert "nor among --lists (--lists are matched by file name, and my_vox1_iden_split.txt is " \
-        "not iden_split.txt: rename the file that holds it)" in capsys.readouterr().err
+    assert "nor among --lists (--lists are matched by file name, and none of " \
+        "my_vox1_iden_split.txt is named iden_split.txt: if one of them holds it, rename it " \
+        "so)" in capsys.readouterr().err

@@ -129,5 +129,5 @@ def test_a_clip_listed_for_training_and_for_evaluation_is_kept_for_evaluation(tm
     assert [Path(w).stem for w in listed["eval"]] == [f"{shared}_0"]
     assert [Path(w).stem for w in listed["balanced_train"]] == [f"{own}_0"]
     problems = (folder / "problems.txt").read_text()
-    assert f"{shared} 0.000 is listed for training and for evaluation" in problems and \
-        "kept for evaluation alone" in problems
+    assert f"{shared} 0.000 is listed for training (balanced_train_segments.csv:4) and for " \
+        "evaluation (eval_segments.csv:4); kept for evaluation alone" in problems

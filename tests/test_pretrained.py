@@ -282,3 +282,12 @@ def test_a_single_coarse_phase_gets_the_checkpoint_at_full_resolution_too(tmp_pa
                     f"model.pretrained={tmp_path / 'c2f_ast.pth'}"], tmp_path / "runs", data_dir)
     assert "(placed on the model of the input at full resolution, then moved to this phase's" \
         in proc.stdout
+
+
+def test_a_cnn14_file_given_to_ast_says_what_it_looks_like(tmp_path):
+    path = tmp_path / "Cnn14.pth"
+    torch.save({"model": {"conv_block1.conv1.weight": torch.zeros(4, 1, 3, 3),
+                          "fc_audioset.bias": torch.zeros(527)}}, path)
+    with pytest.raises(ConfigError, match=r"none of its transformer blocks fit this model; "
+                                          r".*; it looks like PANNs' CNN14"):
+        load_pretrained(_ast(frames=128), path)

@@ -187,7 +187,8 @@ def test_curves_draw_coarse_phases_apart_from_the_final_phase(tmp_path, monkeypa
               if not line.get_label().startswith("_")}
     assert styles["Avg Pool 4→2→1"] == ":"
     solid = [line for line in drawn["fig"].axes[0].get_lines() if line.get_linestyle() == "-"]
-    assert [round(x * 1e12) for x in solid[0].get_xdata()] == [150, 250]  # c0's C = 1 alone
+    assert [[round(x * 1e12) for x in line.get_xdata()] for line in solid] == [[150, 250]]
+    # (c0's C = 1 alone: neither unfinished run is drawn solid)
 
 
 def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tmp_path):
@@ -212,7 +213,8 @@ def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tm
     # a steady warm-up (20, 16, 12, 8 s: a trend) and sub-second epochs are not noise
     from c2f.report.caveats import phase_spread
 
-    for name, times in (("c1", [10.0, 20.0, 16.0, 12.0, 8.0]), ("avg", [1, 0.1, 0.3, 0.1, 0.3])):
+    for name, times in (("c1", [10.0, 20.0, 16.0, 12.0, 8.0]), ("avg", [1, 0.1, 0.3, 0.1, 0.3]),
+                        ("peak", [10.0, 10.0, 12.0, 14.0, 16.0])):
         path = tmp_path / "group" / name / "metrics.jsonl"
         records = [json.loads(line) for line in path.read_text().splitlines()]
         for record, seconds in zip(records, times):
@@ -220,3 +222,4 @@ def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tm
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     runs = {r.path.name: r for r in load_runs([tmp_path])[0]}
     assert phase_spread(runs["c1"]) == 0.0 and phase_spread(runs["avg"]) == 0.0
+    assert phase_spread(runs["peak"]) == pytest.approx(6 / 13)  # a slow-down (10 -> 16 s) counts

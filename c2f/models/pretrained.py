@@ -18,7 +18,7 @@ from timm.layers import resample_patch_embed
 
 from c2f.models.ast import AST
 from c2f.models.transfer import PATCH_KEY, POS_KEY, resample_pos_embed
-from c2f.models.weights_file import LeftAtInit, read_state_dict, take_usable
+from c2f.models.weights_file import LeftAtInit, looks_like, read_state_dict, take_usable
 from c2f.spec import ConfigError, ModelSpec
 
 # AST's AudioSet checkpoints (audioset_10_10_0.4593.pth, ...): 16x16 patches with stride 10
@@ -269,6 +269,6 @@ def load_pretrained(model: AST, path: str | Path, old_grid: tuple[int, int] | No
     left.adapted = adapted
     if not any(k.startswith("vit.blocks.") for k in usable):
         raise ConfigError(f"`model.pretrained`={path}: none of its transformer blocks fit this "
-                          f"model; expected {WHAT}")
+                          f"model; expected {WHAT}{looks_like(raw)}")
     model.load_state_dict(usable, strict=False)
     return left

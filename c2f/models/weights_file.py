@@ -76,9 +76,8 @@ def _numpy_globals() -> list:
     for name in ("_reconstruct", "scalar"):  # the names pickles of either numpy carry
         found += [(getattr(core, name), f"numpy.{where}.multiarray.{name}")
                   for where in ("core", "_core")]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
-    return found + [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] \
-        if dtypes is not None else found
+    # the dtype classes (numpy.dtypes.Int64DType, ...; numpy < 1.25 has no numpy.dtypes)
+    return found + sorted({type(np.dtype(code)) for code in np.typecodes["All"]}, key=str)
 
 
 # the line of torch's message that says what is wrong with the file (the first one often

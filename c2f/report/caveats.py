@@ -42,7 +42,8 @@ def phase_spread(run: Run) -> float:
         mean_x, mean_y = (len(times) - 1) / 2, statistics.fmean(times)
         slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(times)) / sum(
             (x - mean_x) ** 2 for x in range(len(times)))
-        residuals = [y - (mean_y + slope * (x - mean_x)) for x, y in enumerate(times)]
+        # a falling trend is a warm-up, discounted; a rising one is a slow-down: it counts
+        residuals = [y - (mean_y + min(slope, 0.0) * (x - mean_x)) for x, y in enumerate(times)]
         width = max(residuals) - min(residuals)
         if width >= MIN_SECONDS:
             spreads.append(width / statistics.median(times))

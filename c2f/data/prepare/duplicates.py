@@ -16,12 +16,14 @@ def unique_entries(entries: list[Entry], problems: list[str], held_out: set[str]
             seen[entry.key] = entry
             continue
         if (entry.split in held_out) != (first.split in held_out):
-            kept = entry if entry.split in held_out else first
+            kept, dropped = (entry, first) if entry.split in held_out else (first, entry)
             seen[entry.key] = kept
-            problems.append(f"{entry.where}: {entry.ident} is listed for training and for "
-                            f"evaluation ({first.where}, {entry.where}); kept for evaluation "
-                            f"alone, as {kept.split} (trained on, it would inflate the eval "
-                            "metric)")
+            labels = "" if set(entry.labels) == set(first.labels) else \
+                f", with other labels ({', '.join(kept.labels)} there)"
+            problems.append(f"{entry.where}: {entry.ident} is listed for training "
+                            f"({dropped.where}) and for evaluation ({kept.where}{labels}); kept "
+                            f"for evaluation alone, as {kept.split} (trained on, it would "
+                            "inflate the eval metric)")
             continue
         other = "" if set(entry.labels) == set(first.labels) else \
             f" with other labels ({', '.join(entry.labels)}; first: {', '.join(first.labels)})"

@@ -93,11 +93,9 @@ class DatasetRecipe:
             hits = sorted(self.src.rglob(candidate))
             if hits:
                 return hits[0]
-        used = self.__dict__.get("used", set())
-        other = [p.name for p in self.lists if p.name not in names and p not in used]
-        given = f" (--lists are matched by file name, and {', '.join(other)} " \
-            f"{'is' if len(other) == 1 else 'are'} not {' or '.join(names)}: rename the file " \
-            "that holds it)" if other else ""
+        listed = ", ".join(p.name for p in self.lists)
+        given = f" (--lists are matched by file name, and none of {listed} is named " \
+            f"{' or '.join(names)}: if one of them holds it, rename it so)" if listed else ""
         raise ListError(f"{self.name}: cannot find {' or '.join(names)} under {self.src} "
                         f"nor among --lists{given}; download it ({self.lists_help}) and pass "
                         f"--lists /path/to/{name}")
