@@ -147,8 +147,9 @@ def _check_switch_steps(switch, caps: list[int], eval_every: int) -> None:
 
 
 def at_full_resolution(spec: RunSpec, phase: Phase) -> Phase:
-    """`phase` at C = 1: the run's input uncompressed (a pretrained checkpoint is placed on
-    this model, then moved to a coarse phase's: c2f/train/initial_weights.py)."""
+    """`phase` at C = 1, for building its model: the run's input uncompressed (a pretrained
+    checkpoint is placed on this model, then moved to a coarse phase's:
+    c2f/train/initial_weights.py); its grid and FLOPs stay the phase's."""
     return dataclasses.replace(phase, c=1, input=_phase_input(spec, 1))
 
 

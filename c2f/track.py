@@ -64,7 +64,8 @@ class RunDir:
 
     def create(self, config_yaml: str, plan: dict) -> None:
         """config.yaml and plan.json; a resumed adaptive run keeps the switches it made, and
-        every run keeps its W&B id (`wandb_id`)."""
+        every run keeps its W&B id (`wandb_id`) and how its first weights were made
+        (`initial_weights`)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config_yaml)
         path = self.path / "plan.json"
@@ -75,7 +76,8 @@ class RunDir:
         # anew, into one W&B run (a folder from before wandb_id keeps the run's id)
         wandb_id = (old.get("wandb_id", self.path.name) if old is not None
                     else f"{self.path.name}-{secrets.token_hex(3)}")
-        atomic_write_text(path, json.dumps(plan | {"wandb_id": wandb_id}, indent=2))
+        kept = {key: old[key] for key in ("initial_weights",) if old and key in old}
+        atomic_write_text(path, json.dumps(plan | {"wandb_id": wandb_id} | kept, indent=2))
         for decision in made:
             unit = _unit(decision)
             self.record_switch(decision, sum(p[unit] or 0 for p in plan["phases"]))
@@ -109,6 +111,14 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2))
+
+    def record_initial_weights(self, loaded: dict) -> None:
+        """How the run's first weights were made from `model.pretrained`, into plan.json's
+        `initial_weights`: the file, the names left at init, the file's tensors not used and
+        what was adapted (c2f/train/initial_weights.py)."""
+        path = self.path / "plan.json"
+        plan = json.loads(path.read_text())
+        atomic_write_text(path, json.dumps(plan | {"initial_weights": loaded}, indent=2))
 
     def record_switch(self, decision: dict, budget: int) -> None:
         """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and

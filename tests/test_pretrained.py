@@ -282,6 +282,13 @@ def test_a_single_coarse_phase_gets_the_checkpoint_at_full_resolution_too(tmp_pa
                     f"model.pretrained={tmp_path / 'c2f_ast.pth'}"], tmp_path / "runs", data_dir)
     assert "(placed on the model of the input at full resolution, then moved to this phase's" \
         in proc.stdout
+    import json
+
+    from tests.conftest import run_dirs
+    [run] = run_dirs(tmp_path / "runs")
+    loaded = json.loads((run / "plan.json").read_text())["initial_weights"]  # kept with the run
+    assert loaded["file"] == str(tmp_path / "c2f_ast.pth") and loaded["via_full_resolution"]
+    assert set(loaded) == {"file", "left_at_init", "not_used", "adapted", "via_full_resolution"}
 
 
 def test_a_cnn14_file_given_to_ast_says_what_it_looks_like(tmp_path):

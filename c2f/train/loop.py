@@ -265,9 +265,10 @@ class PhaseLoop:
         elif previous_model is not None:
             model_family(self.spec.model.arch).transfer(previous_model, model, self.compression)
         elif self.spec.model.pretrained:  # placed at full resolution, moved to this phase
-            full = at_full_resolution(self.spec, phase)
+            full, run = at_full_resolution(self.spec, phase), self.run_dir
             load_initial_weights(model, self.spec.model, self.compression, self.log,
-                                 None if phase.c == 1 else lambda: self._model(full))
+                                 None if phase.c == 1 else lambda: self._model(full),
+                                 run.record_initial_weights if self.world.is_main else None)
         return model, optimizer
 
     def _advance(self, phase: Phase, epoch: int, state: TrainState, stats: dict,
