@@ -27,10 +27,10 @@ def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
 
 def phase_spread(run: Run) -> float:
     """The largest spread of epoch times within one of the run's phases: (largest - smallest
-    departure from the phase's linear trend) over its median epoch, each phase's first epoch
-    left out (it builds the phase's caches) and a steady warm-up or slow-down being a trend,
-    not noise; spreads under MIN_SECONDS (epochs too short to time) count as none; 0 without
-    3 epochs."""
+    departure from the phase's falling trend) over its median epoch, each phase's first epoch
+    left out (it builds the phase's caches): a steady warm-up is a trend, not noise, a
+    slow-down is not discounted; spreads under MIN_SECONDS (epochs too short to time) count as
+    none; 0 without 3 epochs."""
     phases: dict[int, list[float]] = {}
     for record in run.records:
         phases.setdefault(record["phase"], []).append(record["seconds"])
@@ -39,11 +39,9 @@ def phase_spread(run: Run) -> float:
         times = times[1:]
         if len(times) < 3 or min(times) <= 0:
             continue
-        mean_x, mean_y = (len(times) - 1) / 2, statistics.fmean(times)
-        slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(times)) / sum(
-            (x - mean_x) ** 2 for x in range(len(times)))
+        slope = statistics.linear_regression(range(len(times)), times).slope
         # a falling trend is a warm-up, discounted; a rising one is a slow-down: it counts
-        residuals = [y - (mean_y + min(slope, 0.0) * (x - mean_x)) for x, y in enumerate(times)]
+        residuals = [y - min(slope, 0.0) * x for x, y in enumerate(times)]
         width = max(residuals) - min(residuals)
         if width >= MIN_SECONDS:
             spreads.append(width / statistics.median(times))
