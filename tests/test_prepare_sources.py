@@ -254,7 +254,8 @@ def test_clips_longer_than_the_input_are_counted_with_what_the_model_sees(tmp_pa
 
 def test_voxceleb1_unzipped_as_its_two_archives_is_found(tmp_path, capsys):
     """`vox1_dev_wav.zip` and `vox1_test_wav.zip` each hold a top-level `wav/`: unzipped side by
-    side under --src, every utterance is found by `idXXXXX/<video>/<n>.wav`."""
+    side under --src, every utterance is found by `idXXXXX/<video>/<n>.wav`; an utterance
+    iden_split.txt does not list (VoxCeleb2 beside it) is counted as left out."""
     import numpy as np
 
     src, lines = tmp_path / "vox1", []
@@ -266,10 +267,15 @@ def test_voxceleb1_unzipped_as_its_two_archives_is_found(tmp_path, capsys):
         soundfile.write(src / archive / "wav" / relative, wave, 16000)
         lines.append(f"{split} {relative}")
     (src / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    (src / "vox2" / "id00012" / "21Uxsk56VDQ").mkdir(parents=True)
+    soundfile.write(src / "vox2" / "id00012" / "21Uxsk56VDQ" / "00001.wav", wave, 16000)
     out = tmp_path / "voxceleb1"
     assert main(["voxceleb1", "--src", str(src), "--out", str(out), "--workers", "1",
                  "--no-progress", "--no-stats"]) == 0
     assert "missing 0, failed 0; manifests: train.json 2, eval.json 1" in capsys.readouterr().out
+    assert (out / "problems.txt").read_text().startswith(
+        f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left out "
+        "('vox2/id00012/21Uxsk56VDQ/00001.wav')")
 
 
 @pytest.mark.parametrize("workers", ["2", "1"])

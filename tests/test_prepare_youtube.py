@@ -84,10 +84,13 @@ def test_a_bare_id_file_is_read_as_cut_or_whole_by_its_length(tmp_path, capsys):
 def test_names_of_yt_dlp_are_read_and_other_names_are_counted(tmp_path, capsys):
     """yt-dlp's default output template, `<title> [<id>].<ext>`, names a clip by its id (read
     by its length as any bare id); audio files whose names hold no id are counted and named
-    in problems.txt with the names that are read, not dropped without a word."""
-    cut, whole = youtube_id(4), youtube_id(5)
+    in problems.txt with the names that are read, not dropped without a word, and so are
+    files whose ids no list names (a larger download, or a list that is not the one meant)."""
+    cut, whole, unlisted = youtube_id(4), youtube_id(5), youtube_id(6)
     src = audioset_src(tmp_path / "src", [(cut, 4.0), (whole, 30.0)])
     soundfile.write(src / f"Cat video [{cut}].wav", stepped(10), RATE)
+    soundfile.write(src / f"{unlisted}_30.000_40.000.wav", stepped(10), RATE)
+    soundfile.write(src / f"{whole}_90.000_100.000.wav", stepped(10), RATE)  # another segment
     soundfile.write(src / f"A [b] c - live! [{whole}].flac", stepped(40, 16000), 16000)
     (src / "other").mkdir()
     for name in ("my download.wav", "take 2.wav", "x.wav", "y.wav"):
@@ -106,6 +109,10 @@ def test_names_of_yt_dlp_are_read_and_other_names_are_counted(tmp_path, capsys):
         "('other/my download.wav', 'other/take 2.wav', 'other/x.wav' and 1 more); name them " \
         "<id>.<ext>, Y<id>.<ext>, <id>_<start>_<end>.<ext>" in problems
     assert "4 audio file(s) under" in said  # printed with the list problems
+    shown = ", ".join(sorted(f"'{name}'" for name in (f"{unlisted}_30.000_40.000.wav",
+                                                      f"{whole}_90.000_100.000.wav")))
+    assert f"2 audio file(s) under {src} hold no clip of this dataset's lists and are left out " \
+        f"({shown}): expected when the folder holds more than these lists" in problems
 
 
 def test_a_clip_listed_for_training_and_for_evaluation_is_kept_for_evaluation(tmp_path,

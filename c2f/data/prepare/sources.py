@@ -59,11 +59,40 @@ def _same_start(named: float, start: float) -> bool:
     return abs(named - start) <= TOLERANCE_S or abs(named / 1000 - start) <= TOLERANCE_S
 
 
-class YouTubeIndex:
+class _Unused:
+    """What an index of source files knows of the files no listed clip asked for."""
+
+    root: Path
+    used: set[Path]
+
+    def files(self) -> list[Path]:
+        raise NotImplementedError
+
+    def _use(self, found: Found | None) -> Found | None:
+        if found is not None:
+            self.used.add(found.path)
+        return found
+
+    def unused_note(self) -> list[str]:
+        """A problems.txt line counting the indexed audio files that no listed clip of this
+        dataset is found in (clips of other lists or classes, a larger download, stray
+        files), naming a few; none when every file was used. Call it after every `find`."""
+        unused = sorted(set(self.files()) - self.used)
+        if not unused:
+            return []
+        shown = ", ".join(repr(p.relative_to(self.root).as_posix()) for p in unused[:SHOWN])
+        more = f" and {len(unused) - SHOWN} more" if len(unused) > SHOWN else ""
+        return [f"{len(unused)} audio file(s) under {self.root} hold no clip of this dataset's "
+                f"lists and are left out ({shown}{more}): expected when the folder holds more "
+                "than these lists (another subset, other classes); else check that the "
+                "lists read, named in prepared.json, are the ones meant"]
+
+
+class YouTubeIndex(_Unused):
     """Files under a folder by YouTube id; `find(id, start)` picks the one for a segment."""
 
     def __init__(self, root: Path):
-        self.root = root
+        self.root, self.used = root, set()
         self.by_id: dict[str, list[tuple[Path, float | None]]] = {}
         self.unread: list[Path] = []  # audio files whose names carry no YouTube id
         for path in audio_files(root):
@@ -73,21 +102,28 @@ class YouTubeIndex:
             else:
                 self.unread.append(path)
 
+    def files(self) -> list[Path]:
+        return [path for found in self.by_id.values() for path, _ in found]
+
     def unread_note(self) -> list[str]:
-        """A problems.txt line counting the audio files left out because their names carry no
-        YouTube id, naming a few and the names that are read; none when there are none."""
+        """Problems.txt lines: the audio files left out because their names carry no YouTube
+        id, naming a few and the names that are read; then those no listed clip used."""
         if not self.unread:
-            return []
+            return self.unused_note()
         shown = ", ".join(repr(p.relative_to(self.root).as_posix()) for p in self.unread[:SHOWN])
         more = f" and {len(self.unread) - SHOWN} more" if len(self.unread) > SHOWN else ""
         return [f"{len(self.unread)} audio file(s) under {self.root} are left out: their names "
-                f"hold no YouTube id ({shown}{more}); name them {NAMES_HELP}"]
+                f"hold no YouTube id ({shown}{more}); name them {NAMES_HELP}",
+                *self.unused_note()]
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_id.values())
 
     def find(self, ident: str, start: float) -> Found | None:
         """The cut segment named with this start if there is one, else the whole video."""
+        return self._use(self._find(ident, start))
+
+    def _find(self, ident: str, start: float) -> Found | None:
         candidates = self.by_id.get(ident, [])
         for path, named in candidates:
             if named is not None and _same_start(named, start):
@@ -100,15 +136,15 @@ class YouTubeIndex:
         return None
 
 
-class PathIndex:
+class PathIndex(_Unused):
     """Files under a folder by relative path without suffix (`id10001/1zcIwhmdeo4/00001`), so
     that a list naming `x.wav` finds `x.flac` too; with `parts`, by the last `parts` parts of
     the path wherever the file sits below the folder (VoxCeleb1 unzipped as its two archives,
     `vox1_dev_wav/wav/id10001/...` beside `vox1_test_wav/wav/id10270/...`)."""
 
     def __init__(self, root: Path, parts: int | None = None):
-        self.root, self.parts = root, parts
-        self.by_key = {}
+        self.root, self.parts, self.used = root, parts, set()
+        self.by_key: dict[str, Path] = {}
         for path in audio_files(root):
             key = path.relative_to(root).with_suffix("").as_posix()
             if parts is not None:
@@ -118,10 +154,13 @@ class PathIndex:
     def __len__(self) -> int:
         return len(self.by_key)
 
+    def files(self) -> list[Path]:
+        return list(self.by_key.values())
+
     def find(self, relative: str) -> Found | None:
         """The file at `relative` (any suffix) under the root."""
         key = Path(relative).with_suffix("").as_posix()
         if self.parts is not None:
             key = "/".join(key.split("/")[-self.parts:])
         path = self.by_key.get(key)
-        return Found(path, trimmed=True) if path else None
+        return self._use(Found(path, trimmed=True) if path else None)

@@ -62,4 +62,5 @@ class VoxCeleb1(DatasetRecipe):
         entries = [Entry(key=relative.rsplit(".", 1)[0], labels=(relative.split("/")[0],),
                          split=split, where=where, ident=relative,
                          found=index.find(relative)) for where, split, relative in rows]
+        problems += index.unused_note()
         return Listing(classes=classes, entries=entries, problems=problems, sources=[path])
