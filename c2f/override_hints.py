@@ -55,7 +55,7 @@ def _missing(cfg, key: str) -> tuple[str, list[str]] | None:
     for depth, part in enumerate(parts):
         if not isinstance(node, DictConfig):
             return None
-        if part not in node:
+        if part not in node.keys():  # (`in node` is False for a key whose value is ???)
             return ".".join(parts[:depth + 1]), [str(k) for k in node.keys()]
         node = node._get_node(part)
     return None

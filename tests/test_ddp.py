@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,121 @@ def test_untrained_clips_reach_the_summary_and_its_warning():
     quiet = [{k: v for k, v in r.items() if k != "untrained"} for r in records]
     assert "untrained" not in format_summary(summarize(spec, plan, quiet, {}, {"train": 0,
                                                                              "eval": 0}), quiet)
+
+
+def _one_bad_clip(tmp_path, data_dir) -> list[str]:
+    """A manifest dataset of 21 good built-in clips and one NaN file, which only decoding
+    finds: with one clip per rank and step, it leaves its step's other clip untrained."""
+    import json
+
+    import numpy as np
+    import soundfile
+
+    from c2f.data.builtin import BuiltinParams, ensure_builtin
+
+    paths = ensure_builtin(data_dir, BuiltinParams(train_per_class=2, eval_per_class=1,
+                                                   clip_seconds=1.28))
+    train = json.loads(paths["train"].read_text())["data"][:21]
+    for entry in train:
+        entry["wav"] = str((paths["train"].parent / entry["wav"]).resolve())
+    nan_wav = tmp_path / "nan.wav"
+    soundfile.write(nan_wav, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    manifest = tmp_path / "train.json"
+    manifest.write_text(json.dumps({"data": [*train, {"wav": str(nan_wav),
+                                                      "labels": train[0]["labels"]}]}))
+    return ["dataset=manifest", "dataset.num_classes=11", "dataset.norm_mean=-8.0",
+            "dataset.norm_std=6.0", f"dataset.train_manifest={manifest}",
+            f"dataset.eval_manifest={paths['eval']}", f"dataset.labels_csv={paths['labels']}"]
+
+
+def test_untrained_clips_are_counted_once_across_a_kill_inside_the_epoch(tmp_path, data_dir):
+    """torchrun, 2 processes, one clip each per step, dataset.on_bad_audio=skip: the NaN clip's
+    step is skipped on both ranks and the other rank's clip counted as untrained, once per
+    epoch; killed after a checkpoint inside an epoch that already counted it, the resumed
+    epoch neither loses the count nor counts it again."""
+    import json
+    import signal
+    import time
+
+    import torch
+
+    from tests.conftest import TINY_TRAINING, cli_env, mid_epoch
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "run.py"), *TINY_TRAINING, *_one_bad_clip(tmp_path, data_dir),
+           "dataset.batch_size=2", "dataset.epochs=2", "schedule=baseline", "logger=disabled",
+           "dataset.on_bad_audio=skip", "trainer.checkpoint_minutes=0",
+           f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=cli_env())
+    deadline, counted = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+        tree = _process_tree(proc.pid)  # torchrun starts each worker in a session of its own
+        _signal_all(tree, signal.SIGSTOP)  # frozen while its checkpoint is read
+        if mid_epoch(runs, 0):
+            [last] = runs.glob("*/*/ckpt/last.pt")
+            progress = torch.load(last, weights_only=True)["state"]["progress"]
+            if progress.get("untrained"):
+                counted = progress
+                counted_epoch = torch.load(last, weights_only=True)["state"]["epoch"]
+                _signal_all(tree, signal.SIGKILL)
+                break
+        _signal_all(tree, signal.SIGCONT)
+    proc.wait()
+    assert counted == {**counted, "untrained": 1}, proc.stderr.read()[-3000:]
+    assert counted["steps"] < 11
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env=cli_env())
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    # (before the fix, a checkpoint inside an epoch held DDP's `module.` names: no resume)
+    epoch = counted_epoch + 1
+    assert f"resuming phase 0's epoch {epoch} after {counted['steps']} steps" in resumed.stdout
+    [run] = runs.glob("*/*")
+    epochs = [r for r in read_metrics(run) if r["kind"] == "epoch"]
+    # per epoch: 22 clips, the NaN one skipped, its step's other clip untrained
+    assert [(r["samples"], r["skipped"], r.get("untrained")) for r in epochs] == [(20, 1, 1)] * 2
+    assert json.loads((run / "summary.json").read_text())["untrained_clips"] == 2
+    assert "WARNING: 2 good clip(s) went untrained" in resumed.stdout
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc (Linux)."""
+    tree, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        tree.append(parent)
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            queue += [int(child) for child in task.read_text().split()]
+    return tree
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_checkpoint_holding_the_wrappers_names_resumes(tmp_path):
+    """Checkpoints written inside an epoch before the fix hold the names DDP, torch.compile and
+    c2f's CUDA graphs give the model; they load under the model's own names."""
+    import torch
+
+    from c2f.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+    from c2f.train.graphs import GraphedModel
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    ddp = torch.nn.Module()  # DDP's names: the model as its `module`
+    ddp.module = model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for name, wrapped in [("ddp", ddp), ("compiled", torch.compile(model)),
+                          ("compiled_ddp", torch.compile(ddp)),
+                          ("graphs", GraphedModel(model, autocast=None))]:
+        assert set(wrapped.state_dict()) != {"0.weight", "0.bias"}
+        save_checkpoint(tmp_path / name, TrainState(epoch=1), wrapped, optimizer)
+        loaded = load_checkpoint(tmp_path / name, log=lambda _: None)
+        assert set(loaded.model) == {"0.weight", "0.bias"}, name
+        torch.nn.Sequential(torch.nn.Linear(2, 3)).load_state_dict(loaded.model)

@@ -183,6 +183,9 @@ def test_override_hints_say_nothing_of_keys_that_exist_or_are_appended():
     assert unknown_override_hints(["-m", "compression=fshift,patch_pi", "schedule=3phase",
                                    "schedule.c=2,4", "+extra.key=1", "~logger",
                                    "dataset=esc50", "dataset.fold=2"]) == []
+    # keys whose value is ??? until set (the manifest preset's files) are keys
+    assert unknown_override_hints(["dataset=manifest", "dataset.train_manifest=t.json",
+                                   "dataset.labels_csv=l.csv"]) == []
     # a name far from every key: said, with no guess
     assert unknown_override_hints(["zzzzzz=1"]) == [
         "`zzzzzz`: `zzzzzz` is not a key of the config, nor a config group"]

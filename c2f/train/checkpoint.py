@@ -10,6 +10,8 @@ import torch
 from c2f.track import atomic_torch_save
 
 LAST = "last.pt"
+# the names training's wrappers put before a model's own: DDP, torch.compile, c2f's CUDA graphs
+WRAPPERS = ("module.", "_orig_mod.", "step.model.")
 
 
 @dataclass
@@ -75,9 +77,22 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
         log(f"resuming from {path} ({state.epoch} epoch(s) done)")
         state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
         state.switches = {int(k): v for k, v in state.switches.items()}
-        return Checkpoint(state, payload["model"], payload["optimizer"], payload.get("average"),
-                          payload.get("scaler"))
+        return Checkpoint(state, own_names(payload["model"]), payload["optimizer"],
+                          payload.get("average"), payload.get("scaler"))
     raise RuntimeError(
         f"no readable checkpoint in {ckpt_dir} ({'; '.join(failures)}). To start this run "
         f"over, delete {ckpt_dir.parent}; to survive this next time, keep one checkpoint per "
         "epoch with trainer.keep_checkpoints=all")
+
+
+def own_names(model: dict) -> dict:
+    """A model's weights under its own names. Checkpoints written inside an epoch by c2f before
+    2026-11-29 saved the model as training wrapped it (`module.vit...` under DDP): those
+    resume too."""
+    wrapped = True
+    while wrapped:
+        wrapped = next((p for p in WRAPPERS if model and all(k.startswith(p) for k in model)),
+                       None)
+        if wrapped:
+            model = {k[len(wrapped):]: v for k, v in model.items()}
+    return model

@@ -32,7 +32,7 @@ from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, fronte
 from c2f.train.precision import Precision
 from c2f.train.progress import MidEpoch
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
-from c2f.train.step import Diverged, forward_backward, micro_slices, split_note
+from c2f.train.step import check_finite, forward_backward, micro_slices, split_note
 from c2f.train.switching import adapted_phase, phase_decision
 
 
@@ -144,15 +144,16 @@ class PhaseLoop:
         forward = {} if mix is None else {"mix": mix}
         return training_flops(model, inputs, **forward) // batch["size"]
 
-    def _train_epoch(self, phase: Phase, epoch: int, model, optimizer, data: PhaseData,
-                     state: TrainState) -> dict:
+    def _train_epoch(self, phase: Phase, epoch: int, model, trainable, optimizer,
+                     data: PhaseData, state: TrainState) -> dict:
+        """One epoch of `trainable`; checkpoints save `model`, which it wraps (DDP, ...)."""
         spec = self.spec
         torch.manual_seed(item_seed(spec.seed, phase.index, epoch, -1))
         data.order.set_seed(item_seed(spec.seed, phase.index, epoch, -2))
         data.train_keys.set_epoch(phase.index, epoch)
         steps_per_epoch = min(len(data.train), spec.trainer.max_steps_per_epoch or len(data.train))
         total_steps = steps_per_epoch * phase.epochs
-        model.train()
+        trainable.train()
         # a resumed epoch: its consumed batches skipped, its sums and RNG states as they were;
         # untrained: good clips of steps skipped under DDP (World.skips)
         done, loss_sum, samples, skipped, before = self.mid_epoch.restore(state.progress)
@@ -184,14 +185,14 @@ class PhaseLoop:
             target = batch["target"].to(self.device, non_blocking=self.device.type == "cuda")
             mix = self._mix(batch["size"], phase.index, epoch, i)
             optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(model, inputs, target, mix, self._loss, self.precision,
+            loss = forward_backward(trainable, inputs, target, mix, self._loss, self.precision,
                                     self.micro_rows)
             first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0),
                                     counter, first_bad)
             counter += 1
             if eager or i % 10 == 9:
-                self._check_finite(first_bad, loss, phase, epoch)
-            self.precision.apply(optimizer, model.parameters(), spec.optim.grad_clip)
+                check_finite(first_bad, loss, phase, epoch, self.world)
+            self.precision.apply(optimizer, trainable.parameters(), spec.optim.grad_clip)
             samples += batch["size"]
             if self.tracker.wants_step(state.step):
                 self.tracker.log_step({"loss": float(loss), "lr": lr},
@@ -202,7 +203,7 @@ class PhaseLoop:
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
             if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
-                self._check_finite(first_bad, loss, phase, epoch)  # never save a bad step
+                check_finite(first_bad, loss, phase, epoch, self.world)  # never save a bad step
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
                                                          time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
@@ -210,22 +211,10 @@ class PhaseLoop:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         data.order.skip, state.progress = 0, {}
-        self._check_finite(first_bad, loss_sum, phase, epoch)
+        check_finite(first_bad, loss_sum, phase, epoch, self.world)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
                 "seconds": seconds, "skipped": int(skipped), "lr": lr, "untrained": untrained}
-
-    def _check_finite(self, first_bad: torch.Tensor, loss: torch.Tensor, phase: Phase,
-                      epoch: int) -> None:
-        """Stop the run at a non-finite loss (on every rank: the flag is summed). `loss`: the
-        latest loss, or the epoch's sum, to tell NaN from infinity."""
-        found = int(first_bad)
-        if all_sum([1 if found >= 0 else 0], self.world)[0] == 0:
-            return
-        loss = "NaN" if bool(torch.isnan(loss)) else "infinite" if bool(torch.isinf(loss)) \
-            else "NaN or infinite"
-        raise Diverged({"phase": phase.index, "C": phase.c, "epoch": epoch + 1,
-                        "step": max(found, 0) + 1, "loss": loss})
 
     @torch.no_grad()
     def _evaluate(self, model, data: PhaseData) -> dict:
@@ -369,7 +358,8 @@ class PhaseLoop:
                 silent_before = sum(len(ids) for ids in self.silent.values())
                 try:
                     where = "training"
-                    stats = self._train_epoch(phase, epoch, trainable, optimizer, data, state)
+                    stats = self._train_epoch(phase, epoch, model, trainable, optimizer, data,
+                                              state)
                     where = "evaluation"
                     scores = self._evaluate(evaluable, data)
                 except RuntimeError as err:  # out of device or shared memory: what to change

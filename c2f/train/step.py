@@ -19,6 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from c2f.models.mixup import BatchMix
+from c2f.train.distributed import World, all_sum
 from c2f.train.precision import Precision
 
 
@@ -33,6 +34,20 @@ class Diverged(RuntimeError):
             "stopped there and keeps its last good checkpoint. Relaunching the same config "
             "would repeat it: lower optim.lr, set optim.grad_clip, or train in "
             "trainer.precision=bf16 or fp32 instead of fp16")
+
+
+def check_finite(first_bad: torch.Tensor, loss: torch.Tensor, phase, epoch: int,
+                 world: World) -> None:
+    """Stop the run at a non-finite loss (on every rank: the flag is summed). `first_bad`: the
+    phase's first step whose loss was not finite, or -1; `loss`: the latest loss, or the
+    epoch's sum, to tell NaN from infinity."""
+    found = int(first_bad)
+    if all_sum([1 if found >= 0 else 0], world)[0] == 0:
+        return
+    loss = "NaN" if bool(torch.isnan(loss)) else "infinite" if bool(torch.isinf(loss)) \
+        else "NaN or infinite"
+    raise Diverged({"phase": phase.index, "C": phase.c, "epoch": epoch + 1,
+                    "step": max(found, 0) + 1, "loss": loss})
 
 
 class OutOfMemory(RuntimeError):
