@@ -27,6 +27,24 @@ def test_plateau_waits_patience_epochs_past_the_best_gain_over_min_delta():
     assert switch_reason(SwitchSpec(min_epochs=5), [0.5, 0.4, 0.3, 0.2], 0.25) is None
 
 
+def test_epochs_without_a_metric_do_not_count_towards_a_plateau():
+    """An undefined metric (null: no class of the eval set has both positives and negatives)
+    is skipped; comparing it failed (None) or never beat the best (NaN)."""
+    from c2f.plan import build_plan
+    from c2f.train.switching import phase_decision
+    from tests.test_batch_mixup import spec_of
+
+    spec = spec_of("compression=fshift", "schedule=adaptive", "dataset.epochs=20",
+                   "schedule.switch.rule=plateau", "schedule.switch.patience=2",
+                   "schedule.switch.min_epochs=1")
+    records = [{"phase": 0, "value": v} for v in (None, 0.1, 0.3, float("nan"), 0.3)]
+    assert phase_decision(spec.schedule.switch, build_plan(spec), 0, records, 5, 10,
+                          "epoch") is None  # 0.1, 0.3, 0.3: one epoch without a gain
+    decision = phase_decision(spec.schedule.switch, build_plan(spec), 0,
+                              [*records, {"phase": 0, "value": 0.3}], 6, 10, "epoch")
+    assert decision["reason"].startswith("plateau")
+
+
 def test_budget_switches_when_recent_gain_per_flop_falls_below_the_next_phases():
     """Next phase predicted at the phase's mean gain per epoch, 4x the cost: switch once the
     recent slope is below a quarter of the mean slope."""

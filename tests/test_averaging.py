@@ -62,3 +62,12 @@ def test_top_k_keeps_an_evicted_file_until_the_checkpoint_drops_it(tmp_path):
     resumed.load_state_dict(saved)
     assert [p.name for p in tmp_path.glob("*.pt")] == ["epoch0001.pt"]
     torch.testing.assert_close(resumed.average()["weight"], torch.full((1, 2), 1.0))
+
+
+def test_top_k_never_keeps_an_epoch_without_a_metric(tmp_path):
+    """An undefined metric (NaN: an eval set where no class has both positives and negatives)
+    sorted ahead of every number and would have been averaged."""
+    averager = WeightAverager(AverageSpec("top_k", k=2), 3, tmp_path)
+    for epoch, value in ((1, float("nan")), (2, 0.3), (3, 0.2)):
+        averager.update(epoch, value, _model(float(epoch)), True)
+    assert averager.averaged_epochs() == [2, 3]

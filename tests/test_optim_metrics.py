@@ -99,3 +99,37 @@ def test_a_perfect_auc_gives_an_infinite_d_prime_written_as_null():
     assert scores["AUC"] == 1.0 and scores["d_prime"] == math.inf
     written = json.dumps(json_scores(scores), allow_nan=False)  # strict: raises on inf
     assert json.loads(written) == {"acc": 1.0, "mAP": 1.0, "AUC": 1.0, "d_prime": None}
+
+
+def one_clip_record(spec, plan, epoch: int, scores: dict) -> dict:
+    """The metrics.jsonl record of final-phase epoch `epoch` with these scores."""
+    from c2f.train.checkpoint import TrainState
+    from c2f.train.records import epoch_record
+
+    stats = {"train_loss": 0.5, "lr": 0.1, "seconds": 1.0, "samples": 4, "skipped": 0}
+    return epoch_record(spec, plan.phases[-1], epoch - 1, TrainState(epoch=epoch), True, stats,
+                        scores, 10)
+
+
+def test_an_undefined_map_is_null_in_the_record_and_never_the_best_epoch():
+    """One eval clip: no class has both positives and negatives, so the mAP is undefined. Its
+    record is strict JSON (`value` was NaN), and the run's best is an epoch with a metric
+    (a NaN first epoch stayed the max whatever followed)."""
+    import json
+
+    from c2f.plan import build_plan
+    from c2f.train.job import format_summary
+    from c2f.train.records import summarize
+    from tests.test_batch_mixup import spec_of
+
+    spec = spec_of("dataset=builtin_multilabel")
+    plan = build_plan(spec)
+    undefined = evaluate_scores(np.array([[0.3, -1.0]]), np.array([[1.0, 0.0]]), True)
+    record = one_clip_record(spec, plan, 1, undefined)
+    assert json.loads(json.dumps(record, allow_nan=False))["value"] is None
+    later = one_clip_record(spec, plan, 2, {"acc": 1.0, "mAP": 0.25})
+    summary = summarize(spec, plan, [record, later], {}, {"train": 0, "eval": 0})
+    assert (summary["best"], summary["best_epoch"]) == (0.25, 2)
+    alone = summarize(spec, plan, [record], {}, {"train": 0, "eval": 0})
+    assert (alone["best"], alone["best_epoch"]) == (None, None)
+    assert "no epoch has a defined mAP (final undefined" in format_summary(alone, [record])

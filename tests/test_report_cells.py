@@ -223,3 +223,15 @@ def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tm
     runs = {r.path.name: r for r in load_runs([tmp_path])[0]}
     assert phase_spread(runs["c1"]) == 0.0 and phase_spread(runs["avg"]) == 0.0
     assert phase_spread(runs["peak"]) == pytest.approx(6 / 13)  # a slow-down (10 -> 16 s) counts
+
+
+def test_undefined_metrics_rank_nowhere_in_the_report(tmp_path):
+    """An epoch whose metric is undefined (null, or NaN as runs wrote it before) is neither
+    the baseline's best nor a run's: with a NaN first, max() kept it whatever followed."""
+    make_run(tmp_path, "b0", values=[float("nan"), 0.3, 0.5, None])
+    make_run(tmp_path, "c0", method="fshift", phases=(4, 1), values=[0, None, 0.4, 0.6])
+    runs = load_runs([tmp_path])[0]
+    [outcome] = pair(runs)[1]
+    assert (outcome.ref.epoch, outcome.ref.metric) == (3, 0.5)
+    assert (outcome.status, outcome.epoch, outcome.best) == ("reached", 4, 0.6)
+    assert main([str(tmp_path)]) == 0  # tables and plots draw the gaps

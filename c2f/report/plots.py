@@ -1,6 +1,7 @@
 """Matplotlib figures (PNG and SVG): metric vs cumulative FLOPs and time, savings bars."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from c2f.epochs import defined
 from c2f.report.paper import title
 from c2f.report.runs import Run
 from c2f.report.savings import Cell, fold_epochs, reference
@@ -40,7 +42,8 @@ def curves(runs: list[Run], path: Path) -> Path:
     settings = sorted({(r.method, r.schedule) for r in runs}, key=lambda ms: row_order(*ms))
     colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(settings)}
     epochs = fold_epochs(runs)  # cross-validated folds: their common epoch
-    refs = [reference(r, epochs.get(r.path)) for r in runs if r.is_baseline and r.finished]
+    refs = [ref for r in runs if r.is_baseline and r.finished
+            if (ref := reference(r, epochs.get(r.path))) is not None]
     for ax, key, unit, scale in ((axes[0], "flops_cum", "training TFLOPs (cumulative)", 1e12),
                                  (axes[1], "seconds_cum", "training seconds (cumulative)", 1)):
         labelled = set()
@@ -49,7 +52,7 @@ def curves(runs: list[Run], path: Path) -> Path:
                 continue
             setting = (run.method, run.schedule)
             xs = [r[key] / scale for r in run.records]
-            ys = [100 * r["value"] for r in run.records]
+            ys = [100 * r["value"] if defined(r["value"]) else math.nan for r in run.records]
             style = ({"color": "black", "ls": "--"} if run.is_baseline
                      else {"color": colors[setting]})
             name = label(*setting) if setting not in labelled else None

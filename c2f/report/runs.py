@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from c2f.epochs import defined
 from c2f.report.select import SelectError, flat_config, select
 from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
@@ -160,7 +161,8 @@ def load_run(path: Path) -> Run:
                phases=_phases(plan, config, records),
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
                records=records, finished=finished, warnings=warnings,
-               average=averaged[-1] if averaged else None,
+               # an averaged model without a defined metric can be no reference or result
+               average=averaged[-1] if averaged and defined(averaged[-1]["value"]) else None,
                fold=None if dataset.get("fold") is None else int(dataset["fold"]),
                pretrain=pretrain,
                pretrained_from=pretrained_from(config.get("model", {}).get("pretrained")),

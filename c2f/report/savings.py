@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from c2f.epochs import final_phase
+from c2f.epochs import best_record, final_phase, scored
 from c2f.report.caveats import early_reference, noisy_times
 from c2f.report.cell_status import JUDGED, best_status, budget_status
 from c2f.report.runs import Run, run_key
@@ -52,11 +52,6 @@ class Outcome:
         return None if self.best is None or self.ref is None else self.best - self.ref.metric
 
 
-def best_record(records: list[dict]) -> dict:
-    """The best epoch: highest metric, the earliest on ties (as the trainer's summary)."""
-    return max(records, key=lambda r: (r["value"], -r["epoch"]))
-
-
 def fold_epochs(runs: list[Run]) -> dict[Path, int]:
     """AST's rule for cross-validation folds (egs/esc50/get_esc_result.py): the folds of a row
     are scored at one epoch, the best of their averaged curve, "not the best epoch for each fold
@@ -72,7 +67,8 @@ def fold_epochs(runs: list[Run]) -> dict[Path, int]:
         if len({r.fold for r in members}) < 2 or not all(
                 r.finished and r.average is None for r in members):
             continue
-        curves = [{r["epoch"]: r["value"] for r in final_phase(run.records)} for run in members]
+        curves = [{r["epoch"]: r["value"] for r in scored(final_phase(run.records))}
+                  for run in members]
         common = sorted(set.intersection(*(set(curve) for curve in curves)))
         if common:
             epoch = max(common, key=lambda e: (statistics.fmean(c[e] for c in curves), -e))
@@ -80,18 +76,19 @@ def fold_epochs(runs: list[Run]) -> dict[Path, int]:
     return chosen
 
 
-def _at(records: list[dict], epoch: int | None) -> dict:
-    """The record of `epoch`, or the best one when no epoch is fixed."""
+def _at(records: list[dict], epoch: int | None) -> dict | None:
+    """The record of `epoch`, or the best one when no epoch is fixed (None: no epoch has a
+    defined metric)."""
     return best_record(records) if epoch is None else next(
         r for r in records if r["epoch"] == epoch)
 
 
 def reference(baseline: Run, epoch: int | None = None) -> Reference | None:
     """The baseline's reference (its averaged model when it has one; at `epoch` when its folds
-    are scored at one: fold_epochs), None without epochs."""
-    if not baseline.records:
+    are scored at one: fold_epochs), None without an epoch whose metric is defined."""
+    best = baseline.average or _at(scored(baseline.records), epoch)
+    if best is None:
         return None
-    best = baseline.average or _at(baseline.records, epoch)
     return Reference(best["epoch"], best["value"], best["flops_cum"], best["seconds_cum"],
                      baseline.average is not None)
 
@@ -104,7 +101,8 @@ def _headline(run: Run, epoch: int | None) -> tuple[float | None, bool]:
         return None, False
     if run.average is not None:
         return run.average["value"], True
-    return _at(final, epoch)["value"], False
+    best = _at(scored(final), epoch)
+    return (None if best is None else best["value"]), False
 
 
 def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
@@ -122,7 +120,7 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
         status = "no baseline" if baseline is None else "unfinished baseline" \
             if not baseline.finished else "no data"
         return Outcome(run, None, status, best=best, best_averaged=best_averaged)
-    candidates = final_phase(run.records)
+    candidates = scored(final_phase(run.records))
     if run.average is not None:  # available once the last epoch is done
         candidates.append(run.average)
 
@@ -140,7 +138,7 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
                        best=best)
     if not candidates:
         return Outcome(run, ref, "no data", best=best, best_averaged=best_averaged)
-    return at(max(candidates, key=lambda r: (r["value"], -r["epoch"])), "not reached")
+    return at(best_record(candidates), "not reached")
 
 
 def devices(run: Run) -> set[str]:

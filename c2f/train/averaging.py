@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from c2f.epochs import defined
 from c2f.spec import AverageSpec
 from c2f.track import atomic_torch_save
 
@@ -57,6 +58,8 @@ class WeightAverager:
                     else:  # integer buffers are not averaged: keep the latest
                         self.sum[key] = tensor.clone()
             self.epochs.append(epoch)
+            return
+        if not defined(value):  # an undefined metric ranks nowhere (c2f/epochs.py)
             return
         ranked = sorted([*self.kept, (value, epoch)], key=lambda ve: (-ve[0], ve[1]))
         self.kept, dropped = ranked[: self.spec.k], ranked[self.spec.k:]

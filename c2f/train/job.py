@@ -12,6 +12,7 @@ import yaml
 from c2f.compression import compression_class
 from c2f.data.identity import eval_data_record
 from c2f.data.resolve import resolve_data, train_clip_count
+from c2f.epochs import best_record, metric_text
 from c2f.flops_cache import code_version
 from c2f.models import model_family
 from c2f.models.mixup import loaded_per_step
@@ -40,18 +41,21 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     for phase, flops in zip(phases, phase_flops):
         mine = [r for r in epochs if r["phase"] == phase]
         rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
-                     f"{max(r['value'] for r in mine):.4f}", f"{flops / scale:.3f}",
+                     metric_text((best_record(mine) or {}).get("value")), f"{flops / scale:.3f}",
                      f"{sum(r['seconds'] for r in mine):.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
-    lines.append(f"best {summary['metric']} {summary['best']:.4f} at epoch {summary['best_epoch']}"
-                 f" (final {summary['final']:.4f}, chance {summary['chance']:.4f}); "
+    metric = summary["metric"]
+    best = f"best {metric} {summary['best']:.4f} at epoch {summary['best_epoch']}" \
+        if summary["best_epoch"] is not None else f"no epoch has a defined {metric}"
+    lines.append(f"{best} (final {metric_text(summary['final'])}, "
+                 f"chance {summary['chance']:.4f}); "
                  f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
     averaged = average_record(records)
     if averaged:
         first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
         lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
-                     f"{summary['metric']} {averaged['value']:.4f}")
+                     f"{summary['metric']} {metric_text(averaged['value'])}")
     silent = summary["silent_clips"]
     if any(silent.values()):
         lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
@@ -142,7 +146,8 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     done = run.finished_summary()
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
-             f"{done['best']:.4f}. Delete the folder to train it again.{_other_trainer(spec, run)}"
+             f"{metric_text(done['best'])}. Delete the folder to train it again."
+             f"{_other_trainer(spec, run)}"
              f"{_code_changed(spec, run, 'its results are the old code')}")
         return done
     return None

@@ -13,6 +13,7 @@ from c2f.compression import create_compression
 from c2f.data.dataset import collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
+from c2f.epochs import metric_text
 from c2f.models import build_model, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan, at_full_resolution
@@ -375,7 +376,7 @@ class PhaseLoop:
                 self._save(records, state, model, optimizer)
                 self._note_silent(silent_before)
                 epochs_bar.update(1)
-                epochs_bar.set_postfix({records[-1]["metric"]: f"{records[-1]['value']:.4f}"})
+                epochs_bar.set_postfix({records[-1]["metric"]: metric_text(records[-1]["value"])})
                 if phase.index in state.switches:
                     break
         epochs_bar.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f.epochs import final_phase
+from c2f.epochs import best_record, final_phase
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
@@ -64,9 +64,9 @@ def _identity(spec: RunSpec, phase: Phase, state: TrainState, final: bool) -> di
 def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, final: bool,
                  stats: dict, scores: dict, flops: int) -> dict:
     """The record of one epoch; `state` already counts it."""
-    metric = spec.dataset.metric
+    metric, scores = spec.dataset.metric, json_scores(scores)  # an undefined value is null
     return {"kind": "epoch", **_identity(spec, phase, state, final), "phase_epoch": epoch + 1,
-            "metric": metric, "value": scores[metric], **json_scores(scores),
+            "metric": metric, "value": scores[metric], **scores,
             "train_loss": stats["train_loss"], "lr": stats["lr"],
             "flops": flops, "flops_cum": state.flops_cum,
             "seconds": stats["seconds"], "seconds_cum": state.seconds_cum,
@@ -79,10 +79,10 @@ def epoch_record(spec: RunSpec, phase: Phase, epoch: int, state: TrainState, fin
 def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list[int],
                     scores: dict) -> dict:
     """The averaged model's record: costs are those of the last epoch it needed."""
-    metric = spec.dataset.metric
+    metric, scores = spec.dataset.metric, json_scores(scores)
     return {"kind": "average", **_identity(spec, phase, state, True),
             "average": spec.average.mode, "averaged_epochs": epochs,
-            "metric": metric, "value": scores[metric], **json_scores(scores),
+            "metric": metric, "value": scores[metric], **scores,
             "flops": 0, "flops_cum": state.flops_cum, "seconds": 0.0,
             "seconds_cum": state.seconds_cum, "samples": 0, "samples_cum": state.samples_cum}
 
@@ -95,7 +95,7 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
     metric = spec.dataset.metric
     epochs = epoch_records(records)
     final = final_phase(epochs) or epochs
-    best = max(final, key=lambda r: (r["value"], -r["epoch"]))
+    best = best_record(final) or {"value": None, "epoch": None}  # none with a metric
     last = epochs[-1]
     averaged = average_record(records)
     return {

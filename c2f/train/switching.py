@@ -9,7 +9,8 @@ latest epoch, and why.
   when a phase is fresh), at the next phase's cost per epoch from the plan. Equivalently: the
   recent slope is below the mean slope times the cost ratio of the two phases (about 1/C).
 
-Either way a phase trains at least `min_epochs` and at most its cap (the plan's epochs). The
+Epochs whose metric is undefined (null: c2f/epochs.py) do not count. Either way a phase
+trains at least `min_epochs` and at most its cap (the plan's epochs). The
 decision depends only on the epoch records, which a resumed run reproduces bitwise on CPU, and
 it is kept in the checkpoint (TrainState.switches), so a run killed at any moment decides the
 same way.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from c2f.epochs import scored
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec, SwitchSpec
 
@@ -31,8 +33,8 @@ def phase_decision(switch: SwitchSpec | None, plan: PhasePlan, index: int, recor
     if switch is None or index == len(plan.phases) - 1:
         return None
     phase, following = plan.phases[index], plan.phases[index + 1]
-    mine = [r["value"] for r in records if r["phase"] == index]
-    earlier = [r["value"] for r in records if r["phase"] < index]
+    mine = [r["value"] for r in scored(records) if r["phase"] == index]  # defined metrics
+    earlier = [r["value"] for r in scored(records) if r["phase"] < index]
     reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
                            earlier[-1] if earlier else None,
                            "epoch" if unit == "epoch" else "evaluation")
@@ -49,7 +51,7 @@ def switch_reason(switch: SwitchSpec, values: list[float], cost_ratio: float,
     `cost_ratio`: this phase's FLOPs per sample over the next phase's. `before`: the metric
     before the phase began (the previous phase's last), if any."""
     n = len(values)
-    if n < switch.min_epochs:
+    if n == 0 or n < switch.min_epochs:
         return None
     if switch.rule == "plateau":
         return _plateau(switch, values, unit)
