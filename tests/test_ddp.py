@@ -89,6 +89,7 @@ def test_untrained_clips_reach_the_summary_and_its_warning():
     from c2f.train.job import format_summary
     from c2f.train.records import summarize
     from tests.conftest import ROOT
+    from tests.test_optim_metrics import eval_manifest
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["compression=fshift", "schedule=2phase"])
@@ -98,13 +99,15 @@ def test_untrained_clips_reach_the_summary_and_its_warning():
                 "value": 0.1 * e, "flops": 10, "flops_cum": 10 * e, "seconds": 1.0,
                 "seconds_cum": float(e), **({"untrained": n} if n else {})}
                for e, (p, c, n) in enumerate([(0, 4, 3), (1, 1, 0), (1, 1, 2)], 1)]
-    summary = summarize(spec, plan, records, {}, {"train": 0, "eval": 0})
+    evaluation = eval_manifest([(0,), (1,)], spec.dataset.num_classes)
+    summary = summarize(spec, plan, records, {}, {"train": 0, "eval": 0}, evaluation)
     assert summary["untrained_clips"] == 5
     assert "WARNING: 5 good clip(s) went untrained: under DDP a step one rank's batch lost " \
         "entirely (all its clips bad) is skipped on every rank" in format_summary(summary, records)
     quiet = [{k: v for k, v in r.items() if k != "untrained"} for r in records]
     assert "untrained" not in format_summary(summarize(spec, plan, quiet, {}, {"train": 0,
-                                                                             "eval": 0}), quiet)
+                                                                             "eval": 0},
+                                                       evaluation), quiet)
 
 
 def _one_bad_clip(tmp_path, data_dir) -> list[str]:

@@ -52,6 +52,7 @@ def test_multilabel_map_auc_and_d_prime():
     scores = evaluate_scores(logits, targets, multilabel=True)
     assert scores["mAP"] == pytest.approx((1.0 + 0.5) / 2)
     assert scores["AUC"] == pytest.approx((1.0 + 0.5) / 2)
+    assert scores["classes_scored"] == 2  # every record says over how many classes
     from scipy.stats import norm
 
     assert scores["d_prime"] == pytest.approx(math.sqrt(2) * norm.ppf(0.75))
@@ -98,7 +99,19 @@ def test_a_perfect_auc_gives_an_infinite_d_prime_written_as_null():
     scores = evaluate_scores(logits, targets, multilabel=True)
     assert scores["AUC"] == 1.0 and scores["d_prime"] == math.inf
     written = json.dumps(json_scores(scores), allow_nan=False)  # strict: raises on inf
-    assert json.loads(written) == {"acc": 1.0, "mAP": 1.0, "AUC": 1.0, "d_prime": None}
+    assert json.loads(written) == {"acc": 1.0, "mAP": 1.0, "AUC": 1.0, "d_prime": None,
+                                   "classes_scored": 2}
+
+
+def eval_manifest(labels: list[tuple[int, ...]], classes: int):
+    """An eval manifest with these label ids per clip (no audio: nothing reads it)."""
+    from pathlib import Path
+
+    from c2f.data.manifest import Clip, Manifest
+
+    return Manifest(Path("eval.json"), [Clip(Path(f"{i}.wav"), ids, i)
+                                        for i, ids in enumerate(labels)],
+                    [f"class{k}" for k in range(classes)])
 
 
 def one_clip_record(spec, plan, epoch: int, scores: dict) -> dict:
@@ -128,8 +141,61 @@ def test_an_undefined_map_is_null_in_the_record_and_never_the_best_epoch():
     record = one_clip_record(spec, plan, 1, undefined)
     assert json.loads(json.dumps(record, allow_nan=False))["value"] is None
     later = one_clip_record(spec, plan, 2, {"acc": 1.0, "mAP": 0.25})
-    summary = summarize(spec, plan, [record, later], {}, {"train": 0, "eval": 0})
+    evaluation = eval_manifest([(0,)], spec.dataset.num_classes)
+    summary = summarize(spec, plan, [record, later], {}, {"train": 0, "eval": 0}, evaluation)
     assert (summary["best"], summary["best_epoch"]) == (0.25, 2)
-    alone = summarize(spec, plan, [record], {}, {"train": 0, "eval": 0})
+    alone = summarize(spec, plan, [record], {}, {"train": 0, "eval": 0}, evaluation)
     assert (alone["best"], alone["best_epoch"]) == (None, None)
     assert "no epoch has a defined mAP (final undefined" in format_summary(alone, [record])
+
+
+def test_expected_random_ap_is_exact_over_every_ranking():
+    """random_ap against sklearn's AP averaged over all C(7, 3) placements of 3 positives
+    among 7 untied scores; the prevalence (3/7) the audit's chance guess started from is low."""
+    from itertools import combinations
+
+    from sklearn.metrics import average_precision_score
+
+    from c2f.train.metrics import random_ap
+
+    scores = np.arange(7, 0, -1.0)
+    aps = [average_precision_score(np.isin(np.arange(7), chosen), scores)
+           for chosen in combinations(range(7), 3)]
+    assert random_ap(3, 7) == pytest.approx(np.mean(aps)) and random_ap(3, 7) > 3 / 7 + 0.05
+
+
+def test_chance_is_random_scores_map_and_the_majority_share():
+    """Multi-label: the mean of the scored classes' random_ap (the class without positives is
+    no part of it); single-label: the commonest class's share, not 1/K."""
+    from c2f.train.metrics import chance_level, random_ap
+
+    multi = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=float)
+    assert chance_level(multi, True) == pytest.approx((random_ap(2, 4) + random_ap(3, 4)) / 2)
+    single = np.eye(3)[[0, 0, 0, 1]]
+    assert chance_level(single, False) == 0.75
+
+
+def test_the_summary_counts_scored_classes_and_warns_naming_those_left_out():
+    """builtin_multilabel (11 classes) on an eval set where class 1 is in every clip scored and
+    classes 3..10 in none: mAP averages 2 classes; the summary and its table say which not."""
+    from c2f.plan import build_plan
+    from c2f.train.job import format_summary
+    from c2f.train.metrics import random_ap
+    from c2f.train.records import summarize
+    from tests.test_batch_mixup import spec_of
+
+    spec = spec_of("dataset=builtin_multilabel")
+    plan = build_plan(spec)
+    evaluation = eval_manifest([(0, 1), (1, 2), (2,), (1, 2)], 11)
+    record = one_clip_record(spec, plan, 1, {"acc": 0.5, "mAP": 0.6})
+    summary = summarize(spec, plan, [record], {"2.wav": "bad"}, {"train": 0, "eval": 0},
+                        evaluation)
+    assert summary["classes_scored"] == 2
+    assert summary["classes_left_out"] == {
+        "no positives": [f"class{k} (#{k})" for k in range(3, 11)],
+        "no negatives": ["class1 (#1)"]}  # clip 2, skipped as bad, was its only negative
+    assert summary["chance"] == round((random_ap(1, 3) + random_ap(2, 3)) / 2, 4)
+    printed = format_summary(summary, [record])
+    assert "WARNING: mAP, AUC and d' average 2 of 11 classes; the eval set leaves 9 out (8 " \
+        "with no positives: class3 (#3), class4 (#4), class5 (#5), class6 (#6), class7 (#7), " \
+        "...; 1 with no negatives: class1 (#1))" in printed

@@ -25,7 +25,7 @@ from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
-from c2f.train.records import average_record, epoch_records, summarize
+from c2f.train.records import average_record, epoch_records, left_out_warning, summarize
 from c2f.train.step import Diverged
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
@@ -49,13 +49,16 @@ def format_summary(summary: dict, records: list[dict]) -> str:
     best = f"best {metric} {summary['best']:.4f} at epoch {summary['best_epoch']}" \
         if summary["best_epoch"] is not None else f"no epoch has a defined {metric}"
     lines.append(f"{best} (final {metric_text(summary['final'])}, "
-                 f"chance {summary['chance']:.4f}); "
+                 f"chance {metric_text(summary['chance'])}); "
                  f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
     averaged = average_record(records)
     if averaged:
         first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
         lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
                      f"{summary['metric']} {metric_text(averaged['value'])}")
+    left_out = left_out_warning(summary)
+    if left_out:
+        lines.append(left_out)
     silent = summary["silent_clips"]
     if any(silent.values()):
         lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
@@ -325,7 +328,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
                                   json.dumps({**err.where, "message": str(err)}))
             raise
         silent = {split: len(ids) for split, ids in loop.silent.items()}
-        summary = summarize(spec, plan, records, loop.skipped, silent)
+        summary = summarize(spec, plan, records, loop.skipped, silent, evaluation)
         if world.is_main:
             _finish(run, summary, loop.skipped)
             tracker.summarize(summary)

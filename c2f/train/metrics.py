@@ -14,11 +14,24 @@ def accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(logits.argmax(axis=1) == targets.argmax(axis=1)))
 
 
+def scored_classes(targets: np.ndarray) -> np.ndarray:
+    """The classes mAP, AUC and d' average over: those with both positives and negatives in the
+    eval set (a class without either has no ranking to score). AST's calculate_stats
+    (src/utilities/stats.py), PANNs and HTS-AT average over all classes instead: scikit-learn
+    scores an empty class AP 0 and AUC NaN (older versions raise), so on an eval set that
+    lacks some classes their mAP is lower than c2f's and their AUC undefined."""
+    positives = (targets > 0.5).sum(axis=0)
+    return np.flatnonzero((positives > 0) & (positives < len(targets)))
+
+
 def multilabel_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """mAP and mean AUC over the classes that have both positives and negatives; d'."""
-    present = [k for k in range(targets.shape[1]) if 0 < targets[:, k].sum() < len(targets)]
-    if not present:
-        return {"mAP": float("nan"), "AUC": float("nan"), "d_prime": float("nan")}
+    """mAP and mean AUC over the scored classes (`scored_classes`, counted in
+    `classes_scored`); d' from the mean AUC, as AST's traintest.py. Scores rank the logits;
+    AST ranks float32 sigmoids, which tie above a logit of ~17 and otherwise rank alike."""
+    present = scored_classes(targets)
+    if not len(present):
+        return {"mAP": float("nan"), "AUC": float("nan"), "d_prime": float("nan"),
+                "classes_scored": 0}
     # imported here: scikit-learn takes a second to import, which every run.py process (and
     # every test that starts one) would pay even when it never computes a mAP
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -29,7 +42,7 @@ def multilabel_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, floa
     auc = roc_auc_score(binary, scores, average=None)
     mean_auc = float(np.mean(auc))
     return {"mAP": float(np.mean(ap)), "AUC": mean_auc,
-            "d_prime": math.sqrt(2.0) * normal_quantile(mean_auc)}
+            "d_prime": math.sqrt(2.0) * normal_quantile(mean_auc), "classes_scored": len(present)}
 
 
 def per_class_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool,
@@ -42,10 +55,11 @@ def per_class_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool,
     if multilabel:
         from sklearn.metrics import average_precision_score
 
+        present = set(scored_classes(targets).tolist())
         for k, name in enumerate(names):
             positives = int((targets[:, k] > 0.5).sum())
             ap = float(average_precision_score(targets[:, k] > 0.5, logits[:, k])) \
-                if 0 < targets[:, k].sum() < len(targets) else None
+                if k in present else None
             rows.append({"class": name, "clips": positives, "AP": ap})
         return rows
     truth, predicted = targets.argmax(axis=1), logits.argmax(axis=1)
@@ -56,6 +70,36 @@ def per_class_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool,
                      "recall": float(np.mean(mine == k)) if len(mine) else None,
                      "confused_with": names[int(wrong.argmax())] if wrong.any() else None})
     return rows
+
+
+def random_ap(positives: int, clips: int) -> float:
+    """The expected average precision of random (untied) scores for a class with `positives`
+    of `clips`: (H_n + (m-1)/(n-1) (n - H_n)) / n, H_n the n-th harmonic number (the mean over
+    positives of the expected precision at their rank). It is the prevalence m/n plus about
+    ln(n)/n: on the 220 clips of builtin_multilabel's eval set 0.196, not the prevalence 0.177."""
+    harmonic = float(np.sum(1.0 / np.arange(1, clips + 1)))
+    return (harmonic + (positives - 1) / (clips - 1) * (clips - harmonic)) / clips
+
+
+def chance_level(targets: np.ndarray, multilabel: bool) -> float | None:
+    """The metric of a model that does not listen, at its best: for mAP the expected mAP of
+    random scores over the scored classes (`random_ap`; constant scores would score only the
+    prevalence), None where no class is scored; for accuracy the eval set's majority-class
+    share, what always naming the commonest class scores (random guesses score 1/K, never
+    more, and the two agree on a balanced eval set)."""
+    if multilabel:
+        counts = (targets > 0.5).sum(axis=0)[scored_classes(targets)]
+        return float(np.mean([random_ap(int(m), len(targets)) for m in counts])) \
+            if len(counts) else None
+    return float(np.bincount(targets.argmax(axis=1)).max() / len(targets))
+
+
+def left_out_classes(targets: np.ndarray, names: list[str]) -> dict[str, list[str]]:
+    """The classes `scored_classes` leaves out, by why: no positives in the eval set, or no
+    negatives (every clip has them)."""
+    positives = (targets > 0.5).sum(axis=0)
+    return {why: [f"{names[k]} (#{k})" for k in np.flatnonzero(which)] for why, which in
+            (("no positives", positives == 0), ("no negatives", positives == len(targets)))}
 
 
 def normal_quantile(p: float) -> float:

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from c2f.data.manifest import Manifest
 from c2f.epochs import best_record, final_phase
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
 from c2f.train.distributed import World, device_for
-from c2f.train.metrics import json_scores
+from c2f.train.metrics import chance_level, json_scores, left_out_classes, scored_classes
 
 
 def epoch_records(records: list[dict]) -> list[dict]:
@@ -87,11 +88,50 @@ def averaged_record(spec: RunSpec, phase: Phase, state: TrainState, epochs: list
             "seconds_cum": state.seconds_cum, "samples": 0, "samples_cum": state.samples_cum}
 
 
+def eval_targets(evaluation: Manifest, skipped: dict[str, str]) -> np.ndarray:
+    """The eval set's labels as its evaluations scored them, clips skipped as bad left out: from
+    the manifest, without reading audio."""
+    clips = [clip for clip in evaluation.clips if str(clip.path) not in skipped]
+    targets = np.zeros((len(clips), evaluation.num_classes), np.float32)
+    for row, clip in enumerate(clips):
+        targets[row, list(clip.label_ids)] = 1.0
+    return targets
+
+
+def eval_set_summary(spec: RunSpec, evaluation: Manifest, skipped: dict[str, str]) -> dict:
+    """What the eval set lets a metric mean: its chance level (metrics.chance_level) and, for
+    multi-label runs, the classes mAP, AUC and d' average over and those they leave out."""
+    targets = eval_targets(evaluation, skipped)
+    chance = chance_level(targets, spec.dataset.multilabel)
+    summary = {"chance": None if chance is None else round(chance, 4)}
+    if spec.dataset.multilabel:
+        summary |= {"classes_scored": len(scored_classes(targets)),
+                    "classes_left_out": left_out_classes(targets, evaluation.class_names)}
+    return summary
+
+
+def left_out_warning(summary: dict, shown: int = 5) -> str | None:
+    """The end-of-run WARNING when mAP, AUC and d' leave classes out, naming a few of them."""
+    left_out = summary.get("classes_left_out") or {}
+    count = sum(len(v) for v in left_out.values())
+    if not count:
+        return None
+    why = "; ".join(f"{len(names)} with {reason}: {', '.join(names[:shown])}"
+                    + (", ..." if len(names) > shown else "")
+                    for reason, names in left_out.items() if names)
+    return (f"WARNING: mAP, AUC and d' average {summary['classes_scored']} of "
+            f"{summary['classes_scored'] + count} classes; the eval set leaves {count} out "
+            f"({why}). AST, PANNs and HTS-AT average all classes (scikit-learn scores a class "
+            "without positives AP 0, one without negatives AP 1, and AUC NaN for both), so "
+            "theirs differ for the same predictions; summary.json lists the classes left out")
+
+
 def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict,
-              silent: dict[str, int]) -> dict:
+              silent: dict[str, int], evaluation: Manifest) -> dict:
     """Headline numbers of a finished run. Its best is the final phase's (the model the run
     delivers: predict, evaluate and export use the last phase's input); each phase's own best is
-    in the per-phase table the run prints."""
+    in the per-phase table the run prints; `evaluation`'s labels give the chance level and the
+    classes scored (eval_set_summary)."""
     metric = spec.dataset.metric
     epochs = epoch_records(records)
     final = final_phase(epochs) or epochs
@@ -111,5 +151,5 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
         "skipped_clips": len(skipped), "silent_clips": silent,
         "untrained_clips": sum(r.get("untrained", 0) for r in epochs),
         "per_phase": [asdict(p.input) | {"c": p.c, "epochs": p.epochs} for p in plan.phases],
-        "chance": float(np.round(1.0 / spec.dataset.num_classes, 4)),
+        **eval_set_summary(spec, evaluation, skipped),
     }
