@@ -90,6 +90,8 @@ def test_strict_reads_surpasses_literally_ties_do_not_reach(tmp_path, capsys):
     make_run(tmp_path, "c0", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5])
     assert main([str(tmp_path), "--no-plots"]) == 0
     assert "(ties count)" in (tmp_path / "report" / "tables.md").read_text()
+    assert "± is the sample standard deviation (n - 1)" in (tmp_path / "report" / "tables.md"
+                                                           ).read_text()
     assert main([str(tmp_path), "--no-plots", "--strict"]) == 0
     tables = (tmp_path / "report" / "tables.md").read_text()
     assert "strictly above it: --strict" in tables and "50.00 (+0.00) n/r" in tables

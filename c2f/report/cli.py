@@ -140,10 +140,10 @@ def write_tables(out: Path, tables: list[Table], runs: list[Run], outcomes: list
                  paper: dict | None, warnings: list[str], selection: str) -> str:
     """tables.md, tables.tex, one CSV per table, savings.csv and runs.csv; returns the md."""
     md = ["# Coarse-to-fine savings", "",
-          ("Metrics and savings in percent; ± is the standard deviation over seeds, [n=k] the "
-           "number of seeds (seeds x folds for cross-validated datasets such as ESC-50, whose "
-           "folds are scored at one epoch, the best of their averaged curve, as AST's "
-           "get_esc_result.py)."), ""]
+          ("Metrics and savings in percent; ± is the sample standard deviation (n - 1) over "
+           "seeds, [n=k] the number of seeds (seeds x folds for cross-validated datasets "
+           "such as ESC-50, whose folds are scored at one epoch, the best of their averaged "
+           "curve, as AST's get_esc_result.py)."), ""]
     if selection:
         md += [selection, ""]
     tex = []

@@ -103,7 +103,8 @@ def write_dashboard(path: Path, tables: list[Table], cells: list[Cell], runs: li
     schedules = sorted({c.schedule for c in cells}, key=lambda s: row_order("fshift", s))
     warn = "".join(f'<li class="warn">{_e(w)}</li>' for w in warnings) or "<li>none</li>"
     body = (f"<h1>Coarse-to-fine savings</h1><p>{len(runs)} runs, {len(cells)} cells. "
-            "Metrics and savings in percent; ± = std over seeds (and folds); n/r = not reached."
+            "Metrics and savings in percent; ± = sample std (n - 1) over seeds (and folds); "
+            "n/r = not reached."
             f' {_e(selection)} <span id="status"></span></p>'
             f'<div class="bar">{_options("dataset", datasets)}{_options("schedule", schedules)}'
             "</div><h2>Budget criterion</h2>" + cell_table(cells, "budget")

@@ -210,7 +210,7 @@ def pair(runs: list[Run], tolerance: float = 0.0
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean, standard deviation (0 for one value) and count over seeds."""
+    """Mean, sample standard deviation (n - 1; 0 for one value) and count over seeds."""
 
     mean: float
     std: float

@@ -47,7 +47,7 @@ def row_order(method: str, schedule: str) -> tuple:
 
 
 def pct(stat: Stat | None, signed: bool = False) -> str:
-    """A fraction as percent with two decimals, with ± std over several seeds."""
+    """A fraction as percent with two decimals, with ± the sample std (n - 1) over several seeds."""
     if stat is None:
         return "n/a"
     text = f"{100 * stat.mean:+.2f}" if signed else f"{100 * stat.mean:.2f}"
