@@ -177,6 +177,7 @@ class TrainerSpec:
     max_steps_per_epoch: int | None = None
     keep_checkpoints: str = "last"  # last | all
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (c2f/train/precision.py)
+    eval_precision: str = "fp32"  # fp32 (AST's validate) | train: the training precision
     frontend: str = "auto"  # auto | device | worker: where fbank + SpecAugment run
     cache_audio: bool | str = "auto"  # keep decoded clips in memory: auto | true | false
     cache_features: bool | str = "auto"  # fbank tables; mixup clips on the device: auto|true|false
@@ -259,8 +260,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # Keys that do not change what a run computes: they are left out of its identity.
 NON_SEMANTIC = {
     "trainer": {"device", "num_workers", "threads", "dry_run", "progress", "keep_checkpoints",
-                "precision", "frontend", "cache_audio", "cache_features", "compile",
-                "cuda_graphs", "wait_for_lock", "micro_batch", "checkpoint_minutes"},
+                "precision", "eval_precision", "frontend", "cache_audio", "cache_features",
+                "compile", "cuda_graphs", "wait_for_lock", "micro_batch", "checkpoint_minutes"},
     # where the data lives is not what it is: moving a dataset keeps its run ids
     "dataset": {"train_manifest", "eval_manifest", "labels_csv", "prepared"},
     "model": {"require_pretrained"},

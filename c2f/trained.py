@@ -28,7 +28,7 @@ from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_model_spec, build_spec
 from c2f.track import RunDir, atomic_torch_save
 from c2f.train.metrics import classification_loss, evaluate_scores, per_class_scores
-from c2f.train.precision import Precision
+from c2f.train.precision import Precision, for_evaluation
 
 FORMAT = "c2f-model/1"  # the layout of an exported file
 WEIGHTS = {"final": "last.pt", "average": "average.pt"}
@@ -48,7 +48,7 @@ class Trained:
     multilabel: bool
     metric: str  # the run's metric: acc | mAP
     loss: str  # ce | bce
-    precision: Precision  # the run's trainer.precision: evaluation autocasts as it did
+    precision: Precision  # the run's evaluation precision: scored as the run scored
     device: torch.device
     source: str  # where it came from, for messages: "<run dir> (final weights)"
     export_info: dict  # what an export file holds besides the weights
@@ -183,7 +183,8 @@ def _run_info(path: Path, weights: str) -> dict:
             "settings": inference["settings"], "class_names": inference["class_names"],
             "class_mids": _class_mids(inference, inference["class_names"]),
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
-            "loss": spec.dataset.loss, "precision": spec.trainer.precision,
+            "loss": spec.dataset.loss,
+            "precision": for_evaluation(spec.trainer.precision, spec.trainer.eval_precision),
             "run_id": path.name, "weights": weights, "phases": [p.c for p in phases]}
 
 

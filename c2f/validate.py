@@ -120,6 +120,8 @@ def validate(spec: RunSpec) -> None:
            "CUDA_VISIBLE_DEVICES picks which)")
     _check(t.precision in ("auto", "fp32", "bf16", "fp16"), "trainer.precision",
            f"{t.precision!r} is not auto|fp32|bf16|fp16")
+    _check(t.eval_precision in ("fp32", "train"), "trainer.eval_precision",
+           f"{t.eval_precision!r} is not fp32|train")
     _check(t.frontend in ("auto", "device", "worker"), "trainer.frontend",
            f"{t.frontend!r} is not auto|device|worker")
     _check(t.cache_audio in (True, False, "auto"), "trainer.cache_audio",

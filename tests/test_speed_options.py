@@ -50,6 +50,21 @@ def test_fp16_run_keeps_its_grad_scaler_and_resumes_in_another_precision(tmp_pat
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     assert all(np.isfinite(r["train_loss"]) for r in records)
     assert torch.load(again / "ckpt" / "last.pt", weights_only=True)["scaler"] is None
+    # scored in fp32 (trainer.eval_precision), as AST's validate: not the bf16 forward's logits
+    import dataclasses
+    import json
+
+    from c2f.data.manifest import load_manifest
+    from c2f.trained import load_trained
+
+    trained = load_trained(again, device="cpu")
+    data = json.loads((again / "inference.json").read_text())["data"]
+    manifest = load_manifest(data["eval_manifest"], data["labels_csv"])
+    assert trained.evaluate(manifest)["eval_loss"] == pytest.approx(records[-1]["eval_loss"],
+                                                                    rel=1e-6)
+    in_bf16 = dataclasses.replace(trained, precision=Precision("bf16", torch.device("cpu")))
+    assert in_bf16.evaluate(manifest)["eval_loss"] != pytest.approx(records[-1]["eval_loss"],
+                                                                    rel=1e-6)
 
 
 def test_fp16_step_is_skipped_when_scaled_gradients_overflow():
@@ -219,6 +234,7 @@ def test_a_phase_reading_feature_tables_loads_no_waveform(manifest):
 
 @pytest.mark.parametrize("key, value", [("trainer.compile", "fastest"),
                                         ("trainer.precision", "fp8"),
+                                        ("trainer.eval_precision", "bf16"),
                                         ("trainer.frontend", "gpu"),
                                         ("trainer.cache_features", "sometimes"),
                                         ("trainer.cuda_graphs", "always")])
@@ -235,6 +251,7 @@ def test_speed_keys_do_not_change_the_run_id():
 
     plain = spec_for()
     fast = spec_for("trainer.compile=reduce-overhead", "trainer.precision=bf16",
+                    "trainer.eval_precision=train",
                     "trainer.frontend=worker", "trainer.cache_audio=false",
                     "trainer.cache_features=false", "trainer.cuda_graphs=false")
     assert fast.run_id == plain.run_id

@@ -30,7 +30,7 @@ from c2f.train.initial_weights import load_initial_weights
 from c2f.train.metrics import classification_loss, evaluate_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
-from c2f.train.precision import Precision
+from c2f.train.precision import Precision, for_evaluation
 from c2f.train.progress import MidEpoch
 from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
 from c2f.train.step import check_finite, forward_backward, micro_slices, split_note
@@ -55,6 +55,8 @@ class PhaseLoop:
         self.averager = WeightAverager(spec.average, sum(p.epochs for p in plan.phases),
                                        run.ckpt_dir / "top")
         self.precision = Precision(spec.trainer.precision, self.device)
+        self.eval_precision = Precision(for_evaluation(spec.trainer.precision,
+                                                       spec.trainer.eval_precision), self.device)
         # rows a step loads, and at most per forward (trainer.micro_batch, c2f/train/step.py)
         self.rows = loaded_per_step(spec.model.batch_mixup, self.batch_size)
         self.micro_rows = loaded_per_step(spec.model.batch_mixup, spec.trainer.micro_batch) \
@@ -111,7 +113,7 @@ class PhaseLoop:
         obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False)
         if not use_graphs(t.cuda_graphs, obstacle):
             return model
-        return GraphedEval(model, lambda: self.precision.autocast(cache=False), self.log,
+        return GraphedEval(model, lambda: self.eval_precision.autocast(cache=False), self.log,
                            strict=t.cuda_graphs is True, rows=self.spec.dataset.eval_batch_size)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -225,7 +227,7 @@ class PhaseLoop:
             skipped += self._note(batch, "eval")
             if batch["size"]:
                 inputs = data.inputs(batch, train=False)  # features in float, as training's
-                with self.precision.autocast():
+                with self.eval_precision.autocast():
                     out = model(inputs)
                 # kept on the device: a copy per batch would make the host wait for its forward
                 logits.append(out.float())

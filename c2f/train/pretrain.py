@@ -34,7 +34,7 @@ from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
-from c2f.train.precision import Precision
+from c2f.train.precision import Precision, for_evaluation
 from c2f.train.switching import phase_decision
 
 LAST = "last.pt"
@@ -78,6 +78,8 @@ class PretrainLoop:
         self.batch_size = spec.dataset.batch_size // world.size
         # SSAST's traintest_mask.py trains under autocast with a GradScaler, as AST does
         self.precision = Precision(spec.trainer.precision, device)
+        self.eval_precision = Precision(for_evaluation(spec.trainer.precision,
+                                                       spec.trainer.eval_precision), device)
 
     def _model(self, phase: Phase) -> SSASTPretrainer:
         torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
@@ -117,7 +119,7 @@ class PretrainLoop:
                 item_seed(self.spec.seed, int(i), which)), model.grid, model.masked,
                 self.spec.pretrain.cluster) for i in batch["index"]]).to(self.device)
                 for which in (-6, -7)]
-            with self.precision.autocast():
+            with self.eval_precision.autocast():
                 out = model.objective(inputs, *masks)
             size = batch["size"]
             sums += torch.tensor([float(out["acc"]), float(out["nce"]), float(out["mse"])],
