@@ -195,10 +195,13 @@ def compile_section(report: Report, bench: EpochBench, base: list[str], batch: i
 def eval_section(report: Report, bench: EpochBench, base: list[str]) -> None:
     """Evaluation after each epoch, beside the epoch's training, at C = 1 and fshift C = 4:
     the same weights evaluated with an eager forward and with the forward replayed as a CUDA
-    graph (trainer.cuda_graphs, GraphedEval). A coarse phase's evaluation is launch-bound like
-    its training; the two passes' scores must agree (the same kernels)."""
+    graph (trainer.cuda_graphs, GraphedEval), both in fp32 (trainer.eval_precision's default,
+    as AST's validate), and eagerly in the bf16 the run trains in (`eval_precision=train`: its
+    cost). A coarse phase's evaluation is launch-bound like its training; the graphed and
+    eager passes' scores must agree (the same kernels)."""
     rows = ["| input | train epoch (s) | evaluation, eager (s) | evaluation, graphs (s) | "
-            "eager / graphs | eval loss, eager vs graphs |", "|---|--:|--:|--:|--:|--:|"]
+            "eager / graphs | eval loss, eager vs graphs | eager in bf16 (s) |",
+            "|---|--:|--:|--:|--:|--:|--:|"]
     seconds: dict[tuple[str, str], float] = {}
     for name, overrides in (("C=1", ["compression=none"]),
                             ("fshift C=4", ["compression=fshift", "schedule.c=4"])):
@@ -214,14 +217,21 @@ def eval_section(report: Report, bench: EpochBench, base: list[str]) -> None:
             sync(session.loop.device)
             seconds[name, mode] = time.perf_counter() - start
         eager, graphed = seconds[name, "eager"], seconds[name, "graphs"]
+        session.loop.eval_precision = session.loop.precision  # trainer.eval_precision=train
+        start = time.perf_counter()
+        session.loop._evaluate(session.base_model, session.data)
+        sync(session.loop.device)
+        in_bf16 = time.perf_counter() - start
         fell_back = " (not graphed here)" if session.evaluable is session.base_model else \
             " (the capture failed: eager)" if session.evaluable.graph is None else ""
         rows.append(f"| {name} | {train:.2f} | {eager:.2f} | {graphed:.2f}{fell_back} | "
-                    f"{eager / graphed:.2f} | {losses['eager']:.5f} vs {losses['graphs']:.5f} |")
+                    f"{eager / graphed:.2f} | {losses['eager']:.5f} vs {losses['graphs']:.5f} | "
+                    f"{in_bf16:.2f} |")
         del session
     ratio = {mode: seconds["fshift C=4", mode] / seconds["C=1", mode]
              for mode in ("eager", "graphs")}
-    report.add("## 4d. Evaluation beside training: eager and graphed forward passes, bf16", "",
+    report.add("## 4d. Evaluation beside training (bf16): eager and graphed forward passes in "
+               "fp32, and eager in bf16", "",
                *rows, "",
                f"fshift C = 4 evaluation takes {ratio['eager']:.3f} of a full one eagerly, "
                f"{ratio['graphs']:.3f} with graphs (forward FLOPs ratio about 0.23).", "")
