@@ -64,8 +64,8 @@ class Session:
 
     def epoch(self) -> dict:
         phase = self.loop.plan.phases[0]
-        stats = self.loop._train_epoch(phase, self.epochs, self.model, self.optimizer,
-                                       self.data, self.state)
+        stats = self.loop._train_epoch(phase, self.epochs, self.base_model, self.model,
+                                       self.optimizer, self.data, self.state)
         self.epochs += 1
         return stats
 
