@@ -23,6 +23,7 @@ from c2f.data.errors import DataError
 from c2f.data.identity import file_digest
 from c2f.data.manifest import load_manifest
 from c2f.data.resolve import manifest_paths, several_labels
+from c2f.epochs import metric_text
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunDir
 from c2f.train.metrics import json_scores
@@ -83,7 +84,7 @@ def run_reference(model: Path, weights: str, manifest: Path, own: Path | None) -
     summary = RunDir(model).read_summary() or {}
     value = summary.get("final") if weights == "final" else (summary.get("average") or {}).get(
         "value")
-    return "" if value is None else f" (the run's own: {value:.4f})"
+    return "" if value is None else f" (the run's own: {metric_text(value)})"
 
 
 def print_per_class(rows: list[dict]) -> None:
@@ -138,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     metric = scores["metric"]
     reference = run_reference(args.model, args.weights, manifest.path, own.get("manifest"))
     print(f"model: {trained.source}")
-    print(f"{metric} {scores['value']:.4f} on {scores['clips']} clip(s) of {manifest.path}"
-          f"{reference}")
-    extra = [f"{k} {scores[k]:.4f}" for k in ("acc", "mAP", "AUC", "d_prime")
+    print(f"{metric} {metric_text(scores['value'])} on {scores['clips']} clip(s) of "
+          f"{manifest.path}{reference}")
+    extra = [f"{k} {metric_text(scores[k])}" for k in ("acc", "mAP", "AUC", "d_prime")
              if k in scores and k != metric]
     print(", ".join([*extra, f"eval loss {scores['eval_loss']:.4f}"]))
     if args.per_class:
