@@ -33,8 +33,11 @@ def main(cfg: DictConfig) -> float | None:
         summary = run_job(spec, OmegaConf.to_yaml(cfg))
     except Exception as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # into the job's log; the launcher lists failed jobs once all have ended
-            log.exception(f"job failed: {err}")
+            # into the job's log; the launcher lists failed (and held) jobs once all have ended
+            if isinstance(err, RunHeld):  # skipped, not failed: no traceback
+                log.warning(f"job skipped: {err}")
+            else:
+                log.exception(f"job failed: {err}")
             raise
         if isinstance(err, Diverged):
             print(f"error: {err}", file=sys.stderr)

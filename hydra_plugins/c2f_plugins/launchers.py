@@ -52,7 +52,12 @@ from hydra_plugins.c2f_plugins.compose import compose_jobs
 from hydra_plugins.c2f_plugins.data_check import SweepConfigError, check_data, refuse
 from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
-from hydra_plugins.c2f_plugins.outcome import finished_note, report_failures, scheduler_state
+from hydra_plugins.c2f_plugins.outcome import (
+    finished_note,
+    report_failures,
+    scheduler_state,
+    skip_held,
+)
 from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 from hydra_plugins.c2f_plugins.settled import (
     dry_run,
@@ -139,7 +144,7 @@ class LocalLauncher(BasicLauncher):
         report_failures(returns, [()] * len(returns))
         if todo > len(planned):
             finished_note(specs, returns)
-        return returns
+        return skip_held(returns)
 
 
 class _SubmititLauncher(BaseSubmititLauncher):
@@ -266,7 +271,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
                         [scheduler_state(jobs[i]) if i in jobs else "" for i in indices])
         if jobs:
             finished_note(specs, returns)
-        return returns
+        return skip_held(returns)
 
 
 class SlurmLauncher(_SubmititLauncher):

@@ -1,5 +1,6 @@
 """How a sweep ended, said once its jobs have: the failed jobs with why and where their logs
-are (then exit status 1), or where the runs are and the command that reports them."""
+are (then exit status 1), or where the runs are and the command that reports them. Runs held
+by another process (found at launch or when their job starts) are skipped, not failed."""
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Sequence[
     traceback through its own launcher code)."""
     failed = [(i, r, x) for i, (r, x) in enumerate(zip(returns, extra_logs))
               if r.status == JobStatus.FAILED]
-    held = [(i, r) for i, r, _ in failed if type(r._return_value).__name__ == "RunHeld"]
+    held = [(i, r) for i, r, _ in failed if is_held(r)]
     if held:  # another process trains these runs: skipped, not failed
         lines = [f"{len(held)} run(s) skipped, held by other processes:"]
         for index, ret in held:
@@ -55,6 +56,21 @@ def report_failures(returns: Sequence[JobReturn], extra_logs: Sequence[Sequence[
     lines.append("Finished runs are kept; launch the same sweep again to retry only these.")
     log.error("\n".join(lines))
     raise SweepFailed(1)
+
+
+def is_held(ret: JobReturn) -> bool:
+    """Whether the job found its run trained by another process (c2f.track.RunHeld)."""
+    return ret.status == JobStatus.FAILED and type(ret._return_value).__name__ == "RunHeld"
+
+
+def skip_held(returns: Sequence[JobReturn]) -> list[JobReturn]:
+    """The returns with each held job's (listed by `report_failures`) made completed with no
+    value: Hydra's sweeper re-raises a failed job's error, a traceback and exit status 1 for a
+    run that is not failing but trained elsewhere."""
+    return [JobReturn(overrides=r.overrides, cfg=r.cfg, hydra_cfg=r.hydra_cfg,
+                      working_dir=r.working_dir, task_name=r.task_name,
+                      status=JobStatus.COMPLETED, _return_value=None) if is_held(r) else r
+            for r in returns]
 
 
 def scheduler_state(job: Any) -> str:
