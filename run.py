@@ -19,7 +19,7 @@ from c2f.prepared import complete_dataset
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
-from c2f.train.failures import SharedMemoryExhausted
+from c2f.train.failures import Interrupted, SharedMemoryExhausted
 from c2f.train.job import run_job
 from c2f.train.step import Diverged, OutOfMemory
 
@@ -65,6 +65,12 @@ def _hint_overrides() -> None:
 if __name__ == "__main__":
     try:
         main()
+    except KeyboardInterrupt as stop:  # Ctrl-C: one line, not the frames it stopped in
+        said = str(stop) or "interrupted before training started: nothing to save"
+        if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+            said += "; the sweep stopped: launching it again trains only what is left"
+        print(said, file=sys.stderr)
+        raise SystemExit(Interrupted.EXIT_CODE) from None
     except SystemExit as stop:
         if stop.code == 1:  # Hydra's exit on a config it could not compose (among others)
             _hint_overrides()

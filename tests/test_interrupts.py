@@ -2,12 +2,26 @@
 and signals. Neither is a failure: one line each, no traceback."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from c2f.track import RunLock
-from tests.conftest import TINY, run_cli, run_dirs, start_cli
+from tests.conftest import (
+    ROOT,
+    TINY,
+    cli_command,
+    cli_env,
+    read_metrics,
+    run_cli,
+    run_dirs,
+    start_cli,
+)
 
 pytestmark = pytest.mark.slow
 SWEEP = [*TINY, "logger=disabled", "dataset.epochs=2", "schedule=2phase"]
@@ -65,3 +79,60 @@ def test_a_sweep_that_meets_a_held_run_at_launch_exits_0(tmp_path, data_dir):
     assert proc.returncode == 0, text[-5000:]
     assert "Traceback" not in text and "Error executing job" not in text, text[-5000:]
     assert "1 of 2 run(s) are being trained by other processes, not started" in text
+
+
+def _interrupt_after_records(args: list[str], runs: Path, data_dir: Path, records: int):
+    """Start `run.py ARGS` as a terminal's foreground job; Ctrl-C (SIGINT to its process
+    group, loader workers included) once metrics.jsonl has `records` lines and a checkpoint
+    is written. Its exit status and stderr."""
+    proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=cli_env(), start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(runs.glob("*/*/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= records \
+                and (found[0].parent / "ckpt" / "last.pt").exists():
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=300)
+    assert not list(runs.glob("*/*/summary.json")), "the run finished before the Ctrl-C"
+    return proc.returncode, err
+
+
+def test_ctrl_c_says_what_is_saved_in_one_line_and_the_same_command_resumes(tmp_path,
+                                                                             data_dir):
+    """Ctrl-C: exit 130, one line naming the epochs saved and the checkpoint, no traceback;
+    W&B's run ends with that exit code (W&B has no 'interrupted' state: see tracker.close)."""
+    from tests import wandb_log
+
+    args = [*TINY, "logger=wandb", "logger.mode=offline", "dataset.epochs=6"]
+    runs = tmp_path / "runs"
+    code, err = _interrupt_after_records(args, runs, data_dir, 1)
+    [run] = run_dirs(runs)
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    [line] = [x for x in err.splitlines() if x.startswith("interrupted")]
+    saved = int(line.split("interrupted: ")[1].split()[0])
+    assert line == (f"interrupted: {saved} epoch(s) saved in {run / 'ckpt' / 'last.pt'}; "
+                    "the same command resumes")
+    assert saved >= 1 and saved == torch.load(run / "ckpt" / "last.pt",
+                                              weights_only=True)["state"]["epoch"]
+    [log] = run.glob("wandb/offline-run-*/run-*.wandb")
+    exits = [r.exit.exit_code for r in wandb_log.records(log)
+             if r.WhichOneof("record_type") == "exit"]
+    assert exits == [130]
+    resumed = run_cli(args, runs, data_dir)
+    assert f"({saved} epoch(s) done)" in resumed.stdout and len(read_metrics(run)) == 6
+
+
+def test_ctrl_c_stops_a_sweep_in_one_line(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    code, err = _interrupt_after_records(
+        ["-m", *SWEEP, "dataset.epochs=4", "compression=fshift,pool_avg"], runs, data_dir, 1)
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err and "Error executing job" not in err, err[-3000:]
+    [line] = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert line.endswith("; the sweep stopped: launching it again trains only what is left")
+    assert " epoch(s) saved in " in line

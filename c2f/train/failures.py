@@ -4,10 +4,27 @@ where it happened, that the run keeps its checkpoint, and what to change."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import torch
 
 from c2f.train.step import OutOfMemory
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what the run keeps and how it resumes (run.py says it in
+    one line and exits 130, as a shell does for SIGINT)."""
+
+    EXIT_CODE = 130
+
+
+def interrupted(checkpoint: Path, epochs: int | None) -> Interrupted:
+    """What an interrupted run keeps: `epochs` (None: not counted) in `checkpoint`."""
+    if not checkpoint.exists():
+        return Interrupted("interrupted before the first checkpoint: nothing saved; the same "
+                           "command starts the run again")
+    kept = f"{epochs} epoch(s) saved in" if epochs is not None else "the run is kept in"
+    return Interrupted(f"interrupted: {kept} {checkpoint}; the same command resumes")
 
 
 class SharedMemoryExhausted(RuntimeError):

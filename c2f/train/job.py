@@ -21,6 +21,7 @@ from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pr
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config
 from c2f.train.distributed import all_sum, device_for, init_world
+from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
@@ -310,7 +311,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
                       run.wandb_id() if world.is_main else spec.run_id, spec.group,
                       run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
                       metric, spec.logger.log_every_steps, log=echo)
-    exit_code = 1
+    exit_code, loop = 1, None
     try:
         data = data_bundle(train, evaluation, settings, spec.trainer,
                            progress=spec.trainer.progress and world.is_main)
@@ -333,6 +334,9 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
             _finish(run, summary, loop.skipped)
             tracker.summarize(summary)
         exit_code = 0
+    except KeyboardInterrupt:  # Ctrl-C: W&B's run ends with the shell's code for SIGINT
+        exit_code = Interrupted.EXIT_CODE
+        raise interrupted(run.ckpt_dir / "last.pt", loop and loop.saved_epochs) from None
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))
