@@ -10,14 +10,38 @@ phase logs `phase/C` (the phase's compression factor), which marks the boundarie
 step is the cumulative sample count, which only grows, so a resumed run's repeated steps are
 dropped rather than duplicated. Tags name the dataset, model, method, C and schedule; runs of
 one sweep share `group`.
+
+W&B's service writes what `log` hands it some time later: a process killed meanwhile loses
+those rows. So a run that resumes logs again the epochs W&B may lack (`replay`): after the step
+an online run has (W&B's `run.step`), or, offline, where every attempt writes an
+offline-run folder of its own, after the last epoch of an attempt that finished W&B's run
+(`wandb/c2f-logged.json`, written after a `finish()` that returned).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from c2f.track import atomic_write_text
+
 AXES = {"flops": "flops_cum", "time": "seconds_cum"}  # prefix -> x-axis key
 CURVES = ("train_loss", "eval_loss")  # logged against every axis, with the run's metric
+LOGGED = "c2f-logged.json"  # in <run>/wandb/: the last step a finished W&B attempt wrote
+
+
+def logged_step(run_dir: Path) -> int:
+    """The W&B step (samples_cum) up to which the run's epochs are surely in W&B's files: the
+    last epoch of an attempt whose `finish()` returned; -1 where none did."""
+    try:
+        return int(json.loads((run_dir / "wandb" / LOGGED).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def lacks_epochs(run_dir: Path, records: list[dict]) -> bool:
+    """Whether W&B's files of the run may lack some of its epoch records."""
+    return any(r["samples_cum"] > logged_step(run_dir) for r in records)
 
 
 def flat_config(semantic: dict, group: str) -> dict[str, Any]:
@@ -44,6 +68,7 @@ class Tracker:
                  run_dir: Path, config: dict, tags: tuple[str, ...] = (), metric: str = "acc",
                  every_steps: int = 20, log=print):
         self.run, self.metric, self.every_steps, self.log_line = None, metric, every_steps, log
+        self.run_dir, self.last_step = run_dir, -1
         if mode == "disabled":
             return
         import wandb
@@ -93,6 +118,19 @@ class Tracker:
                 numbers |= {f"{prefix}/{name}": numbers[name]
                             for name in (self.metric, *CURVES) if name in numbers}
         self.run.log(numbers, step=int(record["samples_cum"]))
+        self.last_step = max(self.last_step, int(record["samples_cum"]))
+
+    def replay(self, records: list[dict]) -> int:
+        """Log again the kept epoch records W&B may lack (a killed attempt's, handed to W&B's
+        service but not yet written); before any other row of this attempt. How many."""
+        if self.run is None:
+            return 0
+        after = max(logged_step(self.run_dir), self.run.step - 1)  # online: W&B's last step
+        again = [r for r in records if r.get("kind", "epoch") == "epoch"
+                 and r["samples_cum"] > after]
+        for record in again:
+            self.log(record)
+        return len(again)
 
     def wants_step(self, step: int) -> bool:
         """Whether optimizer step `step` (of the phase, from 0) is one to log."""
@@ -128,6 +166,9 @@ class Tracker:
         run, self.run = self.run, None
         try:
             run.finish(exit_code=exit_code)
+            if self.last_step > logged_step(self.run_dir):  # written, up to here
+                atomic_write_text(self.run_dir / "wandb" / LOGGED,
+                                  json.dumps({"step": self.last_step}))
         except Exception as err:  # noqa: BLE001 - any W&B failure: the training's result stands
             self.log_line(f"warning: W&B could not finish this run's log ({type(err).__name__}"
                           f": {str(err).splitlines()[0] if str(err) else ''}); what it logged "

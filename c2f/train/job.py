@@ -19,8 +19,8 @@ from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
-from c2f.tracker import Tracker, flat_config
-from c2f.train.distributed import all_sum, device_for, init_world
+from c2f.tracker import Tracker, flat_config, lacks_epochs
+from c2f.train.distributed import _from_env, all_sum, device_for, init_world
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
@@ -246,6 +246,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
         print_dry_run(spec, plan, echo)
         return None
     if done:
+        _complete_wandb(spec, run, done, echo)
         return done
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
@@ -305,12 +306,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
                                                   "pretrained_run": _pretraining_run(spec)})
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
-    mode = spec.logger.mode if world.is_main else "disabled"
-    metric = "acc" if spec.pretrain is not None else spec.dataset.metric
-    tracker = Tracker(mode, spec.logger.project, spec.logger.entity,
-                      run.wandb_id() if world.is_main else spec.run_id, spec.group,
-                      run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
-                      metric, spec.logger.log_every_steps, log=echo)
+    tracker = _tracker(spec, run, world.is_main, echo)
     exit_code, loop = 1, None
     try:
         data = data_bundle(train, evaluation, settings, spec.trainer,
@@ -341,6 +337,31 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         tracker.close(exit_code)
     echo(format_summary(summary, records))
     return summary
+
+
+def _tracker(spec: RunSpec, run: RunDir, main: bool, echo) -> Tracker:
+    """The run's W&B run (rank 0's; the others log nothing)."""
+    metric = "acc" if spec.pretrain is not None else spec.dataset.metric
+    return Tracker(spec.logger.mode if main else "disabled", spec.logger.project,
+                   spec.logger.entity, run.wandb_id() if main else spec.run_id, spec.group,
+                   run.path, flat_config(spec.semantic, spec.group), spec.logger.tags,
+                   metric, spec.logger.log_every_steps, log=echo)
+
+
+def _complete_wandb(spec: RunSpec, run: RunDir, summary: dict, echo) -> None:
+    """A finished run whose W&B files may lack epochs (an attempt killed before W&B wrote
+    them, or trained with logger=disabled) logs them again, with its summary; a run whose last
+    W&B attempt finished after its last epoch is not opened again."""
+    records = epoch_records(run.read_metrics())
+    if spec.logger.mode == "disabled" or spec.pretrain is not None or \
+            not lacks_epochs(run.path, records) or not _from_env().is_main:
+        return
+    tracker = _tracker(spec, run, True, echo)
+    try:
+        echo(f"W&B: logged {tracker.replay(records)} epoch(s) its files may lack")
+        tracker.summarize(summary)
+    finally:
+        tracker.close(0)
 
 
 def _pretrain(spec: RunSpec, plan, data, run: RunDir, tracker: Tracker, echo,

@@ -1,0 +1,49 @@
+"""W&B's files hold every epoch of metrics.jsonl after a SIGKILL and a resume: W&B's service
+writes rows some time after `log`, so the killed attempt loses some; the resume logs them
+again. Real W&B (offline), real kill, files read back as `wandb sync` would read them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import wandb_log
+from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
+ARGS = [*TINY, "logger=wandb", "logger.mode=offline", "dataset.epochs=4"]
+
+
+def wandb_epochs(run: Path) -> list[int]:
+    """The epochs with a training loss in the history of each of the run's offline folders."""
+    return sorted(row["epoch"] for log in run.glob("wandb/offline-run-*/run-*.wandb")
+                  for row in wandb_log.history(log) if "train_loss" in row)
+
+
+def test_every_epoch_reaches_wandb_after_a_kill_and_a_resume(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    kill_after_records(ARGS, 3, runs, data_dir)
+    run_cli(ARGS, runs, data_dir)
+    [run] = run_dirs(runs)
+    epochs = [r["epoch"] for r in read_metrics(run) if "train_loss" in r]
+    assert epochs == [1, 2, 3, 4]
+    assert set(wandb_epochs(run)) == set(epochs), wandb_epochs(run)
+    # finished, with W&B's files complete: a relaunch does not open W&B again
+    folders = len(list(run.glob("wandb/offline-run-*")))
+    again = run_cli(ARGS, runs, data_dir)
+    assert "already finished" in again.stdout
+    assert len(list(run.glob("wandb/offline-run-*"))) == folders
+
+
+def test_a_finished_run_logs_its_epochs_to_wandb_once(tmp_path, data_dir):
+    """Trained with logger=disabled (logger keys are not part of a run's identity): a
+    relaunch with W&B finds it finished and logs its epochs, once."""
+    runs = tmp_path / "runs"
+    run_cli([*TINY, "logger=disabled", "dataset.epochs=2"], runs, data_dir)
+    [run] = run_dirs(runs)
+    args = [*ARGS, "dataset.epochs=2"]
+    first = run_cli(args, runs, data_dir)
+    assert "already finished" in first.stdout and "W&B: logged 2 epoch(s)" in first.stdout
+    assert wandb_epochs(run) == [1, 2]
+    second = run_cli(args, runs, data_dir)
+    assert "W&B: logged" not in second.stdout and wandb_epochs(run) == [1, 2]
