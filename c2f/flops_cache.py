@@ -18,7 +18,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import timm
@@ -28,6 +27,7 @@ import c2f.compression
 import c2f.models
 import c2f.train.flops
 from c2f.registry import plugin_folders
+from c2f.track import atomic_write_text
 
 
 def cache_file() -> Path:
@@ -110,11 +110,8 @@ def cached(key: str, compute) -> int:
     value = int(compute())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        entries = _read(path) | {key: value}
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                         suffix=".tmp") as tmp:
-            json.dump(entries, tmp)
-        os.replace(tmp.name, path)
+        # as readable as open() makes it (NamedTemporaryFile's 0o600 hid a shared cache)
+        atomic_write_text(path, json.dumps(_read(path) | {key: value}))
     except OSError:
         pass  # a read-only home still plans, only slower
     return value

@@ -11,18 +11,27 @@ from pathlib import Path
 from typing import Any
 
 
-def file_mode() -> int:
-    """The mode a new file gets from open(): 0o666 less the process's umask (0o644 under the
-    usual 022), so manifests and run files on a shared disk are readable by the group."""
+def _umask() -> int:
     try:  # Linux says it without changing it (os.umask would, for a moment, for every thread)
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
+                return int(line.split()[1], 8)
     except OSError:
         pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the process's umask (0o644 under the
+    usual 022), so manifests and run files on a shared disk are readable by the group."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode a new folder gets from mkdir(): 0o777 less the umask (mkdtemp's is 0o700)."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

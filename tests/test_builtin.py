@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,6 +63,13 @@ def test_build_is_deterministic(tiny: dict[str, Path], tmp_path: Path) -> None:
     again = ensure_builtin(tmp_path, TINY)
     assert again["dir"].name == tiny["dir"].name
     assert tree(again["dir"]) == tree(tiny["dir"])
+
+
+def test_folder_is_as_readable_as_mkdir_makes_it(tiny: dict[str, Path]) -> None:
+    """A lab's shared data folder: the group reads the dataset (mkdtemp's 0o700 hid it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert tiny["dir"].stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_second_call_reuses_folder(tiny: dict[str, Path]) -> None:

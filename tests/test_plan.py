@@ -239,6 +239,16 @@ def test_a_plans_code_version_follows_the_files_its_method_and_model_are_built_o
     assert Path(c2f.models.htsat.__file__).resolve() in htsat and ast_file not in htsat
 
 
+def test_the_flops_cache_file_is_as_readable_as_open_makes_it(tmp_path, monkeypatch):
+    """C2F_CACHE_DIR may be a lab's shared folder (NamedTemporaryFile made it 0o600)."""
+    from c2f.flops_cache import cache_file, cached
+    from c2f.track import file_mode
+
+    monkeypatch.setenv("C2F_CACHE_DIR", str(tmp_path))
+    assert cached("a key", lambda: 7) == 7 and cached("a key", lambda: 8) == 7
+    assert cache_file().stat().st_mode & 0o777 == file_mode()
+
+
 def test_a_method_that_changes_the_features_at_c1_is_refused_by_the_plan(monkeypatch):
     """C = 1 is every method's identity: its full-resolution phase, and a trained model used
     without the method's code (c2f.trained builds C = 1 with `none`), rely on it."""

@@ -18,6 +18,7 @@ import soundfile
 
 from c2f.data.errors import DataError
 from c2f.data.synth import Note, Renderer
+from c2f.track import folder_mode
 
 FAMILIES = (
     "bass", "brass", "flute", "guitar", "keyboard", "mallet",
@@ -241,6 +242,7 @@ def ensure_builtin(root: Path, params: BuiltinParams) -> dict[str, Path]:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=root))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0o700 would hide it from the group
         _build(tmp, font, params, font_path)
         os.rename(tmp, folder)
     except OSError:
