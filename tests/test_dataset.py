@@ -171,6 +171,19 @@ def test_stats_match_the_features_they_describe(manifest):
     assert std == pytest.approx(float(specs.double().std(unbiased=False)), rel=1e-4)
 
 
+def test_a_cut_stats_cache_file_is_named_and_computed_again(manifest, tmp_path):
+    """The cache is shared by every run of the dataset: one torn file must not stop them."""
+    from c2f.data.stats import cached_stats
+
+    said = []
+    mean, std = cached_stats(tmp_path, manifest, target_length=128, log=said.append)
+    [cache] = tmp_path.glob("stats-*.json")
+    cache.write_text('{"mean": -7.98')
+    assert cached_stats(tmp_path, manifest, target_length=128, log=said.append) == (mean, std)
+    assert any(line.startswith(f"warning: {cache} is unreadable") for line in said)
+    assert json.loads(cache.read_text())["mean"] == mean  # written whole again
+
+
 def test_stats_of_unusual_clips_match_their_features(tmp_path):
     """A clip shorter than one fbank window, an 8 kHz stereo one, silence and a long one: the
     statistics describe what training sees (no clip is refused)."""

@@ -80,8 +80,13 @@ def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
     name = _stats_key(manifest, sample_rate, num_mel_bins, frame_shift_ms, target_length)
     for folder in (manifest.path.parent / STATS_DIR, Path(cache_dir)):
         if (folder / name).exists():
-            cached = json.loads((folder / name).read_text())
-            return cached["mean"], cached["std"]
+            try:
+                cached = json.loads((folder / name).read_text())
+                return float(cached["mean"]), float(cached["std"])
+            except (OSError, ValueError, KeyError, TypeError) as err:  # a cache: computed again
+                (log or print)(f"warning: {folder / name} is unreadable ("
+                               f"{type(err).__name__}: {err}); the normalization statistics "
+                               f"are computed again, into {Path(cache_dir) / name}")
     mean, std = compute_stats(manifest, sample_rate, num_mel_bins, frame_shift_ms,
                               target_length, log=log)
     # several ranks may race here: each writes whole, the last rename wins
