@@ -1,14 +1,22 @@
 """The run directory (config, plan, metrics.jsonl, summary, checkpoints) and its lock."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from c2f.spec_types import ConfigError
+
+
+class RunFileError(ConfigError):
+    """A run folder's file that cannot be read or written; the message names it and the fix."""
 
 
 def _umask() -> int:
@@ -57,8 +65,42 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except Exception as err:  # disk full, folder not writable: torch wraps the errno
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)  # half a file would keep a full disk full
+        kept = (f"the previous {path.name} is intact" if path.exists()
+                else f"there is no earlier {path.name}")
+        raise RunFileError(
+            f"cannot write {path} ({_write_failure(err, path.parent, written)}); {kept}. "
+            "Free space (or make the folder writable) and run the same command again: it "
+            "resumes from the last checkpoint written") from err
+
+
+def _write_failure(err: BaseException, folder: Path, written: int) -> str:
+    """Why a write into `folder` failed, found by asking the file system, not torch's text."""
+    cause: BaseException | None = err
+    while cause is not None:  # an OSError in the chain names its errno
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < max(written, 1 << 20):
+        return f"No space left on device: {free / 2**20:.1f} MiB free in {folder}"
+    probe = folder / f".write-test-{os.getpid()}"
+    try:  # a file created in the folder says what the folder allows (root ignores modes)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as probe_err:
+        return f"{folder}: {probe_err.strerror or probe_err}"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return " ".join(str(err).split())[:300] or type(err).__name__
 
 
 class RunDir:

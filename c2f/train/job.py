@@ -1,6 +1,7 @@
 """One job: spec -> plan -> (skip if finished) -> data -> train -> summary."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -76,16 +77,20 @@ def format_summary(summary: dict, records: list[dict]) -> str:
 
 
 def _check_writable(run: RunDir) -> None:
-    """Fail before any work when the run directory cannot be written, naming it."""
-    try:
-        run.path.mkdir(parents=True, exist_ok=True)
-        probe = run.path / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"cannot write the run directory {run.path} ({err.strerror or err}); "
-                          "point paths.runs_dir (or C2F_ROOT) at a writable folder with free "
-                          "space") from None
+    """Fail before any work when the run directory or its ckpt/ cannot be written, naming
+    it; the probe file is removed whatever happened."""
+    for folder in (run.path, run.ckpt_dir):
+        probe = folder / f".write-test-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_text("ok")
+        except OSError as err:
+            raise ConfigError(f"cannot write {folder} ({err.strerror or err}); point "
+                              "paths.runs_dir (or C2F_ROOT) at a writable folder with free "
+                              "space") from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
 
 def _check_drift(spec: RunSpec, run: RunDir) -> None:
@@ -94,7 +99,17 @@ def _check_drift(spec: RunSpec, run: RunDir) -> None:
     stored_path = run.path / "config.yaml"
     if not stored_path.exists():
         return
-    config = yaml.safe_load(stored_path.read_text()) or {}
+    try:
+        config = yaml.safe_load(stored_path.read_text()) or {}
+        if not isinstance(config, dict):
+            raise yaml.YAMLError(f"a YAML {type(config).__name__}, not a mapping of keys")
+    except (OSError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: {err.problem}" if mark else str(err)
+        raise ConfigError(
+            f"run {spec.run_id}: {stored_path} is unreadable ({where}), so whether this folder "
+            "was made by this config cannot be checked. If it was, delete that file: it is "
+            f"written again from this command's config; otherwise move {run.path} away") from None
     try:  # the pretraining run a `pretrain:<phases>` fine-tuning run loaded, as it recorded it
         recorded = json.loads((run.path / "plan.json").read_text()).get("pretrained_run")
     except (OSError, ValueError, AttributeError):
