@@ -5,6 +5,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -113,14 +114,17 @@ class RunDir:
         self.summary_path = self.path / "summary.json"
         self.inference_path = self.path / "inference.json"  # feature settings, class names
 
-    def create(self, config_yaml: str, plan: dict) -> None:
+    def create(self, config_yaml: str, plan: dict, log=print) -> None:
         """config.yaml and plan.json; a resumed adaptive run keeps the switches it made, and
         every run keeps its W&B id (`wandb_id`) and how its first weights were made
         (`initial_weights`)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config_yaml)
         path = self.path / "plan.json"
-        old = json.loads(path.read_text()) if path.exists() else None
+        try:
+            old = self.read_plan()
+        except RunFileError as err:  # rebuilt from the config: say what cannot be
+            old = self._rebuilt_plan(err, log)
         made = (old or {}).get("switches", [])
         # one W&B run per run folder, resumed by its requeues and relaunches: the run's id
         # alone would join one config's runs in two groups, or a folder deleted and trained
@@ -133,14 +137,95 @@ class RunDir:
             unit = _unit(decision)
             self.record_switch(decision, sum(p[unit] or 0 for p in plan["phases"]))
 
+    def read_plan(self) -> dict | None:
+        """plan.json; None while there is none. One cut short or garbled raises RunFileError."""
+        path = self.path / "plan.json"
+        try:
+            plan = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise RunFileError(f"{path} is unreadable ({err}); it is rebuilt from the run's "
+                               "config when the run starts again") from None
+        if not isinstance(plan, dict):
+            raise RunFileError(f"{path} is not a plan (a JSON object); it is rebuilt from "
+                               "the run's config when the run starts again")
+        return plan
+
+    def _rebuilt_plan(self, err: RunFileError, log) -> dict:
+        """What an unreadable plan.json held that the run folder still tells: the W&B run id
+        (its wandb/ logs name it) and an adaptive run's switches (metrics.jsonl's records)."""
+        logged = sorted(m.groups() for p in self.path.glob("wandb/*run-*")  # by start time
+                        if (m := re.fullmatch(r"(?:offline-)?run-(\d{8}_\d{6})-(.+)", p.name)))
+        ids = [run_id for _, run_id in logged]
+        try:
+            switches = [r["switch"] for r in self.read_metrics(lambda *_: None)
+                        if "switch" in r]
+        except (RunFileError, KeyError, TypeError):
+            switches = []
+        wandb_id = ids[-1] if ids else f"{self.path.name}-{secrets.token_hex(3)}"
+        lost = [] if ids else ["its W&B run id, if it had one (a new W&B run is started)"]
+        lost.append("the record of how its first weights were made from model.pretrained "
+                    "(initial_weights), if it had one")
+        log(f"warning: {str(err).split('; ')[0]}; plan.json is written again from the config "
+            f"(W&B run id {wandb_id}{' from its wandb/ logs' if ids else ''}, {len(switches)} "
+            f"phase switch(es) from metrics.jsonl). Lost: {'; '.join(lost)}")
+        return {"switches": switches, "wandb_id": wandb_id}
+
     def wandb_id(self) -> str:
         """The id of this folder's W&B run (plan.json's `wandb_id`, written by `create`)."""
-        return json.loads((self.path / "plan.json").read_text()).get("wandb_id", self.path.name)
+        return (self.read_plan() or {}).get("wandb_id", self.path.name)
 
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
+    def read_metrics(self, log=print) -> list[dict]:
+        """metrics.jsonl's records. A last line cut short (a crash mid-append on a file system
+        without atomic renames) is dropped with a warning: the checkpoint decides which epochs
+        are kept. A bad line before the last raises RunFileError naming it."""
+        try:
+            lines = self.metrics_path.read_text().splitlines()
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as err:
+                if not any(rest.strip() for rest in lines[number:]):  # the last line
+                    log(f"warning: {self.metrics_path} line {number} is cut short ({err}); "
+                        "dropped (its epoch is trained again if the checkpoint lacks it)")
+                    break
+                raise RunFileError(
+                    f"{self.metrics_path} line {number} is unreadable ({err}), and records "
+                    "follow it. Restore the file from a copy, or delete "
+                    f"{self.ckpt_dir} to train the run again from epoch 1 (metrics.jsonl is "
+                    "then written anew)") from None
+            records.append(record)
+        return records
+
+    def trained_records(self, epochs: int, log=print) -> list[dict]:
+        """metrics.jsonl's records of the `epochs` epochs a checkpoint has trained; refuses
+        (RunFileError) when some are missing: the run's best epoch and budget would be judged
+        without them."""
+        kept = [r for r in self.read_metrics(log) if r["epoch"] <= epochs]
+        have = {r["epoch"] for r in kept if r.get("kind", "epoch") == "epoch"}
+        missing = [epoch for epoch in range(1, epochs + 1) if epoch not in have]
+        if not missing:
+            return kept
+        ranges: list[list[int]] = []  # 1, 2, 3, 5 -> 1-3, 5
+        for epoch in missing:
+            if ranges and ranges[-1][1] == epoch - 1:
+                ranges[-1][1] = epoch
+            else:
+                ranges.append([epoch, epoch])
+        text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        raise RunFileError(
+            f"{self.metrics_path} lacks the record(s) of epoch(s) {text}, which the checkpoint "
+            f"in {self.ckpt_dir} has trained ({epochs} epoch(s)): the run's results would be "
+            "judged without them. Restore the file from a copy and run the same command "
+            f"again, or delete {self.ckpt_dir} to train the run again from epoch 1")
 
     def write_metrics(self, records: list[dict]) -> None:
         """Rewrite metrics.jsonl atomically with exactly these records."""
@@ -167,16 +252,19 @@ class RunDir:
         """How the run's first weights were made from `model.pretrained`, into plan.json's
         `initial_weights`: the file, the names left at init, the file's tensors not used and
         what was adapted (c2f/train/initial_weights.py)."""
-        path = self.path / "plan.json"
-        plan = json.loads(path.read_text())
-        atomic_write_text(path, json.dumps(plan | {"initial_weights": loaded}, indent=2))
+        plan = self.read_plan() or {}
+        atomic_write_text(self.path / "plan.json",
+                          json.dumps(plan | {"initial_weights": loaded}, indent=2))
 
     def record_switch(self, decision: dict, budget: int) -> None:
         """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and
         each phase's `epochs` (or `steps`, pretraining) becomes what it ran, the final
         phase's the rest of `budget`."""
         path = self.path / "plan.json"
-        plan = json.loads(path.read_text())
+        plan = self.read_plan()
+        if plan is None:
+            raise RunFileError(f"{path} is missing; it is rebuilt from the run's config when "
+                               "the run starts again")
         switches = [s for s in plan.get("switches", []) if s["phase"] != decision["phase"]]
         plan["switches"] = sorted([*switches, decision], key=lambda s: s["phase"])
         unit = _unit(decision)

@@ -88,17 +88,6 @@ def test_unreadable_checkpoints_fall_back_to_the_newest_readable_one(tmp_path, d
         [{k: r[k] for k in SAME} for r in expected]
 
 
-def test_no_readable_checkpoint_says_what_to_do(tmp_path, data_dir):
-    runs = tmp_path / "runs"
-    kill_after_records(BASE, 2, runs, data_dir)  # epoch 1's checkpoint is written by then
-    [run] = run_dirs(runs)
-    truncate(run / "ckpt" / "last.pt")
-    proc = run_cli(BASE, runs, data_dir, check=False)
-    assert proc.returncode != 0
-    assert "no readable checkpoint" in proc.stderr and f"delete {run}" in proc.stderr
-    assert "trainer.keep_checkpoints=all" in proc.stderr
-
-
 def test_two_launches_of_one_run_one_trains_the_other_leaves_or_waits(tmp_path, data_dir):
     """This test process holds the run (as a first launch would, with a real OS lock); a
     second launch says who holds it and leaves without touching it, or waits and trains."""

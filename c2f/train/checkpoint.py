@@ -1,13 +1,14 @@
 """Checkpoints of the phase loop, written atomically every epoch."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from c2f.track import atomic_torch_save
+from c2f.track import RunFileError, atomic_torch_save
 
 LAST = "last.pt"
 # the names training's wrappers put before a model's own: DDP, torch.compile, c2f's CUDA graphs
@@ -69,20 +70,37 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             state = TrainState(**payload["state"])
-        except Exception as err:  # truncated, empty, or not a checkpoint at all
-            failures.append(f"{path.name}: {type(err).__name__}: {str(err)[:200]}")
+        except Exception:  # truncated, empty, or not a checkpoint at all
+            failures.append(path)
             continue
         if failures:
-            log(f"WARNING: checkpoint(s) unreadable ({'; '.join(failures)})")
+            log(f"WARNING: checkpoint(s) unreadable: {_damage(failures)}; resuming from an "
+                "earlier one")
         log(f"resuming from {path} ({state.epoch} epoch(s) done)")
         state.flops_per_sample = {int(k): v for k, v in state.flops_per_sample.items()}
         state.switches = {int(k): v for k, v in state.switches.items()}
         return Checkpoint(state, own_names(payload["model"]), payload["optimizer"],
                           payload.get("average"), payload.get("scaler"))
-    raise RuntimeError(
-        f"no readable checkpoint in {ckpt_dir} ({'; '.join(failures)}). To start this run "
-        f"over, delete {ckpt_dir.parent}; to survive this next time, keep one checkpoint per "
+    listed = " ".join(str(path) for path in failures)
+    raise RunFileError(
+        f"no readable checkpoint in {ckpt_dir}: {_damage(failures)}. To train this run again "
+        f"from epoch 1 in its folder, delete {'it' if len(failures) == 1 else 'them'} (rm "
+        f"{listed}): metrics.jsonl is then written anew from epoch 1, and plan.json, the "
+        "W&B run and its logs are kept. To survive this next time, keep one checkpoint per "
         "epoch with trainer.keep_checkpoints=all")
+
+
+def _damage(paths: list[Path]) -> str:
+    """What is wrong with checkpoint files torch could not load, in the user's words (torch's
+    own text is about its zip reader, and suggests weights_only=False, wrong for a bad file)."""
+    def what(path: Path) -> str:
+        size = path.stat().st_size if path.exists() else 0
+        if size == 0:
+            return "empty"
+        if not zipfile.is_zipfile(path):
+            return f"damaged ({size} bytes: truncated, or not a checkpoint)"
+        return "not a c2f checkpoint (a complete archive without a training state it can load)"
+    return "; ".join(f"{path.name} is {what(path)}" for path in paths)
 
 
 def own_names(model: dict) -> dict:

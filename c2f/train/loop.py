@@ -344,7 +344,7 @@ class PhaseLoop:
         state = loaded.state if loaded else TrainState()
         self.saved_epochs = state.epoch
         self.averager.load_state_dict(loaded.average if loaded else None)
-        records = [r for r in self.run_dir.read_metrics() if r["epoch"] <= state.epoch]
+        records = self.run_dir.trained_records(state.epoch, self.log) if loaded else []
         self.tracker.replay(records)  # the epochs a killed attempt's W&B may not have written
         model = evaluable = data = phase = None
         epochs_bar = tqdm(total=sum(p.epochs for p in self.plan.phases), initial=state.epoch,
