@@ -86,8 +86,7 @@ def test_untrained_clips_reach_the_summary_and_its_warning():
 
     from c2f.plan import build_plan
     from c2f.spec import build_spec
-    from c2f.train.job import format_summary
-    from c2f.train.records import summarize
+    from c2f.train.records import format_summary, summarize
     from tests.conftest import ROOT
     from tests.test_optim_metrics import eval_manifest
 

@@ -131,8 +131,7 @@ def test_an_undefined_map_is_null_in_the_record_and_never_the_best_epoch():
     import json
 
     from c2f.plan import build_plan
-    from c2f.train.job import format_summary
-    from c2f.train.records import summarize
+    from c2f.train.records import format_summary, summarize
     from tests.test_batch_mixup import spec_of
 
     spec = spec_of("dataset=builtin_multilabel")
@@ -179,9 +178,8 @@ def test_the_summary_counts_scored_classes_and_warns_naming_those_left_out():
     """builtin_multilabel (11 classes) on an eval set where class 1 is in every clip scored and
     classes 3..10 in none: mAP averages 2 classes; the summary and its table say which not."""
     from c2f.plan import build_plan
-    from c2f.train.job import format_summary
     from c2f.train.metrics import random_ap
-    from c2f.train.records import summarize
+    from c2f.train.records import format_summary, summarize
     from tests.test_batch_mixup import spec_of
 
     spec = spec_of("dataset=builtin_multilabel")

@@ -13,11 +13,11 @@ import yaml
 from c2f.compression import compression_class
 from c2f.data.identity import eval_data_record
 from c2f.data.resolve import resolve_data, train_clip_count
-from c2f.epochs import best_record, metric_text
+from c2f.epochs import metric_text
 from c2f.flops_cache import code_version
 from c2f.models import model_family
 from c2f.models.mixup import loaded_per_step
-from c2f.plan import build_plan, flops_text, flops_unit, format_plan, format_recipe
+from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config, lacks_epochs
@@ -27,53 +27,10 @@ from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
-from c2f.train.records import average_record, epoch_records, left_out_warning, summarize
+from c2f.train.records import epoch_records, format_summary, summarize
 from c2f.train.step import Diverged
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
-
-
-def format_summary(summary: dict, records: list[dict]) -> str:
-    """The end-of-run table: one row per phase, then the headline."""
-    epochs = epoch_records(records)
-    phases = sorted({r["phase"] for r in epochs})
-    phase_flops = [sum(r["flops"] for r in epochs if r["phase"] == phase) for phase in phases]
-    scale, unit = flops_unit([*phase_flops, summary["flops"]])
-    rows = [("phase", "C", "epochs", f"best {summary['metric']}", unit, "train s")]
-    for phase, flops in zip(phases, phase_flops):
-        mine = [r for r in epochs if r["phase"] == phase]
-        rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
-                     metric_text((best_record(mine) or {}).get("value")), f"{flops / scale:.3f}",
-                     f"{sum(r['seconds'] for r in mine):.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
-    metric = summary["metric"]
-    best = f"best {metric} {summary['best']:.4f} at epoch {summary['best_epoch']}" \
-        if summary["best_epoch"] is not None else f"no epoch has a defined {metric}"
-    lines.append(f"{best} (final {metric_text(summary['final'])}, "
-                 f"chance {metric_text(summary['chance'])}); "
-                 f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
-    averaged = average_record(records)
-    if averaged:
-        first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
-        lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
-                     f"{summary['metric']} {metric_text(averaged['value'])}")
-    left_out = left_out_warning(summary)
-    if left_out:
-        lines.append(left_out)
-    silent = summary["silent_clips"]
-    if any(silent.values()):
-        lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
-                     "silent where the model hears them (all of a short clip, the start of a "
-                     "long one); they were kept (silence is valid audio)")
-    if summary["skipped_clips"]:
-        lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
-                     "see skipped.txt in the run directory")
-    if summary.get("untrained_clips"):
-        lines.append(f"WARNING: {summary['untrained_clips']} good clip(s) went untrained: "
-                     "under DDP a step one rank's batch lost entirely (all its clips bad) is "
-                     "skipped on every rank; epoch records count them (`untrained`)")
-    return "\n".join(lines)
 
 
 def _check_writable(run: RunDir) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from c2f.data.manifest import Manifest
-from c2f.epochs import best_record, final_phase
-from c2f.plan import Phase, PhasePlan
+from c2f.epochs import best_record, final_phase, metric_text
+from c2f.plan import Phase, PhasePlan, flops_text, flops_unit
 from c2f.spec import RunSpec
 from c2f.train.checkpoint import TrainState
 from c2f.train.distributed import World, device_for
@@ -153,3 +153,46 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
         "per_phase": [asdict(p.input) | {"c": p.c, "epochs": p.epochs} for p in plan.phases],
         **eval_set_summary(spec, evaluation, skipped),
     }
+
+
+def format_summary(summary: dict, records: list[dict]) -> str:
+    """The end-of-run table: one row per phase, then the headline."""
+    epochs = epoch_records(records)
+    phases = sorted({r["phase"] for r in epochs})
+    phase_flops = [sum(r["flops"] for r in epochs if r["phase"] == phase) for phase in phases]
+    scale, unit = flops_unit([*phase_flops, summary["flops"]])
+    rows = [("phase", "C", "epochs", f"best {summary['metric']}", unit, "train s")]
+    for phase, flops in zip(phases, phase_flops):
+        mine = [r for r in epochs if r["phase"] == phase]
+        rows.append((str(phase), str(mine[0]["C"]), str(len(mine)),
+                     metric_text((best_record(mine) or {}).get("value")), f"{flops / scale:.3f}",
+                     f"{sum(r['seconds'] for r in mine):.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    metric = summary["metric"]
+    best = f"best {metric} {summary['best']:.4f} at epoch {summary['best_epoch']}" \
+        if summary["best_epoch"] is not None else f"no epoch has a defined {metric}"
+    lines.append(f"{best} (final {metric_text(summary['final'])}, "
+                 f"chance {metric_text(summary['chance'])}); "
+                 f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
+    averaged = average_record(records)
+    if averaged:
+        first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
+        lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
+                     f"{summary['metric']} {metric_text(averaged['value'])}")
+    left_out = left_out_warning(summary)
+    if left_out:
+        lines.append(left_out)
+    silent = summary["silent_clips"]
+    if any(silent.values()):
+        lines.append(f"note: {silent['train']} training and {silent['eval']} eval clip(s) are "
+                     "silent where the model hears them (all of a short clip, the start of a "
+                     "long one); they were kept (silence is valid audio)")
+    if summary["skipped_clips"]:
+        lines.append(f"WARNING: {summary['skipped_clips']} bad clip(s) skipped; "
+                     "see skipped.txt in the run directory")
+    if summary.get("untrained_clips"):
+        lines.append(f"WARNING: {summary['untrained_clips']} good clip(s) went untrained: "
+                     "under DDP a step one rank's batch lost entirely (all its clips bad) is "
+                     "skipped on every rank; epoch records count them (`untrained`)")
+    return "\n".join(lines)
