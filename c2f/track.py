@@ -131,7 +131,8 @@ class RunDir:
         # anew, into one W&B run (a folder from before wandb_id keeps the run's id)
         wandb_id = (old.get("wandb_id", self.path.name) if old is not None
                     else f"{self.path.name}-{secrets.token_hex(3)}")
-        kept = {key: old[key] for key in ("initial_weights",) if old and key in old}
+        kept = {key: old[key] for key in ("initial_weights", "trainer_changes")
+                if old and key in old}
         atomic_write_text(path, json.dumps(plan | {"wandb_id": wandb_id} | kept, indent=2))
         for decision in made:
             unit = _unit(decision)
@@ -255,6 +256,14 @@ class RunDir:
         plan = self.read_plan() or {}
         atomic_write_text(self.path / "plan.json",
                           json.dumps(plan | {"initial_weights": loaded}, indent=2))
+
+    def record_trainer_change(self, change: dict) -> None:
+        """Trainer settings a resume changed (`after_epochs`, `changed`: key -> [before, now]),
+        appended to plan.json's `trainer_changes`: config.yaml says only the latest."""
+        plan = self.read_plan() or {}
+        changes = [*plan.get("trainer_changes", []), change]
+        atomic_write_text(self.path / "plan.json",
+                          json.dumps(plan | {"trainer_changes": changes}, indent=2))
 
     def record_switch(self, decision: dict, budget: int) -> None:
         """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and

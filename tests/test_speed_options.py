@@ -1,6 +1,8 @@
 """The speed options change how a run computes, never what: frontends, audio cache, precision."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile
@@ -44,15 +46,19 @@ def test_fp16_run_keeps_its_grad_scaler_and_resumes_in_another_precision(tmp_pat
     [run] = run_dirs(runs)
     saved = torch.load(run / "ckpt" / "last.pt", weights_only=True)
     assert saved["scaler"]["scale"] > 0  # AST's fp16 recipe: a GradScaler, saved and resumed
-    run_cli([*TWO_PHASE, "trainer.precision=bf16"], runs, data_dir)
+    done = saved["state"]["epoch"]
+    said = run_cli([*TWO_PHASE, "trainer.precision=bf16"], runs, data_dir).stdout
     [again] = run_dirs(runs)  # the precision is not part of the run's identity
+    # said, and kept where config.yaml (now bf16's) cannot say it
+    assert "resumes with trainer.precision=bf16 (before: fp16): not part of its identity" in said
+    changes = json.loads((again / "plan.json").read_text())["trainer_changes"]
+    assert changes == [{"after_epochs": done, "changed": {"trainer.precision": ["fp16", "bf16"]}}]
     records = read_metrics(again)
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     assert all(np.isfinite(r["train_loss"]) for r in records)
     assert torch.load(again / "ckpt" / "last.pt", weights_only=True)["scaler"] is None
     # scored in fp32 (trainer.eval_precision), as AST's validate: not the bf16 forward's logits
     import dataclasses
-    import json
 
     from c2f.data.manifest import load_manifest
     from c2f.trained import load_trained

@@ -56,6 +56,16 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
     return target
 
 
+def saved_epochs(ckpt_dir: Path) -> int | None:
+    """The epochs last.pt holds, read without loading its tensors (mmap); None without a
+    readable one."""
+    try:
+        return int(torch.load(ckpt_dir / LAST, map_location="cpu", weights_only=True,
+                              mmap=True)["state"]["epoch"])
+    except Exception:  # missing or damaged: load_checkpoint says which
+        return None
+
+
 def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
     """The last checkpoint, if any. When last.pt cannot be read (a node died mid-write on a
     filesystem without atomic rename, a disk filled), the newest readable per-epoch checkpoint

@@ -21,6 +21,7 @@ from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
 from c2f.tracker import Tracker, flat_config, lacks_epochs
+from c2f.train.checkpoint import saved_epochs
 from c2f.train.distributed import _from_env, all_sum, device_for, init_world
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
@@ -31,6 +32,10 @@ from c2f.train.records import epoch_records, format_summary, summarize
 from c2f.train.step import Diverged
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
+# trainer settings a resume may change without changing a number (tests/test_run_e2e.py
+# resumes bitwise with other workers, reading files instead of cached clips)
+SAME_NUMBERS = {"trainer.num_workers", "trainer.cache_audio", "trainer.keep_checkpoints",
+                "trainer.checkpoint_minutes"}
 
 
 def _check_writable(run: RunDir) -> None:
@@ -161,19 +166,41 @@ def _code_changed(spec: RunSpec, run: RunDir, consequence: str) -> str:
             "its own if that matters.")
 
 
-def _other_trainer(spec: RunSpec, run: RunDir) -> str:
-    """Where the finished run was trained with other trainer settings (precision, compile,
-    ...: outside a run's identity), says so and how to train this one in its own folder."""
+def _trainer_changes(spec: RunSpec, run: RunDir) -> dict[str, list]:
+    """The trainer settings (outside a run's identity: how it trains, not what) this command
+    gives otherwise than the run folder's config.yaml: key -> [the run's, now]."""
     try:
         stored = (yaml.safe_load((run.path / "config.yaml").read_text()) or {}).get("trainer")
     except (OSError, yaml.YAMLError):
-        return ""
+        return {}
     if not isinstance(stored, dict):
-        return ""
+        return {}
     now = dataclasses.asdict(spec.trainer)
-    differ = [f"trainer.{key}={now[key]} (the run's: {stored[key]})" for key in sorted(now)
-              if key in stored and key not in ("dry_run", "progress", "wait_for_lock")
-              and stored[key] != now[key]]
+    return {f"trainer.{key}": [stored[key], now[key]] for key in sorted(now)
+            if key in stored and key not in ("dry_run", "progress", "wait_for_lock")
+            and stored[key] != now[key]}
+
+
+def _resumed_otherwise(spec: RunSpec, run: RunDir, echo) -> dict | None:
+    """A run resumed with other trainer settings (trainer.precision=bf16 after fp32 epochs):
+    its later epochs may compute otherwise, and config.yaml is about to say only the new
+    settings, so the change is said and kept in plan.json (`trainer_changes`)."""
+    done = saved_epochs(run.ckpt_dir)
+    changes = {key: pair for key, pair in _trainer_changes(spec, run).items()
+               if key not in SAME_NUMBERS} if done is not None else {}
+    if not changes:
+        return None
+    listed = ", ".join(f"{key}={now} (before: {then})" for key, (then, now) in changes.items())
+    echo(f"note: run {spec.run_id} resumes with {listed}: not part of its identity, but its "
+         "later epochs may compute otherwise; plan.json keeps the change (trainer_changes)")
+    return {"after_epochs": done, "changed": changes}
+
+
+def _other_trainer(spec: RunSpec, run: RunDir) -> str:
+    """Where the finished run was trained with other trainer settings (precision, compile,
+    ...: outside a run's identity), says so and how to train this one in its own folder."""
+    now = _trainer_changes(spec, run)
+    differ = [f"{key}={value} (the run's: {then})" for key, (then, value) in now.items()]
     if not differ:
         return ""
     verb = "is" if len(differ) == 1 else "are"
@@ -273,9 +300,12 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         if changed:
             echo(changed.strip())
         title = compression_class(spec.compression.name).title or spec.compression.name
+        resumed_otherwise = _resumed_otherwise(spec, run, echo)
         run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec),
                                                   "method_title": title,  # the report's
                                                   "pretrained_run": _pretraining_run(spec)})
+        if resumed_otherwise:
+            run.record_trainer_change(resumed_otherwise)
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
     tracker = _tracker(spec, run, world.is_main, echo)
