@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.run / ("model.pt" if args.weights == "final" else
                                   "model_average.pt")
-    trained.export(out)
+    try:
+        trained.export(out)
+    except ConfigError as err:  # the folder cannot take the file (RunFileError)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB): run {trained.export_info['run_id']}, "
           f"{args.weights} weights, {len(trained.class_names)} classes")

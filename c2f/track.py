@@ -69,19 +69,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except Exception as err:  # disk full, folder not writable: torch wraps the errno
+    except BaseException as err:  # disk full, folder not writable: torch wraps the errno
         written = tmp.stat().st_size if tmp.exists() else 0
-        tmp.unlink(missing_ok=True)  # half a file would keep a full disk full
+        tmp.unlink(missing_ok=True)  # half a file would keep a full disk full (or Ctrl-C)
+        why = _write_failure(err, path.parent, written) if isinstance(err, Exception) else None
+        if why is None:  # not the file system's doing (a payload that cannot be saved)
+            raise
         kept = (f"the previous {path.name} is intact" if path.exists()
                 else f"there is no earlier {path.name}")
-        raise RunFileError(
-            f"cannot write {path} ({_write_failure(err, path.parent, written)}); {kept}. "
-            "Free space (or make the folder writable) and run the same command again: it "
-            "resumes from the last checkpoint written") from err
+        raise RunFileError(f"cannot write {path} ({why}); {kept}. Free space (or make the "
+                           "folder writable) and run the same command again") from err
 
 
-def _write_failure(err: BaseException, folder: Path, written: int) -> str:
-    """Why a write into `folder` failed, found by asking the file system, not torch's text."""
+def _write_failure(err: BaseException, folder: Path, written: int) -> str | None:
+    """Why a write into `folder` failed, found by asking the file system, not torch's text;
+    None when the file system shows no cause (the error is not about writing)."""
     cause: BaseException | None = err
     while cause is not None:  # an OSError in the chain names its errno
         if isinstance(cause, OSError) and cause.strerror:
@@ -101,7 +103,7 @@ def _write_failure(err: BaseException, folder: Path, written: int) -> str:
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
-    return " ".join(str(err).split())[:300] or type(err).__name__
+    return None
 
 
 class RunDir:

@@ -160,6 +160,20 @@ def test_a_checkpoint_write_that_fails_says_why_and_leaves_no_half_file(tmp_path
     with pytest.raises(RunFileError, match=f"cannot write {blocked} .*Is a directory"):
         atomic_torch_save({"epoch": 2}, blocked)
     assert not list(blocked.parent.glob(".*.tmp"))
+    # not the file system's doing: the error itself, not "free space"; Ctrl-C mid-write
+    with pytest.raises(Exception, match="lambda") as raised:
+        atomic_torch_save({"epoch": 2, "fn": lambda: None}, target)
+    assert not isinstance(raised.value, RunFileError)
+
+    def interrupted_save(obj, path):
+        Path(path).write_bytes(b"x" * 4096)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"epoch": 2}, target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["average.pt", "last.pt"]
+    assert target.read_bytes() == before
 
 
 def test_an_unreadable_plan_keeps_the_wandb_id_its_logs_name(tmp_path):
