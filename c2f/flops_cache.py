@@ -26,8 +26,8 @@ import torch
 import c2f.compression
 import c2f.models
 import c2f.train.flops
+from c2f.files import atomic_write_text
 from c2f.registry import plugin_folders
-from c2f.track import atomic_write_text
 
 
 def cache_file() -> Path:

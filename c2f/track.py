@@ -1,109 +1,15 @@
 """The run directory (config, plan, metrics.jsonl, summary, checkpoints) and its lock."""
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import re
 import secrets
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from c2f.spec_types import ConfigError
-
-
-class RunFileError(ConfigError):
-    """A run folder's file that cannot be read or written; the message names it and the fix."""
-
-
-def _umask() -> int:
-    try:  # Linux says it without changing it (os.umask would, for a moment, for every thread)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode a new file gets from open(): 0o666 less the process's umask (0o644 under the
-    usual 022), so manifests and run files on a shared disk are readable by the group."""
-    return 0o666 & ~_umask()
-
-
-def folder_mode() -> int:
-    """The mode a new folder gets from mkdir(): 0o777 less the umask (mkdtemp's is 0o700)."""
-    return 0o777 & ~_umask()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a half. It gets the
-    mode a plain open() would give (mkstemp's own is 0o600: private to its owner)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file, then rename: a reader never sees half a file."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException as err:  # disk full, folder not writable: torch wraps the errno
-        written = tmp.stat().st_size if tmp.exists() else 0
-        tmp.unlink(missing_ok=True)  # half a file would keep a full disk full (or Ctrl-C)
-        why = _write_failure(err, path.parent, written) if isinstance(err, Exception) else None
-        if why is None:  # not the file system's doing (a payload that cannot be saved)
-            raise
-        kept = (f"the previous {path.name} is intact" if path.exists()
-                else f"there is no earlier {path.name}")
-        raise RunFileError(f"cannot write {path} ({why}); {kept}. Free space (or make the "
-                           "folder writable) and run the same command again") from err
-
-
-def _write_failure(err: BaseException, folder: Path, written: int) -> str | None:
-    """Why a write into `folder` failed, found by asking the file system, not torch's text;
-    None when the file system shows no cause (the error is not about writing)."""
-    cause: BaseException | None = err
-    while cause is not None:  # an OSError in the chain names its errno
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        cause = cause.__cause__ or cause.__context__
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        free = None
-    if free is not None and free < max(written, 1 << 20):
-        return f"No space left on device: {free / 2**20:.1f} MiB free in {folder}"
-    probe = folder / f".write-test-{os.getpid()}"
-    try:  # a file created in the folder says what the folder allows (root ignores modes)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError as probe_err:
-        return f"{folder}: {probe_err.strerror or probe_err}"
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
-    return None
+from c2f.files import RunFileError, atomic_write_text
 
 
 class RunDir:
@@ -158,9 +64,7 @@ class RunDir:
     def _rebuilt_plan(self, err: RunFileError, log) -> dict:
         """What an unreadable plan.json held that the run folder still tells: the W&B run id
         (its wandb/ logs name it) and an adaptive run's switches (metrics.jsonl's records)."""
-        logged = sorted(m.groups() for p in self.path.glob("wandb/*run-*")  # by start time
-                        if (m := re.fullmatch(r"(?:offline-)?run-(\d{8}_\d{6})-(.+)", p.name)))
-        ids = [run_id for _, run_id in logged]
+        ids = self._logged_wandb_ids()
         try:
             switches = [r["switch"] for r in self.read_metrics(lambda *_: None)
                         if "switch" in r]
@@ -168,16 +72,27 @@ class RunDir:
             switches = []
         wandb_id = ids[-1] if ids else f"{self.path.name}-{secrets.token_hex(3)}"
         lost = [] if ids else ["its W&B run id, if it had one (a new W&B run is started)"]
-        lost.append("the record of how its first weights were made from model.pretrained "
-                    "(initial_weights), if it had one")
+        lost.append("what it recorded, if anything, of how the first weights were made from "
+                    "model.pretrained (initial_weights) and of trainer settings resumes "
+                    "changed (trainer_changes)")
         log(f"warning: {str(err).split('; ')[0]}; plan.json is written again from the config "
             f"(W&B run id {wandb_id}{' from its wandb/ logs' if ids else ''}, {len(switches)} "
             f"phase switch(es) from metrics.jsonl). Lost: {'; '.join(lost)}")
         return {"switches": switches, "wandb_id": wandb_id}
 
+    def _logged_wandb_ids(self) -> list[str]:
+        """The W&B run ids this folder's wandb/ logs name, oldest first."""
+        logged = sorted(m.groups() for p in self.path.glob("wandb/*run-*")  # by start time
+                        if (m := re.fullmatch(r"(?:offline-)?run-(\d{8}_\d{6})-(.+)", p.name)))
+        return [run_id for _, run_id in logged]
+
     def wandb_id(self) -> str:
-        """The id of this folder's W&B run (plan.json's `wandb_id`, written by `create`)."""
-        return (self.read_plan() or {}).get("wandb_id", self.path.name)
+        """The id of this folder's W&B run (plan.json's `wandb_id`, written by `create`); with
+        plan.json unreadable (a finished run is never rebuilt), the one its wandb/ logs name."""
+        try:
+            return (self.read_plan() or {}).get("wandb_id", self.path.name)
+        except RunFileError:
+            return ([self.path.name] + self._logged_wandb_ids())[-1]
 
     def read_metrics(self, log=print) -> list[dict]:
         """metrics.jsonl's records. A last line cut short (a crash mid-append on a file system

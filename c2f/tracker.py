@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from c2f.track import atomic_write_text
+from c2f.files import atomic_write_text
 
 AXES = {"flops": "flops_cum", "time": "seconds_cum"}  # prefix -> x-axis key
 CURVES = ("train_loss", "eval_loss")  # logged against every axis, with the run's metric

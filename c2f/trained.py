@@ -22,11 +22,12 @@ from c2f.data.dataset import Item, SpectrogramDataset, collate_skipping
 from c2f.data.errors import DataError
 from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest, read_label_csv
+from c2f.files import atomic_torch_save
 from c2f.models import build_model
 from c2f.plan import build_plan
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_model_spec, build_spec
-from c2f.track import RunDir, atomic_torch_save
+from c2f.track import RunDir
 from c2f.train.metrics import classification_loss, evaluate_scores, per_class_scores
 from c2f.train.precision import Precision, for_evaluation
 

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from c2f.track import RunDir, RunFileError, atomic_torch_save
+from c2f.files import atomic_torch_save
+from c2f.track import RunDir, RunFileError
 from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
@@ -145,7 +146,7 @@ def test_a_checkpoint_write_that_fails_says_why_and_leaves_no_half_file(tmp_path
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6198272")
 
     monkeypatch.setattr(torch, "save", filling_save)
-    monkeypatch.setattr("c2f.track.shutil.disk_usage",
+    monkeypatch.setattr("c2f.files.shutil.disk_usage",
                         lambda path: SimpleNamespace(total=16 << 20, used=16 << 20, free=0))
     with pytest.raises(RunFileError) as raised:
         atomic_torch_save({"epoch": 2}, target)
@@ -183,6 +184,7 @@ def test_an_unreadable_plan_keeps_the_wandb_id_its_logs_name(tmp_path):
     for name in (f"offline-run-20260101_000000-{kept}", "offline-run-19990101_000000-old-id"):
         (run.path / "wandb" / name).mkdir(parents=True)
     (run.path / "plan.json").write_text('{"phases": [')
+    assert run.wandb_id() == kept  # a finished run, never rebuilt, still finds its W&B run
     said = []
     run.create("seed: 0\n", {"phases": []}, log=said.append)
     assert run.wandb_id() == kept

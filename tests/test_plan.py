@@ -241,8 +241,8 @@ def test_a_plans_code_version_follows_the_files_its_method_and_model_are_built_o
 
 def test_the_flops_cache_file_is_as_readable_as_open_makes_it(tmp_path, monkeypatch):
     """C2F_CACHE_DIR may be a lab's shared folder (NamedTemporaryFile made it 0o600)."""
+    from c2f.files import file_mode
     from c2f.flops_cache import cache_file, cached
-    from c2f.track import file_mode
 
     monkeypatch.setenv("C2F_CACHE_DIR", str(tmp_path))
     assert cached("a key", lambda: 7) == 7 and cached("a key", lambda: 8) == 7

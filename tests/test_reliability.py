@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from c2f.track import RunLock, atomic_write_text
+from c2f.files import atomic_write_text
+from c2f.track import RunLock
 from tests.conftest import (
     ROOT,
     TINY,

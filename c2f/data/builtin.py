@@ -18,7 +18,7 @@ import soundfile
 
 from c2f.data.errors import DataError
 from c2f.data.synth import Note, Renderer
-from c2f.track import folder_mode
+from c2f.files import folder_mode
 
 FAMILIES = (
     "bass", "brass", "flute", "guitar", "keyboard", "mallet",

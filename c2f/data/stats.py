@@ -23,7 +23,7 @@ from c2f import features
 from c2f.data.audio import load_waveform
 from c2f.data.errors import DataError
 from c2f.data.manifest import Manifest, load_manifest
-from c2f.track import atomic_write_text
+from c2f.files import atomic_write_text
 
 
 def compute_stats(manifest: Manifest, sample_rate: int = 16000, num_mel_bins: int = 128,

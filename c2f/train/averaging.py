@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from c2f.epochs import defined
+from c2f.files import atomic_torch_save
 from c2f.spec import AverageSpec
-from c2f.track import atomic_torch_save
 
 
 class WeightAverager:

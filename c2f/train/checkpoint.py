@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 import torch
 
-from c2f.track import RunFileError, atomic_torch_save
+from c2f.files import atomic_torch_save
+from c2f.track import RunFileError
 
 LAST = "last.pt"
 # the names training's wrappers put before a model's own: DDP, torch.compile, c2f's CUDA graphs

@@ -14,12 +14,13 @@ from c2f.compression import compression_class
 from c2f.data.identity import eval_data_record
 from c2f.data.resolve import resolve_data, train_clip_count
 from c2f.epochs import metric_text
+from c2f.files import atomic_write_text
 from c2f.flops_cache import code_version
 from c2f.models import model_family
 from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
-from c2f.track import RunDir, RunHeld, RunLock, atomic_write_text
+from c2f.track import RunDir, RunHeld, RunLock
 from c2f.tracker import Tracker, flat_config, lacks_epochs
 from c2f.train.checkpoint import saved_epochs
 from c2f.train.distributed import _from_env, all_sum, device_for, init_world

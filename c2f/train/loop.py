@@ -14,11 +14,12 @@ from c2f.data.dataset import collate_skipping, item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
 from c2f.epochs import metric_text
+from c2f.files import atomic_torch_save
 from c2f.models import build_model, model_family
 from c2f.models.mixup import BatchMix, draw_batch_mix, loaded_per_step
 from c2f.plan import Phase, PhasePlan, at_full_resolution
 from c2f.spec import RunSpec
-from c2f.track import RunDir, atomic_torch_save
+from c2f.track import RunDir
 from c2f.tracker import Tracker
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint

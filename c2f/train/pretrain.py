@@ -25,11 +25,12 @@ from c2f.compression import create_compression
 from c2f.data.dataset import item_seed
 from c2f.data.frontend import Frontend
 from c2f.epochs import final_phase
+from c2f.files import atomic_torch_save
 from c2f.models import model_family
 from c2f.models.ssast import SSASTPretrainer, cluster_mask, pretrainer
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
-from c2f.track import RunDir, atomic_torch_save
+from c2f.track import RunDir
 from c2f.tracker import Tracker
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr

@@ -38,7 +38,7 @@ from c2f.data.prepare.registry import (
     register_dataset,
 )
 from c2f.data.prepare.sources import YouTubeIndex
-from c2f.track import atomic_write_text
+from c2f.files import atomic_write_text
 
 LISTS = {"balanced": "balanced_train_segments.csv", "unbalanced": "unbalanced_train_segments.csv",
          "eval": "eval_segments.csv"}

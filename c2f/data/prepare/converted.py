@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from c2f.data.prepare.registry import Entry
-from c2f.track import atomic_write_text
+from c2f.files import atomic_write_text
 
 SIZES = ".sources.json"  # under audio/: {key: the source's size in bytes when converted}
 

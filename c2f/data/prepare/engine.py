@@ -19,7 +19,7 @@ from c2f.data.prepare.converted import already_converted, read_sizes, record_siz
 from c2f.data.prepare.decode import remove_partials
 from c2f.data.prepare.duplicates import held_out, unique_entries
 from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing
-from c2f.track import atomic_write_text
+from c2f.files import atomic_write_text
 
 AUDIO_DIR = "audio"
 LABELS_CSV = "class_labels_indices.csv"
