@@ -20,6 +20,9 @@ def validate(spec: RunSpec) -> None:
                    "required for a manifest dataset: point it at your AST-format file "
                    f"(e.g. `dataset.{k}=/path/to/file`)")
     _check(d.metric in ("acc", "mAP"), "dataset.metric", f"{d.metric!r} is not acc|mAP")
+    _check(d.multilabel or d.metric != "mAP", "dataset.metric",
+           "mAP is computed for multi-label datasets only (dataset.multilabel=false here); use "
+           "dataset.metric=acc, or dataset.multilabel=true if clips have several labels")
     _check(d.on_bad_audio in ("fail", "skip"), "dataset.on_bad_audio",
            f"{d.on_bad_audio!r} is not fail|skip")
     _check(d.loss in ("ce", "bce"), "dataset.loss", f"{d.loss!r} is not ce|bce")

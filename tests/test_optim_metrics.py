@@ -164,14 +164,46 @@ def test_expected_random_ap_is_exact_over_every_ranking():
 
 
 def test_chance_is_random_scores_map_and_the_majority_share():
-    """Multi-label: the mean of the scored classes' random_ap (the class without positives is
-    no part of it); single-label: the commonest class's share, not 1/K."""
+    """mAP: the mean of the scored classes' random_ap (the class without positives is no part
+    of it); acc: the commonest class's share, not 1/K."""
     from c2f.train.metrics import chance_level, random_ap
 
     multi = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=float)
-    assert chance_level(multi, True) == pytest.approx((random_ap(2, 4) + random_ap(3, 4)) / 2)
+    assert chance_level(multi, "mAP") == pytest.approx((random_ap(2, 4) + random_ap(3, 4)) / 2)
     single = np.eye(3)[[0, 0, 0, 1]]
-    assert chance_level(single, False) == 0.75
+    assert chance_level(single, "acc") == 0.75
+
+
+def test_a_multilabel_run_scored_by_acc_gets_the_chance_of_acc():
+    """Review 6 F4: the chance follows dataset.metric, not dataset.multilabel: a multi-label eval
+    set scored by acc has the best constant prediction's accuracy, not the random-scores mAP."""
+    from c2f.train.metrics import accuracy, chance_level
+
+    multi = np.array([[1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [1, 0, 1]], dtype=float)
+    best_constant = max(accuracy(np.tile(np.eye(3)[k], (5, 1)), multi) for k in range(3))
+    assert chance_level(multi, "acc") == pytest.approx(best_constant) == 0.4
+    assert chance_level(multi, "acc") != pytest.approx(chance_level(multi, "mAP"))
+
+
+def test_map_on_a_single_label_dataset_is_refused_naming_the_key():
+    """Review 6 F4: it passed validation, then failed with KeyError 'mAP' after epoch 1."""
+    from c2f.spec import ConfigError
+    from tests.test_batch_mixup import spec_of
+
+    with pytest.raises(ConfigError, match=r"`dataset.metric`: mAP .* multi-label.*metric=acc"):
+        spec_of("dataset.metric=mAP")
+
+
+def test_random_ap_is_about_prevalence_plus_the_harmonic_excess():
+    """Review 6 F11: the approximation the docstring and README give, p + (1-p)(H_n-1)/n, is
+    within 0.1% of the exact value at (39, 220) and 3% at (2, 20); p + ln(n)/n is 3% and 12%
+    high."""
+    from c2f.train.metrics import random_ap
+
+    for m, n, within in ((39, 220, 0.001), (2, 20, 0.03)):
+        p, excess = m / n, sum(1 / k for k in range(2, n + 1)) / n
+        assert random_ap(m, n) == pytest.approx(p + (1 - p) * excess, rel=within)
+        assert p + math.log(n) / n > 1.025 * random_ap(m, n)
 
 
 def test_the_summary_counts_scored_classes_and_warns_naming_those_left_out():

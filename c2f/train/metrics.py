@@ -81,13 +81,14 @@ def random_ap(positives: int, clips: int) -> float:
     return (harmonic + (positives - 1) / (clips - 1) * (clips - harmonic)) / clips
 
 
-def chance_level(targets: np.ndarray, multilabel: bool) -> float | None:
-    """The metric of a model that does not listen, at its best: for mAP the expected mAP of
-    random scores over the scored classes (`random_ap`; constant scores would score only the
-    prevalence), None where no class is scored; for accuracy the eval set's majority-class
-    share, what always naming the commonest class scores (random guesses score 1/K, never
-    more, and the two agree on a balanced eval set)."""
-    if multilabel:
+def chance_level(targets: np.ndarray, metric: str) -> float | None:
+    """The `metric`'s score for a model that does not listen, at its best: for mAP the expected
+    mAP of random scores over the scored classes (`random_ap`; constant scores would score only
+    the prevalence), None where no class is scored; for acc (multi-label too: `accuracy` checks
+    the argmax of the multi-hot target) the share of its commonest argmax class, what always
+    naming that class scores (random guesses score 1/K, never more, and the two agree on a
+    balanced eval set)."""
+    if metric == "mAP":
         counts = (targets > 0.5).sum(axis=0)[scored_classes(targets)]
         return float(np.mean([random_ap(int(m), len(targets)) for m in counts])) \
             if len(counts) else None

@@ -102,7 +102,7 @@ def eval_set_summary(spec: RunSpec, evaluation: Manifest, skipped: dict[str, str
     """What the eval set lets a metric mean: its chance level (metrics.chance_level) and, for
     multi-label runs, the classes mAP, AUC and d' average over and those they leave out."""
     targets = eval_targets(evaluation, skipped)
-    chance = chance_level(targets, spec.dataset.multilabel)
+    chance = chance_level(targets, spec.dataset.metric)
     summary = {"chance": None if chance is None else round(chance, 4)}
     if spec.dataset.multilabel:
         summary |= {"classes_scored": len(scored_classes(targets)),
