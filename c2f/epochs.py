@@ -31,5 +31,8 @@ def best_record(records: list[dict]) -> dict | None:
 
 
 def metric_text(value) -> str:
-    """A metric as runs print it: four decimals, or `undefined`."""
+    """A metric as runs print it: four decimals; `inf`/`-inf` for an infinite one (d' where the
+    AUC is 1 or 0); `undefined` for NaN or None (no class to score)."""
+    if isinstance(value, (int, float)) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:.4f}" if defined(value) else "undefined"

@@ -163,6 +163,16 @@ def test_expected_random_ap_is_exact_over_every_ranking():
     assert random_ap(3, 7) == pytest.approx(np.mean(aps)) and random_ap(3, 7) > 3 / 7 + 0.05
 
 
+def test_an_infinite_d_prime_prints_as_inf_and_only_nan_or_null_as_undefined():
+    """Review 6 F9: perfectly separated scores give d' +inf (AST's norm.ppf(1)), not undefined."""
+    from c2f.epochs import metric_text
+
+    scores = evaluate_scores(np.array([[2.0, -1.0], [-1.0, 2.0]]), np.eye(2), True)
+    assert scores["d_prime"] == math.inf and metric_text(scores["d_prime"]) == "inf"
+    assert metric_text(-math.inf) == "-inf" and metric_text(0.25) == "0.2500"
+    assert metric_text(math.nan) == metric_text(None) == "undefined"
+
+
 def test_chance_is_random_scores_map_and_the_majority_share():
     """mAP: the mean of the scored classes' random_ap (the class without positives is no part
     of it); acc: the commonest class's share, not 1/K."""
