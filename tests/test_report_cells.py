@@ -79,8 +79,8 @@ def test_a_diverged_seed_is_not_pending_forever(tmp_path):
     (tmp_path / "group" / "c0" / "diverged.json").write_text(json.dumps(  # both: no best
         {"message": "loss is NaN at step 3; lower optim.lr"}))
     (tmp_path / "group" / "c0" / "summary.json").unlink()
-    from c2f.report.tables import metric_text
-    assert metric_text(fshift_cell(tmp_path), "convergence") == "diverged [n=2]"
+    from c2f.report.tables import cell_text
+    assert cell_text(fshift_cell(tmp_path), "convergence") == "diverged [n=2]"
 
 
 def test_strict_reads_surpasses_literally_ties_do_not_reach(tmp_path, capsys):

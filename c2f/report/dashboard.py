@@ -8,7 +8,7 @@ from pathlib import Path
 from c2f.report.layout import Table
 from c2f.report.runs import Run
 from c2f.report.savings import Cell
-from c2f.report.tables import label, metric_text, row_order, save_text
+from c2f.report.tables import cell_text, label, row_order, save_text
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px}
@@ -57,7 +57,7 @@ def cell_table(cells: list[Cell], criterion: str) -> str:
     for c in sorted(cells, key=lambda c: (c.dataset, c.model, c.budget,
                                           row_order(c.method, c.schedule))):
         tds = [c.dataset, c.model, c.budget, label(c.method, c.schedule), c.schedule, c.seeds,
-               c.status_of(criterion), metric_text(c, criterion)]
+               c.status_of(criterion), cell_text(c, criterion)]
         if criterion == "budget":
             tds += [save_text(c, c.flops_save), save_text(c, c.time_save)]
         klass = ' class="baseline"' if c.status.startswith("baseline") else ""

@@ -20,8 +20,8 @@ from c2f.report.savings import Cell
 from c2f.report.tables import (
     AVERAGED,
     NOT_REACHED,
+    cell_text,
     label,
-    metric_text,
     paper_text,
     row_order,
     save_text,
@@ -151,7 +151,7 @@ def build_table(key: str, model: str | None, cells: list[Cell], paper: dict | No
             if cell is None:
                 row += [""] * ((3 if criterion == "budget" else 1) + with_paper)
                 continue
-            row.append(metric_text(cell, criterion))
+            row.append(cell_text(cell, criterion))
             if criterion == "budget":
                 row += [save_text(cell, cell.flops_save), save_text(cell, cell.time_save)]
             if with_paper:

@@ -62,7 +62,7 @@ def seeds_text(cell: Cell, stat: Stat | None) -> str:
     return f" [n={cell.seeds}]" if cell.seeds > 1 else ""
 
 
-def metric_text(cell: Cell, criterion: str) -> str:
+def cell_text(cell: Cell, criterion: str) -> str:
     """The metric cell: "49.90 (+0.50)", "43.82 (-0.48) n/r", "44.30†", "pending", ..."""
     seeds = seeds_text(cell, cell.best if criterion == "convergence" else cell.value)
     if cell.status.startswith("baseline"):
