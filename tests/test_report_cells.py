@@ -237,3 +237,18 @@ def test_undefined_metrics_rank_nowhere_in_the_report(tmp_path):
     assert (outcome.ref.epoch, outcome.ref.metric) == (3, 0.5)
     assert (outcome.status, outcome.epoch, outcome.best) == ("reached", 4, 0.6)
     assert main([str(tmp_path)]) == 0  # tables and plots draw the gaps
+
+
+def test_a_finished_baseline_without_a_defined_metric_says_so_and_warns(tmp_path):
+    """Review 6 F1: an eval set that scores no class leaves every epoch undefined; the baseline
+    is finished, not "(unfinished)", and the run is named in a warning."""
+    from c2f.report.tables import cell_text
+
+    make_run(tmp_path, "b0", values=[None, None], metric="mAP")
+    make_run(tmp_path, "c0", method="fshift", phases=(2, 1), values=[None, None], metric="mAP")
+    runs, warnings = load_runs([tmp_path])
+    [base] = [c for c in aggregate(runs) if c.schedule == "1"]
+    assert base.status == "baseline: no defined metric"
+    assert cell_text(base, "budget") == "n/a (no defined metric)"
+    assert f"{tmp_path}/group/b0: finished, but no epoch has a defined mAP (no class of the " \
+        "eval set has both positives and negatives" in "\n".join(warnings)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from c2f.epochs import defined
+from c2f.epochs import defined, scored
 from c2f.report.select import SelectError, flat_config, select
 from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
@@ -154,6 +154,11 @@ def load_run(path: Path) -> Run:
         warnings.append(f"{path}: {why} (diverged.json), " if why else
                         f"{path}: no finished summary.json (running or crashed), ")
         warnings[-1] += f"{len(records)}/{budget} epochs"
+    elif records and not scored(records):
+        metric = dataset.get("metric") or records[0].get("metric", "metric")
+        warnings.append(f"{path}: finished, but no epoch has a defined {metric} (no class of "
+                        "the eval set has both positives and negatives: summary.json's "
+                        "classes_left_out lists them); it is in no comparison")
     return Run(path=path, dataset=str(dataset.get("name", "?")),
                model=str(config.get("model", {}).get("name", "?")),
                method=method,

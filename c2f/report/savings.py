@@ -237,7 +237,8 @@ class Cell:
     metric: str
     seeds: int  # seeds of this cell, paired or not
     status: str  # reached | k/n reached | not reached | pending | no baseline | unfinished
-    # baseline | no data; the baseline's own rows: baseline | baseline unfinished
+    # baseline | no data; the baseline's own rows: baseline | baseline unfinished |
+    # baseline: no defined metric
     value: Stat | None = None  # budget metric (or best final-phase one when not reached)
     diff: Stat | None = None
     flops_save: Stat | None = None  # at the budget epoch (the best one when not reached)
@@ -298,7 +299,7 @@ def pretraining_cells(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
         value, averaged = values(members)
         metric = members[0].metric
         if source == "1":
-            status = "baseline" if all(m.finished for m in members) else "baseline unfinished"
+            status = baseline_status(members, [reference(m) for m in members])
             cells.append(Cell(dataset, model, budget, "none", "1", metric, len(members), status,
                               value=value, best=value, averaged=averaged,
                               best_averaged=averaged))
@@ -318,6 +319,16 @@ def pretraining_cells(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
                           best_diff=diff,
                           averaged=averaged, best_averaged=averaged))
     return cells
+
+
+def baseline_status(members: list[Run], references: list[Reference | None]) -> str:
+    """A baseline cell's status: `baseline unfinished` while a seed runs; `baseline: no defined
+    metric` when a finished seed has no epoch with a defined metric (its eval set scores no
+    class: load_run warns about it); else `baseline`."""
+    if not all(m.finished for m in members):
+        return "baseline unfinished"
+    return "baseline" if all(r is not None for r in references) else \
+        "baseline: no defined metric"
 
 
 def _preference(run: Run, pretrainings: dict[str, Run]) -> tuple:
@@ -343,7 +354,7 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
             done = [r for r in (reference(b, epochs.get(b.path)) for b in members if b.finished)
                     if r is not None]
             refs = Stat.of([r.metric for r in done])
-            status = "baseline" if len(done) == len(members) else "baseline unfinished"
+            status = baseline_status(members, [reference(b, epochs.get(b.path)) for b in members])
             averaged = any(r.averaged for r in done)
             cells.append(Cell(dataset, model, budget, method, schedule, metric, len(members),
                               status, value=refs, best=refs, averaged=averaged,

@@ -66,7 +66,8 @@ def cell_text(cell: Cell, criterion: str) -> str:
     """The metric cell: "49.90 (+0.50)", "43.82 (-0.48) n/r", "44.30†", "pending", ..."""
     seeds = seeds_text(cell, cell.best if criterion == "convergence" else cell.value)
     if cell.status.startswith("baseline"):
-        extra = "" if cell.status == "baseline" else " (unfinished)"
+        extra = {"baseline": "", "baseline unfinished": " (unfinished)"}.get(
+            cell.status, " (" + cell.status.removeprefix("baseline: ") + ")")
         return pct(cell.value) + (AVERAGED if cell.averaged else "") + extra + seeds
     if criterion == "convergence":
         status = cell.status_of(criterion)  # finished, or why no seed's best is known
