@@ -71,3 +71,19 @@ def test_top_k_never_keeps_an_epoch_without_a_metric(tmp_path):
     for epoch, value in ((1, float("nan")), (2, 0.3), (3, 0.2)):
         averager.update(epoch, value, _model(float(epoch)), True)
     assert averager.averaged_epochs() == [2, 3]
+
+
+def test_top_k_with_no_defined_metric_says_so_not_that_no_epoch_was_in_range(tmp_path):
+    """Review 6 F2: both epochs were final-phase epochs in 1..2, and a resumed run still knows."""
+    averager = WeightAverager(AverageSpec("top_k", k=2), 2, tmp_path)
+    averager.update(1, float("nan"), _model(1.0), True)
+    resumed = WeightAverager(AverageSpec("top_k", k=2), 2, tmp_path)
+    resumed.load_state_dict(averager.state_dict())
+    resumed.update(2, None, _model(2.0), True)
+    assert resumed.average() is None
+    assert resumed.nothing_averaged("mAP") == (
+        "average=top_k: no final-phase epoch in 1..2 has a defined mAP (epochs 1, 2: no class "
+        "of the eval set has both positives and negatives); nothing averaged")
+    late = WeightAverager(AverageSpec("epochs", start=3), 2, tmp_path)
+    assert late.nothing_averaged("acc") == "average=epochs: no final-phase epoch in 3..2; " \
+        "nothing averaged"

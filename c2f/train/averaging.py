@@ -30,6 +30,7 @@ class WeightAverager:
         self.epochs: list[int] = []  # epochs in the running sum (mode `epochs`)
         self.sum: dict[str, torch.Tensor] | None = None
         self.kept: list[tuple[float, int]] = []  # (metric, epoch) of the top-k files
+        self.undefined: list[int] = []  # epochs in range whose metric was undefined (top_k)
         self.evicted: list[int] = []  # files to delete once the next checkpoint is written
 
     @property
@@ -60,6 +61,7 @@ class WeightAverager:
             self.epochs.append(epoch)
             return
         if not defined(value):  # an undefined metric ranks nowhere (c2f/epochs.py)
+            self.undefined = sorted({*self.undefined, epoch})
             return
         ranked = sorted([*self.kept, (value, epoch)], key=lambda ve: (-ve[0], ve[1]))
         self.kept, dropped = ranked[: self.spec.k], ranked[self.spec.k:]
@@ -96,10 +98,20 @@ class WeightAverager:
         return {k: v / float(len(self.kept)) if v.is_floating_point() else v
                 for k, v in total.items()}
 
+    def nothing_averaged(self, metric: str) -> str:
+        """Why `average()` is None: no final-phase epoch in range, or (top_k) none with a
+        defined metric (an eval set where no class has both positives and negatives)."""
+        span = f"{self.spec.start}..{self.end}"
+        if self.undefined:
+            return (f"average={self.spec.mode}: no final-phase epoch in {span} has a defined "
+                    f"{metric} (epochs {', '.join(map(str, self.undefined))}: no class of the "
+                    "eval set has both positives and negatives); nothing averaged")
+        return f"average={self.spec.mode}: no final-phase epoch in {span}; nothing averaged"
+
     # -- checkpointing ---------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"epochs": list(self.epochs), "sum": self.sum,
-                "kept": [list(pair) for pair in self.kept]}
+                "kept": [list(pair) for pair in self.kept], "undefined": list(self.undefined)}
 
     def load_state_dict(self, state: dict | None) -> None:
         """Restore from a checkpoint; drop top-k files written after it (a crash in between)."""
@@ -107,6 +119,7 @@ class WeightAverager:
         self.epochs = list(state.get("epochs", []))
         self.sum = state.get("sum")
         self.kept = [(float(v), int(e)) for v, e in state.get("kept", [])]
+        self.undefined = [int(e) for e in state.get("undefined", [])]
         if self.folder.is_dir():
             listed = {self.file(e).name for _, e in self.kept}
             for path in self.folder.glob("epoch*.pt"):

@@ -310,8 +310,7 @@ class PhaseLoop:
             return
         averaged = self.averager.average()
         if averaged is None:
-            self.log(f"average={self.spec.average.mode}: no final-phase epoch in "
-                     f"{self.spec.average.start}..{self.averager.end}; nothing averaged")
+            self.log(self.averager.nothing_averaged(self.spec.dataset.metric))
             return
         model.load_state_dict(averaged)
         epochs = self.averager.averaged_epochs()
