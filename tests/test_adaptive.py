@@ -42,7 +42,16 @@ def test_epochs_without_a_metric_do_not_count_towards_a_plateau():
                           "epoch") is None  # 0.1, 0.3, 0.3: one epoch without a gain
     decision = phase_decision(spec.schedule.switch, build_plan(spec), 0,
                               [*records, {"phase": 0, "value": 0.3}], 6, 10, "epoch")
-    assert decision["reason"].startswith("plateau")
+    # the best is the phase's epoch 3, not the 2nd defined value (review 6 F10)
+    assert decision["reason"] == "plateau: no gain over 0 for 2 epoch(s) (best 0.3000 at " \
+        "epoch 3 of the phase)"
+    # a phase where no epoch has a metric runs to its cap, and says the rule never ran (F3)
+    never = [{"phase": 0, "value": None, "metric": "mAP"}] * 10
+    assert phase_decision(spec.schedule.switch, build_plan(spec), 0, never[:9], 9, 10,
+                          "epoch") is None
+    assert phase_decision(spec.schedule.switch, build_plan(spec), 0, never, 10, 10,
+                          "epoch")["reason"] == "cap: 10 epochs (no epoch of the phase had a " \
+        "defined mAP: the rule was never checked)"
 
 
 def test_budget_switches_when_recent_gain_per_flop_falls_below_the_next_phases():

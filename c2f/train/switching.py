@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from c2f.epochs import scored
+from c2f.epochs import defined, scored
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec, SwitchSpec
 
@@ -33,32 +33,39 @@ def phase_decision(switch: SwitchSpec | None, plan: PhasePlan, index: int, recor
     if switch is None or index == len(plan.phases) - 1:
         return None
     phase, following = plan.phases[index], plan.phases[index + 1]
-    mine = [r["value"] for r in scored(records) if r["phase"] == index]  # defined metrics
+    ours = [r for r in records if r["phase"] == index]
+    # defined metrics, with their place in the phase (undefined epochs take one too)
+    placed = [(k, r["value"]) for k, r in enumerate(ours, start=1) if defined(r["value"])]
+    at, mine = [k for k, _ in placed], [value for _, value in placed]
     earlier = [r["value"] for r in scored(records) if r["phase"] < index]
     reason = switch_reason(switch, mine, phase.flops_per_sample / following.flops_per_sample,
                            earlier[-1] if earlier else None,
-                           "epoch" if unit == "epoch" else "evaluation")
+                           "epoch" if unit == "epoch" else "evaluation", at)
     if reason is None and done < cap:
         return None
+    never = f" (no {unit} of the phase had a defined {ours[-1].get('metric', 'metric')}: " \
+        "the rule was never checked)" if ours and not mine else ""
     return {"phase": index, "C": phase.c, f"{unit}s": done,
-            "reason": reason or f"cap: {cap} {unit}s"}
+            "reason": reason or f"cap: {cap} {unit}s{never}"}
 
 
 def switch_reason(switch: SwitchSpec, values: list[float], cost_ratio: float,
-                  before: float | None = None, unit: str = "epoch") -> str | None:
+                  before: float | None = None, unit: str = "epoch",
+                  at: list[int] | None = None) -> str | None:
     """Why the phase ends after its latest evaluation (`values`: its eval metric per epoch,
     or per evaluation of a step-based phase: `unit`; higher is better), or None to go on.
     `cost_ratio`: this phase's FLOPs per sample over the next phase's. `before`: the metric
-    before the phase began (the previous phase's last), if any."""
+    before the phase began (the previous phase's last), if any. `at`: each value's epoch in
+    the phase (1-based; default 1..n), which undefined epochs left out of `values` shift."""
     n = len(values)
     if n == 0 or n < switch.min_epochs:
         return None
     if switch.rule == "plateau":
-        return _plateau(switch, values, unit)
+        return _plateau(switch, values, unit, at or list(range(1, n + 1)))
     return _budget(switch, values, cost_ratio, before, unit)
 
 
-def _plateau(switch: SwitchSpec, values: list[float], unit: str) -> str | None:
+def _plateau(switch: SwitchSpec, values: list[float], unit: str, at: list[int]) -> str | None:
     best, best_at = values[0], 0
     for i, value in enumerate(values[1:], start=1):
         if value > best + switch.min_delta:
@@ -67,7 +74,7 @@ def _plateau(switch: SwitchSpec, values: list[float], unit: str) -> str | None:
     if waited < switch.patience:
         return None
     return (f"plateau: no gain over {switch.min_delta:g} for {waited} {unit}(s) (best "
-            f"{best:.4f} at {unit} {best_at + 1} of the phase)")
+            f"{best:.4f} at {unit} {at[best_at]} of the phase)")
 
 
 def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
