@@ -184,6 +184,33 @@ def test_a_cut_stats_cache_file_is_named_and_computed_again(manifest, tmp_path):
     assert json.loads(cache.read_text())["mean"] == mean  # written whole again
 
 
+def test_a_cut_stats_file_beside_the_manifest_is_rewritten_not_warned_about_forever(
+        manifest, tmp_path, monkeypatch):
+    """Review 6 F5: it said "computed again" on every run while the cache_dir copy was used,
+    and stayed cut."""
+    from c2f.data import stats
+
+    computed = []
+    monkeypatch.setattr(stats, "compute_stats", lambda *a, **k: computed.append(1) or (-7.0, 5.0))
+    beside = manifest.path.parent / stats.STATS_DIR
+    beside.mkdir(exist_ok=True)
+    said = []
+    assert stats.cached_stats(tmp_path, manifest, target_length=96, log=said.append) == (-7.0, 5.0)
+    [cache] = tmp_path.glob("stats-*.json")
+    (beside / cache.name).write_text('{"mean": -7.0')
+    try:
+        for _ in range(2):
+            assert stats.cached_stats(tmp_path, manifest, target_length=96, log=said.append) \
+                == (-7.0, 5.0)
+        assert len(computed) == 1 and said == [
+            f"warning: {beside / cache.name} is unreadable (JSONDecodeError: Expecting ',' "
+            f"delimiter: line 1 column 14 (char 13)); using {cache}",
+            f"note: {beside / cache.name} rewritten with the statistics in {cache}"]
+        assert (beside / cache.name).read_text() == cache.read_text()
+    finally:
+        (beside / cache.name).unlink()
+
+
 def test_stats_of_unusual_clips_match_their_features(tmp_path):
     """A clip shorter than one fbank window, an 8 kHz stereo one, silence and a long one: the
     statistics describe what training sees (no clip is refused)."""

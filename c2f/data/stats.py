@@ -76,24 +76,45 @@ def cached_stats(cache_dir: Path, manifest: Manifest, sample_rate: int = 16000,
                  target_length: int = 1024, log=None) -> tuple[float, float]:
     """compute_stats, cached by manifest content and feature settings: read from the `stats`
     folder beside the manifest (where dataset preparation leaves them) or from `cache_dir`,
-    else computed and written to `cache_dir`."""
+    else computed and written to `cache_dir`. A damaged copy is named, and rewritten from the
+    good one (or the computed one) where it can be, so it is not met again."""
+    log = log or print
     name = _stats_key(manifest, sample_rate, num_mel_bins, frame_shift_ms, target_length)
-    for folder in (manifest.path.parent / STATS_DIR, Path(cache_dir)):
-        if (folder / name).exists():
-            try:
-                cached = json.loads((folder / name).read_text())
-                return float(cached["mean"]), float(cached["std"])
-            except (OSError, ValueError, KeyError, TypeError) as err:  # a cache: computed again
-                (log or print)(f"warning: {folder / name} is unreadable ("
-                               f"{type(err).__name__}: {err}); the normalization statistics "
-                               f"are computed again, into {Path(cache_dir) / name}")
-    mean, std = compute_stats(manifest, sample_rate, num_mel_bins, frame_shift_ms,
-                              target_length, log=log)
-    # several ranks may race here: each writes whole, the last rename wins
-    atomic_write_text(Path(cache_dir) / name, json.dumps(
-        {"mean": mean, "std": std, "manifest": str(manifest.path), "sample_rate": sample_rate,
-         "num_mel_bins": num_mel_bins, "frame_shift_ms": frame_shift_ms,
-         "target_length": target_length}))
+    cache, damaged, text = Path(cache_dir) / name, [], None
+    for path in (manifest.path.parent / STATS_DIR / name, cache):
+        if not path.exists():
+            continue
+        try:
+            text = path.read_text()
+            cached = json.loads(text)
+            mean, std = float(cached["mean"]), float(cached["std"])
+            break
+        except (OSError, ValueError, KeyError, TypeError) as err:  # a cache: use or compute
+            damaged.append((path, f"{type(err).__name__}: {err}"))
+            text = None
+    if text is None:
+        for path, why in damaged:
+            log(f"warning: {path} is unreadable ({why}); the normalization statistics are "
+                f"computed again, into {cache}")
+        mean, std = compute_stats(manifest, sample_rate, num_mel_bins, frame_shift_ms,
+                                  target_length, log=log)
+        text = json.dumps({"mean": mean, "std": std, "manifest": str(manifest.path),
+                           "sample_rate": sample_rate, "num_mel_bins": num_mel_bins,
+                           "frame_shift_ms": frame_shift_ms, "target_length": target_length})
+        # several ranks may race here: each writes whole, the last rename wins
+        atomic_write_text(cache, text)
+    else:
+        for path, why in damaged:
+            log(f"warning: {path} is unreadable ({why}); using {cache}")
+    for path, _ in damaged:
+        if path == cache:
+            continue
+        try:
+            atomic_write_text(path, text)
+            log(f"note: {path} rewritten with the statistics in {cache}")
+        except OSError as err:
+            log(f"warning: {path} could not be rewritten ({err}); delete or replace it, or "
+                "this warning comes back on every run")
     return mean, std
 
 
