@@ -138,3 +138,22 @@ def test_a_clip_listed_for_training_and_for_evaluation_is_kept_for_evaluation(tm
     problems = (folder / "problems.txt").read_text()
     assert f"{shared} 0.000 is listed for training (balanced_train_segments.csv:4) and for " \
         "evaluation (eval_segments.csv:4); kept for evaluation alone" in problems
+
+
+def test_a_vggsound_row_left_out_for_its_label_is_not_counted_as_an_unlisted_file(tmp_path):
+    """Review 6 F6: its file was named twice, the second time as holding no listed clip."""
+    src = tmp_path / "src"
+    src.mkdir()
+    dog, cat = youtube_id(1), youtube_id(2)
+    (src / "vggsound.csv").write_text(f"{dog},10,dog barking,train\n{cat},10,cat meowing,train\n"
+                                      f"{dog},20,dog barking,test\n")
+    for name in (f"{dog}_000010", f"{cat}_000010", f"{dog}_000020", f"{youtube_id(3)}_000010"):
+        soundfile.write(src / f"{name}.wav", stepped(10), RATE)
+    (tmp_path / "classes.txt").write_text("dog barking\n")
+    assert main(["vggsound", "--src", str(src), "--out", str(tmp_path / "vggsound"), "--workers",
+                 "1", "--no-progress", "--no-stats", "--classes",
+                 str(tmp_path / "classes.txt")]) == 0
+    problems = (tmp_path / "vggsound" / "problems.txt").read_text()
+    assert f"vggsound.csv:2: {cat}: unknown label 'cat meowing' not in" in problems
+    assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
+        f"out ('{youtube_id(3)}_000010.wav')" in problems

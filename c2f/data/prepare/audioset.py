@@ -66,7 +66,7 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
         if unknown or not labels:
             problems.append(f"{where}: {ident}: unknown label(s) {', '.join(unknown) or '(none)'} "
                             "not in class_labels_indices.csv; clip left out")
-            index.find(ident, start)  # its file is accounted for by this line
+            index.claim(ident, start)
             continue
         entries.append(Entry(key=f"{ident}_{round(start * 1000)}", labels=labels, split=split,
                              where=where, ident=f"{ident} {start:.3f}",

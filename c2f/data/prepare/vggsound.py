@@ -76,6 +76,7 @@ class VGGSound(DatasetRecipe):
             if label not in mid_of:
                 problems.append(f"{where}: {ident}: unknown label {label!r} not in "
                                 f"{self.args.classes}; clip left out")
+                index.claim(ident, float(start))
                 continue
             entries.append(Entry(key=f"{ident}_{start:06d}", labels=(mid_of[label],),
                                  split=split, where=where, ident=f"{ident} {start}",
