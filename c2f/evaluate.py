@@ -26,7 +26,8 @@ from c2f.data.resolve import manifest_paths, several_labels
 from c2f.epochs import metric_text
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunDir
-from c2f.train.metrics import json_scores
+from c2f.train.metrics import json_scores, left_out_classes
+from c2f.train.records import left_out_warning
 from c2f.trained import WEIGHTS, TrainedError, load_trained
 
 
@@ -98,6 +99,18 @@ def print_per_class(rows: list[dict]) -> None:
         print(f"{value}  {row['clips']:6d}  {row['class']}{other}")
 
 
+def classes_note(scores: dict, names: list[str]) -> tuple[str, str | None]:
+    """Beside a multi-label metric: how many classes it averages ("", single-label), and the
+    WARNING naming those the manifest leaves out (no positives, or no negatives), if any."""
+    if "classes_scored" not in scores:
+        return "", None
+    positives = [row["clips"] for row in scores["per_class"]]
+    left_out = left_out_classes(positives, scores["clips"], names)
+    return (f" ({scores['classes_scored']} of {len(names)} classes scored)",
+            left_out_warning(scores["classes_scored"], left_out,
+                             "--per-class lists each class's AP ('-': left out)"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -139,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     metric = scores["metric"]
     reference = run_reference(args.model, args.weights, manifest.path, own.get("manifest"))
     print(f"model: {trained.source}")
+    scored, left_out = classes_note(scores, trained.class_names)
     print(f"{metric} {metric_text(scores['value'])} on {scores['clips']} clip(s) of "
-          f"{manifest.path}{reference}")
+          f"{manifest.path}{scored}{reference}")
     extra = [f"{k} {metric_text(scores[k])}" for k in ("acc", "mAP", "AUC", "d_prime")
              if k in scores and k != metric]
     print(", ".join([*extra, f"eval loss {scores['eval_loss']:.4f}"]))
     if args.per_class:
         print_per_class(scores["per_class"])
+    if left_out:
+        print(left_out, file=sys.stderr)
     if scores["skipped"]:
         print(f"WARNING: {len(scores['skipped'])} unreadable clip(s) skipped:", file=sys.stderr)
         for path, reason in scores["skipped"][:10]:

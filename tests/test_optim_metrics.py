@@ -239,3 +239,17 @@ def test_the_summary_counts_scored_classes_and_warns_naming_those_left_out():
     assert "WARNING: mAP, AUC and d' average 2 of 11 classes; the eval set leaves 9 out (8 " \
         "with no positives: class3 (#3), class4 (#4), class5 (#5), class6 (#6), class7 (#7), " \
         "...; 1 with no negatives: class1 (#1))" in printed
+
+
+def test_evaluate_says_how_many_classes_its_map_averages_and_warns_of_the_rest():
+    """Review 6 F8: a manifest without a class's clips gave a mAP over fewer, unsaid."""
+    from c2f.evaluate import classes_note
+    from c2f.train.metrics import evaluate_scores, per_class_scores
+
+    targets, logits = np.array([[0, 1, 1], [0, 0, 1.0]]), np.array([[0, 2, 1], [1, 0, 2.0]])
+    scores = {**evaluate_scores(logits, targets, True), "clips": 2,
+              "per_class": per_class_scores(logits, targets, True, ["a", "b", "c"])}
+    scored, warning = classes_note(scores, ["a", "b", "c"])
+    assert scored == " (1 of 3 classes scored)" and warning.startswith(
+        "WARNING: mAP, AUC and d' average 1 of 3 classes; the eval set leaves 2 out (1 with no "
+        "positives: a (#0); 1 with no negatives: c (#2))")

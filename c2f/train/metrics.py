@@ -95,12 +95,12 @@ def chance_level(targets: np.ndarray, metric: str) -> float | None:
     return float(np.bincount(targets.argmax(axis=1)).max() / len(targets))
 
 
-def left_out_classes(targets: np.ndarray, names: list[str]) -> dict[str, list[str]]:
-    """The classes `scored_classes` leaves out, by why: no positives in the eval set, or no
-    negatives (every clip has them)."""
-    positives = (targets > 0.5).sum(axis=0)
+def left_out_classes(positives, clips: int, names: list[str]) -> dict[str, list[str]]:
+    """The classes `scored_classes` leaves out, by why: no positives among the eval set's
+    `clips`, or no negatives (every clip has them); `positives`: each class's clips."""
+    positives = np.asarray(positives)
     return {why: [f"{names[k]} (#{k})" for k in np.flatnonzero(which)] for why, which in
-            (("no positives", positives == 0), ("no negatives", positives == len(targets)))}
+            (("no positives", positives == 0), ("no negatives", positives == clips))}
 
 
 def normal_quantile(p: float) -> float:

@@ -106,24 +106,26 @@ def eval_set_summary(spec: RunSpec, evaluation: Manifest, skipped: dict[str, str
     summary = {"chance": None if chance is None else round(chance, 4)}
     if spec.dataset.multilabel:
         summary |= {"classes_scored": len(scored_classes(targets)),
-                    "classes_left_out": left_out_classes(targets, evaluation.class_names)}
+                    "classes_left_out": left_out_classes((targets > 0.5).sum(axis=0), len(targets),
+                                                         evaluation.class_names)}
     return summary
 
 
-def left_out_warning(summary: dict, shown: int = 5) -> str | None:
-    """The end-of-run WARNING when mAP, AUC and d' leave classes out, naming a few of them."""
-    left_out = summary.get("classes_left_out") or {}
-    count = sum(len(v) for v in left_out.values())
+def left_out_warning(scored: int | None, left_out: dict | None,
+                     listed: str = "summary.json lists the classes left out",
+                     shown: int = 5) -> str | None:
+    """The WARNING when mAP, AUC and d' average `scored` classes and leave out those in
+    `left_out` (left_out_classes), naming a few; `listed`: where the user finds them all."""
+    count = sum(len(v) for v in (left_out or {}).values())
     if not count:
         return None
     why = "; ".join(f"{len(names)} with {reason}: {', '.join(names[:shown])}"
                     + (", ..." if len(names) > shown else "")
                     for reason, names in left_out.items() if names)
-    return (f"WARNING: mAP, AUC and d' average {summary['classes_scored']} of "
-            f"{summary['classes_scored'] + count} classes; the eval set leaves {count} out "
-            f"({why}). AST, PANNs and HTS-AT average all classes (scikit-learn scores a class "
-            "without positives AP 0, one without negatives AP 1, and AUC NaN for both), so "
-            "theirs differ for the same predictions; summary.json lists the classes left out")
+    return (f"WARNING: mAP, AUC and d' average {scored} of {scored + count} classes; the eval "
+            f"set leaves {count} out ({why}). AST, PANNs and HTS-AT average all classes "
+            "(scikit-learn scores a class without positives AP 0, one without negatives AP 1, "
+            f"and AUC NaN for both), so theirs differ for the same predictions; {listed}")
 
 
 def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict,
@@ -180,7 +182,7 @@ def format_summary(summary: dict, records: list[dict]) -> str:
         first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
         lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
                      f"{summary['metric']} {metric_text(averaged['value'])}")
-    left_out = left_out_warning(summary)
+    left_out = left_out_warning(summary.get("classes_scored"), summary.get("classes_left_out"))
     if left_out:
         lines.append(left_out)
     silent = summary["silent_clips"]
