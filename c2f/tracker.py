@@ -128,6 +128,10 @@ class Tracker:
         after = max(logged_step(self.run_dir), self.run.step - 1)  # online: W&B's last step
         again = [r for r in records if r.get("kind", "epoch") == "epoch"
                  and r["samples_cum"] > after]
+        # what W&B already holds counts as logged: close() then records it, so a finished
+        # online run is not opened again on every relaunch to log nothing
+        self.last_step = max(self.last_step, min(after, max(
+            (r["samples_cum"] for r in records), default=-1)))
         for record in again:
             self.log(record)
         return len(again)

@@ -47,3 +47,22 @@ def test_a_finished_run_logs_its_epochs_to_wandb_once(tmp_path, data_dir):
     assert wandb_epochs(run) == [1, 2]
     second = run_cli(args, runs, data_dir)
     assert "W&B: logged" not in second.stdout and wandb_epochs(run) == [1, 2]
+
+
+def test_an_online_run_whose_wandb_has_every_epoch_is_not_opened_again(tmp_path):
+    """Online, W&B tells its last step on resume (`run.step`): epochs at or below it are not
+    logged again, and count as logged, so that the finished run's relaunch leaves W&B shut."""
+    from types import SimpleNamespace
+
+    from c2f.tracker import Tracker, lacks_epochs
+
+    tracker = Tracker("disabled", "c2f", None, "r", "g", tmp_path, {})
+    rows = []
+    tracker.run = SimpleNamespace(step=10**9, log=lambda row, step: rows.append(step),
+                                  finish=lambda exit_code: None)
+    records = [{"kind": "epoch", "epoch": e, "samples_cum": 8 * e, "train_loss": 1.0}
+               for e in (1, 2)]
+    assert tracker.replay(records) == 0 and rows == []
+    assert lacks_epochs(tmp_path, records)
+    tracker.close()
+    assert not lacks_epochs(tmp_path, records)
