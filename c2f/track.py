@@ -22,10 +22,12 @@ class RunDir:
         self.summary_path = self.path / "summary.json"
         self.inference_path = self.path / "inference.json"  # feature settings, class names
 
-    def create(self, config_yaml: str, plan: dict, log=print) -> None:
+    def create(self, config_yaml: str, plan: dict, log=print,
+               trainer_change: dict | None = None) -> None:
         """config.yaml and plan.json; a resumed adaptive run keeps the switches it made, and
-        every run keeps its W&B id (`wandb_id`) and how its first weights were made
-        (`initial_weights`)."""
+        every run keeps its W&B id (`wandb_id`), how its first weights were made
+        (`initial_weights`) and the trainer settings its resumes changed (`trainer_changes`,
+        `trainer_change` appended: written with the config it explains)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config_yaml)
         path = self.path / "plan.json"
@@ -41,6 +43,8 @@ class RunDir:
                     else f"{self.path.name}-{secrets.token_hex(3)}")
         kept = {key: old[key] for key in ("initial_weights", "trainer_changes")
                 if old and key in old}
+        if trainer_change:
+            kept["trainer_changes"] = [*kept.get("trainer_changes", []), trainer_change]
         atomic_write_text(path, json.dumps(plan | {"wandb_id": wandb_id} | kept, indent=2))
         for decision in made:
             unit = _unit(decision)
@@ -173,14 +177,6 @@ class RunDir:
         plan = self.read_plan() or {}
         atomic_write_text(self.path / "plan.json",
                           json.dumps(plan | {"initial_weights": loaded}, indent=2))
-
-    def record_trainer_change(self, change: dict) -> None:
-        """Trainer settings a resume changed (`after_epochs`, `changed`: key -> [before, now]),
-        appended to plan.json's `trainer_changes`: config.yaml says only the latest."""
-        plan = self.read_plan() or {}
-        changes = [*plan.get("trainer_changes", []), change]
-        atomic_write_text(self.path / "plan.json",
-                          json.dumps(plan | {"trainer_changes": changes}, indent=2))
 
     def record_switch(self, decision: dict, budget: int) -> None:
         """An adaptive run's phase switch, into plan.json: `switches` lists the decisions and

@@ -185,7 +185,9 @@ def _run_info(path: Path, weights: str) -> dict:
             "class_mids": _class_mids(inference, inference["class_names"]),
             "multilabel": spec.dataset.multilabel, "metric": spec.dataset.metric,
             "loss": spec.dataset.loss,
-            "precision": for_evaluation(spec.trainer.precision, spec.trainer.eval_precision),
+            # a run from before trainer.eval_precision evaluated in its training precision
+            "precision": for_evaluation(spec.trainer.precision, (config.get("trainer") or {})
+                                        .get("eval_precision", "train")),
             "run_id": path.name, "weights": weights, "phases": [p.c for p in phases]}
 
 

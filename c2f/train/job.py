@@ -22,8 +22,7 @@ from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock
 from c2f.tracker import Tracker, flat_config, lacks_epochs
-from c2f.train.checkpoint import saved_epochs
-from c2f.train.distributed import _from_env, all_sum, device_for, init_world
+from c2f.train.distributed import World, _from_env, all_sum, device_for, init_world
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
@@ -31,12 +30,9 @@ from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import epoch_records, format_summary, summarize
 from c2f.train.step import Diverged
+from c2f.train.trainer_changes import finished_otherwise, resumed_otherwise, used_now
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
-# trainer settings a resume may change without changing a number (tests/test_run_e2e.py
-# resumes bitwise with other workers, reading files instead of cached clips)
-SAME_NUMBERS = {"trainer.num_workers", "trainer.cache_audio", "trainer.keep_checkpoints",
-                "trainer.checkpoint_minutes"}
 
 
 def _check_writable(run: RunDir) -> None:
@@ -129,7 +125,7 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{metric_text(done['best'])}. Delete the folder to train it again."
-             f"{_other_trainer(spec, run)}"
+             f"{finished_otherwise(spec, run, device_for(World(), spec.trainer.device))}"
              f"{_code_changed(spec, run, 'its results are the old code')}")
         return done
     return None
@@ -165,48 +161,6 @@ def _code_changed(spec: RunSpec, run: RunDir, consequence: str) -> str:
             f"torch and timm versions) changed since this run was planned ({stored}, now "
             f"{_code(spec)}): {consequence}; 'group=<name>' trains it anew in a folder of "
             "its own if that matters.")
-
-
-def _trainer_changes(spec: RunSpec, run: RunDir) -> dict[str, list]:
-    """The trainer settings (outside a run's identity: how it trains, not what) this command
-    gives otherwise than the run folder's config.yaml: key -> [the run's, now]."""
-    try:
-        stored = (yaml.safe_load((run.path / "config.yaml").read_text()) or {}).get("trainer")
-    except (OSError, yaml.YAMLError):
-        return {}
-    if not isinstance(stored, dict):
-        return {}
-    now = dataclasses.asdict(spec.trainer)
-    return {f"trainer.{key}": [stored[key], now[key]] for key in sorted(now)
-            if key in stored and key not in ("dry_run", "progress", "wait_for_lock")
-            and stored[key] != now[key]}
-
-
-def _resumed_otherwise(spec: RunSpec, run: RunDir, echo) -> dict | None:
-    """A run resumed with other trainer settings (trainer.precision=bf16 after fp32 epochs):
-    its later epochs may compute otherwise, and config.yaml is about to say only the new
-    settings, so the change is said and kept in plan.json (`trainer_changes`)."""
-    done = saved_epochs(run.ckpt_dir)
-    changes = {key: pair for key, pair in _trainer_changes(spec, run).items()
-               if key not in SAME_NUMBERS} if done is not None else {}
-    if not changes:
-        return None
-    listed = ", ".join(f"{key}={now} (before: {then})" for key, (then, now) in changes.items())
-    echo(f"note: run {spec.run_id} resumes with {listed}: not part of its identity, but its "
-         "later epochs may compute otherwise; plan.json keeps the change (trainer_changes)")
-    return {"after_epochs": done, "changed": changes}
-
-
-def _other_trainer(spec: RunSpec, run: RunDir) -> str:
-    """Where the finished run was trained with other trainer settings (precision, compile,
-    ...: outside a run's identity), says so and how to train this one in its own folder."""
-    now = _trainer_changes(spec, run)
-    differ = [f"{key}={value} (the run's: {then})" for key, (then, value) in now.items()]
-    if not differ:
-        return ""
-    verb = "is" if len(differ) == 1 else "are"
-    return (f" Your {', '.join(differ)} {verb} not part of a run's identity (how a run trains, "
-            "not what it trains); 'group=<name>' trains it in a folder of its own.")
 
 
 def epoch_samples(spec: RunSpec, clips: int | None) -> int | None:
@@ -297,16 +251,16 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
     plan = dataclasses.replace(plan, train_samples=epoch_samples(spec, len(train.clips)))
     echo(f"run {spec.run_id} -> {run.path}\n{format_plan(plan)}\n{format_recipe(spec)}")
     if world.is_main:
-        changed = _code_changed(spec, run, "it resumes with the new code")
-        if changed:
-            echo(changed.strip())
+        code = _code_changed(spec, run, "it resumes with the new code")
+        if code:
+            echo(code.strip())
         title = compression_class(spec.compression.name).title or spec.compression.name
-        resumed_otherwise = _resumed_otherwise(spec, run, echo)
+        device = device_for(world, spec.trainer.device)
         run.create(config_yaml, plan.to_dict() | {"code_version": _code(spec),
                                                   "method_title": title,  # the report's
-                                                  "pretrained_run": _pretraining_run(spec)})
-        if resumed_otherwise:
-            run.record_trainer_change(resumed_otherwise)
+                                                  "pretrained_run": _pretraining_run(spec),
+                                                  "trainer_used": used_now(spec, device)},
+                   trainer_change=resumed_otherwise(spec, run, device, echo))
         run.write_inference(dataclasses.asdict(settings), train.class_names,
                             eval_data_record(evaluation))
     tracker = _tracker(spec, run, world.is_main, echo)

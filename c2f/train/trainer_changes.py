@@ -1,0 +1,90 @@
+"""How a run's trainer settings changed between its starts. They are outside its identity (how
+it trains, not what), so a relaunch may change them; those that may change its numbers are
+said on a resume and kept in plan.json (`trainer_changes`), since config.yaml holds only the
+latest, and a finished run relaunched otherwise says how it was trained.
+
+Settings are compared as they acted: `trainer.precision=auto` is bf16 on one GPU and fp16 on
+another (c2f/train/precision.py), so each start records its own in plan.json
+(`trainer_used`); a run from before that record is read from config.yaml, resolved here."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import yaml
+
+from c2f.spec import RunSpec
+from c2f.track import RunDir, RunFileError
+from c2f.train.checkpoint import saved_epochs
+from c2f.train.precision import for_evaluation, resolve
+
+# settings a resume may change without changing a number (tests/test_run_e2e.py resumes
+# bitwise with other workers, reading files instead of cached clips)
+SAME_NUMBERS = {"trainer.num_workers", "trainer.cache_audio", "trainer.keep_checkpoints",
+                "trainer.checkpoint_minutes"}
+NOT_SETTINGS = ("dry_run", "progress", "wait_for_lock")
+
+
+def acting(trainer: dict, device: torch.device) -> dict:
+    """`trainer` as it acts on `device`: the precision `auto` resolves to, and evaluation's
+    (a config from before `trainer.eval_precision` evaluated in its training precision)."""
+    precision = trainer.get("precision", "auto")
+    evaluation = for_evaluation(precision, trainer.get("eval_precision", "train"))
+    return {**trainer, "precision": resolve(precision, device),
+            "eval_precision": resolve(evaluation, device)}
+
+
+def used_now(spec: RunSpec, device: torch.device) -> dict:
+    """This start's settings as they act, for plan.json's `trainer_used`."""
+    return acting(dataclasses.asdict(spec.trainer), device)
+
+
+def _used_before(run: RunDir, device: torch.device) -> dict | None:
+    try:
+        recorded = (run.read_plan() or {}).get("trainer_used")
+    except RunFileError:
+        recorded = None
+    if isinstance(recorded, dict):
+        return recorded
+    try:
+        stored = (yaml.safe_load((run.path / "config.yaml").read_text()) or {}).get("trainer")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return acting(stored, device) if isinstance(stored, dict) else None
+
+
+def changes(spec: RunSpec, run: RunDir, device: torch.device) -> dict[str, list]:
+    """The settings this command trains with otherwise than the run's last start did:
+    `trainer.<key>` -> [then, now]."""
+    before = _used_before(run, device)
+    if before is None:
+        return {}
+    now = used_now(spec, device)
+    return {f"trainer.{key}": [before[key], now[key]] for key in sorted(now)
+            if key in before and key not in NOT_SETTINGS and before[key] != now[key]}
+
+
+def resumed_otherwise(spec: RunSpec, run: RunDir, device: torch.device, echo) -> dict | None:
+    """A resume with settings that may change the run's numbers (bf16 after fp32 epochs):
+    said, and returned for plan.json's `trainer_changes`; None otherwise."""
+    done = saved_epochs(run.ckpt_dir)
+    changed = {key: pair for key, pair in changes(spec, run, device).items()
+               if key not in SAME_NUMBERS} if done is not None else {}
+    if not changed:
+        return None
+    listed = ", ".join(f"{key}={now} (before: {then})" for key, (then, now) in changed.items())
+    echo(f"note: run {spec.run_id} resumes with {listed}: not part of its identity, but its "
+         "later epochs may compute otherwise; plan.json keeps the change (trainer_changes)")
+    return {"after_epochs": done, "changed": changed}
+
+
+def finished_otherwise(spec: RunSpec, run: RunDir, device: torch.device) -> str:
+    """For a finished run relaunched with other settings: which, and how to train this
+    command's in a folder of its own; "" when none differ."""
+    differ = [f"{key}={now} (the run's: {then})"
+              for key, (then, now) in changes(spec, run, device).items()]
+    if not differ:
+        return ""
+    verb = "is" if len(differ) == 1 else "are"
+    return (f" Your {', '.join(differ)} {verb} not part of a run's identity (how a run trains, "
+            "not what it trains); 'group=<name>' trains it in a folder of its own.")
