@@ -67,7 +67,9 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, not the frames it stopped in
         said = str(stop) or "interrupted before training started: nothing to save"
-        if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+        # a submitit sweep's jobs may go on: its launcher says which (SweepInterrupted)
+        if ("-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]) and \
+                not getattr(stop, "says_what_the_jobs_do", False):
             said += "; the sweep stopped: launching it again trains only what is left"
         print(said, file=sys.stderr)
         raise SystemExit(Interrupted.EXIT_CODE) from None

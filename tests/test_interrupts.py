@@ -136,3 +136,48 @@ def test_ctrl_c_stops_a_sweep_in_one_line(tmp_path, data_dir):
     [line] = [x for x in err.splitlines() if x.startswith("interrupted")]
     assert line.endswith("; the sweep stopped: launching it again trains only what is left")
     assert " epoch(s) saved in " in line
+
+
+def _interrupt_submitit_sweep(runs: Path, data_dir: Path, group: bool):
+    """A submitit_local sweep of two long runs, Ctrl-C'd once both run: to its whole process
+    group (a terminal's Ctrl-C, which reaches the local jobs too) or to the launcher alone (as
+    on SLURM, where the jobs run elsewhere). Its exit status and stderr (a file: jobs that go
+    on hold the launcher's pipes)."""
+    stderr = runs.parent / "stderr.txt"
+    with stderr.open("w") as sink:
+        proc = subprocess.Popen(
+            cli_command(["-m", "launcher=submitit_local", *SWEEP, "dataset.epochs=1000",
+                         "compression=fshift,pool_avg"], runs, data_dir), cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=sink, env=cli_env(), start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(runs.glob("*/*/ckpt/last.pt"))) < 2:
+        time.sleep(0.05)
+    (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
+    return proc.wait(timeout=300), stderr.read_text()
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["launcher-only", "process-group"])
+def test_ctrl_c_on_a_submitit_sweep_says_which_jobs_go_on(tmp_path, data_dir, group):
+    """Jobs the Ctrl-C did not reach go on: the last line says so, with their ids and how to
+    stop them, never 'the sweep stopped'; jobs it reached stop and keep their checkpoints."""
+    runs = tmp_path / "runs"
+    code, err = _interrupt_submitit_sweep(runs, data_dir, group)
+    assert code == 130, err[-3000:]
+    # submitit's local job controller, which the terminal's Ctrl-C reaches too, prints its own
+    assert err.count("Traceback") == err.count("controller.run()"), err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("interrupted") and "the sweep stopped" not in line, err[-3000:]
+    if group:
+        assert line.startswith("interrupted: 2 running job(s) ended with this process")
+        assert "go on" not in line and not list(runs.glob("*/*/summary.json"))
+        return
+    assert "2 job(s) go on without this process (scheduler ids " in line, line
+    ids = line.split("scheduler ids ")[1].split(")")[0].split()
+    assert f"`kill -INT {' '.join(ids)}` stops them" in line
+    for pid in ids:  # they do go on, until stopped as the line says
+        os.kill(int(pid), 0)
+        os.kill(int(pid), signal.SIGINT)
+    deadline = time.time() + 120
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ids):
+        time.sleep(0.2)
+    assert not list(runs.glob("*/*/summary.json"))  # stopped before their 1000 epochs

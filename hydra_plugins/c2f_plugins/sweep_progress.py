@@ -2,7 +2,9 @@
 busy cluster): a line whenever the count of ended (and failed), running or waiting jobs
 changes, or why SLURM keeps jobs waiting; and, when the wait is interrupted (Ctrl-C), which
 jobs go on without it."""
+import contextlib
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -17,6 +19,7 @@ NEVER = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadCons
          "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
          "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit"}
 REASON_EVERY_S = 30.0
+STOP_GRACE_S = 15.0  # for local jobs the same Ctrl-C reached to save and stop
 
 
 def _failed(job: Any) -> bool:
@@ -94,11 +97,48 @@ def wait_reporting(jobs: Mapping[int, Any], poll_s: float = 1.0) -> None:
                     reasons_said = reasons
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        going = [index for index, job in jobs.items() if not job.done()]
-        if going:
-            ids = " ".join(str(jobs[i].job_id) for i in going)
-            log.warning(f"interrupted: {len(going)} job(s) go on without this process "
-                        f"(scheduler ids {ids}); `scancel {ids}` stops them on SLURM, and "
-                        "launching the same sweep again waits for them (finished runs are "
-                        "kept)")
-        raise
+        raise SweepInterrupted(_interrupted(jobs)) from None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the launching process waited for submitit's jobs: its text says which jobs
+    ended with it and which go on, and how to stop those: run.py's last line, as is. (Hydra
+    loads plugin modules anew, so run.py cannot test its class: it reads the attribute.)"""
+
+    says_what_the_jobs_do = True
+
+
+def _interrupted(jobs: Mapping[int, Any]) -> str:
+    """What became of the jobs after a Ctrl-C. Local jobs share the terminal's process group,
+    so the same Ctrl-C reached them: they get a moment to save and stop; jobs it did not reach
+    (SLURM's, or a SIGINT sent to this process alone) go on."""
+    going = [index for index, job in jobs.items() if not job.done()]
+    local = [i for i in going if _in_this_process_group(jobs[i])]
+    deadline = time.monotonic() + STOP_GRACE_S
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: no more waiting
+        while any(not jobs[i].done() for i in local) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    stopped = [i for i in going if jobs[i].done()]
+    going = [i for i in going if i not in stopped]
+    said = "interrupted"
+    if stopped:
+        said += (f": {len(stopped)} running job(s) ended with this process (a Ctrl-C in its "
+                 "terminal reaches local jobs too; each keeps its last checkpoint)")
+    if going:
+        ids = " ".join(str(jobs[i].job_id) for i in going)
+        stop = f"`scancel {ids}`" if all(i not in local for i in going) else f"`kill -INT {ids}`"
+        said += (f"{';' if stopped else ':'} {len(going)} job(s) go on without this process "
+                 f"(scheduler ids {ids}); {stop} stops them")
+    if not stopped and not going:
+        said += ": every job of the sweep had ended"
+    return said + ("; launching the same sweep again " + (
+        "waits for the jobs that go on, then trains only what is left" if going else
+        "trains only what is left") + " (finished runs are kept)")
+
+
+def _in_this_process_group(job: Any) -> bool:
+    """Whether a job's process is in this process's group (a local job: its id is its pid)."""
+    try:
+        return os.getpgid(int(job.job_id)) == os.getpgrp()
+    except (ValueError, OSError):  # a SLURM id (12345_3), or a process already gone
+        return False
