@@ -4,6 +4,8 @@ that starts from the pretraining run by naming it."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +114,47 @@ def test_adaptive_pretraining_switches_in_evaluations_and_resumes_at_the_switch(
     assert [{k: r.get(k) for k in (*SAME, "switch")} for r in read_metrics(again)] == \
         [{k: r.get(k) for k in (*SAME, "switch")} for r in records]
     assert json.loads((again / "plan.json").read_text())["switches"] == [decision]
+
+
+def _unfinished_copy(pretrained, tmp_path) -> tuple[Path, Path]:
+    """A copy of the finished pretraining run as if killed after its last checkpoint."""
+    runs = tmp_path / "runs"
+    shutil.copytree(pretrained[0], runs)
+    [run] = run_dirs(runs)
+    (run / "summary.json").unlink()
+    return runs, run
+
+
+def _refused(proc, *phrases: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error: ")][0]
+    for phrase in phrases:
+        assert phrase in error, error
+
+
+def test_a_damaged_pretraining_checkpoint_is_named_with_its_fix(pretrained, tmp_path,
+                                                                  data_dir):
+    runs, run = _unfinished_copy(pretrained, tmp_path)
+    last = run / "ckpt" / "last.pt"
+    last.write_bytes(last.read_bytes()[:20000])
+    _refused(run_cli(PRETRAIN, runs, data_dir, check=False),
+             f"no readable checkpoint in {run / 'ckpt'}: last.pt is damaged", f"(rm {last})",
+             "from step 1")
+    last.unlink()  # as the error says: trained again from step 1, in its folder
+    run_cli(PRETRAIN, runs, data_dir)
+    assert [r["global_step"] for r in read_metrics(run)] == [20, 40, 60, 80]
+
+
+def test_pretraining_records_missing_for_the_checkpoint_are_refused(pretrained, tmp_path,
+                                                                    data_dir):
+    runs, run = _unfinished_copy(pretrained, tmp_path)
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:1] + lines[2:]))  # the evaluation at global step 40
+    _refused(run_cli(PRETRAIN, runs, data_dir, check=False),
+             f"{metrics} lacks the record(s) of 1 of the 4 evaluation(s)", "global steps 40)",
+             f"delete {run / 'ckpt'}")
+    metrics.unlink()
+    _refused(run_cli(PRETRAIN, runs, data_dir, check=False), "4 of the 4 evaluation(s)")
+    assert not (run / "summary.json").exists()

@@ -78,12 +78,11 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
         return None
     failures = []
     for path in ([last] if last.exists() else []) + kept:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            state = TrainState(**payload["state"])
-        except Exception:  # truncated, empty, or not a checkpoint at all
+        read = read_checkpoint(path, TrainState)
+        if read is None:  # truncated, empty, or not a checkpoint at all
             failures.append(path)
             continue
+        state, payload = read
         if failures:
             log(f"WARNING: checkpoint(s) unreadable: {_damage(failures)}; resuming from an "
                 "earlier one")
@@ -92,13 +91,29 @@ def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:
         state.switches = {int(k): v for k, v in state.switches.items()}
         return Checkpoint(state, own_names(payload["model"]), payload["optimizer"],
                           payload.get("average"), payload.get("scaler"))
+    raise unreadable(ckpt_dir, failures, "epoch 1", ". To survive this next time, keep one "
+                     "checkpoint per epoch with trainer.keep_checkpoints=all")
+
+
+def read_checkpoint(path: Path, state_type: type) -> tuple | None:
+    """(state, payload) of a checkpoint file, its `state` as `state_type` (TrainState, or
+    pretraining's PretrainState); None when it cannot be read: `unreadable` says why."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return state_type(**payload["state"]), payload
+    except Exception:  # noqa: BLE001 - truncated, empty, or not a checkpoint at all
+        return None
+
+
+def unreadable(ckpt_dir: Path, failures: list[Path], start: str, after: str = "") -> RunFileError:
+    """The error for checkpoint files none of which could be read: each named damaged, and
+    that deleting them trains the run again from `start` in its folder."""
     listed = " ".join(str(path) for path in failures)
-    raise RunFileError(
+    return RunFileError(
         f"no readable checkpoint in {ckpt_dir}: {_damage(failures)}. To train this run again "
-        f"from epoch 1 in its folder, delete {'it' if len(failures) == 1 else 'them'} (rm "
-        f"{listed}): metrics.jsonl is then written anew from epoch 1, and plan.json, the "
-        "W&B run and its logs are kept. To survive this next time, keep one checkpoint per "
-        "epoch with trainer.keep_checkpoints=all")
+        f"from {start} in its folder, delete {'it' if len(failures) == 1 else 'them'} (rm "
+        f"{listed}): metrics.jsonl is then written anew from {start}, and plan.json, the "
+        f"W&B run and its logs are kept{after}")
 
 
 def _damage(paths: list[Path]) -> str:

@@ -30,8 +30,9 @@ from c2f.models import model_family
 from c2f.models.ssast import SSASTPretrainer, cluster_mask, pretrainer
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
-from c2f.track import RunDir
+from c2f.track import RunDir, RunFileError
 from c2f.tracker import Tracker
+from c2f.train.checkpoint import read_checkpoint, unreadable
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
@@ -151,13 +152,43 @@ class PretrainLoop:
                            "precision": self.precision.state_dict()}, self.rundir.ckpt_dir / LAST)
 
     def _resume(self) -> tuple[PretrainState, dict | None]:
+        """last.pt's state and payload; one that cannot be read is an error naming it."""
         path = self.rundir.ckpt_dir / LAST
         if not path.exists():
             return PretrainState(), None
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        state = PretrainState(**payload["state"])
+        read = read_checkpoint(path, PretrainState)
+        if read is None:
+            raise unreadable(self.rundir.ckpt_dir, [path], "step 1")
+        state, payload = read
         state.switches = {int(k): v for k, v in state.switches.items()}
         return state, payload
+
+    def _trained_records(self, state: PretrainState) -> list[dict]:
+        """metrics.jsonl's records of the evaluations the checkpoint has trained (each
+        `eval_every` steps of a phase and at its end); refuses (RunFileError) when some are
+        missing: the summary would be judged without them."""
+        kept = [r for r in self.rundir.read_metrics(self.log)
+                if r.get("global_step", 0) <= state.global_step]
+        if state.global_step == 0:
+            return kept
+        expected, offset, every = [], 0, self.spec.pretrain.eval_every
+        for phase in self.plan.phases[:state.phase + 1]:
+            ran = state.step if phase.index == state.phase else \
+                state.switches.get(phase.index, phase.steps)
+            steps = {*range(every, ran + 1, every), ran}
+            expected += sorted(offset + step for step in steps)
+            offset += ran
+        have = {r.get("global_step") for r in kept}
+        missing = [step for step in expected if step not in have]
+        if not missing:
+            return kept
+        shown = ", ".join(map(str, missing[:6])) + (", ..." if len(missing) > 6 else "")
+        raise RunFileError(
+            f"{self.rundir.metrics_path} lacks the record(s) of {len(missing)} of the "
+            f"{len(expected)} evaluation(s) the checkpoint in {self.rundir.ckpt_dir} has "
+            f"trained (global steps {shown}): the run's results would be judged without them. "
+            "Restore the file from a copy and run the same command again, or delete "
+            f"{self.rundir.ckpt_dir} to train the run again from step 1")
 
     # -- adaptive switching (schedule=adaptive): in evaluations, every eval_every steps ------
     def _steps(self, phase: Phase, state: PretrainState) -> int:
@@ -191,8 +222,7 @@ class PretrainLoop:
     def run(self) -> list[dict]:
         spec = self.spec
         state, payload = self._resume()
-        records = [r for r in self.rundir.read_metrics()
-                   if r.get("global_step", 0) <= state.global_step]
+        records = self._trained_records(state)
         if payload is not None:
             self.log(f"resuming at phase {state.phase}, step {state.step} "
                      f"({state.global_step} steps done)")
