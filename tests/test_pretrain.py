@@ -118,11 +118,11 @@ def test_adaptive_pretraining_switches_in_evaluations_and_resumes_at_the_switch(
 
 def _unfinished_copy(pretrained, tmp_path) -> tuple[Path, Path]:
     """A copy of the finished pretraining run as if killed after its last checkpoint."""
-    runs = tmp_path / "runs"
-    shutil.copytree(pretrained[0], runs)
-    [run] = run_dirs(runs)
+    _, source, _ = pretrained  # (its runs dir also holds the fine-tuning test's run)
+    run = tmp_path / "runs" / source.parent.name / source.name
+    shutil.copytree(source, run)
     (run / "summary.json").unlink()
-    return runs, run
+    return tmp_path / "runs", run
 
 
 def _refused(proc, *phrases: str) -> None:
