@@ -181,3 +181,23 @@ def test_ctrl_c_on_a_submitit_sweep_says_which_jobs_go_on(tmp_path, data_dir, gr
     while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ids):
         time.sleep(0.2)
     assert not list(runs.glob("*/*/summary.json"))  # stopped before their 1000 epochs
+
+
+def test_the_ctrl_c_line_says_what_the_checkpoint_holds(tmp_path):
+    """Read from last.pt itself: epochs and the steps of a checkpoint inside an epoch (30
+    minutes into an AudioSet epoch is not "0 epoch(s)"), or pretraining's steps."""
+    from c2f.train.checkpoint import LAST, TrainState, save_checkpoint
+    from c2f.train.failures import interrupted
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    ckpt = tmp_path / "ckpt"
+    assert "nothing saved" in str(interrupted(ckpt / LAST))
+    save_checkpoint(ckpt, TrainState(epoch=3, progress={"steps": 40}), model, optimizer)
+    assert str(interrupted(ckpt / LAST)) == (
+        f"interrupted: 3 epoch(s) and 40 step(s) of epoch 4 saved in {ckpt / LAST}; the same "
+        "command resumes")
+    save_checkpoint(ckpt, TrainState(epoch=4), model, optimizer)
+    assert str(interrupted(ckpt / LAST)).startswith("interrupted: 4 epoch(s) saved in")
+    torch.save({"state": {"global_step": 60}, "model": {}}, ckpt / LAST)  # pretraining's
+    assert str(interrupted(ckpt / LAST)).startswith("interrupted: 60 pretraining step(s) saved")

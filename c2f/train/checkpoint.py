@@ -57,14 +57,34 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
     return target
 
 
-def saved_epochs(ckpt_dir: Path) -> int | None:
-    """The epochs last.pt holds, read without loading its tensors (mmap); None without a
-    readable one."""
+def saved_state(ckpt_dir: Path) -> dict | None:
+    """last.pt's state (the phase loop's TrainState or pretraining's), read without loading
+    its tensors (mmap); None without a readable one."""
     try:
-        return int(torch.load(ckpt_dir / LAST, map_location="cpu", weights_only=True,
-                              mmap=True)["state"]["epoch"])
+        state = torch.load(ckpt_dir / LAST, map_location="cpu", weights_only=True,
+                           mmap=True)["state"]
     except Exception:  # missing or damaged: load_checkpoint says which
         return None
+    return state if isinstance(state, dict) else None
+
+
+def saved_epochs(ckpt_dir: Path) -> int | None:
+    """The epochs last.pt holds; None without a readable one (or for pretraining's)."""
+    state = saved_state(ckpt_dir)
+    return int(state["epoch"]) if state and "epoch" in state else None
+
+
+def saved_position(ckpt_dir: Path) -> str | None:
+    """What last.pt holds, in words: epochs (and the steps of a checkpoint inside an epoch),
+    or pretraining steps; None without a readable one."""
+    state = saved_state(ckpt_dir)
+    if state is None:
+        return None
+    if "epoch" in state:
+        steps = (state.get("progress") or {}).get("steps")
+        inside = f" and {steps} step(s) of epoch {state['epoch'] + 1}" if steps else ""
+        return f"{state['epoch']} epoch(s){inside}"
+    return f"{state['global_step']} pretraining step(s)" if "global_step" in state else None
 
 
 def load_checkpoint(ckpt_dir: Path, log=print) -> Checkpoint | None:

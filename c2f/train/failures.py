@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from c2f.train.checkpoint import saved_position
 from c2f.train.step import OutOfMemory
 
 
@@ -18,12 +19,13 @@ class Interrupted(KeyboardInterrupt):
     EXIT_CODE = 130
 
 
-def interrupted(checkpoint: Path, epochs: int | None) -> Interrupted:
-    """What an interrupted run keeps: `epochs` (None: not counted) in `checkpoint`."""
+def interrupted(checkpoint: Path) -> Interrupted:
+    """What an interrupted run keeps: what `checkpoint` (ckpt/last.pt) holds, read from it."""
     if not checkpoint.exists():
         return Interrupted("interrupted before the first checkpoint: nothing saved; the same "
                            "command starts the run again")
-    kept = f"{epochs} epoch(s) saved in" if epochs is not None else "the run is kept in"
+    held = saved_position(checkpoint.parent)
+    kept = f"{held} saved in" if held else "the run is kept in"
     return Interrupted(f"interrupted: {kept} {checkpoint}; the same command resumes")
 
 

@@ -289,7 +289,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         exit_code = 0
     except KeyboardInterrupt:  # Ctrl-C: W&B's run ends with the shell's code for SIGINT
         exit_code = Interrupted.EXIT_CODE
-        raise interrupted(run.ckpt_dir / "last.pt", loop and loop.saved_epochs) from None
+        raise interrupted(run.ckpt_dir / "last.pt") from None
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))

@@ -65,7 +65,6 @@ class PhaseLoop:
         self.split = len(micro_slices(self.rows, self.micro_rows)) > 1
         self.split_noted = False
         self.mid_epoch = MidEpoch(spec.trainer.checkpoint_minutes, self.world, self.device)
-        self.saved_epochs = 0  # the epochs ckpt/last.pt holds (what a Ctrl-C keeps)
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -295,7 +294,6 @@ class PhaseLoop:
                             average=self.averager.state_dict(),
                             scaler=self.precision.state_dict())
         self.mid_epoch.restart_clock()
-        self.saved_epochs = state.epoch
 
     def _note_silent(self, before: int) -> None:
         counts = {split: len(ids) for split, ids in self.silent.items()}
@@ -342,7 +340,6 @@ class PhaseLoop:
         """Train every phase not yet done; returns all records."""
         loaded = load_checkpoint(self.run_dir.ckpt_dir, self.log)
         state = loaded.state if loaded else TrainState()
-        self.saved_epochs = state.epoch
         self.averager.load_state_dict(loaded.average if loaded else None)
         records = self.run_dir.trained_records(state.epoch, self.log) if loaded else []
         self.tracker.replay(records)  # the epochs a killed attempt's W&B may not have written
