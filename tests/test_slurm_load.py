@@ -63,7 +63,10 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
             "hydra.launcher.snapshot=true"]  # jobs run the code of their launch
 
     started = time.monotonic()
-    launcher = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
+    # from the repository, as users launch; on Python < 3.11 (no PYTHONSAFEPATH) a snapshot
+    # sweep must be launched from a folder that does not hold the code
+    cwd = ROOT if sys.version_info >= (3, 11) else tmp_path
+    launcher = subprocess.Popen(cli_command(args, runs, data_dir), cwd=cwd, text=True,
                                 env=cli_env(slurm), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
     hit_when_training(launcher, runs, paths)

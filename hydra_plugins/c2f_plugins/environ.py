@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -34,6 +35,20 @@ def snapshot_code(root: Path, dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     return dest
+
+
+# what a job imports from the code: run.py's task, c2f, and these plugins
+CODE_NAMES = ("run.py", "c2f", "hydra_plugins")
+
+
+def shadowed_by_launch_folder(folder: Path) -> list[str]:
+    """The code that jobs launched from `folder` would import from there, not from the
+    snapshot: submitit starts them with `python -m`, which puts their working folder (the
+    launch folder) first on sys.path unless PYTHONSAFEPATH is set, and Python < 3.11 ignores
+    PYTHONSAFEPATH. Nothing on Python >= 3.11."""
+    if sys.version_info >= (3, 11):
+        return []
+    return [name for name in CODE_NAMES if (folder / name).exists()]
 
 
 def code_environment(code_root: Path) -> AbstractContextManager[None]:

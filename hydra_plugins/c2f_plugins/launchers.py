@@ -50,7 +50,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.c2f_plugins.compose import compose_jobs
 from hydra_plugins.c2f_plugins.data_check import SweepConfigError, check_data, refuse
-from hydra_plugins.c2f_plugins.environ import code_environment, snapshot_code
+from hydra_plugins.c2f_plugins.environ import (
+    code_environment,
+    shadowed_by_launch_folder,
+    snapshot_code,
+)
 from hydra_plugins.c2f_plugins.local_slots import plan_slots, submit_in_slots
 from hydra_plugins.c2f_plugins.outcome import (
     finished_note,
@@ -207,8 +211,15 @@ class _SubmititLauncher(BaseSubmititLauncher):
     def _code_root(self, sweep_dir: Path) -> Path:
         if not self.snapshot:
             return REPO
-        if sys.version_info < (3, 11):
-            raise RuntimeError("snapshot=true needs Python >= 3.11 (PYTHONSAFEPATH)")
+        shadowed = shadowed_by_launch_folder(Path.cwd())
+        if shadowed:
+            raise SweepConfigError(
+                f"hydra.launcher.snapshot=true: the jobs would import {', '.join(shadowed)} "
+                f"from the launch folder {Path.cwd()}, not from the snapshot (Python "
+                f"{sys.version_info.major}.{sys.version_info.minor} puts it first on their "
+                "sys.path; PYTHONSAFEPATH, which keeps it off, needs Python 3.11 or later). "
+                "Launch from another folder (python /path/to/run.py -m ...) or with Python "
+                ">= 3.11; nothing was started")
         code = snapshot_code(REPO, sweep_dir / "code")
         log.info(f"Jobs run the code snapshot in {code}")
         return code
