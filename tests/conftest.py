@@ -120,11 +120,11 @@ def cli_env(env: dict | None = None) -> dict:
 
 
 def run_cli(args: list[str], runs_dir: Path, data_dir: Path, *, check: bool = True,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python run.py ARGS` in a process of its own, as a user types it (forked from a warm
-    interpreter: tests/warm_python.py)."""
+            env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` in a process of its own, as a user types it in `cwd` (forked from
+    a warm interpreter: tests/warm_python.py)."""
     cmd = cli_command(args, runs_dir, data_dir)
-    proc = run_python(cmd[1:], ROOT, cli_env(env), timeout=900)
+    proc = run_python(cmd[1:], cwd, cli_env(env), timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

@@ -94,7 +94,7 @@ def test_fifty_job_sweep_with_failures_a_kill_and_a_preemption(tmp_path, data_di
     for index in FAILING:  # the user removes what blocked them, as the message says
         paths[index].unlink()
     started = time.monotonic()
-    relaunched = run_cli(args, runs, data_dir, env=slurm)
+    relaunched = run_cli(args, runs, data_dir, env=slurm, cwd=cwd)
     output = relaunched.stdout + relaunched.stderr
     relaunch_seconds = time.monotonic() - started
     relaunch = sweep_dirs(runs.parent)[-1]
