@@ -44,7 +44,7 @@ class World:
         return empty > 0, int(clips) if empty > 0 else 0
 
 
-def _from_env() -> World:
+def world_from_env() -> World:
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun
         return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                      int(os.environ.get("LOCAL_RANK", 0)))
@@ -67,7 +67,7 @@ def init_world(requested: str) -> World:
     thread use the current device) and the group has two backends: NCCL for the gradients and
     other CUDA tensors, gloo for the small host-side sums and object gathers (an NCCL-only
     group has no CPU backend)."""
-    world = _from_env()
+    world = world_from_env()
     kind = device_for(world, requested).type
     if kind == "cuda" and torch.cuda.device_count() <= world.local_rank:
         found = torch.cuda.device_count()

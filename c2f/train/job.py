@@ -22,7 +22,7 @@ from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock
 from c2f.tracker import Tracker, flat_config, lacks_epochs
-from c2f.train.distributed import World, _from_env, all_sum, device_for, init_world
+from c2f.train.distributed import World, all_sum, device_for, init_world, world_from_env
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
@@ -311,7 +311,7 @@ def _complete_wandb(spec: RunSpec, run: RunDir, summary: dict, echo) -> None:
     W&B attempt finished after its last epoch is not opened again."""
     records = epoch_records(run.read_metrics())
     if spec.logger.mode == "disabled" or spec.pretrain is not None or \
-            not lacks_epochs(run.path, records) or not _from_env().is_main:
+            not lacks_epochs(run.path, records) or not world_from_env().is_main:
         return
     tracker = _tracker(spec, run, True, echo)
     try:
