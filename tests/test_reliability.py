@@ -218,6 +218,8 @@ def test_a_sweep_relaunch_skips_held_runs_and_lists_them(tmp_path, data_dir):
     assert "1 run(s) skipped, held by other processes:" in text
     assert "compression=fshift" in text.split("skipped, held")[1].splitlines()[1]
     assert "job(s) failed" not in text
+    # skipped, not failed: exit 0, no traceback
+    assert proc.returncode == 0 and "Traceback" not in text and "Error executing job" not in text
     trained = [r for r in run_dirs(runs) if (r / "summary.json").exists()]
     assert len(trained) == 1 and trained[0] != held
 
