@@ -52,8 +52,8 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
                "optimizer": optimizer.state_dict(), "average": average, "scaler": scaler}
     target = ckpt_dir / LAST
     atomic_torch_save(payload, target)
-    if keep_all:
-        torch.save(payload, ckpt_dir / f"epoch{state.epoch:04d}.pt")
+    if keep_all:  # whole or absent too: load_checkpoint falls back on these
+        atomic_torch_save(payload, ckpt_dir / f"epoch{state.epoch:04d}.pt")
     return target
 
 
