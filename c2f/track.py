@@ -98,10 +98,11 @@ class RunDir:
         except RunFileError:
             return ([self.path.name] + self._logged_wandb_ids())[-1]
 
-    def read_metrics(self, log=print) -> list[dict]:
+    def read_metrics(self, log=print, lenient: bool = False) -> list[dict]:
         """metrics.jsonl's records. A last line cut short (a crash mid-append on a file system
         without atomic renames) is dropped with a warning: the checkpoint decides which epochs
-        are kept. A bad line before the last raises RunFileError naming it."""
+        are kept. A bad line before the last raises RunFileError naming it; `lenient` (the
+        report, which must still show a damaged run) skips it with a warning too."""
         try:
             lines = self.metrics_path.read_text().splitlines()
         except FileNotFoundError:
@@ -119,6 +120,10 @@ class RunDir:
                     log(f"warning: {self.metrics_path} line {number} is cut short ({err}); "
                         "dropped (its epoch is trained again if the checkpoint lacks it)")
                     break
+                if lenient:
+                    log(f"warning: {self.metrics_path} line {number} is unreadable ({err}); "
+                        "skipped")
+                    continue
                 raise RunFileError(
                     f"{self.metrics_path} line {number} is unreadable ({err}), and records "
                     "follow it. Restore the file from a copy, or delete "

@@ -213,13 +213,18 @@ def test_plots_of_runs_without_a_baseline_draw_without_warnings(tmp_path):
     assert list((tmp_path / "report" / "plots").glob("*.png"))
 
 
-def test_truncated_last_line_is_tolerated_with_a_warning(tmp_path):
+def test_truncated_or_broken_lines_are_tolerated_with_a_warning(tmp_path):
+    """A report still shows a damaged run: a cut last line, and a broken middle line (which
+    training refuses to resume from), each skipped naming the file and line."""
     run = make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5], finished=False)
-    with (run / "metrics.jsonl").open("a") as handle:
-        handle.write('{"run": "base", "epoch": 5, "val')
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join([lines[0], "{garbage\n", *lines[1:]]) +
+                       '{"run": "base", "epoch": 5, "val')
     runs, warnings = load_runs([tmp_path])
     assert len(runs[0].records) == 4
-    assert any("last line (truncated)" in w for w in warnings)
+    assert any(f"{metrics} line 2 is unreadable" in w and "skipped" in w for w in warnings)
+    assert any(f"{metrics} line 6 is cut short" in w for w in warnings)
 
 
 def test_unusable_input_is_an_error(tmp_path, capsys):

@@ -12,6 +12,7 @@ from c2f.report.select import SelectError, flat_config, select
 from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
 from c2f.spec import semantic_config
+from c2f.track import RunDir
 
 
 class ReportError(Exception):
@@ -95,23 +96,6 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def read_metrics(path: Path, warnings: list[str]) -> list[dict]:
-    """metrics.jsonl records in order; a truncated or broken line is skipped with a warning."""
-    if not path.exists():
-        return []
-    records = []
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            where = "last line (truncated)" if number == len(lines) else f"line {number}"
-            warnings.append(f"{path}: {where} is not valid JSON; ignored")
-    return records
-
-
 def _phases(plan: dict | None, config: dict, records: list[dict]) -> tuple[int, ...]:
     """C of each phase: from plan.json, else from the records, else from the config."""
     if plan and plan.get("phases"):
@@ -136,7 +120,7 @@ def load_run(path: Path) -> Run:
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ReportError(f"{path}: unreadable run directory ({err})") from err
     warnings: list[str] = []
-    records = read_metrics(path / "metrics.jsonl", warnings)
+    records = RunDir(path).read_metrics(warnings.append, lenient=True)
     averaged = [r for r in records if r.get("kind") == "average"]
     pretrain = "pretrain" in config
     records = [r for r in records if r.get("kind", "epoch") == ("pretrain" if pretrain
