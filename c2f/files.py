@@ -69,7 +69,9 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)  # half a file would keep a full disk full (or Ctrl-C)
         why = _write_failure(err, path.parent, written) if isinstance(err, Exception) else None
-        if why is None:  # not the file system's doing (a payload that cannot be saved)
+        if why is None and isinstance(err, RuntimeError):  # torch's writer, no cause shown
+            why = " ".join(str(err).split())[:300]  # (a file-size limit, a quota)
+        if why is None:  # not a write's failure (a payload that cannot be saved)
             raise
         kept = (f"the previous {path.name} is intact" if path.exists()
                 else f"there is no earlier {path.name}")

@@ -161,6 +161,16 @@ def test_a_checkpoint_write_that_fails_says_why_and_leaves_no_half_file(tmp_path
     with pytest.raises(RunFileError, match=f"cannot write {blocked} .*Is a directory"):
         atomic_torch_save({"epoch": 2}, blocked)
     assert not list(blocked.parent.glob(".*.tmp"))
+    # torch's writer failing with room on the disk (a file-size limit, a quota): its text
+    def limited_save(obj, path):
+        Path(path).write_bytes(b"x" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096")
+
+    monkeypatch.setattr(torch, "save", limited_save)
+    with pytest.raises(RunFileError, match=r"cannot write .*last\.pt \(\[enforce fail at "
+                       r"inline_container.cc:672\] \. unexpected pos 4096\); the previous"):
+        atomic_torch_save({"epoch": 2}, target)
+    monkeypatch.undo()
     # not the file system's doing: the error itself, not "free space"; Ctrl-C mid-write
     with pytest.raises(Exception, match="lambda") as raised:
         atomic_torch_save({"epoch": 2, "fn": lambda: None}, target)

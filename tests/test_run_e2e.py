@@ -61,9 +61,8 @@ def test_two_phase_run_metrics_and_wandb_offline(tmp_path, data_dir):
     assert "Note: the code of its method or model (or what they share with others, or the " \
         f"torch and timm versions) changed since this run was planned (0ld, now {now}): its " \
         "results are the old code" in again.stdout
-    # the same run, asked for in another precision (compared as it acted: auto is fp32 on a
-    # CPU): said why it is not trained again
-    assert "Your trainer.precision=bf16 (the run's: fp32) is not part of a run's identity" \
+    # the same run, asked for in another precision: said why it is not trained again
+    assert "Your trainer.precision=bf16 (the run's: auto) is not part of a run's identity" \
         in again.stdout and "'group=<name>' trains it in a folder of its own" in again.stdout
     assert read_metrics(run) == records
     # a dry run of the finished run still shows its plan ("plan only" means the plan)

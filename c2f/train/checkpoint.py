@@ -60,18 +60,16 @@ def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,
 def saved_state(ckpt_dir: Path) -> dict | None:
     """last.pt's state (the phase loop's TrainState or pretraining's), read without loading
     its tensors (mmap); None without a readable one."""
-    try:
-        state = torch.load(ckpt_dir / LAST, map_location="cpu", weights_only=True,
-                           mmap=True)["state"]
-    except Exception:  # missing or damaged: load_checkpoint says which
+    if not (ckpt_dir / LAST).is_file():
         return None
-    return state if isinstance(state, dict) else None
-
-
-def saved_epochs(ckpt_dir: Path) -> int | None:
-    """The epochs last.pt holds; None without a readable one (or for pretraining's)."""
-    state = saved_state(ckpt_dir)
-    return int(state["epoch"]) if state and "epoch" in state else None
+    for mmap in (True, False):  # a file system that cannot map files: read it whole
+        try:
+            state = torch.load(ckpt_dir / LAST, map_location="cpu", weights_only=True,
+                               mmap=mmap)["state"]
+            return state if isinstance(state, dict) else None
+        except Exception:  # noqa: BLE001 - damaged (load_checkpoint says how), or no mmap
+            continue
+    return None
 
 
 def saved_position(ckpt_dir: Path) -> str | None:

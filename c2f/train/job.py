@@ -22,7 +22,7 @@ from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock
 from c2f.tracker import Tracker, flat_config, lacks_epochs
-from c2f.train.distributed import World, all_sum, device_for, init_world, world_from_env
+from c2f.train.distributed import all_sum, device_for, init_world, world_from_env
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
@@ -125,7 +125,7 @@ def _finished(spec: RunSpec, run: RunDir, echo) -> dict | None:
     if done:
         echo(f"run {spec.run_id} already finished ({run.path}); best {done['metric']} "
              f"{metric_text(done['best'])}. Delete the folder to train it again."
-             f"{finished_otherwise(spec, run, device_for(World(), spec.trainer.device))}"
+             f"{finished_otherwise(spec, run)}"
              f"{_code_changed(spec, run, 'its results are the old code')}")
         return done
     return None
