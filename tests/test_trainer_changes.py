@@ -28,6 +28,12 @@ def test_settings_are_compared_as_they_acted(tmp_path):
         "trainer.precision": ["fp32", "bf16"]}
     assert changes(spec_for("trainer.num_workers=3"), run, CPU) == {
         "trainer.num_workers": [0, 3]}
+    # trained on a GPU (device auto), resumed on a CPU node: said, whatever the config says
+    gpu = RunDir(tmp_path / "gpu")
+    gpu.create(yaml.safe_dump({"trainer": {"device": "auto"}}), {"phases": [], "trainer_used": {
+        **used_now(spec_for(), CPU), "device": "cuda", "precision": "bf16"}})
+    assert changes(spec_for(), gpu, CPU) == {"trainer.device": ["cuda", "cpu"],
+                                             "trainer.precision": ["bf16", "fp32"]}
 
 
 def test_a_run_from_before_eval_precision_evaluated_in_its_training_precision(tmp_path):

@@ -26,11 +26,13 @@ NOT_SETTINGS = ("dry_run", "progress", "wait_for_lock")
 
 
 def acting(trainer: dict, device: torch.device) -> dict:
-    """`trainer` as it acts on `device`: the precision `auto` resolves to, and evaluation's
-    (a config from before `trainer.eval_precision` evaluated in its training precision)."""
+    """`trainer` as it acts on `device`: the device `auto` picks, the precision `auto`
+    resolves to, and evaluation's (a config from before `trainer.eval_precision` evaluated in
+    its training precision)."""
     precision = trainer.get("precision", "auto")
     evaluation = for_evaluation(precision, trainer.get("eval_precision", "train"))
-    return {**trainer, "precision": _resolved(precision, device),
+    return {**trainer, "device": device.type if trainer.get("device", "auto") == "auto"
+            else trainer["device"], "precision": _resolved(precision, device),
             "eval_precision": _resolved(evaluation, device)}
 
 
