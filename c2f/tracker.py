@@ -20,6 +20,7 @@ offline-run folder of its own, after the last epoch of an attempt that finished 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,26 @@ def run_tags(config: dict, extra: tuple[str, ...] = ()) -> list[str]:
             ] + list(extra)
 
 
+IN_USE_WAIT_S = 30.0  # a killed attempt's W&B service holds its run until it sees it died
+
+
+def _opened(start, mode: str):
+    """`start(mode)`, waiting while W&B says the run is in use: the service of an attempt
+    killed a moment ago (SIGKILL, a requeue on this node) lets go of it a few seconds later."""
+    deadline = time.monotonic() + IN_USE_WAIT_S
+    while True:
+        try:
+            return start(mode)
+        except Exception as err:  # wandb-core's ServerResponseError has no type of its own
+            if "is in use" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 class Tracker:
     """One W&B run per run folder (its `wandb_id`), resumable; `finish()` always called by
     `close`."""
@@ -80,17 +101,22 @@ class Tracker:
                               reinit="finish_previous",
                               settings=wandb.Settings(console="off", silent=True))
         try:
-            self.run = start(mode)
-        except wandb.errors.Error as err:
-            if mode != "online":
-                raise
-            # no key, no network (a compute node), a server that refuses: the training the
-            # job came for goes on, logged where `wandb sync` uploads it from later
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            log(f"warning: W&B online failed ({reason}); logging offline instead: "
-                f"`wandb sync {run_dir / 'wandb'}/offline-run-*` uploads it later "
-                "(logger.mode=offline skips the attempt)")
-            self.run = start("offline")
+            try:
+                self.run = _opened(start, mode)
+            except wandb.errors.Error as err:
+                if mode != "online":
+                    raise
+                # no key, no network (a compute node), a server that refuses: the training
+                # the job came for goes on, logged where `wandb sync` uploads it from later
+                log(f"warning: W&B online failed ({_first_line(err)}); logging offline "
+                    f"instead: `wandb sync {run_dir / 'wandb'}/offline-run-*` uploads it later "
+                    "(logger.mode=offline skips the attempt)")
+                self.run = _opened(start, "offline")
+        except Exception as err:  # noqa: BLE001 - W&B records the training; it is not it
+            log(f"warning: W&B could not open run {run_id} ({_first_line(err)}); this attempt "
+                "trains without it, and the next start logs the epochs W&B lacks")
+            self.run = None
+            return
         self._declare()
 
     def _declare(self) -> None:

@@ -66,3 +66,35 @@ def test_an_online_run_whose_wandb_has_every_epoch_is_not_opened_again(tmp_path)
     assert lacks_epochs(tmp_path, records)
     tracker.close()
     assert not lacks_epochs(tmp_path, records)
+
+
+def test_a_run_a_killed_attempt_holds_is_waited_for_then_trained_without(tmp_path, monkeypatch):
+    """Resumed right after a SIGKILL, W&B may still hold the run ("run ID ... is in use":
+    the killed attempt's service lets go a few seconds later): waited for, and if it stays
+    held, this attempt trains without W&B, saying so (the next start logs what it lacks)."""
+    from types import SimpleNamespace
+
+    import wandb
+
+    from c2f import tracker as tracking
+
+    calls = []
+
+    def held_twice(**kwargs):
+        calls.append(kwargs["mode"])
+        if len(calls) <= 2:
+            raise RuntimeError(f"run ID {kwargs['id']} is in use")
+        return SimpleNamespace(define_metric=lambda *args, **kwargs: None)
+
+    monkeypatch.setattr(wandb, "init", held_twice)
+    said, config = [], {"dataset": "d", "model": "m", "method": "fshift", "C": 4, "schedule": "s"}
+    opened = tracking.Tracker("offline", "c2f", None, "r-1", "g", tmp_path, config,
+                              log=said.append)
+    assert opened.run is not None and calls == ["offline"] * 3 and said == []
+    calls.clear()
+    monkeypatch.setattr(tracking, "IN_USE_WAIT_S", 0.0)  # held past the wait
+    left = tracking.Tracker("offline", "c2f", None, "r-1", "g", tmp_path, config,
+                            log=said.append)
+    assert left.run is None and said == [
+        "warning: W&B could not open run r-1 (run ID r-1 is in use); this attempt trains "
+        "without it, and the next start logs the epochs W&B lacks"]
