@@ -20,7 +20,7 @@ offline-run folder of its own, after the last epoch of an attempt that finished 
 from __future__ import annotations
 
 import json
-import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +61,23 @@ def run_tags(config: dict, extra: tuple[str, ...] = ()) -> list[str]:
             ] + list(extra)
 
 
-IN_USE_WAIT_S = 30.0  # a killed attempt's W&B service holds its run until it sees it died
+def _opened(start, mode: str, log):
+    """`start(mode)`. W&B's service is shared with the process this one inherits WANDB_SERVICE
+    from (a notebook or script that used W&B, `wandb beta core start`, a test runner); an
+    attempt of this run killed a moment ago leaves its run held there ("run ID ... is in use")
+    for as long as that service lives. This process then leaves it and starts its own."""
+    import wandb
 
-
-def _opened(start, mode: str):
-    """`start(mode)`, waiting while W&B says the run is in use: the service of an attempt
-    killed a moment ago (SIGKILL, a requeue on this node) lets go of it a few seconds later."""
-    deadline = time.monotonic() + IN_USE_WAIT_S
-    while True:
-        try:
-            return start(mode)
-        except Exception as err:  # wandb-core's ServerResponseError has no type of its own
-            if "is in use" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
+    try:
+        return start(mode)
+    except Exception as err:  # wandb-core's ServerResponseError has no type of its own
+        if "is in use" not in str(err):
+            raise
+    log(f"note: the W&B service this process shares ({wandb.env.SERVICE}) still holds the "
+        "run for a killed attempt; starting a W&B service of this process's own")
+    wandb.teardown()  # this process's connection to the shared service
+    os.environ.pop(wandb.env.SERVICE, None)
+    return start(mode)
 
 
 def _first_line(err: BaseException) -> str:
@@ -102,7 +105,7 @@ class Tracker:
                               settings=wandb.Settings(console="off", silent=True))
         try:
             try:
-                self.run = _opened(start, mode)
+                self.run = _opened(start, mode, log)
             except wandb.errors.Error as err:
                 if mode != "online":
                     raise
@@ -111,7 +114,7 @@ class Tracker:
                 log(f"warning: W&B online failed ({_first_line(err)}); logging offline "
                     f"instead: `wandb sync {run_dir / 'wandb'}/offline-run-*` uploads it later "
                     "(logger.mode=offline skips the attempt)")
-                self.run = _opened(start, "offline")
+                self.run = _opened(start, "offline", log)
         except Exception as err:  # noqa: BLE001 - W&B records the training; it is not it
             log(f"warning: W&B could not open run {run_id} ({_first_line(err)}); this attempt "
                 "trains without it, and the next start logs the epochs W&B lacks")

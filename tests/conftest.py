@@ -58,6 +58,17 @@ def flops_cache(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def no_wandb_service_left_behind():
+    """A test that opens W&B in this process leaves its service's address in WANDB_SERVICE,
+    which every later subprocess of this worker would inherit and share: shut it after the
+    test (test_wandb_replay shares one on purpose)."""
+    yield
+    if os.environ.get("WANDB_SERVICE") and "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One data folder for the whole session: the built-in dataset is rendered once."""

@@ -3,6 +3,7 @@ writes rows some time after `log`, so the killed attempt loses some; the resume 
 again. Real W&B (offline), real kill, files read back as `wandb sync` would read them."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,33 +69,63 @@ def test_an_online_run_whose_wandb_has_every_epoch_is_not_opened_again(tmp_path)
     assert not lacks_epochs(tmp_path, records)
 
 
-def test_a_run_a_killed_attempt_holds_is_waited_for_then_trained_without(tmp_path, monkeypatch):
-    """Resumed right after a SIGKILL, W&B may still hold the run ("run ID ... is in use":
-    the killed attempt's service lets go a few seconds later): waited for, and if it stays
-    held, this attempt trains without W&B, saying so (the next start logs what it lacks)."""
+def test_a_run_a_shared_service_holds_is_opened_in_a_service_of_its_own(tmp_path, monkeypatch):
+    """W&B says the run is in use (a shared service holds it for a killed attempt): this
+    process leaves that service (WANDB_SERVICE) and opens the run in a service of its own; if
+    even that fails, this attempt trains without W&B, saying so (the next start logs what it
+    lacks)."""
     from types import SimpleNamespace
 
     import wandb
 
     from c2f import tracker as tracking
 
-    calls = []
+    calls, held = [], []
 
-    def held_twice(**kwargs):
-        calls.append(kwargs["mode"])
-        if len(calls) <= 2:
+    def init(**kwargs):
+        calls.append(os.environ.get("WANDB_SERVICE"))
+        if len(calls) <= len(held):
             raise RuntimeError(f"run ID {kwargs['id']} is in use")
         return SimpleNamespace(define_metric=lambda *args, **kwargs: None)
 
-    monkeypatch.setattr(wandb, "init", held_twice)
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setenv("WANDB_SERVICE", "3-1-unix-/nonexistent")
     said, config = [], {"dataset": "d", "model": "m", "method": "fshift", "C": 4, "schedule": "s"}
+    held.append(1)
     opened = tracking.Tracker("offline", "c2f", None, "r-1", "g", tmp_path, config,
                               log=said.append)
-    assert opened.run is not None and calls == ["offline"] * 3 and said == []
-    calls.clear()
-    monkeypatch.setattr(tracking, "IN_USE_WAIT_S", 0.0)  # held past the wait
+    assert opened.run is not None and calls == ["3-1-unix-/nonexistent", None]
+    assert len(said) == 1 and said[0].startswith("note: the W&B service this process shares")
+    monkeypatch.setenv("WANDB_SERVICE", "3-1-unix-/nonexistent")
+    calls.clear(), said.clear(), held.append(2)
     left = tracking.Tracker("offline", "c2f", None, "r-1", "g", tmp_path, config,
                             log=said.append)
-    assert left.run is None and said == [
+    assert left.run is None and len(calls) == 2 and said[1] == (
         "warning: W&B could not open run r-1 (run ID r-1 is in use); this attempt trains "
-        "without it, and the next start logs the epochs W&B lacks"]
+        "without it, and the next start logs the epochs W&B lacks")
+
+
+def test_a_service_shared_through_wandb_service_does_not_keep_the_resume_from_wandb(
+        tmp_path, data_dir, monkeypatch):
+    """A run started from a process whose W&B service it inherits (WANDB_SERVICE: a notebook,
+    a script that used W&B, `wandb beta core start`) is killed; that service outlives it and
+    holds its run ("run ID ... is in use"). The resume opens a service of its own and logs
+    every epoch, rather than training without W&B."""
+    import wandb
+
+    from c2f.tracker import Tracker
+
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    parent = Tracker("offline", "c2f", None, "parent", "g", tmp_path / "parent", {
+        "dataset": "d", "model": "m", "method": "none", "C": 1, "schedule": "s"})
+    try:
+        assert os.environ.get("WANDB_SERVICE"), "W&B no longer shares its service by env"
+        runs = tmp_path / "runs"
+        kill_after_records(ARGS, 3, runs, data_dir)
+        resumed = run_cli(ARGS, runs, data_dir)
+    finally:
+        parent.close()
+        wandb.teardown()
+    [run] = run_dirs(runs)
+    assert "could not open" not in resumed.stdout, resumed.stdout
+    assert set(wandb_epochs(run)) == {1, 2, 3, 4}, wandb_epochs(run)
