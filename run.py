@@ -72,7 +72,7 @@ if __name__ == "__main__":
                 not getattr(stop, "says_what_the_jobs_do", False):
             said += "; the sweep stopped: launching it again trains only what is left"
         print(said, file=sys.stderr)
-        raise SystemExit(Interrupted.EXIT_CODE) from None
+        raise SystemExit(getattr(stop, "EXIT_CODE", Interrupted.EXIT_CODE)) from None
     except SystemExit as stop:
         if stop.code == 1:  # Hydra's exit on a config it could not compose (among others)
             _hint_overrides()

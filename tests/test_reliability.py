@@ -280,6 +280,7 @@ def test_config_drift_is_reported_not_mixed(tmp_path, data_dir):
 def test_a_preemption_signal_is_handled_once_and_its_requeue_outlives_a_second_one():
     """SLURM can send its warning signal twice; the second must neither re-enter submitit's
     handler nor kill the `scontrol requeue` child it runs (tests/test_slurm_load.py met both)."""
+    from c2f.train import stopping
     from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
 
     check = ("import signal; print(*(signal.getsignal(s) == signal.SIG_IGN "
@@ -291,18 +292,18 @@ def test_a_preemption_signal_is_handled_once_and_its_requeue_outlives_a_second_o
         child = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
         seen.append(child.stdout.split())  # what `scontrol requeue` would inherit
 
-    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM,
+                                              signal.SIGALRM)}
     try:
         signal.signal(signal.SIGUSR2, submitit_handler)
-        handle_preemption_once()
+        handle_preemption_once(30.0)
         os.kill(os.getpid(), signal.SIGUSR2)
         for _ in range(100):  # the handler runs in this thread, between bytecodes
             if seen:
                 break
             subprocess.run(["true"])
     finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
+        stopping.restore(saved)
     assert seen == [["True", "True"]]
 
 

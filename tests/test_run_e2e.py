@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
 
 from tests import wandb_log
-from tests.conftest import TINY, kill_after_records, read_metrics, run_cli, run_dirs
+from tests.conftest import (
+    ROOT,
+    TINY,
+    cli_command,
+    cli_env,
+    kill_after_records,
+    read_metrics,
+    run_cli,
+    run_dirs,
+)
 
 pytestmark = pytest.mark.slow
 TWO_PHASE = [*TINY, "logger=disabled", "compression=fshift", "schedule=2phase", "schedule.c=2"]
@@ -171,3 +184,37 @@ def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, 
             "C", "averaged_epochs")
     assert [{k: r.get(k) for k in same} for r in resumed] == [{k: r.get(k) for k in same}
                                                               for r in expected]
+
+
+def test_a_sigterm_saves_the_training_then_ends_the_run(tmp_path, data_dir, straight):
+    """SIGTERM (`kill`, `scancel`, a preemption without a warning) to the run's process group,
+    loader workers included, once it trains past epoch 3: with no checkpoint due
+    (trainer.checkpoint_minutes is 30), the run saves last.pt after the step it is in, says
+    what it saved and exits 143; the same command resumes to the same metrics, bitwise."""
+    from c2f.train.checkpoint import saved_state
+
+    args = [*AVERAGED, "trainer.num_workers=2", "trainer.cache_audio=false"]
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+                            start_new_session=True)
+    deadline, state = time.monotonic() + 300, None
+    while not (state and state["epoch"] >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.01)
+        state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-2000:] + err[-3000:]
+    said = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\)(?: and (\d+) step\(s\) of "
+                     r"epoch \d+)? saved in \S+last\.pt; the same command resumes", err)
+    assert said and "Traceback" not in err, err[-3000:]
+    assert "SIGTERM: saving the training after this step" in out
+    saved = (int(said.group(1)), int(said.group(2) or 0))
+    assert saved > (state["epoch"], 0)  # written at the signal: more than last.pt held then
+    [run] = run_dirs(runs)
+    resumed = run_cli(args, runs, data_dir)
+    assert ("resuming phase 1's epoch" in resumed.stdout) == (saved[1] > 0)
+    same = ("kind", "value", "train_loss", "eval_loss", "flops_cum", "samples", "lr", "C")
+    assert [{k: r.get(k) for k in same} for r in read_metrics(run)] == [
+        {k: r.get(k) for k in same} for r in straight]

@@ -19,14 +19,24 @@ class Interrupted(KeyboardInterrupt):
     EXIT_CODE = 130
 
 
-def interrupted(checkpoint: Path) -> Interrupted:
-    """What an interrupted run keeps: what `checkpoint` (ckpt/last.pt) holds, read from it."""
+class Terminated(Interrupted):
+    """SIGTERM during training (c2f/train/stopping.py), after the training was saved."""
+
+    EXIT_CODE = 143
+    WHAT = "terminated (SIGTERM)"
+
+
+def interrupted(checkpoint: Path, stop: BaseException | None = None) -> Interrupted:
+    """What an interrupted (or terminated: `stop`) run keeps: what `checkpoint`
+    (ckpt/last.pt) holds, read from it."""
+    kind = type(stop) if isinstance(stop, Interrupted) else Interrupted
+    what = getattr(kind, "WHAT", "interrupted")
     if not checkpoint.exists():
-        return Interrupted("interrupted before the first checkpoint: nothing saved; the same "
-                           "command starts the run again")
+        return kind(f"{what} before the first checkpoint: nothing saved; the same command "
+                    "starts the run again")
     held = saved_position(checkpoint.parent)
     kept = f"{held} saved in" if held else "the run is kept in"
-    return Interrupted(f"interrupted: {kept} {checkpoint}; the same command resumes")
+    return kind(f"{what}: {kept} {checkpoint}; the same command resumes")
 
 
 class SharedMemoryExhausted(RuntimeError):

@@ -30,6 +30,7 @@ from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import epoch_records, format_summary, summarize
 from c2f.train.step import Diverged
+from c2f.train.stopping import sigterm_saves, training
 from c2f.train.trainer_changes import finished_otherwise, resumed_otherwise, used_now
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite
@@ -275,7 +276,8 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
         loop.skipped.update(train.dropped + evaluation.dropped)  # found before training
         try:
-            records = loop.run()
+            with sigterm_saves(echo), training():  # a stop signal saves the training first
+                records = loop.run()
         except Diverged as err:
             if world.is_main:
                 atomic_write_text(run.path / DIVERGED,
@@ -287,9 +289,9 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
             _finish(run, summary, loop.skipped)
             tracker.summarize(summary)
         exit_code = 0
-    except KeyboardInterrupt:  # Ctrl-C: W&B's run ends with the shell's code for SIGINT
-        exit_code = Interrupted.EXIT_CODE
-        raise interrupted(run.ckpt_dir / "last.pt") from None
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: W&B's run ends with the shell's code
+        exit_code = getattr(stop, "EXIT_CODE", Interrupted.EXIT_CODE)
+        raise interrupted(run.ckpt_dir / "last.pt", stop) from None
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))

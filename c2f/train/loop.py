@@ -21,6 +21,7 @@ from c2f.plan import Phase, PhasePlan, at_full_resolution
 from c2f.spec import RunSpec
 from c2f.track import RunDir
 from c2f.tracker import Tracker
+from c2f.train import stopping
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
@@ -211,6 +212,7 @@ class PhaseLoop:
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
                                                          time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
+                stopping.after_checkpoint()
         if self.device.type == "cuda":  # the epoch's last steps may still be queued
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -377,6 +379,7 @@ class PhaseLoop:
                                      records[-1]["final_phase"], write_files=self.world.is_main)
                 self._decide_switch(phase, records, state)
                 self._save(records, state, model, optimizer)
+                stopping.after_checkpoint()
                 self._note_silent(silent_before)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix({records[-1]["metric"]: metric_text(records[-1]["value"])})

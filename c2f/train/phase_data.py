@@ -16,6 +16,7 @@ from c2f.data.sampling import Draw
 from c2f.data.wave_cache import WaveCache, cache_splits, wave_bytes
 from c2f.spec import TrainerSpec
 from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
+from c2f.train.stopping import loader_guard
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
     def loader(dataset, size: int, sampler=None) -> DataLoader:
         return DataLoader(dataset, batch_size=size, sampler=sampler,
                           collate_fn=collate_skipping, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+                          persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+                          worker_init_fn=loader_guard() if workers else None)
 
     def dataset(split: str, manifest: Manifest, train: bool) -> SpectrogramDataset:
         waves = data.waves[split] if data.waves else None

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from c2f.train import stopping
 from c2f.train.distributed import World, all_sum
 
 EVERY = 20  # steps between looks at the clock under DDP (one tiny all-reduce each)
@@ -33,15 +34,19 @@ class MidEpoch:
         self.saved = time.monotonic()
 
     def due(self, step: int) -> bool:
-        """Whether to checkpoint after the epoch's step `step` (0-based)."""
-        if self.minutes is None:
-            return False
+        """Whether to checkpoint after the epoch's step `step` (0-based): every `minutes`, and
+        when a stop signal waits for it (c2f/train/stopping.py)."""
         if self.minutes == 0:  # every step (tests): every rank agrees without asking
             return True
-        if self.world.active and step % EVERY != EVERY - 1:
+        if not self.world.active:
+            return self._wanted()
+        if step % EVERY != EVERY - 1:
             return False
-        late = time.monotonic() - self.saved >= 60 * self.minutes
-        return all_sum([1.0 if late else 0.0], self.world)[0] > 0
+        return all_sum([1.0 if self._wanted() else 0.0], self.world)[0] > 0
+
+    def _wanted(self) -> bool:
+        late = self.minutes is not None and time.monotonic() - self.saved >= 60 * self.minutes
+        return late or stopping.pending()
 
     def snapshot(self, steps: int, loss_sum: torch.Tensor, samples: int, skipped: int,
                  seconds: float, untrained: int = 0) -> dict:

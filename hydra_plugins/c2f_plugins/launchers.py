@@ -162,7 +162,8 @@ class _SubmititLauncher(BaseSubmititLauncher):
 
         Singleton.set_state(singleton_state)
         setup_globals()
-        handle_preemption_once()
+        # the training saved first, in half the warning's lead on the time limit
+        handle_preemption_once(max(5.0, (self.params.get("signal_delay_s") or 120) / 2))
         sweep_config = copy.deepcopy(sweep_config)  # run_job makes it read-only
         with open_dict(sweep_config.hydra.job):
             sweep_config.hydra.job.id = submitit.JobEnvironment().job_id

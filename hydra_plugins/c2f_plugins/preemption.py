@@ -1,13 +1,23 @@
-"""SLURM's preemption and timeout warning, handled once per job (found by the load test)."""
+"""SLURM's preemption and timeout warning: the training saved first, then handled once per job
+(found by the load test)."""
 import logging
 import os
 import signal
 
+from c2f.train import stopping
+
 log = logging.getLogger(__name__)
 
 
-def handle_preemption_once() -> None:
-    """Make submitit's preemption/timeout handler ignore the signal while it handles it.
+def _say(message: str) -> None:
+    print(message, flush=True)  # the job's .out log, before the process may be killed
+
+
+def handle_preemption_once(grace_s: float) -> None:
+    """Make submitit's preemption/timeout handler wait for the training's next checkpoint (at
+    most `grace_s`; c2f/train/stopping.py), and ignore the signal while it handles it. So
+    does submitit's SIGTERM handler (it only logs the signal): the training is saved at its
+    next step, in case SLURM's SIGKILL follows.
 
     SLURM can deliver the warning signal twice within milliseconds (a step signal reaches the
     task and is forwarded by srun); submitit's handler, entered again while it writes its
@@ -17,7 +27,7 @@ def handle_preemption_once() -> None:
     by tests/test_slurm_load.py."""
     signum = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
     handler = signal.getsignal(signum)
-    if not callable(handler) or getattr(handler, "c2f_once", False):
+    if not callable(handler) or stopping.deferred(signum) or getattr(handler, "c2f_once", False):
         return
     handling = False
 
@@ -37,4 +47,8 @@ def handle_preemption_once() -> None:
         handler(number, frame)
 
     once.c2f_once = True
-    signal.signal(signum, once)
+    if not stopping.defer(signum, once, grace_s, _say):  # not the main thread
+        signal.signal(signum, once)
+    term = signal.getsignal(signal.SIGTERM)
+    if callable(term) and signum != signal.SIGTERM and not stopping.deferred(signal.SIGTERM):
+        stopping.defer(signal.SIGTERM, term, grace_s, _say)
