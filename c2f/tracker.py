@@ -40,6 +40,12 @@ def logged_step(run_dir: Path) -> int:
         return -1
 
 
+def replayable(records: list[dict]) -> list[dict]:
+    """The records `replay` logs again: epochs, and pretraining evaluations (runs written
+    before averaging existed have no `kind`)."""
+    return [r for r in records if r.get("kind", "epoch") in ("epoch", "pretrain")]
+
+
 def lacks_epochs(run_dir: Path, records: list[dict]) -> bool:
     """Whether W&B's files of the run may lack some of its epoch records."""
     return any(r["samples_cum"] > logged_step(run_dir) for r in records)
@@ -150,13 +156,13 @@ class Tracker:
         self.last_step = max(self.last_step, int(record["samples_cum"]))
 
     def replay(self, records: list[dict]) -> int:
-        """Log again the kept epoch records W&B may lack (a killed attempt's, handed to W&B's
-        service but not yet written); before any other row of this attempt. How many."""
+        """Log again the kept epoch (or pretraining) records W&B may lack (a killed attempt's,
+        handed to W&B's service but not yet written); before any other row of this attempt.
+        How many."""
         if self.run is None:
             return 0
         after = max(logged_step(self.run_dir), self.run.step - 1)  # online: W&B's last step
-        again = [r for r in records if r.get("kind", "epoch") == "epoch"
-                 and r["samples_cum"] > after]
+        again = [r for r in replayable(records) if r["samples_cum"] > after]
         # what W&B already holds counts as logged: close() then records it, so a finished
         # online run is not opened again on every relaunch to log nothing
         self.last_step = max(self.last_step, min(after, max(

@@ -129,3 +129,24 @@ def test_a_service_shared_through_wandb_service_does_not_keep_the_resume_from_wa
     [run] = run_dirs(runs)
     assert "could not open" not in resumed.stdout, resumed.stdout
     assert set(wandb_epochs(run)) == {1, 2, 3, 4}, wandb_epochs(run)
+
+
+def test_every_pretraining_evaluation_reaches_wandb_after_a_kill_and_a_resume(tmp_path,
+                                                                              data_dir):
+    """SSAST pretraining logs an evaluation record every `pretrain.eval_every` steps: the ones
+    a killed attempt's W&B lost are logged again on resume, as a classification run's epochs."""
+    from tests.test_pretrain import PRETRAIN
+
+    args = [*PRETRAIN, "logger=wandb", "logger.mode=offline"]
+    runs = tmp_path / "runs"
+    kill_after_records(args, 2, runs, data_dir)
+    run_cli(args, runs, data_dir)
+    [run] = run_dirs(runs)
+    steps = [r["global_step"] for r in read_metrics(run)]
+    assert steps == [20, 40, 60, 80]
+    logged = {row["global_step"] for log in run.glob("wandb/offline-run-*/run-*.wandb")
+              for row in wandb_log.history(log) if "train_loss" in row}
+    assert logged == set(steps)
+    folders = len(list(run.glob("wandb/offline-run-*")))
+    assert "already finished" in run_cli(args, runs, data_dir).stdout
+    assert len(list(run.glob("wandb/offline-run-*"))) == folders

@@ -21,14 +21,14 @@ from c2f.models.mixup import loaded_per_step
 from c2f.plan import build_plan, flops_text, format_plan, format_recipe
 from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pretraining_run
 from c2f.track import RunDir, RunHeld, RunLock
-from c2f.tracker import Tracker, flat_config, lacks_epochs
+from c2f.tracker import Tracker, flat_config, lacks_epochs, replayable
 from c2f.train.distributed import all_sum, device_for, init_world, world_from_env
 from c2f.train.failures import Interrupted, interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
-from c2f.train.records import epoch_records, format_summary, summarize
+from c2f.train.records import format_summary, summarize
 from c2f.train.step import Diverged
 from c2f.train.stopping import sigterm_saves, training
 from c2f.train.trainer_changes import finished_otherwise, resumed_otherwise, used_now
@@ -311,13 +311,14 @@ def _complete_wandb(spec: RunSpec, run: RunDir, summary: dict, echo) -> None:
     """A finished run whose W&B files may lack epochs (an attempt killed before W&B wrote
     them, or trained with logger=disabled) logs them again, with its summary; a run whose last
     W&B attempt finished after its last epoch is not opened again."""
-    records = epoch_records(run.read_metrics())
-    if spec.logger.mode == "disabled" or spec.pretrain is not None or \
-            not lacks_epochs(run.path, records) or not world_from_env().is_main:
+    records = replayable(run.read_metrics())
+    if spec.logger.mode == "disabled" or not lacks_epochs(run.path, records) or \
+            not world_from_env().is_main:
         return
     tracker = _tracker(spec, run, True, echo)
     try:
-        echo(f"W&B: logged {tracker.replay(records)} epoch(s) its files may lack")
+        unit = "evaluation" if spec.pretrain is not None else "epoch"
+        echo(f"W&B: logged {tracker.replay(records)} {unit}(s) its files may lack")
         tracker.summarize(summary)
     finally:
         tracker.close(0)

@@ -223,6 +223,7 @@ class PretrainLoop:
         spec = self.spec
         state, payload = self._resume()
         records = self._trained_records(state)
+        self.tracker.replay(records)  # the evaluations a killed attempt's W&B may not have
         if payload is not None:
             self.log(f"resuming at phase {state.phase}, step {state.step} "
                      f"({state.global_step} steps done)")
