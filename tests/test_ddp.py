@@ -225,3 +225,39 @@ def test_a_checkpoint_holding_the_wrappers_names_resumes(tmp_path):
         loaded = load_checkpoint(tmp_path / name, log=lambda _: None)
         assert set(loaded.model) == {"0.weight", "0.bias"}, name
         torch.nn.Sequential(torch.nn.Linear(2, 3)).load_state_dict(loaded.model)
+
+
+def test_a_sigterm_to_torchrun_saves_the_training_of_both_ranks(tmp_path, data_dir,
+                                                                  ddp_reference):
+    """torchrun passes a SIGTERM on to its 2 processes: they agree to save (here at the
+    epoch's end: its 4 steps are fewer than the ranks' 20 between looks), rank 0 says what
+    last.pt holds, and the relaunch resumes to the one-process metrics."""
+    import re
+    import signal
+    import time
+
+    from c2f.train.checkpoint import saved_state
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "run.py"), *DDP_ARGS, f"paths.runs_dir={runs}",
+           f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "terminated.log"
+    with log.open("w") as out:  # a file, not a pipe nobody reads while the run writes to it
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline, state = time.monotonic() + 300, None
+    while not (state and state["epoch"] >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.01)
+        state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    said = log.read_text()
+    assert "terminated (SIGTERM): rank 1 stopped; rank 0 says what is saved" in said, said
+    saved = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\) saved in", said)
+    assert saved and int(saved.group(1)) > state["epoch"], said[-3000:]
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env=env)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert_matches_one_process(read_metrics(run_dirs(runs)[0]), ddp_reference)

@@ -26,11 +26,15 @@ class Terminated(Interrupted):
     WHAT = "terminated (SIGTERM)"
 
 
-def interrupted(checkpoint: Path, stop: BaseException | None = None) -> Interrupted:
+def interrupted(checkpoint: Path, stop: BaseException | None = None, rank: int = 0
+                ) -> Interrupted:
     """What an interrupted (or terminated: `stop`) run keeps: what `checkpoint`
-    (ckpt/last.pt) holds, read from it."""
+    (ckpt/last.pt) holds, read from it. Rank 0 says it: it writes last.pt, maybe still while
+    the other ranks stop."""
     kind = type(stop) if isinstance(stop, Interrupted) else Interrupted
     what = getattr(kind, "WHAT", "interrupted")
+    if rank:
+        return kind(f"{what}: rank {rank} stopped; rank 0 says what is saved")
     if not checkpoint.exists():
         return kind(f"{what} before the first checkpoint: nothing saved; the same command "
                     "starts the run again")

@@ -291,7 +291,7 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         exit_code = 0
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: W&B's run ends with the shell's code
         exit_code = getattr(stop, "EXIT_CODE", Interrupted.EXIT_CODE)
-        raise interrupted(run.ckpt_dir / "last.pt", stop) from None
+        raise interrupted(run.ckpt_dir / "last.pt", stop, world.rank) from None
     finally:
         tracker.close(exit_code)
     echo(format_summary(summary, records))
