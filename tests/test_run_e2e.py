@@ -209,7 +209,7 @@ def test_a_sigterm_saves_the_training_then_ends_the_run(tmp_path, data_dir, stra
     said = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\)(?: and (\d+) step\(s\) of "
                      r"epoch \d+)? saved in \S+last\.pt; the same command resumes", err)
     assert said and "Traceback" not in err, err[-3000:]
-    assert "SIGTERM: saving the training after this step" in out
+    assert "SIGTERM: saving the training at the next step" in out
     saved = (int(said.group(1)), int(said.group(2) or 0))
     assert saved > (state["epoch"], 0)  # written at the signal: more than last.pt held then
     [run] = run_dirs(runs)

@@ -138,7 +138,7 @@ def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
     assert "this job is preempted" in "".join(job_logs(sweep, "err"))
     # the training was saved at the signal (after the step it came in), then requeued
     outs = "".join(job_logs(sweep, "out"))
-    assert "USR2: saving the training after this step" in outs and \
+    assert "USR2: saving the training at the next step" in outs and \
         "USR2: the training is saved" in outs, outs[-3000:]
     assert without_timing(read_metrics(metrics.parent)) == expected
 

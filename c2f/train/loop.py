@@ -292,9 +292,10 @@ class PhaseLoop:
         """last.pt (and epochNNNN.pt with keep_all), by rank 0; at an epoch's end or inside
         one (`state.progress`, c2f/train/progress.py)."""
         if self.world.is_main:
-            save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer, keep_all=keep_all,
-                            average=self.averager.state_dict(),
-                            scaler=self.precision.state_dict())
+            with stopping.saving():  # a stop signal's grace time waits for the write
+                save_checkpoint(self.run_dir.ckpt_dir, state, model, optimizer,
+                                keep_all=keep_all, average=self.averager.state_dict(),
+                                scaler=self.precision.state_dict())
         self.mid_epoch.restart_clock()
 
     def _note_silent(self, before: int) -> None:

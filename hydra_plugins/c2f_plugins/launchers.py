@@ -62,7 +62,7 @@ from hydra_plugins.c2f_plugins.outcome import (
     scheduler_state,
     skip_held,
 )
-from hydra_plugins.c2f_plugins.preemption import handle_preemption_once
+from hydra_plugins.c2f_plugins.preemption import handle_preemption_once, warning_grace_s
 from hydra_plugins.c2f_plugins.settled import (
     dry_run,
     dry_run_total,
@@ -162,8 +162,7 @@ class _SubmititLauncher(BaseSubmititLauncher):
 
         Singleton.set_state(singleton_state)
         setup_globals()
-        # the training saved first, in half the warning's lead on the time limit
-        handle_preemption_once(max(5.0, (self.params.get("signal_delay_s") or 120) / 2))
+        handle_preemption_once(warning_grace_s(self.params.get("signal_delay_s")))
         sweep_config = copy.deepcopy(sweep_config)  # run_job makes it read-only
         with open_dict(sweep_config.hydra.job):
             sweep_config.hydra.job.id = submitit.JobEnvironment().job_id

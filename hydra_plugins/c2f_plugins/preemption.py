@@ -13,6 +13,13 @@ def _say(message: str) -> None:
     print(message, flush=True)  # the job's .out log, before the process may be killed
 
 
+def warning_grace_s(signal_delay_s: float | None) -> float:
+    """How long the warning signal waits for the training's next step: a third of its lead
+    on the time limit (submitit_local's own lead, 30 s, is in the job's environment)."""
+    local = os.environ.get("SUBMITIT_LOCAL_SIGNAL_DELAY_S")
+    return max(5.0, float(local or signal_delay_s or 90) / 3)  # 90: submitit's SLURM default
+
+
 def handle_preemption_once(grace_s: float) -> None:
     """Make submitit's preemption/timeout handler wait for the training's next checkpoint (at
     most `grace_s`; c2f/train/stopping.py), and ignore the signal while it handles it. So
@@ -47,8 +54,8 @@ def handle_preemption_once(grace_s: float) -> None:
         handler(number, frame)
 
     once.c2f_once = True
-    if not stopping.defer(signum, once, grace_s, _say):  # not the main thread
-        signal.signal(signum, once)
+    if not stopping.defer(signum, once, grace_s, _say):  # not the main thread: left as it is
+        return
     term = signal.getsignal(signal.SIGTERM)
     if callable(term) and signum != signal.SIGTERM and not stopping.deferred(signal.SIGTERM):
         stopping.defer(signal.SIGTERM, term, grace_s, _say)
