@@ -56,14 +56,17 @@ class ESC50(DatasetRecipe):
                     and int(target) < NUM_CLASSES):
                 problems.append(f"{where}: {filename}: fold {fold!r} must be 1-5 and target "
                                 f"{target!r} 0-{NUM_CLASSES - 1}; clip left out")
+                index.claim(filename)
                 continue
             label = int(target)
             if names.setdefault(label, category) != category:
                 problems.append(f"{where}: {filename}: target {label} is {names[label]!r} "
                                 f"elsewhere, {category!r} here; clip left out")
+                index.claim(filename)
                 continue
             entries.append(Entry(key=filename.rsplit(".", 1)[0],
                                  labels=(f"/m/07rwj{label:02d}",), split=f"fold{fold}",
                                  where=where, ident=filename, found=index.find(filename)))
         classes = [(f"/m/07rwj{k:02d}", names.get(k, f"class {k}")) for k in range(NUM_CLASSES)]
+        problems += index.unused_note()  # the release lists every file of audio/
         return Listing(classes=classes, entries=entries, problems=problems, sources=[path])

@@ -54,12 +54,15 @@ class LibriSpeech(DatasetRecipe):
                     if not UTTERANCE.fullmatch(ident):
                         problems.append(f"{listing.name}:{number}: {ident!r} is not "
                                         "<speaker>-<chapter>-<n>; line left out")
+                        index.claim(f"{folder}/{ident}")
                         continue
                     key = f"{folder}/{ident}"
                     entries.append(Entry(key=key, labels=(SPEECH[0],),
                                          split=SUBSETS[subset.name],
                                          where=f"{listing.name}:{number}", ident=key,
                                          found=index.find(key)))
+        # utterances of chapters no *.trans.txt lists, or of folders that are no subset
+        problems += index.unused_note()
         self.manifests = {name: splits for name, splits in self.manifests.items()
                           if any(e.split in splits for e in entries)}
         return Listing(classes=[SPEECH], entries=entries, problems=problems, sources=sources)
