@@ -157,3 +157,35 @@ def test_a_vggsound_row_left_out_for_its_label_is_not_counted_as_an_unlisted_fil
     assert f"vggsound.csv:2: {cat}: unknown label 'cat meowing' not in" in problems
     assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
         f"out ('{youtube_id(3)}_000010.wav')" in problems
+
+
+def test_a_kinetics_row_left_out_for_its_times_is_not_counted_as_an_unlisted_file(tmp_path):
+    """A row whose start or end is no finite number is named once, by its line: its file is
+    not counted again as holding no listed clip (a start that reads finds it by its time, one
+    that does not claims the files of its id), while a file no row names still is."""
+    src, lists = tmp_path / "src", tmp_path / "lists"
+    good, no_start, no_end, endless, kept = (youtube_id(n) for n in range(1, 6))
+    rows = {"train.csv": [f"{good},10,20", f"{no_start},ten,30", f"{no_end},40,"],
+            "validate.csv": [f"{endless},0,inf", f"{kept},0,10"]}
+    lists.mkdir()
+    for name, lines in rows.items():
+        (lists / name).write_text("label,youtube_id,time_start,time_end\n"
+                                  + "".join(f"playing piano,{line}\n" for line in lines))
+    src.mkdir()
+    for name in (f"{good}_000010_000020", f"{no_start}_000020_000030", f"{no_end}_000040_000050",
+                 f"{endless}_000000_000010", f"{kept}_000000_000010",
+                 f"{youtube_id(6)}_000000_000010"):
+        soundfile.write(src / f"{name}.wav", stepped(10), RATE)
+    (tmp_path / "classes.txt").write_text("playing piano\n")
+    out = tmp_path / "kinetics_sounds"
+    assert main(["kinetics_sounds", "--src", str(src), "--out", str(out), "--workers", "1",
+                 "--no-progress", "--no-stats", "--classes", str(tmp_path / "classes.txt"),
+                 "--lists", str(lists / "train.csv"), str(lists / "validate.csv")]) == 0
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"train.csv:3: {no_start}: times ['ten', '30'] are not numbers",
+        f"train.csv:4: {no_end}: times ['40', ''] are not numbers",
+        f"validate.csv:2: {endless}: times ['0', 'inf'] are not numbers",
+        f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left out "
+        f"('{youtube_id(6)}_000000_000010.wav'): expected when the folder holds more than these "
+        "lists (another subset, other classes); else check that the lists read, named in "
+        "prepared.json, are the ones meant"]

@@ -46,6 +46,15 @@ LISTS = {"train": ("train.csv", "kinetics_train.csv", "kinetics-400_train.csv"),
 HEADER = ["label", "youtube_id", "time_start", "time_end"]
 
 
+def whole_seconds(cells: list[str], column: int) -> int | None:
+    """A time cell in whole seconds, as the downloader names files; None when the row has no
+    such cell or it holds no finite number ('', 'ten', 'inf', 'nan')."""
+    try:
+        return int(float(cells[column]))
+    except (IndexError, ValueError, OverflowError):
+        return None
+
+
 @register_dataset
 class KineticsSounds(DatasetRecipe):
     name = "kinetics_sounds"
@@ -87,10 +96,10 @@ class KineticsSounds(DatasetRecipe):
                 if label not in mid_of:
                     continue  # not a Kinetics-Sounds class
                 seen.add(label)
-                try:
-                    start, end = int(float(cells[2])), int(float(cells[3]))
-                except (ValueError, IndexError):
+                start, end = whole_seconds(cells, 2), whole_seconds(cells, 3)
+                if start is None or end is None:
                     problems.append(f"{where}: {ident}: times {cells[2:4]} are not numbers")
+                    index.claim(ident, None if start is None else float(start))
                     continue
                 entries.append(Entry(key=f"{ident}_{start:06d}_{end:06d}",
                                      labels=(mid_of[label],), split=split, where=where,

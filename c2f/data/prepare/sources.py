@@ -132,6 +132,15 @@ class YouTubeIndex(_Unused):
         """The cut segment named with this start if there is one, else the whole video."""
         return self._use(self._find(ident, start))
 
+    def claim(self, ident: str, start: float | None = None) -> None:
+        """As every index claims (`_Unused.claim`); a row whose start cannot be read (None)
+        claims every file of its id: which of them it meant cannot be told, and its
+        problems.txt line names the id."""
+        if start is None:
+            self.used.update(path for path, _ in self.by_id.get(ident, []))
+        else:
+            self.find(ident, start)
+
     def _find(self, ident: str, start: float) -> Found | None:
         candidates = self.by_id.get(ident, [])
         for path, named in candidates:
