@@ -12,7 +12,7 @@ from c2f import features
 from c2f.data.audio import is_silent, load_waveform
 from c2f.data.errors import DataError
 from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
-from c2f.data.manifest import Manifest
+from c2f.data.manifest import Manifest, multi_hot
 from c2f.data.wave_cache import WaveCache
 
 __all__ = ["FeatureSettings", "Item", "SpectrogramDataset", "EpochKeys", "SkippedClip",
@@ -68,9 +68,9 @@ class SpectrogramDataset(Dataset):
         return len(self.manifest.clips)
 
     def target(self, index: int) -> torch.Tensor:
-        target = torch.zeros(self.manifest.num_classes)
-        target[list(self.manifest.clips[index].label_ids)] = 1.0
-        return target
+        """The clip's multi-hot target [classes] (manifest.multi_hot)."""
+        clip = self.manifest.clips[index]
+        return torch.from_numpy(multi_hot([clip], self.manifest.num_classes)[0])
 
     def _wave(self, index: int) -> torch.Tensor:
         if self.waves is not None:

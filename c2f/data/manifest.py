@@ -6,10 +6,12 @@ import csv
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from c2f.data.audio import TRUNCATED, declared_short
@@ -47,6 +49,18 @@ class Manifest:
     def num_classes(self) -> int:
         """Number of classes in the label CSV."""
         return len(self.class_names)
+
+
+def multi_hot(clips: Sequence[Clip], num_classes: int) -> np.ndarray:
+    """[clips, classes] float32 targets, 1.0 at each clip's classes and 0.0 elsewhere (one 1.0
+    for a single-label clip). The one definition: the targets items carry, which training and
+    evaluation score against (SpectrogramDataset.target), and those a run reads its eval set's
+    chance level and scored classes from without decoding audio (records.eval_targets) must
+    not differ."""
+    targets = np.zeros((len(clips), num_classes), np.float32)
+    for row, clip in enumerate(clips):
+        targets[row, list(clip.label_ids)] = 1.0
+    return targets
 
 
 def read_label_csv(csv_path: str | PathLike[str]) -> tuple[dict[str, int], list[str]]:

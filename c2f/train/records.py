@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from c2f.data.manifest import Manifest
+from c2f.data.manifest import Manifest, multi_hot
 from c2f.epochs import best_record, final_phase, metric_text
 from c2f.plan import Phase, PhasePlan, flops_text, flops_unit
 from c2f.spec import RunSpec
@@ -92,10 +92,7 @@ def eval_targets(evaluation: Manifest, skipped: dict[str, str]) -> np.ndarray:
     """The eval set's labels as its evaluations scored them, clips skipped as bad left out: from
     the manifest, without reading audio."""
     clips = [clip for clip in evaluation.clips if str(clip.path) not in skipped]
-    targets = np.zeros((len(clips), evaluation.num_classes), np.float32)
-    for row, clip in enumerate(clips):
-        targets[row, list(clip.label_ids)] = 1.0
-    return targets
+    return multi_hot(clips, evaluation.num_classes)  # as the evaluations' items carry them
 
 
 def eval_set_summary(spec: RunSpec, evaluation: Manifest, skipped: dict[str, str]) -> dict:
