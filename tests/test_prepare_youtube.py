@@ -189,3 +189,41 @@ def test_a_kinetics_row_left_out_for_its_times_is_not_counted_as_an_unlisted_fil
         f"('{youtube_id(6)}_000000_000010.wav'): expected when the folder holds more than these "
         "lists (another subset, other classes); else check that the lists read, named in "
         "prepared.json, are the ones meant"]
+
+
+def test_audioset_and_vggsound_rows_left_out_for_their_times_claim_their_files(tmp_path):
+    """As Kinetics-Sounds' (above): a row whose times do not read is named by its line alone,
+    not again as a file holding no listed clip; AudioSet's infinite start is such a row, not
+    an OverflowError."""
+    ids = [youtube_id(n) for n in range(1, 6)]
+    src = audioset_src(tmp_path / "audioset", [(ids[0], 0.0)])
+    head = "# Segments csv\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    (src / "eval_segments.csv").write_text(head + f'{ids[1]}, 30.000, 40.000, "/m/05r5c"\n'
+                                           f'{ids[2]}, 30.000, ten, "/m/05r5c"\n'
+                                           f'{ids[3]}, inf, 10.000, "/m/05r5c"\n')
+    for name in (f"Y{ids[0]}", f"{ids[1]}_30.000_40.000", f"{ids[2]}_30.000_40.000",
+                 f"{ids[3]}_0.000_10.000", f"{ids[4]}_0.000_10.000"):
+        soundfile.write(src / f"{name}.wav", stepped(10), RATE)
+    assert prepare(src, tmp_path / "data") == 0
+    problems = (tmp_path / "data" / "audioset" / "problems.txt").read_text()
+    assert "eval_segments.csv:5: start_seconds '30.000' or end_seconds 'ten' is not a " \
+        "number" in problems and "eval_segments.csv:6: start_seconds 'inf'" in problems
+    assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
+        f"out ('{ids[4]}_0.000_10.000.wav')" in problems
+    src = tmp_path / "vggsound"
+    src.mkdir()
+    (src / "vggsound.csv").write_text(f"{ids[0]},10,dog barking,train\n"
+                                      f"{ids[1]},10,dog barking,test\n"
+                                      f"{ids[2]},20,dog barking,validation\n"
+                                      f"{ids[3]},2.5,dog barking,train\n")
+    for name in (f"{ids[0]}_000010", f"{ids[1]}_000010", f"{ids[2]}_000020",
+                 f"{ids[3]}_000002", f"{ids[4]}_000010"):
+        soundfile.write(src / f"{name}.wav", stepped(10), RATE)
+    assert main(["vggsound", "--src", str(src), "--out", str(tmp_path / "data" / "vggsound"),
+                 "--workers", "1", "--no-progress", "--no-stats"]) == 0
+    problems = (tmp_path / "data" / "vggsound" / "problems.txt").read_text()
+    assert f"vggsound.csv:3: {ids[2]}: split 'validation' must be train or test" in problems
+    assert f"vggsound.csv:4: {ids[3]}: split 'train' must be train or test and start '2.5'" \
+        in problems
+    assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
+        f"out ('{ids[4]}_000010.wav')" in problems

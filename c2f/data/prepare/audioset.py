@@ -23,6 +23,7 @@ A manifest with enhanced labels trains through `dataset.train_manifest=...`.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ LISTS = {"balanced": "balanced_train_segments.csv", "unbalanced": "unbalanced_tr
          "eval": "eval_segments.csv"}
 
 
+def seconds(text: str) -> float | None:
+    """A list's time in seconds; None when it is no finite number ('', 'x', 'inf', 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
                     problems: list[str]) -> list[Entry]:
     """One entry per row of a segment list; rows with unknown labels are reported, left out."""
@@ -55,11 +65,11 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
                             f"positive_labels; got {','.join(cells)!r}")
             continue
         ident, start_text, labels_text = cells[0], cells[1], ",".join(cells[3:])
-        try:
-            start, end = float(start_text), float(cells[2])
-        except ValueError:
+        start, end = seconds(start_text), seconds(cells[2])
+        if start is None or end is None:
             problems.append(f"{where}: start_seconds {start_text!r} or end_seconds "
                             f"{cells[2]!r} is not a number")
+            index.claim(ident, start)  # None: the files of its id
             continue
         labels = tuple(dict.fromkeys(m.strip() for m in labels_text.split(",") if m.strip()))
         unknown = [m for m in labels if m not in mids]

@@ -55,7 +55,7 @@ class VGGSound(DatasetRecipe):
 
     def read(self) -> Listing:
         path = self.list_file("vggsound.csv")
-        rows, problems = [], []
+        rows, problems, left_out = [], [], []
         for number, cells in csv_rows(path):
             where = f"{path.name}:{number}"
             if len(cells) != 4:
@@ -66,11 +66,14 @@ class VGGSound(DatasetRecipe):
             if split not in SPLITS or not start_text.isdigit():
                 problems.append(f"{where}: {ident}: split {split!r} must be train or test and "
                                 f"start {start_text!r} whole seconds; row left out")
+                left_out.append((ident, float(start_text) if start_text.isdigit() else None))
                 continue
             rows.append((where, ident, int(start_text), label, split))
         classes = classes_from({r[3] for r in rows}, self.args.classes)
         mid_of = {name: mid for mid, name in classes}
         index = YouTubeIndex(self.src)
+        for ident, start in left_out:  # rows left out above: their lines name their files
+            index.claim(ident, start)
         entries = []
         for where, ident, start, label, split in rows:
             if label not in mid_of:
