@@ -195,6 +195,20 @@ class Tracker:
                 if isinstance(item, (int, float, str)):
                     self.run.summary[key if name is None else f"{key}/{name}"] = item
 
+    def preempting(self) -> None:
+        """The job is about to be requeued (submitit, on a preemption or the time limit): W&B
+        is told, so that it shows the run preempted. Offline, its files are also finished
+        now: SLURM ends the job step, W&B's service with it, within seconds of the requeue
+        (online, finishing could wait on the network; the next attempt logs what is lost)."""
+        if self.run is None:
+            return
+        try:
+            self.run.mark_preempting()
+        except Exception:  # noqa: BLE001 - a label; the requeue is what matters
+            return
+        if getattr(self.run, "offline", False):
+            self.close(exit_code=1)
+
     def close(self, exit_code: int = 0) -> None:
         """Finish the W&B run. A W&B that cannot finish (its service already stopped: a SLURM
         requeue's signal, a job cancelled) is said and passed over, so that the job's own

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import wandb_log
 from tests.conftest import (
     DDP_ARGS,
     ROOT,
@@ -122,7 +123,8 @@ def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
     reference = start_cli([*TINY, *config, "logger=disabled"],  # config last: it wins
                           tmp_path / "reference" / "runs", data_dir)  # on the other core
     runs = tmp_path / "slurm" / "runs"
-    launcher = start_cli(["-m", *ON_SLURM, *config], runs, data_dir, env=slurm)
+    launcher = start_cli(["-m", *ON_SLURM, *config, "logger=wandb", "logger.mode=offline"],
+                         runs, data_dir, env=slurm)
     deadline = time.monotonic() + 120
     while not (metrics := next(runs.glob("*/*/metrics.jsonl"), None)) or len(
             metrics.read_text().splitlines()) < 2:
@@ -140,6 +142,10 @@ def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
     outs = "".join(job_logs(sweep, "out"))
     assert "USR2: saving the training at the next step" in outs and \
         "USR2: the training is saved" in outs, outs[-3000:]
+    # and W&B was told: the run shows preempted, not failed
+    kinds = {r.WhichOneof("record_type") for log in metrics.parent.glob("wandb/*/run-*.wandb")
+             for r in wandb_log.records(log)}
+    assert "preempting" in kinds, kinds
     assert without_timing(read_metrics(metrics.parent)) == expected
 
 

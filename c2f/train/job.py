@@ -276,7 +276,8 @@ def _train(spec: RunSpec, plan, run: RunDir, world, config_yaml: str, echo, reso
         loop = PhaseLoop(spec, plan, data, run, tracker, echo, world)
         loop.skipped.update(train.dropped + evaluation.dropped)  # found before training
         try:
-            with sigterm_saves(echo), training():  # a stop signal saves the training first
+            # a stop signal saves the training first; W&B is told of a requeue before it
+            with sigterm_saves(echo), training(on_preempt=tracker.preempting):
                 records = loop.run()
         except Diverged as err:
             if world.is_main:

@@ -38,6 +38,8 @@ Action = Callable[[int, object], None]  # a signal handler: (signum, frame)
 _actions: dict[int, tuple[Action, float]] = {}  # installed here: signum -> (action, grace_s)
 _held: dict[int, Action] = {}  # received while training, waiting for the checkpoint
 _seen: dict[int, bool] = {}  # the main thread's handler ran (the watchdog's bookkeeping)
+_preempting: set[int] = set()  # signals whose action requeues the job
+_on_preempt: list[Callable[[], None]] = []  # told first (W&B shows the run preempted)
 _training = False
 _saving = False  # a checkpoint is being written: the grace waits for it
 _log: Callable[[str], None] = print
@@ -88,6 +90,9 @@ def _act(frame=None) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     while _held:
         signum, action = _held.popitem()
+        if signum in _preempting:  # before the requeue: SLURM then ends the step in seconds
+            for tell in _on_preempt:
+                tell()
         action(signum, frame)
 
 
@@ -155,13 +160,16 @@ _watchdog: _Watchdog | None = None
 
 
 def defer(signum: int, action: Action, grace_s: float, log: Callable[[str], None] = print,
-          end_stalled_sigterm: bool = False) -> bool:
+          end_stalled_sigterm: bool = False, preempts: bool = False) -> bool:
     """Hold `signum` during training until the next checkpoint, then run `action` (a signal
-    handler); False where handlers cannot be installed (not the main thread)."""
+    handler; `preempts`: it requeues the job); False where handlers cannot be installed (not
+    the main thread)."""
     global _log, _watchdog
     if threading.current_thread() is not threading.main_thread():
         return False
     _actions[signum], _log = (action, float(grace_s)), log
+    if preempts:
+        _preempting.add(signum)
     signal.signal(signal.SIGALRM, _timed_out)
     if _watchdog is None:
         other = signal.set_wakeup_fd(-1)
@@ -202,15 +210,18 @@ def after_checkpoint() -> None:
 
 
 @contextmanager
-def training():
-    """While the phase loop trains: stop signals are held for its next checkpoint. Signals
-    still held when it ends are dropped: the run finished, or failed."""
+def training(on_preempt: Callable[[], None] | None = None):
+    """While the phase loop trains: stop signals are held for its next checkpoint, and
+    `on_preempt` is called before a requeue. Signals still held when it ends are dropped:
+    the run finished, or failed."""
     global _training
     _training = True
+    _on_preempt[:] = [on_preempt] if on_preempt else []
     try:
         yield
     finally:
         _training = False
+        _on_preempt.clear()
         if _held:
             _log(f"{', '.join(map(_name, _held))}: came as the training ended; dropped")
             _held.clear()
@@ -286,6 +297,7 @@ def restore(saved: dict[int, object]) -> None:
     for signum, handler in saved.items():
         signal.signal(signum, handler)
         _actions.pop(signum, None)
+        _preempting.discard(signum)
     if not _actions:
         _log = print
         _seen.clear()

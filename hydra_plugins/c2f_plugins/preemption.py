@@ -54,8 +54,8 @@ def handle_preemption_once(grace_s: float) -> None:
         handler(number, frame)
 
     once.c2f_once = True
-    if not stopping.defer(signum, once, grace_s, _say):  # not the main thread: left as it is
-        return
+    if not stopping.defer(signum, once, grace_s, _say, preempts=True):  # not the main thread:
+        return  # left as it is
     term = signal.getsignal(signal.SIGTERM)
     if callable(term) and signum != signal.SIGTERM and not stopping.deferred(signal.SIGTERM):
         stopping.defer(signal.SIGTERM, term, grace_s, _say)
