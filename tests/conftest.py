@@ -176,9 +176,11 @@ def mid_epoch(runs: Path, epochs: int) -> bool:
 
 
 def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path,
-                       inside_epoch: bool = False) -> None:
+                       inside_epoch: bool = False, inside=None) -> None:
     """Start `run.py ARGS` and SIGKILL it once metrics.jsonl has `lines` records (and, with
-    `inside_epoch`, once its checkpoint was then written inside the next epoch)."""
+    `inside_epoch`, once its checkpoint was then written inside the next epoch; `inside`:
+    another such test of (runs, lines))."""
+    inside = inside or (mid_epoch if inside_epoch else None)
     cmd = [sys.executable, str(ROOT / "run.py"), *args,
            f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}", f"paths.root={runs.parent}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -187,9 +189,9 @@ def kill_after_records(args: list[str], lines: int, runs: Path, data_dir: Path,
     while time.time() < deadline and proc.poll() is None:
         found = list(runs.glob("*/*/metrics.jsonl"))
         if found and len(found[0].read_text().splitlines()) >= lines:
-            if inside_epoch:  # frozen while its checkpoint is read: killed where it was read
+            if inside:  # frozen while its checkpoint is read: killed where it was read
                 os.killpg(proc.pid, signal.SIGSTOP)
-                if not mid_epoch(runs, lines):
+                if not inside(runs, lines):
                     os.killpg(proc.pid, signal.SIGCONT)
                     time.sleep(0.01)
                     continue

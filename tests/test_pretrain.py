@@ -4,6 +4,7 @@ that starts from the pretraining run by naming it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -55,16 +56,33 @@ def test_pretraining_phases_in_steps_and_its_loss_falls(pretrained):
     assert summary["steps"] == 80 and (run / "ckpt" / "last.pt").exists()
 
 
-@pytest.mark.parametrize("kill_after", [1, 2], ids=["at-phase-boundary", "mid-phase"])
+@pytest.mark.parametrize("kill_after", [1, 2, 3],
+                         ids=["at-phase-boundary", "mid-phase", "between-evaluations"])
 def test_killed_pretraining_resumes_bitwise(pretrained, tmp_path, data_dir, kill_after):
+    """Killed after an evaluation's checkpoint, or (checkpointing every step) between two
+    evaluations, its running sums saved: the same records, bitwise."""
     expected = pretrained[2]
     runs = tmp_path / "runs"
-    kill_after_records(PRETRAIN, kill_after, runs, data_dir)
+    between = kill_after == 3
+    args = [*PRETRAIN, *(["trainer.checkpoint_minutes=0"] if between else [])]
+    kill_after_records(args, 2 if between else kill_after, runs, data_dir,
+                       inside=between_evaluations if between else None)
     [run] = run_dirs(runs)
     assert len(read_metrics(run)) < len(expected)
-    run_cli(PRETRAIN, runs, data_dir)
+    resumed = run_cli(args, runs, data_dir)
+    if between:  # the checkpoint it resumed from was written between evaluations
+        step = int(re.search(r"resuming at phase 1, step (\d+)", resumed.stdout).group(1))
+        assert step % 20, resumed.stdout
     assert [{k: r[k] for k in SAME} for r in read_metrics(run)] == \
         [{k: r[k] for k in SAME} for r in expected]
+
+
+def between_evaluations(runs: Path, _records: int) -> bool:
+    """Whether the pretraining run's last.pt was written between two evaluations."""
+    import torch
+
+    found = list(runs.glob("*/*/ckpt/last.pt"))
+    return bool(found) and bool(torch.load(found[0], weights_only=True)["state"]["interval"])
 
 
 def test_finetuning_starts_from_the_pretraining_run_by_its_id(pretrained, tmp_path, data_dir):

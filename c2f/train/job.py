@@ -330,7 +330,8 @@ def _pretrain(spec: RunSpec, plan, data, run: RunDir, tracker: Tracker, echo,
     """A pretraining run (spec.pretrain): step-based phases, then its summary."""
     loop = PretrainLoop(spec, plan, data, run, tracker, echo, world,
                         device_for(world, spec.trainer.device))
-    records = loop.run()
+    with sigterm_saves(echo), training(on_preempt=tracker.preempting):
+        records = loop.run()
     summary = pretrain_summary(spec, records)
     if world.is_main:
         run.write_summary(summary)

@@ -4,10 +4,12 @@ Each phase builds SSAST's pretrainer for its input (c2f/models/ssast.py), moves 
 phase's weights into it (the encoder as AST moves between phases, the mask embedding and the
 heads as they are), and restarts the optimizer, warmup and plateau schedule (paper §2.2). Every
 `pretrain.eval_every` steps and at the end of a phase it measures the masked-patch accuracy and
-InfoNCE on fixed masks of the eval clips, writes a metrics.jsonl record and a checkpoint. A run
-killed at any moment resumes from its last checkpoint mid-phase (mid-pass too: the sampler
-skips what was consumed) and ends bitwise equal on CPU: data order, masks and torch's RNG are
-seeded by (seed, phase, pass or step).
+InfoNCE on fixed masks of the eval clips, writes a metrics.jsonl record and a checkpoint; in
+between, every `trainer.checkpoint_minutes` and on a stop signal (c2f/train/stopping.py), a
+checkpoint that also holds the running sums since the last evaluation. A run killed at any
+moment resumes from its last checkpoint mid-phase (mid-pass too: the sampler skips what was
+consumed) and ends bitwise equal on CPU: data order, masks and torch's RNG are seeded by
+(seed, phase, pass or step).
 
 Recipe (SSAST src/traintest_mask.py): Adam, weight decay 5e-7, betas (0.95, 0.999), a warmup
 over the first 1000 steps, then ReduceLROnPlateau (mode max on the eval accuracy, factor 0.5,
@@ -32,11 +34,13 @@ from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec
 from c2f.track import RunDir, RunFileError
 from c2f.tracker import Tracker
+from c2f.train import stopping
 from c2f.train.checkpoint import read_checkpoint, unreadable
 from c2f.train.distributed import World, all_sum
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision, for_evaluation
+from c2f.train.progress import MidEpoch
 from c2f.train.switching import phase_decision
 
 LAST = "last.pt"
@@ -60,6 +64,9 @@ class PretrainState:
     seconds_cum: float = 0.0
     samples_cum: int = 0
     switches: dict[int, int] = field(default_factory=dict)  # adaptive: phase -> steps it ran
+    # a checkpoint between two evaluations (trainer.checkpoint_minutes, a stop signal): the
+    # running sums since the last one, over the ranks ({"sums", "samples", "seconds"})
+    interval: dict = field(default_factory=dict)
 
 
 def draw_masks(generator: torch.Generator, model: SSASTPretrainer, batch: int,
@@ -82,6 +89,7 @@ class PretrainLoop:
         self.precision = Precision(spec.trainer.precision, device)
         self.eval_precision = Precision(for_evaluation(spec.trainer.precision,
                                                        spec.trainer.eval_precision), device)
+        self.mid = MidEpoch(spec.trainer.checkpoint_minutes, world, device)
 
     def _model(self, phase: Phase) -> SSASTPretrainer:
         torch.manual_seed(item_seed(self.spec.seed, phase.index, -3))
@@ -144,12 +152,15 @@ class PretrainLoop:
             state.bad = 0
 
     def _checkpoint(self, state: PretrainState, model, optimizer, records: list[dict]) -> None:
+        self.mid.restart_clock()
         if not self.world.is_main:
             return
         self.rundir.write_metrics(records)
-        atomic_torch_save({"state": asdict(state), "model": model.state_dict(),
-                           "optimizer": optimizer.state_dict(),
-                           "precision": self.precision.state_dict()}, self.rundir.ckpt_dir / LAST)
+        with stopping.saving():  # a stop signal's grace time waits for the write
+            atomic_torch_save({"state": asdict(state), "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(),
+                               "precision": self.precision.state_dict()},
+                              self.rundir.ckpt_dir / LAST)
 
     def _resume(self) -> tuple[PretrainState, dict | None]:
         """last.pt's state and payload; one that cannot be read is an error naming it."""
@@ -175,7 +186,8 @@ class PretrainLoop:
         for phase in self.plan.phases[:state.phase + 1]:
             ran = state.step if phase.index == state.phase else \
                 state.switches.get(phase.index, phase.steps)
-            steps = {*range(every, ran + 1, every), ran}
+            between = phase.index == state.phase and state.interval  # not an evaluation
+            steps = {*range(every, ran + 1, every), *([] if between else [ran])}
             expected += sorted(offset + step for step in steps)
             offset += ran
         have = {r.get("global_step") for r in kept}
@@ -257,7 +269,14 @@ class PretrainLoop:
         spec, pre = self.spec, self.spec.pretrain
         # summed on the device, read at evaluations: a read per step would wait for the GPU
         sums = torch.zeros(len(STATS), dtype=torch.float64, device=self.device)
-        samples, start, steps_since = 0, time.perf_counter(), 0
+        samples, start = 0, time.perf_counter()
+        if state.interval:  # resumed between two evaluations: rank 0 holds the ranks' sums
+            if self.world.is_main:
+                sums += torch.tensor(state.interval["sums"], dtype=torch.float64,
+                                     device=self.device)
+                samples = state.interval["samples"]
+            start -= state.interval["seconds"]
+            state.interval = {}
         steps, ended = self._steps(phase, state), False
         model.train()
         while state.step < steps and not ended:
@@ -286,7 +305,6 @@ class PretrainLoop:
                 samples += batch["size"]
                 state.step += 1
                 state.global_step += 1
-                steps_since += 1
                 if state.step % pre.eval_every == 0 or state.step == steps:
                     if self.device.type == "cuda":  # the last steps may still be queued
                         torch.cuda.synchronize(self.device)
@@ -297,8 +315,16 @@ class PretrainLoop:
                     ended = self._decide_switch(phase, state, records)
                     self.tracker.log(record)
                     self._checkpoint(state, model, optimizer, records)
+                    stopping.after_checkpoint()
                     sums.zero_()
                     samples, start = 0, time.perf_counter()
+                elif self.mid.due(state.step - 1):  # between evaluations, what a resume needs
+                    totals = all_sum([*sums.tolist(), samples], self.world)
+                    state.interval = {"sums": totals[:-1], "samples": int(totals[-1]),
+                                      "seconds": time.perf_counter() - start}
+                    self._checkpoint(state, model, optimizer, records)
+                    state.interval = {}
+                    stopping.after_checkpoint()
                 if state.step == steps or ended:
                     break
             else:
