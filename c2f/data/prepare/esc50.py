@@ -51,8 +51,19 @@ class ESC50(DatasetRecipe):
         entries, problems = [], []
         for number, cells in rows:
             where = f"{path.name}:{number}"
-            filename, fold, target, category = cells[:4]
-            if not (fold.isdigit() and int(fold) in FOLDS and target.isdigit()
+            filename, fold, target, category = (cells + [""] * 4)[:4]
+            empty = [name for name, cell in zip(HEADER, (filename, fold, target, category))
+                     if not cell]
+            if empty:  # a row cut short or a cell left blank: which clip or class is unknown
+                named = f"{filename}: " if filename else ""
+                problems.append(f"{where}: {named}no {', '.join(empty)} (a row is "
+                                f"{','.join(HEADER)},...: got {','.join(cells)!r}); clip left "
+                                "out")
+                if filename:
+                    index.claim(filename)
+                continue
+            # isdecimal: int() reads every decimal digit; isdigit() passes '²', which it does not
+            if not (fold.isdecimal() and int(fold) in FOLDS and target.isdecimal()
                     and int(target) < NUM_CLASSES):
                 problems.append(f"{where}: {filename}: fold {fold!r} must be 1-5 and target "
                                 f"{target!r} 0-{NUM_CLASSES - 1}; clip left out")
@@ -65,7 +76,7 @@ class ESC50(DatasetRecipe):
                 index.claim(filename)
                 continue
             entries.append(Entry(key=filename.rsplit(".", 1)[0],
-                                 labels=(f"/m/07rwj{label:02d}",), split=f"fold{fold}",
+                                 labels=(f"/m/07rwj{label:02d}",), split=f"fold{int(fold)}",
                                  where=where, ident=filename, found=index.find(filename)))
         classes = [(f"/m/07rwj{k:02d}", names.get(k, f"class {k}")) for k in range(NUM_CLASSES)]
         problems += index.unused_note()  # the release lists every file of audio/

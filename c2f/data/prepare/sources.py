@@ -176,8 +176,10 @@ class PathIndex(_Unused):
         return list(self.by_key.values())
 
     def find(self, relative: str) -> Found | None:
-        """The file at `relative` (any suffix) under the root."""
-        key = Path(relative).with_suffix("").as_posix()
+        """The file at `relative` (any suffix) under the root; none for a path that names no
+        file ('/', '.'), which has no suffix to drop."""
+        listed = Path(relative)
+        key = (listed.with_suffix("") if listed.name else listed).as_posix()
         if self.parts is not None:
             key = "/".join(key.split("/")[-self.parts:])
         path = self.by_key.get(key)
