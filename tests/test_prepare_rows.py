@@ -11,6 +11,7 @@ import soundfile
 
 from c2f.data.prepare.__main__ import main
 from c2f.data.prepare.sources import PathIndex
+from tests.dataset_layouts import youtube_id
 
 WAVE = (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
 UNUSED = "hold no clip of this dataset's lists and are left out"
@@ -65,3 +66,40 @@ def test_a_listed_path_that_names_no_file_is_found_nowhere(tmp_path):
     index = PathIndex(tmp_path / "audio")
     assert [index.find(name) for name in ("/", ".", "")] == [None, None, None]
     assert index.find("x.wav").path == tmp_path / "audio" / "x.wav"
+
+
+def kinetics_src(root: Path, rows: dict[str, list[str]], files: list[str]) -> list[str]:
+    """Kinetics-400's train.csv and validate.csv of `rows` (after the header) in root/lists,
+    the audio `files` in root/src; the options that prepare them for the class in the rows."""
+    (root / "lists").mkdir(parents=True)
+    for name in ("train.csv", "validate.csv"):
+        (root / "lists" / name).write_text("label,youtube_id,time_start,time_end,split\n"
+                                           + "".join(f"{row}\n" for row in rows.get(name, [])))
+    for name in files:
+        write(root / "src" / f"{name}.wav", 10)
+    (root / "classes.txt").write_text("playing piano\n")
+    return ["--classes", str(root / "classes.txt"), "--lists", str(root / "lists" / "train.csv"),
+            str(root / "lists" / "validate.csv")]
+
+
+def test_kinetics_rows_cut_short(tmp_path):
+    """A row of a Kinetics-Sounds class with its label alone was an IndexError traceback; with
+    no times, 'times [] are not numbers'. Both say the row is cut short; the files of an id so
+    named are not counted again as holding no listed clip."""
+    good, short = youtube_id(1), youtube_id(2)
+    options = kinetics_src(tmp_path, {
+        "train.csv": ["playing piano", f"playing piano,{good},10,20",
+                      f"playing piano,{short}", "playing piano,,0,10", "dancing"],
+        "validate.csv": [f"playing piano,{short},30"]},
+        [f"{good}_000010_000020", f"{short}_000030_000040", youtube_id(3)])
+    out = tmp_path / "kinetics_sounds"
+    assert prepare("kinetics_sounds", tmp_path / "src", out, *options) == 0
+    expected = "expected label, youtube_id, time_start, time_end; got"
+    problems = (out / "problems.txt").read_text().splitlines()
+    assert problems[:-1] == [
+        f"train.csv:2: {expected} 'playing piano'; row left out",
+        f"train.csv:4: {expected} 'playing piano,{short}'; row left out",
+        f"train.csv:5: {expected} 'playing piano,,0,10'; row left out",
+        f"validate.csv:2: {expected} 'playing piano,{short},30'; row left out"]
+    assert problems[-1].startswith(f"1 audio file(s) under {tmp_path / 'src'} {UNUSED} "
+                                   f"('{youtube_id(3)}.wav')")

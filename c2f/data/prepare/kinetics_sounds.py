@@ -92,10 +92,17 @@ class KineticsSounds(DatasetRecipe):
                                 "Kinetics-400 list?")
             for number, cells in rows:
                 where = f"{path.name}:{number}"
-                label, ident = cells[0], cells[1]
+                label = cells[0]
                 if label not in mid_of:
                     continue  # not a Kinetics-Sounds class
                 seen.add(label)
+                if len(cells) < 4 or not cells[1]:  # cut short: no id, or no times to read
+                    problems.append(f"{where}: expected {', '.join(HEADER)}; got "
+                                    f"{','.join(cells)!r}; row left out")
+                    if len(cells) > 1:
+                        index.claim(cells[1], None)  # the files of its id
+                    continue
+                ident = cells[1]
                 start, end = whole_seconds(cells, 2), whole_seconds(cells, 3)
                 if start is None or end is None:
                     problems.append(f"{where}: {ident}: times {cells[2:4]} are not numbers")
