@@ -103,3 +103,31 @@ def test_kinetics_rows_cut_short(tmp_path):
         f"validate.csv:2: {expected} 'playing piano,{short},30'; row left out"]
     assert problems[-1].startswith(f"1 audio file(s) under {tmp_path / 'src'} {UNUSED} "
                                    f"('{youtube_id(3)}.wav')")
+
+
+def test_kinetics_times_that_place_no_segment(tmp_path):
+    """Negative times and an end not after the start were taken without a word (a negative
+    start cut a whole video before its beginning); they are left out as AudioSet's and
+    VGGSound's are, each line saying what is wrong with which time, 'inf' and 'nan' that they
+    are not finite. A start that reads finds the row's file, one that does not claims the
+    files of its id: none is counted again as holding no listed clip."""
+    ids = [youtube_id(n) for n in range(10, 19)]
+    times = ["-5,5", "0,-1", "20,10", "10,10", "nan,10", "1e400,10", "0,1e300", "²,10", "0,10"]
+    options = kinetics_src(tmp_path, {"train.csv": [f"playing piano,{ident},{pair}"
+                                                    for ident, pair in zip(ids, times)]},
+                           [f"{ids[0]}_000000_000010", f"{ids[1]}_000000_000010",
+                            f"{ids[2]}_000020_000030", f"{ids[3]}", f"{ids[4]}_000010_000020",
+                            f"{ids[5]}", f"{ids[6]}", f"{ids[7]}", f"{ids[8]}_000000_000010"])
+    out = tmp_path / "kinetics_sounds"
+    assert prepare("kinetics_sounds", tmp_path / "src", out, *options) == 0
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"train.csv:2: {ids[0]}: time_start '-5' is negative; clip left out",
+        f"train.csv:3: {ids[1]}: time_end '-1' is negative; clip left out",
+        f"train.csv:4: {ids[2]}: time_end '10' is not after time_start '20'; clip left out",
+        f"train.csv:5: {ids[3]}: time_end '10' is not after time_start '10'; clip left out",
+        f"train.csv:6: {ids[4]}: time_start 'nan' is not a finite number; clip left out",
+        f"train.csv:7: {ids[5]}: time_start '1e400' is not a finite number; clip left out",
+        f"train.csv:8: {ids[6]}: time_end '1e300' is past the end of any video (over "
+        "10,000,000 s); clip left out",
+        f"train.csv:9: {ids[7]}: time_start '²' is not a number; clip left out"]
+    assert (out / "train.json").read_text().count('"wav"') == 1  # the good row's clip

@@ -182,9 +182,9 @@ def test_a_kinetics_row_left_out_for_its_times_is_not_counted_as_an_unlisted_fil
                  "--no-progress", "--no-stats", "--classes", str(tmp_path / "classes.txt"),
                  "--lists", str(lists / "train.csv"), str(lists / "validate.csv")]) == 0
     assert (out / "problems.txt").read_text().splitlines() == [
-        f"train.csv:3: {no_start}: times ['ten', '30'] are not numbers",
-        f"train.csv:4: {no_end}: times ['40', ''] are not numbers",
-        f"validate.csv:2: {endless}: times ['0', 'inf'] are not numbers",
+        f"train.csv:3: {no_start}: time_start 'ten' is not a number; clip left out",
+        f"train.csv:4: {no_end}: time_end is empty; clip left out",
+        f"validate.csv:2: {endless}: time_end 'inf' is not a finite number; clip left out",
         f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left out "
         f"('{youtube_id(6)}_000000_000010.wav'): expected when the folder holds more than these "
         "lists (another subset, other classes); else check that the lists read, named in "

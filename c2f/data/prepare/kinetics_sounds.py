@@ -29,6 +29,7 @@ from c2f.data.prepare.registry import (
     numbered_mids,
     read_class_list,
     register_dataset,
+    segment_times,
 )
 from c2f.data.prepare.sources import YouTubeIndex
 
@@ -44,15 +45,6 @@ KINETICS_SOUNDS = (
 LISTS = {"train": ("train.csv", "kinetics_train.csv", "kinetics-400_train.csv"),
          "val": ("validate.csv", "val.csv", "kinetics_val.csv", "kinetics-400_val.csv")}
 HEADER = ["label", "youtube_id", "time_start", "time_end"]
-
-
-def whole_seconds(cells: list[str], column: int) -> int | None:
-    """A time cell in whole seconds, as the downloader names files; None when the row has no
-    such cell or it holds no finite number ('', 'ten', 'inf', 'nan')."""
-    try:
-        return int(float(cells[column]))
-    except (IndexError, ValueError, OverflowError):
-        return None
 
 
 @register_dataset
@@ -103,16 +95,17 @@ class KineticsSounds(DatasetRecipe):
                         index.claim(cells[1], None)  # the files of its id
                     continue
                 ident = cells[1]
-                start, end = whole_seconds(cells, 2), whole_seconds(cells, 3)
-                if start is None or end is None:
-                    problems.append(f"{where}: {ident}: times {cells[2:4]} are not numbers")
-                    index.claim(ident, None if start is None else float(start))
+                start, end, why = segment_times(("time_start", "time_end"),
+                                                (cells[2], cells[3]))
+                if why:  # a start that reads finds its file; else the files of its id
+                    problems.append(f"{where}: {ident}: {why}; clip left out")
+                    index.claim(ident, None if start is None else float(int(start)))
                     continue
-                entries.append(Entry(key=f"{ident}_{start:06d}_{end:06d}",
+                first, last = int(start), int(end)  # whole seconds: the downloader's names
+                entries.append(Entry(key=f"{ident}_{first:06d}_{last:06d}",
                                      labels=(mid_of[label],), split=split, where=where,
-                                     ident=f"{ident} {start}", start=float(start),
-                                     length=float(end - start) if end > start else None,
-                                     found=index.find(ident, float(start))))
+                                     ident=f"{ident} {first}", start=float(first),
+                                     length=end - start, found=index.find(ident, float(first))))
         for name in names:
             if name not in seen:
                 files = ", ".join(p.name for p in sources)

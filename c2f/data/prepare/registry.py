@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,41 @@ def csv_rows(path: Path, comment: str | None = None):
     except (UnicodeDecodeError, csv.Error) as err:
         raise ListError(f"{path}: cannot read as a UTF-8 CSV ({err}); is it the right file?") \
             from None
+
+
+MAX_SECONDS = 1e7  # 116 days: past the end of any video a list cuts segments from
+
+
+def time_problem(column: str, text: str) -> str | None:
+    """Why a list's time cell (of `column`) places no segment in a video, or None: empty, not a
+    number, not a finite one ('inf', 'nan': float() reads both), negative (before the video
+    starts), or past any video's end (a typo; 1e306 s overflows in milliseconds)."""
+    if not text:
+        return f"{column} is empty"
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{column} {text!r} is not a number"
+    if not math.isfinite(value):
+        return f"{column} {text!r} is not a finite number"
+    if value < 0:
+        return f"{column} {text!r} is negative"
+    if value > MAX_SECONDS:
+        return f"{column} {text!r} is past the end of any video (over {MAX_SECONDS:,.0f} s)"
+    return None
+
+
+def segment_times(columns: tuple[str, str], cells: tuple[str, str]
+                  ) -> tuple[float | None, float | None, str | None]:
+    """A listed segment's start and end in seconds from its two time cells (`columns` names
+    them), and None; or why the row places no segment (each cell's `time_problem`, or an end
+    not after the start: an empty segment), with the times that did read (None for one that did
+    not: a row left out then claims the files of its id, which of them it meant is unknown)."""
+    whys = [time_problem(column, text) for column, text in zip(columns, cells)]
+    start, end = (None if why else float(text) for why, text in zip(whys, cells))
+    if start is not None and end is not None and end <= start:
+        whys.append(f"{columns[1]} {cells[1]!r} is not after {columns[0]} {cells[0]!r}")
+    return start, end, " and ".join(why for why in whys if why) or None
 
 
 def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:
