@@ -131,3 +131,48 @@ def test_kinetics_times_that_place_no_segment(tmp_path):
         "10,000,000 s); clip left out",
         f"train.csv:9: {ids[7]}: time_start '²' is not a number; clip left out"]
     assert (out / "train.json").read_text().count('"wav"') == 1  # the good row's clip
+
+
+def test_audioset_rows_whose_times_place_no_segment_or_without_an_id(tmp_path):
+    """As Kinetics-Sounds' (above): a negative time, an end not after the start, a time past
+    any video's end (1e306 s was an OverflowError traceback, in milliseconds) and one that is
+    no finite number leave the row out, saying which; a row without a YTID is said to be cut
+    short, not listed as a clip missing under an empty id; a row cut short claims the files of
+    its id."""
+    ids = [youtube_id(n) for n in range(20, 29)]
+    src = tmp_path / "audioset"
+    src.mkdir()
+    (src / "class_labels_indices.csv").write_text("index,mid,display_name\n0,/m/05r5c,Piano\n")
+    head = "# Segments csv\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    times = ["0.000, 10.000", "-5.000, 5.000", "30.000, 20.000", "30.000, 30.000",
+             "1e306, 1e307", "nan, 10.000", "0.000, -inf"]
+    (src / "balanced_train_segments.csv").write_text(
+        head + "".join(f'{ident}, {pair}, "/m/05r5c"\n' for ident, pair in zip(ids, times))
+        + f'{ids[7]}, 0.000\n, 0.000, 10.000, "/m/05r5c"\n')
+    (src / "eval_segments.csv").write_text(head + f'{ids[8]}, 20.000, 30.000, "/m/05r5c"\n')
+    for name in (f"Y{ids[0]}", f"{ids[8]}_20.000_30.000", f"{ids[1]}_0.000_10.000",
+                 f"{ids[2]}_30.000_40.000", f"{ids[3]}", f"{ids[4]}", f"{ids[5]}_0.000_10.000",
+                 f"{ids[6]}_0.000_10.000", f"{ids[7]}_0.000_10.000"):
+        write(src / f"{name}.wav", 10)
+    out = tmp_path / "data" / "audioset"
+    assert prepare("audioset", src, out) == 0
+    left_out = "; clip left out"
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"balanced_train_segments.csv:5: {ids[1]}: start_seconds '-5.000' is negative{left_out}",
+        f"balanced_train_segments.csv:6: {ids[2]}: end_seconds '20.000' is not after "
+        f"start_seconds '30.000'{left_out}",
+        f"balanced_train_segments.csv:7: {ids[3]}: end_seconds '30.000' is not after "
+        f"start_seconds '30.000'{left_out}",
+        f"balanced_train_segments.csv:8: {ids[4]}: start_seconds '1e306' is past the end of any "
+        f"video (over 10,000,000 s) and end_seconds '1e307' is past the end of any video (over "
+        f"10,000,000 s){left_out}",
+        f"balanced_train_segments.csv:9: {ids[5]}: start_seconds 'nan' is not a finite "
+        f"number{left_out}",
+        f"balanced_train_segments.csv:10: {ids[6]}: end_seconds '-inf' is not a finite "
+        f"number{left_out}",
+        "balanced_train_segments.csv:11: expected YTID, start_seconds, end_seconds, "
+        f"positive_labels; got '{ids[7]},0.000'",
+        "balanced_train_segments.csv:12: expected YTID, start_seconds, end_seconds, "
+        "positive_labels; got ',0.000,10.000,/m/05r5c'",
+        "unbalanced_train_segments.csv not found: full_train.json is not written "
+        "(balanced_train and eval are)"]

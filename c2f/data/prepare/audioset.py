@@ -23,7 +23,6 @@ A manifest with enhanced labels trains through `dataset.train_manifest=...`.
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from c2f.data.prepare.registry import (
     csv_rows,
     read_class_csv,
     register_dataset,
+    segment_times,
 )
 from c2f.data.prepare.sources import YouTubeIndex
 from c2f.files import atomic_write_text
@@ -45,30 +45,22 @@ LISTS = {"balanced": "balanced_train_segments.csv", "unbalanced": "unbalanced_tr
          "eval": "eval_segments.csv"}
 
 
-def seconds(text: str) -> float | None:
-    """A list's time in seconds; None when it is no finite number ('', 'x', 'inf', 'nan')."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
                     problems: list[str]) -> list[Entry]:
-    """One entry per row of a segment list; rows with unknown labels are reported, left out."""
+    """One entry per row of a segment list; rows cut short, with times that place no segment
+    (`segment_times`) or with unknown labels are reported, left out, and claim their files."""
     entries = []
     for number, cells in csv_rows(path, comment="#"):
         where = f"{path.name}:{number}"
-        if len(cells) < 4:
+        if len(cells) < 4 or not cells[0]:
             problems.append(f"{where}: expected YTID, start_seconds, end_seconds, "
                             f"positive_labels; got {','.join(cells)!r}")
+            index.claim(cells[0], None)  # the files of its id
             continue
-        ident, start_text, labels_text = cells[0], cells[1], ",".join(cells[3:])
-        start, end = seconds(start_text), seconds(cells[2])
-        if start is None or end is None:
-            problems.append(f"{where}: start_seconds {start_text!r} or end_seconds "
-                            f"{cells[2]!r} is not a number")
+        ident, labels_text = cells[0], ",".join(cells[3:])
+        start, end, why = segment_times(("start_seconds", "end_seconds"), (cells[1], cells[2]))
+        if why:
+            problems.append(f"{where}: {ident}: {why}; clip left out")
             index.claim(ident, start)  # None: the files of its id
             continue
         labels = tuple(dict.fromkeys(m.strip() for m in labels_text.split(",") if m.strip()))
@@ -80,8 +72,7 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
             continue
         entries.append(Entry(key=f"{ident}_{round(start * 1000)}", labels=labels, split=split,
                              where=where, ident=f"{ident} {start:.3f}",
-                             found=index.find(ident, start), start=start,
-                             length=end - start if end > start else None))
+                             found=index.find(ident, start), start=start, length=end - start))
     return entries
 
 
