@@ -176,3 +176,34 @@ def test_audioset_rows_whose_times_place_no_segment_or_without_an_id(tmp_path):
         "positive_labels; got ',0.000,10.000,/m/05r5c'",
         "unbalanced_train_segments.csv not found: full_train.json is not written "
         "(balanced_train and eval are)"]
+
+
+def test_vggsound_rows_with_a_blank_cell_or_a_start_that_is_no_time(tmp_path):
+    """A start of digits int() does not read ('²') was a ValueError traceback; a blank label
+    made a class named '' that the model was trained on, a blank id a clip missing under no
+    name. Each row is left out saying only what is wrong ('inf' is no finite number, '-5'
+    negative, '2.5' not whole seconds), and claims its file."""
+    ids = [youtube_id(n) for n in range(30, 38)]
+    src = tmp_path / "src"
+    rows = [f"{ids[0]},10,dog,train", f"{ids[1]},10,cat,test", f"{ids[2]},²,dog,train",
+            f"{ids[3]},10,,train", ",10,dog,train", f"{ids[4]},inf,dog,test",
+            f"{ids[5]},-5,dog,train", f"{ids[6]},2.5,dog,validation", f"{ids[7]},10"]
+    src.mkdir()
+    (src / "vggsound.csv").write_text("".join(f"{row}\n" for row in rows))
+    for name in (f"{ids[0]}_000010", f"{ids[1]}_000010", f"{ids[2]}_000010",
+                 f"{ids[3]}_000010", f"{ids[4]}_000000", f"{ids[5]}_000000",
+                 f"{ids[6]}_000002", f"{ids[7]}_000010"):
+        write(src / f"{name}.wav", 10)
+    out = tmp_path / "vggsound"
+    assert prepare("vggsound", src, out) == 0
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"vggsound.csv:3: {ids[2]}: start '²' is not a number; row left out",
+        f"vggsound.csv:4: {ids[3]}: label is empty; row left out",
+        "vggsound.csv:5: id is empty; row left out",
+        f"vggsound.csv:6: {ids[4]}: start 'inf' is not a finite number; row left out",
+        f"vggsound.csv:7: {ids[5]}: start '-5' is negative; row left out",
+        f"vggsound.csv:8: {ids[6]}: split 'validation' must be train or test and start '2.5' "
+        "is not whole seconds; row left out",
+        f"vggsound.csv:9: expected 4 columns (id, start, label, split), got 2: '{ids[7]},10'"]
+    assert (out / "class_labels_indices.csv").read_text().splitlines()[1:] == [
+        "0,/m/vggsd000,cat", "1,/m/vggsd001,dog"]

@@ -224,7 +224,7 @@ def test_audioset_and_vggsound_rows_left_out_for_their_times_claim_their_files(t
                  "--workers", "1", "--no-progress", "--no-stats"]) == 0
     problems = (tmp_path / "data" / "vggsound" / "problems.txt").read_text()
     assert f"vggsound.csv:3: {ids[2]}: split 'validation' must be train or test" in problems
-    assert f"vggsound.csv:4: {ids[3]}: split 'train' must be train or test and start '2.5'" \
+    assert f"vggsound.csv:4: {ids[3]}: start '2.5' is not whole seconds; row left out" \
         in problems
     assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
         f"out ('{ids[4]}_000010.wav')" in problems

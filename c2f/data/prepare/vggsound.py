@@ -21,6 +21,7 @@ from c2f.data.prepare.registry import (
     numbered_mids,
     read_class_list,
     register_dataset,
+    time_problem,
 )
 from c2f.data.prepare.sources import YouTubeIndex
 
@@ -61,12 +62,22 @@ class VGGSound(DatasetRecipe):
             if len(cells) != 4:
                 problems.append(f"{where}: expected 4 columns (id, start, label, split), got "
                                 f"{len(cells)}: {','.join(cells)!r}")
+                left_out.append((cells[0], None))
                 continue
             ident, start_text, label, split = cells
-            if split not in SPLITS or not start_text.isdigit():
-                problems.append(f"{where}: {ident}: split {split!r} must be train or test and "
-                                f"start {start_text!r} whole seconds; row left out")
-                left_out.append((ident, float(start_text) if start_text.isdigit() else None))
+            whys = [f"{column} is empty" for column, cell in (("id", ident), ("label", label))
+                    if not cell]  # an empty label would be a class of its own
+            if split not in SPLITS:
+                whys.append(f"split {split!r} must be train or test")
+            # whole seconds, as the release names clips; isdecimal: int() reads every such
+            # digit, while isdigit() passes '²', which it does not
+            whole, why = start_text.isdecimal(), time_problem("start", start_text)
+            if why or not whole:
+                whys.append(why or f"start {start_text!r} is not whole seconds")
+            if whys:
+                named = f"{ident}: " if ident else ""
+                problems.append(f"{where}: {named}{' and '.join(whys)}; row left out")
+                left_out.append((ident, float(int(start_text)) if whole else None))
                 continue
             rows.append((where, ident, int(start_text), label, split))
         classes = classes_from({r[3] for r in rows}, self.args.classes)
