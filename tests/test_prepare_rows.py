@@ -207,3 +207,26 @@ def test_vggsound_rows_with_a_blank_cell_or_a_start_that_is_no_time(tmp_path):
         f"vggsound.csv:9: expected 4 columns (id, start, label, split), got 2: '{ids[7]},10'"]
     assert (out / "class_labels_indices.csv").read_text().splitlines()[1:] == [
         "0,/m/vggsd000,cat", "1,/m/vggsd001,dog"]
+
+
+def test_voxceleb1_paths_with_an_empty_part(tmp_path):
+    """'1 /a/b' passed as a path (two slashes) and made a speaker named '' a class; a path of
+    three parts with an empty one is a malformed line like any other. A line of an unknown set
+    that names a file claims it."""
+    src = tmp_path / "vox"
+    for relative in ("id10001/v/00001.wav", "id10002/v/00001.wav", "id10003/v/00001.wav"):
+        write(src / "wav" / relative)
+    (src / "iden_split.txt").write_text("1 id10001/v/00001.wav\n3 id10002/v/00001.wav\n"
+                                        "1 /v/00001.wav\n1 id10001//00001.wav\n2 id10001/v/\n"
+                                        "4 id10003/v/00001.wav\n")
+    out = tmp_path / "voxceleb1"
+    assert prepare("voxceleb1", src, out) == 0
+    expected = "expected '<1|2|3> idXXXXX/<video>/<n>.wav', got"
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"iden_split.txt:3: {expected} '1 /v/00001.wav'",
+        f"iden_split.txt:4: {expected} '1 id10001//00001.wav'",
+        f"iden_split.txt:5: {expected} '2 id10001/v/'",
+        f"iden_split.txt:6: {expected} '4 id10003/v/00001.wav'"]
+    assert [line.split(",")[1] for line in
+            (out / "class_labels_indices.csv").read_text().splitlines()[1:]] == [
+        "id10001", "id10002"]

@@ -51,9 +51,13 @@ class VoxCeleb1(DatasetRecipe):
                 continue
             cells = line.split()
             where = f"{path.name}:{number}"
-            if len(cells) != 2 or cells[0] not in SETS or cells[1].count("/") != 2:
+            # three parts, none empty: '/a/b' would make a speaker named '' a class
+            named = len(cells) == 2 and all(cells[1].split("/")) and cells[1].count("/") == 2
+            if not named or cells[0] not in SETS:
                 problems.append(f"{where}: expected '<1|2|3> idXXXXX/<video>/<n>.wav', got "
                                 f"{line.strip()!r}")
+                if named:  # its file is named by this line
+                    index.claim(cells[1])
                 continue
             rows.append((where, SETS[cells[0]], cells[1]))
         speakers = sorted({relative.split("/")[0] for _, _, relative in rows})
