@@ -10,6 +10,8 @@ line up.
 """
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from c2f.data.prepare.registry import DatasetRecipe, Entry, Listing, register_dataset
 from c2f.data.prepare.sources import PathIndex
 
@@ -34,24 +36,34 @@ class SpeechCommands(DatasetRecipe):
                   "download.tensorflow.org/data/speech_commands_v0.02.tar.gz")
 
     def read(self) -> Listing:
-        held_out = {}
-        sources = []
+        held_out: dict[str, tuple[str, str]] = {}  # word/<clip> without suffix -> split, line
+        sources, problems = [], []
         for split, file in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):
             path = self.list_file(file)
             sources.append(path)
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    held_out[line.strip()] = (split, f"{path.name}:{number}")
+                listed = line.strip()
+                if not listed:
+                    continue
+                if listed.count("/") != 1 or not all(listed.split("/")):
+                    # else dropped without a word, its clip trained on: a held-out clip leaked
+                    problems.append(f"{path.name}:{number}: expected <word>/<clip>.wav, got "
+                                    f"{listed!r}; line left out")
+                    continue
+                # by the clip's name without suffix, as the files are found: a line naming
+                # another suffix than the file's still holds the clip out of training
+                held_out[PurePosixPath(listed).with_suffix("").as_posix()] = (
+                    split, f"{path.name}:{number}")
         root = sources[0].parent
         index = PathIndex(root)
         mid_of = {word: f"/m/spcmd{i:02d}" for i, word in enumerate(WORDS)}
-        relatives = sorted(set(index.by_key) | {r.rsplit(".", 1)[0] for r in held_out})
-        entries, problems, unknown = [], [], set()
+        relatives = sorted(set(index.by_key) | set(held_out))
+        entries, unknown = [], set()
         for relative in relatives:
             word = relative.split("/")[0]
             if "/" not in relative or word == NOISE:
                 continue
-            listed = held_out.get(f"{relative}.wav")
+            listed = held_out.get(relative)
             split, where = listed if listed else ("train", f"{root.name}/{relative}")
             if word not in mid_of:
                 unknown.add(word)
