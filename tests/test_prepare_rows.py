@@ -253,3 +253,25 @@ def test_speechcommands_held_out_lines_that_name_no_clip_or_another_suffix(tmp_p
         "validation_list.txt:2: expected <word>/<clip>.wav, got 'yes'; line left out",
         "validation_list.txt:3: expected <word>/<clip>.wav, got '/'; line left out",
         "testing_list.txt:3: expected <word>/<clip>.wav, got 'no//x.wav'; line left out"]
+
+
+def test_folder_csv_splits_that_cannot_name_a_manifest(tmp_path):
+    """A split column value is the manifest's file name: '../held' wrote held.json beside
+    --out, 'a/b' a folder inside it. Such a row is left out, said; the others are prepared."""
+    src = tmp_path / "recordings"
+    rows = [f"{word}/{n}.wav,{word},{'eval' if n == 0 else 'train'}"
+            for word in ("yes", "no") for n in range(3)]
+    rows += ["yes/3.wav,yes,../held", "no/3.wav,no,a/b", "no/4.wav,no,a\0b"]
+    for row in rows:
+        write(src / row.split(",")[0])
+    (tmp_path / "clips.csv").write_text("file,label,split\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "data" / "mine"
+    assert main(["folder", "--src", str(src), "--out", str(out), "--workers", "1",
+                 "--no-progress", "--no-stats", "--lists", str(tmp_path / "clips.csv")]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["eval.json", "prepared.json",
+                                                          "train.json"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mine"]
+    why = "cannot name a manifest file (<split>.json in --out); give one without '/'; left out"
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"clips.csv:8: split '../held' {why}", f"clips.csv:9: split 'a/b' {why}",
+        f"clips.csv:10: split 'a\\x00b' {why}"]

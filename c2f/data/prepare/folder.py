@@ -318,6 +318,10 @@ class Folder(DatasetRecipe):
                 key = f"outside/{_rank(str(source))[:8]}_{source.stem}"
             split = cells[split_at].strip().lower() if split_at is not None else "train"
             split = "train" if split in TRAIN_NAMES or not split else split
+            if "/" in split or "\0" in split:  # '../x' wrote x.json beside --out
+                problems.append(f"{where}: split {split!r} cannot name a manifest file "
+                                "(<split>.json in --out); give one without '/'; left out")
+                continue
             names.update(labels)
             if group_at is not None and cells[group_at].strip():
                 self.groups[key] = cells[group_at].strip()
