@@ -275,3 +275,30 @@ def test_folder_csv_splits_that_cannot_name_a_manifest(tmp_path):
     assert (out / "problems.txt").read_text().splitlines() == [
         f"clips.csv:8: split '../held' {why}", f"clips.csv:9: split 'a/b' {why}",
         f"clips.csv:10: split 'a\\x00b' {why}"]
+
+
+def test_text_lists_that_are_no_utf8_are_named(tmp_path, capsys):
+    """LibriSpeech's *.trans.txt, Speech Commands' held-out lists and VoxCeleb1's
+    iden_split.txt and vox1_meta.csv in another encoding were UnicodeDecodeError tracebacks;
+    each is named as a CSV list is, with exit code 2."""
+    latin = "café\n".encode("latin-1")
+    chapter = tmp_path / "librispeech" / "LibriSpeech" / "train-clean-100" / "19" / "198"
+    write(chapter / "19-198-0000.flac")
+    (chapter / "19-198.trans.txt").write_bytes(b"19-198-0000 " + latin)
+    commands = tmp_path / "speechcommands"
+    write(commands / "yes" / "a_nohash_0.wav")
+    (commands / "validation_list.txt").write_bytes(latin)
+    (commands / "testing_list.txt").write_text("yes/a_nohash_0.wav\n")
+    vox, named = tmp_path / "voxceleb1", tmp_path / "voxceleb1_named"
+    for folder in (vox, named):
+        write(folder / "wav" / "id10001" / "v" / "00001.wav")
+    (vox / "iden_split.txt").write_bytes(b"1 id10001/v/00001.wav " + latin)
+    (named / "iden_split.txt").write_text("1 id10001/v/00001.wav\n")
+    (named / "vox1_meta.csv").write_bytes(b"VoxCeleb1 ID\tVGGFace1 ID\nid10001\t" + latin)
+    for name, src, unreadable in (
+            ("librispeech", tmp_path / "librispeech", chapter / "19-198.trans.txt"),
+            ("speechcommands", commands, commands / "validation_list.txt"),
+            ("voxceleb1", vox, vox / "iden_split.txt"),
+            ("voxceleb1", named, named / "vox1_meta.csv")):
+        assert prepare(name, src, tmp_path / src.name / "out" / name) == 2
+        assert f"error: {unreadable}: cannot read as UTF-8 text" in capsys.readouterr().err

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import re
 
-from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing, register_dataset
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    ListError,
+    Listing,
+    list_lines,
+    register_dataset,
+)
 from c2f.data.prepare.sources import PathIndex
 
 UTTERANCE = re.compile(r"\d+-\d+-\d+")
@@ -47,7 +54,7 @@ class LibriSpeech(DatasetRecipe):
             for listing in sorted(subset.rglob("*.trans.txt")):
                 sources.append(listing)
                 folder = listing.parent.relative_to(root).as_posix()
-                for number, line in enumerate(listing.read_text().splitlines(), 1):
+                for number, line in enumerate(list_lines(listing), 1):
                     ident = line.split(" ", 1)[0].strip()
                     if not ident:
                         continue

@@ -210,6 +210,16 @@ def segment_times(columns: tuple[str, str], cells: tuple[str, str]
     return start, end, " and ".join(why for why in whys if why) or None
 
 
+def list_lines(path: Path) -> list[str]:
+    """The lines of a text list (a BOM dropped); ListError naming it when it is no UTF-8 text,
+    as `csv_rows` says of a CSV list, instead of a UnicodeDecodeError traceback."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ListError(f"{path}: cannot read as UTF-8 text ({err}); is it the right file?") \
+            from None
+
+
 def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:
     """AST-style mids for classes that have none: `/m/<prefix>000`, in the given order."""
     return [(f"/m/{prefix}{i:03d}", name) for i, name in enumerate(names)]

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from c2f.data.prepare.registry import DatasetRecipe, Entry, Listing, register_dataset
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    Listing,
+    list_lines,
+    register_dataset,
+)
 from c2f.data.prepare.sources import PathIndex
 
 # AST egs/speechcommands/data/speechcommands_class_labels_indices.csv, in its order
@@ -41,7 +47,7 @@ class SpeechCommands(DatasetRecipe):
         for split, file in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):
             path = self.list_file(file)
             sources.append(path)
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for number, line in enumerate(list_lines(path), 1):
                 listed = line.strip()
                 if not listed:
                     continue

@@ -12,7 +12,14 @@ from `vox1_meta.csv` when it is found (its VGGFace1 ID column), else the speaker
 """
 from __future__ import annotations
 
-from c2f.data.prepare.registry import DatasetRecipe, Entry, ListError, Listing, register_dataset
+from c2f.data.prepare.registry import (
+    DatasetRecipe,
+    Entry,
+    ListError,
+    Listing,
+    list_lines,
+    register_dataset,
+)
 from c2f.data.prepare.sources import PathIndex
 
 SETS = {"1": "train", "2": "val", "3": "test"}
@@ -36,7 +43,7 @@ class VoxCeleb1(DatasetRecipe):
         except ListError:
             return {}
         names = {}
-        for line in path.read_text(encoding="utf-8-sig").splitlines()[1:]:
+        for line in list_lines(path)[1:]:
             cells = line.split("\t")
             if len(cells) >= 2 and cells[0].strip().startswith("id"):
                 names[cells[0].strip()] = cells[1].strip()
@@ -46,7 +53,7 @@ class VoxCeleb1(DatasetRecipe):
         path = self.list_file("iden_split.txt")
         index = PathIndex(self.src, parts=3)  # idXXXXX/<video>/<n>, wherever under --src
         rows, problems = [], []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(list_lines(path), 1):
             if not line.strip():
                 continue
             cells = line.split()
