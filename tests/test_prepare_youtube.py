@@ -228,3 +228,18 @@ def test_audioset_and_vggsound_rows_left_out_for_their_times_claim_their_files(t
         in problems
     assert f"1 audio file(s) under {src} hold no clip of this dataset's lists and are left " \
         f"out ('{ids[4]}_000010.wav')" in problems
+
+
+def test_a_segment_is_found_by_its_start_in_seconds_before_milliseconds(tmp_path):
+    """Cut segments of one video: the row at 0 s, whose file is not there, is not given
+    `_20.000_30.000` read as 20 ms; the one at 20 s is; a name in whole milliseconds
+    (`_30000`) is found as 30 s."""
+    from c2f.data.prepare.sources import YouTubeIndex
+
+    ident = "abcdefghijk"
+    for stem in (f"{ident}_20.000_30.000", f"{ident}_40.000_50.000", f"{'b' * 11}_30000"):
+        (tmp_path / f"{stem}.wav").write_bytes(b"")
+    index = YouTubeIndex(tmp_path)
+    assert index.find(ident, 0.0) is None
+    assert index.find(ident, 20.0).path.name == f"{ident}_20.000_30.000.wav"
+    assert index.find("b" * 11, 30.0).path.name == f"{'b' * 11}_30000.wav"

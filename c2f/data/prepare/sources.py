@@ -54,9 +54,17 @@ def parse_youtube_name(stem: str) -> tuple[str, float | None] | None:
     return None
 
 
-def _same_start(named: float, start: float) -> bool:
-    """A name's time equals the segment start, written in seconds or in milliseconds."""
-    return abs(named - start) <= TOLERANCE_S or abs(named / 1000 - start) <= TOLERANCE_S
+def _same_start(named: float, start: float, unit: float) -> bool:
+    """A name's time equals the segment start, written in `unit`s (1: seconds, 1e-3: ms)."""
+    return abs(named * unit - start) <= TOLERANCE_S
+
+
+def _units(stem: str, ident: str, named: float | None) -> tuple[float, ...]:
+    """The units a name's time may be in: seconds, and milliseconds for whole numbers
+    (`ID_30000.m4a`; `ID_20.000_30.000` is in seconds, never 20 ms)."""
+    if named is None:
+        return ()
+    return (1.0,) if "." in stem.rsplit(ident, 1)[-1] else (1.0, 1e-3)
 
 
 class _Unused:
@@ -102,17 +110,19 @@ class YouTubeIndex(_Unused):
 
     def __init__(self, root: Path):
         self.root, self.used = root, set()
-        self.by_id: dict[str, list[tuple[Path, float | None]]] = {}
+        # id -> (file, the start time its name holds, the units that time may be in)
+        self.by_id: dict[str, list[tuple[Path, float | None, tuple[float, ...]]]] = {}
         self.unread: list[Path] = []  # audio files whose names carry no YouTube id
         for path in audio_files(root):
             parsed = parse_youtube_name(path.stem)
             if parsed:
-                self.by_id.setdefault(parsed[0], []).append((path, parsed[1]))
+                self.by_id.setdefault(parsed[0], []).append(
+                    (path, parsed[1], _units(path.stem, *parsed)))
             else:
                 self.unread.append(path)
 
     def files(self) -> list[Path]:
-        return [path for found in self.by_id.values() for path, _ in found]
+        return [path for found in self.by_id.values() for path, *_ in found]
 
     def unread_note(self) -> list[str]:
         """Problems.txt lines: the audio files left out because their names carry no YouTube
@@ -137,16 +147,19 @@ class YouTubeIndex(_Unused):
         claims every file of its id: which of them it meant cannot be told, and its
         problems.txt line names the id."""
         if start is None:
-            self.used.update(path for path, _ in self.by_id.get(ident, []))
+            self.used.update(path for path, *_ in self.by_id.get(ident, []))
         else:
             self.find(ident, start)
 
     def _find(self, ident: str, start: float) -> Found | None:
         candidates = self.by_id.get(ident, [])
-        for path, named in candidates:
-            if named is not None and _same_start(named, start):
-                return Found(path, trimmed=True)
-        whole = [path for path, named in candidates if named is None]
+        # seconds first: `ID_20.000_30.000` read in milliseconds (0.02 s) would be the segment
+        # at 0 s of a video whose `ID_0.000_10.000` is there too
+        for unit in (1.0, 1e-3):
+            for path, named, units in candidates:
+                if unit in units and _same_start(named, start, unit):
+                    return Found(path, trimmed=True)
+        whole = [path for path, named, _ in candidates if named is None]
         if whole:
             return Found(whole[0], trimmed=False)
         if len(candidates) == 1:  # one cut file whose name uses another time convention
