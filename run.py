@@ -19,9 +19,10 @@ from c2f.prepared import complete_dataset
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_spec
 from c2f.track import RunHeld
-from c2f.train.failures import Interrupted, SharedMemoryExhausted
+from c2f.train.failures import SharedMemoryExhausted
 from c2f.train.job import run_job
 from c2f.train.step import Diverged, OutOfMemory
+from c2f.train.stopping import Interrupted
 
 log = logging.getLogger("c2f")
 

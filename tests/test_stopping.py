@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 PRELUDE = """
 import os, signal, sys, time
 from c2f.train import stopping
-from c2f.train.failures import Terminated
+from c2f.train.stopping import Terminated
 stopping.TERM_GRACE_S, stopping.STALL_S = {grace}, 0.5
 print("ready", flush=True)
 """

@@ -21,10 +21,32 @@ def wandb_epochs(run: Path) -> list[int]:
                   for row in wandb_log.history(log) if "train_loss" in row)
 
 
-def test_every_epoch_reaches_wandb_after_a_kill_and_a_resume(tmp_path, data_dir):
+@pytest.fixture
+def shared_wandb_service(tmp_path, monkeypatch):
+    """A W&B service of this process, which the runs it starts inherit (WANDB_SERVICE), as
+    from a notebook or a script that used W&B, or `wandb beta core start`."""
+    import wandb
+
+    from c2f.tracker import Tracker
+
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    parent = Tracker("offline", "c2f", None, "parent", "g", tmp_path / "parent", {
+        "dataset": "d", "model": "m", "method": "none", "C": 1, "schedule": "s"})
+    assert os.environ.get("WANDB_SERVICE"), "W&B no longer shares its service by env"
+    yield
+    parent.close()
+    wandb.teardown()
+
+
+def test_every_epoch_reaches_wandb_after_a_kill_and_a_resume(tmp_path, data_dir,
+                                                             shared_wandb_service):
+    """Through a shared W&B service, which outlives the killed attempt and goes on holding
+    its run ("run ID ... is in use"): the resume opens a service of its own, rather than
+    training without W&B, and logs every epoch."""
     runs = tmp_path / "runs"
     kill_after_records(ARGS, 3, runs, data_dir)
-    run_cli(ARGS, runs, data_dir)
+    resumed = run_cli(ARGS, runs, data_dir)
+    assert "could not open" not in resumed.stdout, resumed.stdout
     [run] = run_dirs(runs)
     epochs = [r["epoch"] for r in read_metrics(run) if "train_loss" in r]
     assert epochs == [1, 2, 3, 4]
@@ -103,32 +125,6 @@ def test_a_run_a_shared_service_holds_is_opened_in_a_service_of_its_own(tmp_path
     assert left.run is None and len(calls) == 2 and said[1] == (
         "warning: W&B could not open run r-1 (run ID r-1 is in use); this attempt trains "
         "without it, and the next start logs the epochs W&B lacks")
-
-
-def test_a_service_shared_through_wandb_service_does_not_keep_the_resume_from_wandb(
-        tmp_path, data_dir, monkeypatch):
-    """A run started from a process whose W&B service it inherits (WANDB_SERVICE: a notebook,
-    a script that used W&B, `wandb beta core start`) is killed; that service outlives it and
-    holds its run ("run ID ... is in use"). The resume opens a service of its own and logs
-    every epoch, rather than training without W&B."""
-    import wandb
-
-    from c2f.tracker import Tracker
-
-    monkeypatch.delenv("WANDB_SERVICE", raising=False)
-    parent = Tracker("offline", "c2f", None, "parent", "g", tmp_path / "parent", {
-        "dataset": "d", "model": "m", "method": "none", "C": 1, "schedule": "s"})
-    try:
-        assert os.environ.get("WANDB_SERVICE"), "W&B no longer shares its service by env"
-        runs = tmp_path / "runs"
-        kill_after_records(ARGS, 3, runs, data_dir)
-        resumed = run_cli(ARGS, runs, data_dir)
-    finally:
-        parent.close()
-        wandb.teardown()
-    [run] = run_dirs(runs)
-    assert "could not open" not in resumed.stdout, resumed.stdout
-    assert set(wandb_epochs(run)) == {1, 2, 3, 4}, wandb_epochs(run)
 
 
 def test_every_pretraining_evaluation_reaches_wandb_after_a_kill_and_a_resume(tmp_path,

@@ -10,20 +10,7 @@ import torch
 
 from c2f.train.checkpoint import saved_position
 from c2f.train.step import OutOfMemory
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training, with what the run keeps and how it resumes (run.py says it in
-    one line and exits 130, as a shell does for SIGINT)."""
-
-    EXIT_CODE = 130
-
-
-class Terminated(Interrupted):
-    """SIGTERM during training (c2f/train/stopping.py), after the training was saved."""
-
-    EXIT_CODE = 143
-    WHAT = "terminated (SIGTERM)"
+from c2f.train.stopping import Interrupted
 
 
 def interrupted(checkpoint: Path, stop: BaseException | None = None, rank: int = 0

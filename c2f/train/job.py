@@ -23,14 +23,14 @@ from c2f.spec import ConfigError, RunSpec, config_hash, semantic_config, with_pr
 from c2f.track import RunDir, RunHeld, RunLock
 from c2f.tracker import Tracker, flat_config, lacks_epochs, replayable
 from c2f.train.distributed import all_sum, device_for, init_world, world_from_env
-from c2f.train.failures import Interrupted, interrupted
+from c2f.train.failures import interrupted
 from c2f.train.graphs import graph_obstacle, use_graphs
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import data_bundle
 from c2f.train.pretrain import PretrainLoop, pretrain_summary
 from c2f.train.records import format_summary, summarize
 from c2f.train.step import Diverged
-from c2f.train.stopping import sigterm_saves, training
+from c2f.train.stopping import Interrupted, sigterm_saves, training
 from c2f.train.trainer_changes import finished_otherwise, resumed_otherwise, used_now
 
 DIVERGED = "diverged.json"  # where and why a run's loss stopped being finite

@@ -47,6 +47,20 @@ STALL_S = 10.0  # after the grace: a plain SIGTERM's main thread blocked in C is
 AGAIN_S = 2.0  # a second SIGTERM later than this after the first ends the process at once
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what the run keeps and how it resumes (run.py says it in
+    one line and exits 130, as a shell does for SIGINT; c2f/train/failures.interrupted)."""
+
+    EXIT_CODE = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM during training, after the training was saved (`sigterm_saves`)."""
+
+    EXIT_CODE = 143
+    WHAT = "terminated (SIGTERM)"
+
+
 def _name(signum: int) -> str:
     return signal.Signals(signum).name
 
@@ -266,8 +280,6 @@ TERM_GRACE_S = 20.0  # SLURM's KillWait (30 s by default) after SIGTERM, less a 
 
 
 def _terminate(signum: int, frame) -> None:
-    from c2f.train.failures import Terminated
-
     raise Terminated()
 
 
