@@ -19,6 +19,7 @@ offline-run folder of its own, after the last epoch of an attempt that finished 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -90,6 +91,27 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def _survives_wandb(default=None):
+    """A Tracker method whose W&B call fails (W&B's service killed: SLURM signals every
+    process of a job step, W&B's too; a network gone) says so once and ends W&B for this
+    attempt: the training goes on, and the next start logs the epochs W&B lacks."""
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - W&B records the training; it is not it
+                if self.run is None:
+                    raise
+                self.run = None  # not finished: the next start sees what W&B lacks
+                self.log_line(f"warning: W&B stopped working ({type(err).__name__}: "
+                              f"{_first_line(err)}); this attempt trains on without it, and "
+                              "the next start logs the epochs W&B lacks")
+                return default
+        return guarded
+    return wrap
+
+
 class Tracker:
     """One W&B run per run folder (its `wandb_id`), resumable; `finish()` always called by
     `close`."""
@@ -128,6 +150,7 @@ class Tracker:
             return
         self._declare()
 
+    @_survives_wandb()
     def _declare(self) -> None:
         run = self.run
         for axis in ("epoch", *AXES.values(), "step/samples"):
@@ -141,6 +164,7 @@ class Tracker:
         run.define_metric("step/*", step_metric="step/samples")
         run.define_metric("phase/*", step_metric="step/samples")
 
+    @_survives_wandb()
     def log(self, record: dict) -> None:
         """One epoch (or pretraining evaluation) record: its numbers, and the curves again
         against FLOPs and seconds."""
@@ -155,6 +179,7 @@ class Tracker:
         self.run.log(numbers, step=int(record["samples_cum"]))
         self.last_step = max(self.last_step, int(record["samples_cum"]))
 
+    @_survives_wandb(0)
     def replay(self, records: list[dict]) -> int:
         """Log again the kept epoch (or pretraining) records W&B may lack (a killed attempt's,
         handed to W&B's service but not yet written); before any other row of this attempt.
@@ -175,6 +200,7 @@ class Tracker:
         """Whether optimizer step `step` (of the phase, from 0) is one to log."""
         return self.run is not None and self.every_steps > 0 and step % self.every_steps == 0
 
+    @_survives_wandb()
     def log_step(self, values: dict, samples_cum: int, phase_start: int | None = None) -> None:
         """Per-step values (loss, lr) as `step/<name>`; `phase_start`: the C of a phase whose
         first step this is (a boundary marker)."""
@@ -185,6 +211,7 @@ class Tracker:
             row["phase/C"] = phase_start
         self.run.log(row, step=samples_cum)
 
+    @_survives_wandb()
     def summarize(self, summary: dict) -> None:
         """Scalars as they are; one level of mappings as `key/inner` (average/value, ...)."""
         if self.run is None:

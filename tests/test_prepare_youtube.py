@@ -242,4 +242,6 @@ def test_a_segment_is_found_by_its_start_in_seconds_before_milliseconds(tmp_path
     index = YouTubeIndex(tmp_path)
     assert index.find(ident, 0.0) is None
     assert index.find(ident, 20.0).path.name == f"{ident}_20.000_30.000.wav"
+    (tmp_path / f"{ident}_40.000_50.000.wav").unlink()  # the id's only file: not at 0 s either
+    assert YouTubeIndex(tmp_path).find(ident, 0.0) is None
     assert index.find("b" * 11, 30.0).path.name == f"{'b' * 11}_30000.wav"

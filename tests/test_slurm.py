@@ -149,6 +149,35 @@ def test_preempted_job_resumes_with_the_same_metrics(tmp_path, data_dir, slurm):
     assert without_timing(read_metrics(metrics.parent)) == expected
 
 
+def test_a_sigterm_to_a_job_step_saves_its_training_before_it_is_killed(tmp_path, data_dir,
+                                                                        slurm):
+    """A preemption without a warning: SLURM cancels the step, SIGTERM to every process of it
+    (W&B's service too: c2f goes on without it), SIGKILL later. The job saves its training at
+    its next step; the sweep launched again resumes from there and finishes."""
+    from c2f.train.checkpoint import saved_state
+
+    args = ["-m", *ON_SLURM, "compression=fshift", "schedule=2phase", "schedule.c=4",
+            "dataset.epochs=12", "logger=wandb", "logger.mode=offline"]
+    runs = tmp_path / "runs"
+    launcher = start_cli(args, runs, data_dir, env=slurm)
+    deadline = time.monotonic() + 120
+    while not (metrics := next(runs.glob("*/*/metrics.jsonl"), None)) or len(
+            metrics.read_text().splitlines()) < 2:
+        assert launcher.poll() is None and time.monotonic() < deadline, "job never trained"
+        time.sleep(0.1)
+    before = saved_state(metrics.parent / "ckpt")
+    [sweep] = sweep_dirs(runs.parent)
+    signal_step(task_id(sweep, 0), "TERM")
+    launcher.communicate(timeout=240)  # the job was cancelled: the sweep says it failed
+    outs = "".join(job_logs(sweep, "out"))
+    assert "SIGTERM: the training is saved" in outs, outs[-3000:]
+    after = saved_state(metrics.parent / "ckpt")
+    progress = (after.get("progress") or {}).get("steps", 0)
+    assert (after["epoch"], progress) > (before["epoch"], 0), (before, after)
+    again = run_cli(args, runs, data_dir, env=slurm)
+    assert len(read_metrics(metrics.parent)) == 12, again.stdout[-2000:]
+
+
 # About 70 s on one core: longer than the one-minute limit below.
 LONG = ["compression=fshift", "schedule=2phase", "schedule.c=4", "dataset.epochs=40",
         "model.embed_dim=192", "model.depth=12", "model.num_heads=3"]

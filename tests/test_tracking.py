@@ -42,3 +42,28 @@ def test_a_wandb_that_cannot_finish_is_said_not_raised(tmp_path):
     assert tracker.run is None
     assert len(said) == 1 and said[0].startswith("warning: W&B could not finish")
     assert list(tmp_path.glob("wandb/offline-run-*/run-abc123-f00.wandb"))  # its log kept
+
+
+def test_a_wandb_whose_service_died_is_said_once_and_the_training_goes_on(tmp_path):
+    """SLURM signals every process of a job step, W&B's service too: its next `log` raises
+    (ConnectionResetError). The tracker says so once and stops logging; the run goes on, and
+    its W&B files are left unfinished, so that the next start logs what they lack."""
+    from types import SimpleNamespace
+
+    from c2f.tracker import lacks_epochs
+
+    def dead(*args, **kwargs):
+        raise ConnectionResetError("Connection lost")
+
+    said = []
+    tracker = Tracker("disabled", "c2f", None, "r", "g", tmp_path, {}, log=said.append)
+    tracker.run = SimpleNamespace(log=dead, step=0, summary={}, finish=dead)
+    record = {"kind": "epoch", "epoch": 1, "samples_cum": 8, "train_loss": 1.0}
+    tracker.log(record)
+    tracker.log_step({"loss": 1.0}, 8)
+    assert tracker.replay([record]) == 0
+    tracker.close()
+    assert said == ["warning: W&B stopped working (ConnectionResetError: Connection lost); "
+                    "this attempt trains on without it, and the next start logs the epochs "
+                    "W&B lacks"]
+    assert lacks_epochs(tmp_path, [record])

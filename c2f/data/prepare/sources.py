@@ -162,7 +162,9 @@ class YouTubeIndex(_Unused):
         whole = [path for path, named, _ in candidates if named is None]
         if whole:
             return Found(whole[0], trimmed=False)
-        if len(candidates) == 1:  # one cut file whose name uses another time convention
+        # one cut file whose whole-number time is in another unit; a name in decimal seconds
+        # that is not the row's start is another segment of the video, not this one
+        if len(candidates) == 1 and len(candidates[0][2]) > 1:
             return Found(candidates[0][0], trimmed=True)
         return None
 
