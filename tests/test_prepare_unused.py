@@ -74,3 +74,19 @@ def test_librispeech_counts_the_utterances_no_transcript_lists(tmp_path, capsys)
         "('train-clean-100/19/198/19-198-0003.flac', 'train-clean-100/26/496/26-496-0000.flac'): "
         "expected when the folder holds more than these lists (another subset, other classes); "
         "else check that the lists read, named in prepared.json, are the ones meant"]
+
+
+def test_esc50_with_its_list_kept_elsewhere_finds_the_clips_in_src_audio(tmp_path, capsys):
+    """`--lists` names an esc50.csv kept outside the release (as the README allows): the clips
+    are still found in `--src`/audio, not all reported missing."""
+    src = tmp_path / "ESC-50-master"
+    rows = [f"{fold}-100{fold}-A-0.wav,{fold},0,dog,False,100{fold},A" for fold in range(1, 6)]
+    for row in rows:
+        write(src / "audio" / row.split(",")[0], 44100)
+    lists = tmp_path / "elsewhere" / "esc50.csv"
+    lists.parent.mkdir()
+    lists.write_text("filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows))
+    out = tmp_path / "esc50"
+    assert main(["esc50", "--src", str(src), "--lists", str(lists), "--out", str(out),
+                 "--workers", "1", "--no-progress", "--no-stats"]) == 0
+    assert "missing 0, failed 0" in capsys.readouterr().out

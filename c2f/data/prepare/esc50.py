@@ -39,8 +39,10 @@ class ESC50(DatasetRecipe):
 
     def read(self) -> Listing:
         path = self.list_file("esc50.csv")
-        audio = path.parent.parent / "audio" if (path.parent.parent / "audio").is_dir() \
-            else self.src
+        # the clips beside the list (ESC-50-master/meta/esc50.csv), else in --src/audio (a list
+        # kept elsewhere, --lists), else --src itself
+        audio = next((folder for folder in (path.parent.parent / "audio", self.src / "audio")
+                      if folder.is_dir()), self.src)
         index = PathIndex(audio)
         rows = csv_rows(path)
         first = next(rows, None)
