@@ -218,3 +218,35 @@ def test_a_sigterm_saves_the_training_then_ends_the_run(tmp_path, data_dir, stra
     same = ("kind", "value", "train_loss", "eval_loss", "flops_cum", "samples", "lr", "C")
     assert [{k: r.get(k) for k in same} for r in read_metrics(run)] == [
         {k: r.get(k) for k in same} for r in straight]
+
+
+def test_a_sigterm_during_evaluation_saves_the_epochs_training(tmp_path, data_dir):
+    """An eval set that takes most of each epoch (330 clips against 44 to train on), so that
+    the SIGTERM almost always comes while an epoch is evaluated: the epoch's training is
+    saved before its evaluation ends (a checkpoint after its last step), and the resumed run
+    evaluates it and goes on to the uninterrupted run's metrics, bitwise."""
+    from c2f.train.checkpoint import saved_state
+
+    args = [*TWO_PHASE, "dataset.builtin.eval_per_class=30"]
+    run_cli(args, tmp_path / "straight", data_dir)
+    expected = read_metrics(run_dirs(tmp_path / "straight")[0])
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+                            start_new_session=True)
+    deadline, state = time.monotonic() + 300, None
+    while not (state and state["epoch"] >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.01)
+        state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
+    time.sleep(0.3)  # into the next epoch's evaluation
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, out[-2000:] + err[-3000:]
+    # almost always: "1 epoch(s) and the training of epoch 2 (4 steps; evaluated on resume)"
+    assert re.search(r"terminated \(SIGTERM\): \d+ epoch\(s\)", err), err[-3000:]
+    [run] = run_dirs(runs)
+    run_cli(args, runs, data_dir)
+    same = ("kind", "value", "train_loss", "eval_loss", "flops_cum", "samples", "lr", "C")
+    assert [{k: r.get(k) for k in same} for r in read_metrics(run)] == [
+        {k: r.get(k) for k in same} for r in expected]

@@ -79,8 +79,11 @@ def saved_position(ckpt_dir: Path) -> str | None:
     if state is None:
         return None
     if "epoch" in state:
-        steps = (state.get("progress") or {}).get("steps")
-        inside = f" and {steps} step(s) of epoch {state['epoch'] + 1}" if steps else ""
+        progress = state.get("progress") or {}
+        steps, epoch = progress.get("steps"), state["epoch"] + 1
+        inside = f" and {steps} step(s) of epoch {epoch}" if steps else ""
+        if progress.get("trained"):  # saved while the epoch was evaluated
+            inside = f" and the training of epoch {epoch} ({steps} steps; evaluated on resume)"
         return f"{state['epoch']} epoch(s){inside}"
     return f"{state['global_step']} pretraining step(s)" if "global_step" in state else None
 

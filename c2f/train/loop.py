@@ -2,9 +2,9 @@
 record and checkpoint every epoch. Resumes from the run directory by itself."""
 from __future__ import annotations
 
+import functools
 import time
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -24,12 +24,13 @@ from c2f.tracker import Tracker
 from c2f.train import stopping
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
-from c2f.train.distributed import World, all_gather, all_sum, barrier, device_for, gather_objects
+from c2f.train.distributed import World, all_sum, barrier, device_for, gather_objects
+from c2f.train.evaluation import evaluate_epoch
 from c2f.train.failures import explain_failure
 from c2f.train.flops import training_flops
 from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
 from c2f.train.initial_weights import load_initial_weights
-from c2f.train.metrics import classification_loss, evaluate_scores
+from c2f.train.metrics import classification_loss
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision, for_evaluation
@@ -66,6 +67,7 @@ class PhaseLoop:
         self.split = len(micro_slices(self.rows, self.micro_rows)) > 1
         self.split_noted = False
         self.mid_epoch = MidEpoch(spec.trainer.checkpoint_minutes, self.world, self.device)
+        self.trained_epoch: dict | None = None  # the progress of an epoch trained, evaluating
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -164,12 +166,14 @@ class PhaseLoop:
         done, loss_sum, samples, skipped, before = self.mid_epoch.restore(state.progress)
         data.order.skip = done * self.rows
         if done:
-            self.log(f"resuming phase {phase.index}'s epoch {epoch + 1} after {done} steps")
+            self.log(f"resuming phase {phase.index}'s epoch {epoch + 1} after {done} steps"
+                     f"{' (all: evaluating it)' if state.progress.get('trained') else ''}")
         # the first step whose loss is not finite, found on the device; the host looks every
         # step on CPU (free there, and before the optimizer applies it) and every 10 on CUDA
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         counter = torch.full((), state.step, dtype=torch.long, device=self.device)
-        eager, lr, untrained = self.device.type != "cuda", 0.0, state.progress.get("untrained", 0)
+        eager, untrained = self.device.type != "cuda", state.progress.get("untrained", 0)
+        lr = state.progress.get("lr", 0.0)  # saved after the epoch's last step: no step runs
         start = time.perf_counter() - before
         bar = tqdm(data.train, total=steps_per_epoch, initial=done, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
@@ -213,40 +217,35 @@ class PhaseLoop:
                                                          time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
                 stopping.after_checkpoint()
+        if done and done >= steps_per_epoch:  # resumed after the last step: none was drawn
+            self.mid_epoch.restore_rng(state.progress)
         if self.device.type == "cuda":  # the epoch's last steps may still be queued
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         data.order.skip, state.progress = 0, {}
+        if not self.world.active:  # what a stop signal during the evaluation saves
+            self.trained_epoch = self.mid_epoch.snapshot(
+                steps_per_epoch, loss_sum, samples, skipped, seconds, untrained) | {
+                    "lr": lr, "trained": True}
         check_finite(first_bad, loss_sum, phase, epoch, self.world)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
                 "seconds": seconds, "skipped": int(skipped), "lr": lr, "untrained": untrained}
 
-    @torch.no_grad()
-    def _evaluate(self, model, data: PhaseData) -> dict:
-        model.eval()
-        logits, targets, skipped = [], [], 0
-        for batch in data.eval:
-            skipped += self._note(batch, "eval")
-            if batch["size"]:
-                inputs = data.inputs(batch, train=False)  # features in float, as training's
-                with self.eval_precision.autocast():
-                    out = model(inputs)
-                # kept on the device: a copy per batch would make the host wait for its forward
-                logits.append(out.float())
-                targets.append(batch["target"])
-        classes = self.spec.dataset.num_classes
-        empty = np.zeros((0, classes), np.float32)
-        logits_np = all_gather(torch.cat(logits).cpu().numpy() if logits else empty,
-                               self.world)
-        targets_np = all_gather(torch.cat(targets).numpy() if targets else empty, self.world)
-        if not len(logits_np):
-            raise RuntimeError("no usable clip in the eval set")
-        logits_t, targets_t = torch.from_numpy(logits_np), torch.from_numpy(targets_np)
-        scores = evaluate_scores(logits_np, targets_np, self.spec.dataset.multilabel)
-        scores["eval_loss"] = float(self._loss(logits_t, targets_t))
-        scores["eval_skipped"] = int(all_sum([skipped], self.world)[0])
-        return scores
+    def _evaluate(self, model, data: PhaseData, before_batch=None) -> dict:
+        return evaluate_epoch(model, data, world=self.world, precision=self.eval_precision,
+                              num_classes=self.spec.dataset.num_classes,
+                              multilabel=self.spec.dataset.multilabel, loss=self._loss,
+                              note=self._note, before_batch=before_batch)
+
+    def _stop_in_evaluation(self, state: TrainState, model, optimizer) -> None:
+        """A stop signal during an epoch's evaluation (one process): its training is saved
+        after its last step (`trained_epoch`; resumed, it only evaluates), then it acts."""
+        if self.trained_epoch is None or not stopping.pending():
+            return
+        state.progress, self.trained_epoch = self.trained_epoch, None
+        self._checkpoint(state, model, optimizer)
+        state.progress = stopping.after_checkpoint() or {}
 
     # -- the loop ------------------------------------------------------------------------------
     def _enter_phase(self, phase, previous_model, resumed: Checkpoint | None):
@@ -368,7 +367,9 @@ class PhaseLoop:
                     stats = self._train_epoch(phase, epoch, model, trainable, optimizer, data,
                                               state)
                     where = "evaluation"
-                    scores = self._evaluate(evaluable, data)
+                    scores = self._evaluate(evaluable, data, functools.partial(
+                        self._stop_in_evaluation, state, model, optimizer))
+                    self.trained_epoch = None
                 except RuntimeError as err:  # out of device or shared memory: what to change
                     explain_failure(err, device=self.device.type, where=where,
                                     phase=phase.index, c=phase.c, batch=self.batch_size,

@@ -4,9 +4,10 @@ without a warning). Without this a stopped job loses what it trained since its l
 checkpoint: up to `trainer.checkpoint_minutes` (30) of an AudioSet epoch.
 
 A signal arriving while the phase loop trains is held: the loop writes last.pt at its next
-step (under DDP the next step the ranks agree on, at most 20 later; or at the epoch's end,
-after evaluation), exactly as a `checkpoint_minutes` checkpoint, so the run resumes bitwise
-from there; then the signal's own action runs (submitit requeues the job; a plain SIGTERM
+step (under DDP the next step the ranks agree on, at most 20 later), exactly as a
+`checkpoint_minutes` checkpoint, so the run resumes bitwise from there; during an epoch's
+evaluation, at the next eval batch, with the epoch's training (one process; under DDP at the
+epoch's end); then the signal's own action runs (submitit requeues the job; a plain SIGTERM
 ends the process with exit 143, the shell's code for it). Outside the loop (preparing data,
 starting up, SSAST pretraining, whose running sums live between its evaluations) the action
 runs at once, as before; a signal held when the training ends is dropped (the run finished).
