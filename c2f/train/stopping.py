@@ -155,12 +155,12 @@ class _Watchdog:
                 signal.pthread_kill(self.main, signal.SIGALRM)  # runs once it is in Python
             elif signum == signal.SIGTERM and self.end_stalled_sigterm and \
                     now > arrival + grace + STALL_S:
-                self._end(f"no step came within {grace + STALL_S:g} s")
+                self._end(f"no step came within {grace + STALL_S:g} s (the main thread was "
+                          "blocked)")
 
     def _end(self, why: str) -> None:
-        os.write(2, f"terminated (SIGTERM): {why}; stopped without a new checkpoint (the "
-                    "main thread was blocked); the same command resumes from the last one\n"
-                 .encode())
+        os.write(2, f"terminated (SIGTERM): {why}; stopped without a new checkpoint; the "
+                    "same command resumes from the last one\n".encode())
         os._exit(143)
 
     def close(self) -> None:
