@@ -10,6 +10,7 @@ import numpy as np
 import soundfile
 
 from c2f.data.prepare.__main__ import main
+from c2f.data.prepare.registry import time_problem
 from c2f.data.prepare.sources import PathIndex
 from tests.dataset_layouts import youtube_id
 
@@ -126,7 +127,8 @@ def test_kinetics_times_that_place_no_segment(tmp_path):
         f"train.csv:4: {ids[2]}: time_end '10' is not after time_start '20'; clip left out",
         f"train.csv:5: {ids[3]}: time_end '10' is not after time_start '10'; clip left out",
         f"train.csv:6: {ids[4]}: time_start 'nan' is not a finite number; clip left out",
-        f"train.csv:7: {ids[5]}: time_start '1e400' is not a finite number; clip left out",
+        f"train.csv:7: {ids[5]}: time_start '1e400' is past the end of any video (over "
+        "10,000,000 s); clip left out",
         f"train.csv:8: {ids[6]}: time_end '1e300' is past the end of any video (over "
         "10,000,000 s); clip left out",
         f"train.csv:9: {ids[7]}: time_start '²' is not a number; clip left out"]
@@ -207,6 +209,44 @@ def test_vggsound_rows_with_a_blank_cell_or_a_start_that_is_no_time(tmp_path):
         f"vggsound.csv:9: expected 4 columns (id, start, label, split), got 2: '{ids[7]},10'"]
     assert (out / "class_labels_indices.csv").read_text().splitlines()[1:] == [
         "0,/m/vggsd000,cat", "1,/m/vggsd001,dog"]
+
+
+def test_numbers_too_long_for_a_float_or_for_int(tmp_path):
+    """A VGGSound start of 400 digits was an OverflowError traceback (int to float), one or an
+    ESC-50 fold or target of over 4,300 digits a ValueError (int() refuses them); '1e400' and
+    400 digits, finite numbers float() reads as inf, were said to be 'not a finite number'.
+    Each is past any video's end or out of range, a problems.txt line; 'inf' stays not finite."""
+    assert time_problem("start", "1e400") == time_problem("start", "9" * 400).replace(
+        "9" * 400, "1e400") == "start '1e400' is past the end of any video (over 10,000,000 s)"
+    assert [time_problem("t", text) for text in ("-1e400", "+Infinity", " INF", "nan", "0")] == [
+        "t '-1e400' is negative", "t '+Infinity' is not a finite number",
+        "t ' INF' is not a finite number", "t 'nan' is not a finite number", None]
+    ids = [youtube_id(n) for n in range(40, 44)]
+    src, huge = tmp_path / "vgg", "9" * 5000
+    src.mkdir()
+    (src / "vggsound.csv").write_text(f"{ids[0]},10,dog,train\n{ids[1]},10,cat,test\n"
+                                      f"{ids[2]},{'9' * 400},dog,train\n{ids[3]},{huge},dog,test\n")
+    for name in (f"{ids[0]}_000010", f"{ids[1]}_000010", ids[2], ids[3]):
+        write(src / f"{name}.wav", 10)
+    assert prepare("vggsound", src, tmp_path / "vggsound") == 0
+    problems = (tmp_path / "vggsound" / "problems.txt").read_text().splitlines()
+    assert problems == [  # and no file counted as holding no listed clip
+        f"vggsound.csv:{n}: {ids[n - 1]}: start {start!r} is past the end of any video (over "
+        "10,000,000 s); row left out" for n, start in ((3, "9" * 400), (4, huge))]
+    esc = tmp_path / "ESC-50-master"
+    rows = ["1-1-A-0.wav,1,0,dog", "2-2-A-0.wav,2,0,dog", f"3-3-A-0.wav,{huge},0,dog",
+            f"3-4-A-0.wav,3,{huge},dog", "4-5-A-0.wav,0004,00,dog"]  # zeros before: as before
+    (esc / "meta").mkdir(parents=True)
+    (esc / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows) + "\n")
+    for row in rows:
+        write(esc / "audio" / row.split(",")[0])
+    assert prepare("esc50", esc, tmp_path / "esc50") == 0
+    problems = (tmp_path / "esc50" / "problems.txt").read_text().splitlines()
+    assert problems == [
+        f"esc50.csv:4: 3-3-A-0.wav: fold {huge!r} must be 1-5 and target '0' 0-49; clip left out",
+        f"esc50.csv:5: 3-4-A-0.wav: fold '3' must be 1-5 and target {huge!r} 0-49; clip left out"]
+    assert (tmp_path / "esc50" / "fold4_eval.json").read_text().count('"wav"') == 1
 
 
 def test_voxceleb1_paths_with_an_empty_part(tmp_path):

@@ -24,6 +24,15 @@ NUM_CLASSES = 50
 HEADER = ["filename", "fold", "target", "category"]
 
 
+def _number(text: str) -> int | None:
+    """The whole number a cell writes in decimal digits, else None: isdecimal, since int()
+    reads every decimal digit while isdigit() passes '²', which it does not; and of at most 9
+    digits after leading zeros, since int() refuses over 4,300 (a ValueError) and no fold or
+    target needs them."""
+    return int(text.lstrip("0") or "0") if text.isdecimal() and len(text.lstrip("0")) <= 9 \
+        else None
+
+
 @register_dataset
 class ESC50(DatasetRecipe):
     name = "esc50"
@@ -64,9 +73,7 @@ class ESC50(DatasetRecipe):
                 if filename:
                     index.claim(filename)
                 continue
-            # isdecimal: int() reads every decimal digit; isdigit() passes '²', which it does not
-            if not (fold.isdecimal() and int(fold) in FOLDS and target.isdecimal()
-                    and int(target) < NUM_CLASSES):
+            if not (_number(fold) in FOLDS and _number(target) in range(NUM_CLASSES)):
                 problems.append(f"{where}: {filename}: fold {fold!r} must be 1-5 and target "
                                 f"{target!r} 0-{NUM_CLASSES - 1}; clip left out")
                 index.claim(filename)

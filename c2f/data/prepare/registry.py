@@ -181,14 +181,16 @@ MAX_SECONDS = 1e7  # 116 days: past the end of any video a list cuts segments fr
 def time_problem(column: str, text: str) -> str | None:
     """Why a list's time cell (of `column`) places no segment in a video, or None: empty, not a
     number, not a finite one ('inf', 'nan': float() reads both), negative (before the video
-    starts), or past any video's end (a typo; 1e306 s overflows in milliseconds)."""
+    starts), or past any video's end (a typo; 1e306 s overflows in milliseconds). A finite
+    number too large for a float ('1e400', 400 digits) reads as inf: it is past the end."""
     if not text:
         return f"{column} is empty"
     try:
         value = float(text)
     except ValueError:
         return f"{column} {text!r} is not a number"
-    if not math.isfinite(value):
+    if math.isnan(value) or (math.isinf(value) and
+                             text.strip().lstrip("+-").lower() in ("inf", "infinity")):
         return f"{column} {text!r} is not a finite number"
     if value < 0:
         return f"{column} {text!r} is negative"

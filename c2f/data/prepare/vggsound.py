@@ -74,12 +74,15 @@ class VGGSound(DatasetRecipe):
             whole, why = start_text.isdecimal(), time_problem("start", start_text)
             if why or not whole:
                 whys.append(why or f"start {start_text!r} is not whole seconds")
+            # read by float(), exact for whole seconds up to MAX_SECONDS: int() refuses over
+            # 4,300 digits, and a start past any video's end would overflow a float from it
+            start = float(start_text) if whole and not why else None
             if whys:
                 named = f"{ident}: " if ident else ""
                 problems.append(f"{where}: {named}{' and '.join(whys)}; row left out")
-                left_out.append((ident, float(int(start_text)) if whole else None))
+                left_out.append((ident, start))  # None: the files of its id
                 continue
-            rows.append((where, ident, int(start_text), label, split))
+            rows.append((where, ident, int(start), label, split))
         classes = classes_from({r[3] for r in rows}, self.args.classes)
         mid_of = {name: mid for mid, name in classes}
         index = YouTubeIndex(self.src)
