@@ -319,8 +319,10 @@ def test_folder_csv_splits_that_cannot_name_a_manifest(tmp_path):
 
 def test_text_lists_that_are_no_utf8_are_named(tmp_path, capsys):
     """LibriSpeech's *.trans.txt, Speech Commands' held-out lists and VoxCeleb1's
-    iden_split.txt and vox1_meta.csv in another encoding were UnicodeDecodeError tracebacks;
-    each is named as a CSV list is, with exit code 2."""
+    iden_split.txt in another encoding were UnicodeDecodeError tracebacks; each is named as a
+    CSV list is, with the fix and exit code 2. VoxCeleb1's vox1_meta.csv only names the
+    speakers: unreadable, it stopped the preparation; it is a problems.txt line, and the
+    speaker ids name the classes."""
     latin = "café\n".encode("latin-1")
     chapter = tmp_path / "librispeech" / "LibriSpeech" / "train-clean-100" / "19" / "198"
     write(chapter / "19-198-0000.flac")
@@ -338,7 +340,16 @@ def test_text_lists_that_are_no_utf8_are_named(tmp_path, capsys):
     for name, src, unreadable in (
             ("librispeech", tmp_path / "librispeech", chapter / "19-198.trans.txt"),
             ("speechcommands", commands, commands / "validation_list.txt"),
-            ("voxceleb1", vox, vox / "iden_split.txt"),
-            ("voxceleb1", named, named / "vox1_meta.csv")):
+            ("voxceleb1", vox, vox / "iden_split.txt")):
         assert prepare(name, src, tmp_path / src.name / "out" / name) == 2
-        assert f"error: {unreadable}: cannot read as UTF-8 text" in capsys.readouterr().err
+        said = capsys.readouterr().err
+        assert f"error: {unreadable}: cannot read as UTF-8 text" in said
+        assert "; if it is the right file, save it as UTF-8" in said
+    out = tmp_path / "named" / "voxceleb1"
+    assert prepare("voxceleb1", named, out) == 0
+    assert (out / "problems.txt").read_text().splitlines() == [
+        f"{named / 'vox1_meta.csv'}: cannot read as UTF-8 text ('utf-8' codec can't decode byte "
+        "0xe9 in position 36: invalid continuation byte); if it is the right file, save it as "
+        "UTF-8; the speaker ids name the classes instead"]
+    assert (out / "class_labels_indices.csv").read_text().splitlines()[1:] == [
+        "0,id10001,id10001"]

@@ -213,13 +213,16 @@ def segment_times(columns: tuple[str, str], cells: tuple[str, str]
 
 
 def list_lines(path: Path) -> list[str]:
-    """The lines of a text list (a BOM dropped); ListError naming it when it is no UTF-8 text,
-    as `csv_rows` says of a CSV list, instead of a UnicodeDecodeError traceback."""
+    """The lines of a text list (a BOM dropped); ListError naming it and the fix when it is no
+    UTF-8 text (the right list saved in Latin-1, or another file) or cannot be read at all, as
+    `csv_rows` says of a CSV list, instead of a traceback."""
     try:
         return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
-        raise ListError(f"{path}: cannot read as UTF-8 text ({err}); is it the right file?") \
-            from None
+        why = f"cannot read as UTF-8 text ({err}); if it is the right file, save it as UTF-8"
+    except OSError as err:
+        why = f"cannot read it ({err.strerror or err}); give a readable text file"
+    raise ListError(f"{path}: {why}")
 
 
 def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:

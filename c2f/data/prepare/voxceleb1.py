@@ -36,14 +36,21 @@ class VoxCeleb1(DatasetRecipe):
     manifests = {"train": ("train", "val"), "eval": ("test",)}
     lists_help = "iden_split.txt from robots.ox.ac.uk/~vgg/data/voxceleb/"
 
-    def _names(self) -> dict[str, str]:
-        """Speaker id -> name from vox1_meta.csv (tab-separated), when there is one."""
+    def _names(self, problems: list[str]) -> dict[str, str]:
+        """Speaker id -> name from vox1_meta.csv (tab-separated), when there is one. It only
+        names the classes: one that cannot be read is a line of `problems`, and the speaker ids
+        name them instead, rather than stopping the preparation."""
         try:
             path = self.list_file("vox1_meta.csv")
         except ListError:
             return {}
+        try:
+            lines = list_lines(path)
+        except ListError as err:
+            problems.append(f"{err}; the speaker ids name the classes instead")
+            return {}
         names = {}
-        for line in list_lines(path)[1:]:
+        for line in lines[1:]:
             cells = line.split("\t")
             if len(cells) >= 2 and cells[0].strip().startswith("id"):
                 names[cells[0].strip()] = cells[1].strip()
@@ -68,7 +75,7 @@ class VoxCeleb1(DatasetRecipe):
                 continue
             rows.append((where, SETS[cells[0]], cells[1]))
         speakers = sorted({relative.split("/")[0] for _, _, relative in rows})
-        names = self._names()
+        names = self._names(problems)
         classes = [(speaker, names.get(speaker, speaker)) for speaker in speakers]
         entries = [Entry(key=relative.rsplit(".", 1)[0], labels=(relative.split("/")[0],),
                          split=split, where=where, ident=relative,
