@@ -274,17 +274,20 @@ def test_voxceleb1_paths_with_an_empty_part(tmp_path):
 
 def test_speechcommands_held_out_lines_that_name_no_clip_or_another_suffix(tmp_path,
                                                                            capsys):
-    """A line of validation_list.txt or testing_list.txt that is no <word>/<clip> ('yes', '/')
-    was dropped without a word, and one naming its clip with another suffix than the file's
+    """A line of validation_list.txt or testing_list.txt that is no <word>/<clip> ('yes', '/',
+    and 'yes/.', keyed 'yes' as a path) was dropped without a word ('no/..' listed a clip
+    '...wav' missing), and one naming its clip with another suffix than the file's
     ('yes/b.flac' for yes/b.wav, 'no/b' without one) held nothing out: both clips were trained
-    on. The first is a problems.txt line; the second holds its clip out."""
+    on. The first is a problems.txt line; the second holds its clip out, keyed as the files
+    are (`PathIndex.key`)."""
     src = tmp_path / "speech_commands_v0.02"
     for word in ("yes", "no"):
         for clip in ("a", "b", "c"):
             write(src / word / f"{clip}_nohash_0.wav")
     (src / "validation_list.txt").write_text("yes/a_nohash_0.wav\nyes\n/\n"
                                              "yes/b_nohash_0.flac\n")
-    (src / "testing_list.txt").write_text("no/a_nohash_0.wav\nno/b_nohash_0\nno//x.wav\n")
+    (src / "testing_list.txt").write_text("no/a_nohash_0.wav\nno/b_nohash_0\nno//x.wav\n"
+                                          "yes/.\nno/..\n")
     out = tmp_path / "speechcommands"
     assert prepare("speechcommands", src, out) == 0
     said = capsys.readouterr().out
@@ -292,7 +295,11 @@ def test_speechcommands_held_out_lines_that_name_no_clip_or_another_suffix(tmp_p
     assert (out / "problems.txt").read_text().splitlines() == [
         "validation_list.txt:2: expected <word>/<clip>.wav, got 'yes'; line left out",
         "validation_list.txt:3: expected <word>/<clip>.wav, got '/'; line left out",
-        "testing_list.txt:3: expected <word>/<clip>.wav, got 'no//x.wav'; line left out"]
+        "testing_list.txt:3: expected <word>/<clip>.wav, got 'no//x.wav'; line left out",
+        "testing_list.txt:4: expected <word>/<clip>.wav, got 'yes/.'; line left out",
+        "testing_list.txt:5: expected <word>/<clip>.wav, got 'no/..'; line left out"]
+    assert [PathIndex.key(path) for path in ("yes/b.flac", "no/b", "a/b.c.wav", "/", ".")] == [
+        "yes/b", "no/b", "a/b.c", "/", "."]
 
 
 def test_folder_csv_splits_that_cannot_name_a_manifest(tmp_path):

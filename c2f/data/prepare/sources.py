@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from c2f.data.audio import audio_files
 
@@ -179,10 +179,20 @@ class PathIndex(_Unused):
         self.root, self.parts, self.used = root, parts, set()
         self.by_key: dict[str, Path] = {}
         for path in audio_files(root):
-            key = path.relative_to(root).with_suffix("").as_posix()
-            if parts is not None:
-                key = "/".join(key.split("/")[-parts:])
-            self.by_key.setdefault(key, path)
+            self.by_key.setdefault(self._last(self.key(path.relative_to(root).as_posix())), path)
+
+    @staticmethod
+    def key(relative: str) -> str:
+        """The key of a path relative to the root, as files are indexed and lists are matched:
+        without its suffix (a list naming `x.wav` finds `x.flac`); a path that names no file
+        ('/', '.') has none to drop. The one rule, so that a list read apart (Speech Commands'
+        held-out lines) keys its clips as the files are."""
+        listed = PurePosixPath(relative)
+        return (listed.with_suffix("") if listed.name else listed).as_posix()
+
+    def _last(self, key: str) -> str:
+        """Its last `parts` parts, with `parts`."""
+        return key if self.parts is None else "/".join(key.split("/")[-self.parts:])
 
     def __len__(self) -> int:
         return len(self.by_key)
@@ -193,9 +203,5 @@ class PathIndex(_Unused):
     def find(self, relative: str) -> Found | None:
         """The file at `relative` (any suffix) under the root; none for a path that names no
         file ('/', '.'), which has no suffix to drop."""
-        listed = Path(relative)
-        key = (listed.with_suffix("") if listed.name else listed).as_posix()
-        if self.parts is not None:
-            key = "/".join(key.split("/")[-self.parts:])
-        path = self.by_key.get(key)
+        path = self.by_key.get(self._last(self.key(relative)))
         return self._use(Found(path, trimmed=True) if path else None)

@@ -10,8 +10,6 @@ line up.
 """
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from c2f.data.prepare.registry import (
     DatasetRecipe,
     Entry,
@@ -51,15 +49,16 @@ class SpeechCommands(DatasetRecipe):
                 listed = line.strip()
                 if not listed:
                     continue
-                if listed.count("/") != 1 or not all(listed.split("/")):
+                # 'yes/.' would be keyed 'yes', 'no/..' a clip named '..': both are a word alone
+                if listed.count("/") != 1 or any(part in ("", ".", "..")
+                                                 for part in listed.split("/")):
                     # else dropped without a word, its clip trained on: a held-out clip leaked
                     problems.append(f"{path.name}:{number}: expected <word>/<clip>.wav, got "
                                     f"{listed!r}; line left out")
                     continue
                 # by the clip's name without suffix, as the files are found: a line naming
                 # another suffix than the file's still holds the clip out of training
-                held_out[PurePosixPath(listed).with_suffix("").as_posix()] = (
-                    split, f"{path.name}:{number}")
+                held_out[PathIndex.key(listed)] = (split, f"{path.name}:{number}")
         root = sources[0].parent
         index = PathIndex(root)
         mid_of = {word: f"/m/spcmd{i:02d}" for i, word in enumerate(WORDS)}
