@@ -100,7 +100,7 @@ def test_kinetics_rows_cut_short(tmp_path):
     assert problems[:-1] == [
         f"train.csv:2: {expected} 'playing piano'; row left out",
         f"train.csv:4: {expected} 'playing piano,{short}'; row left out",
-        f"train.csv:5: {expected} 'playing piano,,0,10'; row left out",
+        "train.csv:5: youtube_id is empty; got 'playing piano,,0,10'; row left out",
         f"validate.csv:2: {expected} 'playing piano,{short},30'; row left out"]
     assert problems[-1].startswith(f"1 audio file(s) under {tmp_path / 'src'} {UNUSED} "
                                    f"('{youtube_id(3)}.wav')")
@@ -138,10 +138,10 @@ def test_kinetics_times_that_place_no_segment(tmp_path):
 def test_audioset_rows_whose_times_place_no_segment_or_without_an_id(tmp_path):
     """As Kinetics-Sounds' (above): a negative time, an end not after the start, a time past
     any video's end (1e306 s was an OverflowError traceback, in milliseconds) and one that is
-    no finite number leave the row out, saying which; a row without a YTID is said to be cut
-    short, not listed as a clip missing under an empty id; a row cut short claims the files of
-    its id."""
-    ids = [youtube_id(n) for n in range(20, 29)]
+    no finite number leave the row out, saying which; a row without a YTID says so, not listed
+    as a clip missing under an empty id; a row cut short claims the files of its id. Blank
+    positive_labels say so ('unknown label(s) (none)' before); every line says the row is out."""
+    ids = [youtube_id(n) for n in range(20, 30)]
     src = tmp_path / "audioset"
     src.mkdir()
     (src / "class_labels_indices.csv").write_text("index,mid,display_name\n0,/m/05r5c,Piano\n")
@@ -150,7 +150,8 @@ def test_audioset_rows_whose_times_place_no_segment_or_without_an_id(tmp_path):
              "1e306, 1e307", "nan, 10.000", "0.000, -inf"]
     (src / "balanced_train_segments.csv").write_text(
         head + "".join(f'{ident}, {pair}, "/m/05r5c"\n' for ident, pair in zip(ids, times))
-        + f'{ids[7]}, 0.000\n, 0.000, 10.000, "/m/05r5c"\n')
+        + f'{ids[7]}, 0.000\n, 0.000, 10.000, "/m/05r5c"\n{ids[9]}, 0.000, 10.000, ""\n'
+        f'{ids[9]}, 20.000, 30.000, "/m/x,/m/05r5c,/m/y"\n')
     (src / "eval_segments.csv").write_text(head + f'{ids[8]}, 20.000, 30.000, "/m/05r5c"\n')
     for name in (f"Y{ids[0]}", f"{ids[8]}_20.000_30.000", f"{ids[1]}_0.000_10.000",
                  f"{ids[2]}_30.000_40.000", f"{ids[3]}", f"{ids[4]}", f"{ids[5]}_0.000_10.000",
@@ -173,9 +174,12 @@ def test_audioset_rows_whose_times_place_no_segment_or_without_an_id(tmp_path):
         f"balanced_train_segments.csv:10: {ids[6]}: end_seconds '-inf' is not a finite "
         f"number{left_out}",
         "balanced_train_segments.csv:11: expected YTID, start_seconds, end_seconds, "
-        f"positive_labels; got '{ids[7]},0.000'",
-        "balanced_train_segments.csv:12: expected YTID, start_seconds, end_seconds, "
-        "positive_labels; got ',0.000,10.000,/m/05r5c'",
+        f"positive_labels; got '{ids[7]},0.000'; row left out",
+        "balanced_train_segments.csv:12: YTID is empty; got ',0.000,10.000,/m/05r5c'; row left "
+        "out",
+        f"balanced_train_segments.csv:13: {ids[9]}: positive_labels is empty{left_out}",
+        f"balanced_train_segments.csv:14: {ids[9]}: unknown label(s) /m/x, /m/y not in "
+        f"class_labels_indices.csv{left_out}",
         "unbalanced_train_segments.csv not found: full_train.json is not written "
         "(balanced_train and eval are)"]
 
@@ -206,7 +210,8 @@ def test_vggsound_rows_with_a_blank_cell_or_a_start_that_is_no_time(tmp_path):
         f"vggsound.csv:7: {ids[5]}: start '-5' is negative; row left out",
         f"vggsound.csv:8: {ids[6]}: split 'validation' must be train or test and start '2.5' "
         "is not whole seconds; row left out",
-        f"vggsound.csv:9: expected 4 columns (id, start, label, split), got 2: '{ids[7]},10'"]
+        f"vggsound.csv:9: expected 4 columns (id, start, label, split), got 2: '{ids[7]},10'; "
+        "row left out"]
     assert (out / "class_labels_indices.csv").read_text().splitlines()[1:] == [
         "0,/m/vggsd000,cat", "1,/m/vggsd001,dog"]
 

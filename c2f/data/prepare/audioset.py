@@ -53,8 +53,9 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
     for number, cells in csv_rows(path, comment="#"):
         where = f"{path.name}:{number}"
         if len(cells) < 4 or not cells[0]:
-            problems.append(f"{where}: expected YTID, start_seconds, end_seconds, "
-                            f"positive_labels; got {','.join(cells)!r}")
+            why = "YTID is empty" if len(cells) >= 4 else \
+                "expected YTID, start_seconds, end_seconds, positive_labels"
+            problems.append(f"{where}: {why}; got {','.join(cells)!r}; row left out")
             index.claim(cells[0], None)  # the files of its id
             continue
         ident, labels_text = cells[0], ",".join(cells[3:])
@@ -66,8 +67,9 @@ def segment_entries(path: Path, split: str, mids: set[str], index: YouTubeIndex,
         labels = tuple(dict.fromkeys(m.strip() for m in labels_text.split(",") if m.strip()))
         unknown = [m for m in labels if m not in mids]
         if unknown or not labels:
-            problems.append(f"{where}: {ident}: unknown label(s) {', '.join(unknown) or '(none)'} "
-                            "not in class_labels_indices.csv; clip left out")
+            why = f"unknown label(s) {', '.join(unknown)} not in class_labels_indices.csv" \
+                if labels else "positive_labels is empty"
+            problems.append(f"{where}: {ident}: {why}; clip left out")
             index.claim(ident, start)
             continue
         entries.append(Entry(key=f"{ident}_{round(start * 1000)}", labels=labels, split=split,

@@ -89,8 +89,9 @@ class KineticsSounds(DatasetRecipe):
                     continue  # not a Kinetics-Sounds class
                 seen.add(label)
                 if len(cells) < 4 or not cells[1]:  # cut short: no id, or no times to read
-                    problems.append(f"{where}: expected {', '.join(HEADER)}; got "
-                                    f"{','.join(cells)!r}; row left out")
+                    why = "youtube_id is empty" if len(cells) >= 4 else \
+                        f"expected {', '.join(HEADER)}"
+                    problems.append(f"{where}: {why}; got {','.join(cells)!r}; row left out")
                     if len(cells) > 1:
                         index.claim(cells[1], None)  # the files of its id
                     continue

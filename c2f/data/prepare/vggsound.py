@@ -61,7 +61,7 @@ class VGGSound(DatasetRecipe):
             where = f"{path.name}:{number}"
             if len(cells) != 4:
                 problems.append(f"{where}: expected 4 columns (id, start, label, split), got "
-                                f"{len(cells)}: {','.join(cells)!r}")
+                                f"{len(cells)}: {','.join(cells)!r}; row left out")
                 left_out.append((cells[0], None))
                 continue
             ident, start_text, label, split = cells
