@@ -212,17 +212,19 @@ def segment_times(columns: tuple[str, str], cells: tuple[str, str]
     return start, end, " and ".join(why for why in whys if why) or None
 
 
-def list_lines(path: Path) -> list[str]:
-    """The lines of a text list (a BOM dropped); ListError naming it and the fix when it is no
-    UTF-8 text (the right list saved in Latin-1, or another file) or cannot be read at all, as
-    `csv_rows` says of a CSV list, instead of a traceback."""
+def list_lines(path: Path, option: str = "", fix: str | None = None) -> list[str]:
+    """The lines of a text list (a BOM dropped); ListError naming it (after `option`, the
+    command-line option that gave it) and `fix` (else the usual one) when it is no UTF-8 text
+    (the right list saved in Latin-1, or another file) or cannot be read at all, as `csv_rows`
+    says of a CSV list, instead of a traceback. The one way a list of lines is read."""
     try:
         return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
-        why = f"cannot read as UTF-8 text ({err}); if it is the right file, save it as UTF-8"
+        why = f"cannot read as UTF-8 text ({err})"
+        usual = "if it is the right file, save it as UTF-8"
     except OSError as err:
-        why = f"cannot read it ({err.strerror or err}); give a readable text file"
-    raise ListError(f"{path}: {why}")
+        why, usual = f"cannot read it ({err.strerror or err})", "give a readable text file"
+    raise ListError(f"{option}{path}: {why}; {fix or usual}")
 
 
 def numbered_mids(prefix: str, names: list[str]) -> list[tuple[str, str]]:
@@ -234,12 +236,8 @@ def read_class_list(path: Path, prefix: str) -> list[tuple[str, str]]:
     """(mid, name) in a `--classes` file's order: a class_labels_indices.csv (its mids; AST's
     format, header `index,mid,display_name`) or a text file of one class name per line
     (numbered mids `/m/<prefix>000`, ...)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ListError(f"--classes {path}: cannot read it ({err}); give a "
-                        "class_labels_indices.csv or a UTF-8 text file of class names, one "
-                        "per line") from None
+    lines = list_lines(path, "--classes ", "give a class_labels_indices.csv or a UTF-8 text "
+                       "file of class names, one per line")
     first = next((line for line in lines if line.strip()), "")
     if first.replace(" ", "").lower().startswith("index,mid,"):
         return read_class_csv(path)

@@ -39,32 +39,32 @@ SHOWN = 3  # file names quoted in a note
 def parse_youtube_name(stem: str) -> tuple[str, float | None] | None:
     """(id, start time named in the file or None) from a file stem, or None for other names.
     A stem ending in `[<id>]` (yt-dlp's default output template) is named by bare id."""
+    parsed = _parse_name(stem)
+    return None if parsed is None else parsed[:2]
+
+
+def _parse_name(stem: str) -> tuple[str, float | None, tuple[float, ...]] | None:
+    """`parse_youtube_name`, with the units the named time may be in: seconds, and milliseconds
+    for whole numbers (`ID_30000.m4a`; `ID_20.000_30.000` is in seconds, never 20 ms); none
+    without a time. Read from the times the name matched, whatever characters the id holds."""
     bracketed = _BRACKETED.search(stem)
     if bracketed:
-        return bracketed.group(1), None
+        return bracketed.group(1), None, ()
     for offset in (0, 1) if stem.startswith("Y") else (0,):
         ident, rest = stem[offset:offset + YOUTUBE_ID], stem[offset + YOUTUBE_ID:]
         if not _ID_CHARS.match(ident):
             continue
         if rest == "":
-            return ident, None
+            return ident, None, ()
         times = _TIMES.match(rest)
         if times:
-            return ident, float(times.group(1))
+            return ident, float(times.group(1)), (1.0,) if "." in rest else (1.0, 1e-3)
     return None
 
 
 def _same_start(named: float, start: float, unit: float) -> bool:
     """A name's time equals the segment start, written in `unit`s (1: seconds, 1e-3: ms)."""
     return abs(named * unit - start) <= TOLERANCE_S
-
-
-def _units(stem: str, ident: str, named: float | None) -> tuple[float, ...]:
-    """The units a name's time may be in: seconds, and milliseconds for whole numbers
-    (`ID_30000.m4a`; `ID_20.000_30.000` is in seconds, never 20 ms)."""
-    if named is None:
-        return ()
-    return (1.0,) if "." in stem.rsplit(ident, 1)[-1] else (1.0, 1e-3)
 
 
 class _Unused:
@@ -114,10 +114,9 @@ class YouTubeIndex(_Unused):
         self.by_id: dict[str, list[tuple[Path, float | None, tuple[float, ...]]]] = {}
         self.unread: list[Path] = []  # audio files whose names carry no YouTube id
         for path in audio_files(root):
-            parsed = parse_youtube_name(path.stem)
+            parsed = _parse_name(path.stem)
             if parsed:
-                self.by_id.setdefault(parsed[0], []).append(
-                    (path, parsed[1], _units(path.stem, *parsed)))
+                self.by_id.setdefault(parsed[0], []).append((path, *parsed[1:]))
             else:
                 self.unread.append(path)
 
