@@ -186,32 +186,45 @@ def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, 
                                                               for r in expected]
 
 
-def test_a_sigterm_saves_the_training_then_ends_the_run(tmp_path, data_dir, straight):
-    """SIGTERM (`kill`, `scancel`, a preemption without a warning) to the run's process group,
-    loader workers included, once it trains past epoch 3: with no checkpoint due
-    (trainer.checkpoint_minutes is 30), the run saves last.pt after the step it is in, says
-    what it saved and exits 143; the same command resumes to the same metrics, bitwise."""
+SAVED = re.compile(r"terminated \(SIGTERM\): (\d+) epoch\(s\)(?: and (?:(\d+) step\(s\) of epoch "
+                   r"\d+|the training of epoch \d+ \((\d+) steps; evaluated on resume\)))? "
+                   r"saved in \S+last\.pt; the same command resumes")
+
+
+def terminate_after(args: list[str], epochs: int, runs, data_dir, wait_s: float = 0.0):
+    """Start `run.py ARGS` in a process group of its own and SIGTERM the group (loader workers
+    included, as SLURM signals a job step) `wait_s` after last.pt holds `epochs` epochs: what
+    last.pt held then, (epochs, steps) saved as the run said, and its stdout."""
     from c2f.train.checkpoint import saved_state
 
-    args = [*AVERAGED, "trainer.num_workers=2", "trainer.cache_audio=false"]
-    runs = tmp_path / "runs"
     proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
                             start_new_session=True)
     deadline, state = time.monotonic() + 300, None
-    while not (state and state["epoch"] >= 3):
+    while not (state and state["epoch"] >= epochs):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.01)
         state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
+    time.sleep(wait_s)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-2000:] + err[-3000:]
-    said = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\)(?: and (\d+) step\(s\) of "
-                     r"epoch \d+)? saved in \S+last\.pt; the same command resumes", err)
+    said = SAVED.search(err)
     assert said and "Traceback" not in err, err[-3000:]
-    assert "SIGTERM: saving the training at the next step" in out
-    saved = (int(said.group(1)), int(said.group(2) or 0))
+    saved = (int(said.group(1)), int(said.group(2) or said.group(3) or 0))
     assert saved > (state["epoch"], 0)  # written at the signal: more than last.pt held then
+    return saved, out
+
+
+def test_a_sigterm_saves_the_training_then_ends_the_run(tmp_path, data_dir, straight):
+    """SIGTERM (`kill`, `scancel`, a preemption without a warning) once the run trains past
+    epoch 3: with no checkpoint due (trainer.checkpoint_minutes is 30), the run saves last.pt
+    after the step it is in, says what it saved and exits 143; the same command resumes to
+    the same metrics, bitwise."""
+    args = [*AVERAGED, "trainer.num_workers=2", "trainer.cache_audio=false"]
+    runs = tmp_path / "runs"
+    saved, out = terminate_after(args, 3, runs, data_dir)
+    assert "SIGTERM: saving the training at the next step" in out
     [run] = run_dirs(runs)
     resumed = run_cli(args, runs, data_dir)
     assert ("resuming phase 1's epoch" in resumed.stdout) == (saved[1] > 0)
@@ -225,26 +238,11 @@ def test_a_sigterm_during_evaluation_saves_the_epochs_training(tmp_path, data_di
     the SIGTERM almost always comes while an epoch is evaluated: the epoch's training is
     saved before its evaluation ends (a checkpoint after its last step), and the resumed run
     evaluates it and goes on to the uninterrupted run's metrics, bitwise."""
-    from c2f.train.checkpoint import saved_state
-
     args = [*TWO_PHASE, "dataset.builtin.eval_per_class=30"]
     run_cli(args, tmp_path / "straight", data_dir)
     expected = read_metrics(run_dirs(tmp_path / "straight")[0])
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
-                            start_new_session=True)
-    deadline, state = time.monotonic() + 300, None
-    while not (state and state["epoch"] >= 1):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.01)
-        state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
-    time.sleep(0.3)  # into the next epoch's evaluation
-    os.killpg(proc.pid, signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143 and "Traceback" not in err, out[-2000:] + err[-3000:]
-    # almost always: "1 epoch(s) and the training of epoch 2 (4 steps; evaluated on resume)"
-    assert re.search(r"terminated \(SIGTERM\): \d+ epoch\(s\)", err), err[-3000:]
+    terminate_after(args, 1, runs, data_dir, wait_s=0.3)  # into the next evaluation
     [run] = run_dirs(runs)
     run_cli(args, runs, data_dir)
     same = ("kind", "value", "train_loss", "eval_loss", "flops_cum", "samples", "lr", "C")
