@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DDP_ARGS, ROOT, assert_matches_one_process, read_metrics, run_dirs
+from tests.conftest import (
+    DDP_ARGS,
+    ROOT,
+    assert_matches_one_process,
+    read_metrics,
+    run_cli,
+    run_dirs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -227,20 +234,32 @@ def test_a_checkpoint_holding_the_wrappers_names_resumes(tmp_path):
         torch.nn.Sequential(torch.nn.Linear(2, 3)).load_state_dict(loaded.model)
 
 
+# 44 eval clips in batches of 1: 22 per rank, so that the ranks look for a stop signal at
+# their 20th eval batch (c2f/train/progress.py's EVERY)
+EVAL_LOOKS = ["dataset.builtin.eval_per_class=4", "dataset.eval_batch_size=1"]
+
+
+@pytest.mark.parametrize("saved_at", ["epoch end", "evaluation"])
 def test_a_sigterm_to_torchrun_saves_the_training_of_both_ranks(tmp_path, data_dir,
-                                                                  ddp_reference):
-    """torchrun passes a SIGTERM on to its 2 processes: they agree to save (here at the
-    epoch's end: its 4 steps are fewer than the ranks' 20 between looks), rank 0 says what
-    last.pt holds, and the relaunch resumes to the one-process metrics."""
+                                                                  ddp_reference, saved_at):
+    """torchrun passes a SIGTERM on to its 2 processes as they train an epoch; its 5 steps
+    are fewer than the ranks' 20 between looks, so they agree to save after it: at the
+    epoch's end, or, with 20 eval batches each, at the 20th, with the epoch's training (the
+    resumed run evaluates it). Rank 0 says what last.pt holds; the relaunch resumes to the
+    one-process metrics."""
     import re
     import signal
     import time
 
     from c2f.train.checkpoint import saved_state
 
+    args = [*DDP_ARGS, *(EVAL_LOOKS if saved_at == "evaluation" else [])]
+    if saved_at == "evaluation":
+        run_cli(args, tmp_path / "one", data_dir)
+        ddp_reference = read_metrics(run_dirs(tmp_path / "one")[0])
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "run.py"), *DDP_ARGS, f"paths.runs_dir={runs}",
+           str(ROOT / "run.py"), *args, f"paths.runs_dir={runs}",
            f"paths.data_dir={data_dir}", f"paths.root={tmp_path}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = tmp_path / "terminated.log"
@@ -251,12 +270,17 @@ def test_a_sigterm_to_torchrun_saves_the_training_of_both_ranks(tmp_path, data_d
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.01)
         state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # as the next epoch trains
     proc.wait(timeout=120)
     said = log.read_text()
     assert "terminated (SIGTERM): rank 1 stopped; rank 0 says what is saved" in said, said
-    saved = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\) saved in", said)
-    assert saved and int(saved.group(1)) > state["epoch"], said[-3000:]
+    saved = re.search(r"terminated \(SIGTERM\): (\d+) epoch\(s\)( and the training of epoch "
+                      r"\d+ \(5 steps; evaluated on resume\))? saved in", said)
+    assert saved, said[-3000:]
+    if saved_at == "evaluation":  # the epoch the signal came in, before its evaluation ends
+        assert saved.group(2) and int(saved.group(1)) == state["epoch"], said[-3000:]
+    else:
+        assert not saved.group(2) and int(saved.group(1)) > state["epoch"], said[-3000:]
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                              env=env)
     assert resumed.returncode == 0, resumed.stderr[-4000:]

@@ -17,8 +17,8 @@ from tests.conftest import ROOT
 PRELUDE = """
 import os, signal, sys, time
 from c2f.train import stopping
-from c2f.train.stopping import Terminated
-stopping.TERM_GRACE_S, stopping.STALL_S = {grace}, 0.5
+from c2f.train.stopping import Interrupted, Terminated
+stopping.TERM_GRACE_S, stopping.STALL_S, stopping.PEER_S = {grace}, 0.5, 2.0
 print("ready", flush=True)
 """
 
@@ -80,6 +80,40 @@ CASES = {
         time.sleep(1.0)
         print("went on; SIGTERM is", signal.getsignal(signal.SIGTERM))
         """, 0.5),
+    # DDP ranks agreed to stop at a checkpoint for a peer's signal; this rank's own copy
+    # comes 0.5 s later: it waits for it and acts, rather than training on alone
+    "a peer's signal": ("""
+        import threading
+        try:
+            with stopping.sigterm_saves(), stopping.training():
+                threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+                stopping.after_checkpoint(agreed=True)
+                print("trained on")
+        except Terminated:
+            print("terminated with its peers")
+        """, 60.0),
+    # ... and when no copy comes, it stops all the same
+    "a peer's signal only": ("""
+        try:
+            with stopping.sigterm_saves(), stopping.training():
+                stopping.after_checkpoint(agreed=True)
+                print("trained on")
+        except Interrupted as stop:
+            print("stopped with its peers:", type(stop).__name__, stop)
+        """, 60.0),
+    # a preemption signal whose action returns (submitit requeues from rank 0 only): this
+    # rank waits for the requeue to end it, then stops
+    "not the requeuing rank": ("""
+        stopping.defer(signal.SIGUSR2, lambda s, f: print("not rank 0"), 0.5, preempts=True)
+        try:
+            with stopping.training():
+                os.kill(os.getpid(), signal.SIGUSR2)
+                time.sleep(0.2)
+                stopping.after_checkpoint(agreed=True)
+                print("trained on")
+        except Interrupted as stop:
+            print("stopped:", type(stop).__name__, stop)
+        """, 60.0),
 }
 
 
@@ -107,6 +141,15 @@ def test_a_stop_signal_waits_for_the_checkpoint_within_its_grace(tmp_path, case)
     elif case == "grace":
         assert proc.returncode == 0 and "terminated at the grace" in out, out + err
         assert "no step came within the grace time" in out
+    elif case == "a peer's signal":
+        assert proc.returncode == 0 and "terminated with its peers" in out, out + err
+        assert took < 10
+    elif case == "a peer's signal only":
+        assert proc.returncode == 0, out + err
+        assert "stopped with its peers: Interrupted another rank got a stop signal" in out
+    elif case == "not the requeuing rank":
+        assert proc.returncode == 0, out + err
+        assert "not rank 0\nstopped: Interrupted the requeue did not end this rank" in out
     else:
         assert proc.returncode == 0, out + err
         assert "SIGTERM: came as the training ended; dropped" in out

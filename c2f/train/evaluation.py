@@ -16,14 +16,14 @@ from c2f.train.precision import Precision
 @torch.no_grad()
 def evaluate_epoch(model, data: PhaseData, *, world: World, precision: Precision,
                    num_classes: int, multilabel: bool, loss: Callable, note: Callable,
-                   before_batch: Callable[[], None] | None = None) -> dict:
+                   before_batch: Callable[[int], None] | None = None) -> dict:
     """Scores of `model` on `data.eval`; `note(batch, "eval")` counts a batch's skipped clips,
-    `before_batch` runs before each batch (a stop signal may save the training there)."""
+    `before_batch(i)` runs before batch i (a stop signal may save the training there)."""
     model.eval()
     logits, targets, skipped = [], [], 0
-    for batch in data.eval:
+    for i, batch in enumerate(data.eval):
         if before_batch is not None:
-            before_batch()
+            before_batch(i)
         skipped += note(batch, "eval")
         if batch["size"]:
             inputs = data.inputs(batch, train=False)  # features in float, as training's

@@ -24,7 +24,7 @@ from c2f.tracker import Tracker
 from c2f.train import stopping
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
-from c2f.train.distributed import World, all_sum, barrier, device_for, gather_objects
+from c2f.train.distributed import World, all_sum, device_for, gather_objects
 from c2f.train.evaluation import evaluate_epoch
 from c2f.train.failures import explain_failure
 from c2f.train.flops import training_flops
@@ -216,17 +216,17 @@ class PhaseLoop:
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
                                                          time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
-                stopping.after_checkpoint()
+                stopping.after_checkpoint(self.mid_epoch.stop_agreed)
         if done and done >= steps_per_epoch:  # resumed after the last step: none was drawn
             self.mid_epoch.restore_rng(state.progress)
         if self.device.type == "cuda":  # the epoch's last steps may still be queued
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         data.order.skip, state.progress = 0, {}
-        if not self.world.active:  # what a stop signal during the evaluation saves
-            self.trained_epoch = self.mid_epoch.snapshot(
-                steps_per_epoch, loss_sum, samples, skipped, seconds, untrained) | {
-                    "lr": lr, "trained": True}
+        # what a stop signal during the evaluation saves (a collective under DDP)
+        self.trained_epoch = self.mid_epoch.snapshot(
+            steps_per_epoch, loss_sum, samples, skipped, seconds, untrained) | {
+                "lr": lr, "trained": True}
         check_finite(first_bad, loss_sum, phase, epoch, self.world)
         loss_sum, samples, skipped = all_sum([float(loss_sum), samples, skipped], self.world)
         return {"train_loss": loss_sum / max(samples, 1), "samples": int(samples),
@@ -238,14 +238,15 @@ class PhaseLoop:
                               multilabel=self.spec.dataset.multilabel, loss=self._loss,
                               note=self._note, before_batch=before_batch)
 
-    def _stop_in_evaluation(self, state: TrainState, model, optimizer) -> None:
-        """A stop signal during an epoch's evaluation (one process): its training is saved
-        after its last step (`trained_epoch`; resumed, it only evaluates), then it acts."""
-        if self.trained_epoch is None or not stopping.pending():
+    def _stop_in_evaluation(self, state: TrainState, model, optimizer, data: PhaseData,
+                            batch: int) -> None:
+        """A stop signal during an evaluation saves the epoch's training, then acts."""
+        if self.trained_epoch is None or not self.mid_epoch.stops_evaluation(
+                batch, data.eval_batches_everywhere):
             return
         state.progress, self.trained_epoch = self.trained_epoch, None
         self._checkpoint(state, model, optimizer)
-        state.progress = stopping.after_checkpoint() or {}
+        state.progress = stopping.after_checkpoint(self.world.active or None) or {}
 
     # -- the loop ------------------------------------------------------------------------------
     def _enter_phase(self, phase, previous_model, resumed: Checkpoint | None):
@@ -277,15 +278,16 @@ class PhaseLoop:
         final = phase.index == len(self.plan.phases) - 1
         return epoch_record(self.spec, phase, epoch, state, final, stats, scores, flops)
 
-    def _save(self, records: list[dict], state: TrainState, model, optimizer) -> None:
-        """Metrics first, then the checkpoint: a crash between the two only repeats an epoch."""
+    def _save(self, records: list[dict], state: TrainState, model, optimizer) -> bool | None:
+        """Metrics first, then the checkpoint: a crash between the two only repeats an epoch.
+        Whether the ranks of a DDP run stop after it (MidEpoch.agree_to_stop)."""
         if self.world.is_main:
             self.run_dir.write_metrics(records)
         self._checkpoint(state, model, optimizer, self.spec.trainer.keep_checkpoints == "all")
         if self.world.is_main:
             self.averager.after_checkpoint()
             self.tracker.log(records[-1])
-        barrier(self.world)
+        return self.mid_epoch.agree_to_stop()  # under DDP also a barrier
 
     def _checkpoint(self, state: TrainState, model, optimizer, keep_all: bool = False) -> None:
         """last.pt (and epochNNNN.pt with keep_all), by rank 0; at an epoch's end or inside
@@ -368,7 +370,7 @@ class PhaseLoop:
                                               state)
                     where = "evaluation"
                     scores = self._evaluate(evaluable, data, functools.partial(
-                        self._stop_in_evaluation, state, model, optimizer))
+                        self._stop_in_evaluation, state, model, optimizer, data))
                     self.trained_epoch = None
                 except RuntimeError as err:  # out of device or shared memory: what to change
                     explain_failure(err, device=self.device.type, where=where,
@@ -380,8 +382,7 @@ class PhaseLoop:
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
                 self._decide_switch(phase, records, state)
-                self._save(records, state, model, optimizer)
-                stopping.after_checkpoint()
+                stopping.after_checkpoint(self._save(records, state, model, optimizer))
                 self._note_silent(silent_before)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix({records[-1]["metric"]: metric_text(records[-1]["value"])})

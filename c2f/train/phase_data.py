@@ -52,6 +52,7 @@ class PhaseData:
     device: torch.device
     features: dict[str, FeatureCache] | None = None  # per split, when fbanks are cached
     mixing: DeviceWaves | None = None  # training clips on the device, mixed there
+    eval_batches_everywhere: int = 0  # eval batches every rank has (its smallest shard's)
 
     def inputs(self, batch: dict, train: bool, cached: bool = True) -> torch.Tensor:
         """The model input of a batch, on the device (the device frontend runs here). Without
@@ -138,8 +139,10 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
     keys = EpochKeys(order)
     eval_set = dataset("eval", data.eval, False)
     shard = Subset(eval_set, eval_indices(len(eval_set), world))
+    last_rank = World(world.size - 1, world.size)  # holds the smallest shard
+    smallest = -(-len(eval_indices(len(eval_set), last_rank)) // eval_batch_size)
     tables, mixing = device_inputs(cache_features, frontend, data, device)
     train_set.waveforms = "train" not in tables and mixing is None
     eval_set.waveforms = "eval" not in tables
     return PhaseData(frontend, train_set, keys, order, loader(train_set, batch_size, keys),
-                     loader(shard, eval_batch_size), device, tables or None, mixing)
+                     loader(shard, eval_batch_size), device, tables or None, mixing, smallest)

@@ -315,7 +315,7 @@ class PretrainLoop:
                     ended = self._decide_switch(phase, state, records)
                     self.tracker.log(record)
                     self._checkpoint(state, model, optimizer, records)
-                    stopping.after_checkpoint()
+                    stopping.after_checkpoint(self.mid.agree_to_stop())
                     sums.zero_()
                     samples, start = 0, time.perf_counter()
                 elif self.mid.due(state.step - 1):  # between evaluations, what a resume needs
@@ -324,7 +324,7 @@ class PretrainLoop:
                                       "seconds": time.perf_counter() - start}
                     self._checkpoint(state, model, optimizer, records)
                     state.interval = {}
-                    stopping.after_checkpoint()
+                    stopping.after_checkpoint(self.mid.stop_agreed)
                 if state.step == steps or ended:
                     break
             else:

@@ -28,6 +28,7 @@ class MidEpoch:
     def __init__(self, minutes: float | None, world: World, device: torch.device):
         self.minutes, self.world, self.device = minutes, world, device
         self.saved = time.monotonic()
+        self.stop_agreed: bool | None = None  # under DDP, the last `due`: the ranks stop there
 
     def restart_clock(self) -> None:
         """A checkpoint was written (mid-epoch or at an epoch's end)."""
@@ -35,18 +36,38 @@ class MidEpoch:
 
     def due(self, step: int) -> bool:
         """Whether to checkpoint after the epoch's step `step` (0-based): every `minutes`, and
-        when a stop signal waits for it (c2f/train/stopping.py)."""
-        if self.minutes == 0:  # every step (tests): every rank agrees without asking
-            return True
+        when a stop signal waits for it (c2f/train/stopping.py; `stop_agreed` under DDP: the
+        ranks stop at that checkpoint)."""
+        self.stop_agreed = None
         if not self.world.active:
-            return self._wanted()
-        if step % EVERY != EVERY - 1:
+            return self.minutes == 0 or self._late() or stopping.pending()
+        if self.minutes != 0 and step % EVERY != EVERY - 1:  # 0: every step (tests)
+            self.stop_agreed = False
             return False
-        return all_sum([1.0 if self._wanted() else 0.0], self.world)[0] > 0
+        late, stop = all_sum([float(self._late()), float(stopping.pending())], self.world)
+        self.stop_agreed = stop > 0
+        return self.minutes == 0 or late > 0 or self.stop_agreed
 
-    def _wanted(self) -> bool:
-        late = self.minutes is not None and time.monotonic() - self.saved >= 60 * self.minutes
-        return late or stopping.pending()
+    def stops_evaluation(self, batch: int, batches_everywhere: int) -> bool:
+        """Whether a stop signal saves the training before eval batch `batch`: at once in one
+        process; under DDP the ranks agree every EVERY batches while each has batches left
+        (`batches_everywhere`: their shards differ by one clip)."""
+        if not self.world.active:
+            return stopping.pending()
+        if batch % EVERY != EVERY - 1 or batch >= batches_everywhere:
+            return False
+        return self.agree_to_stop()
+
+    def agree_to_stop(self) -> bool | None:
+        """At a checkpoint every rank reaches: whether the ranks of a DDP run stop there, for a
+        signal one of them holds (a collective, so it also waits for rank 0's files); None
+        in one process, where the signal held is enough (stopping.after_checkpoint)."""
+        if not self.world.active:
+            return None
+        return all_sum([1.0 if stopping.pending() else 0.0], self.world)[0] > 0
+
+    def _late(self) -> bool:
+        return self.minutes is not None and time.monotonic() - self.saved >= 60 * self.minutes
 
     def snapshot(self, steps: int, loss_sum: torch.Tensor, samples: int, skipped: int,
                  seconds: float, untrained: int = 0) -> dict:

@@ -6,11 +6,12 @@ checkpoint: up to `trainer.checkpoint_minutes` (30) of an AudioSet epoch.
 A signal arriving while the phase loop trains is held: the loop writes last.pt at its next
 step (under DDP the next step the ranks agree on, at most 20 later), exactly as a
 `checkpoint_minutes` checkpoint, so the run resumes bitwise from there; during an epoch's
-evaluation, at the next eval batch, with the epoch's training (one process; under DDP at the
-epoch's end); then the signal's own action runs (submitit requeues the job; a plain SIGTERM
-ends the process with exit 143, the shell's code for it). Outside the loop (preparing data,
-starting up, SSAST pretraining, whose running sums live between its evaluations) the action
-runs at once, as before; a signal held when the training ends is dropped (the run finished).
+evaluation, at the next eval batch (under DDP the next one the ranks agree on, at most 20
+later), with the epoch's training; then the signal's own action runs (submitit requeues the
+job; a plain SIGTERM ends the process with exit 143, the shell's code for it). Under DDP every
+rank stops at that checkpoint (`after_checkpoint`). Outside the loop (preparing data,
+starting up) the action runs at once, as before; a signal held when the training ends is
+dropped (the run finished).
 
 A step that does not come within `grace_s` (the evaluation of a large eval set, a stuck
 loader) does not hold the signal for ever: the action runs without a new checkpoint, unless
@@ -46,6 +47,7 @@ _saving = False  # a checkpoint is being written: the grace waits for it
 _log: Callable[[str], None] = print
 STALL_S = 10.0  # after the grace: a plain SIGTERM's main thread blocked in C is ended
 AGAIN_S = 2.0  # a second SIGTERM later than this after the first ends the process at once
+PEER_S = 5.0  # a DDP rank's wait for its own copy of a signal its peers stop for
 
 
 class Interrupted(KeyboardInterrupt):
@@ -217,11 +219,29 @@ def saving():
         _saving = False
 
 
-def after_checkpoint() -> None:
-    """The loop wrote last.pt: run the actions of the signals held for it."""
-    if _held:
-        _log(f"{', '.join(map(_name, _held))}: the training is saved")
-        _act()
+def after_checkpoint(agreed: bool | None = None) -> None:
+    """The loop wrote last.pt: run the actions of the signals held for it. `agreed`, under
+    DDP: whether the ranks agreed to stop here, for a signal one of them holds (if not, one
+    that came since stays held for the next checkpoint they agree on). No rank trains on
+    without the others: one the signal has not reached yet waits PEER_S for it (SLURM and
+    torchrun signal every rank), and one whose action returns after a preemption signal
+    (submitit requeues from rank 0 only) waits for the requeue to end the job."""
+    if agreed is False:
+        return
+    if agreed and not _held:
+        deadline = time.monotonic() + PEER_S
+        while not _held and time.monotonic() < deadline:
+            time.sleep(0.05)  # the handler runs between two sleeps
+        if not _held:
+            raise Interrupted("another rank got a stop signal")
+    if not _held:
+        return
+    _log(f"{', '.join(map(_name, _held))}: the training is saved")
+    waits = agreed and max((_actions[s][1] for s in _held if s in _preempting), default=0.0)
+    _act()
+    if waits:  # the action returned: not the rank that requeues
+        time.sleep(waits)
+        raise Interrupted("the requeue did not end this rank")
 
 
 @contextmanager
