@@ -207,14 +207,29 @@ def test_job_past_its_time_limit_is_requeued_and_resumes(tmp_path, data_dir, slu
 
 def test_two_slurm_tasks_train_one_run_like_one_process(tmp_path, data_dir, slurm,
                                                         ddp_reference):
-    """tasks_per_node=2: DDP (gloo) through submitit's environment, as torchrun does it."""
+    """tasks_per_node=2: DDP (gloo) through submitit's environment, as torchrun does it;
+    preempted (USR2 to both tasks) after its first epoch: the ranks agree to save, rank 0
+    requeues the job while rank 1 waits for the requeue to end it (it would crash in a
+    collective without its peer), and the requeued job resumes to the one-process metrics."""
+    from c2f.train.checkpoint import saved_state
+
     runs = tmp_path / "runs"
-    run_cli(["-m", *ON_SLURM, *DDP_ARGS, "hydra.launcher.tasks_per_node=2"], runs, data_dir,
-            env=slurm)
+    launcher = start_cli(["-m", *ON_SLURM, *DDP_ARGS, "hydra.launcher.tasks_per_node=2"],
+                         runs, data_dir, env=slurm)
+    deadline, state = time.monotonic() + 180, None
+    while not (state and state["epoch"] >= 1):
+        assert launcher.poll() is None and time.monotonic() < deadline, "job never trained"
+        time.sleep(0.05)
+        state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
     [sweep] = sweep_dirs(runs.parent)
+    signal_step(task_id(sweep, 0), "USR2")
+    finish(launcher, timeout=300)
+    assert "this job is preempted" in "".join(job_logs(sweep, "err"))
     outs = sorted(sweep.glob(".submitit/*/*_log.out"))
     assert [p.name.split("_")[-2] for p in outs] == ["0", "1"]  # one log per task
-    assert [p.read_text().count("FLOPs/sample") for p in outs] == [1, 0]  # rank 0 speaks
+    said = [p.read_text() for p in outs]
+    assert [s.count("FLOPs/sample") for s in said] == [2, 0], said  # rank 0 speaks, twice
+    assert "USR2: the training is saved" in said[0] and "resuming from" in said[0], said[0]
     [run] = run_dirs(runs)
     assert_matches_one_process(read_metrics(run), ddp_reference)
 
