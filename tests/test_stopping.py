@@ -114,6 +114,20 @@ CASES = {
         except Interrupted as stop:
             print("stopped:", type(stop).__name__, stop)
         """, 60.0),
+    # SLURM signals every process of the job step, loader workers that are starting included
+    # (with spawn and forkserver, Python 3.14's default, the whole start-up): they start with
+    # the stop signals blocked, and ignore them once started
+    "workers starting": ("""
+        import threading
+        from c2f.train.phase_data import WorkersStartBlocked
+        stopping.defer(signal.SIGUSR2, lambda s, f: print("acted"), 60.0, preempts=True)
+        with stopping.training():
+            loader = WorkersStartBlocked(list(range(8)), batch_size=2, num_workers=2,
+                                         multiprocessing_context="spawn",
+                                         worker_init_fn=stopping.loader_guard())
+            threading.Timer(0.3, os.killpg, (0, signal.SIGUSR2)).start()
+            print("batches", [b.tolist() for b in loader], "held", stopping.pending())
+        """, 60.0),
 }
 
 
@@ -124,7 +138,8 @@ def test_a_stop_signal_waits_for_the_checkpoint_within_its_grace(tmp_path, case)
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          start_new_session=True)  # its own group, for os.killpg
     took, out, err = time.monotonic() - start, proc.stdout, proc.stderr
     assert out.startswith("ready"), out + err
     if case == "slow checkpoint":
@@ -147,6 +162,9 @@ def test_a_stop_signal_waits_for_the_checkpoint_within_its_grace(tmp_path, case)
     elif case == "a peer's signal only":
         assert proc.returncode == 0, out + err
         assert "stopped with its peers: Interrupted another rank got a stop signal" in out
+    elif case == "workers starting":
+        assert proc.returncode == 0, out + err
+        assert "batches [[0, 1], [2, 3], [4, 5], [6, 7]] held True" in out, out + err
     elif case == "not the requeuing rank":
         assert proc.returncode == 0, out + err
         assert "not rank 0\nstopped: Interrupted the requeue did not end this rank" in out

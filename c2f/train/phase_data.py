@@ -16,7 +16,7 @@ from c2f.data.sampling import Draw
 from c2f.data.wave_cache import WaveCache, cache_splits, wave_bytes
 from c2f.spec import TrainerSpec
 from c2f.train.distributed import ShardedShuffle, World, eval_indices, loader_workers
-from c2f.train.stopping import loader_guard
+from c2f.train.stopping import loader_guard, starting_workers
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ def data_bundle(train: Manifest, evaluation: Manifest, settings: FeatureSettings
     waves = cache_splits(trainer.cache_audio, {"train": train, "eval": evaluation},
                          settings.sample_rate, loader_workers(trainer.num_workers), progress)
     return DataBundle(train, evaluation, settings, waves)
+
+
+class WorkersStartBlocked(DataLoader):
+    """A DataLoader whose workers start with the stop signals blocked (`starting_workers`):
+    a SLURM signal to every process of the job step, coming as they start, is theirs to
+    ignore rather than what ends them."""
+
+    def __iter__(self):
+        with starting_workers():
+            return super().__iter__()
 
 
 @dataclass
@@ -125,10 +135,11 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
         workers = 0
 
     def loader(dataset, size: int, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=size, sampler=sampler,
-                          collate_fn=collate_skipping, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                          worker_init_fn=loader_guard() if workers else None)
+        return WorkersStartBlocked(dataset, batch_size=size, sampler=sampler,
+                                   collate_fn=collate_skipping, num_workers=workers,
+                                   persistent_workers=workers > 0,
+                                   pin_memory=device.type == "cuda",
+                                   worker_init_fn=loader_guard() if workers else None)
 
     def dataset(split: str, manifest: Manifest, train: bool) -> SpectrogramDataset:
         waves = data.waves[split] if data.waves else None

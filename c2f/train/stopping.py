@@ -264,12 +264,30 @@ def training(on_preempt: Callable[[], None] | None = None):
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+@contextmanager
+def starting_workers():
+    """Around the start of a loader's workers (making its iterator): the stop signals are
+    blocked, so that one coming while a worker starts waits in it for `worker_init`, which
+    ignores it, instead of running the handler it inherited (fork) or the default action,
+    which ends it (spawn and forkserver, Python 3.14's default: the whole start-up). The
+    main process gets its own copy once they are started."""
+    if not _actions or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set(_actions))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def worker_init(signums: tuple[int, ...], _worker: int) -> None:
     """A DataLoader worker's `worker_init_fn` (`loader_guard`). SLURM signals every process of
     the job step, and a forked worker inherits the main process's handlers (submitit's
     requeue among them) and wakeup fd: the main process acts on the stop signals, a worker
-    ignores them. SIGTERM still ends a worker when its parent sends it (the loader shutting
-    its workers down, multiprocessing at exit): a thread waits for it and tells the sender."""
+    ignores them (one that came as it started waits, blocked: `starting_workers`). SIGTERM
+    still ends a worker when its parent sends it (the loader shutting its workers down,
+    multiprocessing at exit): a thread waits for it and tells the sender."""
     global _training
     signal.set_wakeup_fd(-1)  # the parent's watchdog reads that pipe
     _training = False
@@ -277,11 +295,14 @@ def worker_init(signums: tuple[int, ...], _worker: int) -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
     for signum in signums:
         signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.SIG_IGN)
-    if signal.SIGTERM in signums and hasattr(signal, "sigwaitinfo"):  # Linux, not macOS
+    waits = hasattr(signal, "sigwaitinfo") and signal.SIGTERM in signums  # Linux, not macOS
+    if waits:
         parent = os.getppid()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         threading.Thread(target=_terminated_by, args=(parent,), daemon=True,
                          name="c2f-sigterm").start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(signums) - ({signal.SIGTERM} if waits
+                                                              else set()))
 
 
 def _terminated_by(parent: int) -> None:
