@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -14,21 +13,18 @@ from c2f.epochs import defined
 from c2f.report.paper import title
 from c2f.report.runs import Run
 from c2f.report.savings import Cell, fold_epochs, reference
-from c2f.report.tables import label, row_order
-
-
-def _slug(*parts: object) -> str:
-    """A file-name-safe name."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(map(str, parts)))
+from c2f.report.tables import label, row_order, unique_slugs
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    """PNG and SVG next to each other; returns the PNG."""
+    """PNG and SVG next to each other (`path` plus .png, .svg: a name holding a decimal,
+    `..._optim.lr_0.0005_10`, keeps it whole); returns the PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"), dpi=110, metadata={"Software": None})
-    fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
+    png, svg = path.parent / (path.name + ".png"), path.parent / (path.name + ".svg")
+    fig.savefig(png, dpi=110, metadata={"Software": None})
+    fig.savefig(svg, metadata={"Date": None})
     plt.close(fig)
-    return path.with_suffix(".png")
+    return png
 
 
 def _title(dataset: str, model: str, budget: int) -> str:
@@ -134,12 +130,16 @@ def bars(cells: list[Cell], path: Path) -> Path:
 
 
 def plot_all(runs: list[Run], cells: list[Cell], folder: Path) -> list[Path]:
-    """Every figure, per dataset, model and budget; returns the PNG paths."""
+    """Every figure, per dataset, model and budget, each in a file of its own; returns the PNG
+    paths."""
     images = []
-    for dataset, model, budget in sorted({(r.dataset, r.model, r.budget) for r in runs}):
+    groups = sorted({(r.dataset, r.model, r.budget) for r in runs})
+    names = unique_slugs([f"{dataset}_{model}_{budget}" for dataset, model, budget in groups])
+    for dataset, model, budget in groups:
+        name = names[f"{dataset}_{model}_{budget}"]
         group = [r for r in runs if (r.dataset, r.model, r.budget) == (dataset, model, budget)]
-        images.append(curves(group, folder / _slug("curves", dataset, model, budget)))
+        images.append(curves(group, folder / f"curves_{name}"))
         mine = [c for c in cells if (c.dataset, c.model, c.budget) == (dataset, model, budget)]
         if any(not c.status.startswith("baseline") for c in mine):
-            images.append(bars(mine, folder / _slug("savings", dataset, model, budget)))
+            images.append(bars(mine, folder / f"savings_{name}"))
     return images

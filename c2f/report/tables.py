@@ -3,6 +3,7 @@ and CSV."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from pathlib import Path
 
@@ -123,6 +124,21 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
     lines += [" & ".join(map(esc, row)) + r" \\" for row in rows]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def file_slug(*parts: object) -> str:
+    """A file name made of `parts`: letters, digits, '.' and '-' kept, any other run of
+    characters (spaces, brackets, '=', '/') one '_'."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(map(str, parts))).strip("_")
+
+
+def unique_slugs(names: list[str]) -> dict[str, str]:
+    """{name: its file_slug}, where two names would share one (`m [a=b c]`, `m [a=b_c]`)
+    each with a short hash of the name added: no file overwrites another's."""
+    slugs = {name: file_slug(name) for name in names}
+    shared = {s for s in slugs.values() if list(slugs.values()).count(s) > 1}
+    return {name: slug + "-" + hashlib.sha1(name.encode()).hexdigest()[:6] if slug in shared
+            else slug for name, slug in slugs.items()}
 
 
 def write_csv(path: Path, fields: list[str], rows: list[dict] | list[list[str]]) -> None:

@@ -1,0 +1,40 @@
+"""The report's files and labels: each table and plot in a file of its own, whatever the
+settings in its model's label hold (decimals, '/', spaces)."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from c2f.report.cli import main
+from c2f.report.tables import unique_slugs
+from tests.report_fixtures import make_run
+
+
+def lr_pair(root, lr: float, **kw) -> None:
+    """A baseline and an Fshift 4->1 run at learning rate `lr`."""
+    make_run(root, f"b{lr}", values=[0.2, 0.3, 0.4, 0.5], setting={"optim": {"lr": lr}}, **kw)
+    make_run(root, f"f{lr}", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5],
+             setting={"optim": {"lr": lr}}, **kw)
+
+
+def test_plots_of_settings_with_decimals_do_not_overwrite_each_other(tmp_path):
+    """Two learning rates: `..._optim.lr_0.0005_4` lost everything after its last dot and
+    both variants wrote `..._optim.lr_0.png`; the dashboard showed one variant twice."""
+    lr_pair(tmp_path, 0.0005)
+    lr_pair(tmp_path, 0.001)
+    assert main([str(tmp_path)]) == 0
+    plots = tmp_path / "report" / "plots"
+    assert sorted(p.name for p in plots.glob("*.png")) == [
+        f"{kind}_ds_m_optim.lr_{lr}_4.png" for kind in ("curves", "savings")
+        for lr in ("0.0005", "0.001")]
+    assert len(list(plots.glob("*.svg"))) == 4
+    page = (tmp_path / "report" / "index.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]*)"', page)
+    assert len(images) == 4 and len(set(images)) == 4
+
+
+def test_names_that_sanitize_alike_get_files_of_their_own():
+    names = unique_slugs(["m [a=b c]", "m [a=b_c]", "m [a=0.5]"])
+    assert names["m [a=0.5]"] == "m_a_0.5"
+    assert names["m [a=b c]"] == "m_a_b_c-" + hashlib.sha1(b"m [a=b c]").hexdigest()[:6]
+    assert len(set(names.values())) == 3
