@@ -38,3 +38,26 @@ def test_names_that_sanitize_alike_get_files_of_their_own():
     assert names["m [a=0.5]"] == "m_a_0.5"
     assert names["m [a=b c]"] == "m_a_b_c-" + hashlib.sha1(b"m [a=b c]").hexdigest()[:6]
     assert len(set(names.values())) == 3
+
+
+def test_tables_of_models_whose_label_holds_a_path_are_written_under_safe_names(tmp_path):
+    """A model setting holding '/' (`model.pretrained=/weights/deit_base.pth`): the table's
+    CSV was `table2_m [model.pretrained=/weights/deit_base.pth].csv`, a folder that does not
+    exist, and the report crashed with nothing written; its label stays in the title."""
+    lr_pair(tmp_path, 0.001)
+    for name, method, phases in (("pb", "none", (1,)), ("pf", "fshift", (4, 1))):
+        make_run(tmp_path, name, method=method, phases=phases, values=[0, 0.5, 0.5, 0.6],
+                 setting={"optim": {"lr": 0.001},
+                          "model": {"pretrained": "/weights/deit_base.pth", "name": "m"}})
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    out = tmp_path / "report"
+    names = sorted(p.name for p in out.glob("table*.csv"))
+    assert names == ["table2_m_model.pretrained_null.csv",
+                     "table2_m_model.pretrained_weights_deit_base.pth.csv",
+                     "table3_m_model.pretrained_null.csv",
+                     "table3_m_model.pretrained_weights_deit_base.pth.csv"], names
+    text = (out / "tables.md").read_text()
+    assert "## Table 2 — 2-phase training: FLOPs and time saved " \
+        "(m [model.pretrained=/weights/deit_base.pth])" in text
+    page = (out / "index.html").read_text()
+    assert 'id="table2_m_model.pretrained_weights_deit_base.pth"' in page

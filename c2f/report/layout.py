@@ -13,7 +13,7 @@ others.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from c2f.report.paper import column_order, model_family, paper_cell, title
 from c2f.report.savings import Cell
@@ -26,6 +26,7 @@ from c2f.report.tables import (
     row_order,
     save_text,
     schedule_phases,
+    unique_slugs,
 )
 
 KINDS = {  # key: (title, criterion)
@@ -57,10 +58,14 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     cells: list[Cell]
+    # its file name (paper_tables): table2, table2_ast_tiny, table_other-budget_ast_base,
+    # table2_ast_tiny_model.pretrained_weights_x.pth for `ast_tiny [model.pretrained=/weights/
+    # x.pth]`: the model's label, that may hold '/', spaces and brackets, made file-name safe
+    slug: str = ""
 
     @property
-    def slug(self) -> str:
-        """A file name: table2, table2_ast_tiny, table_other-budget_ast_base."""
+    def name(self) -> str:
+        """The table's name with its model's label as it is: table2_ast_tiny [optim.lr=0.1]."""
         base = f"table{self.key}" if self.key.isdigit() else f"table_{self.key}"
         return base + (f"_{self.model}" if self.model else "")
 
@@ -183,7 +188,9 @@ def paper_tables(cells: list[Cell], paper: dict | None, tolerance: float = 0.0) 
         if not joined:
             groups.setdefault(("baselines", None), []).append(cell)
     order = list(KINDS)
-    return [build_table(key, model, members, paper, tolerance)
-            for (key, model), members in sorted(groups.items(),
-                                                key=lambda g: (order.index(g[0][0]),
-                                                               g[0][1] or ""))]
+    tables = [build_table(key, model, members, paper, tolerance)
+              for (key, model), members in sorted(groups.items(),
+                                                  key=lambda g: (order.index(g[0][0]),
+                                                                 g[0][1] or ""))]
+    slugs = unique_slugs([table.name for table in tables])
+    return [replace(table, slug=slugs[table.name]) for table in tables]
