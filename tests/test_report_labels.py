@@ -61,3 +61,21 @@ def test_tables_of_models_whose_label_holds_a_path_are_written_under_safe_names(
         "(m [model.pretrained=/weights/deit_base.pth])" in text
     page = (out / "index.html").read_text()
     assert 'id="table2_m_model.pretrained_weights_deit_base.pth"' in page
+
+
+def test_wandb_without_a_login_writes_the_offline_run(tmp_path, capsys, monkeypatch):
+    """No WANDB_API_KEY, no .netrc, no WANDB_MODE (a fresh machine): wandb.Api() raised
+    "No API key configured" out of the report; now the report run is written offline, said in
+    one line, beside the tables."""
+    for key in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "home" / ".netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / ".config" / "wandb"))
+    lr_pair(tmp_path / "runs", 0.001)
+    out = tmp_path / "report"
+    assert main([str(tmp_path / "runs"), "--no-plots", "--wandb", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "W&B offline (no W&B API key: `wandb login` or WANDB_API_KEY):" in said, said
+    assert f"`wandb sync {out / 'wandb'}" in said
+    assert list((out / "wandb").glob("offline-run-*")) and (out / "tables.md").exists()
