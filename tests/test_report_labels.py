@@ -79,3 +79,56 @@ def test_wandb_without_a_login_writes_the_offline_run(tmp_path, capsys, monkeypa
     assert "W&B offline (no W&B API key: `wandb login` or WANDB_API_KEY):" in said, said
     assert f"`wandb sync {out / 'wandb'}" in said
     assert list((out / "wandb").glob("offline-run-*")) and (out / "tables.md").exists()
+
+
+def paper_runs(root, name: str, lr: float, method: str = "fshift", **setting) -> None:
+    """A VGGSound ast_base run of the paper's budget (20 epochs) at learning rate `lr`."""
+    make_run(root, name, method=method, phases=(4, 1) if method != "none" else (1,),
+             values=[0, .5, .6, .6] if method != "none" else [0.2, 0.3, 0.4, 0.5],
+             dataset="vggsound", model="ast_base", budget=20,
+             setting={"optim": {"lr": lr}, "average": {"mode": "none", "k": 15}, **setting})
+
+
+def test_one_off_recipe_run_leaves_the_recipe_runs_their_paper_column(tmp_path):
+    """One exploratory run (another learning rate, or top-k averaging) beside the recipe's
+    runs (vggsound's optim.lr 1e-5, no averaging): it is named by its settings; the recipe's
+    runs kept the name `ast_base [optim.lr=1e-05]` and lost the paper's column, unexplained."""
+    from c2f.report.layout import paper_refusals, paper_tables
+    from c2f.report.paper import load_paper
+    from c2f.report.runs import load_runs
+    from c2f.report.savings import aggregate
+
+    paper_runs(tmp_path, "b", 1e-5, method="none")
+    paper_runs(tmp_path, "f", 1e-5)
+    paper_runs(tmp_path, "fast", 5e-4)
+    paper_runs(tmp_path, "top", 1e-5, average={"mode": "top_k", "k": 3})
+    runs, _ = load_runs([tmp_path])
+    assert sorted(r.model for r in runs) == [
+        "ast_base", "ast_base", "ast_base [average.k=3, average.mode=top_k]",
+        "ast_base [optim.lr=0.0005]"]
+    tables = paper_tables(aggregate(runs), load_paper())
+    [two] = [t for t in tables if t.key == "2" and t.model == "ast_base"]
+    assert two.header[-1] == "VGGSound paper"
+    assert [row[-1] for row in two.rows] == ["49.40", "49.90 / 58.31 / 55.00"]
+    assert paper_refusals(tables, load_paper()) == [
+        "vggsound/ast_base [average.k=3, average.mode=top_k]: no paper number beside Fshift "
+        "4→1: its runs set average.k=3, average.mode=top_k where the recipe (what "
+        "`dataset=vggsound model=ast_base` composes to) has average.k=15, average.mode=none; "
+        "the runs at the recipe's values keep their plain name and the paper's column",
+        "vggsound/ast_base [optim.lr=0.0005]: no paper number beside Fshift 4→1: its runs set "
+        "optim.lr=0.0005 where the recipe (what `dataset=vggsound model=ast_base` composes "
+        "to) has optim.lr=1e-05; the runs at the recipe's values keep their plain name and "
+        "the paper's column"]
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert "no paper number beside" in (tmp_path / "report" / "tables.md").read_text()
+
+
+def test_averaging_window_is_not_named_where_nothing_is_averaged(tmp_path):
+    """average.k (start, end) has no effect with average.mode none: a run without averaging
+    was `m [average.k=15, average.mode=none]` beside a top-k run."""
+    from c2f.report.runs import load_runs
+
+    for name, average in (("b", {"mode": "none", "k": 15}), ("f", {"mode": "top_k", "k": 3})):
+        make_run(tmp_path, name, values=[0.2, 0.5], setting={"average": average})
+    assert sorted(r.model for r in load_runs([tmp_path])[0]) == [
+        "m [average.k=3, average.mode=top_k]", "m [average.mode=none]"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from c2f.report.layout import Table, paper_tables
+from c2f.report.layout import Table, paper_refusals, paper_tables
 from c2f.report.paper import load_paper, paper_cell
 from c2f.report.runs import ReportError, Run, load_runs
 from c2f.report.savings import Outcome, aggregate, fold_epochs, pair, reference
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = aggregate(runs, tolerance)
     paper = None if args.no_paper else load_paper()
     tables = paper_tables(cells, paper, args.tolerance)
+    warnings += paper_refusals(tables, paper)
     selection = ("Only the runs with " + ", ".join(f"{k}={v}" for k, v in args.where.items())
                  + " (--where)." if args.where else "")
     text = write_tables(out, tables, runs, outcomes, paper, warnings, selection)

@@ -13,6 +13,7 @@ others.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from c2f.report.paper import column_order, model_family, paper_cell, title
@@ -28,6 +29,7 @@ from c2f.report.tables import (
     schedule_phases,
     unique_slugs,
 )
+from c2f.report.variants import base_name, preset_setting, shown, split_label
 
 KINDS = {  # key: (title, criterion)
     "1": ("Table 1 — training on compressed spectrograms: one phase, or coarse to fine",
@@ -194,3 +196,34 @@ def paper_tables(cells: list[Cell], paper: dict | None, tolerance: float = 0.0) 
                                                                  g[0][1] or ""))]
     slugs = unique_slugs([table.name for table in tables])
     return [replace(table, slug=slugs[table.name]) for table in tables]
+
+
+def paper_refusals(tables: list[Table], paper: dict | None) -> list[str]:
+    """A warning for each dataset and model whose rows the paper has numbers for but that
+    stand without them because their labels name settings off the recipe (variants.py), with
+    the recipe's values where known: the paper column does not vanish unexplained."""
+    refused: dict[tuple[str, str], dict[str, tuple]] = {}
+    for table in tables:
+        for c in table.cells:
+            bare = (base_name(c.model), base_name(c.method))
+            if (c.model, c.method) != bare and paper_cell(
+                    paper, table.key, table.criterion, c.dataset, *bare, c.schedule,
+                    c.budget) and not paper_cell(paper, table.key, table.criterion, c.dataset,
+                                                 c.model, c.method, c.schedule, c.budget):
+                refused.setdefault((c.dataset, c.model), {})[label(c.method, c.schedule)] = \
+                    row_order(c.method, c.schedule)
+    warnings = []
+    for (dataset, model), rows in sorted(refused.items()):
+        name, setting = split_label(model)
+        recipe = preset_setting(dataset, name)
+        known = [f"{key}={shown(recipe[key])}" for key in re.findall(r"(?:^|, )([\w.]+)=", setting)
+                 if key in recipe]
+        warnings.append(
+            f"{dataset}/{model}: no paper number beside "
+            f"{', '.join(sorted(rows, key=rows.get))}: "
+            + (f"its runs set {setting} where the recipe (what `dataset={dataset} "
+               f"model={name}` composes to) has " + (", ".join(known) or "other values")
+               if setting else
+               "their methods set what the row names, off the schedule's and method's files")
+            + "; the runs at the recipe's values keep their plain name and the paper's column")
+    return warnings

@@ -3,8 +3,10 @@ schedule, budget and seed, trained with another setting (a learning rate, the mo
 method's options, a phase length). The settings that tell them apart are named in the run's
 model label (settings of the model and its training: each gets its own baseline) or method
 label (settings of the method and its schedule), so each is a row of its own instead of a
-"duplicate run" that is dropped. A method setting at the value its schedule's or method's
-config file gives (`schedule.final_epochs` null) is the recipe and stays unnamed."""
+"duplicate run" that is dropped. A setting at its recipe's value stays unnamed: a method
+setting at the value its schedule's or method's config file gives (`schedule.final_epochs`
+null), a model setting at the value its dataset and model presets compose to (vggsound's
+`optim.lr` 1e-5); so do the weight-averaging window and count when nothing is averaged."""
 from __future__ import annotations
 
 import functools
@@ -45,8 +47,8 @@ def _suffixed(name: str, run, keys: list[str], recipe: dict[str, str] | None = N
     keys = [k for k in keys if k not in recipe or run.setting.get(k, ABSENT) != recipe[k]]
     if not keys:
         return name
-    shown = ", ".join(f"{k}={_shown(run.setting.get(k, ABSENT))}" for k in keys)
-    return f"{name} [{shown}]"
+    named = ", ".join(f"{k}={shown(run.setting.get(k, ABSENT))}" for k in keys)
+    return f"{name} [{named}]"
 
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -81,7 +83,51 @@ def recipe_setting(run) -> dict[str, str]:
     return found
 
 
-def _shown(value: str) -> str:
+@functools.cache
+def preset_setting(dataset: str, model: str) -> dict[str, str]:
+    """The model-side recipe of a dataset and model preset: the config `dataset=<dataset>
+    model=<model>` composes to (the optimizer and weight averaging the presets choose, their
+    values), as flat_setting writes it; {} where c2f has no such preset (a dataset of one's
+    own) or the config cannot be composed."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from c2f.spec import semantic_config
+
+    if not all((CONF / group / f"{name}.yaml").is_file()
+               for group, name in (("dataset", dataset), ("model", model))):
+        return {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            composed = compose("config", overrides=[f"dataset={dataset}", f"model={model}"])
+        raw = OmegaConf.to_container(composed, resolve=False)
+    except Exception:  # noqa: BLE001 - no recipe known: its settings stay named
+        return {}
+    finally:
+        GlobalHydra.instance().clear()
+    return {key: value for key, value in flat_setting(semantic_config(raw)).items()
+            if "${" not in value}  # interpolations: unknown here
+
+
+def model_recipe(run) -> dict[str, str]:
+    """The model-side settings of `run`'s recipe: what its dataset and model presets compose
+    to (`optim.lr` 1e-5 for vggsound and ast_base). A run at these values keeps its plain
+    model name, and with it the paper's column, beside runs of another learning rate."""
+    if run.pretrain:  # composed from another config (pretrain.yaml): not known here
+        return {}
+    return preset_setting(run.dataset, base_name(run.model))
+
+
+def _idle(run, key: str) -> bool:
+    """A setting without effect on `run`: the window and count of weight averaging
+    (average.k/start/end) when it averages nothing (average.mode none)."""
+    return key.startswith("average.") and key != "average.mode" and \
+        run.setting.get("average.mode") == json.dumps("none")
+
+
+def shown(value: str) -> str:
     """JSON text as a Hydra override writes it: strings without quotes."""
     try:
         parsed = json.loads(value)
@@ -122,7 +168,8 @@ def name_variants(runs: list) -> None:
                 rows.setdefault((run.method, run.schedule), []).append(run)
         method_keys = {id(run): _differing(row, of_method) for row in rows.values() for run in row}
         for run in members:
-            run.model = _suffixed(run.model, run, model_keys)
+            run.model = _suffixed(run.model, run, [k for k in model_keys if not _idle(run, k)],
+                                  model_recipe(run) if model_keys else None)
             run.method = _suffixed(run.method, run, method_keys.get(id(run), []),
                                    recipe_setting(run))
 
@@ -134,7 +181,7 @@ def data_versions(runs: list) -> list[str]:
     for run in runs:
         digest = run.setting.get("dataset.digest")
         if digest is not None:
-            digests.setdefault(run.dataset, set()).add(_shown(digest))
+            digests.setdefault(run.dataset, set()).add(shown(digest))
     return [f"dataset {name}: runs on {len(found)} versions of its data (dataset.digest "
             f"{', '.join(sorted(found))}: its manifests or label CSV changed); each version's "
             "runs are rows of their own, paired with that version's baseline; `--where "
