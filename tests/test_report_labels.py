@@ -132,3 +132,27 @@ def test_averaging_window_is_not_named_where_nothing_is_averaged(tmp_path):
         make_run(tmp_path, name, values=[0.2, 0.5], setting={"average": average})
     assert sorted(r.model for r in load_runs([tmp_path])[0]) == [
         "m [average.k=3, average.mode=top_k]", "m [average.mode=none]"]
+
+
+def test_papers_numbers_stand_only_beside_the_papers_own_models(tmp_path):
+    """htsat_tiny and cnn14_tiny are placed with HTS-AT and CNN14 (Tables 6 and 1), but they
+    are c2f's CPU models: the paper's 52.82 stood beside a 2-layer htsat_tiny."""
+    from c2f.report.layout import paper_tables
+    from c2f.report.paper import load_paper
+    from c2f.report.runs import load_runs
+    from c2f.report.savings import aggregate
+
+    for model in ("htsat", "htsat_tiny"):
+        kw = {"dataset": "vggsound", "model": model, "budget": 50}
+        make_run(tmp_path, f"{model}-b", values=[0.4, 0.5], **kw)
+        make_run(tmp_path, f"{model}-f", method="fshift", phases=(4, 1), values=[0.3, 0.5], **kw)
+    for model in ("cnn14", "cnn14_tiny"):
+        kw = {"dataset": "audioset_full", "model": model, "metric": "mAP"}
+        make_run(tmp_path, f"{model}-b", values=[0.4, 0.432], **kw)
+        make_run(tmp_path, f"{model}-p", method="pool_max", phases=(2,), values=[0.4, 0.426],
+                 **kw)
+    tables = {t.key: t for t in paper_tables(aggregate(load_runs([tmp_path])[0]), load_paper())}
+    assert {row[1]: row[-1] for row in tables["6"].rows if row[0] == "Baseline"} == {
+        "htsat": "52.82", "htsat_tiny": ""}
+    assert {row[1]: row[-1] for row in tables["1"].rows if row[0] == "Baseline"} == {
+        "cnn14": "43.20", "cnn14_tiny": ""}

@@ -22,6 +22,9 @@ TITLES = {"vggsound": "VGGSound", "voxceleb1": "VoxCeleb", "voxceleb": "VoxCeleb
 # Table 6's SSAST fine-tuning name no budget: not checked.)
 PAPER_BUDGETS = {("ast", "audioset"): 5, ("ast", None): 20, ("htsat", "audioset"): 25,
                  ("htsat", "vggsound"): 50}
+# The presets of the paper's own models: only their runs get the paper's numbers beside them
+# (htsat_tiny, cnn14_tiny, ast_tiny, ast_vit224 are c2f's: their tables' placement only).
+PAPER_MODELS = ("ast_base", "htsat", "cnn14", "ssast_base")
 # Preset names -> the paper's model names (its AST is AST-Base).
 FAMILIES = {"ast_base": "ast", "ast": "ast", "cnn14": "cnn14", "htsat": "htsat",
             "ssast": "ssast"}
@@ -87,9 +90,11 @@ def paper_cell(paper: dict | None, table: str, criterion: str, dataset: str, mod
     """The paper's number for this table, column, model and row, if it has one. Table 1's
     "Pool" rows are max pooling (its Pool2->1 is Table 3's Max Pool 2->1 on AudioSet). A
     variant of the recipe (a setting named in the model or method, variants.py) has none, nor
-    has a run of another epoch budget than the paper's (PAPER_BUDGETS)."""
+    has a run of another epoch budget than the paper's (PAPER_BUDGETS), nor a model that is not
+    one of the paper's (PAPER_MODELS: htsat_tiny is placed with HTS-AT, but is not it)."""
     column = paper_column(dataset, model)
-    if paper is None or column is None or base_name(model) != model or base_name(method) != method:
+    if paper is None or column is None or model not in PAPER_MODELS or \
+            base_name(method) != method:
         return None
     family = model_family(model)
     want = PAPER_BUDGETS.get((family, column), PAPER_BUDGETS.get((family, None)))
