@@ -156,3 +156,31 @@ def test_papers_numbers_stand_only_beside_the_papers_own_models(tmp_path):
         "htsat": "52.82", "htsat_tiny": ""}
     assert {row[1]: row[-1] for row in tables["1"].rows if row[0] == "Baseline"} == {
         "cnn14": "43.20", "cnn14_tiny": ""}
+
+
+def test_a_run_from_before_weight_averaging_pairs_with_a_baseline_that_averages_nothing(tmp_path):
+    """A run made before c2f had the `average` group (none in its config) averaged nothing: it
+    pairs with a baseline of average.mode none, where it had 'no baseline' and a label of
+    `average.end=-, average.k=-, ...`; its run id stays (the report reads it so)."""
+    from c2f.report.runs import load_runs
+    from c2f.report.savings import pair
+
+    make_run(tmp_path, "b", values=[0.2, 0.3, 0.4, 0.5],
+             setting={"average": {"mode": "none", "start": 1, "end": None, "k": 15}})
+    make_run(tmp_path, "old", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5])
+    runs, _ = load_runs([tmp_path])
+    assert {r.model for r in runs} == {"m"}
+    [outcome] = pair(runs)[1]
+    assert outcome.status == "reached"
+
+
+def test_no_baseline_says_which_setting_tells_it_from_the_baseline_there(tmp_path):
+    from c2f.report.runs import load_runs
+    from c2f.report.savings import pair
+
+    lr_pair(tmp_path, 0.001)
+    make_run(tmp_path, "f2", method="fshift", phases=(4, 1), values=[0, 0.5, 0.5, 0.5],
+             setting={"optim": {"lr": 0.0005}})
+    [warning] = [w for w in pair(load_runs([tmp_path])[0])[2] if "no baseline" in w]
+    assert warning.endswith(f"; {tmp_path / 'group' / 'b0.001'} is the baseline of another "
+                            "setting: optim.lr=0.0005 (the baseline's: 0.001)"), warning

@@ -43,9 +43,10 @@ def test_runs_that_differ_in_a_setting_are_rows_of_their_own_not_duplicates(tmp_
         assert found[("m [optim.lr=0.003]", method)].status == "no baseline"
     assert label("fshift [compression.options.k=2]", "4-1") == \
         "Fshift [compression.options.k=2] 4→1"
-    assert any("no baseline for ds/m [optim.lr=0.003]" in w and w.endswith(
-        "; train it: the command of this run with compression=none schedule=baseline (in a "
-        "sweep of rows: +row=baseline)") for w in warnings)
+    assert any("no baseline for ds/m [optim.lr=0.003]" in w and
+               "; train it: the command of this run with compression=none schedule=baseline (in "
+               "a sweep of rows: +row=baseline); " in w and "optim.lr=0.003 (the baseline's: 0.00"
+               in w for w in warnings)
     assert main([str(tmp_path), "--no-plots"]) == 0
     runs_csv = list(csv.DictReader((tmp_path / "report" / "runs.csv").open()))
     [ignored] = [r for r in runs_csv if r["budget_status"].startswith("ignored")]

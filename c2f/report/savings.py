@@ -9,6 +9,7 @@ from c2f.epochs import best_record, final_phase, scored
 from c2f.report.caveats import early_reference, noisy_times
 from c2f.report.cell_status import JUDGED, best_status, budget_status
 from c2f.report.runs import Run, run_key
+from c2f.report.variants import base_name, setting_differences
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,19 @@ def pair(runs: list[Run], tolerance: float = 0.0
                             f"seed {run.seed}{fold}, budget {run.budget} epochs" + (
                                 "; train it: the command of this run with compression=none "
                                 "schedule=baseline (in a sweep of rows: +row=baseline)"
-                                if outcome.status == "no baseline" else ""))
+                                if outcome.status == "no baseline" else "")
+                            + _near_baseline(run, baselines.values()))
         outcomes.append(outcome)
     return baselines, outcomes, warnings + noisy_times(list(chosen.values()))
+
+
+def _near_baseline(run: Run, baselines) -> str:
+    """Where a baseline of the run's model preset exists under another label: which it is and
+    the settings that tell them apart ("" when there is none)."""
+    near = next((b for b in baselines if (b.dataset, base_name(b.model), b.budget, *b.replicate)
+                 == (run.dataset, base_name(run.model), run.budget, *run.replicate)), None)
+    return "" if near is None or near.model == run.model else (
+        f"; {near.path} is the baseline of another setting: {setting_differences(run, near)}")
 
 
 @dataclass(frozen=True)

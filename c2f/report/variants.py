@@ -28,11 +28,27 @@ METHOD_GROUPS = ("compression.", "schedule.")  # the method's side; the rest is 
 ABSENT = "-"  # a key a run's config does not have (a run made by an older c2f)
 
 
+# Groups a run made before c2f had them lacks; their absence meant this (the report reads it
+# so; run ids, hashed from the config as written, do not change).
+BEFORE = {"average": {"mode": "none"}}  # weight averaging came later: nothing was averaged
+
+
 def flat_setting(semantic: Mapping[str, Any]) -> dict[str, str]:
     """A run's semantic config as {dotted key: value as JSON text}, less the keys in NAMED (an
-    empty mapping sets nothing)."""
+    empty mapping sets nothing); a group it lacks as BEFORE says."""
+    semantic = {**BEFORE, **semantic} if semantic else semantic
     return {key: json.dumps(value, sort_keys=True, default=str)
             for key, value in flat_config(semantic).items() if key not in NAMED}
+
+
+def setting_differences(run, other) -> str:
+    """The model-side settings on which `run` differs from `other` (a baseline of its preset
+    under another label): "optim.lr=0.0005 (the baseline's: 0.001)"."""
+    keys = sorted(k for k in set(run.setting) | set(other.setting)
+                  if not k.startswith(METHOD_GROUPS) and not _idle(run, k)
+                  and run.setting.get(k, ABSENT) != other.setting.get(k, ABSENT))
+    return ", ".join(f"{k}={shown(run.setting.get(k, ABSENT))} (the baseline's: "
+                     f"{shown(other.setting.get(k, ABSENT))})" for k in keys)
 
 
 def _differing(runs: list, keys: set[str]) -> list[str]:
