@@ -7,7 +7,8 @@ JUDGED = ("reached", "not reached")  # the seeds a cell's budget numbers average
 
 def budget_status(outcomes: list) -> str:
     """The cell's budget status from its seeds: over the judged ones "reached", "k/n reached"
-    or "not reached", then how many are not judged and why ("reached, 1 pending"); without a
+    or "not reached" (with how many of them reached before their run stopped: "reached (1
+    unfinished run)"), then how many are not judged and why ("reached, 1 pending"); without a
     judged seed, its one reason, or each reason with its count ("1 diverged, 1 pending")."""
     counts = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
     reached, judged = counts.get("reached", 0), sum(counts.get(s, 0) for s in JUDGED)
@@ -16,6 +17,9 @@ def budget_status(outcomes: list) -> str:
             f"{n} {s}" for s, n in sorted(counts.items()))
     core = "reached" if reached == judged else "not reached" if not reached else \
         f"{reached}/{judged} reached"
+    unfinished = sum(o.status in JUDGED and not o.run.finished for o in outcomes)
+    if unfinished:  # reached before it stopped: its numbers stand, its run did not end
+        core += f" ({unfinished} unfinished run{'s' if unfinished > 1 else ''})"
     others = sorted((s, n) for s, n in counts.items() if s not in JUDGED)
     return ", ".join([core, *(f"{n} {s}" for s, n in others)])
 

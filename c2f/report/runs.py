@@ -12,7 +12,7 @@ from c2f.report.select import SelectError, flat_config, select
 from c2f.report.variants import data_versions, flat_setting, name_variants
 from c2f.run_refs import config_phases
 from c2f.spec import semantic_config
-from c2f.track import RunDir
+from c2f.track import RunDir, RunLock
 
 
 class ReportError(Exception):
@@ -136,7 +136,7 @@ def load_run(path: Path) -> Run:
     why = str(diverged.get("message", diverged)).split(";")[0] if diverged else None
     if not finished:
         warnings.append(f"{path}: {why} (diverged.json), " if why else
-                        f"{path}: no finished summary.json (running or crashed), ")
+                        f"{path}: no finished summary.json ({unfinished_state(path)}), ")
         warnings[-1] += f"{len(records)}/{budget} epochs"
     elif records and not scored(records):
         metric = dataset.get("metric") or records[0].get("metric", "metric")
@@ -160,6 +160,23 @@ def load_run(path: Path) -> Run:
                switches=list((plan or {}).get("switches", [])),
                adaptive=str((config.get("schedule", {}).get("switch") or {}).get("rule", "")),
                diverged=why, setting=flat_setting(semantic_config(config)), config=config)
+
+
+def unfinished_state(path: Path) -> str:
+    """Why a run without a finished summary has none, as far as its folder tells: a live
+    process holds its lock (running), or none does and its checkpoint is there (stopped:
+    signalled, killed or crashed; the same command resumes it), else running elsewhere (a
+    lock another machine holds is not seen) or crashed before its first checkpoint."""
+    try:
+        holder = RunLock(path).held_by()
+    except OSError:
+        holder = None
+    if holder:
+        return f"running: held by {holder}"
+    if (path / "ckpt" / "last.pt").exists():
+        return "stopped: no process holds it, and ckpt/last.pt is there: the same command " \
+            "resumes it"
+    return "running or crashed"
 
 
 def run_key(run: Run) -> str:

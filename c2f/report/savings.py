@@ -118,8 +118,8 @@ def evaluate(run: Run, baseline: Run | None, tolerance: float = 0.0,
     ref = reference(baseline, epochs.get(baseline.path)) \
         if baseline is not None and baseline.finished else None
     if ref is None:  # nothing to compare with: the run's own best is still known
-        status = "no baseline" if baseline is None else "unfinished baseline" \
-            if not baseline.finished else "no data"
+        status = "diverged" if run.diverged else "no baseline" if baseline is None else \
+            "unfinished baseline" if not baseline.finished else "no data"
         return Outcome(run, None, status, best=best, best_averaged=best_averaged)
     candidates = scored(final_phase(run.records))
     if run.average is not None:  # available once the last epoch is done

@@ -1,0 +1,62 @@
+"""Runs that did not finish, as the report tells them: stopped and resumable or running,
+reached before they stopped, or diverged."""
+from __future__ import annotations
+
+import json
+
+from c2f.report.runs import load_runs
+from c2f.report.savings import pair
+from c2f.track import RunLock
+from tests.report_fixtures import make_run
+from tests.test_report import table
+
+
+def test_an_unfinished_run_says_whether_it_runs_or_stopped_and_resumes(tmp_path):
+    """A run stopped by SIGTERM (ckpt/last.pt, no live process) was 'running or crashed'."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    stopped = make_run(tmp_path, "stopped", method="fshift", phases=(4, 1), values=[0.1, 0.2],
+                       budget=4, epochs=(1, 3), finished=False)
+    (stopped / "ckpt").mkdir()
+    (stopped / "ckpt" / "last.pt").write_bytes(b"")
+    running = make_run(tmp_path, "running", method="pool_avg", phases=(4, 1), values=[0.1],
+                       budget=4, epochs=(1, 3), finished=False)
+    lost = make_run(tmp_path, "lost", method="pool_max", phases=(4, 1), values=[0.1],
+                    budget=4, epochs=(1, 3), finished=False)
+    lock = RunLock(running)
+    lock.acquire()
+    try:
+        _, warnings = load_runs([tmp_path])
+    finally:
+        lock.release()
+    assert f"{stopped}: no finished summary.json (stopped: no process holds it, and " \
+        "ckpt/last.pt is there: the same command resumes it), 2/4 epochs" in warnings
+    [held] = [w for w in warnings if w.startswith(f"{running}:")]
+    assert held.startswith(f"{running}: no finished summary.json (running: held by pid ")
+    assert f"{lost}: no finished summary.json (running or crashed), 1/4 epochs" in warnings
+
+
+def test_a_run_that_reached_before_it_stopped_is_marked_in_its_budget_cell(tmp_path):
+    """Its budget numbers are final (later epochs cannot come earlier), but the cell looked
+    like a finished run's."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.6], budget=4,
+             epochs=(1, 3), finished=False)
+    [_, row] = table(tmp_path, "2")[1]
+    assert row[:4] == ["Fshift 4→1", "60.00 (+10.00) [reached (1 unfinished run)]", "68.75",
+                       "68.75"], row
+
+
+def test_a_diverged_run_without_a_baseline_is_diverged_in_both_criteria(tmp_path):
+    """Its budget status was 'no baseline' (and a warning to train one), its convergence
+    status 'diverged'."""
+    run = make_run(tmp_path, "lr1e8", method="fshift", phases=(4, 1), values=[], budget=4,
+                   epochs=(1, 3), finished=False, setting={"optim": {"lr": 1e8}})
+    (run / "diverged.json").write_text(json.dumps({"message": "the training loss became NaN "
+                                                   "at phase 0 (C = 4), epoch 1, step 2"}))
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    _, outcomes, warnings = pair(load_runs([tmp_path])[0])
+    [outcome] = outcomes
+    assert outcome.status == "diverged"
+    assert not [w for w in warnings if "no baseline" in w]
+    [row] = table(tmp_path, "2", model="m [optim.lr=100000000.0]")[1]
+    assert row[:2] == ["Fshift 4→1", "diverged"], row
