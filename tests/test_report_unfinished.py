@@ -60,3 +60,22 @@ def test_a_diverged_run_without_a_baseline_is_diverged_in_both_criteria(tmp_path
     assert not [w for w in warnings if "no baseline" in w]
     [row] = table(tmp_path, "2", model="m [optim.lr=100000000.0]")[1]
     assert row[:2] == ["Fshift 4→1", "diverged"], row
+
+
+def test_a_model_whose_only_run_diverged_before_an_epoch_gets_no_empty_plot(tmp_path):
+    """Two empty axes and matplotlib's 'No artists with labels found to put in legend'."""
+    import warnings
+
+    from c2f.report.cli import main
+
+    run = make_run(tmp_path, "lr1e8", method="fshift", phases=(4, 1), values=[], budget=4,
+                   epochs=(1, 3), finished=False, setting={"optim": {"lr": 1e8}})
+    (run / "diverged.json").write_text(json.dumps({"message": "the loss became NaN"}))
+    for name, method, phases in (("b", "none", (1,)), ("f", "fshift", (4, 1))):
+        make_run(tmp_path, name, method=method, phases=phases, values=[0.2, 0.3, 0.4, 0.5],
+                 setting={"optim": {"lr": 1e-3}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([str(tmp_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png")) == [
+        "curves_ds_m_optim.lr_0.001_4.png", "savings_ds_m_optim.lr_0.001_4.png"]

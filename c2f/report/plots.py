@@ -130,16 +130,17 @@ def bars(cells: list[Cell], path: Path) -> Path:
 
 
 def plot_all(runs: list[Run], cells: list[Cell], folder: Path) -> list[Path]:
-    """Every figure, per dataset, model and budget, each in a file of its own; returns the PNG
-    paths."""
+    """Every figure, per dataset, model and budget, each in a file of its own, where there is
+    something to draw (a run with an epoch; a run's savings); returns the PNG paths."""
     images = []
-    groups = sorted({(r.dataset, r.model, r.budget) for r in runs})
+    groups = sorted({(r.dataset, r.model, r.budget) for r in runs if r.records})
     names = unique_slugs([f"{dataset}_{model}_{budget}" for dataset, model, budget in groups])
     for dataset, model, budget in groups:
         name = names[f"{dataset}_{model}_{budget}"]
         group = [r for r in runs if (r.dataset, r.model, r.budget) == (dataset, model, budget)]
         images.append(curves(group, folder / f"curves_{name}"))
         mine = [c for c in cells if (c.dataset, c.model, c.budget) == (dataset, model, budget)]
-        if any(not c.status.startswith("baseline") for c in mine):
+        if any(not c.status.startswith("baseline") and (c.flops_save or c.time_save)
+               for c in mine):
             images.append(bars(mine, folder / f"savings_{name}"))
     return images
