@@ -87,3 +87,21 @@ def test_top_k_with_no_defined_metric_says_so_not_that_no_epoch_was_in_range(tmp
     late = WeightAverager(AverageSpec("epochs", start=3), 2, tmp_path)
     assert late.nothing_averaged("acc") == "average=epochs: no final-phase epoch in 3..2; " \
         "nothing averaged"
+
+
+def test_the_summary_lists_top_k_epochs_and_gives_consecutive_ones_as_a_range():
+    """Top-3 of epochs 2, 3 and 5 printed `epochs 2..5`: four epochs, one of them not averaged."""
+    from c2f.train.records import format_summary
+
+    summary = {"metric": "acc", "best": 0.5, "best_epoch": 5, "final": 0.5, "chance": 0.1,
+               "flops": 500, "seconds": 5.0, "silent_clips": {"train": 0, "eval": 0},
+               "skipped_clips": 0}
+    epochs = [{"kind": "epoch", "phase": 0, "C": 1, "epoch": e, "value": v, "flops": 100,
+               "seconds": 1.0} for e, v in enumerate([0.1, 0.3, 0.4, 0.2, 0.5], 1)]
+    for mode, averaged, said in (("top_k", [2, 3, 5], "epochs 2, 3, 5"),
+                                 ("epochs", [2, 3, 4, 5], "epochs 2..5"),
+                                 ("top_k", [5], "epochs 5)")):
+        record = {"kind": "average", "average": mode, "averaged_epochs": averaged,
+                  "value": 0.45}
+        printed = format_summary(summary, [*epochs, record])
+        assert f"averaged model ({mode}, {said}" in printed, printed

@@ -154,6 +154,14 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
     }
 
 
+def epochs_text(epochs: list[int]) -> str:
+    """Epochs as the summary prints them: `2..5` when consecutive (average=epochs), else each
+    one, `2, 3, 5` (average=top_k's best epochs)."""
+    if epochs and list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
+        return f"{epochs[0]}..{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
+    return ", ".join(map(str, epochs)) or "none"
+
+
 def format_summary(summary: dict, records: list[dict]) -> str:
     """The end-of-run table: one row per phase, then the headline."""
     epochs = epoch_records(records)
@@ -176,8 +184,8 @@ def format_summary(summary: dict, records: list[dict]) -> str:
                  f"{flops_text(summary['flops'])}, {summary['seconds']:.1f} s of training")
     averaged = average_record(records)
     if averaged:
-        first, last = averaged["averaged_epochs"][0], averaged["averaged_epochs"][-1]
-        lines.append(f"averaged model ({averaged['average']}, epochs {first}..{last}): "
+        lines.append(f"averaged model ({averaged['average']}, epochs "
+                     f"{epochs_text(averaged['averaged_epochs'])}): "
                      f"{summary['metric']} {metric_text(averaged['value'])}")
     left_out = left_out_warning(summary.get("classes_scored"), summary.get("classes_left_out"))
     if left_out:
