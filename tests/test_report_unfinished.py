@@ -79,3 +79,16 @@ def test_a_model_whose_only_run_diverged_before_an_epoch_gets_no_empty_plot(tmp_
         assert main([str(tmp_path)]) == 0
     assert sorted(p.name for p in (tmp_path / "report" / "plots").glob("*.png")) == [
         "curves_ds_m_optim.lr_0.001_4.png", "savings_ds_m_optim.lr_0.001_4.png"]
+
+
+def test_records_without_final_phase_take_it_from_the_runs_phases(tmp_path):
+    """Hand-made or foreign records without `final_phase` counted as final: the coarse epoch
+    1 (0.55, above the baseline's 0.5) became the budget epoch."""
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    run = make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.55, 0.3, 0.5, 0.6])
+    metrics = run / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "final_phase"})
+                               + "\n" for r in records))
+    [outcome] = pair(load_runs([tmp_path])[0])[1]
+    assert (outcome.status, outcome.epoch) == ("reached", 3)

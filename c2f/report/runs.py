@@ -143,11 +143,14 @@ def load_run(path: Path) -> Run:
         warnings.append(f"{path}: finished, but no epoch has a defined {metric} (no class of "
                         "the eval set has both positives and negatives: summary.json's "
                         "classes_left_out lists them); it is in no comparison")
+    phases = _phases(plan, config, records)
+    for record in records:  # hand-made or foreign records may lack it: their last phase's
+        record.setdefault("final_phase", record.get("phase", len(phases) - 1) == len(phases) - 1)
     return Run(path=path, dataset=str(dataset.get("name", "?")),
                model=str(config.get("model", {}).get("name", "?")),
                method=method,
                seed=int(config.get("seed", 0)), budget=int(budget),
-               phases=_phases(plan, config, records),
+               phases=phases,
                metric=str(dataset.get("metric") or (records[0]["metric"] if records else "acc")),
                records=records, finished=finished, warnings=warnings,
                # an averaged model without a defined metric can be no reference or result
