@@ -92,3 +92,18 @@ def test_records_without_final_phase_take_it_from_the_runs_phases(tmp_path):
                                + "\n" for r in records))
     [outcome] = pair(load_runs([tmp_path])[0])[1]
     assert (outcome.status, outcome.epoch) == ("reached", 3)
+
+
+def test_an_averaged_baseline_far_below_its_own_epochs_is_warned_about(tmp_path):
+    """average=epochs over a run whose epochs reach 16.67 gave an averaged model of 3.03: the
+    reference of its cell, reached at once, with huge savings and no word."""
+    base = make_run(tmp_path, "base", values=[0.1, 0.15, 0.1667, 0.16], average=0.0303)
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.1, 0.12, 0.13, 0.1],
+             average=0.05)
+    make_run(tmp_path, "b2", values=[0.1, 0.15, 0.1667, 0.16], average=0.17, seed=1)
+    notes = [w for w in pair(load_runs([tmp_path])[0])[2] if "weight-averaged model" in w]
+    assert notes == [f"{base}: the baseline's weight-averaged model, its reference M_B, "
+                     "scores 3.03 where its epoch 3 reached 16.67: every coarse-to-fine run of "
+                     "its cell is judged against that weaker model, so their savings look "
+                     "larger than the training gives; check its averaging window "
+                     "(average.start/end/k) or compare with average=none"]

@@ -1,16 +1,19 @@
 """Warnings about numbers that are right but may mislead: a baseline whose best epoch came
-early (every coarse-to-fine run is judged against that early peak), and time savings from
-epochs whose duration varied within a phase (a shared or throttled machine)."""
+early (every coarse-to-fine run is judged against that early peak) or whose averaged model
+falls well below its epochs, and time savings from epochs whose duration varied within a
+phase (a shared or throttled machine)."""
 from __future__ import annotations
 
 import statistics
 
+from c2f.epochs import best_record, final_phase, scored
 from c2f.report.runs import Run
 
 EARLY = 0.25  # a baseline's best epoch within this share of its epochs is an early peak
 MIN_EPOCHS = 4  # shorter baselines peak where they peak
 SPREAD = 0.3  # spread of a phase's epoch times about their trend, over the median epoch
 MIN_SECONDS = 0.5  # a smaller spread in seconds is no evidence of load
+WEAK_AVERAGE = 0.02  # an averaged model this far (2 points) below its run's best epoch is odd
 
 
 def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
@@ -23,6 +26,19 @@ def early_reference(baseline: Run, epoch: int, averaged: bool) -> str | None:
             "early peak its metric fell from): every coarse-to-fine run of its cell is judged "
             "against it, so its savings say little; a lower optim.lr, a longer warmup or a "
             "larger eval set give a steadier M_B")
+
+
+def weak_average(baseline: Run, averaged: float | None) -> str | None:
+    """A warning when a baseline's weight-averaged model (its reference, `averaged`) scores
+    more than WEAK_AVERAGE below its own best epoch: M_B is then low, and runs reach it early."""
+    best = best_record(scored(final_phase(baseline.records)))
+    if averaged is None or best is None or best["value"] - averaged <= WEAK_AVERAGE:
+        return None
+    return (f"{baseline.path}: the baseline's weight-averaged model, its reference M_B, scores "
+            f"{100 * averaged:.2f} where its epoch {best['epoch']} reached "
+            f"{100 * best['value']:.2f}: every coarse-to-fine run of its cell is judged against "
+            "that weaker model, so their savings look larger than the training gives; check "
+            "its averaging window (average.start/end/k) or compare with average=none")
 
 
 def phase_spread(run: Run) -> float:

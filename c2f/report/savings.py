@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c2f.epochs import best_record, final_phase, scored
-from c2f.report.caveats import early_reference, noisy_times
+from c2f.report.caveats import early_reference, noisy_times, weak_average
 from c2f.report.cell_status import JUDGED, best_status, budget_status
 from c2f.report.runs import Run, run_key
 from c2f.report.variants import base_name, setting_differences
@@ -189,8 +189,10 @@ def pair(runs: list[Run], tolerance: float = 0.0
     outcomes, epochs = [], fold_epochs(list(chosen.values()))
     for base in baselines.values():
         ref = reference(base, epochs.get(base.path)) if base.finished else None
-        if ref is not None and (early := early_reference(base, ref.epoch, ref.averaged)):
-            warnings.append(early)
+        if ref is not None:
+            warnings += [note for note in (early_reference(base, ref.epoch, ref.averaged),
+                                           weak_average(base, ref.metric if ref.averaged
+                                                        else None)) if note]
     for run in chosen.values():
         if run.is_baseline:
             continue
