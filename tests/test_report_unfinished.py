@@ -107,3 +107,29 @@ def test_an_averaged_baseline_far_below_its_own_epochs_is_warned_about(tmp_path)
                      "its cell is judged against that weaker model, so their savings look "
                      "larger than the training gives; check its averaging window "
                      "(average.start/end/k) or compare with average=none"]
+
+
+def test_single_phase_compressed_runs_stay_out_of_the_savings_views(tmp_path, monkeypatch):
+    """`Fshift C=4` (Table 1: a metric only) stood in the savings bars at 92% FLOPs saved and
+    in the dashboard's budget table; its convergence row stays."""
+    import re
+
+    import matplotlib.axes
+
+    from c2f.report.cli import main
+
+    make_run(tmp_path, "base", values=[0.2, 0.3, 0.4, 0.5])
+    make_run(tmp_path, "c4", method="fshift", phases=(4,), values=[0.5, 0.3, 0.4, 0.4])
+    make_run(tmp_path, "c41", method="fshift", phases=(4, 1), values=[0.1, 0.5, 0.5, 0.5])
+    drawn = []
+    real = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar",
+                        lambda self, x, *a, **k: drawn.append(k.get("label")) or
+                        real(self, x, *a, **k))
+    assert main([str(tmp_path)]) == 0
+    assert len(drawn) == 2  # FLOPs and time of Fshift 4→1 only
+    page = (tmp_path / "report" / "index.html").read_text()
+    budget, convergence = (re.search(f'<table id="cells-{c}".*?</table>', page).group(0)
+                           for c in ("budget", "convergence"))
+    assert "Fshift C=4" not in budget and "Fshift 4→1" in budget
+    assert "Fshift C=4" in convergence

@@ -8,7 +8,7 @@ from pathlib import Path
 from c2f.report.layout import Table
 from c2f.report.runs import Run
 from c2f.report.savings import Cell
-from c2f.report.tables import cell_text, label, row_order, save_text
+from c2f.report.tables import cell_text, label, row_order, save_text, single_phase
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px}
@@ -50,7 +50,10 @@ def _options(element: str, values: list[str]) -> str:
 
 
 def cell_table(cells: list[Cell], criterion: str) -> str:
-    """One sortable row per cell and criterion."""
+    """One sortable row per cell and criterion (budget: not single-phase compressed runs,
+    which have no savings in the paper's sense: tables.single_phase)."""
+    if criterion == "budget":
+        cells = [c for c in cells if not single_phase(c)]
     head = ["dataset", "model", "budget", "setting", "schedule", "seeds", "status", "metric"]
     head += ["FLOPs save (%)", "time save (%)"] if criterion == "budget" else []
     rows = []

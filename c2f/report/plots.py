@@ -13,7 +13,7 @@ from c2f.epochs import defined
 from c2f.report.paper import title
 from c2f.report.runs import Run
 from c2f.report.savings import Cell, fold_epochs, reference
-from c2f.report.tables import label, row_order, unique_slugs
+from c2f.report.tables import label, row_order, single_phase, unique_slugs
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -86,7 +86,7 @@ def curves(runs: list[Run], path: Path) -> Path:
 def bars(cells: list[Cell], path: Path) -> Path:
     """FLOPs and time saved per method (groups) and schedule (bars); hatched, with n/r above,
     where the run never reached the baseline (savings at its best final-phase epoch)."""
-    cells = [c for c in cells if not c.status.startswith("baseline")]
+    cells = [c for c in cells if not c.status.startswith("baseline") and not single_phase(c)]
     methods = sorted({c.method for c in cells}, key=lambda m: row_order(m, "4-1"))
     schedules = sorted({c.schedule for c in cells}, key=lambda s: row_order("fshift", s))
     width = 0.8 / max(len(schedules), 1)
@@ -140,7 +140,7 @@ def plot_all(runs: list[Run], cells: list[Cell], folder: Path) -> list[Path]:
         group = [r for r in runs if (r.dataset, r.model, r.budget) == (dataset, model, budget)]
         images.append(curves(group, folder / f"curves_{name}"))
         mine = [c for c in cells if (c.dataset, c.model, c.budget) == (dataset, model, budget)]
-        if any(not c.status.startswith("baseline") and (c.flops_save or c.time_save)
-               for c in mine):
+        if any(not c.status.startswith("baseline") and not single_phase(c)
+               and (c.flops_save or c.time_save) for c in mine):
             images.append(bars(mine, folder / f"savings_{name}"))
     return images

@@ -39,6 +39,12 @@ def label(method: str, schedule: str, arrow: str = "→") -> str:
     return f"{name} {schedule.replace('-', arrow)}"
 
 
+def single_phase(cell) -> bool:
+    """A compressed run of one phase (Table 1's "Fshift C=4"): the paper reports its metric
+    only, never savings (its model is a coarse one), so the savings views leave it out."""
+    return len(schedule_phases(cell.schedule)) == 1 and cell.schedule != "1"
+
+
 def row_order(method: str, schedule: str) -> tuple:
     """The paper's row order: baseline, single phase, then by phases, family, C, variant."""
     phases = schedule_phases(schedule)
