@@ -1,11 +1,18 @@
 """The report's files and labels: each table and plot in a file of its own, whatever the
-settings in its model's label hold (decimals, '/', spaces)."""
+settings in its model's label hold (decimals, '/', spaces); and the table a model's rows go
+to, by its arch."""
 from __future__ import annotations
 
 import hashlib
 import re
 
+import pytest
+
 from c2f.report.cli import main
+from c2f.report.layout import paper_tables
+from c2f.report.paper import load_paper
+from c2f.report.runs import load_runs
+from c2f.report.savings import aggregate
 from c2f.report.tables import unique_slugs
 from tests.report_fixtures import make_run
 
@@ -184,3 +191,17 @@ def test_no_baseline_says_which_setting_tells_it_from_the_baseline_there(tmp_pat
     [warning] = [w for w in pair(load_runs([tmp_path])[0])[2] if "no baseline" in w]
     assert warning.endswith(f"; {tmp_path / 'group' / 'b0.001'} is the baseline of another "
                             "setting: optim.lr=0.0005 (the baseline's: 0.001)"), warning
+
+
+@pytest.mark.parametrize("name, arch, table", [
+    ("my_htsat", "htsat", "6"),  # a preset of one's own of HTS-AT: Table 6, as htsat_tiny
+    ("htsat_mine", "convnet", "2"),  # a ConvNet whose name starts like HTS-AT's: not Table 6
+    ("ssast_mine", "ast", "6"),  # SSAST's arch is ast: its name tells
+])
+def test_a_model_is_placed_by_its_arch_not_by_its_presets_name(tmp_path, name, arch, table):
+    kw = {"model": name, "setting": {"model": {"name": name, "arch": arch}}}
+    make_run(tmp_path, "base", values=[0.40, 0.50, 0.52], **kw)
+    make_run(tmp_path, "c2f", method="fshift", phases=(4, 1), values=[0.30, 0.51, 0.52], **kw)
+    tables = paper_tables(aggregate(load_runs([tmp_path])[0]), load_paper())
+    assert table in {t.key for t in tables}, [t.key for t in tables]
+    assert ({"6", "2"} - {table}).isdisjoint(t.key for t in tables)  # and not in the other

@@ -79,7 +79,7 @@ def _phases(cell: Cell) -> list[int]:
 def table_keys(cell: Cell, single_phase: set[tuple]) -> list[str]:
     """The tables a non-baseline cell belongs to; [] for a baseline."""
     phases = _phases(cell)
-    if model_family(cell.model) in SIX:
+    if model_family(cell.model, cell.arch) in SIX:
         return [] if phases == [1] else ["6"]
     if phases == [1]:
         return []
@@ -143,8 +143,9 @@ def build_table(key: str, model: str | None, cells: list[Cell], paper: dict | No
                      key=lambda db: (column_order(db[0]), db[1]))
     with_paper = any(found(c) for c in cells)
     by_key = {(c.model, c.method, c.schedule, c.dataset, c.budget): c for c in cells}
+    archs = {c.model: c.arch for c in cells}
     settings = sorted({(c.model, c.method, c.schedule) for c in cells},
-                      key=lambda m: (MODEL_ORDER.get(model_family(m[0]), 9), m[0],
+                      key=lambda m: (MODEL_ORDER.get(model_family(m[0], archs[m[0]]), 9), m[0],
                                      row_order(m[1], m[2])))
     rows = []
     for row_model, method, schedule in settings:

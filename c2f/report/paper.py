@@ -30,13 +30,17 @@ FAMILIES = {"ast_base": "ast", "ast": "ast", "cnn14": "cnn14", "htsat": "htsat",
             "ssast": "ssast"}
 
 
-def model_family(model: str) -> str:
+def model_family(model: str, arch: str | None = None) -> str:
     """The paper's name of a model preset: ast_base -> ast, htsat_tiny -> htsat, ... (with
-    the settings that tell its runs apart, variants.py: ast_base [optim.lr=0.0001] -> ast)"""
+    the settings that tell its runs apart, variants.py: ast_base [optim.lr=0.0001] -> ast).
+    Its runs' `arch`, where known, has the last word: a preset `my_htsat` of arch htsat is
+    HTS-AT, a ConvNet named `htsat_mine` is not (SSAST's arch is ast: its name tells)."""
     model = base_name(model)
-    if model in FAMILIES:
-        return FAMILIES[model]
-    return next((f for f in ("cnn14", "htsat", "ssast") if model.startswith(f + "_")), model)
+    named = FAMILIES.get(model) or next(
+        (f for f in ("cnn14", "htsat", "ssast") if model.startswith(f + "_")), model)
+    if arch is None or arch == named or (arch == "ast" and named not in ("cnn14", "htsat")):
+        return named
+    return arch
 
 
 def paper_column(dataset: str, model: str) -> str | None:

@@ -55,6 +55,11 @@ class Run:
     config: dict = field(default_factory=dict, repr=False)  # the whole config.yaml
 
     @property
+    def arch(self) -> str | None:
+        """The model's architecture (`model.arch`: ast, cnn14, htsat, one's own)."""
+        return (self.config.get("model") or {}).get("arch")
+
+    @property
     def replicate(self) -> tuple[int, int | None]:
         """(seed, fold): what tells apart the runs of one table cell."""
         return (self.seed, self.fold)

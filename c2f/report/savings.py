@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from c2f.epochs import best_record, final_phase, scored
@@ -261,6 +261,7 @@ class Cell:
     averaged: bool = False  # the budget value comes from weight-averaged models
     best_averaged: bool = False  # the convergence value does
     best_status: str = ""  # the convergence criterion's status (cell_status.py); "": `status`
+    arch: str | None = None  # its runs' model.arch (paper.model_family)
 
     def status_of(self, criterion: str) -> str:
         """The status of the budget or convergence criterion."""
@@ -388,4 +389,5 @@ def aggregate(runs: list[Run], tolerance: float = 0.0) -> list[Cell]:
             best_diff=Stat.of([o.best_diff for o in judged if o.best_diff is not None]),
             averaged=any(o.averaged for o in shown),
             best_averaged=any(o.best_averaged for o in judged), best_status=best_status(members)))
-    return cells
+    archs = {run.model: run.arch for run in runs}
+    return [replace(cell, arch=archs.get(cell.model)) for cell in cells]
