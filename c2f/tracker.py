@@ -91,6 +91,18 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def _let_go_of_service() -> None:
+    """W&B failed (its service killed, most likely): this process's end of the connection is
+    closed now, quietly, or W&B's own exit hook prints a "Connection lost" traceback into the
+    job's log as the process ends."""
+    import wandb
+
+    try:
+        wandb.teardown()
+    except Exception:  # noqa: BLE001 - the connection is broken: what teardown says of it
+        pass
+
+
 def _survives_wandb(default=None):
     """A Tracker method whose W&B call fails (W&B's service killed: SLURM signals every
     process of a job step, W&B's too; a network gone) says so once and ends W&B for this
@@ -104,6 +116,7 @@ def _survives_wandb(default=None):
                 if self.run is None:
                     raise
                 self.run = None  # not finished: the next start sees what W&B lacks
+                _let_go_of_service()
                 self.log_line(f"warning: W&B stopped working ({type(err).__name__}: "
                               f"{_first_line(err)}); this attempt trains on without it, and "
                               "the next start logs the epochs W&B lacks")
@@ -250,6 +263,7 @@ class Tracker:
                 atomic_write_text(self.run_dir / "wandb" / LOGGED,
                                   json.dumps({"step": self.last_step}))
         except Exception as err:  # noqa: BLE001 - any W&B failure: the training's result stands
+            _let_go_of_service()
             self.log_line(f"warning: W&B could not finish this run's log ({type(err).__name__}"
                           f": {str(err).splitlines()[0] if str(err) else ''}); what it logged "
                           "is in the run's wandb/ folder")
