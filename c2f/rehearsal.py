@@ -20,6 +20,7 @@ from c2f.flops_cache import cache_key, cached, code_version
 from c2f.models import build_model, model_family
 from c2f.models.mixup import draw_batch_mix
 from c2f.spec import ConfigError, RunSpec
+from c2f.train.flops import meta_limit
 
 ROWS = 2  # clips in the rehearsal's batch
 
@@ -38,9 +39,9 @@ def rehearse(spec: RunSpec, phases: list[tuple[int, PhaseInput]]) -> None:
                     spec.compression.name, spec.compression.options,
                     [(c, p.model_frames, p.patch) for c, p in phases])
     try:
-        cached(key, lambda: _rehearse_models(spec, compression, phases))
-    except _MetaLimit:  # not cached: the part rehearsed passed, the rest is not known
-        pass
+        cached(key, lambda: _rehearse_models(spec, compression, phases, "meta"))
+    except _MetaLimit:  # a forward that reads a value: on a batch of zeros on the CPU
+        cached(key, lambda: _rehearse_models(spec, compression, phases, "cpu"))
 
 
 def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int,
@@ -76,9 +77,10 @@ def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int
 
 
 def _rehearse_models(spec: RunSpec, compression: Compression,
-                     phases: list[tuple[int, PhaseInput]]) -> int:
-    """Build each phase's model on the meta device, run its forward, move the previous
-    phase's weights into it; 1 when all went well (the value the cache keeps)."""
+                     phases: list[tuple[int, PhaseInput]], device: str) -> int:
+    """Build each phase's model on `device` (meta, or the CPU for a model the meta device
+    cannot run), run its forward, move the previous phase's weights into it; 1 when all went
+    well (the value the cache keeps)."""
     family, mel = model_family(spec.model.arch), spec.num_mel_bins
     name = f"`model.arch={spec.model.arch}`"
     previous = None
@@ -86,15 +88,15 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
         where = (f"phase {index} (compression={spec.compression.name}, C = {c}, input "
                  f"[{ROWS}, {phase.model_frames}, {mel}])")
         try:
-            with torch.device("meta"):
+            with torch.device(device):
                 model = build_model(spec.model, num_classes=spec.dataset.num_classes,
                                     num_mel_bins=mel, frames=phase.model_frames,
                                     patch=tuple(phase.patch), c=c)
                 mix = {} if spec.model.batch_mixup is None else {
                     "mix": draw_batch_mix(spec.model.batch_mixup, ROWS, 0)}
-                out = model(torch.empty(ROWS, phase.model_frames, mel), **mix)
+                out = model(torch.zeros(ROWS, phase.model_frames, mel), **mix)
         except Exception as err:
-            if _meta_limit(err):
+            if device == "meta" and meta_limit(err):
                 raise _MetaLimit from err
             raise ConfigError(f"{name} fails on {where}: {_said(err)}; refuse "
                               "such shapes in its check (ModelFamily.check)") from None
@@ -107,7 +109,7 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
             try:
                 family.transfer(previous, model, compression)
             except Exception as err:
-                if _meta_limit(err):
+                if device == "meta" and meta_limit(err):
                     raise _MetaLimit from err
                 raise ConfigError(
                     f"{name}: moving phase {index - 1}'s weights into {where} fails: "
@@ -120,18 +122,7 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
 
 
 class _MetaLimit(Exception):
-    """The rehearsal met what the meta device cannot run: it stops there, uncached."""
-
-
-META_WORDS = ("meta tensor", "device meta", "device='meta'", "on meta", "meta device",
-              "'meta'")  # torch's wording when an operation needs values the meta device lacks
-
-
-def _meta_limit(err: Exception) -> bool:
-    """An operation the meta device cannot run (a value read, `.item()`): not the model's
-    fault; the rehearsal stops there and the run goes on."""
-    text = str(err).lower()
-    return isinstance(err, NotImplementedError) or any(word in text for word in META_WORDS)
+    """The rehearsal met what the meta device cannot run (c2f/train/flops.py, meta_limit)."""
 
 
 def _said(err: Exception) -> str:

@@ -8,6 +8,7 @@ imported on first use, so a new model is one file there plus `conf/model/<preset
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class ModelFamily:
         """ConfigError when this model cannot take `compression` at C = c or these shapes: the
         checks every family gets (the method pairing, its options, in-model mixup), then the
         family's own `check`. The plan calls this; a family overrides `check` only."""
+        if type(self).build is ModelFamily.build:
+            raise ConfigError(self._no_build())
         if not self.takes(compression):
             raise ConfigError(
                 f"`model.arch={self.name}` does not support `compression={compression}` "
@@ -70,7 +73,14 @@ class ModelFamily:
     def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
               patch: tuple[int, int], c: int = 1) -> nn.Module:
         """The model of one phase: input [batch, frames, mel], output logits."""
-        raise NotImplementedError
+        raise ConfigError(self._no_build())
+
+    def _no_build(self) -> str:
+        cls = type(self)
+        return (f"`model.arch={self.name}`: {cls.__name__} ({inspect.getsourcefile(cls)}) does "
+                "not define `build` (a misspelled name counts as none), which returns the "
+                "phase's model: `def build(self, spec, *, num_classes, num_mel_bins, frames, "
+                "patch, c=1)`, as the README's \"Adding a model\" describes")
 
     def transfer(self, old: nn.Module, new: nn.Module, compression: Compression) -> None:
         """Move the weights of the previous phase's model into `new` (default: every tensor

@@ -55,11 +55,37 @@ def predicted_flops_per_sample(model_factory, frames: int, mel: int,
                                mixup: BatchMixup | None = None) -> int:
     """Training FLOPs per loaded clip, counted on the meta device (no memory, no compute):
     one clip, or with an in-model mixup two clips and their mixing (adjacent pairs train one
-    example per two clips)."""
+    example per two clips). A model the meta device cannot run (its forward reads a value:
+    `.item()`, a shape taken from data) is counted on a batch of zeros on the CPU instead, as
+    the training loop counts every model on a real batch."""
+    try:
+        return _flops_on("meta", model_factory, frames, mel, mixup)
+    except Exception as err:
+        if not meta_limit(err):
+            raise
+    return _flops_on("cpu", model_factory, frames, mel, mixup)
+
+
+def _flops_on(device: str, model_factory, frames: int, mel: int,
+              mixup: BatchMixup | None) -> int:
     rows = 1 if mixup is None else 2
-    with torch.device("meta"):
+    with torch.device(device):
         model = model_factory()
-        batch = torch.empty(rows, frames, mel)
+        batch = torch.zeros(rows, frames, mel)
     if mixup is None:
         return training_flops(model, batch)
     return training_flops(model, batch, mix=draw_batch_mix(mixup, rows, 0)) // rows
+
+
+# torch's wording when an operation needs values the meta device lacks
+META_WORDS = ("meta tensor", "device meta", "device='meta'", "on meta", "meta device",
+              "'meta'")
+
+
+def meta_limit(err: Exception) -> bool:
+    """An operation the meta device cannot run (a value read, `.item()`, an operator without
+    a meta kernel, `nonzero`), not a fault of the model: torch's errors say "meta". A plain
+    NotImplementedError (an unwritten forward) is the model's own."""
+    text = str(err).lower()
+    return any(word in text for word in META_WORDS) or (
+        isinstance(err, NotImplementedError) and "meta" in text)
