@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from c2f.compression import BaseInput, PhaseInput, compression_class, create_compression
 from c2f.flops_cache import cache_key, cached, code_version
 from c2f.models import build_model, model_family
-from c2f.rehearsal import rehearse
+from c2f.rehearsal import check_cheaper, rehearse
 from c2f.run_refs import resolve_pretrained
 from c2f.spec import (
     ConfigError,
@@ -262,6 +262,7 @@ def build_plan(spec: RunSpec, train_samples: int | None = None) -> PhasePlan:
                                                phase_input.model_frames, tuple(phase_input.patch))
         phases.append(Phase(index, spec.compression.name, c, n_epochs, phase_input, grid, flops,
                             steps[index]))
+    check_cheaper(spec, phases)
     return PhasePlan(tuple(phases), train_samples,
                      spec.dataset.batch_size if spec.pretrain else None)
 

@@ -121,6 +121,25 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
     return 1
 
 
+def check_cheaper(spec: RunSpec, phases: list) -> None:
+    """ConfigError when a coarse phase (plan.Phase, C above the finest phase's) is not
+    predicted cheaper than the finest phase: the model ignores what the method changes, and
+    the "coarse" phase would train at full cost."""
+    finest = min(phases, key=lambda phase: phase.c)
+    for phase in phases:
+        if phase.c > finest.c and phase.flops_per_sample >= finest.flops_per_sample:
+            raise ConfigError(
+                f"`model.arch={spec.model.arch}` with `compression={spec.compression.name}`: "
+                f"phase {phase.index} at C = {phase.c} is predicted to cost "
+                f"{phase.flops_per_sample:,} FLOPs per sample, as much as phase "
+                f"{finest.index} at C = {finest.c}: the model ignores what the method changes "
+                f"(it sees {phase.input.model_frames} frames instead of "
+                f"{finest.input.model_frames}, patch {tuple(phase.input.patch)} instead of "
+                f"{tuple(finest.input.patch)}); a model must build its layers for `build`'s "
+                "`frames` and `patch` (reshapable_patches = True: its patch embedding from "
+                "`patch`), not resize its input to a fixed size")
+
+
 class _MetaLimit(Exception):
     """The rehearsal met what the meta device cannot run (c2f/train/flops.py, meta_limit)."""
 

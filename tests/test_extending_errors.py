@@ -16,8 +16,8 @@ pytestmark = pytest.mark.usefixtures("scratch_registries")  # registrations undo
 TWO = ["schedule=2phase", "compression=fshift"]
 
 
-class Reads(nn.Module):
-    """A small convolutional model whose forward reads a value (a host sync)."""
+class Convolves(nn.Module):
+    """A small convolutional model over time: its cost is proportional to the frames."""
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -25,20 +25,30 @@ class Reads(nn.Module):
         self.head = nn.Linear(8, num_classes)
 
     def forward(self, spec):  # [batch, frames, mel]
+        return self.head(self.conv(spec.transpose(1, 2)).mean(dim=2))
+
+
+class Reads(Convolves):
+    """The same, with a forward that reads a value (a host sync)."""
+
+    def forward(self, spec):
         x = self.conv(spec.transpose(1, 2))
         if x.abs().max().item() > 1e9:  # what the meta device cannot run
             x = x * 0
         return self.head(x.mean(dim=2))
 
 
-def test_a_model_the_meta_device_cannot_run_is_planned_on_a_real_batch():
+def _register(name: str, module: type, **flags) -> None:
+    """A model family registered as `name` whose `build` gives `module`, with class `flags`."""
     from c2f.models.registry import ModelFamily, register_model
 
-    @register_model("reads_a_value")
-    class ReadsFamily(ModelFamily):
-        def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
-            return Reads(num_classes)
+    def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
+        return module(num_classes)
+    register_model(name)(type(f"{name}_family", (ModelFamily,), {"build": build, **flags}))
 
+
+def test_a_model_the_meta_device_cannot_run_is_planned_on_a_real_batch():
+    _register("reads_a_value", Reads)
     plan = build_plan(spec_for("model.arch=reads_a_value", *TWO))
     counted = [training_flops(Reads(11), torch.zeros(3, frames, 128)) // 3
                for frames in (64, 256)]  # as the loop counts them, on a real batch
@@ -60,17 +70,43 @@ def test_a_family_without_build_is_named():
 
 
 def test_a_forward_left_unwritten_is_not_taken_for_a_meta_device_limit():
-    from c2f.models.registry import ModelFamily, register_model
-
-    class Todo(nn.Linear):
+    class Todo(Convolves):
         def forward(self, spec):
             raise NotImplementedError("TODO")
 
-    @register_model("todo")
-    class TodoFamily(ModelFamily):
-        def build(self, spec, *, num_classes, num_mel_bins, frames, patch, c=1):
-            return Todo(128, num_classes)
-
+    _register("todo", Todo)
     with pytest.raises(ConfigError, match=r"`model.arch=todo` fails on phase 0 .*"
                                           r"NotImplementedError: TODO"):
         build_plan(spec_for("model.arch=todo", *TWO))
+
+
+class Pooled(Convolves):
+    """A model whose cost does not depend on its input's length or patch: it pools the input
+    to a fixed size first (as HTS-AT's official code stretches every input to 1024 frames)."""
+
+    def forward(self, spec):
+        return super().forward(nn.functional.adaptive_avg_pool1d(spec.transpose(1, 2),
+                                                                 64).transpose(1, 2))
+
+
+def test_a_model_that_reshapes_patches_but_has_none_is_refused():
+    _register("conv_reshapable", Convolves, reshapable_patches=True)
+    with pytest.raises(ConfigError, match=r"^`model.arch=conv_reshapable` sets "
+                                          r"reshapable_patches = True but not patches = True"):
+        build_plan(spec_for("model.arch=conv_reshapable", "compression=patch_pi",
+                            "schedule=2phase"))
+    assert len(build_plan(spec_for("model.arch=conv_reshapable", *TWO)).phases) == 2
+
+
+@pytest.mark.parametrize(("flags", "method"), [
+    ({"reshapable_patches": True, "patches": True}, "patch_pi"),  # ignores `patch`
+    ({}, "fshift"),  # ignores the input's length
+])
+def test_a_coarse_phase_that_costs_as_much_as_the_fine_one_is_refused(flags, method):
+    _register("fixed_cost", Pooled, **flags)
+    with pytest.raises(ConfigError, match=r"^`model.arch=fixed_cost` with "
+                                          rf"`compression={method}`: phase 0 at C = 4 is "
+                                          r"predicted to cost [\d,]+ FLOPs per sample, as much "
+                                          r"as phase 1 at C = 1: the model ignores"):
+        build_plan(spec_for("model.arch=fixed_cost", f"compression={method}",
+                            "schedule=2phase"))

@@ -46,6 +46,14 @@ class ModelFamily:
                 f"`model.arch={self.name}` does not support `compression={compression}` "
                 f"(C = {c}): the method reshapes the patches, and {self.name} takes only "
                 f"methods that compress its input features: {', '.join(self.methods())}")
+        if compression_class(compression).reshapes_patches and not self.patches:
+            raise ConfigError(
+                f"`model.arch={self.name}` sets reshapable_patches = True but not patches = "
+                f"True: `compression={compression}` reshapes the patches the model tokenizes "
+                "its input into (`build`'s `patch`), and this one has none, so its coarse "
+                "phase would train at full cost; remove reshapable_patches (it then takes the "
+                "methods that compress the features), or build the patches from `patch` and "
+                "set patches = True")
         self.own_options(spec)  # names unknown or mistyped keys before anything is built
         if spec.batch_mixup is not None and not self.batch_mixup:
             raise ConfigError(f"`model.batch_mixup`: `model.arch={self.name}` does not mix "
