@@ -24,6 +24,7 @@ from c2f.data.frontend import EMPTY, FeatureSettings, Frontend
 from c2f.data.manifest import Manifest, read_label_csv
 from c2f.files import atomic_torch_save
 from c2f.models import build_model
+from c2f.models.weights_file import weights_differ
 from c2f.plan import build_plan
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_model_spec, build_spec
@@ -246,6 +247,10 @@ def _build(info: dict, state_dict: dict, device: torch.device, source: str) -> T
             create_compression(info["compression"], options)
     except (ValueError, PluginError) as err:  # ConfigError is a ValueError
         raise TrainedError(f"{source}: its model cannot be built here: {err}") from None
+    differ = weights_differ(model, state_dict, info["model"]["arch"])
+    if differ:
+        raise TrainedError(f"{source}: {differ}restore the code it was trained with, or train "
+                           "it anew with this code")
     model.load_state_dict(state_dict)
     settings = FeatureSettings(**info["settings"])
     frontend = Frontend(settings, phase, compression, info["c"], on_device=True)

@@ -3,6 +3,9 @@ cannot run, gets one line that names it, where it is and the fix (or, when nothi
 with it, a plan): the errors of the "add your own model or method" recipe of the README."""
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +13,14 @@ from torch import nn
 from c2f.plan import build_plan
 from c2f.spec import ConfigError
 from c2f.train.flops import training_flops
-from tests.test_extending import scratch_registries, spec_for  # noqa: F401  (a fixture)
+from tests.conftest import ROOT, TINY, cli_env, run_cli, run_dirs
+from tests.test_extending import (  # noqa: F401  (scratch_registries: a fixture)
+    PLUGIN,
+    scratch_registries,
+    spec_for,
+    write_package,
+)
+from tests.warm_python import run_python
 
 pytestmark = pytest.mark.usefixtures("scratch_registries")  # registrations undone after
 TWO = ["schedule=2phase", "compression=fshift"]
@@ -110,3 +120,40 @@ def test_a_coarse_phase_that_costs_as_much_as_the_fine_one_is_refused(flags, met
                                           r"as phase 1 at C = 1: the model ignores"):
         build_plan(spec_for("model.arch=fixed_cost", f"compression={method}",
                             "schedule=2phase"))
+
+
+def test_weights_saved_by_other_code_of_the_model_are_said_in_one_line(tmp_path, data_dir):
+    """The model's code edited after training (a layer renamed): resuming, predict and
+    evaluate on the run, and predict on its exported file, say which names differ and the ways
+    out, in one line (they raised load_state_dict's traceback)."""
+    site, runs = tmp_path / "site", tmp_path / "runs"
+    write_package(site, "c2f_user", "methods", PLUGIN, {
+        "model/user_conv.yaml": "name: user_conv\narch: user_conv\noptions:\n  hidden: 8\n"})
+    env = {"PYTHONPATH": str(site)}
+    args = [*(a for a in TINY if not a.startswith("model.")), "model=user_conv",
+            "compression=fshift", "schedule=2phase", "dataset.epochs=2", "logger=disabled"]
+    run_cli(args, runs, data_dir, env=env)
+    [run] = run_dirs(runs)
+    clip = next(data_dir.rglob("*.wav"))
+
+    def use(*command: str) -> subprocess.CompletedProcess:
+        return run_python(list(map(str, command)), ROOT, cli_env(env), timeout=300)
+    assert use("-m", "c2f.export", run, "--out", tmp_path / "model.pt").returncode == 0
+    source = site / "c2f_user" / "methods.py"
+    source.write_text(source.read_text().replace("self.head", "self.classifier"))
+    differ = (r"the saved weights do not fit `model.arch=user_conv` as its code builds it "
+              r"now \(its code changed since they were saved\): not in the model: head.bias, "
+              r"head.weight; missing from the weights: classifier.bias, classifier.weight; ")
+    for command, way_out in (
+            (["-m", "c2f.predict", run, clip], "restore the code it was trained with"),
+            (["-m", "c2f.evaluate", run], "restore the code it was trained with"),
+            (["-m", "c2f.predict", tmp_path / "model.pt", clip],
+             "restore the code it was trained with")):
+        proc = use(*command)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert re.search(differ + way_out, proc.stderr), proc.stderr
+    (run / "summary.json").unlink()  # unfinished: the same command resumes it
+    proc = run_cli(args, runs, data_dir, env=env, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(rf"run {run.name}: " + differ + r"restore the code it was trained with, "
+                     r"or train it anew: delete .* or add group=<name>", proc.stderr), proc.stderr

@@ -173,3 +173,25 @@ def loaded_note(path: str, left: list[str]) -> str:
     for change in getattr(left, "adapted", []):
         text += f"; {change}"
     return text
+
+
+def weights_differ(model: torch.nn.Module, state: dict, arch: str) -> str:
+    """When a state dict c2f saved for this model (a checkpoint, an export) does not fit the
+    model its code builds now, the start of a one-line message naming the names that differ;
+    "" when it fits."""
+    own = model.state_dict()
+    extra, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    resized = [f"{key} {list(state[key].shape)} (now {list(own[key].shape)})"
+               for key in sorted(set(own) & set(state))
+               if getattr(state[key], "shape", None) != getattr(own[key], "shape", None)]
+    parts = [f"{what}: {_few(names)}" for what, names in (
+        ("not in the model", extra), ("missing from the weights", missing),
+        ("of other shapes", resized)) if names]
+    return "" if not parts else (
+        f"the saved weights do not fit `model.arch={arch}` as its code builds it now (its code "
+        f"changed since they were saved): {'; '.join(parts)}; ")
+
+
+def _few(names: list[str], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import torch
 
 from c2f.files import atomic_torch_save
+from c2f.models.weights_file import weights_differ
+from c2f.spec import ConfigError
 from c2f.track import RunFileError
 
 LAST = "last.pt"
@@ -39,6 +41,15 @@ class Checkpoint(NamedTuple):
     optimizer: dict
     average: dict | None  # the weight averager's state (its running sum)
     scaler: dict | None  # fp16's GradScaler; absent when the run was saved in another precision
+
+    def load_model(self, model: torch.nn.Module, arch: str, run_dir: Path) -> None:
+        """Its weights into `model`; ConfigError, in one line, when the model's code changed
+        since they were saved (a layer renamed or resized)."""
+        differ = weights_differ(model, self.model, arch)
+        if differ:
+            raise ConfigError(f"run {run_dir.name}: {differ}restore the code it was trained "
+                              f"with, or train it anew: delete {run_dir} or add group=<name>")
+        model.load_state_dict(self.model)
 
 
 def save_checkpoint(ckpt_dir: Path, state: TrainState, model: torch.nn.Module,

@@ -254,7 +254,7 @@ class PhaseLoop:
         model = self._model(phase)
         optimizer = make_optimizer(self.spec.optim, model.parameters())
         if resumed is not None:
-            model.load_state_dict(resumed.model)
+            resumed.load_model(model, self.spec.model.arch, self.run_dir.path)
             optimizer.load_state_dict(resumed.optimizer)
             self.precision.load_state_dict(resumed.scaler)
         elif previous_model is not None:
