@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import pkgutil
 import sys
 from pathlib import Path
@@ -25,11 +26,16 @@ class PluginError(ImportError):
     """A declared plugin that cannot be found or imported; the message names its package."""
 
 
+class DuplicateName(PluginError):
+    """Two classes registered under one name; the message names both files."""
+
+
 class Registry:
     """Classes by name for one package (`c2f.compression`, `c2f.models`)."""
 
-    def __init__(self, package: str, kind: str, base: type):
+    def __init__(self, package: str, kind: str, base: type, own: tuple[str, ...] = ()):
         self.package, self.kind, self.base = package, kind, base  # base: what classes subclass
+        self.own = own  # the modules of the package that c2f ships (a name clash's message)
         self.classes: dict[str, type] = {}
         self.loaded = False
 
@@ -38,13 +44,24 @@ class Registry:
 
         def wrap(cls: type) -> type:
             if name in self.classes and self.classes[name] is not cls:
-                raise ValueError(f"{self.kind} `{name}` is registered twice: by "
-                                 f"{self.classes[name].__module__} and {cls.__module__}")
+                raise DuplicateName(self._clash(name, self.classes[name], cls))
             cls.name = name
             self.classes[name] = cls
             return cls
 
         return wrap
+
+    def _clash(self, name: str, first: type, second: type) -> str:
+        """Which files register `name`, the one c2f ships last, and what to do."""
+        own = {f"{self.package}.{module}" for module in self.own}
+        first, second = sorted((first, second), key=lambda cls: cls.__module__ in own)
+        said = f"{self.kind} `{name}` is registered by both {_file(first)} and {_file(second)}"
+        if second.__module__ not in own:
+            return said + ": rename one of them"
+        folder = first.__module__.rpartition(".")[0] == self.package
+        return said + " (c2f's own): rename yours" + (
+            f" (every module of {self.package.replace('.', '/')}/ is imported: the clash "
+            "stops every run)" if folder else "")
 
     def names(self) -> list[str]:
         self._load_all()
@@ -61,6 +78,8 @@ class Registry:
                 name = f"{self.package}.{module.name}"
                 try:
                     importlib.import_module(name)
+                except DuplicateName:
+                    raise
                 except Exception as err:  # a new file's mistake: named, as a plugin's is
                     where = Path(package.__path__[0]) / (
                         module.name if module.ispkg else f"{module.name}.py")
@@ -97,6 +116,16 @@ class Registry:
                    and issubclass(value, self.base) and value is not self.base
                    and value.__module__ == module.__name__]
         return Path(module.__file__) if defined else None
+
+
+def _file(cls: type) -> str:
+    """The file a class is defined in, relative to c2f's checkout when it is in it."""
+    try:
+        path = Path(inspect.getsourcefile(cls) or cls.__module__).resolve()
+    except TypeError:
+        return cls.__module__
+    root = Path(__file__).resolve().parents[1]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def plugins_hint() -> str:
@@ -143,6 +172,8 @@ def load_plugins() -> tuple[str, ...]:
     for entry in _plugin_entries():
         try:
             importlib.import_module(entry.module)
+        except DuplicateName as err:
+            raise DuplicateName(f"{_where(entry)}: {err}") from None
         except Exception as err:
             raise PluginError(f"{_where(entry)} failed to import: {type(err).__name__}: "
                               f"{err}") from err

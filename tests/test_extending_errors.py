@@ -157,3 +157,51 @@ def test_weights_saved_by_other_code_of_the_model_are_said_in_one_line(tmp_path,
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert re.search(rf"run {run.name}: " + differ + r"restore the code it was trained with, "
                      r"or train it anew: delete .* or add group=<name>", proc.stderr), proc.stderr
+
+
+def test_a_name_registered_twice_names_both_files_and_which_is_c2fs(tmp_path, monkeypatch):
+    """A new file that registers a name c2f's own file registers: the clash names both files,
+    says which is c2f's own and that the other is to be renamed (it blamed the file that
+    imported second, c2f's own pool.py here, and said "failed to import; move it out")."""
+    from c2f.registry import DuplicateName, Registry
+
+    package = tmp_path / "clashing"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from c2f.registry import Registry\n"
+        "REGISTRY = Registry('clashing', 'compression', object, own=('pool',))\n")
+    for module, cls in (("median", "Median"), ("pool", "MaxPool")):  # median.py imports first
+        (package / f"{module}.py").write_text(
+            f"from clashing import REGISTRY\n\n\n@REGISTRY.register('pool_max')\n"
+            f"class {cls}:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import clashing
+
+    assert isinstance(clashing.REGISTRY, Registry)
+    with pytest.raises(DuplicateName, match=r"^compression `pool_max` is registered by both "
+                                            r"\S+/clashing/median.py and \S+/clashing/pool.py "
+                                            r"\(c2f's own\): rename yours \(every module"):
+        clashing.REGISTRY.names()
+
+
+def test_the_modules_c2f_ships_are_known_to_their_registry():
+    """The modules a clash's message calls c2f's own register c2f's methods and models."""
+    from c2f.compression import _REGISTRY as COMPRESSIONS
+    from c2f.models.registry import _REGISTRY as MODELS
+
+    for registry in (COMPRESSIONS, MODELS):
+        registry.names()
+        registering = {cls.__module__ for cls in registry.classes.values()}
+        assert {f"{registry.package}.{module}" for module in registry.own} <= registering
+
+
+def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, data_dir):
+    clash = PLUGIN.replace('@register("frame_stride")', '@register("pool_max")')
+    write_package(tmp_path / "site", "c2f_clash", "methods", clash, {})
+    proc = run_cli(["trainer.dry_run=true"], tmp_path / "runs", data_dir, check=False,
+                   env={"PYTHONPATH": str(tmp_path / "site")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r"^error: c2f plugin 'mine' = 'c2f_clash.methods' \(entry point of "
+                     r"c2f_clash, group c2f.plugins\): compression `pool_max` is registered by "
+                     r"both \S+/c2f_clash/methods.py and c2f/compression/pool.py \(c2f's own\): "
+                     r"rename yours$", proc.stderr, re.M), proc.stderr

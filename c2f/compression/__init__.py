@@ -7,7 +7,8 @@ from __future__ import annotations
 from c2f.compression.base import BaseInput, Compression, PhaseInput
 from c2f.registry import Registry
 
-_REGISTRY = Registry("c2f.compression", "compression", Compression)
+_REGISTRY = Registry("c2f.compression", "compression", Compression,
+                     own=("fshift", "none", "patch", "pool"))
 register = _REGISTRY.register  # class decorator: `compression=<name>`
 
 

@@ -112,7 +112,8 @@ class ModelFamily:
         raise ConfigError(f"`model.arch={self.name}` cannot load pretrained weights")
 
 
-_REGISTRY = Registry("c2f.models", "model", ModelFamily)
+_REGISTRY = Registry("c2f.models", "model", ModelFamily,
+                     own=("ast", "cnn14", "htsat"))
 register_model = _REGISTRY.register  # class decorator: `model.arch=<name>`
 
 
