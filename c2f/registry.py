@@ -17,6 +17,8 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
+import sysconfig
+import traceback
 from pathlib import Path
 
 PLUGIN_GROUP = "c2f.plugins"
@@ -84,7 +86,8 @@ class Registry:
                     where = Path(package.__path__[0]) / (
                         module.name if module.ispkg else f"{module.name}.py")
                     raise PluginError(f"{self.kind} module {where} failed to import: "
-                                      f"{type(err).__name__}: {err}; fix it or move it out of "
+                                      f"{type(err).__name__}: {err}{raised_at(err)}; fix it or "
+                                      "move it out of "
                                       "the folder (every module there is imported)") from err
             load_plugins()
             self.loaded = True
@@ -121,11 +124,28 @@ class Registry:
 def _file(cls: type) -> str:
     """The file a class is defined in, relative to c2f's checkout when it is in it."""
     try:
-        path = Path(inspect.getsourcefile(cls) or cls.__module__).resolve()
+        return _shown(Path(inspect.getsourcefile(cls) or cls.__module__))
     except TypeError:
         return cls.__module__
-    root = Path(__file__).resolve().parents[1]
+
+
+def _shown(path: Path) -> str:
+    path, root = path.resolve(), Path(__file__).resolve().parents[1]
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def raised_at(err: BaseException) -> str:
+    """" (at file:line)" of the innermost frame of `err` in c2f's or a user's code (not in
+    Python's, torch's or timm's), the line of a model or method that failed; "" when none."""
+    libraries = [Path(sysconfig.get_paths()["stdlib"]).resolve(),
+                 *(Path(sys.modules[name].__file__).resolve().parent
+                   for name in ("torch", "timm") if name in sys.modules)]
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        path = Path(frame.filename)
+        if not frame.filename.startswith("<") and not any(
+                path.resolve().is_relative_to(library) for library in libraries):
+            return f" (at {_shown(path)}:{frame.lineno})"
+    return ""
 
 
 def plugins_hint() -> str:

@@ -19,6 +19,7 @@ from c2f.compression import Compression, PhaseInput, create_compression
 from c2f.flops_cache import cache_key, cached, code_version
 from c2f.models import build_model, model_family
 from c2f.models.mixup import draw_batch_mix
+from c2f.registry import raised_at
 from c2f.spec import ConfigError, RunSpec
 from c2f.train.flops import meta_limit
 
@@ -54,7 +55,7 @@ def _check_transform(spec: RunSpec, compression: Compression, index: int, c: int
         out = compression.transform(torch.zeros(ROWS, phase.fbank_frames, mel), c)
     except Exception as err:  # a plugin's code: any error, named
         raise ConfigError(f"{where}: transform fails on features [{ROWS}, {phase.fbank_frames}, "
-                          f"{mel}]: {_said(err)}") from None
+                          f"{mel}]: {_said(err)}{raised_at(err)}") from None
     want = (ROWS, phase.model_frames, mel)
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) == 3 and shape[-1] != mel:
@@ -98,8 +99,8 @@ def _rehearse_models(spec: RunSpec, compression: Compression,
         except Exception as err:
             if device == "meta" and meta_limit(err):
                 raise _MetaLimit from err
-            raise ConfigError(f"{name} fails on {where}: {_said(err)}; refuse "
-                              "such shapes in its check (ModelFamily.check)") from None
+            raise ConfigError(f"{name} fails on {where}: {_said(err)}{raised_at(err)}; "
+                              f"{_fix(err)}") from None
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or \
                 out.shape[1] != spec.dataset.num_classes:
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -142,6 +143,18 @@ def check_cheaper(spec: RunSpec, phases: list) -> None:
 
 class _MetaLimit(Exception):
     """The rehearsal met what the meta device cannot run (c2f/train/flops.py, meta_limit)."""
+
+
+SHAPE_WORDS = ("size", "shape", "dimension", "mat1", "kernel", "divisible", "tile")
+
+
+def _fix(err: Exception) -> str:
+    """What to do about a model that fails on a phase's input: a shape it cannot take is
+    refused in its check; any other error is a mistake in its code."""
+    if isinstance(err, (RuntimeError, ValueError, IndexError)) and any(
+            word in str(err).lower() for word in SHAPE_WORDS):
+        return "refuse such shapes in its check (ModelFamily.check)"
+    return "fix the model's build or forward there"
 
 
 def _said(err: Exception) -> str:

@@ -205,3 +205,46 @@ def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, d
                      r"c2f_clash, group c2f.plugins\): compression `pool_max` is registered by "
                      r"both \S+/c2f_clash/methods.py and c2f/compression/pool.py \(c2f's own\): "
                      r"rename yours$", proc.stderr, re.M), proc.stderr
+
+
+def test_an_error_in_a_models_code_names_its_line_and_the_fix_that_fits():
+    """A typo in the forward is named with its file and line and "fix the model"; only a
+    shape error keeps the hint to refuse such shapes in check."""
+    class Typo(Convolves):
+        def forward(self, spec):
+            return self.haed(spec.mean(dim=1))
+
+    class Small(Convolves):  # a kernel larger than the coarse phase's frames
+        def __init__(self, num_classes):
+            super().__init__(num_classes)
+            self.conv = nn.Conv1d(128, 8, 100)
+
+    _register("typo", Typo)
+    _register("small", Small)
+    line = Typo.forward.__code__.co_firstlineno + 1
+    with pytest.raises(ConfigError, match=rf"`model.arch=typo` fails on phase 0 .*: "
+                                          rf"AttributeError: 'Typo' object has no attribute "
+                                          rf"'haed' \(at \S*test_extending_errors.py:{line}\); "
+                                          r"fix the model's build or forward there$"):
+        build_plan(spec_for("model.arch=typo", *TWO))
+    line = Convolves.forward.__code__.co_firstlineno + 1
+    with pytest.raises(ConfigError, match=rf"`model.arch=small` fails on phase 0 .*: "
+                                          rf"RuntimeError: .*Kernel size.* \(at \S*"
+                                          rf"test_extending_errors.py:{line}\); refuse such "
+                                          r"shapes in its check \(ModelFamily.check\)"):
+        build_plan(spec_for("model.arch=small", "compression=fshift", "schedule=custom",
+                            "schedule.phases=[32,1]"))
+
+
+def test_a_module_that_fails_to_import_names_its_line(tmp_path, monkeypatch):
+    from c2f.registry import PluginError, Registry
+
+    package = tmp_path / "broken_models"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mine.py").write_text("import dataclasses\n\n\noptions = MineOption\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"model module \S+/mine.py failed to import: "
+                                          r"NameError: name 'MineOption' is not defined \(at "
+                                          r"\S+/broken_models/mine.py:4\); fix it"):
+        Registry("broken_models", "model", object).names()
