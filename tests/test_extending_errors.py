@@ -248,3 +248,20 @@ def test_a_module_that_fails_to_import_names_its_line(tmp_path, monkeypatch):
                                           r"NameError: name 'MineOption' is not defined \(at "
                                           r"\S+/broken_models/mine.py:4\); fix it"):
         Registry("broken_models", "model", object).names()
+
+
+def test_a_method_that_writes_transform_but_not_phase_input_is_told_to_write_it():
+    from c2f.compression import register
+    from c2f.compression.base import Compression
+
+    @register("only_transform")
+    class OnlyTransform(Compression):
+        def transform(self, fbank, c):
+            return fbank[..., ::c, :]
+
+    with pytest.raises(ConfigError, match=r"`compression=only_transform` at C = 4: compression "
+                                          r"`only_transform` overrides transform but not "
+                                          r"phase_input, which says what the model sees at C > 1 "
+                                          r".*copy _TimePool.phase_input from "
+                                          r"c2f/compression/pool.py"):
+        build_plan(spec_for("compression.name=only_transform", "schedule=2phase"))

@@ -51,6 +51,12 @@ class Compression:
 
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         """Feature and token shapes at compression factor `c`."""
+        if c != 1 and type(self).transform is not Compression.transform:
+            raise ValueError(
+                f"compression `{self.name}` overrides transform but not phase_input, which says "
+                f"what the model sees at C > 1 (the base class's takes C = 1 only, got C = {c}):"
+                " for a method that only transforms the features, copy _TimePool.phase_input "
+                "from c2f/compression/pool.py (the frames divided by C)")
         if c != 1:
             raise ValueError(f"compression `{self.name}` supports only C = 1, got C = {c}" + (
                 "; the baseline is compression=none schedule=baseline, a run of its own (or "
