@@ -93,32 +93,54 @@ class Registry:
             self.loaded = True
 
     def unknown(self, name: str) -> str:
-        """Why nothing is registered as `name`, for a message: a module of the folder named
-        for it that registers nothing (a forgotten decorator), the closest name, those there
-        are, and where a plugin's would come from."""
+        """Why nothing is registered as `name`, for a message: a module of the folder that
+        defines a class for it but registers nothing (a forgotten decorator), the closest name,
+        those there are, modules in subfolders (never imported), and where a plugin's would
+        come from."""
         names = self.names()
         silent = self._unregistered(name)
         near = difflib.get_close_matches(name, names, n=1)
         said = f"unknown {self.kind} {name!r}"
         if silent:
-            said += (f"; {silent} defines it but registers nothing: decorate its class with "
+            said += (f"; {_shown(silent[0])} defines {silent[1]} but registers nothing: "
+                     "decorate its class with "
                      f"@{'register_model' if self.kind == 'model' else 'register'}({name!r})")
         if near:
             said += f"; did you mean {near[0]!r}?"
-        return said + f" (available: {', '.join(names)})" + ("" if silent else plugins_hint())
+        said += f" (available: {', '.join(names)})"
+        folder = Path(importlib.import_module(self.package).__path__[0])
+        nested = sorted(f"{sub.name}/" for sub in folder.iterdir() if sub.is_dir() and any(
+            path.name != "__init__.py" for path in sub.rglob("*.py")))
+        if nested:
+            said += (f"; modules in subfolders of {_shown(folder)}/ are not imported "
+                     f"({', '.join(nested)}): move the file up into {_shown(folder)}/")
+        return said + ("" if silent else plugins_hint())
 
-    def _unregistered(self, name: str) -> Path | None:
-        """The module of the folder named `name` that defines a subclass of the registry's
-        base but registers nothing (a forgotten decorator); None otherwise (a helper module
+    def _unregistered(self, name: str) -> tuple[Path, str] | None:
+        """(file, class) of a module of the folder that defines a subclass of the registry's
+        base for `name` (the module or the class named for it: my_cnn.py's ConvNetFamily for
+        convnet) but registers nothing (a forgotten decorator); None otherwise (a helper module
         such as ssast.py or base.py defines none)."""
-        module = sys.modules.get(f"{self.package}.{name}")
-        if module is None or any(cls.__module__ == module.__name__
-                                 for cls in self.classes.values()):
-            return None
-        defined = [value for value in vars(module).values() if isinstance(value, type)
-                   and issubclass(value, self.base) and value is not self.base
-                   and value.__module__ == module.__name__]
-        return Path(module.__file__) if defined else None
+        modules = [module for key, module in sorted(sys.modules.items())
+                   if key.startswith(f"{self.package}.") and module is not None]
+        registering = {cls.__module__ for cls in self.classes.values()}
+        for module in sorted(modules, key=lambda m: m.__name__ != f"{self.package}.{name}"):
+            if module.__name__ in registering or not getattr(module, "__file__", None):
+                continue
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, self.base) and \
+                        value is not self.base and value.__module__ == module.__name__ and \
+                        _same(name, module.__name__.rpartition(".")[2], value.__name__):
+                    return Path(module.__file__), value.__name__
+        return None
+
+
+def _same(name: str, *candidates: str) -> bool:
+    """Whether `name` (convnet) reads as one of `candidates` (convnet, ConvNetFamily, conv_net)."""
+    def plain(text: str) -> str:
+        return text.lower().replace("_", "").removesuffix("family")
+    return any(difflib.SequenceMatcher(None, plain(name), plain(text)).ratio() >= 0.8
+               for text in candidates)
 
 
 def _file(cls: type) -> str:

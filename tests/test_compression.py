@@ -57,7 +57,7 @@ def test_a_module_that_registers_nothing_is_named_with_the_decorator_it_lacks(tm
     registry: Registry = scratch_methods.REGISTRY
     assert registry.names() == ["stride"]
     assert registry.unknown("blur") == (
-        f"unknown compression 'blur'; {package / 'blur.py'} defines it but registers nothing: "
+        f"unknown compression 'blur'; {package / 'blur.py'} defines Blur but registers nothing: "
         "decorate its class with @register('blur') (available: stride)")
     assert registry.unknown("strid").startswith(  # and where a plugin's would come from
         "unknown compression 'strid'; did you mean 'stride'? (available: stride) (a method or "

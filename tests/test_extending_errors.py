@@ -265,3 +265,27 @@ def test_a_method_that_writes_transform_but_not_phase_input_is_told_to_write_it(
                                           r".*copy _TimePool.phase_input from "
                                           r"c2f/compression/pool.py"):
         build_plan(spec_for("compression.name=only_transform", "schedule=2phase"))
+
+
+def test_a_forgotten_decorator_or_a_subfolder_is_said_whatever_the_files_name(tmp_path,
+                                                                               monkeypatch):
+    """The hint for a class that registers nothing fired only for a file named after the
+    model; a file in a subfolder (never imported) got the hint to install a plugin."""
+    package = tmp_path / "user_models"
+    (package / "mine").mkdir(parents=True)
+    (package / "__init__.py").write_text("from c2f.registry import Registry\n\n\n"
+                                         "class Family:\n    pass\n\n\n"
+                                         "REGISTRY = Registry('user_models', 'model', Family)\n")
+    (package / "my_cnn.py").write_text("from user_models import Family\n\n\n"
+                                       "class ConvNetFamily(Family):  # no decorator\n"
+                                       "    pass\n")
+    (package / "mine" / "convnet.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from user_models import REGISTRY
+
+    said = REGISTRY.unknown("convnet")
+    assert re.search(r"unknown model 'convnet'; \S+/user_models/my_cnn.py defines "
+                     r"ConvNetFamily but registers nothing: decorate its class with "
+                     r"@register_model\('convnet'\)", said), said
+    assert re.search(r"modules in subfolders of \S+/user_models/ are not imported "
+                     r"\(mine/\): move the file up", said), said
