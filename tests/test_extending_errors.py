@@ -196,7 +196,7 @@ def test_the_modules_c2f_ships_are_known_to_their_registry():
 
 
 def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, data_dir):
-    clash = PLUGIN.replace('@register("frame_stride")', '@register("pool_max")')
+    clash = PLUGIN.replace('@register("user_stride")', '@register("pool_max")')
     write_package(tmp_path / "site", "c2f_clash", "methods", clash, {})
     proc = run_cli(["trainer.dry_run=true"], tmp_path / "runs", data_dir, check=False,
                    env={"PYTHONPATH": str(tmp_path / "site")})
