@@ -64,8 +64,9 @@ def describe(hint: Any) -> str:
     return NAMES.get(hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
 
 
-def build_dataclass(cls, node: Any, key: str):
-    """Build dataclass `cls` from a mapping, naming unknown or missing keys."""
+def build_dataclass(cls, node: Any, key: str, preset: str | None = None):
+    """Build dataclass `cls` from a mapping, naming unknown or missing keys (and the preset's
+    `name:`, when given, for a missing one)."""
     if not isinstance(node, Mapping):
         raise ConfigError(f"`{key}` must be a mapping, got {type(node).__name__}: {node!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -83,8 +84,10 @@ def build_dataclass(cls, node: Any, key: str):
     if required:
         group, missing = key.split(".")[0], ", ".join(f"`{key}.{r}`" for r in required)
         under = f" under `{key.split('.', 1)[1]}:`" if "." in key else ""
-        raise ConfigError(f"{missing} is missing: the {group} preset (conf/{group}/<option>.yaml,"
-                          f" chosen as {group}=<option>) needs a line `{required[0]}: ...`"
+        which = (f"{preset!r} (conf/{group}/<preset>.yaml, its `name: {preset}`)" if preset
+                 else f"(conf/{group}/<option>.yaml, chosen as {group}=<option>)")
+        raise ConfigError(f"{missing} is missing: the {group} preset {which} needs a line "
+                          f"`{required[0]}: ...`"
                           f"{under}, or give {key}.{required[0]}=... on the command line")
     kwargs, hints = {}, field_types(cls)
     for name, value in node.items():
@@ -134,7 +137,8 @@ def _frozen(value: Any, key: str) -> Any:
     return value
 
 
-def own_options(cls: type | None, options: tuple, key: str, owner: str) -> Any:
+def own_options(cls: type | None, options: tuple, key: str, owner: str,
+                preset: str | None = None) -> Any:
     """`options` (frozen pairs) as the dataclass `cls` of `owner` (defaults filled), naming
     unknown, missing or mistyped keys; None when `owner` has no options and none are given."""
     if cls is None:
@@ -143,4 +147,4 @@ def own_options(cls: type | None, options: tuple, key: str, owner: str) -> Any:
                               f"{', '.join(name for name, _ in options)}; its settings are "
                               f"{key}.* keys")
         return None
-    return build_dataclass(cls, dict(options), f"{key}.options")
+    return build_dataclass(cls, dict(options), f"{key}.options", preset)

@@ -289,3 +289,17 @@ def test_a_forgotten_decorator_or_a_subfolder_is_said_whatever_the_files_name(tm
                      r"@register_model\('convnet'\)", said), said
     assert re.search(r"modules in subfolders of \S+/user_models/ are not imported "
                      r"\(mine/\): move the file up", said), said
+
+
+def test_a_required_option_left_out_names_the_preset():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Needs:
+        width: int
+
+    _register("needs_width", Convolves, options=Needs)
+    with pytest.raises(ConfigError, match=r"^`model.options.width` is missing: the model preset "
+                                          r"'mine' \(conf/model/<preset>.yaml, its `name: mine`\)"
+                                          r" needs a line `width: ...` under `options:`"):
+        build_plan(spec_for("model.arch=needs_width", "model.name=mine", *TWO))

@@ -68,7 +68,8 @@ class ModelFamily:
 
     def own_options(self, spec: ModelSpec) -> Any:
         """`model.options` as this family's `options` dataclass (None when it has none)."""
-        return own_options(self.options, spec.options, "model", f"`model.arch={self.name}`")
+        return own_options(self.options, spec.options, "model", f"`model.arch={self.name}`",
+                           spec.name)
 
     def takes(self, compression: str) -> bool:
         """Whether this model trains with the compression method registered as `compression`."""
