@@ -5,6 +5,7 @@ the `options` of a model or method, the keys its own dataclass reads."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import types
 import typing
@@ -73,11 +74,15 @@ def build_dataclass(cls, node: Any, key: str, preset: str | None = None):
     unknown = sorted(set(node) - set(fields))
     if unknown:
         nested = key.split(".")[-1] in unknown  # `dataset.dataset`: a preset package mistake
+        near = {u: difflib.get_close_matches(u, list(fields), n=1, cutoff=0.75) for u in unknown}
         raise ConfigError(
             f"unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
-            f"allowed: {', '.join(sorted(fields))}"
+            + "".join(f"did you mean `{key}.{n[0]}` for `{u}`? " for u, n in near.items() if n)
+            + f"allowed: {', '.join(sorted(fields))}"
             + (f" (a preset that holds a `{key}:` block needs `# @package _global_` as its "
                "first line, as conf/dataset/esc50.yaml has)" if nested else "")
+            + (f" (a model family's or method's own keys go under `{key}.options:`)"
+               if "options" in fields and not all(near.values()) else "")
         )
     required = [f.name for f in fields.values() if f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING and f.name not in node]

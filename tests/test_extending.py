@@ -192,8 +192,8 @@ def test_a_new_method_reads_its_own_options(plugin):
     assert build_plan(spec).phases[0].input.model_frames == 64
     assert spec.run_id != spec_for("compression.name=user_stride", "schedule=2phase").run_id
     assert spec_for("+compression.options={}").run_id == spec_for().run_id
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) compression.options.ofset; "
-                                          r"allowed: offset"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) compression.options.ofset; did you "
+                       r"mean `compression.options.offset` for `ofset`\? allowed: offset"):
         build_plan(spec_for("compression.name=user_stride", "+compression.options.ofset=1"))
     with pytest.raises(ConfigError, match=r"`compression.options`: `compression=fshift` has no "
                                           r"options of its own, got offset"):
@@ -222,8 +222,8 @@ def test_a_plugins_dataset_preparation_is_a_prepare_command(on_path):
 
 
 def test_model_options_are_checked_before_anything_is_built(plugin):
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) model.options.hiden; allowed: "
-                                          r"hidden, kernels"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) model.options.hiden; did you mean "
+                       r"`model.options.hidden` for `hiden`\? allowed: hidden, kernels"):
         build_plan(spec_for("model.arch=user_conv", "+model.options.hiden=24"))
     with pytest.raises(ConfigError, match=r"`model.options.hidden`: takes an integer, got 'wide'"):
         build_plan(spec_for("model.arch=user_conv", "+model.options.hidden=wide"))

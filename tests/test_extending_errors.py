@@ -303,3 +303,15 @@ def test_a_required_option_left_out_names_the_preset():
                                           r"'mine' \(conf/model/<preset>.yaml, its `name: mine`\)"
                                           r" needs a line `width: ...` under `options:`"):
         build_plan(spec_for("model.arch=needs_width", "model.name=mine", *TWO))
+
+
+def test_a_familys_own_key_at_the_top_of_its_preset_is_told_to_go_under_options():
+    """`width: 16` written beside `arch:` instead of under `options:`; a mistyped key of the
+    preset gets the closest one."""
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) model.blocks, model.width; "
+                                          r"allowed: .* \(a model family's or method's own keys "
+                                          r"go under `model.options:`\)$"):
+        spec_for("+model.width=16", "+model.blocks=4")
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) model.optoins; did you mean "
+                                          r"`model.options` for `optoins`\? allowed: "):
+        spec_for("+model.optoins.width=16")
