@@ -190,7 +190,13 @@ def test_curves_draw_coarse_phases_apart_from_the_final_phase(tmp_path, monkeypa
     assert styles["Avg Pool 4→2→1"] == ":"
     solid = [line for line in drawn["fig"].axes[0].get_lines() if line.get_linestyle() == "-"]
     assert [[round(x * 1e12) for x in line.get_xdata()] for line in solid] == [[150, 250]]
-    # (c0's C = 1 alone: neither unfinished run is drawn solid)
+    # (c0's C = 1 alone: neither unfinished run is drawn solid); each ends in an x where it
+    # stopped, and the legend says what the x is
+    crosses = [[round(x * 1e12) for x in line.get_xdata()]
+               for line in drawn["fig"].axes[0].get_lines() if line.get_marker() == "x"]
+    assert sorted(crosses) == [[75], [125]]  # early: 3 epochs at C = 4; mid: 25 + 2 x 50
+    assert "x = last epoch of an unfinished run" in \
+        drawn["fig"].axes[0].get_legend().get_title().get_text()
 
 
 def test_an_early_peak_of_the_baseline_and_noisy_epoch_times_are_warned_about(tmp_path):

@@ -68,6 +68,9 @@ def curves(runs: list[Run], path: Path) -> Path:
                 ax.plot(xs[final:], ys[final:], lw=1.4, alpha=0.85, label=name, **style)
             ax.plot([xs[i] for i in starts], [ys[i] for i in starts], ls="none", marker="o",
                     mfc="white", mec=style["color"], ms=6)
+            if not run.finished:  # it stopped (or runs) here: not where its training ends
+                ax.plot(xs[-1], ys[-1], ls="none", marker="x", ms=7, mew=1.5,
+                        color=style["color"])
             if run.average is not None:  # the weight-averaged model, at the cost of its run
                 ax.plot(run.average[key] / scale, 100 * run.average["value"], ls="none",
                         marker="*", ms=11, color=style["color"])
@@ -76,8 +79,11 @@ def curves(runs: list[Run], path: Path) -> Path:
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"eval {runs[0].metric} (%)")
+    unfinished = any(not run.finished and run.records for run in runs)
     axes[0].legend(fontsize=8, title="o = phase start, dotted = coarse phases\n"
-                   "* = averaged model, thin : = baseline best", title_fontsize=7)
+                   "* = averaged model, thin : = baseline best"
+                   + ("\nx = last epoch of an unfinished run" if unfinished else ""),
+                   title_fontsize=7)
     fig.suptitle(_title(runs[0].dataset, runs[0].model, runs[0].budget))
     fig.tight_layout()
     return _save(fig, path)
