@@ -9,4 +9,5 @@ class FrameShift(Compression):
 
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         frames = divide_exactly(base.target_length, c, "fshift")
+        # the time mask / C: its duration kept (c2f's choice; the paper is silent)
         return PhaseInput(base.frame_shift_ms * c, frames, frames, base.patch, base.time_mask // c)

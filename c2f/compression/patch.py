@@ -21,7 +21,7 @@ class _WidePatch(Compression):
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         freq, time = base.patch
         return PhaseInput(base.frame_shift_ms, base.target_length, base.target_length,
-                          (freq, time * c), base.time_mask)
+                          (freq, time * c), base.time_mask)  # full-resolution input: the mask too
 
 
 @register("patch_bl")

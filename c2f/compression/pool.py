@@ -12,7 +12,7 @@ class _TimePool(Compression):
     def phase_input(self, base: BaseInput, c: int) -> PhaseInput:
         frames = divide_exactly(base.target_length, c, self.name)
         return PhaseInput(base.frame_shift_ms, base.target_length, frames, base.patch,
-                          base.time_mask // c)
+                          base.time_mask // c)  # its duration kept (c2f's; paper silent)
 
     def transform(self, fbank: torch.Tensor, c: int) -> torch.Tensor:
         if c == 1:

@@ -107,7 +107,8 @@ class Cnn14Family(ModelFamily):
     def build(self, spec: ModelSpec, *, num_classes: int, num_mel_bins: int, frames: int,
               patch: tuple[int, int], c: int = 1) -> Cnn14:
         return Cnn14(num_mel_bins=num_mel_bins, num_classes=num_classes,
-                     channels=tuple(spec.channels or PANNS_CHANNELS), time_drop=64 // c)
+                     channels=tuple(spec.channels or PANNS_CHANNELS),
+                     time_drop=64 // c)  # / C: its duration kept (c2f's choice; paper silent)
 
     def load_pretrained(self, model: Cnn14, spec: ModelSpec, compression: Compression
                         ) -> list[str]:

@@ -203,7 +203,7 @@ class HTSAT(nn.Module):
     def __init__(self, *, num_mel_bins: int, frames: int, num_classes: int, dim: int = 96,
                  depths: tuple[int, ...] = DEPTHS, heads: tuple[int, ...] = HEADS,
                  chunk: int = CHUNK, mlp_ratio: float = 4.0, drop_path: float = 0.1,
-                 time_drop: int = 64, freq_drop: int = 8):
+                 time_drop: int = 64, freq_drop: int = 8):  # htsat.py SpecAugmentation's
         super().__init__()
         self.mel, self.chunk, self.time_drop, self.freq_drop = num_mel_bins, chunk, time_drop, \
             freq_drop
@@ -292,7 +292,8 @@ class HTSATFamily(ModelFamily):
         return HTSAT(num_mel_bins=num_mel_bins, frames=frames, num_classes=num_classes,
                      dim=spec.embed_dim, depths=tuple(spec.depths or DEPTHS),
                      heads=tuple(spec.heads or HEADS), chunk=spec.chunk or CHUNK,
-                     mlp_ratio=spec.mlp_ratio, drop_path=spec.drop_path, time_drop=64 // c)
+                     mlp_ratio=spec.mlp_ratio, drop_path=spec.drop_path,
+                     time_drop=64 // c)  # / C: its duration kept (c2f's choice; paper silent)
 
     def load_pretrained(self, model: HTSAT, spec: ModelSpec, compression: Compression
                         ) -> list[str]:
