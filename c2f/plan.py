@@ -362,8 +362,9 @@ def format_recipe(spec: RunSpec) -> str:
                 f"(InfoNCE + 10 x MSE), {pre.masked} of 512 patches masked in clusters "
                 f"(scaled with C); eval and checkpoint every {pre.eval_every} steps on "
                 f"{pre.eval_clips} clips; init {m.pretrained or 'random'}{_switching(spec)}")
+    clip = f", gradients clipped at norm {o.grad_clip:g}" if o.grad_clip else ""
     return (f"recipe: {o.name} lr {o.lr:g}, {_warmup(o)}, "
-            f"{decay[o.scheduler]}; batch {d.batch_size}, loss {d.loss}, {_mixup(spec)}, "
+            f"{decay[o.scheduler]}{clip}; batch {d.batch_size}, loss {d.loss}, {_mixup(spec)}, "
             f"masks {d.freqm}/{d.timem}{', noise' if d.noise else ''}, "
             f"balanced sampler {SAMPLERS.get(d.balanced_sampler, d.balanced_sampler)}"
             f"; average {average}; init {init}{_switching(spec)}")

@@ -45,6 +45,14 @@ def test_the_recipe_line_names_the_epochs_averaged(overrides, says):
     assert says in format_recipe(spec_for("compression=fshift", "average=epochs", *overrides))
 
 
+def test_the_recipe_line_names_gradient_clipping_where_the_recipe_clips():
+    """HTS-AT's Trainer clips at norm 1.0 (main.py gradient_clip_val=1.0); AST clips nothing."""
+    from c2f.plan import format_recipe
+
+    assert ", gradients clipped at norm 1;" in format_recipe(spec_for("model=htsat"))
+    assert "clipped" not in format_recipe(spec_for("compression=fshift"))
+
+
 def test_explicit_phase_list_and_c8():
     plan = build_plan(spec_for("compression=pool_avg", "schedule=custom",
                                "schedule.phases=[8,4,2,1]", "dataset.epochs=10"))
