@@ -352,7 +352,9 @@ def format_recipe(spec: RunSpec) -> str:
                           f"{o.milestones_start}", "cosine": "cosine", "constant": "constant",
              "epoch_scales": f"x{list(o.scales or [])} by epoch"}
     average = "none" if a.mode == "none" else (
-        f"{a.mode} {_averaged_epochs(spec)}" + (f" (k={a.k})" if a.mode == "top_k" else ""))
+        f"{a.mode} {_averaged_epochs(spec)}" + (f" (k={a.k}" + (
+            f", {a.evals_per_epoch} evaluations per epoch" if a.evals_per_epoch > 1 else "")
+            + ")" if a.mode == "top_k" else ""))
     init = m.pretrained or "random"
     if spec.pretrain is not None:
         pre = spec.pretrain

@@ -165,6 +165,9 @@ class AverageSpec:
     start: int = 1  # first global epoch (1-based) that may be averaged, as AST's wa_start
     end: int | None = None  # last one, as AST's wa_end; None = the run's last epoch
     k: int = 15  # top_k: how many of the best epochs
+    # top_k: evaluations per epoch whose models are candidates, at even steps (the last at the
+    # epoch's end); HTS-AT evaluates every 0.1 epoch (main.py val_check_interval=0.1): 10
+    evals_per_epoch: int = 1
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ NON_SEMANTIC = {
 # Keys added after runs existed: at these values they are left out of a run's identity, so a
 # run made before the key existed keeps its id, and resumes, under a newer c2f.
 NEUTRAL_DEFAULTS = {"dataset": {"noise": False}, "optim": {"warmup_stairs": None},
+                    "average": {"evals_per_epoch": 1},
                     "model": {"batch_mixup": None, "options": {}},
                     "compression": {"options": {}}}
 

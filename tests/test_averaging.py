@@ -105,3 +105,28 @@ def test_the_summary_lists_top_k_epochs_and_gives_consecutive_ones_as_a_range():
                   "value": 0.45}
         printed = format_summary(summary, [*epochs, record])
         assert f"averaged model ({mode}, {said}" in printed, printed
+
+
+def test_top_k_ranks_candidates_from_inside_the_epoch(tmp_path):
+    """HTS-AT evaluates every 0.1 epoch (average.evals_per_epoch): the candidates are the models
+    after each n-th of the epoch's steps, named by how far training got (part 2 of 4 of epoch 3:
+    2.5); a checkpoint written before evals_per_epoch (metric, epoch) reads as epochs' ends."""
+    averager = WeightAverager(AverageSpec("top_k", k=2, evals_per_epoch=4), 3, tmp_path)
+    assert [averager.parts_due(i, 10) for i in range(10)] == [
+        None, 1, None, None, 2, None, 3, None, None, None]  # after 2, 5 and 7 of 10 steps
+    assert WeightAverager(AverageSpec("top_k"), 3, tmp_path).parts_due(4, 10) is None
+    for epoch, part, value in ((3, 1, 0.2), (3, 2, 0.6), (3, 3, 0.1), (3, None, 0.5)):
+        averager.update(epoch, value, _model(value), True, part=part)
+    assert averager.averaged_epochs() == [2.5, 3]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "epoch0003.pt", "epoch0003_01of04.pt", "epoch0003_02of04.pt"]  # 1 of 4: until a save
+    averager.after_checkpoint()
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["epoch0003.pt",
+                                                              "epoch0003_02of04.pt"]
+    torch.testing.assert_close(averager.average()["weight"], torch.full((1, 2), 0.55))
+    resumed = WeightAverager(AverageSpec("top_k", k=2, evals_per_epoch=4), 3, tmp_path)
+    resumed.load_state_dict(averager.state_dict())
+    torch.testing.assert_close(resumed.average()["weight"], torch.full((1, 2), 0.55))
+    old = WeightAverager(AverageSpec("top_k", k=2, evals_per_epoch=4), 3, tmp_path)
+    old.load_state_dict({"kept": [[0.5, 3]]})  # written by c2f before evals_per_epoch
+    assert old.averaged_epochs() == [3] and (tmp_path / "epoch0003.pt").exists()

@@ -248,3 +248,29 @@ def test_a_sigterm_during_evaluation_saves_the_epochs_training(tmp_path, data_di
     same = ("kind", "value", "train_loss", "eval_loss", "flops_cum", "samples", "lr", "C")
     assert [{k: r.get(k) for k in same} for r in read_metrics(run)] == [
         {k: r.get(k) for k in same} for r in expected]
+
+
+def test_top_k_from_inside_the_epochs_resumes_to_the_same_average(tmp_path, data_dir):
+    """average.evals_per_epoch=4 (HTS-AT: 10): the model after each quarter of a final-phase
+    epoch is evaluated and ranked; the average is the mean of the k files kept, a run stopped
+    mid-epoch (last.pt after every step) resumes to the same records and average, bitwise."""
+    args = [*TWO_PHASE, "dataset.epochs=4", "average=top_k", "average.k=3",
+            "average.evals_per_epoch=4", "trainer.checkpoint_minutes=0"]
+    run_cli(args, tmp_path / "straight", data_dir)
+    [first] = run_dirs(tmp_path / "straight")
+    expected = read_metrics(first)
+    averaged = expected[-1]
+    assert averaged["kind"] == "average" and len(averaged["averaged_epochs"]) == 3
+    assert any(e != int(e) for e in averaged["averaged_epochs"]), averaged  # inside an epoch
+    kept = sorted((first / "ckpt" / "top").glob("*.pt"))
+    assert len(kept) == 3
+    mean = torch.load(first / "ckpt" / "average.pt", weights_only=True)
+    files = [torch.load(path, weights_only=True) for path in kept]
+    for key, tensor in mean.items():
+        torch.testing.assert_close(tensor, sum(f[key] for f in files) / 3, msg=key)
+    runs = tmp_path / "runs"
+    terminate_after(args, 2, runs, data_dir)
+    run_cli(args, runs, data_dir)
+    same = ("kind", "value", "train_loss", "eval_loss", "averaged_epochs", "samples")
+    assert [{k: r.get(k) for k in same} for r in read_metrics(run_dirs(runs)[0])] == [
+        {k: r.get(k) for k in same} for r in expected]

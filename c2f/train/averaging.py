@@ -4,7 +4,9 @@
   start..end, kept as a running sum (never every checkpoint).
 - `top_k` (HTS-AT, main.py `weight_average`): the mean of the k models with the best eval
   metric among epochs start..end; the k candidates are kept as files, a worse one is deleted
-  once a better one has replaced it in a checkpoint.
+  once a better one has replaced it in a checkpoint. With `evals_per_epoch` n > 1 (HTS-AT
+  evaluates every 0.1 epoch: 10) the candidates are the models after each n-th of an epoch's
+  steps (part j of n; part n is the epoch's end), ranked by an evaluation of their own.
 
 Epochs are global and 1-based, as AST's wa_start/wa_end; only final-phase epochs count (the
 models of earlier phases have other grids). The state is saved with every checkpoint, so a
@@ -29,9 +31,10 @@ class WeightAverager:
         self.end = min(spec.end or last_epoch, last_epoch)
         self.epochs: list[int] = []  # epochs in the running sum (mode `epochs`)
         self.sum: dict[str, torch.Tensor] | None = None
-        self.kept: list[tuple[float, int]] = []  # (metric, epoch) of the top-k files
+        self.per = spec.evals_per_epoch  # candidates per epoch (top_k): parts 1..per
+        self.kept: list[tuple[float, int, int]] = []  # (metric, epoch, part) of the top-k files
         self.undefined: list[int] = []  # epochs in range whose metric was undefined (top_k)
-        self.evicted: list[int] = []  # files to delete once the next checkpoint is written
+        self.evicted: list[tuple[int, int]] = []  # files to delete after the next checkpoint
 
     @property
     def enabled(self) -> bool:
@@ -40,14 +43,24 @@ class WeightAverager:
     def wants(self, epoch: int, final_phase: bool) -> bool:
         return self.enabled and final_phase and self.spec.start <= epoch <= self.end
 
-    def file(self, epoch: int) -> Path:
-        return self.folder / f"epoch{epoch:04d}.pt"
+    def file(self, epoch: int, part: int | None = None) -> Path:
+        inside = "" if part in (None, self.per) else f"_{part:02d}of{self.per:02d}"
+        return self.folder / f"epoch{epoch:04d}{inside}.pt"
+
+    def parts_due(self, step: int, steps: int) -> int | None:
+        """The part (1..per-1) whose candidate the model is after the epoch's step `step`
+        (0-based) of `steps`: after steps*j//per steps; None elsewhere (and at the end)."""
+        if self.spec.mode != "top_k" or self.per == 1 or step + 1 >= steps:
+            return None
+        return next((j for j in range(1, self.per) if step + 1 == steps * j // self.per), None)
 
     def update(self, epoch: int, value: float, model: torch.nn.Module, final_phase: bool,
-               write_files: bool = True) -> None:
-        """Take epoch `epoch`'s model (eval metric `value`) if the averaging asks for it."""
+               write_files: bool = True, part: int | None = None) -> None:
+        """Take epoch `epoch`'s model (eval metric `value`) if the averaging asks for it;
+        `part`: a candidate from inside the epoch (`parts_due`), not its end."""
         if not self.wants(epoch, final_phase):
             return
+        part = self.per if part is None else part
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if self.spec.mode == "epochs":
             if self.sum is None:
@@ -63,20 +76,26 @@ class WeightAverager:
         if not defined(value):  # an undefined metric ranks nowhere (c2f/epochs.py)
             self.undefined = sorted({*self.undefined, epoch})
             return
-        ranked = sorted([*self.kept, (value, epoch)], key=lambda ve: (-ve[0], ve[1]))
+        new = (value, epoch, part)
+        ranked = sorted([*self.kept, new], key=lambda vep: (-vep[0], vep[1], vep[2]))
         self.kept, dropped = ranked[: self.spec.k], ranked[self.spec.k:]
-        if (value, epoch) in self.kept and write_files:
-            atomic_torch_save(state, self.file(epoch))
-        self.evicted += [e for _, e in dropped if e != epoch]
+        if new in self.kept and write_files:
+            atomic_torch_save(state, self.file(epoch, part))
+        self.evicted += [(e, p) for _, e, p in dropped if (e, p) != (epoch, part)]
 
     def after_checkpoint(self) -> None:
         """Delete the top-k files that the checkpoint just written no longer lists."""
-        for epoch in self.evicted:
-            self.file(epoch).unlink(missing_ok=True)
+        for epoch, part in self.evicted:
+            self.file(epoch, part).unlink(missing_ok=True)
         self.evicted = []
 
-    def averaged_epochs(self) -> list[int]:
-        return sorted(self.epochs if self.spec.mode == "epochs" else [e for _, e in self.kept])
+    def averaged_epochs(self) -> list[int | float]:
+        """The epochs averaged; a candidate from inside an epoch as the epochs trained by then
+        (part 3 of 10 of epoch 13: 12.3)."""
+        if self.spec.mode == "epochs":
+            return sorted(self.epochs)
+        return sorted(e if p == self.per else round(e - 1 + p / self.per, 3)
+                      for _, e, p in self.kept)
 
     def average(self) -> dict[str, torch.Tensor] | None:
         """The mean state dict, or None when no epoch was taken."""
@@ -88,8 +107,8 @@ class WeightAverager:
         if not self.kept:
             return None
         total: dict[str, torch.Tensor] | None = None
-        for epoch in self.averaged_epochs():
-            state = torch.load(self.file(epoch), map_location="cpu", weights_only=True)
+        for _, epoch, part in sorted(self.kept, key=lambda vep: vep[1:]):
+            state = torch.load(self.file(epoch, part), map_location="cpu", weights_only=True)
             if total is None:
                 total = state
             else:
@@ -118,10 +137,12 @@ class WeightAverager:
         state = state or {}
         self.epochs = list(state.get("epochs", []))
         self.sum = state.get("sum")
-        self.kept = [(float(v), int(e)) for v, e in state.get("kept", [])]
+        # (metric, epoch) in checkpoints written before evals_per_epoch: the epoch's end
+        self.kept = [(float(v), int(e), int(p[0]) if p else self.per)
+                     for v, e, *p in state.get("kept", [])]
         self.undefined = [int(e) for e in state.get("undefined", [])]
         if self.folder.is_dir():
-            listed = {self.file(e).name for _, e in self.kept}
+            listed = {self.file(e, p).name for _, e, p in self.kept}
             for path in self.folder.glob("epoch*.pt"):
                 if path.name not in listed:
                     path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ evenly the ranks together see exactly the batches a single process would.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,3 +172,10 @@ class ShardedShuffle(Sampler[int]):
 def eval_indices(length: int, world: World) -> list[int]:
     """This rank's share of the eval set (no padding: every clip counted once)."""
     return list(range(world.rank, length, world.size))
+
+
+def settled_clock(device: torch.device) -> float:
+    """time.perf_counter() once the work queued on `device` is done (CUDA runs it later)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

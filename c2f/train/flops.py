@@ -14,6 +14,7 @@ import torch
 import torch.utils.flop_counter as fc
 from torch.utils.flop_counter import FlopCounterMode
 
+from c2f.data.dataset import collate_skipping
 from c2f.models.mixup import draw_batch_mix
 from c2f.spec import BatchMixup
 
@@ -89,3 +90,15 @@ def meta_limit(err: Exception) -> bool:
     text = str(err).lower()
     return any(word in text for word in META_WORDS) or (
         isinstance(err, NotImplementedError) and "meta" in text)
+
+
+def batch_flops_per_sample(model, data, mix_for) -> int:
+    """Training FLOPs per sample of `model` on one real batch of its phase (PhaseData `data`),
+    with `mix_for(rows)`'s in-model mixup (the loop counts these; not timed)."""
+    dataset = data.train_set
+    batch = collate_skipping([dataset.item(i) for i in range(min(len(dataset), 4))])
+    if batch["size"] == 0:
+        raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
+    inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch
+    mix = mix_for(batch["size"])
+    return training_flops(model, inputs, **({} if mix is None else {"mix": mix})) // batch["size"]

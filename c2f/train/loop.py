@@ -10,7 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from c2f.compression import create_compression
-from c2f.data.dataset import collate_skipping, item_seed
+from c2f.data.dataset import item_seed
 from c2f.data.frontend import Frontend
 from c2f.data.sampling import train_draw
 from c2f.epochs import metric_text
@@ -24,13 +24,13 @@ from c2f.tracker import Tracker
 from c2f.train import stopping
 from c2f.train.averaging import WeightAverager
 from c2f.train.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
-from c2f.train.distributed import World, all_sum, device_for, gather_objects
+from c2f.train.distributed import World, all_sum, device_for, gather_objects, settled_clock
 from c2f.train.evaluation import evaluate_epoch
 from c2f.train.failures import explain_failure
-from c2f.train.flops import training_flops
+from c2f.train.flops import batch_flops_per_sample
 from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
 from c2f.train.initial_weights import load_initial_weights
-from c2f.train.metrics import classification_loss
+from c2f.train.metrics import classification_loss, json_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision, for_evaluation
@@ -140,16 +140,15 @@ class PhaseLoop:
         return len(batch["skipped"])
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _measure_flops(self, model, data: PhaseData) -> int:
-        """FLOPs per sample from one real batch of this phase's shape (not timed)."""
-        dataset = data.train_set
-        batch = collate_skipping([dataset.item(i) for i in range(min(len(dataset), 4))])
-        if batch["size"] == 0:
-            raise RuntimeError("the first training clips are all bad; cannot count FLOPs")
-        inputs = data.inputs(batch, train=True, cached=False)  # tables fill in a timed epoch
-        mix = self._mix(batch["size"], -1, -1, 0)
-        forward = {} if mix is None else {"mix": mix}
-        return training_flops(model, inputs, **forward) // batch["size"]
+    def _offer_part(self, part, phase: Phase, state: TrainState, model, trainable, data) -> float:
+        """A top-k candidate from inside the epoch (average.evals_per_epoch), evaluated; the
+        seconds that took (the epoch's time, training's, leaves them out)."""
+        began = settled_clock(self.device)
+        value = json_scores(self._evaluate(self.evaluating, data))[self.spec.dataset.metric]
+        self.averager.update(state.epoch + 1, value, model, phase.index == len(
+            self.plan.phases) - 1, write_files=self.world.is_main, part=part)
+        trainable.train()
+        return settled_clock(self.device) - began
 
     def _train_epoch(self, phase: Phase, epoch: int, model, trainable, optimizer,
                      data: PhaseData, state: TrainState) -> dict:
@@ -196,8 +195,7 @@ class PhaseLoop:
             optimizer.zero_grad(set_to_none=True)
             loss = forward_backward(trainable, inputs, target, mix, self._loss, self.precision,
                                     self.micro_rows)
-            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0),
-                                    counter, first_bad)
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), counter, first_bad)
             counter += 1
             if eager or i % 10 == 9:
                 check_finite(first_bad, loss, phase, epoch, self.world)
@@ -211,6 +209,8 @@ class PhaseLoop:
             loss_sum += loss.double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
+            if (part := self.averager.parts_due(i, steps_per_epoch)) is not None:
+                start += self._offer_part(part, phase, state, model, trainable, data)
             if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
                 check_finite(first_bad, loss, phase, epoch, self.world)  # never save a bad step
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
@@ -219,9 +219,7 @@ class PhaseLoop:
                 stopping.after_checkpoint(self.mid_epoch.stop_agreed)
         if done and done >= steps_per_epoch:  # resumed after the last step: none was drawn
             self.mid_epoch.restore_rng(state.progress)
-        if self.device.type == "cuda":  # the epoch's last steps may still be queued
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
+        seconds = settled_clock(self.device) - start  # the epoch's last steps done
         data.order.skip, state.progress = 0, {}
         # what a stop signal during the evaluation saves (a collective under DDP)
         self.trained_epoch = self.mid_epoch.snapshot(
@@ -359,9 +357,11 @@ class PhaseLoop:
             phase = adapted_phase(self.spec, self.plan, phase, state)
             loaded = None
             trainable, evaluable = self.trainable(model), self.evaluable(model)
+            self.evaluating = evaluable  # also inside an epoch: _offer_part
             data = self._phase_data(phase)
             if phase.index not in state.flops_per_sample:
-                state.flops_per_sample[phase.index] = self._measure_flops(model, data)
+                state.flops_per_sample[phase.index] = batch_flops_per_sample(
+                    model, data, lambda rows: self._mix(rows, -1, -1, 0))
             for epoch in range(state.phase_epochs_done, phase.epochs):
                 silent_before = sum(len(ids) for ids in self.silent.values())
                 try:

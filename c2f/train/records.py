@@ -157,9 +157,10 @@ def summarize(spec: RunSpec, plan: PhasePlan, records: list[dict], skipped: dict
 def epochs_text(epochs: list[int]) -> str:
     """Epochs as the summary prints them: `2..5` when consecutive (average=epochs), else each
     one, `2, 3, 5` (average=top_k's best epochs)."""
-    if epochs and list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
+    whole = all(isinstance(e, int) for e in epochs)  # 12.3: 3/10 of epoch 13 (evals_per_epoch)
+    if epochs and whole and list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
         return f"{epochs[0]}..{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
-    return ", ".join(map(str, epochs)) or "none"
+    return ", ".join(f"{e:g}" for e in epochs) or "none"
 
 
 def format_summary(summary: dict, records: list[dict]) -> str:
