@@ -88,6 +88,8 @@ def test_ast_base_flop_ratios_match_the_design_note():
     (["trainer.num_workers=many"], "trainer.num_workers"),
     (["average=epochs", "average.start=4", "average.end=2"], "average.end"),
     (["average=top_k", "average.k=0"], "average.k"),
+    (["average=epochs", "+average.evals_per_epoch=4"], "average.evals_per_epoch"),
+    (["average=top_k", "average.evals_per_epoch=0"], "average.evals_per_epoch"),
     (["average=epochs", "average.start=13"], "average.start`=13 is after the run's last epoch"),
     (["average=epochs", "compression=fshift", "schedule=2phase", "average.start=1",
       "average.end=2"], "average.end`=2 comes before the final phase, which starts at epoch 4"),
