@@ -33,6 +33,12 @@ def test_an_unfinished_run_says_whether_it_runs_or_stopped_and_resumes(tmp_path)
     [held] = [w for w in warnings if w.startswith(f"{running}:")]
     assert held.startswith(f"{running}: no finished summary.json (running: held by pid ")
     assert f"{lost}: no finished summary.json (running or crashed), 1/4 epochs" in warnings
+    # its last holder's note names another machine (a compute node), whose lock a filesystem
+    # without shared locks hides from this one: it may still run there
+    (stopped / ".lock").write_text(json.dumps({"pid": 7, "host": "node042", "since": "noon"}))
+    [elsewhere] = [w for w in load_runs([tmp_path])[1] if w.startswith(f"{stopped}:")]
+    assert "the same command resumes it; or still running on host node042 (pid 7, since " \
+        "noon), whose lock this machine may not see" in elsewhere, elsewhere
 
 
 def test_a_run_that_reached_before_it_stopped_is_marked_in_its_budget_cell(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,10 +182,25 @@ def unfinished_state(path: Path) -> str:
         holder = None
     if holder:
         return f"running: held by {holder}"
+    elsewhere = _last_holder_elsewhere(path)
     if (path / "ckpt" / "last.pt").exists():
         return "stopped: no process holds it, and ckpt/last.pt is there: the same command " \
-            "resumes it"
+            "resumes it" + (f"; or still running on {elsewhere}, whose lock this machine "
+                            "may not see (a filesystem without shared locks)" if elsewhere else "")
     return "running or crashed"
+
+
+def _last_holder_elsewhere(path: Path) -> str | None:
+    """The host and pid of the run's last holder, from its lock's note, when that is another
+    machine than this one; None otherwise (no note: released cleanly)."""
+    try:
+        note = json.loads(RunLock(path).path.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    host = note.get("host")
+    if not host or host == socket.gethostname():
+        return None
+    return f"host {host} (pid {note.get('pid')}, since {note.get('since')})"
 
 
 def run_key(run: Run) -> str:
