@@ -24,6 +24,7 @@ from c2f.spec import RunSpec, build_spec
 from c2f.track import RunDir
 from c2f.tracker import Tracker
 from c2f.train.checkpoint import TrainState
+from c2f.train.flops import batch_flops_per_sample
 from c2f.train.loop import PhaseLoop
 from c2f.train.phase_data import DataBundle, data_bundle
 
@@ -56,7 +57,8 @@ class Session:
 
     def counted_flops(self) -> int:
         """Counted on a real batch on the session's device (FlopCounterMode), as a run does."""
-        return self.loop._measure_flops(self.base_model, self.data)
+        return batch_flops_per_sample(self.base_model, self.data,
+                                      lambda rows: self.loop._mix(rows, -1, -1, 0))
 
     def evaluate(self) -> dict:
         """One evaluation pass over the eval set, as the run makes after each epoch."""
