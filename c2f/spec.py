@@ -166,7 +166,8 @@ class AverageSpec:
     end: int | None = None  # last one, as AST's wa_end; None = the run's last epoch
     k: int = 15  # top_k: how many of the best epochs
     # top_k: evaluations per epoch whose models are candidates, at even steps (the last at the
-    # epoch's end); HTS-AT evaluates every 0.1 epoch (main.py val_check_interval=0.1): 10
+    # epoch's end; other modes ignore it); HTS-AT evaluates every 0.1 epoch (main.py
+    # val_check_interval=0.1): 10
     evals_per_epoch: int = 1
 
 

@@ -112,9 +112,13 @@ def test_top_k_ranks_candidates_from_inside_the_epoch(tmp_path):
     after each n-th of the epoch's steps, named by how far training got (part 2 of 4 of epoch 3:
     2.5); a checkpoint written before evals_per_epoch (metric, epoch) reads as epochs' ends."""
     averager = WeightAverager(AverageSpec("top_k", k=2, evals_per_epoch=4), 3, tmp_path)
-    assert [averager.parts_due(i, 10) for i in range(10)] == [
+    assert [averager.parts_due(i, 10, 3, True) for i in range(10)] == [
         None, 1, None, None, 2, None, 3, None, None, None]  # after 2, 5 and 7 of 10 steps
-    assert WeightAverager(AverageSpec("top_k"), 3, tmp_path).parts_due(4, 10) is None
+    assert WeightAverager(AverageSpec("top_k"), 3, tmp_path).parts_due(4, 10, 3, True) is None
+    # an epoch the averaging does not take (a coarse phase's, one before average.start): none
+    assert averager.parts_due(4, 10, 2, False) is None
+    later = WeightAverager(AverageSpec("top_k", start=3, evals_per_epoch=4), 3, tmp_path)
+    assert later.parts_due(4, 10, 2, True) is None and later.parts_due(4, 10, 3, True) == 2
     for epoch, part, value in ((3, 1, 0.2), (3, 2, 0.6), (3, 3, 0.1), (3, None, 0.5)):
         averager.update(epoch, value, _model(value), True, part=part)
     assert averager.averaged_epochs() == [2.5, 3]

@@ -11,6 +11,7 @@ directions); any other clip (resampled, downmixed, 24-bit, compressed) is kept a
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import soundfile
 import torch
@@ -59,11 +60,16 @@ class WaveCache:
     """Every clip of a manifest decoded at `sample_rate`; bad clips keep their DataError."""
 
     def __init__(self, manifest: Manifest, sample_rate: int, workers: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, worker_init=None, starting=nullcontext):
+        """`worker_init`, `starting`: how the training's loaders start their workers (stop
+        signals ignored in them, blocked while they start: c2f/train/stopping.py)."""
         loader = DataLoader(_Decode(manifest, sample_rate), batch_size=None,
-                            num_workers=workers, collate_fn=lambda x: x)
+                            num_workers=workers, collate_fn=lambda x: x,
+                            worker_init_fn=worker_init if workers else None)
+        with starting():
+            decoded = iter(loader)
         # int16 or float32 [1, L] per clip (`packed`), or the clip's DataError
-        self.stored = list(tqdm(loader, total=len(manifest.clips), disable=not progress,
+        self.stored = list(tqdm(decoded, total=len(manifest.clips), disable=not progress,
                                 desc="caching audio", leave=False))
 
     def __len__(self) -> int:
@@ -118,8 +124,10 @@ def should_cache(setting: bool | str, manifests: list[Manifest], sample_rate: in
 
 
 def cache_splits(setting: bool | str, manifests: dict[str, Manifest], sample_rate: int,
-                 workers: int, progress: bool) -> dict[str, WaveCache] | None:
-    """Every split decoded once, when `trainer.cache_audio` says so; else None."""
+                 workers: int, progress: bool, **starts) -> dict[str, WaveCache] | None:
+    """Every split decoded once, when `trainer.cache_audio` says so; else None (`starts`:
+    WaveCache's worker_init and starting)."""
     if not should_cache(setting, list(manifests.values()), sample_rate):
         return None
-    return {split: WaveCache(m, sample_rate, workers, progress) for split, m in manifests.items()}
+    return {split: WaveCache(m, sample_rate, workers, progress, **starts)
+            for split, m in manifests.items()}

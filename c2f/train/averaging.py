@@ -47,10 +47,12 @@ class WeightAverager:
         inside = "" if part in (None, self.per) else f"_{part:02d}of{self.per:02d}"
         return self.folder / f"epoch{epoch:04d}{inside}.pt"
 
-    def parts_due(self, step: int, steps: int) -> int | None:
-        """The part (1..per-1) whose candidate the model is after the epoch's step `step`
-        (0-based) of `steps`: after steps*j//per steps; None elsewhere (and at the end)."""
-        if self.spec.mode != "top_k" or self.per == 1 or step + 1 >= steps:
+    def parts_due(self, step: int, steps: int, epoch: int, final_phase: bool) -> int | None:
+        """The part (1..per-1) whose candidate the model is after step `step` (0-based) of
+        `steps` of epoch `epoch` (global, 1-based): after steps*j//per steps, in an epoch the
+        averaging takes; None elsewhere (and at the epoch's end, which `update` takes)."""
+        if self.spec.mode != "top_k" or self.per == 1 or step + 1 >= steps or \
+                not self.wants(epoch, final_phase):
             return None
         return next((j for j in range(1, self.per) if step + 1 == steps * j // self.per), None)
 

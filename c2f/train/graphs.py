@@ -260,3 +260,14 @@ class GraphedEval(nn.Module):
         self.graph = graph
         self.log(f"cuda graphs: evaluation batches of shape {tuple(inputs.shape)} replay a "
                  "captured forward")
+
+
+def eval_model(model: nn.Module, trainer, device: torch.device, distributed: bool, precision,
+               rows: int, log) -> nn.Module:
+    """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph where
+    `trainer.cuda_graphs` allows (`rows`: the eval batch)."""
+    obstacle = graph_obstacle(device, distributed, trainer.compile is not False)
+    if not use_graphs(trainer.cuda_graphs, obstacle):
+        return model
+    return GraphedEval(model, lambda: precision.autocast(cache=False), log,
+                       strict=trainer.cuda_graphs is True, rows=rows)

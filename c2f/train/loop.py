@@ -28,7 +28,7 @@ from c2f.train.distributed import World, all_sum, device_for, gather_objects, se
 from c2f.train.evaluation import evaluate_epoch
 from c2f.train.failures import explain_failure
 from c2f.train.flops import batch_flops_per_sample
-from c2f.train.graphs import GraphedEval, GraphedModel, graph_obstacle, use_graphs
+from c2f.train.graphs import GraphedModel, eval_model, graph_obstacle, use_graphs
 from c2f.train.initial_weights import load_initial_weights
 from c2f.train.metrics import classification_loss, json_scores
 from c2f.train.optim import lr_at, make_optimizer, set_lr
@@ -111,14 +111,9 @@ class PhaseLoop:
         return torch.compile(model, mode=None if t.compile is True else t.compile)
 
     def evaluable(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph
-        where `trainer.cuda_graphs` allows (c2f/train/graphs.py)."""
-        t = self.spec.trainer
-        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False)
-        if not use_graphs(t.cuda_graphs, obstacle):
-            return model
-        return GraphedEval(model, lambda: self.eval_precision.autocast(cache=False), self.log,
-                           strict=t.cuda_graphs is True, rows=self.spec.dataset.eval_batch_size)
+        """What evaluation calls (c2f/train/graphs.py `eval_model`)."""
+        return eval_model(model, self.spec.trainer, self.device, self.world.active,
+                          self.eval_precision, self.spec.dataset.eval_batch_size, self.log)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return classification_loss(self.spec.dataset.loss, logits, target)
@@ -140,14 +135,20 @@ class PhaseLoop:
         return len(batch["skipped"])
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _offer_part(self, part, phase: Phase, state: TrainState, model, trainable, data) -> float:
-        """A top-k candidate from inside the epoch (average.evals_per_epoch), evaluated; the
-        seconds that took (the epoch's time, training's, leaves them out)."""
-        began = settled_clock(self.device)
+    def _offer_part(self, i, steps, phase: Phase, state: TrainState, model, trainable, data):
+        """After step i of `steps`: a top-k candidate from inside the epoch where one is due
+        (average.evals_per_epoch), evaluated; the seconds that took (the epoch's time,
+        training's, leaves them out). The RNG is as it was: the eval loader's first iterator
+        draws a seed from it, and a resumed epoch must draw as the straight one did."""
+        final = phase.index == len(self.plan.phases) - 1
+        part = self.averager.parts_due(i, steps, state.epoch + 1, final)
+        if part is None:
+            return 0.0
+        began, rng = settled_clock(self.device), torch.get_rng_state()
         value = json_scores(self._evaluate(self.evaluating, data))[self.spec.dataset.metric]
-        self.averager.update(state.epoch + 1, value, model, phase.index == len(
-            self.plan.phases) - 1, write_files=self.world.is_main, part=part)
+        self.averager.update(state.epoch + 1, value, model, final, self.world.is_main, part)
         trainable.train()
+        torch.set_rng_state(rng)
         return settled_clock(self.device) - began
 
     def _train_epoch(self, phase: Phase, epoch: int, model, trainable, optimizer,
@@ -209,14 +210,13 @@ class PhaseLoop:
             loss_sum += loss.double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
-            if (part := self.averager.parts_due(i, steps_per_epoch)) is not None:
-                start += self._offer_part(part, phase, state, model, trainable, data)
+            start += self._offer_part(i, steps_per_epoch, phase, state, model, trainable, data)
             if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
                 check_finite(first_bad, loss, phase, epoch, self.world)  # never save a bad step
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
                                                          time.perf_counter() - start, untrained)
                 self._checkpoint(state, model, optimizer)
-                stopping.after_checkpoint(self.mid_epoch.stop_agreed)
+                stopping.after_checkpoint(self.mid_epoch.settled(self.mid_epoch.stop_agreed))
         if done and done >= steps_per_epoch:  # resumed after the last step: none was drawn
             self.mid_epoch.restore_rng(state.progress)
         seconds = settled_clock(self.device) - start  # the epoch's last steps done
@@ -244,7 +244,7 @@ class PhaseLoop:
             return
         state.progress, self.trained_epoch = self.trained_epoch, None
         self._checkpoint(state, model, optimizer)
-        state.progress = stopping.after_checkpoint(self.world.active or None) or {}
+        state.progress = stopping.after_checkpoint(self.mid_epoch.settled(True)) or {}
 
     # -- the loop ------------------------------------------------------------------------------
     def _enter_phase(self, phase, previous_model, resumed: Checkpoint | None):

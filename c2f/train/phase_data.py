@@ -35,7 +35,8 @@ def data_bundle(train: Manifest, evaluation: Manifest, settings: FeatureSettings
                 trainer: TrainerSpec, progress: bool) -> DataBundle:
     """The run's data, with every clip decoded once when `trainer.cache_audio` says so."""
     waves = cache_splits(trainer.cache_audio, {"train": train, "eval": evaluation},
-                         settings.sample_rate, loader_workers(trainer.num_workers), progress)
+                         settings.sample_rate, loader_workers(trainer.num_workers), progress,
+                         worker_init=loader_guard(), starting=starting_workers)
     return DataBundle(train, evaluation, settings, waves)
 
 

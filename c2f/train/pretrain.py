@@ -324,7 +324,7 @@ class PretrainLoop:
                                       "seconds": time.perf_counter() - start}
                     self._checkpoint(state, model, optimizer, records)
                     state.interval = {}
-                    stopping.after_checkpoint(self.mid.stop_agreed)
+                    stopping.after_checkpoint(self.mid.settled(self.mid.stop_agreed))
                 if state.step == steps or ended:
                     break
             else:

@@ -17,7 +17,7 @@ import time
 import torch
 
 from c2f.train import stopping
-from c2f.train.distributed import World, all_sum
+from c2f.train.distributed import World, all_sum, barrier
 
 EVERY = 20  # steps between looks at the clock under DDP (one tiny all-reduce each)
 
@@ -65,6 +65,16 @@ class MidEpoch:
         if not self.world.active:
             return None
         return all_sum([1.0 if stopping.pending() else 0.0], self.world)[0] > 0
+
+    def settled(self, agreed: bool | None) -> bool | None:
+        """After a checkpoint the ranks of a DDP run agreed to stop at: every rank waits for
+        rank 0's write (a barrier), so that none ends the job while rank 0 writes (torchrun
+        ends the others when one exits). `agreed` as it came; None in one process."""
+        if not self.world.active:
+            return None
+        if agreed:
+            barrier(self.world)
+        return agreed
 
     def _late(self) -> bool:
         return self.minutes is not None and time.monotonic() - self.saved >= 60 * self.minutes
