@@ -36,7 +36,7 @@ from c2f.track import RunDir, RunFileError
 from c2f.tracker import Tracker
 from c2f.train import stopping
 from c2f.train.checkpoint import read_checkpoint, unreadable
-from c2f.train.distributed import World, all_sum
+from c2f.train.distributed import World, all_sum, settled_clock
 from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision, for_evaluation
@@ -306,9 +306,7 @@ class PretrainLoop:
                 state.step += 1
                 state.global_step += 1
                 if state.step % pre.eval_every == 0 or state.step == steps:
-                    if self.device.type == "cuda":  # the last steps may still be queued
-                        torch.cuda.synchronize(self.device)
-                    seconds = time.perf_counter() - start
+                    seconds = settled_clock(self.device) - start  # the last steps done
                     record = self._record(phase, model, data, state, sums, samples, seconds,
                                           lr)
                     records.append(record)
