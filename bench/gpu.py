@@ -39,6 +39,7 @@ import torch
 
 from bench.gpu_ddp import ddp_section
 from bench.gpu_loop import (
+    COMPILE_MODES,
     Report,
     compile_section,
     eval_section,
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time trainer.compile=reduce-overhead (compiling AST-Base "
                         "takes minutes: past the 5-minute budget)")
+    parser.add_argument("--compile-modes", type=lambda text: tuple(text.split(",")),
+                        default=tuple(COMPILE_MODES), help="section compile's configs: "
+                        f"{','.join(COMPILE_MODES)}")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None,
                         help=f"comma-separated sections to run after the checks: "
                         f"{','.join(SECTIONS)} (default: all but compile, unless --compile)")
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                         "DDP section on 2 gloo processes (on CUDA it runs when 2 GPUs exist)")
     parser.add_argument("--device", default="cuda", help="cpu for a smoke test")
     args = parser.parse_args(argv)
+    if not set(args.compile_modes) <= set(COMPILE_MODES):
+        parser.error(f"--compile-modes: choose from {','.join(COMPILE_MODES)}")
     if args.only is not None and not args.only <= set(SECTIONS):
         parser.error(f"--only: unknown section(s) {','.join(sorted(args.only - set(SECTIONS)))}"
                      f"; choose from {','.join(SECTIONS)}")
@@ -215,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         ("models", "budget", lambda: models_section(report, bench, base, budget,
                                                     tuple(args.bn_models.split(",")))),
         ("profile", "budget", lambda: profile_section(report, bench, base, device)),
-        ("compile", "always", lambda: compile_section(report, bench, base, args.batch)),
+        ("compile", "always", lambda: compile_section(report, bench, base, args.batch,
+                                                       args.compile_modes)),
         ("trained", "late", lambda: trained_check(report, device, folder)),
         # always: the only NCCL check, and it runs only where 2 GPUs are
         ("ddp", "always", lambda: ddp_or_not(report, base, folder, device, args.ddp)),

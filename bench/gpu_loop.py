@@ -157,17 +157,22 @@ def graphed_compiled(session):
     return session.model
 
 
-def compile_section(report: Report, bench: EpochBench, base: list[str], batch: int) -> None:
+COMPILE_MODES = {  # --compile-modes name: (row, overrides, wrap)
+    "graphs": ("cuda_graphs", [], None),
+    "default+graphs": ("compile=default + c2f's graphs", ["trainer.compile=default"],
+                       graphed_compiled),
+    "reduce-overhead": ("compile=reduce-overhead", ["trainer.compile=reduce-overhead"], None),
+    "default": ("compile=default", ["trainer.compile=default"], None)}
+
+
+def compile_section(report: Report, bench: EpochBench, base: list[str], batch: int,
+                    names: tuple[str, ...] = tuple(COMPILE_MODES)) -> None:
     """torch.compile (inductor's fused kernels, and CUDA graphs in reduce-overhead mode)
     against c2f's own CUDA graphs, C = 1 and fshift C = 4; one line per config as it ends."""
     report.add(f"## 7. torch.compile vs `trainer.cuda_graphs`, bf16, batch {batch}", "",
                "Each config: a first epoch (compiles or captures), then one timed epoch.", "")
     shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
-    modes = {"cuda_graphs": ([], None),
-             "compile=default + c2f's graphs": (["trainer.compile=default"], graphed_compiled),
-             "compile=reduce-overhead": (["trainer.compile=reduce-overhead"], None),
-             "compile=default": (["trainer.compile=default"], None)}
-    for mode, (extra, wrap) in modes.items():
+    for mode, extra, wrap in (COMPILE_MODES[name] for name in names):
         rates = {}
         for shape, overrides in shapes.items():
             session = bench.session([*base, *overrides, "trainer.precision=bf16", *extra])
