@@ -149,20 +149,11 @@ def graphs_section(report: Report, bench: EpochBench, base: list[str], budget_s:
                f"{ratios['graphs']:.3f} with graphs (FLOPs ratio 0.234).", "")
 
 
-def graphed_compiled(session):
-    """c2f's CUDA graphs around a `default`-compiled model (bench only: the loop refuses the
-    pair): inductor's fused kernels, launched once per step."""
-    session.model = GraphedModel(session.model, lambda: torch.autocast(
-        "cuda", dtype=torch.bfloat16, cache_enabled=False), log=lambda *a: None)
-    return session.model
-
-
-COMPILE_MODES = {  # --compile-modes name: (row, overrides, wrap)
-    "graphs": ("cuda_graphs", [], None),
-    "default+graphs": ("compile=default + c2f's graphs", ["trainer.compile=default"],
-                       graphed_compiled),
-    "reduce-overhead": ("compile=reduce-overhead", ["trainer.compile=reduce-overhead"], None),
-    "default": ("compile=default", ["trainer.compile=default"], None)}
+COMPILE_MODES = {  # --compile-modes name: (row, overrides)
+    "graphs": ("cuda_graphs", []),
+    "default+graphs": ("compile=default + c2f's graphs", ["trainer.compile=default"]),
+    "reduce-overhead": ("compile=reduce-overhead", ["trainer.compile=reduce-overhead"]),
+    "default": ("compile=default", ["trainer.compile=default", "trainer.cuda_graphs=false"])}
 
 
 def compile_section(report: Report, bench: EpochBench, base: list[str], batch: int,
@@ -172,11 +163,10 @@ def compile_section(report: Report, bench: EpochBench, base: list[str], batch: i
     report.add(f"## 7. torch.compile vs `trainer.cuda_graphs`, bf16, batch {batch}", "",
                "Each config: a first epoch (compiles or captures), then one timed epoch.", "")
     shapes = {"C=1": ["compression=none"], "fshift C=4": ["compression=fshift", "schedule.c=4"]}
-    for mode, extra, wrap in (COMPILE_MODES[name] for name in names):
+    for mode, extra in (COMPILE_MODES[name] for name in names):
         rates = {}
         for shape, overrides in shapes.items():
             session = bench.session([*base, *overrides, "trainer.precision=bf16", *extra])
-            graphed = wrap(session) if wrap is not None else None
             start = time.perf_counter()
             try:
                 session.epoch()
@@ -186,8 +176,9 @@ def compile_section(report: Report, bench: EpochBench, base: list[str], batch: i
                 break
             first = time.perf_counter() - start
             rates[shape] = samples_per_s([session.epoch()])
-            fell_back = " (the capture failed: trained eagerly)" if graphed is not None \
-                and graphed.eager else ""
+            graphed = session.model if isinstance(session.model, GraphedModel) else None
+            fell_back = " (the capture failed: trained eagerly)" if graphed and graphed.eager \
+                else ""
             report.add(f"- {mode}, {shape}: first epoch {first:.0f} s, then "
                        f"{rates[shape]:.0f} samples/s{fell_back}")
             del session
@@ -288,7 +279,9 @@ def models_section(report: Report, bench: EpochBench, base: list[str], budget_s:
     for arch in models:  # presets: their target_length and batch (conf/model/<arch>.yaml)
         if report.elapsed > budget_s:
             break
-        configs = {f"{mode} {shape}": [*kept, f"model={arch}", "dataset.timem=0",
+        # average=none: no top-k candidates evaluated inside the epoch (HTS-AT's ten an epoch,
+        # average.evals_per_epoch), which an epoch's time leaves out but the bench would wait on
+        configs = {f"{mode} {shape}": [*kept, f"model={arch}", "average=none", "dataset.timem=0",
                                        "dataset.freqm=0", *overrides,
                                        "trainer.precision=bf16",
                                        f"trainer.cuda_graphs={modes[mode]}"]

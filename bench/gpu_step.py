@@ -83,7 +83,9 @@ def op_ms(overrides: list[str], frames: int, device: torch.device, steps: int = 
 
     step = _training_step(overrides, frames, device, False)
     cuda = device.type == "cuda"
-    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+    # the CPU activity records the ops, the CUDA one their kernels' device time
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) \
+            as prof:
         for _ in range(steps):
             step()
         _sync(device)

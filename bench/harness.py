@@ -98,8 +98,9 @@ class EpochBench:
         phase = plan.phases[0]
         model, optimizer = loop._enter_phase(phase, None, None)
         trainable = loop.trainable(model)
+        loop.evaluating = loop.evaluable(model)  # as run() sets it: in-epoch top-k candidates
         return Session(loop, model, trainable, optimizer, loop._phase_data(phase), TrainState(),
-                       loop.evaluable(model))
+                       loop.evaluating)
 
 
 def noise_manifest(folder: Path, clips: int, seconds: float, classes: int,

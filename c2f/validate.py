@@ -2,7 +2,7 @@
 shape checks live in plan.py."""
 from __future__ import annotations
 
-from c2f.spec import COMPILE_MODES, ConfigError, RunSpec, SwitchSpec
+from c2f.spec import COMPILE_MODES, SELF_GRAPHING_COMPILE, ConfigError, RunSpec, SwitchSpec
 
 
 def _check(condition: bool, key: str, message: str) -> None:
@@ -139,8 +139,9 @@ def validate(spec: RunSpec) -> None:
     if t.cuda_graphs is True:  # no GPU or DDP: at job start (job.py); a failed capture: at a phase
         _check(t.device != "cpu", "trainer.cuda_graphs",
                "true needs a CUDA device (trainer.device=cuda or auto); use auto or false")
-        _check(t.compile is False, "trainer.cuda_graphs",
-               "true and trainer.compile both graph the step; choose one")
+        _check(t.compile not in SELF_GRAPHING_COMPILE, "trainer.cuda_graphs",
+               f"true and trainer.compile={t.compile} both graph the step; choose one "
+               "(trainer.compile=default fuses kernels under c2f's graphs)")
         _check(spec.pretrain is None, "trainer.cuda_graphs",
                "true: SSAST pretraining (-cn pretrain) trains eagerly; use auto or false")
     n = t.max_steps_per_epoch

@@ -44,7 +44,11 @@ def test_a_step_on_one_cuda_device_can_be_graphed_and_each_obstacle_is_named():
     assert graph_obstacle(CUDA, False, False) is None
     assert "cpu" in graph_obstacle(torch.device("cpu"), False, False)
     assert "DDP" in graph_obstacle(CUDA, True, False)
-    assert "trainer.compile" in graph_obstacle(CUDA, False, True)
+    assert "trainer.compile=reduce-overhead" in graph_obstacle(CUDA, False, "reduce-overhead")
+    assert "max-autotune" in graph_obstacle(CUDA, False, "max-autotune")
+    # inductor's fused kernels without its own graphs: c2f's graphs launch them once a step
+    for mode in (True, "default", "max-autotune-no-cudagraphs"):
+        assert graph_obstacle(CUDA, False, mode) is None
 
 
 def test_auto_graphs_where_it_can_true_fails_naming_the_obstacle_false_never_graphs():
@@ -57,10 +61,18 @@ def test_auto_graphs_where_it_can_true_fails_naming_the_obstacle_false_never_gra
 
 @pytest.mark.parametrize("overrides, message", [
     (["trainer.device=cpu"], "needs a CUDA device"),
-    (["trainer.device=cuda", "trainer.compile=true"], "choose one")])
+    (["trainer.device=cuda", "trainer.compile=reduce-overhead"], "choose one")])
 def test_cuda_graphs_true_fails_at_plan_time_when_the_config_rules_it_out(overrides, message):
     with pytest.raises(ConfigError, match=rf"trainer\.cuda_graphs.*{message}"):
         spec_for("trainer.cuda_graphs=true", *overrides)
+
+
+def test_cuda_graphs_true_takes_a_compiled_model_whose_mode_leaves_graphs_to_c2f():
+    """compile=default (true): inductor's fused kernels, replayed in c2f's graphs."""
+    for mode in ("true", "default", "max-autotune-no-cudagraphs"):
+        spec = spec_for("trainer.cuda_graphs=true", "trainer.device=cuda",
+                        f"trainer.compile={mode}")
+        assert spec.trainer.cuda_graphs is True
 
 
 def test_run_py_with_cuda_graphs_true_on_a_cpu_machine_fails_before_any_data(tmp_path):

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from c2f.models.mixup import BatchMix
-from c2f.spec import ConfigError
+from c2f.spec import SELF_GRAPHING_COMPILE, ConfigError
 
 
-def graph_obstacle(device: torch.device, distributed: bool, compiled: bool,
+def graph_obstacle(device: torch.device, distributed: bool, compile_mode: bool | str,
                    split: bool = False) -> str | None:
     """Why a phase's training step (or evaluation's forward) cannot be graphed; None when it
     can. What only a capture can tell (a host sync in the forward, random draws off the GPU,
@@ -37,8 +37,8 @@ def graph_obstacle(device: torch.device, distributed: bool, compiled: bool,
         return f"training runs on {device.type}, not on a CUDA device"
     if distributed:
         return "DDP overlaps its gradient all-reduce with the backward, which a graph would fix"
-    if compiled:
-        return "trainer.compile is set (torch.compile's reduce-overhead mode graphs by itself)"
+    if compile_mode in SELF_GRAPHING_COMPILE:
+        return f"trainer.compile={compile_mode} captures CUDA graphs itself"
     if split:  # a graph's gradient outputs are static buffers, rewritten by the next replay
         return "trainer.micro_batch splits the step: gradients accumulate outside a graph"
     return None
@@ -266,7 +266,7 @@ def eval_model(model: nn.Module, trainer, device: torch.device, distributed: boo
                rows: int, log) -> nn.Module:
     """What evaluation calls: the model, or its no-grad forward replayed as a CUDA graph where
     `trainer.cuda_graphs` allows (`rows`: the eval batch)."""
-    obstacle = graph_obstacle(device, distributed, trainer.compile is not False)
+    obstacle = graph_obstacle(device, distributed, trainer.compile)
     if not use_graphs(trainer.cuda_graphs, obstacle):
         return model
     return GraphedEval(model, lambda: precision.autocast(cache=False), log,

@@ -211,8 +211,7 @@ def run_job(spec: RunSpec, config_yaml: str, echo=print) -> dict | None:
                           f"{world.size} processes; use a multiple of {world.size}")
     if spec.pretrain is None:  # trainer.cuda_graphs=true on this machine: before any data
         use_graphs(spec.trainer.cuda_graphs, graph_obstacle(
-            device_for(world, spec.trainer.device), world.active,
-            spec.trainer.compile is not False))
+            device_for(world, spec.trainer.device), world.active, spec.trainer.compile))
     if not world.is_main:
         echo = _quiet
     lock, held = RunLock(run.path), None

@@ -68,6 +68,7 @@ class PhaseLoop:
         self.split_noted = False
         self.mid_epoch = MidEpoch(spec.trainer.checkpoint_minutes, self.world, self.device)
         self.trained_epoch: dict | None = None  # the progress of an epoch trained, evaluating
+        self.evaluating: torch.nn.Module | None = None  # the phase's evaluable (_offer_part)
 
     # -- building blocks -------------------------------------------------------------------
     def _model(self, phase: Phase) -> torch.nn.Module:
@@ -101,14 +102,13 @@ class PhaseLoop:
             self.log(split_note(model, self.batch_size, t.micro_batch,
                                 self.spec.model.batch_mixup is not None))
             self.split_noted = True
-        obstacle = graph_obstacle(self.device, self.world.active, t.compile is not False,
-                                  self.split)
-        if use_graphs(t.cuda_graphs, obstacle):
+        if t.compile is not False:  # `default` under c2f's graphs: fused kernels, one launch
+            model = torch.compile(model, mode=None if t.compile is True else t.compile)
+        if use_graphs(t.cuda_graphs, graph_obstacle(self.device, self.world.active, t.compile,
+                                                    self.split)):
             return GraphedModel(model, lambda: self.precision.autocast(cache=False), self.log,
                                 strict=t.cuda_graphs is True, rows=self.rows)
-        if t.compile is False:
-            return model
-        return torch.compile(model, mode=None if t.compile is True else t.compile)
+        return model
 
     def evaluable(self, model: torch.nn.Module) -> torch.nn.Module:
         """What evaluation calls (c2f/train/graphs.py `eval_model`)."""
