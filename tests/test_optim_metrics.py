@@ -58,6 +58,37 @@ def test_multilabel_map_auc_and_d_prime():
     assert scores["d_prime"] == pytest.approx(math.sqrt(2) * norm.ppf(0.75))
 
 
+@pytest.mark.parametrize("ties", ["none", "many", "all"])
+def test_ap_and_auc_of_all_classes_at_once_equal_scikit_learns(ties):
+    """c2f scores every class in one pass (sklearn's per-class loop held a GPU evaluation for
+    seconds); tied scores are one threshold, as sklearn's curves make them."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from c2f.train.metrics import ranking_scores
+
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((150, 40)).astype(np.float32)
+    if ties == "many":
+        scores = np.round(scores, 1)
+    elif ties == "all":
+        scores[:, :] = scores[0]
+    binary = rng.random((150, 40)) < np.linspace(0.02, 0.9, 40)
+    binary[0], binary[-1] = True, False
+    ap, auc = ranking_scores(scores, binary)
+    np.testing.assert_allclose(ap, average_precision_score(binary, scores, average=None),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(auc, roc_auc_score(binary, scores, average=None),
+                               rtol=0, atol=1e-12)
+
+
+def test_non_finite_logits_are_refused_with_a_way_out():
+    from c2f.train.metrics import ranking_scores
+
+    logits = np.array([[0.1, np.nan], [0.3, 0.2]])
+    with pytest.raises(ValueError, match="NaN or inf.*eval_precision=fp32"):
+        ranking_scores(logits, np.array([[True, False], [False, True]]))
+
+
 def test_per_class_rows_add_up_to_the_accuracy_and_the_map():
     from sklearn.metrics import average_precision_score
 

@@ -1,4 +1,7 @@
-"""Evaluation metrics: accuracy (single-label); mAP, AUC and d' (multi-label), via scikit-learn."""
+"""Evaluation metrics: accuracy (single-label); mAP, AUC and d' (multi-label), computed for all
+classes at once (scikit-learn's per-class average_precision_score and roc_auc_score, the
+tests' reference, took 7 s for AudioSet's 527 classes on 2048 clips: on a GPU, evaluation
+waited on it, bench/gpu_runs/h200_2026-11-29_sections.md section 4d)."""
 from __future__ import annotations
 
 import math
@@ -32,17 +35,41 @@ def multilabel_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, floa
     if not len(present):
         return {"mAP": float("nan"), "AUC": float("nan"), "d_prime": float("nan"),
                 "classes_scored": 0}
-    # imported here: scikit-learn takes a second to import, which every run.py process (and
-    # every test that starts one) would pay even when it never computes a mAP
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    binary = targets[:, present] > 0.5
-    scores = logits[:, present]
-    ap = average_precision_score(binary, scores, average=None)
-    auc = roc_auc_score(binary, scores, average=None)
+    ap, auc = ranking_scores(logits[:, present], targets[:, present] > 0.5)
     mean_auc = float(np.mean(auc))
     return {"mAP": float(np.mean(ap)), "AUC": mean_auc,
             "d_prime": math.sqrt(2.0) * normal_quantile(mean_auc), "classes_scored": len(present)}
+
+
+def ranking_scores(scores: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (class): average precision and ROC AUC of `scores` against the boolean
+    `binary`, equal to scikit-learn's average_precision_score and roc_auc_score (tied scores
+    form one threshold; each column needs positives and negatives). AP: the mean over
+    positives of the precision at their tie group's end; AUC: Mann-Whitney's U over P x N,
+    ties ranked by their mean (the ROC curve's trapezoids)."""
+    scores = np.ascontiguousarray(np.asarray(scores, np.float64).T)  # a row per class
+    if not np.isfinite(scores).all():
+        raise ValueError("the evaluation's logits hold NaN or inf (the model's output "
+                         "overflowed); try trainer.eval_precision=fp32")
+    n = scores.shape[1]
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(scores, order, axis=1)
+    hits = np.take_along_axis(np.asarray(binary).T, order, axis=1).astype(np.float64)
+    clips = np.arange(n)
+    ends = np.ones(ranked.shape, bool)  # the last clip of each group of tied scores
+    ends[:, :-1] = ranked[:, :-1] != ranked[:, 1:]
+    starts = np.ones(ranked.shape, bool)
+    starts[:, 1:] = ends[:, :-1]
+    end = np.minimum.accumulate(np.where(ends, clips, n)[:, ::-1], axis=1)[:, ::-1]
+    start = np.maximum.accumulate(np.where(starts, clips, -1), axis=1)
+    true_pos = np.cumsum(hits, axis=1)
+    precision = np.take_along_axis(true_pos, end, axis=1) / (end + 1)
+    positives = true_pos[:, -1]
+    ap = (hits * precision).sum(axis=1) / positives
+    rank = n - (start + end) / 2.0  # 1 = lowest score; ties share their mean rank
+    auc = ((hits * rank).sum(axis=1) - positives * (positives + 1) / 2) / \
+        (positives * (n - positives))
+    return ap, auc
 
 
 def per_class_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool,
@@ -53,14 +80,13 @@ def per_class_scores(logits: np.ndarray, targets: np.ndarray, multilabel: bool,
     right answers sum to the accuracy's; the AP of the present classes averages to the mAP."""
     rows = []
     if multilabel:
-        from sklearn.metrics import average_precision_score
-
-        present = set(scored_classes(targets).tolist())
+        present = scored_classes(targets)
+        aps = dict(zip(present.tolist(), ranking_scores(logits[:, present],
+                                                        targets[:, present] > 0.5)[0]))
         for k, name in enumerate(names):
-            positives = int((targets[:, k] > 0.5).sum())
-            ap = float(average_precision_score(targets[:, k] > 0.5, logits[:, k])) \
-                if k in present else None
-            rows.append({"class": name, "clips": positives, "AP": ap})
+            ap = aps.get(k)
+            rows.append({"class": name, "clips": int((targets[:, k] > 0.5).sum()),
+                         "AP": None if ap is None else float(ap)})
         return rows
     truth, predicted = targets.argmax(axis=1), logits.argmax(axis=1)
     for k, name in enumerate(names):
