@@ -45,11 +45,12 @@ test-fast: $(STAMP)  ## the tests not marked slow
 test-load: $(STAMP)  ## SLURM load test at full size: 50 jobs, failures, a kill, a preemption
 	C2F_LOAD_JOBS=50 $(BIN)/python -m pytest -q -s tests/test_slurm_load.py $(ARGS)
 
-bench: $(STAMP)  ## CPU: time vs FLOPs per method and C (AST, CNN14, HTS-AT), loop, frontend, dataset preparation -> bench/
+bench: $(STAMP)  ## CPU: time vs FLOPs per method and C (AST, CNN14, HTS-AT), loop, frontend, dataset preparation, scoring -> bench/
 	$(BIN)/python -m bench.step_time --out bench/results.md $(STEP_ARGS)
 	$(BIN)/python -m bench.epoch_time --out bench/results_epoch.md $(EPOCH_ARGS)
 	$(BIN)/python -m bench.prepare_speed --out bench/results_prepare.md
 	$(BIN)/python -m bench.model_ratios --out bench/results_models.md
+	$(BIN)/python -m bench.metrics_speed --out bench/results_metrics.md
 
 bench-gpu: $(STAMP)  ## one GPU, under 5 min: precisions, FLOPs, epoch time vs FLOPs -> bench/results_gpu.md
 	$(BIN)/python -m bench.gpu --out bench/results_gpu.md $(ARGS)
