@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from c2f.data.errors import DataError
+from c2f.models.registry import refuse_unread_overrides
 from c2f.prepared import complete_dataset
 from c2f.registry import PluginError
 from c2f.spec import ConfigError, build_spec
@@ -31,6 +32,7 @@ log = logging.getLogger("c2f")
 def main(cfg: DictConfig) -> float | None:
     try:
         spec = build_spec(OmegaConf.to_container(complete_dataset(cfg), resolve=True))
+        refuse_unread_overrides(spec.model.arch, HydraConfig.get().overrides.task)
         summary = run_job(spec, OmegaConf.to_yaml(cfg))
     except Exception as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:

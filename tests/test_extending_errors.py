@@ -315,3 +315,33 @@ def test_a_familys_own_key_at_the_top_of_its_preset_is_told_to_go_under_options(
     with pytest.raises(ConfigError, match=r"^unknown key\(s\) model.optoins; did you mean "
                                           r"`model.options` for `optoins`\? allowed: "):
         spec_for("+model.optoins.width=16")
+
+
+def test_an_architecture_key_the_model_does_not_read_is_refused_on_the_command_line(tmp_path):
+    """`model=cnn14_tiny +model.depth=4` would split runs and report rows, training the same
+    CNN: refused, naming the models that read the key and where the family's own keys go.
+    The quick path `model.arch=<yours>` on the default AST preset keeps AST's keys: allowed."""
+    from dataclasses import dataclass
+
+    from c2f.models.registry import refuse_unread_overrides
+
+    @dataclass(frozen=True)
+    class Widths:
+        width: int = 8
+        blocks: int = 2
+
+    _register("own_keys", Convolves, options=Widths)
+    with pytest.raises(ConfigError, match=r"^`model.depth=4`: model.arch=own_keys does not read "
+                                          r"model.depth \(a key of ast\): .* remove it \(its own "
+                                          r"keys go under model.options \(width, blocks\)\)$"):
+        refuse_unread_overrides("own_keys", ["compression=fshift", "model.depth=4"])
+    refuse_unread_overrides("own_keys", ["model.arch=own_keys", "model.options.width=4",
+                                         "model.pretrained=/w.pth", "~model.depth"])
+    refuse_unread_overrides("ast", ["model.depth=4", "+model.pool=tokens"])
+    refuse_unread_overrides("htsat", ["model.depths=[2,2]", "model.embed_dim=48"])
+    proc = run_cli(["model=cnn14_tiny", "+model.embed_dim=4", "trainer.dry_run=true",
+                    "logger=disabled"], tmp_path / "runs", tmp_path / "data", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: `+model.embed_dim=4`: model.arch=cnn14 does not read model.embed_dim (a key " \
+        "of ast, htsat)" in proc.stderr
+    assert "cnn14 has no keys of its own" in proc.stderr

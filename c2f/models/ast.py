@@ -64,6 +64,8 @@ class ASTFamily(ModelFamily):
     moves = "positional table (bilinear on the grid), patch kernel (by the method)"
     patches = True
     reshapable_patches = True  # rectangular patches, the kernel resized between phases
+    reads = frozenset({"patch", "embed_dim", "depth", "num_heads", "mlp_ratio", "dist_token",
+                       "drop_path", "pretrained_grid", "pool"})
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

@@ -89,6 +89,7 @@ class Cnn14Family(ModelFamily):
     """CNN14: time compression of its input (Fshift, average or max pooling), any C."""
 
     batch_mixup = True  # PANNs mixes log-mels of batch pairs inside the model (models.py)
+    reads = frozenset({"channels"})
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
               c: int) -> None:

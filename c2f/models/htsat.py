@@ -269,6 +269,7 @@ class HTSATFamily(ModelFamily):
     """HTS-AT: time compression of its input (Fshift, pooling); C divides the chunk count."""
 
     batch_mixup = True  # HTS-AT mixes log-mels with the flipped batch (htsat.py forward)
+    reads = frozenset({"embed_dim", "depths", "heads", "chunk", "mlp_ratio", "drop_path"})
     moves = "every weight unchanged (windows read the sub-block of their bias tables)"
 
     def check(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,

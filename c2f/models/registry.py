@@ -19,6 +19,12 @@ from c2f.registry import Registry
 from c2f.spec import ConfigError, ModelSpec
 from c2f.spec_types import own_options
 
+# ModelSpec's keys that describe one built-in architecture (c2f/spec.py); each family lists in
+# `reads` those its `build` reads. A new family's own hyperparameters go in `options`.
+ARCHITECTURE_KEYS = frozenset({"patch", "embed_dim", "depth", "num_heads", "mlp_ratio",
+                               "dist_token", "drop_path", "pretrained_grid", "pool", "channels",
+                               "depths", "heads", "chunk"})
+
 
 class ModelFamily:
     """One architecture. Subclasses set `name` (by the decorator) and implement `build`."""
@@ -33,6 +39,7 @@ class ModelFamily:
     # a frozen dataclass of the model's own keys, with defaults (`model.options.<key>` in its
     # preset or on the command line); `own_options(spec)` reads them; None: it has none
     options: type | None = None
+    reads: frozenset[str] = frozenset()  # the ARCHITECTURE_KEYS its `build` reads
 
     def validate(self, spec: ModelSpec, compression: str, phase: PhaseInput, num_mel_bins: int,
                  c: int) -> None:
@@ -128,6 +135,26 @@ def model_family(arch: str) -> ModelFamily:
     if cls is None:
         raise ConfigError(f"`model.arch`: {_REGISTRY.unknown(arch)}")
     return cls()
+
+
+def refuse_unread_overrides(arch: str, overrides) -> None:
+    """ConfigError for a command-line `model.<key>=...` of an architecture key (ARCHITECTURE_KEYS)
+    that `arch`'s family does not read: it would change the run's id and its report row, not its
+    model (`model=cnn14 model.depth=4`). Keys set by presets are not checked: `model.arch=<new>`
+    on the default ast_tiny preset keeps AST's keys, unread."""
+    family = model_family(arch)
+    for text in overrides:
+        key, assigned, _ = text.lstrip("+").partition("=")
+        name = key.removeprefix("model.")
+        if not assigned or name == key or name not in ARCHITECTURE_KEYS or name in family.reads:
+            continue
+        readers = [m for m in list_models() if name in model_family(m).reads]
+        own = family.options
+        where = (f"its own keys go under model.options ({', '.join(own.__dataclass_fields__)})"
+                 if own is not None else f"{arch} has no keys of its own")
+        raise ConfigError(f"`{text}`: model.arch={arch} does not read model.{name} (a key of "
+                          f"{', '.join(readers) or 'no model'}): it would change the run's id, "
+                          f"not its model; remove it ({where})")
 
 
 def load_by_names(model: nn.Module, path: str, wrappers: tuple[str, ...],

@@ -80,6 +80,7 @@ REPO = Path(__file__).resolve().parents[2]
 def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[str]]) -> list:
     """Build every job's spec and plan before any job starts; raise naming the jobs that
     cannot run, one paragraph per distinct reason. Returns the specs."""
+    from c2f.models.registry import refuse_unread_overrides
     from c2f.plan import build_plan
     from c2f.prepared import complete_dataset
     from c2f.registry import PluginError
@@ -94,6 +95,7 @@ def preflight(configs: Sequence[DictConfig], job_overrides: Sequence[Sequence[st
             task.pop("hydra", None)
         try:
             specs.append(build_spec(OmegaConf.to_container(complete_dataset(task), resolve=True)))
+            refuse_unread_overrides(specs[-1].model.arch, job_overrides[num])
             build_plan(specs[-1])
         except (ConfigError, OmegaConfBaseException) as err:
             problems.setdefault(str(err), []).append(f"#{num} {varying[num]}".strip())
