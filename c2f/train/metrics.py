@@ -46,15 +46,25 @@ def ranking_scores(scores: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, 
     `binary`, equal to scikit-learn's average_precision_score and roc_auc_score (tied scores
     form one threshold; each column needs positives and negatives). AP: the mean over
     positives of the precision at their tie group's end; AUC: Mann-Whitney's U over P x N,
-    ties ranked by their mean (the ROC curve's trapezoids)."""
-    scores = np.ascontiguousarray(np.asarray(scores, np.float64).T)  # a row per class
+    ties ranked by their mean (the ROC curve's trapezoids). Classes go in blocks of 64: a
+    block's arrays stay small (AudioSet's 20000 eval clips: 10 MB each)."""
+    scores = np.asarray(scores, np.float64)
     if not np.isfinite(scores).all():
         raise ValueError("the evaluation's logits hold NaN or inf (the model's output "
                          "overflowed); try trainer.eval_precision=fp32")
+    binary = np.asarray(binary, bool)
+    blocks = [_ranking_block(np.ascontiguousarray(scores[:, k:k + 64].T),
+                             np.ascontiguousarray(binary[:, k:k + 64].T))
+              for k in range(0, scores.shape[1], 64)]
+    return (np.concatenate([ap for ap, _ in blocks]), np.concatenate([auc for _, auc in blocks]))
+
+
+def _ranking_block(scores: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ranking_scores` of a row per class."""
     n = scores.shape[1]
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(scores, order, axis=1)
-    hits = np.take_along_axis(np.asarray(binary).T, order, axis=1).astype(np.float64)
+    hits = np.take_along_axis(binary, order, axis=1).astype(np.float64)
     clips = np.arange(n)
     ends = np.ones(ranked.shape, bool)  # the last clip of each group of tied scores
     ends[:, :-1] = ranked[:, :-1] != ranked[:, 1:]
