@@ -32,14 +32,22 @@ class DuplicateName(PluginError):
     """Two classes registered under one name; the message names both files."""
 
 
+# the modules that hold c2f's registries: each one's own modules register before any plugin,
+# whichever registry is asked first, so a plugin's clash is always the plugin's to name
+REGISTRY_MODULES = ("c2f.compression", "c2f.models.registry")
+
+
 class Registry:
     """Classes by name for one package (`c2f.compression`, `c2f.models`)."""
+
+    instances: list[Registry] = []
 
     def __init__(self, package: str, kind: str, base: type, own: tuple[str, ...] = ()):
         self.package, self.kind, self.base = package, kind, base  # base: what classes subclass
         self.own = own  # the modules of the package that c2f ships (a name clash's message)
         self.classes: dict[str, type] = {}
-        self.loaded = False
+        self.loaded = self.own_loaded = False
+        Registry.instances.append(self)
 
     def register(self, name: str):
         """Class decorator: the class becomes available under `name` (and knows it)."""
@@ -75,6 +83,13 @@ class Registry:
 
     def _load_all(self) -> None:
         if not self.loaded:
+            self._load_own()
+            load_plugins()
+            self.loaded = True
+
+    def _load_own(self) -> None:
+        """Import every module of the package (their decorators register c2f's own classes)."""
+        if not self.own_loaded:
             package = importlib.import_module(self.package)
             for module in pkgutil.iter_modules(package.__path__):
                 name = f"{self.package}.{module.name}"
@@ -89,8 +104,7 @@ class Registry:
                                       f"{type(err).__name__}: {err}{raised_at(err)}; fix it or "
                                       "move it out of "
                                       "the folder (every module there is imported)") from err
-            load_plugins()
-            self.loaded = True
+            self.own_loaded = True
 
     def unknown(self, name: str) -> str:
         """Why nothing is registered as `name`, for a message: a module of the folder that
@@ -211,6 +225,10 @@ def plugin_folders() -> tuple[Path, ...]:
 def load_plugins() -> tuple[str, ...]:
     """Import every plugin module (its decorators register its classes); their names."""
     plugin_folders()  # a missing module fails with its entry point named
+    for module in REGISTRY_MODULES:
+        importlib.import_module(module)
+    for registry in Registry.instances:
+        registry._load_own()
     for entry in _plugin_entries():
         try:
             importlib.import_module(entry.module)

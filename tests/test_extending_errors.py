@@ -195,15 +195,22 @@ def test_the_modules_c2f_ships_are_known_to_their_registry():
         assert {f"{registry.package}.{module}" for module in registry.own} <= registering
 
 
-def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, data_dir):
-    clash = PLUGIN.replace('@register("user_stride")', '@register("pool_max")')
-    write_package(tmp_path / "site", "c2f_clash", "methods", clash, {})
+@pytest.mark.parametrize("decorator, clash, kind, own", [
+    ('@register("user_stride")', '@register("pool_max")', "compression", "compression/pool.py"),
+    ('@register_model("user_conv")', '@register_model("cnn14")', "model", "models/cnn14.py")])
+def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, data_dir,
+                                                                     decorator, clash, kind, own):
+    """Whichever registry a run asks first (run.py reads the models' before the methods'),
+    c2f's own names register before any plugin's, so the plugin is named."""
+    write_package(tmp_path / "site", "c2f_clash", "methods", PLUGIN.replace(decorator, clash),
+                  {})
     proc = run_cli(["trainer.dry_run=true"], tmp_path / "runs", data_dir, check=False,
                    env={"PYTHONPATH": str(tmp_path / "site")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert re.search(r"^error: c2f plugin 'mine' = 'c2f_clash.methods' \(entry point of "
-                     r"c2f_clash, group c2f.plugins\): compression `pool_max` is registered by "
-                     r"both \S+/c2f_clash/methods.py and c2f/compression/pool.py \(c2f's own\): "
+    name = clash.split('"')[1]
+    assert re.search(rf"^error: c2f plugin 'mine' = 'c2f_clash.methods' \(entry point of "
+                     rf"c2f_clash, group c2f.plugins\): {kind} `{name}` is registered by "
+                     rf"both \S+/c2f_clash/methods.py and c2f/{own} \(c2f's own\): "
                      r"rename yours$", proc.stderr, re.M), proc.stderr
 
 
@@ -332,16 +339,19 @@ def test_an_architecture_key_the_model_does_not_read_is_refused_on_the_command_l
 
     _register("own_keys", Convolves, options=Widths)
     with pytest.raises(ConfigError, match=r"^`model.depth=4`: model.arch=own_keys does not read "
-                                          r"model.depth \(a key of ast\): .* remove it \(its own "
-                                          r"keys go under model.options \(width, blocks\)\)$"):
+                                          r"model.depth \(a key of ast\): .* remove it \(own_keys "
+                                          r"reads none of these keys; its own keys go under "
+                                          r"model.options \(width, blocks\)\)$"):
         refuse_unread_overrides("own_keys", ["compression=fshift", "model.depth=4"])
     refuse_unread_overrides("own_keys", ["model.arch=own_keys", "model.options.width=4",
                                          "model.pretrained=/w.pth", "~model.depth"])
     refuse_unread_overrides("ast", ["model.depth=4", "+model.pool=tokens"])
     refuse_unread_overrides("htsat", ["model.depths=[2,2]", "model.embed_dim=48"])
+    _register("own_patches", Convolves, patches=True)  # builds its tokens from build's patch
+    refuse_unread_overrides("own_patches", ["model.patch=[8,8]"])
     proc = run_cli(["model=cnn14_tiny", "+model.embed_dim=4", "trainer.dry_run=true",
                     "logger=disabled"], tmp_path / "runs", tmp_path / "data", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: `+model.embed_dim=4`: model.arch=cnn14 does not read model.embed_dim (a key " \
         "of ast, htsat)" in proc.stderr
-    assert "cnn14 has no keys of its own" in proc.stderr
+    assert "(cnn14 reads model.channels)" in proc.stderr

@@ -85,8 +85,17 @@ def test_non_finite_logits_are_refused_with_a_way_out():
     from c2f.train.metrics import ranking_scores
 
     logits = np.array([[0.1, np.nan], [0.3, 0.2]])
-    with pytest.raises(ValueError, match="NaN or inf.*eval_precision=fp32"):
+    with pytest.raises(ValueError, match="NaN or inf.*cannot be ranked"):
         ranking_scores(logits, np.array([[True, False], [False, True]]))
+
+
+def test_per_class_rows_of_an_eval_set_without_a_scored_class_hold_no_ap():
+    """One clip (or every clip with the same labels): no class has both positives and
+    negatives; each row says so (AP null) instead of failing."""
+    from c2f.train.metrics import per_class_scores
+
+    rows = per_class_scores(np.array([[0.3, -1.0]]), np.array([[1.0, 0.0]]), True, ["a", "b"])
+    assert rows == [{"class": "a", "clips": 1, "AP": None}, {"class": "b", "clips": 0, "AP": None}]
 
 
 def test_per_class_rows_add_up_to_the_accuracy_and_the_map():

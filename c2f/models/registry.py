@@ -146,12 +146,15 @@ def refuse_unread_overrides(arch: str, overrides) -> None:
     for text in overrides:
         key, assigned, _ = text.lstrip("+").partition("=")
         name = key.removeprefix("model.")
-        if not assigned or name == key or name not in ARCHITECTURE_KEYS or name in family.reads:
+        if not assigned or name == key or name not in ARCHITECTURE_KEYS or name in \
+                family.reads or (name == "patch" and family.patches):  # build's `patch`
             continue
         readers = [m for m in list_models() if name in model_family(m).reads]
+        reads = ", ".join(f"model.{k}" for k in sorted(family.reads)) or "none of these keys"
         own = family.options
-        where = (f"its own keys go under model.options ({', '.join(own.__dataclass_fields__)})"
-                 if own is not None else f"{arch} has no keys of its own")
+        where = f"{arch} reads {reads}" + (
+            f"; its own keys go under model.options ({', '.join(own.__dataclass_fields__)})"
+            if own is not None else "")
         raise ConfigError(f"`{text}`: model.arch={arch} does not read model.{name} (a key of "
                           f"{', '.join(readers) or 'no model'}): it would change the run's id, "
                           f"not its model; remove it ({where})")

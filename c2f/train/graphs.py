@@ -151,6 +151,17 @@ class GraphedModel(nn.Module):
     def model(self) -> nn.Module:
         return self.step.model
 
+    @property
+    def _name(self) -> str:
+        return type(getattr(self.model, "_orig_mod", self.model)).__name__
+
+    def _plain_step(self) -> _Forward:
+        """The step on the model itself, not torch.compile's wrapper (trainer.compile=default):
+        the fp32, no-grad forwards of `draws_off_device` would compile it a second time."""
+        plain = _Forward(getattr(self.model, "_orig_mod", self.model))
+        plain.mixing = self.step.mixing
+        return plain
+
     def forward(self, inputs: torch.Tensor, mix: BatchMix | None = None) -> torch.Tensor:
         if not self.training:
             return self.model(inputs)
@@ -173,7 +184,7 @@ class GraphedModel(nn.Module):
         rng = get_rng()
         try:
             with self.autocast(), buffers_kept(self.model):
-                if draws_off_device(self.step, args):
+                if draws_off_device(self._plain_step(), args):
                     raise RuntimeError("its forward draws random numbers off the GPU (torch's "
                                        "CPU generator, Python's random or NumPy), which a graph "
                                        "would replay unchanged at every step")
@@ -182,11 +193,11 @@ class GraphedModel(nn.Module):
         except (RuntimeError, AssertionError) as err:
             if self.strict:
                 raise RuntimeError(f"trainer.cuda_graphs=true: capturing "
-                                   f"{type(self.model).__name__}'s step failed: {err}") from err
+                                   f"{self._name}'s step failed: {err}") from err
             self.eager = True
             gc.collect()  # an out-of-memory capture leaves its pool to free for eager steps
             torch.cuda.empty_cache()
-            self.log(f"cuda graphs: capturing {type(self.model).__name__}'s training step "
+            self.log(f"cuda graphs: capturing {self._name}'s training step "
                      f"failed ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                      "this phase trains eagerly (trainer.cuda_graphs=false skips the attempt)")
             return

@@ -88,9 +88,8 @@ class PhaseLoop:
                                 draw=self.draw, cache_features=t.cache_features)
 
     def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What the training step calls: DDP-wrapped when distributed, replayed as CUDA graphs
-        (`trainer.cuda_graphs`, c2f/train/graphs.py) or compiled on request (`trainer.compile`:
-        true, or one of torch.compile's modes)."""
+        """What the training step calls: DDP-wrapped when distributed, compiled on request
+        (`trainer.compile`), replayed as CUDA graphs (`trainer.cuda_graphs`, graphs.py)."""
         if self.world.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             if self.device.type == "cuda":  # batch statistics over all GPUs, as HTS-AT's

@@ -1,7 +1,7 @@
 """Evaluation metrics: accuracy (single-label); mAP, AUC and d' (multi-label), computed for all
 classes at once (scikit-learn's per-class average_precision_score and roc_auc_score, the
-tests' reference, took 7 s for AudioSet's 527 classes on 2048 clips: on a GPU, evaluation
-waited on it, bench/gpu_runs/h200_2026-11-29_sections.md section 4d)."""
+tests' reference, took 9 s for AudioSet's 527 classes on 2048 clips as c2f called them: on a
+GPU, evaluation waited on it, bench/gpu_runs/h200_2026-11-29_sections.md section 4d)."""
 from __future__ import annotations
 
 import math
@@ -48,15 +48,16 @@ def ranking_scores(scores: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, 
     positives of the precision at their tie group's end; AUC: Mann-Whitney's U over P x N,
     ties ranked by their mean (the ROC curve's trapezoids). Classes go in blocks of 64: a
     block's arrays stay small (AudioSet's 20000 eval clips: 10 MB each)."""
-    scores = np.asarray(scores, np.float64)
+    scores, binary = np.asarray(scores), np.asarray(binary, bool)
     if not np.isfinite(scores).all():
-        raise ValueError("the evaluation's logits hold NaN or inf (the model's output "
-                         "overflowed); try trainer.eval_precision=fp32")
-    binary = np.asarray(binary, bool)
-    blocks = [_ranking_block(np.ascontiguousarray(scores[:, k:k + 64].T),
+        raise ValueError("the model's outputs hold NaN or inf for some clips (its weights "
+                         "diverged, or its forward overflowed in a reduced precision): they "
+                         "cannot be ranked")
+    blocks = [_ranking_block(np.ascontiguousarray(scores[:, k:k + 64].T, np.float64),
                              np.ascontiguousarray(binary[:, k:k + 64].T))
               for k in range(0, scores.shape[1], 64)]
-    return (np.concatenate([ap for ap, _ in blocks]), np.concatenate([auc for _, auc in blocks]))
+    return (np.concatenate([ap for ap, _ in blocks] or [np.zeros(0)]),
+            np.concatenate([auc for _, auc in blocks] or [np.zeros(0)]))
 
 
 def _ranking_block(scores: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
