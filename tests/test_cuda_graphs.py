@@ -140,10 +140,11 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_saying_why_unless_strict(
         strict(x)
 
 
-def test_the_capture_checks_random_draws_on_the_model_not_on_its_compiled_wrapper():
-    """trainer.compile=default under c2f's graphs: the check's two fp32, no-grad forwards on
-    torch.compile's wrapper compiled the model a second time (a minute on an H200). Here a
-    counting stand-in for the wrapper (`_orig_mod`, as torch.compile's OptimizedModule)."""
+def test_forwards_outside_the_graphs_skip_the_compiled_wrapper():
+    """trainer.compile=default under c2f's graphs: the capture check's two fp32, no-grad
+    forwards on torch.compile's wrapper compiled the model a second time (a minute on an H200),
+    and a short last batch would compile it for its shape. Here a counting stand-in for the
+    wrapper (`_orig_mod`, as torch.compile's OptimizedModule)."""
     class Wrapper(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
@@ -159,6 +160,9 @@ def test_the_capture_checks_random_draws_on_the_model_not_on_its_compiled_wrappe
     graphed(torch.randn(3, 64, 64))  # the check runs, then the capture fails (no GPU here)
     assert graphed.eager and wrapper.calls == 1  # the eager step alone, not the check's two
     assert "capturing AST's training step failed" in said[0]
+    graphed.eager, graphed.shape = False, torch.Size((4, 64, 64))  # as if captured at 4 rows
+    graphed(torch.randn(3, 64, 64))  # a short last batch: outside the graphs, not compiled
+    assert wrapper.calls == 1
 
 
 def test_graphs_are_captured_from_a_full_batch_not_from_a_short_first_one():

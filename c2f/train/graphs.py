@@ -152,13 +152,19 @@ class GraphedModel(nn.Module):
         return self.step.model
 
     @property
+    def _plain(self) -> nn.Module:
+        """The model itself, not torch.compile's wrapper (trainer.compile=default), for the
+        forwards outside the graphs: a short batch or the capture's checks would each compile
+        it again (a minute a phase for AST-Base on an H200)."""
+        return getattr(self.model, "_orig_mod", self.model)
+
+    @property
     def _name(self) -> str:
-        return type(getattr(self.model, "_orig_mod", self.model)).__name__
+        return type(self._plain).__name__
 
     def _plain_step(self) -> _Forward:
-        """The step on the model itself, not torch.compile's wrapper (trainer.compile=default):
-        the fp32, no-grad forwards of `draws_off_device` would compile it a second time."""
-        plain = _Forward(getattr(self.model, "_orig_mod", self.model))
+        """The step on the plain model (`draws_off_device`'s fp32, no-grad forwards)."""
+        plain = _Forward(self._plain)
         plain.mixing = self.step.mixing
         return plain
 
@@ -170,7 +176,9 @@ class GraphedModel(nn.Module):
         if self.shape is None and self.rows in (None, len(inputs)):
             self._capture(args, mix)
         if self.eager or inputs.shape != self.shape or _pairing(mix) != _pairing(self.step.mixing):
-            return self.model(inputs) if mix is None else self.model(inputs, mix=mix)
+            # no graphs for this phase (the compiled model, if any), or for this batch alone
+            model = self.model if self.eager else self._plain
+            return model(inputs) if mix is None else model(inputs, mix=mix)
         return self.step(*args)
 
     def _capture(self, args: tuple[torch.Tensor, ...], mix: BatchMix | None) -> None:
