@@ -260,8 +260,7 @@ class RunSpec:
 
 # torch.compile's modes (`reduce-overhead` = CUDA graphs, for steps bound by kernel launches)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# the modes that capture CUDA graphs themselves (inductor's cudagraph trees); c2f's graphs
-# (trainer.cuda_graphs) wrap the others: `default` fuses kernels, the graphs launch them once
+# the modes that capture CUDA graphs themselves; c2f's graphs (trainer.cuda_graphs) wrap others
 SELF_GRAPHING_COMPILE = ("reduce-overhead", "max-autotune")
 
 # Keys that do not change what a run computes: they are left out of its identity.
