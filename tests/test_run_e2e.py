@@ -187,21 +187,25 @@ def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, 
 
 
 SAVED = re.compile(r"terminated \(SIGTERM\): (\d+) epoch\(s\)(?: and (?:(\d+) step\(s\) of epoch "
-                   r"\d+|the training of epoch \d+ \((\d+) steps; evaluated on resume\)))? "
+                   r"\d+(?: \(its evaluation after them redone on resume\))?|the training of "
+                   r"epoch \d+ \((\d+) steps; evaluated on resume\)))? "
                    r"saved in \S+last\.pt; the same command resumes")
 
 
-def terminate_after(args: list[str], epochs: int, runs, data_dir, wait_s: float = 0.0):
+def terminate_after(args: list[str], epochs: int, runs, data_dir, wait_s: float = 0.0,
+                    steps: int = 0):
     """Start `run.py ARGS` in a process group of its own and SIGTERM the group (loader workers
-    included, as SLURM signals a job step) `wait_s` after last.pt holds `epochs` epochs: what
-    last.pt held then, (epochs, steps) saved as the run said, and its stdout."""
+    included, as SLURM signals a job step) `wait_s` after last.pt holds `epochs` epochs (and
+    `steps` steps of the next): what last.pt held then, (epochs, steps) saved as the run said,
+    and its stdout."""
     from c2f.train.checkpoint import saved_state
 
     proc = subprocess.Popen(cli_command(args, runs, data_dir), cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
                             start_new_session=True)
     deadline, state = time.monotonic() + 300, None
-    while not (state and state["epoch"] >= epochs):
+    while not (state and (state["epoch"], (state.get("progress") or {}).get("steps", 0)) >=
+               (epochs, steps)):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.01)
         state = next((saved_state(p) for p in runs.glob("*/*/ckpt")), None)
@@ -252,12 +256,15 @@ def test_a_sigterm_during_evaluation_saves_the_epochs_training(tmp_path, data_di
 
 def test_top_k_from_inside_the_epochs_resumes_to_the_same_average(tmp_path, data_dir):
     """average.evals_per_epoch=4 (HTS-AT: 10): the model after each quarter of a final-phase
-    epoch is evaluated and ranked; the average is the mean of the k files kept, a run stopped
-    mid-epoch (last.pt after every step) resumes to the same records and average, bitwise."""
+    epoch is evaluated and ranked; the average is the mean of the k files kept. A SIGTERM
+    during one of these evaluations saves the training before it at once (an evaluation of
+    AudioSet's eval set can outlast a signal's grace), and the resumed run evaluates that part
+    again: the same records and average, bitwise."""
     args = [*TWO_PHASE, "dataset.epochs=4", "average=top_k", "average.k=3",
             "average.evals_per_epoch=4", "trainer.checkpoint_minutes=0",
             "trainer.num_workers=2", "trainer.cache_audio=false",  # the eval loader's workers
-            "model.drop_path=0.3"]  # training that draws from the CPU RNG
+            "model.drop_path=0.3",  # training that draws from the CPU RNG
+            "dataset.builtin.eval_per_class=8", "dataset.eval_batch_size=1"]  # long evaluations
     run_cli(args, tmp_path / "straight", data_dir)
     [first] = run_dirs(tmp_path / "straight")
     expected = read_metrics(first)
@@ -271,7 +278,14 @@ def test_top_k_from_inside_the_epochs_resumes_to_the_same_average(tmp_path, data
     for key, tensor in mean.items():
         torch.testing.assert_close(tensor, sum(f[key] for f in files) / 3, msg=key)
     runs = tmp_path / "runs"
-    terminate_after(args, 2, runs, data_dir)
+    # last.pt after epoch 3's first step (and its part 1): the signal comes in its second step
+    # or the evaluation after it (88 batches), which stops at its next batch
+    saved, _ = terminate_after(args, 2, runs, data_dir, steps=1)
+    assert saved == (2, 2), saved
+    from c2f.train.checkpoint import saved_position
+
+    assert "2 step(s) of epoch 3 (its evaluation after them redone on resume)" in \
+        saved_position(run_dirs(runs)[0] / "ckpt")
     run_cli(args, runs, data_dir)
     same = ("kind", "value", "train_loss", "eval_loss", "averaged_epochs", "samples")
     assert [{k: r.get(k) for k in same} for r in read_metrics(run_dirs(runs)[0])] == [

@@ -95,6 +95,9 @@ def saved_position(ckpt_dir: Path) -> str | None:
         inside = f" and {steps} step(s) of epoch {epoch}" if steps else ""
         if progress.get("trained"):  # saved while the epoch was evaluated
             inside = f" and the training of epoch {epoch} ({steps} steps; evaluated on resume)"
+        elif progress.get("part"):  # saved during an evaluation inside the epoch
+            inside = (f" and {steps} step(s) of epoch {epoch} (its evaluation after them "
+                      "redone on resume)")
         return f"{state['epoch']} epoch(s){inside}"
     return f"{state['global_step']} pretraining step(s)" if "global_step" in state else None
 

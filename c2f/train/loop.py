@@ -35,9 +35,9 @@ from c2f.train.optim import lr_at, make_optimizer, set_lr
 from c2f.train.phase_data import DataBundle, PhaseData, build_phase_data, frontend_on_device
 from c2f.train.precision import Precision, for_evaluation
 from c2f.train.progress import MidEpoch
-from c2f.train.records import average_record, averaged_record, epoch_record, epoch_records
+from c2f.train.records import average_record, averaged_record, epoch_record
 from c2f.train.step import check_finite, forward_backward, micro_slices, split_note
-from c2f.train.switching import adapted_phase, phase_decision
+from c2f.train.switching import adapted_phase, decide_after_epoch
 
 
 class PhaseLoop:
@@ -134,17 +134,22 @@ class PhaseLoop:
         return len(batch["skipped"])
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _offer_part(self, i, steps, phase: Phase, state: TrainState, model, trainable, data):
+    def _offer_part(self, i, steps, phase: Phase, state: TrainState, model, trainable, data,
+                    optimizer, progress) -> float:
         """After step i of `steps`: a top-k candidate from inside the epoch where one is due
         (average.evals_per_epoch), evaluated; the seconds that took (the epoch's time,
         training's, leaves them out). The RNG is as it was: the eval loader's first iterator
-        draws a seed from it, and a resumed epoch must draw as the straight one did."""
+        draws a seed from it, and a resumed epoch must draw as the straight one did. A stop
+        signal during it saves `progress()` (the training so far), the part redone on resume."""
         final = phase.index == len(self.plan.phases) - 1
         part = self.averager.parts_due(i, steps, state.epoch + 1, final)
         if part is None:
             return 0.0
         began, rng = settled_clock(self.device), torch.get_rng_state()
-        value = json_scores(self._evaluate(self.evaluating, data))[self.spec.dataset.metric]
+        self.trained_epoch = progress() | {"part": part}  # a collective under DDP
+        value = json_scores(self._evaluate(self.evaluating, data, functools.partial(
+            self._stop_in_evaluation, state, model, optimizer, data)))[self.spec.dataset.metric]
+        self.trained_epoch = None
         self.averager.update(state.epoch + 1, value, model, final, self.world.is_main, part)
         trainable.train()
         torch.set_rng_state(rng)
@@ -177,9 +182,16 @@ class PhaseLoop:
         bar = tqdm(data.train, total=steps_per_epoch, initial=done, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
                    desc=f"phase {phase.index} C={phase.c} epoch {epoch + 1}/{phase.epochs}")
+        def offer_part(i: int) -> float:  # the training so far, as a stop during it saves
+            return self._offer_part(i, steps_per_epoch, phase, state, model, trainable, data,
+                                    optimizer, lambda: self.mid_epoch.snapshot(
+                                        i + 1, loss_sum, samples, skipped,
+                                        time.perf_counter() - start, untrained))
         for i, batch in enumerate(bar, start=done):
             if done and i == done:
                 self.mid_epoch.restore_rng(state.progress)
+                if state.progress.get("part"):  # stopped in the evaluation after step done-1
+                    start += offer_part(done - 1)
             if i >= steps_per_epoch:
                 break
             skipped += self._note(batch, "train")
@@ -209,7 +221,7 @@ class PhaseLoop:
             loss_sum += loss.double() * batch["size"]
             if not bar.disable and i % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / samples:.3f}")
-            start += self._offer_part(i, steps_per_epoch, phase, state, model, trainable, data)
+            start += offer_part(i)
             if i + 1 < steps_per_epoch and self.mid_epoch.due(i):
                 check_finite(first_bad, loss, phase, epoch, self.world)  # never save a bad step
                 state.progress = self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
@@ -320,23 +332,6 @@ class PhaseLoop:
             atomic_torch_save(averaged, self.run_dir.ckpt_dir / "average.pt")
             self.run_dir.write_metrics(records)
 
-    # -- adaptive switching (schedule=adaptive) -------------------------------------------
-    def _decide_switch(self, phase: Phase, records: list[dict], state: TrainState) -> None:
-        """After an epoch of a non-final adaptive phase: end the phase if its rule says so;
-        the decision goes to the record, the checkpoint's state, plan.json and the log."""
-        done = state.phase_epochs_done
-        decision = phase_decision(self.spec.schedule.switch, self.plan, phase.index,
-                                  epoch_records(records), done, phase.epochs, "epoch")
-        if decision is None:
-            return
-        state.switches[phase.index] = done
-        decision |= {"epoch": state.epoch, "flops_cum": state.flops_cum}
-        records[-1]["switch"] = decision
-        self.log(f"phase {phase.index} (C = {phase.c}) ends after {done} epoch(s): "
-                 f"{decision['reason']}")
-        if self.world.is_main:
-            self.run_dir.record_switch(decision, self.spec.dataset.epochs)
-
     def run(self) -> list[dict]:
         """Train every phase not yet done; returns all records."""
         loaded = load_checkpoint(self.run_dir.ckpt_dir, self.log)
@@ -380,7 +375,8 @@ class PhaseLoop:
                 records.append(self._advance(phase, epoch, state, stats, scores))
                 self.averager.update(state.epoch, records[-1]["value"], model,
                                      records[-1]["final_phase"], write_files=self.world.is_main)
-                self._decide_switch(phase, records, state)
+                decide_after_epoch(self.spec, self.plan, phase, records, state, self.log,
+                                   self.run_dir.record_switch if self.world.is_main else None)
                 stopping.after_checkpoint(self._save(records, state, model, optimizer))
                 self._note_silent(silent_before)
                 epochs_bar.update(1)

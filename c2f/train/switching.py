@@ -22,6 +22,7 @@ import dataclasses
 from c2f.epochs import defined, scored
 from c2f.plan import Phase, PhasePlan
 from c2f.spec import RunSpec, SwitchSpec
+from c2f.train.records import epoch_records
 
 
 def phase_decision(switch: SwitchSpec | None, plan: PhasePlan, index: int, records: list[dict],
@@ -90,6 +91,24 @@ def _budget(switch: SwitchSpec, values: list[float], cost_ratio: float,
         return None
     return (f"budget: recent gain {recent:+.4f}/{unit} is below {threshold:.4f}/{unit}, the "
             f"phase's mean gain ({mean:+.4f}/{unit}) at the next phase's cost (x{cost_ratio:.3f})")
+
+
+def decide_after_epoch(spec: RunSpec, plan: PhasePlan, phase: Phase, records: list[dict],
+                       state, log, record=None) -> None:
+    """After an epoch of a non-final adaptive phase: end the phase if its rule says so; the
+    decision goes to the epoch's record, the checkpoint's state (TrainState.switches), the
+    log, and `record` (RunDir.record_switch: plan.json; rank 0's)."""
+    done = state.phase_epochs_done
+    decision = phase_decision(spec.schedule.switch, plan, phase.index, epoch_records(records),
+                              done, phase.epochs, "epoch")
+    if decision is None:
+        return
+    state.switches[phase.index] = done
+    decision |= {"epoch": state.epoch, "flops_cum": state.flops_cum}
+    records[-1]["switch"] = decision
+    log(f"phase {phase.index} (C = {phase.c}) ends after {done} epoch(s): {decision['reason']}")
+    if record is not None:
+        record(decision, spec.dataset.epochs)
 
 
 def adapted_phase(spec: RunSpec, plan: PhasePlan, phase: Phase, state) -> Phase:
