@@ -53,8 +53,10 @@ class Registry:
         """Class decorator: the class becomes available under `name` (and knows it)."""
 
         def wrap(cls: type) -> type:
-            if name in self.classes and self.classes[name] is not cls:
-                raise DuplicateName(self._clash(name, self.classes[name], cls))
+            known = self.classes.get(name)
+            if known is not None and known is not cls and (known.__module__, known.__qualname__) \
+                    != (cls.__module__, cls.__qualname__):  # not a module imported again
+                raise DuplicateName(self._clash(name, known, cls))
             cls.name = name
             self.classes[name] = cls
             return cls
@@ -204,11 +206,16 @@ def _where(entry: importlib.metadata.EntryPoint) -> str:
 
 @functools.cache
 def plugin_folders() -> tuple[Path, ...]:
-    """The folder of each plugin module (its `conf/` and its sources), without importing it."""
+    """The folder of each plugin module (its `conf/` and its sources), without importing it
+    (its parent package is imported, whose __init__ may register classes: after c2f's own)."""
     folders = []
+    if _plugin_entries():
+        _load_own_registries()
     for entry in _plugin_entries():
         try:
             spec = importlib.util.find_spec(entry.module)
+        except DuplicateName as err:
+            raise DuplicateName(f"{_where(entry)}: {err}") from None
         except (ImportError, ValueError) as err:
             raise PluginError(f"{_where(entry)}: {err}; install its package again or "
                               "uninstall it") from None
@@ -221,14 +228,18 @@ def plugin_folders() -> tuple[Path, ...]:
     return tuple(folders)
 
 
-@functools.cache
-def load_plugins() -> tuple[str, ...]:
-    """Import every plugin module (its decorators register its classes); their names."""
-    plugin_folders()  # a missing module fails with its entry point named
+def _load_own_registries() -> None:
     for module in REGISTRY_MODULES:
         importlib.import_module(module)
     for registry in Registry.instances:
         registry._load_own()
+
+
+@functools.cache
+def load_plugins() -> tuple[str, ...]:
+    """Import every plugin module (its decorators register its classes); their names."""
+    _load_own_registries()
+    plugin_folders()  # a missing module fails with its entry point named
     for entry in _plugin_entries():
         try:
             importlib.import_module(entry.module)

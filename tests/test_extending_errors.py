@@ -195,15 +195,24 @@ def test_the_modules_c2f_ships_are_known_to_their_registry():
         assert {f"{registry.package}.{module}" for module in registry.own} <= registering
 
 
-@pytest.mark.parametrize("decorator, clash, kind, own", [
-    ('@register("user_stride")', '@register("pool_max")', "compression", "compression/pool.py"),
-    ('@register_model("user_conv")', '@register_model("cnn14")', "model", "models/cnn14.py")])
+@pytest.mark.parametrize("decorator, clash, kind, own, init", [
+    ('@register("user_stride")', '@register("pool_max")', "compression", "compression/pool.py",
+     False),
+    ('@register_model("user_conv")', '@register_model("cnn14")', "model", "models/cnn14.py",
+     False),
+    ('@register("user_stride")', '@register("pool_max")', "compression", "compression/pool.py",
+     True)])
 def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, data_dir,
-                                                                     decorator, clash, kind, own):
+                                                                     decorator, clash, kind, own,
+                                                                     init):
     """Whichever registry a run asks first (run.py reads the models' before the methods'),
-    c2f's own names register before any plugin's, so the plugin is named."""
+    and also when the plugin's package imports its module in its __init__ (Hydra's search
+    path finds the plugin's folder first), c2f's own names register before any plugin's, so
+    the plugin is named."""
     write_package(tmp_path / "site", "c2f_clash", "methods", PLUGIN.replace(decorator, clash),
                   {})
+    if init:
+        (tmp_path / "site" / "c2f_clash" / "__init__.py").write_text("from . import methods\n")
     proc = run_cli(["trainer.dry_run=true"], tmp_path / "runs", data_dir, check=False,
                    env={"PYTHONPATH": str(tmp_path / "site")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -212,6 +221,32 @@ def test_a_plugin_that_registers_a_name_of_c2fs_is_told_to_rename_it(tmp_path, d
                      rf"c2f_clash, group c2f.plugins\): {kind} `{name}` is registered by "
                      rf"both \S+/c2f_clash/methods.py and c2f/{own} \(c2f's own\): "
                      r"rename yours$", proc.stderr, re.M), proc.stderr
+
+
+def test_a_module_imported_again_registers_its_classes_again_without_a_clash():
+    """A plugin that failed partway through its import (a missing dependency) and is
+    imported again, in a notebook say, defines its classes anew: the same name from the same
+    definition is no clash; another definition is."""
+    from c2f.models.registry import ModelFamily, register_model
+
+    def define(name: str):
+        class Family(ModelFamily):
+            pass
+        return register_model(name)(Family)
+
+    first = define("imported_twice")
+    again = define("imported_twice")
+    assert again is not first
+    from c2f.models.registry import model_family
+
+    assert type(model_family("imported_twice")) is again
+
+    class Family(ModelFamily):  # another definition (qualified name) under that name
+        pass
+    from c2f.registry import DuplicateName
+
+    with pytest.raises(DuplicateName, match="`imported_twice` is registered by both"):
+        register_model("imported_twice")(Family)
 
 
 def test_an_error_in_a_models_code_names_its_line_and_the_fix_that_fits():

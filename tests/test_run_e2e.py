@@ -25,8 +25,10 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.slow
 TWO_PHASE = [*TINY, "logger=disabled", "compression=fshift", "schedule=2phase", "schedule.c=2"]
-# AST's weight averaging over the final phase's epochs 3..6 (of 2 + 4)
-AVERAGED = [*TWO_PHASE, "dataset.epochs=6", "average=epochs", "average.start=3"]
+# AST's weight averaging over the final phase's epochs 3..6 (of 2 + 4); training that draws
+# from the CPU RNG (stochastic depth: timm leaves a single block's rate at 0)
+AVERAGED = [*TWO_PHASE, "dataset.epochs=6", "average=epochs", "average.start=3",
+            "model.depth=2", "model.drop_path=0.3"]
 FIELDS = {"run", "dataset", "model", "method", "C", "phase", "phase_epoch", "epoch", "metric",
           "value", "acc", "train_loss", "eval_loss", "lr", "flops", "flops_cum", "seconds",
           "seconds_cum", "samples", "samples_cum"}
@@ -154,13 +156,16 @@ def straight(tmp_path_factory, data_dir) -> list[dict]:
     return expected
 
 
-@pytest.mark.parametrize("kill_after, inside", [(2, False), (3, True)],
-                         ids=["at-phase-boundary", "mid-phase-mid-epoch"])
+@pytest.mark.parametrize("kill_after, inside", [(2, False), (4, False), (3, True)],
+                         ids=["at-phase-boundary", "mid-phase-epoch-boundary",
+                              "mid-phase-mid-epoch"])
 def test_killed_run_resumes_to_the_same_metrics_and_average(tmp_path, data_dir, straight,
                                                             kill_after, inside):
-    """Killed after the coarse phase's last epoch, or inside the fine phase's second epoch
-    after a checkpoint there (every step with trainer.checkpoint_minutes=0): the same metrics,
-    bitwise."""
+    """Killed after the coarse phase's last epoch, after the fine phase's second, or inside
+    the fine phase's second epoch after a checkpoint there (every step with
+    trainer.checkpoint_minutes=0): the same metrics, bitwise. The resumed run's persistent
+    loader makes its first iterator in a later epoch of the phase than the straight run's: it
+    takes no draw from the training's RNG."""
     expected = straight
     killed = tmp_path / "killed"
     kill_after_records([*AVERAGED, *(["trainer.checkpoint_minutes=0"] if inside else [])],
@@ -263,7 +268,7 @@ def test_top_k_from_inside_the_epochs_resumes_to_the_same_average(tmp_path, data
     args = [*TWO_PHASE, "dataset.epochs=4", "average=top_k", "average.k=3",
             "average.evals_per_epoch=4", "trainer.checkpoint_minutes=0",
             "trainer.num_workers=2", "trainer.cache_audio=false",  # the eval loader's workers
-            "model.drop_path=0.3",  # training that draws from the CPU RNG
+            "model.depth=2", "model.drop_path=0.3",  # training that draws from the CPU RNG
             "dataset.builtin.eval_per_class=8", "dataset.eval_batch_size=1"]  # long evaluations
     run_cli(args, tmp_path / "straight", data_dir)
     [first] = run_dirs(tmp_path / "straight")
@@ -279,13 +284,13 @@ def test_top_k_from_inside_the_epochs_resumes_to_the_same_average(tmp_path, data
         torch.testing.assert_close(tensor, sum(f[key] for f in files) / 3, msg=key)
     runs = tmp_path / "runs"
     # last.pt after epoch 3's first step (and its part 1): the signal comes in its second step
-    # or the evaluation after it (88 batches), which stops at its next batch
+    # or the evaluation after it (88 batches), which stops at its next batch (on a loaded
+    # machine the signal may come a step later, in the third part)
     saved, _ = terminate_after(args, 2, runs, data_dir, steps=1)
-    assert saved == (2, 2), saved
     from c2f.train.checkpoint import saved_position
 
-    assert "2 step(s) of epoch 3 (its evaluation after them redone on resume)" in \
-        saved_position(run_dirs(runs)[0] / "ckpt")
+    assert saved in ((2, 2), (2, 3)) and f"{saved[1]} step(s) of epoch 3 (its evaluation " \
+        "after them redone on resume)" in saved_position(run_dirs(runs)[0] / "ckpt"), saved
     run_cli(args, runs, data_dir)
     same = ("kind", "value", "train_loss", "eval_loss", "averaged_epochs", "samples")
     assert [{k: r.get(k) for k in same} for r in read_metrics(run_dirs(runs)[0])] == [

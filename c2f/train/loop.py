@@ -179,14 +179,17 @@ class PhaseLoop:
         eager, untrained = self.device.type != "cuda", state.progress.get("untrained", 0)
         lr = state.progress.get("lr", 0.0)  # saved after the epoch's last step: no step runs
         start = time.perf_counter() - before
-        bar = tqdm(data.train, total=steps_per_epoch, initial=done, leave=False,
+        # one iterator (tqdm.auto would make a second: a persistent loader's prefetch lost)
+        bar = tqdm(iter(data.train), total=steps_per_epoch, initial=done, leave=False,
                    disable=not (spec.trainer.progress and self.world.is_main),
                    desc=f"phase {phase.index} C={phase.c} epoch {epoch + 1}/{phase.epochs}")
-        def offer_part(i: int) -> float:  # the training so far, as a stop during it saves
+        def progress(i: int) -> dict:  # the training so far, as a stop in a part saves it
+            check_finite(first_bad, loss_sum, phase, epoch, self.world)  # never a bad step
+            return self.mid_epoch.snapshot(i + 1, loss_sum, samples, skipped,
+                                           time.perf_counter() - start, untrained)
+        def offer_part(i: int) -> float:
             return self._offer_part(i, steps_per_epoch, phase, state, model, trainable, data,
-                                    optimizer, lambda: self.mid_epoch.snapshot(
-                                        i + 1, loss_sum, samples, skipped,
-                                        time.perf_counter() - start, untrained))
+                                    optimizer, functools.partial(progress, i))
         for i, batch in enumerate(bar, start=done):
             if done and i == done:
                 self.mid_epoch.restore_rng(state.progress)
@@ -198,6 +201,7 @@ class PhaseLoop:
             skip, lost = self.world.skips(batch["size"], spec.dataset.on_bad_audio == "skip")
             if skip:
                 untrained += lost
+                start += offer_part(i)  # a part due after a skipped step is still due
                 continue
             lr = lr_at(spec.optim, state.step, epoch, total_steps)
             set_lr(optimizer, lr)

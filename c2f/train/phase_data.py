@@ -136,11 +136,15 @@ def build_phase_data(frontend: Frontend, data: DataBundle, *, seed: int, world: 
         workers = 0
 
     def loader(dataset, size: int, sampler=None) -> DataLoader:
+        # worker seeds from a generator of its own: making an iterator takes nothing from the
+        # training's RNG (a persistent loader makes its first in a phase's first epoch only,
+        # a run resumed mid-phase in its first; items are seeded by themselves)
         return WorkersStartBlocked(dataset, batch_size=size, sampler=sampler,
                                    collate_fn=collate_skipping, num_workers=workers,
                                    persistent_workers=workers > 0,
                                    pin_memory=device.type == "cuda",
-                                   worker_init_fn=loader_guard() if workers else None)
+                                   worker_init_fn=loader_guard() if workers else None,
+                                   generator=torch.Generator().manual_seed(seed))
 
     def dataset(split: str, manifest: Manifest, train: bool) -> SpectrogramDataset:
         waves = data.waves[split] if data.waves else None

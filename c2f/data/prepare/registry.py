@@ -152,7 +152,9 @@ def register_dataset(cls: type[DatasetRecipe]) -> type[DatasetRecipe]:
     if not isinstance(cls, type):
         raise TypeError(f"@register_dataset({cls!r}): write @register_dataset without a name "
                         "above the class; the name is the class's `name` attribute")
-    if not cls.name or cls.name in DATASETS:
+    known = DATASETS.get(cls.name)
+    if not cls.name or known is not None and (known.__module__, known.__qualname__) != (
+            cls.__module__, cls.__qualname__):  # the same definition: a module imported again
         raise ValueError(f"dataset preparation {cls.__name__}: name {cls.name!r} is empty or "
                          "taken")
     DATASETS[cls.name] = cls
