@@ -32,22 +32,19 @@ class DuplicateName(PluginError):
     """Two classes registered under one name; the message names both files."""
 
 
-# the modules that hold c2f's registries: each one's own modules register before any plugin,
-# whichever registry is asked first, so a plugin's clash is always the plugin's to name
+# the modules that hold c2f's registries (as `_REGISTRY`): each one's own modules register
+# before any plugin, whichever registry is asked first, so a plugin's clash is the plugin's
 REGISTRY_MODULES = ("c2f.compression", "c2f.models.registry")
 
 
 class Registry:
     """Classes by name for one package (`c2f.compression`, `c2f.models`)."""
 
-    instances: list[Registry] = []
-
     def __init__(self, package: str, kind: str, base: type, own: tuple[str, ...] = ()):
         self.package, self.kind, self.base = package, kind, base  # base: what classes subclass
         self.own = own  # the modules of the package that c2f ships (a name clash's message)
         self.classes: dict[str, type] = {}
         self.loaded = self.own_loaded = False
-        Registry.instances.append(self)
 
     def register(self, name: str):
         """Class decorator: the class becomes available under `name` (and knows it)."""
@@ -230,9 +227,7 @@ def plugin_folders() -> tuple[Path, ...]:
 
 def _load_own_registries() -> None:
     for module in REGISTRY_MODULES:
-        importlib.import_module(module)
-    for registry in Registry.instances:
-        registry._load_own()
+        importlib.import_module(module)._REGISTRY._load_own()
 
 
 @functools.cache

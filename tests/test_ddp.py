@@ -237,13 +237,16 @@ def test_a_checkpoint_holding_the_wrappers_names_resumes(tmp_path):
 # 44 eval clips in batches of 1: 22 per rank, so that the ranks look for a stop signal at
 # their 20th eval batch (c2f/train/progress.py's EVERY)
 EVAL_LOOKS = ["dataset.builtin.eval_per_class=4", "dataset.eval_batch_size=1"]
+# 132 training clips: 14 steps an epoch, still fewer than 20, and epochs long enough for the
+# signal to come while one trains on a loaded machine (44 clips trained 3 epochs in 0.4 s)
+LONGER_EPOCHS = ["dataset.builtin.train_per_class=12"]
 
 
 @pytest.mark.parametrize("saved_at", ["epoch end", "evaluation"])
 def test_a_sigterm_to_torchrun_saves_the_training_of_both_ranks(tmp_path, data_dir,
                                                                   ddp_reference, saved_at):
-    """torchrun passes a SIGTERM on to its 2 processes as they train an epoch; its 5 steps
-    are fewer than the ranks' 20 between looks, so they agree to save after it: at the
+    """torchrun passes a SIGTERM on to its 2 processes as they train an epoch; its 14 (or 5)
+    steps are fewer than the ranks' 20 between looks, so they agree to save after it: at the
     epoch's end, or, with 20 eval batches each, at the 20th, with the epoch's training (the
     resumed run evaluates it). Rank 0 says what last.pt holds; the relaunch resumes to the
     one-process metrics."""
@@ -253,10 +256,9 @@ def test_a_sigterm_to_torchrun_saves_the_training_of_both_ranks(tmp_path, data_d
 
     from c2f.train.checkpoint import saved_state
 
-    args = [*DDP_ARGS, *(EVAL_LOOKS if saved_at == "evaluation" else [])]
-    if saved_at == "evaluation":
-        run_cli(args, tmp_path / "one", data_dir)
-        ddp_reference = read_metrics(run_dirs(tmp_path / "one")[0])
+    args = [*DDP_ARGS, *(EVAL_LOOKS if saved_at == "evaluation" else LONGER_EPOCHS)]
+    run_cli(args, tmp_path / "one", data_dir)
+    ddp_reference = read_metrics(run_dirs(tmp_path / "one")[0])
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "run.py"), *args, f"paths.runs_dir={runs}",
