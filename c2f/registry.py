@@ -37,6 +37,13 @@ class DuplicateName(PluginError):
 REGISTRY_MODULES = ("c2f.compression", "c2f.models.registry")
 
 
+def same_definition(known: type | None, cls: type) -> bool:
+    """Whether `cls` is `known` or its definition run again (its module imported again, after
+    an import that failed partway): no clash under one name."""
+    return known is cls or known is not None and (known.__module__, known.__qualname__) == (
+        cls.__module__, cls.__qualname__)
+
+
 class Registry:
     """Classes by name for one package (`c2f.compression`, `c2f.models`)."""
 
@@ -51,8 +58,7 @@ class Registry:
 
         def wrap(cls: type) -> type:
             known = self.classes.get(name)
-            if known is not None and known is not cls and (known.__module__, known.__qualname__) \
-                    != (cls.__module__, cls.__qualname__):  # not a module imported again
+            if known is not None and not same_definition(known, cls):
                 raise DuplicateName(self._clash(name, known, cls))
             cls.name = name
             self.classes[name] = cls

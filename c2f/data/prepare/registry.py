@@ -14,6 +14,7 @@ from pathlib import Path
 
 from c2f.data.prepare.decode import Segment
 from c2f.data.prepare.sources import Found
+from c2f.registry import same_definition
 
 DATASETS: dict[str, type[DatasetRecipe]] = {}
 
@@ -153,8 +154,7 @@ def register_dataset(cls: type[DatasetRecipe]) -> type[DatasetRecipe]:
         raise TypeError(f"@register_dataset({cls!r}): write @register_dataset without a name "
                         "above the class; the name is the class's `name` attribute")
     known = DATASETS.get(cls.name)
-    if not cls.name or known is not None and (known.__module__, known.__qualname__) != (
-            cls.__module__, cls.__qualname__):  # the same definition: a module imported again
+    if not cls.name or known is not None and not same_definition(known, cls):
         raise ValueError(f"dataset preparation {cls.__name__}: name {cls.name!r} is empty or "
                          "taken")
     DATASETS[cls.name] = cls
