@@ -76,11 +76,14 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     """End a pool at once: queued clips cancelled, the workers' current ones abandoned (their
     temporary files are removed by the caller), no worker left behind."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
+    manager = getattr(pool, "_executor_manager_thread", None)  # and this
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
         process.join(5)
+    if manager is not None:  # it closes its wake-up pipe as it ends: ended before the
+        manager.join(5)  # interpreter's exit writes to that pipe (else "Bad file descriptor")
 
 
 def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
