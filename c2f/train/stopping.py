@@ -168,6 +168,10 @@ class _Watchdog:
     def close(self) -> None:
         """Stopped before the handlers are put back (its SIGALRM would then kill)."""
         self.stop.set()
+        try:  # wakes its select at once (it waited up to 0.5 s); byte 0 is no signal: ignored
+            os.write(self.write, b"\0")
+        except BlockingIOError:  # the pipe is full: the select returns anyway
+            pass
         self.thread.join()
         signal.set_wakeup_fd(self.previous)
         os.close(self.write)
