@@ -133,7 +133,6 @@ class _Watchdog:
                 for signum in os.read(self.read, 512):
                     self._arrived(signum, time.monotonic())
             self._check(time.monotonic())
-        os.close(self.read)
 
     def _arrived(self, signum: int, now: float) -> None:
         if signum not in _actions:
@@ -174,7 +173,8 @@ class _Watchdog:
             pass
         self.thread.join()
         signal.set_wakeup_fd(self.previous)
-        os.close(self.write)
+        os.close(self.write)  # both ends closed here, after the wakeup fd is put back: a
+        os.close(self.read)  # signal meanwhile still finds a pipe that takes its byte
 
 
 _watchdog: _Watchdog | None = None
