@@ -336,3 +336,31 @@ def test_a_preparation_left_without_its_decorator_is_named_with_it(capsys):
         "it with @register_dataset (datasets: " in said
     assert prepare_main(["esc5", "--src", "."]) == 2
     assert "unknown dataset 'esc5'; did you mean 'esc50'?" in capsys.readouterr().err
+
+
+
+STOPPED_POOL = """
+import multiprocessing, threading, time
+from concurrent.futures import ProcessPoolExecutor
+from c2f.data.prepare.engine import _stop
+pool = ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork"))
+results = pool.map(time.sleep, [0.05] * 200)  # ~20 kB chunks, as a large dataset's paths make:
+queued = pool.map(len, ["x" * 300] * 20000, chunksize=64)  # they fill the call queue's pipe
+next(results)
+_stop(pool)
+print(sum(type(t).__module__ == "concurrent.futures.process" for t in threading.enumerate()))
+"""
+
+
+def test_a_stopped_pool_leaves_no_thread_and_the_process_exits():
+    """Ctrl-C while converting: no pool thread is left to close its wake-up pipe as CPython's
+    exit hook writes to it ("Bad file descriptor"), and on 3.10 the exit no longer waits for
+    ever on a full queue pipe that no worker reads (CPython's gh-94777, fixed in 3.11)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    done = subprocess.run([sys.executable, "-c", STOPPED_POOL], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["0"], done.stdout  # no executor thread left

@@ -374,22 +374,3 @@ def test_a_renamed_list_is_named_not_passed_over(tmp_path, capsys):
     assert "nor among --lists (--lists are matched by file name, and none of " \
         "my_vox1_iden_split.txt is named iden_split.txt: if one of them holds it, rename it " \
         "so)" in capsys.readouterr().err
-
-
-def test_a_stopped_pool_leaves_no_thread_for_the_exit_hook():
-    """Ctrl-C while converting ends the pool with its manager thread, which closes its wake-up
-    pipe as it ends: left running, it could close that pipe while CPython's exit hook writes to
-    it, a "Bad file descriptor" traceback after the one-line message."""
-    import multiprocessing
-    import threading
-    import time
-    from concurrent.futures import ProcessPoolExecutor
-
-    from c2f.data.prepare.engine import _stop
-
-    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
-    results = pool.map(time.sleep, [0.05] * 200)
-    next(results)
-    _stop(pool)
-    assert not [thread for thread in threading.enumerate()
-                if type(thread).__module__ == "concurrent.futures.process"]

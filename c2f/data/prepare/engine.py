@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -76,14 +77,17 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     """End a pool at once: queued clips cancelled, the workers' current ones abandoned (their
     temporary files are removed by the caller), no worker left behind."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown drops it
-    manager = getattr(pool, "_executor_manager_thread", None)  # and this
+    manager = getattr(pool, "_executor_manager_thread", None)  # and these
+    calls = getattr(pool, "_call_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
         process.join(5)
-    if manager is not None:  # it closes its wake-up pipe as it ends: ended before the
-        manager.join(5)  # interpreter's exit writes to that pipe (else "Bad file descriptor")
+    if calls is not None and sys.version_info < (3, 11):  # CPython 3.11's fix (gh-94777): the
+        calls._reader.close()  # queue's feeder stays blocked on a full pipe no worker reads
+    if manager is not None and manager.is_alive():  # it closes its wake-up pipe as it ends:
+        manager.join(5)  # ended before the interpreter's exit writes to it ("Bad file descriptor")
 
 
 def _convert(todo: list[Entry], recipe: DatasetRecipe, options: Options
