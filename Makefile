@@ -22,7 +22,7 @@ help:  ## list the targets
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-	  || { echo "c2f needs Python 3.10 or later (tested on 3.10, 3.11, 3.13): give one, as in make run PYTHON=python3.13"; exit 1; }
+	  || { echo "c2f needs Python 3.10 or later (tested on 3.10 to 3.13): give one, as in make run PYTHON=python3.13"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
