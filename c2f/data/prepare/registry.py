@@ -165,9 +165,17 @@ def csv_rows(path: Path, comment: str | None = None):
     """(line number, stripped cells) of a CSV list; blank lines and comment lines skipped."""
     import csv
 
+    def text_lines(handle):  # Python 3.10's csv refuses a NUL, 3.11's reads it into the cells
+        for number, line in enumerate(handle, 1):
+            if "\0" in line:
+                raise ListError(f"{path}: line {number} holds a NUL byte: not a text CSV (a "
+                                "UTF-16 file? save it as UTF-8)")
+            yield line
+
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            for number, row in enumerate(csv.reader(handle, skipinitialspace=True), 1):
+            for number, row in enumerate(csv.reader(text_lines(handle), skipinitialspace=True),
+                                         1):
                 cells = [c.strip() for c in row]
                 if not any(cells) or (comment and cells[0].startswith(comment)):
                     continue
