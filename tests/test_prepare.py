@@ -338,14 +338,14 @@ def test_a_preparation_left_without_its_decorator_is_named_with_it(capsys):
     assert "unknown dataset 'esc5'; did you mean 'esc50'?" in capsys.readouterr().err
 
 
-
 STOPPED_POOL = """
 import multiprocessing, threading, time
 from concurrent.futures import ProcessPoolExecutor
 from c2f.data.prepare.engine import _stop
 pool = ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork"))
-results = pool.map(time.sleep, [0.05] * 200)  # ~20 kB chunks, as a large dataset's paths make:
-queued = pool.map(len, ["x" * 300] * 20000, chunksize=64)  # they fill the call queue's pipe
+results = pool.map(time.sleep, [0.05] * 200)
+# chunks of 64 paths (~20 kB), as a large dataset's: queued, they fill the call queue's pipe
+queued = pool.map(len, ["x" * 300] * 20000, chunksize=64)
 next(results)
 _stop(pool)
 print(sum(type(t).__module__ == "concurrent.futures.process" for t in threading.enumerate()))
@@ -360,6 +360,7 @@ def test_a_stopped_pool_leaves_no_thread_and_the_process_exits():
     import sys
 
     from tests.conftest import ROOT
+
     done = subprocess.run([sys.executable, "-c", STOPPED_POOL], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
